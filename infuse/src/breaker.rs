@@ -1,0 +1,491 @@
+//! The breaker handle: admission, outcome recording, inspection and manual control.
+
+use std::fmt::{self, Debug};
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::backend::Backend;
+use crate::call::{CallOptions, GuardedResult};
+use crate::listener::{Listener, Listeners};
+use crate::store::{Outcome, Snapshot, Store, TrialToken};
+use crate::view::{now_nanos, Admit, View};
+use crate::{skip, BreakerError, Settings, State, StorageError};
+
+/// A cheap, clonable handle to one service's breaker.
+///
+/// Every handle of a service (and every `#[circuit_breaker]` function naming it) shares
+/// one state and one counter. Get one with [`infuse::breaker`](crate::breaker).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), infuse::StorageError> {
+/// let users = infuse::breaker("doc-users");
+/// let reply: Result<&str, infuse::BreakerError> = users.call(async { Ok("hello") }).await;
+/// assert_eq!(reply, Ok("hello"));
+///
+/// users.open().await?; // operators can force states
+/// let rejected: Result<&str, infuse::BreakerError> = users.call(async { Ok("never runs") }).await;
+/// assert!(matches!(rejected, Err(infuse::BreakerError::Open { .. })));
+/// assert_eq!(users.state().await?, infuse::State::Open);
+/// users.close().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Breaker {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) service: &'static str,
+    pub(crate) view: View,
+    pub(crate) binding: ArcSwap<Binding>,
+    pub(crate) listeners: Listeners,
+}
+
+/// What a breaker is bound to; swapped as a whole when `init` reconfigures.
+pub(crate) struct Binding {
+    pub(crate) settings: Settings,
+    pub(crate) backend: Backend,
+    pub(crate) trial_lease: Duration,
+}
+
+/// What recording a failure did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Counted; the breaker did not change state.
+    Counted,
+    /// This failure reached `fail_max` and opened the breaker.
+    Tripped,
+    /// This failed trial re-opened the breaker.
+    TrialFailed,
+    /// Not counted: the breaker changed state since the call was admitted (stale result).
+    Ignored,
+}
+
+/// Permission to run one call, from [`Breaker::acquire`]. Report the outcome with
+/// [`success`](Permit::success) or [`failure`](Permit::failure); dropping it unreported
+/// (cancellation, panic) counts as neither and frees the trial slot if it held it.
+#[must_use = "report the call's outcome with `success()` or `failure()`"]
+pub struct Permit<'a> {
+    breaker: &'a Breaker,
+    kind: PermitKind,
+}
+
+#[derive(Clone, Copy)]
+enum PermitKind {
+    Normal { generation: u64 },
+    Trial { token: TrialToken },
+    Settled,
+}
+
+impl Breaker {
+    pub(crate) fn new(service: &'static str, binding: Binding) -> Breaker {
+        Breaker {
+            inner: Arc::new(Inner {
+                service,
+                view: View::new(),
+                binding: ArcSwap::from_pointee(binding),
+                listeners: Listeners::default(),
+            }),
+        }
+    }
+
+    /// The service this breaker protects.
+    pub fn service(&self) -> &'static str {
+        self.inner.service
+    }
+
+    /// The thresholds in force (after boot-time overrides).
+    pub fn settings(&self) -> Settings {
+        self.inner.binding.load().settings
+    }
+
+    /// Adds a listener for this breaker's events.
+    pub fn add_listener(&self, listener: Arc<dyn Listener>) {
+        self.inner.listeners.add(listener);
+    }
+
+    /// Runs `future` through the breaker with default [`CallOptions`].
+    ///
+    /// Rejected calls return `Err(E::from(BreakerError::Open { .. }))` without polling
+    /// `future`. Inside [`skip_breaker`](crate::skip_breaker) the future runs unchecked.
+    pub async fn call<T, E, F>(&self, future: F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: From<BreakerError> + Debug,
+    {
+        self.guard(CallOptions::new(), future).await
+    }
+
+    /// Runs `future` through the breaker with the given options.
+    pub async fn call_with<T, E, F>(&self, options: CallOptions<E>, future: F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: From<BreakerError> + Debug,
+    {
+        self.guard(options, future).await
+    }
+
+    /// The form `#[circuit_breaker]` expands to: like [`call_with`](Breaker::call_with),
+    /// for any [`GuardedResult`] (a `Result` under any alias).
+    pub async fn guard<R, F>(&self, options: CallOptions<R::Err>, future: F) -> R
+    where
+        R: GuardedResult,
+        F: Future<Output = R>,
+    {
+        if skip::is_skipping() {
+            return future.await;
+        }
+        let permit = match self.acquire().await {
+            Ok(permit) => permit,
+            Err(rejected) => return R::from_result(Err(rejected.into())),
+        };
+        let result = future.await.into_result();
+        R::from_result(match result {
+            Ok(value) => {
+                permit.success().await;
+                Ok(value)
+            }
+            Err(error) if options.is_excluded(&error) => {
+                permit.success().await;
+                Err(error)
+            }
+            Err(error) => match (permit.failure(&error).await, options.error_on_trip) {
+                (Verdict::Tripped, true) => Err(BreakerError::Tripped {
+                    service: self.inner.service,
+                }
+                .into()),
+                (Verdict::TrialFailed, true) => Err(BreakerError::TrialFailed {
+                    service: self.inner.service,
+                }
+                .into()),
+                _ => Err(error),
+            },
+        })
+    }
+
+    /// Asks to run one call. In the closed state this never waits; after the open
+    /// timeout it competes for the single trial slot.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), infuse::BreakerError> {
+    /// let breaker = infuse::breaker("doc-manual");
+    /// let permit = breaker.acquire().await?;
+    /// match std::fs::metadata("/") {
+    ///     Ok(_) => permit.success().await,
+    ///     Err(e) => { permit.failure(&e).await; }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn acquire(&self) -> Result<Permit<'_>, BreakerError> {
+        match self.inner.view.admit() {
+            Admit::Pass(generation) => Ok(self.admitted(PermitKind::Normal { generation })),
+            Admit::Reject(retry_after) => Err(self.rejected(retry_after)),
+            Admit::Trial => self.acquire_trial().await,
+        }
+    }
+
+    #[inline]
+    fn admitted(&self, kind: PermitKind) -> Permit<'_> {
+        let service = self.inner.service;
+        self.inner
+            .listeners
+            .emit(service, |l| l.before_call(service));
+        Permit {
+            breaker: self,
+            kind,
+        }
+    }
+
+    #[cold]
+    fn rejected(&self, retry_after: Option<Duration>) -> BreakerError {
+        let service = self.inner.service;
+        self.inner
+            .listeners
+            .emit(service, |l| l.on_rejected(service));
+        BreakerError::Open {
+            service,
+            retry_after,
+        }
+    }
+
+    #[cold]
+    async fn acquire_trial(&self) -> Result<Permit<'_>, BreakerError> {
+        let view = &self.inner.view;
+        if now_nanos() < view.next_trial_check.load(Ordering::Acquire)
+            || view.probing.swap(true, Ordering::AcqRel)
+        {
+            return Err(self.rejected(None));
+        }
+        let token = TrialToken::new();
+        let binding = self.inner.binding.load_full();
+        let outcome = binding
+            .backend
+            .acquire_trial(
+                self.inner.service,
+                &binding.settings,
+                token,
+                binding.trial_lease,
+            )
+            .await;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                view.probing.store(false, Ordering::Release);
+                tracing::debug!(service = self.inner.service, %error, "trial acquisition failed");
+                return Err(self.rejected(None));
+            }
+        };
+        self.observe(&outcome);
+        if outcome.applied {
+            return Ok(self.admitted(PermitKind::Trial { token }));
+        }
+        view.probing.store(false, Ordering::Release);
+        let snapshot = outcome.snapshot;
+        match snapshot.state {
+            // Closed elsewhere meanwhile: an ordinary call.
+            State::Closed => Ok(self.admitted(PermitKind::Normal {
+                generation: snapshot.generation,
+            })),
+            State::Open => Err(self.rejected(snapshot.open_remaining)),
+            State::HalfOpen => {
+                // Another process holds the trial: do not ask again before its lease ends
+                // (nor more often than every 50 ms).
+                if let Some(lease) = snapshot.trial_remaining {
+                    let wait = lease.min(Duration::from_millis(50)).as_nanos() as u64;
+                    view.next_trial_check
+                        .store(now_nanos().saturating_add(wait), Ordering::Release);
+                }
+                Err(self.rejected(None))
+            }
+        }
+    }
+
+    /// Takes in a store answer and tells listeners about the state change it shows:
+    /// the transition this request made, or one made elsewhere that this view missed.
+    fn observe(&self, outcome: &Outcome) {
+        let seen = self.inner.view.apply(&outcome.snapshot);
+        if outcome.changed_state() {
+            self.notify_change(outcome.from, outcome.snapshot.state);
+        } else if let Some((from, to)) = seen {
+            self.notify_change(from, to);
+        }
+    }
+
+    /// Takes in a snapshot learned out of band (pub/sub, resync).
+    pub(crate) fn observe_snapshot(&self, snapshot: &Snapshot) {
+        if let Some((from, to)) = self.inner.view.apply(snapshot) {
+            self.notify_change(from, to);
+        }
+    }
+
+    pub(crate) fn notify_change(&self, from: State, to: State) {
+        let service = self.inner.service;
+        match to {
+            State::Open => tracing::warn!(service, %from, %to, "circuit breaker opened"),
+            _ => tracing::info!(service, %from, %to, "circuit breaker state changed"),
+        }
+        self.inner
+            .listeners
+            .emit(service, |l| l.on_state_change(service, from, to));
+    }
+
+    /// The breaker's current state, read from the store.
+    pub async fn state(&self) -> Result<State, StorageError> {
+        Ok(self.snapshot().await?.state)
+    }
+
+    /// Consecutive failures (fleet-wide with Redis), read from the store.
+    pub async fn fail_counter(&self) -> Result<u32, StorageError> {
+        Ok(self.snapshot().await?.fail_counter)
+    }
+
+    /// Successful trial calls in the current half-open period, read from the store.
+    pub async fn success_counter(&self) -> Result<u32, StorageError> {
+        Ok(self.snapshot().await?.success_counter)
+    }
+
+    /// Everything the store knows about this breaker.
+    pub async fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        let binding = self.inner.binding.load_full();
+        let snapshot = binding
+            .backend
+            .snapshot(self.inner.service, &binding.settings)
+            .await?;
+        self.observe_snapshot(&snapshot);
+        Ok(snapshot)
+    }
+
+    /// Opens the breaker for `reset_timeout`, as if it had tripped.
+    pub async fn open(&self) -> Result<(), StorageError> {
+        self.force(State::Open).await
+    }
+
+    /// Moves the breaker to half-open: the next call is a trial.
+    pub async fn half_open(&self) -> Result<(), StorageError> {
+        self.force(State::HalfOpen).await
+    }
+
+    /// Closes the breaker and resets its counters.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        self.force(State::Closed).await
+    }
+
+    async fn force(&self, to: State) -> Result<(), StorageError> {
+        let binding = self.inner.binding.load_full();
+        let outcome = binding
+            .backend
+            .force(self.inner.service, &binding.settings, to)
+            .await?;
+        self.inner.view.apply(&outcome.snapshot);
+        // As pybreaker: manual transitions always notify, even to the same state.
+        self.notify_change(outcome.from, outcome.snapshot.state);
+        Ok(())
+    }
+
+    /// Rebinds to a new store and settings (at `init`), then loads the stored state.
+    pub(crate) async fn rebind(&self, binding: Binding) -> Result<(), StorageError> {
+        let settings = binding.settings;
+        let backend = binding.backend.clone();
+        self.inner.binding.store(Arc::new(binding));
+        let snapshot = backend.register(self.inner.service, &settings).await?;
+        if let Some((from, to)) = self.inner.view.force(&snapshot) {
+            self.notify_change(from, to);
+        }
+        Ok(())
+    }
+}
+
+impl Debug for Breaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Breaker")
+            .field("service", &self.inner.service)
+            .field("state", &self.inner.view.state())
+            .field("generation", &self.inner.view.generation())
+            .field("settings", &self.settings())
+            .finish()
+    }
+}
+
+impl Permit<'_> {
+    /// Whether this permit is the half-open trial call.
+    pub fn is_trial(&self) -> bool {
+        matches!(self.kind, PermitKind::Trial { .. })
+    }
+
+    /// Records a success (also what an excluded error counts as).
+    pub async fn success(mut self) {
+        let breaker = self.breaker;
+        let inner = &breaker.inner;
+        let service = inner.service;
+        match std::mem::replace(&mut self.kind, PermitKind::Settled) {
+            PermitKind::Normal { generation } => {
+                // The healthy path: nothing to reset, no store round trip.
+                if inner.view.needs_reset(generation)
+                    && !inner.view.resetting.swap(true, Ordering::AcqRel)
+                {
+                    let binding = inner.binding.load_full();
+                    let outcome = binding
+                        .backend
+                        .record_success(service, &binding.settings, generation)
+                        .await;
+                    inner.view.resetting.store(false, Ordering::Release);
+                    breaker.record_outcome(outcome);
+                }
+            }
+            PermitKind::Trial { token } => {
+                let outcome = breaker.settle_trial(token, true).await;
+                breaker.record_outcome(outcome);
+            }
+            PermitKind::Settled => {}
+        }
+        inner.listeners.emit(service, |l| l.on_success(service));
+    }
+
+    /// Records a failure; tells whether it tripped the breaker.
+    pub async fn failure(mut self, error: &dyn Debug) -> Verdict {
+        let breaker = self.breaker;
+        let inner = &breaker.inner;
+        let service = inner.service;
+        inner
+            .listeners
+            .emit(service, |l| l.on_failure(service, error));
+        match std::mem::replace(&mut self.kind, PermitKind::Settled) {
+            PermitKind::Normal { generation } => {
+                if inner.view.generation() != generation {
+                    return Verdict::Ignored; // the breaker moved on: stale
+                }
+                let binding = inner.binding.load_full();
+                let outcome = binding
+                    .backend
+                    .record_failure(service, &binding.settings, generation)
+                    .await;
+                match breaker.record_outcome(outcome) {
+                    Some(o) if o.changed_state() && o.snapshot.state == State::Open => {
+                        Verdict::Tripped
+                    }
+                    Some(o) if o.applied => Verdict::Counted,
+                    _ => Verdict::Ignored,
+                }
+            }
+            PermitKind::Trial { token } => {
+                let outcome = breaker.settle_trial(token, false).await;
+                match breaker.record_outcome(outcome) {
+                    Some(o) if o.applied => Verdict::TrialFailed,
+                    _ => Verdict::Ignored,
+                }
+            }
+            PermitKind::Settled => Verdict::Ignored,
+        }
+    }
+}
+
+impl Breaker {
+    async fn settle_trial(
+        &self,
+        token: TrialToken,
+        success: bool,
+    ) -> Result<Outcome, StorageError> {
+        let binding = self.inner.binding.load_full();
+        let outcome = binding
+            .backend
+            .record_trial(self.inner.service, &binding.settings, token, success)
+            .await;
+        self.inner.view.probing.store(false, Ordering::Release);
+        outcome
+    }
+
+    fn record_outcome(&self, outcome: Result<Outcome, StorageError>) -> Option<Outcome> {
+        match outcome {
+            Ok(outcome) => {
+                self.observe(&outcome);
+                Some(outcome)
+            }
+            Err(error) => {
+                tracing::debug!(service = self.inner.service, %error, "recording an outcome failed");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if let PermitKind::Trial { token } = self.kind {
+            // Cancelled or panicked mid-trial: free the slot so the breaker cannot wedge.
+            let inner = &self.breaker.inner;
+            inner
+                .binding
+                .load()
+                .backend
+                .release_trial(inner.service, token);
+            inner.view.probing.store(false, Ordering::Release);
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Boot-time configuration: where state lives, and operator overrides.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{parse_duration, Listener, Settings};
+
+/// What [`init`](crate::init) sets up.
+///
+/// ```
+/// use std::time::Duration;
+/// use infuse::{Config, ServiceOverride};
+///
+/// let config = Config::in_memory()
+///     .service("users", ServiceOverride::new().fail_max(10).reset_timeout(Duration::from_secs(30)))
+///     .trial_lease(Duration::from_secs(10));
+/// # let _ = config;
+/// ```
+///
+/// # Environment overrides
+///
+/// Unless disabled with [`Config::env_overrides`], `init` reads, for every service it
+/// knows, `INFUSE_<SERVICE>_FAIL_MAX`, `INFUSE_<SERVICE>_RESET_TIMEOUT` (e.g. `30s`,
+/// `500ms`, `2m`, or seconds) and `INFUSE_<SERVICE>_SUCCESS_THRESHOLD`, where `<SERVICE>`
+/// is the service name upper-cased with every other character than `A-Z0-9` replaced by
+/// `_` (`users-api` → `INFUSE_USERS_API_FAIL_MAX`). Precedence: environment, then
+/// `Config::service`, then the `#[circuit_breaker]` arguments, then the defaults.
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) store: StoreConfig,
+    pub(crate) services: HashMap<String, ServiceOverride>,
+    pub(crate) listeners: Vec<Arc<dyn Listener>>,
+    pub(crate) trial_lease: Duration,
+    pub(crate) env_overrides: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum StoreConfig {
+    Memory,
+}
+
+impl Config {
+    /// Breakers kept in this process's memory (the default without `init`).
+    pub fn in_memory() -> Config {
+        Config {
+            store: StoreConfig::Memory,
+            services: HashMap::new(),
+            listeners: Vec::new(),
+            trial_lease: Duration::from_secs(30),
+            env_overrides: true,
+        }
+    }
+
+    /// Overrides a service's settings without recompiling.
+    pub fn service(mut self, service: impl Into<String>, overrides: ServiceOverride) -> Self {
+        self.services.insert(service.into(), overrides);
+        self
+    }
+
+    /// Adds a listener to every breaker.
+    pub fn listener(mut self, listener: Arc<dyn Listener>) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// How long a half-open trial call may hold the trial slot before another caller may
+    /// take it (default 30 s). Set it above your calls' own timeout.
+    pub fn trial_lease(mut self, lease: Duration) -> Self {
+        self.trial_lease = lease;
+        self
+    }
+
+    /// Whether to read `INFUSE_<SERVICE>_*` environment variables (default `true`).
+    pub fn env_overrides(mut self, enabled: bool) -> Self {
+        self.env_overrides = enabled;
+        self
+    }
+
+    /// Resolves a service's settings: environment, then overrides, then declared.
+    pub(crate) fn resolve(&self, service: &str, declared: Settings) -> Result<Settings, String> {
+        let mut settings = declared;
+        if let Some(o) = self.services.get(service) {
+            settings = o.apply(settings);
+        }
+        if self.env_overrides {
+            settings = env_override(service, settings)?;
+        }
+        settings
+            .validate()
+            .map_err(|reason| format!("for service `{service}`: {reason}"))?;
+        Ok(settings)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::in_memory()
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("store", &self.store)
+            .field("services", &self.services)
+            .field("listeners", &self.listeners.len())
+            .field("trial_lease", &self.trial_lease)
+            .field("env_overrides", &self.env_overrides)
+            .finish()
+    }
+}
+
+/// Operator overrides for one service: only the fields set replace the declared ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceOverride {
+    fail_max: Option<u32>,
+    reset_timeout: Option<Duration>,
+    success_threshold: Option<u32>,
+}
+
+impl ServiceOverride {
+    /// Overrides nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Overrides `fail_max`.
+    pub fn fail_max(mut self, n: u32) -> Self {
+        self.fail_max = Some(n);
+        self
+    }
+
+    /// Overrides `reset_timeout`.
+    pub fn reset_timeout(mut self, d: Duration) -> Self {
+        self.reset_timeout = Some(d);
+        self
+    }
+
+    /// Overrides `success_threshold`.
+    pub fn success_threshold(mut self, n: u32) -> Self {
+        self.success_threshold = Some(n);
+        self
+    }
+
+    fn apply(&self, mut s: Settings) -> Settings {
+        if let Some(n) = self.fail_max {
+            s.fail_max = n;
+        }
+        if let Some(d) = self.reset_timeout {
+            s.reset_timeout = d;
+        }
+        if let Some(n) = self.success_threshold {
+            s.success_threshold = n;
+        }
+        s
+    }
+}
+
+/// The environment-variable prefix for a service: `users-api` → `INFUSE_USERS_API_`.
+pub fn env_prefix(service: &str) -> String {
+    let mut prefix = String::from("INFUSE_");
+    prefix.extend(service.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
+    prefix.push('_');
+    prefix
+}
+
+fn env_override(service: &str, mut s: Settings) -> Result<Settings, String> {
+    let prefix = env_prefix(service);
+    let read = |field: &str| -> Option<(String, String)> {
+        let name = format!("{prefix}{field}");
+        std::env::var(&name).ok().map(|value| (name, value))
+    };
+    let integer = |name: &str, value: &str| -> Result<u32, String> {
+        value
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{name}={value:?}: expected a whole number"))
+    };
+    if let Some((name, value)) = read("FAIL_MAX") {
+        s.fail_max = integer(&name, &value)?;
+    }
+    if let Some((name, value)) = read("SUCCESS_THRESHOLD") {
+        s.success_threshold = integer(&name, &value)?;
+    }
+    if let Some((name, value)) = read("RESET_TIMEOUT") {
+        s.reset_timeout = parse_duration(&value).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(s)
+}

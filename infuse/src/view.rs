@@ -1,0 +1,145 @@
+//! A process's local view of one breaker: what the fast path reads.
+//!
+//! The view caches the store's answers in atomics, so a call in the closed state with no
+//! pending failures costs two atomic loads and no store round trip, and a rejection while
+//! open costs one clock read.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::store::{Snapshot, Version};
+use crate::State;
+
+const STATE_SHIFT: u32 = 62;
+const DIRTY_BIT: u64 = 1 << 61;
+const GEN_MASK: u64 = DIRTY_BIT - 1;
+
+/// What the fast path decided.
+pub(crate) enum Admit {
+    /// Closed: run the call under this generation.
+    Pass(u64),
+    /// Open: reject; a trial is allowed after this long (if known).
+    Reject(Option<Duration>),
+    /// The open timeout has passed (or half-open): ask the store for the trial slot.
+    Trial,
+}
+
+pub(crate) struct View {
+    /// state (2 bits) | dirty: fleet fail counter > 0 (1 bit) | generation (61 bits).
+    word: AtomicU64,
+    /// While open: the local monotonic deadline, in nanoseconds since [`epoch`].
+    open_until: AtomicU64,
+    /// A trial from this process is being acquired or is running.
+    pub(crate) probing: AtomicBool,
+    /// Do not ask the store for a trial before this time (another process holds it).
+    pub(crate) next_trial_check: AtomicU64,
+    /// A reset of the fail counter is in flight (sent once, not per success).
+    pub(crate) resetting: AtomicBool,
+    /// Serialises updates so that an older snapshot never overwrites a newer one.
+    applied: Mutex<Option<Version>>,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Monotonic nanoseconds since the process epoch (tokio's clock, so tests can pause it).
+#[inline]
+pub(crate) fn now_nanos() -> u64 {
+    Instant::now().saturating_duration_since(epoch()).as_nanos() as u64
+}
+
+fn pack(state: State, dirty: bool, generation: u64) -> u64 {
+    (state.to_bits() << STATE_SHIFT) | if dirty { DIRTY_BIT } else { 0 } | (generation & GEN_MASK)
+}
+
+impl View {
+    pub(crate) fn new() -> View {
+        View {
+            word: AtomicU64::new(pack(State::Closed, false, 1)),
+            open_until: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+            next_trial_check: AtomicU64::new(0),
+            resetting: AtomicBool::new(false),
+            applied: Mutex::new(None),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn admit(&self) -> Admit {
+        let word = self.word.load(Ordering::Acquire);
+        match State::from_bits(word >> STATE_SHIFT) {
+            State::Closed => Admit::Pass(word & GEN_MASK),
+            State::Open => self.admit_open(),
+            State::HalfOpen => Admit::Trial,
+        }
+    }
+
+    #[inline]
+    fn admit_open(&self) -> Admit {
+        let until = self.open_until.load(Ordering::Acquire);
+        let now = now_nanos();
+        if now < until {
+            Admit::Reject(Some(Duration::from_nanos(until - now)))
+        } else {
+            Admit::Trial
+        }
+    }
+
+    pub(crate) fn state(&self) -> State {
+        State::from_bits(self.word.load(Ordering::Acquire) >> STATE_SHIFT)
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.word.load(Ordering::Acquire) & GEN_MASK
+    }
+
+    /// Whether a success under `generation` must reset the fleet's fail counter.
+    #[inline]
+    pub(crate) fn needs_reset(&self, generation: u64) -> bool {
+        let word = self.word.load(Ordering::Relaxed);
+        word & DIRTY_BIT != 0 && word & GEN_MASK == generation & GEN_MASK
+    }
+
+    /// Takes in a store answer unless a newer one was already applied. Returns the
+    /// state change it caused in this view, if any.
+    pub(crate) fn apply(&self, snapshot: &Snapshot) -> Option<(State, State)> {
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(seen) = *applied {
+            if seen.incarnation == snapshot.version.incarnation && seen.seq > snapshot.version.seq {
+                return None;
+            }
+        }
+        *applied = Some(snapshot.version);
+        self.store_snapshot(snapshot)
+    }
+
+    /// Overwrites the view regardless of versions (e.g. a fallback taking over).
+    pub(crate) fn force(&self, snapshot: &Snapshot) -> Option<(State, State)> {
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        *applied = None;
+        self.store_snapshot(snapshot)
+    }
+
+    fn store_snapshot(&self, snapshot: &Snapshot) -> Option<(State, State)> {
+        if let Some(remaining) = snapshot.open_remaining {
+            let until = now_nanos().saturating_add(remaining.as_nanos() as u64);
+            self.open_until.store(until, Ordering::Release);
+        }
+        let previous = State::from_bits(
+            self.word.swap(
+                pack(
+                    snapshot.state,
+                    snapshot.fail_counter > 0,
+                    snapshot.generation,
+                ),
+                Ordering::AcqRel,
+            ) >> STATE_SHIFT,
+        );
+        (previous != snapshot.state).then_some((previous, snapshot.state))
+    }
+}

@@ -1,0 +1,1 @@
+//! Hosts the workspace-level tests, examples and benches; see the `infuse` crate.
