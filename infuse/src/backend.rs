@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::fleet::Fleet;
 use crate::store::memory::MemoryStore;
 use crate::store::{Outcome, Snapshot, Store, TrialToken};
 use crate::{Settings, State, StorageError};
@@ -11,12 +12,21 @@ use crate::{Settings, State, StorageError};
 #[derive(Clone, Debug)]
 pub(crate) enum Backend {
     Memory(Arc<MemoryStore>),
+    Redis(Arc<Fleet>),
+}
+
+impl Backend {
+    /// Whether operations leave the process (and may be worth not waiting for).
+    pub(crate) fn is_remote(&self) -> bool {
+        matches!(self, Backend::Redis(_))
+    }
 }
 
 macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             Backend::Memory($store) => $call,
+            Backend::Redis($store) => $call,
         }
     };
 }

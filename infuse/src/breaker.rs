@@ -254,16 +254,7 @@ impl Breaker {
                 generation: snapshot.generation,
             })),
             State::Open => Err(self.rejected(snapshot.open_remaining)),
-            State::HalfOpen => {
-                // Another process holds the trial: do not ask again before its lease ends
-                // (nor more often than every 50 ms).
-                if let Some(lease) = snapshot.trial_remaining {
-                    let wait = lease.min(Duration::from_millis(50)).as_nanos() as u64;
-                    view.next_trial_check
-                        .store(now_nanos().saturating_add(wait), Ordering::Release);
-                }
-                Err(self.rejected(None))
-            }
+            State::HalfOpen => Err(self.rejected(None)),
         }
     }
 
@@ -274,6 +265,14 @@ impl Breaker {
         if outcome.changed_state() {
             self.notify_change(outcome.from, outcome.snapshot.state);
         } else if let Some((from, to)) = seen {
+            self.notify_change(from, to);
+        }
+    }
+
+    /// Replaces the view with `snapshot` whatever its version (a store taking over) and
+    /// tells listeners about the state change.
+    pub(crate) fn adopt_snapshot(&self, snapshot: &Snapshot) {
+        if let Some((from, to)) = self.inner.view.force(snapshot) {
             self.notify_change(from, to);
         }
     }
@@ -355,9 +354,7 @@ impl Breaker {
         let backend = binding.backend.clone();
         self.inner.binding.store(Arc::new(binding));
         let snapshot = backend.register(self.inner.service, &settings).await?;
-        if let Some((from, to)) = self.inner.view.force(&snapshot) {
-            self.notify_change(from, to);
-        }
+        self.adopt_snapshot(&snapshot);
         Ok(())
     }
 }
@@ -390,13 +387,7 @@ impl Permit<'_> {
                 if inner.view.needs_reset(generation)
                     && !inner.view.resetting.swap(true, Ordering::AcqRel)
                 {
-                    let binding = inner.binding.load_full();
-                    let outcome = binding
-                        .backend
-                        .record_success(service, &binding.settings, generation)
-                        .await;
-                    inner.view.resetting.store(false, Ordering::Release);
-                    breaker.record_outcome(outcome);
+                    breaker.reset_fail_counter(generation).await;
                 }
             }
             PermitKind::Trial { token } => {
@@ -447,6 +438,29 @@ impl Permit<'_> {
 }
 
 impl Breaker {
+    /// Resets the (fleet's) fail counter once after failures. With a remote store it is
+    /// sent in the background: a successful call in the closed state never waits.
+    async fn reset_fail_counter(&self, generation: u64) {
+        let binding = self.inner.binding.load_full();
+        let reset = {
+            let breaker = self.clone();
+            async move {
+                let outcome = binding
+                    .backend
+                    .record_success(breaker.inner.service, &binding.settings, generation)
+                    .await;
+                breaker.inner.view.resetting.store(false, Ordering::Release);
+                breaker.record_outcome(outcome);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if self.inner.binding.load().backend.is_remote() => {
+                runtime.spawn(reset);
+            }
+            _ => reset.await,
+        }
+    }
+
     async fn settle_trial(
         &self,
         token: TrialToken,

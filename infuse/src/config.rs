@@ -5,7 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{parse_duration, Listener, Settings};
+use crate::fleet::RedisOptions;
+use crate::{parse_duration, Listener, Settings, UnavailablePolicy};
 
 /// What [`init`](crate::init) sets up.
 ///
@@ -30,6 +31,7 @@ use crate::{parse_duration, Listener, Settings};
 #[derive(Clone)]
 pub struct Config {
     pub(crate) store: StoreConfig,
+    pub(crate) redis: RedisOptions,
     pub(crate) services: HashMap<String, ServiceOverride>,
     pub(crate) listeners: Vec<Arc<dyn Listener>>,
     pub(crate) trial_lease: Duration,
@@ -39,6 +41,7 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub(crate) enum StoreConfig {
     Memory,
+    Redis,
 }
 
 impl Config {
@@ -46,11 +49,101 @@ impl Config {
     pub fn in_memory() -> Config {
         Config {
             store: StoreConfig::Memory,
+            redis: RedisOptions {
+                url: String::new(),
+                namespace: "default".to_owned(),
+                policy: UnavailablePolicy::LocalFallback,
+                call_timeout: Duration::from_millis(25),
+                admin_timeout: Duration::from_secs(1),
+                connect_timeout: Duration::from_secs(2),
+                resync_interval: Duration::from_secs(1),
+                key_ttl: Duration::from_secs(24 * 60 * 60),
+                start_degraded: false,
+            },
             services: HashMap::new(),
             listeners: Vec::new(),
             trial_lease: Duration::from_secs(30),
             env_overrides: true,
         }
+    }
+
+    /// Breakers shared by every process of the fleet through Redis
+    /// (`redis://[user:password@]host:port/db`, or `rediss://` where the redis crate
+    /// supports TLS). See the README's fleet section for the key layout and ACL.
+    ///
+    /// ```no_run
+    /// # async fn boot() -> Result<(), infuse::InitError> {
+    /// use infuse::{Config, UnavailablePolicy};
+    /// infuse::init(
+    ///     Config::redis("redis://127.0.0.1:6379/0")
+    ///         .namespace("prod")
+    ///         .on_redis_unavailable(UnavailablePolicy::LocalFallback),
+    /// )
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn redis(url: impl Into<String>) -> Config {
+        let mut config = Config::in_memory();
+        config.store = StoreConfig::Redis;
+        config.redis.url = url.into();
+        config
+    }
+
+    /// The namespace of the Redis keys (default `"default"`): breakers of different
+    /// namespaces never meet, even on one Redis. Must not contain `{` or `}`.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.redis.namespace = namespace.into();
+        self
+    }
+
+    /// What calls do while Redis is unavailable (default
+    /// [`UnavailablePolicy::LocalFallback`]).
+    pub fn on_redis_unavailable(mut self, policy: UnavailablePolicy) -> Self {
+        self.redis.policy = policy;
+        self
+    }
+
+    /// The longest a call waits on Redis (default 25 ms): recording a failure, taking or
+    /// settling the trial. Past it, the call goes on under the policy. Calls in the
+    /// closed state with nothing to report never wait on Redis at all.
+    pub fn redis_call_timeout(mut self, timeout: Duration) -> Self {
+        self.redis.call_timeout = timeout;
+        self
+    }
+
+    /// The deadline of inspection and control operations (`state()`, `open()`, …) and of
+    /// resyncs (default 1 s).
+    pub fn redis_admin_timeout(mut self, timeout: Duration) -> Self {
+        self.redis.admin_timeout = timeout;
+        self
+    }
+
+    /// How long `init` tries to connect (default 2 s).
+    pub fn redis_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.redis.connect_timeout = timeout;
+        self
+    }
+
+    /// How often every breaker is re-read from Redis to repair lost pub/sub messages
+    /// (default 1 s, with ±20% jitter).
+    pub fn resync_interval(mut self, interval: Duration) -> Self {
+        self.redis.resync_interval = interval;
+        self
+    }
+
+    /// How long a breaker's keys live after their last write (default 24 h; at least
+    /// twice the reset timeout), so keys of retired services vanish.
+    pub fn key_ttl(mut self, ttl: Duration) -> Self {
+        self.redis.key_ttl = ttl;
+        self
+    }
+
+    /// With `true`, `init` succeeds even if Redis is unreachable: breakers start under
+    /// the policy and join the fleet once Redis answers. Default `false`: `init` fails
+    /// with an error naming the address.
+    pub fn start_degraded(mut self, yes: bool) -> Self {
+        self.redis.start_degraded = yes;
+        self
     }
 
     /// Overrides a service's settings without recompiling.
@@ -104,6 +197,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("store", &self.store)
+            .field("redis", &self.redis)
             .field("services", &self.services)
             .field("listeners", &self.listeners.len())
             .field("trial_lease", &self.trial_lease)

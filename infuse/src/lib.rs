@@ -6,6 +6,7 @@ mod breaker;
 mod call;
 mod config;
 mod error;
+mod fleet;
 mod listener;
 mod registry;
 mod settings;
@@ -18,6 +19,7 @@ pub use breaker::{Breaker, Permit, Verdict};
 pub use call::{CallOptions, GuardedResult};
 pub use config::{env_prefix, Config, ServiceOverride};
 pub use error::{BreakerError, InitError, StorageError};
+pub use fleet::UnavailablePolicy;
 pub use listener::Listener;
 pub use registry::{
     breaker, declarations, global, init, BreakerSpec, Declaration, Registry, StaticBreaker,

@@ -4,10 +4,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
+use crate::fleet::{BreakerMap, Fleet};
+
 use crate::backend::Backend;
 use crate::breaker::{Binding, Breaker};
 use crate::config::{Config, StoreConfig};
 use crate::store::memory::MemoryStore;
+use crate::store::Store;
 use crate::{InitError, Settings};
 
 /// One `#[circuit_breaker]` declaration: which service, with which settings, where.
@@ -106,7 +109,7 @@ pub struct Registry {
 }
 
 struct RegistryInner {
-    breakers: RwLock<HashMap<&'static str, Breaker>>,
+    breakers: Arc<BreakerMap>,
     setup: RwLock<Setup>,
 }
 
@@ -128,7 +131,7 @@ impl Registry {
     fn with_setup(setup: Setup) -> Registry {
         Registry {
             inner: Arc::new(RegistryInner {
-                breakers: RwLock::new(HashMap::new()),
+                breakers: Arc::new(RwLock::new(HashMap::new())),
                 setup: RwLock::new(setup),
             }),
         }
@@ -234,6 +237,9 @@ impl Registry {
         }
         let backend = match &config.store {
             StoreConfig::Memory => Backend::Memory(Arc::new(MemoryStore::new())),
+            StoreConfig::Redis => Backend::Redis(
+                Fleet::connect(&config.redis, Arc::downgrade(&self.inner.breakers)).await?,
+            ),
         };
         let existing = self.breakers();
         *self.inner.setup.write().unwrap_or_else(|e| e.into_inner()) = Setup {
@@ -277,6 +283,19 @@ impl Backend {
         match self {
             Backend::Memory(store) => {
                 breaker.observe_snapshot(&store.snapshot_now(breaker.service()));
+            }
+            Backend::Redis(fleet) => {
+                // Created on first use: load (or create) its shared state in the
+                // background; until then it acts as a fresh closed breaker.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let (fleet, breaker) = (fleet.clone(), breaker.clone());
+                    runtime.spawn(async move {
+                        let settings = breaker.settings();
+                        if let Ok(snapshot) = fleet.register(breaker.service(), &settings).await {
+                            breaker.observe_snapshot(&snapshot);
+                        }
+                    });
+                }
             }
         }
     }

@@ -47,10 +47,18 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-/// Monotonic nanoseconds since the process epoch (tokio's clock, so tests can pause it).
+/// Monotonic nanoseconds on tokio's clock (so tests can pause it), counted from the
+/// process epoch plus 2^63: an instant before the epoch (a paused clock of a runtime
+/// behind the one that set it) must not saturate to one value, or time stops there.
 #[inline]
 pub(crate) fn now_nanos() -> u64 {
-    Instant::now().saturating_duration_since(epoch()).as_nanos() as u64
+    const EPOCH_NANOS: u64 = 1 << 63;
+    let (now, epoch) = (Instant::now(), epoch());
+    if now >= epoch {
+        EPOCH_NANOS.saturating_add((now - epoch).as_nanos() as u64)
+    } else {
+        EPOCH_NANOS.saturating_sub((epoch - now).as_nanos() as u64)
+    }
 }
 
 fn pack(state: State, dirty: bool, generation: u64) -> u64 {
@@ -90,6 +98,20 @@ impl View {
         }
     }
 
+    /// This process's view as a snapshot (to seed a local fallback).
+    pub(crate) fn local_snapshot(&self) -> Snapshot {
+        let word = self.word.load(Ordering::Acquire);
+        let state = State::from_bits(word >> STATE_SHIFT);
+        let until = self.open_until.load(Ordering::Acquire);
+        let mut snapshot = Snapshot::closed(Version::default());
+        snapshot.state = state;
+        snapshot.generation = word & GEN_MASK;
+        snapshot.fail_counter = u32::from(word & DIRTY_BIT != 0);
+        snapshot.open_remaining =
+            (state == State::Open).then(|| Duration::from_nanos(until.saturating_sub(now_nanos())));
+        snapshot
+    }
+
     pub(crate) fn state(&self) -> State {
         State::from_bits(self.word.load(Ordering::Acquire) >> STATE_SHIFT)
     }
@@ -126,9 +148,19 @@ impl View {
     }
 
     fn store_snapshot(&self, snapshot: &Snapshot) -> Option<(State, State)> {
+        let now = now_nanos();
         if let Some(remaining) = snapshot.open_remaining {
-            let until = now_nanos().saturating_add(remaining.as_nanos() as u64);
+            let until = now.saturating_add(remaining.as_nanos() as u64);
             self.open_until.store(until, Ordering::Release);
+        }
+        if snapshot.state == State::HalfOpen && !self.probing.load(Ordering::Acquire) {
+            // Someone else's trial is in flight: do not ask for the slot before its lease
+            // ends (nor more often than every 50 ms).
+            if let Some(lease) = snapshot.trial_remaining {
+                let wait = lease.min(Duration::from_millis(50)).as_nanos() as u64;
+                self.next_trial_check
+                    .store(now.saturating_add(wait), Ordering::Release);
+            }
         }
         let previous = State::from_bits(
             self.word.swap(

@@ -14,15 +14,26 @@ use super::{Outcome, Snapshot, Store, TrialToken, Version};
 use crate::{Settings, State, StorageError};
 
 /// Breaker state kept in this process's memory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     records: Mutex<HashMap<&'static str, Record>>,
+    /// Distinguishes this store's snapshots from another store's (e.g. after a switch).
+    incarnation: u64,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            records: Mutex::default(),
+            incarnation: (TrialToken::new().0 as u64) | 1,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Record {
-    /// Closed, Open or HalfOpen as last written; an Open whose deadline passed is
-    /// reported as HalfOpen.
+    /// The recorded state. As in pybreaker, open → half-open is lazy: an open breaker
+    /// whose timeout passed stays `Open` (with no time left) until a call takes the trial.
     state: State,
     generation: u64,
     seq: u64,
@@ -45,10 +56,12 @@ impl Record {
         }
     }
 
-    fn state(&self, now: Instant) -> State {
-        match (self.state, self.open_until) {
-            (State::Open, Some(until)) if now >= until => State::HalfOpen,
-            (state, _) => state,
+    /// Whether a trial call may start: half-open, or open with its timeout passed.
+    fn trial_allowed(&self, now: Instant) -> bool {
+        match self.state {
+            State::HalfOpen => true,
+            State::Open => self.open_until.is_none_or(|until| now >= until),
+            State::Closed => false,
         }
     }
 
@@ -58,22 +71,23 @@ impl Record {
             .map(|(token, _)| token)
     }
 
-    fn snapshot(&self, now: Instant) -> Snapshot {
-        let state = self.state(now);
+    fn snapshot(&self, now: Instant, incarnation: u64) -> Snapshot {
+        let state = self.state;
         Snapshot {
             state,
             generation: self.generation,
             fail_counter: self.fail,
             success_counter: self.success,
-            open_remaining: (state == State::Open)
-                .then(|| self.open_until.map(|u| u.saturating_duration_since(now)))
-                .flatten(),
+            open_remaining: (state == State::Open).then(|| {
+                self.open_until
+                    .map_or(Duration::ZERO, |u| u.saturating_duration_since(now))
+            }),
             trial_remaining: self
                 .trial
                 .filter(|&(_, until)| now < until)
                 .map(|(_, until)| until - now),
             version: Version {
-                incarnation: 0,
+                incarnation,
                 seq: self.seq,
             },
         }
@@ -118,7 +132,7 @@ impl MemoryStore {
         let now = Instant::now();
         let mut records = self.lock();
         let record = records.entry(service).or_insert_with(Record::new);
-        let from = record.state(now);
+        let from = record.state;
         let applied = f(record, now);
         if applied {
             record.seq += 1;
@@ -126,8 +140,28 @@ impl MemoryStore {
         Ok(Outcome {
             applied,
             from,
-            snapshot: record.snapshot(now),
+            snapshot: record.snapshot(now, self.incarnation),
         })
+    }
+
+    /// Replaces a breaker's record with `snapshot` (seeding a local fallback from the
+    /// last shared view): same state, generation and counters, and the open time left.
+    pub fn seed(&self, service: &'static str, snapshot: &Snapshot) {
+        let now = Instant::now();
+        let mut records = self.lock();
+        let record = records.entry(service).or_insert_with(Record::new);
+        record.state = match snapshot.state {
+            // A trial held elsewhere in the fleet is not ours: start a local trial.
+            State::HalfOpen => State::Open,
+            state => state,
+        };
+        record.generation = snapshot.generation;
+        record.fail = snapshot.fail_counter;
+        record.success = 0;
+        record.trial = None;
+        record.open_until = (record.state == State::Open)
+            .then(|| now + snapshot.open_remaining.unwrap_or(Duration::ZERO));
+        record.seq += 1;
     }
 
     /// The synchronous form of [`Store::snapshot`].
@@ -136,7 +170,7 @@ impl MemoryStore {
         self.lock()
             .entry(service)
             .or_insert_with(Record::new)
-            .snapshot(now)
+            .snapshot(now, self.incarnation)
     }
 }
 
@@ -164,7 +198,7 @@ impl Store for MemoryStore {
         generation: u64,
     ) -> impl Future<Output = Result<Outcome, StorageError>> + Send {
         ready(self.transition(service, |r, now| {
-            if r.generation != generation || r.state(now) != State::Closed {
+            if r.generation != generation || r.state != State::Closed {
                 return false;
             }
             r.fail = r.fail.saturating_add(1);
@@ -181,8 +215,8 @@ impl Store for MemoryStore {
         _settings: &Settings,
         generation: u64,
     ) -> impl Future<Output = Result<Outcome, StorageError>> + Send {
-        ready(self.transition(service, |r, now| {
-            if r.generation != generation || r.state(now) != State::Closed || r.fail == 0 {
+        ready(self.transition(service, |r, _now| {
+            if r.generation != generation || r.state != State::Closed || r.fail == 0 {
                 return false;
             }
             r.fail = 0;
@@ -198,7 +232,7 @@ impl Store for MemoryStore {
         lease: Duration,
     ) -> impl Future<Output = Result<Outcome, StorageError>> + Send {
         ready(self.transition(service, |r, now| {
-            if r.state(now) != State::HalfOpen {
+            if !r.trial_allowed(now) {
                 return false;
             }
             match r.trial_holder(now) {

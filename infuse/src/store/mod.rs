@@ -6,6 +6,7 @@
 //! the breaker's state *after* the transition, so any answer can refresh the view.
 
 pub mod memory;
+pub mod redis;
 
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
@@ -19,7 +20,9 @@ use crate::{Settings, State, StorageError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Snapshot {
-    /// The state. `HalfOpen` once `reset_timeout` has passed, even before a trial started.
+    /// The recorded state. As in pybreaker, open → half-open is lazy: once
+    /// `reset_timeout` has passed the state stays `Open`, with `open_remaining` zero,
+    /// until a call takes the trial slot.
     pub state: State,
     /// Incremented on every state transition: results of calls admitted under an older
     /// generation are stale and ignored.
@@ -28,7 +31,7 @@ pub struct Snapshot {
     pub fail_counter: u32,
     /// Successful trial calls in the current half-open period.
     pub success_counter: u32,
-    /// While open: the time left until a trial call is allowed.
+    /// While open: the time left until a trial call is allowed (zero once allowed).
     pub open_remaining: Option<Duration>,
     /// While half-open: the time left on the lease of the trial call in flight, if any.
     pub trial_remaining: Option<Duration>,

@@ -1,0 +1,26 @@
+-- acquire_trial: take the single trial slot of the fleet, once the open key has expired.
+-- The holder asking again with its token is granted again (safe retry).
+-- ARGV: token, lease_ms, key_ttl_ms, channel, service, inc
+local rec = load(ARGV[6])
+if rec.created then
+  save(rec, ARGV[3])
+end
+local from = rec.state
+if rec.state == CLOSED or (rec.state == OPEN and redis.call('EXISTS', KEYS[2]) == 1) then
+  return reply(0, from, rec)
+end
+local holder = redis.call('GET', KEYS[3])
+if holder then
+  if holder == ARGV[1] then
+    return reply(1, from, rec)
+  end
+  return reply(0, from, rec)
+end
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
+if rec.state == OPEN then
+  rec.state = HALF_OPEN
+  rec.succ = 0
+end
+save(rec, ARGV[3])
+publish(ARGV[4], ARGV[5], rec)
+return reply(1, from, rec)
