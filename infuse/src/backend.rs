@@ -20,6 +20,19 @@ impl Backend {
     pub(crate) fn is_remote(&self) -> bool {
         matches!(self, Backend::Redis(_))
     }
+
+    /// The shared state for a call that needs it now (never failing, never waiting longer
+    /// than the call deadline: the policy answers instead).
+    pub(crate) async fn sync_on_call(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+    ) -> Snapshot {
+        match self {
+            Backend::Memory(store) => store.snapshot_now(service),
+            Backend::Redis(fleet) => fleet.sync_on_call(service, settings).await,
+        }
+    }
 }
 
 macro_rules! dispatch {

@@ -188,7 +188,31 @@ impl Breaker {
             Admit::Pass(generation) => Ok(self.admitted(PermitKind::Normal { generation })),
             Admit::Reject(retry_after) => Err(self.rejected(retry_after)),
             Admit::Trial => self.acquire_trial().await,
+            Admit::Sync => {
+                self.sync().await;
+                match self.inner.view.admit() {
+                    Admit::Pass(generation) => Ok(self.admitted(PermitKind::Normal { generation })),
+                    Admit::Reject(retry_after) => Err(self.rejected(retry_after)),
+                    Admit::Trial => self.acquire_trial().await,
+                    // Still unknown (nothing could be loaded): behave as closed.
+                    Admit::Sync => Ok(self.admitted(PermitKind::Normal {
+                        generation: self.inner.view.generation(),
+                    })),
+                }
+            }
         }
+    }
+
+    /// Loads the shared state into a view that has none yet (first call of a breaker
+    /// created after `init` in fleet mode), within the call deadline.
+    #[cold]
+    async fn sync(&self) {
+        let binding = self.inner.binding.load_full();
+        let snapshot = binding
+            .backend
+            .sync_on_call(self.inner.service, &binding.settings)
+            .await;
+        self.observe_snapshot(&snapshot);
     }
 
     #[inline]
@@ -225,6 +249,10 @@ impl Breaker {
         }
         let token = TrialToken::new();
         let binding = self.inner.binding.load_full();
+        let request = TrialRequest {
+            breaker: self,
+            token,
+        };
         let outcome = binding
             .backend
             .acquire_trial(
@@ -234,6 +262,7 @@ impl Breaker {
                 binding.trial_lease,
             )
             .await;
+        std::mem::forget(request); // answered: the code below settles `probing`
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(error) => {
@@ -370,7 +399,7 @@ impl Debug for Breaker {
     }
 }
 
-impl Permit<'_> {
+impl<'a> Permit<'a> {
     /// Whether this permit is the half-open trial call.
     pub fn is_trial(&self) -> bool {
         matches!(self.kind, PermitKind::Trial { .. })
@@ -381,7 +410,9 @@ impl Permit<'_> {
         let breaker = self.breaker;
         let inner = &breaker.inner;
         let service = inner.service;
-        match std::mem::replace(&mut self.kind, PermitKind::Settled) {
+        // The kind stays until the verdict is recorded: if this future is dropped on the
+        // way, `Drop` still gives the trial slot back.
+        match self.kind {
             PermitKind::Normal { generation } => {
                 // The healthy path: nothing to reset, no store round trip.
                 if inner.view.needs_reset(generation)
@@ -392,6 +423,7 @@ impl Permit<'_> {
             }
             PermitKind::Trial { token } => {
                 let outcome = breaker.settle_trial(token, true).await;
+                self.kind = PermitKind::Settled;
                 breaker.record_outcome(outcome);
             }
             PermitKind::Settled => {}
@@ -400,39 +432,50 @@ impl Permit<'_> {
     }
 
     /// Records a failure; tells whether it tripped the breaker.
-    pub async fn failure(mut self, error: &dyn Debug) -> Verdict {
+    ///
+    /// The error is only shown to listeners (before anything is awaited), so the returned
+    /// future does not borrow it and stays `Send`.
+    pub fn failure(self, error: &dyn Debug) -> impl Future<Output = Verdict> + Send + 'a {
         let breaker = self.breaker;
-        let inner = &breaker.inner;
-        let service = inner.service;
-        inner
+        let service = breaker.inner.service;
+        breaker
+            .inner
             .listeners
             .emit(service, |l| l.on_failure(service, error));
-        match std::mem::replace(&mut self.kind, PermitKind::Settled) {
-            PermitKind::Normal { generation } => {
-                if inner.view.generation() != generation {
-                    return Verdict::Ignored; // the breaker moved on: stale
-                }
-                let binding = inner.binding.load_full();
-                let outcome = binding
-                    .backend
-                    .record_failure(service, &binding.settings, generation)
-                    .await;
-                match breaker.record_outcome(outcome) {
-                    Some(o) if o.changed_state() && o.snapshot.state == State::Open => {
-                        Verdict::Tripped
+        let kind = self.kind;
+        async move {
+            // Owned until the verdict is recorded, so that dropping this future on the way
+            // gives the trial slot back (see `Drop`).
+            let mut permit = self;
+            let inner = &breaker.inner;
+            match kind {
+                PermitKind::Normal { generation } => {
+                    if inner.view.generation() != generation {
+                        return Verdict::Ignored; // the breaker moved on: stale
                     }
-                    Some(o) if o.applied => Verdict::Counted,
-                    _ => Verdict::Ignored,
+                    let binding = inner.binding.load_full();
+                    let outcome = binding
+                        .backend
+                        .record_failure(service, &binding.settings, generation)
+                        .await;
+                    match breaker.record_outcome(outcome) {
+                        Some(o) if o.changed_state() && o.snapshot.state == State::Open => {
+                            Verdict::Tripped
+                        }
+                        Some(o) if o.applied => Verdict::Counted,
+                        _ => Verdict::Ignored,
+                    }
                 }
-            }
-            PermitKind::Trial { token } => {
-                let outcome = breaker.settle_trial(token, false).await;
-                match breaker.record_outcome(outcome) {
-                    Some(o) if o.applied => Verdict::TrialFailed,
-                    _ => Verdict::Ignored,
+                PermitKind::Trial { token } => {
+                    let outcome = breaker.settle_trial(token, false).await;
+                    permit.kind = PermitKind::Settled;
+                    match breaker.record_outcome(outcome) {
+                        Some(o) if o.applied => Verdict::TrialFailed,
+                        _ => Verdict::Ignored,
+                    }
                 }
+                PermitKind::Settled => Verdict::Ignored,
             }
-            PermitKind::Settled => Verdict::Ignored,
         }
     }
 }
@@ -486,6 +529,26 @@ impl Breaker {
                 None
             }
         }
+    }
+}
+
+/// A trial request in flight. Dropped only if the caller's future is cancelled while the
+/// store is asked: clears `probing` (or this process would never ask again) and gives back
+/// the slot in case it was granted.
+struct TrialRequest<'a> {
+    breaker: &'a Breaker,
+    token: TrialToken,
+}
+
+impl Drop for TrialRequest<'_> {
+    fn drop(&mut self) {
+        let inner = &self.breaker.inner;
+        inner
+            .binding
+            .load()
+            .backend
+            .release_trial(inner.service, self.token);
+        inner.view.probing.store(false, Ordering::Release);
     }
 }
 

@@ -358,6 +358,38 @@ impl Fleet {
         }
     }
 
+    /// Loads (or creates) a breaker's shared state for a call, under the call deadline;
+    /// the policy answers if Redis cannot.
+    pub(crate) async fn sync_on_call(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+    ) -> Snapshot {
+        if self.is_healthy() {
+            let deadline = self.store.deadlines().call;
+            let result = match tokio::time::timeout(
+                deadline,
+                self.store.register(service, settings),
+            )
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(StorageError::Timeout {
+                    operation: "register",
+                    after: deadline,
+                }),
+            };
+            match result {
+                Ok(snapshot) => return snapshot,
+                Err(error) => self.on_error(service, &error),
+            }
+        }
+        match self.policy {
+            UnavailablePolicy::LocalFallback => self.local(service).snapshot_now(service),
+            _ => self.policy_snapshot(self.current_generation(service)),
+        }
+    }
+
     fn on_event(&self, payload: &str) {
         match parse_event(payload) {
             Some((service, snapshot)) => {

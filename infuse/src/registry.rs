@@ -285,8 +285,9 @@ impl Backend {
                 breaker.observe_snapshot(&store.snapshot_now(breaker.service()));
             }
             Backend::Redis(fleet) => {
-                // Created on first use: load (or create) its shared state in the
-                // background; until then it acts as a fresh closed breaker.
+                // Created on first use: its first call loads the shared state (it must
+                // not assume closed while the fleet has it open); load it eagerly too.
+                breaker.inner.view.mark_unsynced();
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     let (fleet, breaker) = (fleet.clone(), breaker.clone());
                     runtime.spawn(async move {

@@ -25,7 +25,12 @@ pub(crate) enum Admit {
     Reject(Option<Duration>),
     /// The open timeout has passed (or half-open): ask the store for the trial slot.
     Trial,
+    /// The view has not loaded the shared state yet: load it first.
+    Sync,
 }
+
+/// The state bits of a view that has not loaded the shared state yet.
+const UNSYNCED: u64 = 3;
 
 pub(crate) struct View {
     /// state (2 bits) | dirty: fleet fail counter > 0 (1 bit) | generation (61 bits).
@@ -80,10 +85,11 @@ impl View {
     #[inline]
     pub(crate) fn admit(&self) -> Admit {
         let word = self.word.load(Ordering::Acquire);
-        match State::from_bits(word >> STATE_SHIFT) {
-            State::Closed => Admit::Pass(word & GEN_MASK),
-            State::Open => self.admit_open(),
-            State::HalfOpen => Admit::Trial,
+        match word >> STATE_SHIFT {
+            0 => Admit::Pass(word & GEN_MASK),
+            1 => self.admit_open(),
+            2 => Admit::Trial,
+            _ => Admit::Sync,
         }
     }
 
@@ -101,7 +107,7 @@ impl View {
     /// This process's view as a snapshot (to seed a local fallback).
     pub(crate) fn local_snapshot(&self) -> Snapshot {
         let word = self.word.load(Ordering::Acquire);
-        let state = State::from_bits(word >> STATE_SHIFT);
+        let state = self.state();
         let until = self.open_until.load(Ordering::Acquire);
         let mut snapshot = Snapshot::closed(Version::default());
         snapshot.state = state;
@@ -112,8 +118,24 @@ impl View {
         snapshot
     }
 
+    /// Marks the view as not knowing the shared state (a breaker created after `init`
+    /// in fleet mode), so its first call loads it instead of assuming closed.
+    pub(crate) fn mark_unsynced(&self) {
+        let word = self.word.load(Ordering::Acquire);
+        let _ = self.word.compare_exchange(
+            word,
+            (UNSYNCED << STATE_SHIFT) | (word & GEN_MASK),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// The cached state (closed while not yet loaded).
     pub(crate) fn state(&self) -> State {
-        State::from_bits(self.word.load(Ordering::Acquire) >> STATE_SHIFT)
+        match self.word.load(Ordering::Acquire) >> STATE_SHIFT {
+            UNSYNCED => State::Closed,
+            bits => State::from_bits(bits),
+        }
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -162,16 +184,18 @@ impl View {
                     .store(now.saturating_add(wait), Ordering::Release);
             }
         }
-        let previous = State::from_bits(
-            self.word.swap(
-                pack(
-                    snapshot.state,
-                    snapshot.fail_counter > 0,
-                    snapshot.generation,
-                ),
-                Ordering::AcqRel,
-            ) >> STATE_SHIFT,
+        let previous_word = self.word.swap(
+            pack(
+                snapshot.state,
+                snapshot.fail_counter > 0,
+                snapshot.generation,
+            ),
+            Ordering::AcqRel,
         );
+        if previous_word >> STATE_SHIFT == UNSYNCED {
+            return None; // first load: nothing changed from this process's point of view
+        }
+        let previous = State::from_bits(previous_word >> STATE_SHIFT);
         (previous != snapshot.state).then_some((previous, snapshot.state))
     }
 }

@@ -1,0 +1,299 @@
+//! Fleet semantics through Redis: several registries (each with its own connections and
+//! subscription, as separate processes have) share one breaker per service.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use infuse::{BreakerError, Config, Registry, ServiceOverride, State};
+use support::redis_server::RedisServer;
+
+const SERVICE: &str = "users";
+
+fn config(server: &RedisServer, fail_max: u32, reset: Duration) -> Config {
+    Config::redis(server.url())
+        .namespace("fleet-test")
+        .service(
+            SERVICE,
+            ServiceOverride::new()
+                .fail_max(fail_max)
+                .reset_timeout(reset),
+        )
+        .env_overrides(false)
+}
+
+async fn fleet(server: &RedisServer, n: usize, fail_max: u32, reset: Duration) -> Vec<Registry> {
+    let mut registries = Vec::new();
+    for _ in 0..n {
+        registries.push(
+            Registry::new(config(server, fail_max, reset))
+                .await
+                .unwrap(),
+        );
+    }
+    registries
+}
+
+async fn fail(registry: &Registry) -> Result<(), BreakerError> {
+    registry
+        .breaker(SERVICE)
+        .call(async {
+            Err(BreakerError::Tripped {
+                service: "downstream",
+            })
+        })
+        .await
+}
+
+async fn succeed(registry: &Registry) -> Result<(), BreakerError> {
+    registry.breaker(SERVICE).call(async { Ok(()) }).await
+}
+
+/// Polls `f` every 5 ms for up to 2 s.
+async fn eventually(mut f: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..400 {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_anywhere_count_towards_one_fleet_counter() {
+    let server = RedisServer::start();
+    let fleet = fleet(&server, 3, 3, Duration::from_secs(60)).await;
+    let _ = fail(&fleet[0]).await;
+    let _ = fail(&fleet[1]).await;
+    assert_eq!(fleet[2].breaker(SERVICE).fail_counter().await.unwrap(), 2);
+    let _ = fail(&fleet[2]).await; // the third failure, in a third process, trips
+    for registry in &fleet {
+        assert_eq!(
+            registry.breaker(SERVICE).state().await.unwrap(),
+            State::Open
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_anywhere_resets_the_fleet_counter() {
+    let server = RedisServer::start();
+    let fleet = fleet(&server, 2, 3, Duration::from_secs(60)).await;
+    let _ = fail(&fleet[0]).await;
+    let _ = fail(&fleet[0]).await;
+    // fleet[1] learns through pub/sub that the counter is not zero, and resets it once.
+    assert!(
+        eventually(async || {
+            succeed(&fleet[1]).await.unwrap();
+            fleet[1].breaker(SERVICE).fail_counter().await.unwrap() == 0
+        })
+        .await
+    );
+    let _ = fail(&fleet[0]).await;
+    let _ = fail(&fleet[0]).await;
+    assert_eq!(
+        fleet[0].breaker(SERVICE).state().await.unwrap(),
+        State::Closed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trip_reaches_every_process_without_them_asking() {
+    let server = RedisServer::start();
+    let fleet = fleet(&server, 4, 2, Duration::from_secs(60)).await;
+    let _ = fail(&fleet[0]).await;
+    let _ = fail(&fleet[0]).await;
+    let ran = Arc::new(AtomicUsize::new(0));
+    for registry in &fleet[1..] {
+        let ran = ran.clone();
+        let rejected = eventually(async || {
+            let ran = ran.clone();
+            let r: Result<(), BreakerError> = registry
+                .breaker(SERVICE)
+                .call(async move {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+                .await;
+            matches!(r, Err(BreakerError::Open { .. }))
+        })
+        .await;
+        assert!(rejected, "a process never learned of the trip");
+    }
+    let before = server.total_calls();
+    for registry in &fleet[1..] {
+        for _ in 0..100 {
+            assert!(succeed(registry).await.is_err());
+        }
+    }
+    assert_eq!(
+        server.total_calls(),
+        before,
+        "rejections must not touch Redis"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_one_trial_for_the_whole_fleet() {
+    let server = RedisServer::start();
+    let reset = Duration::from_millis(200);
+    let fleet = fleet(&server, 4, 1, reset).await;
+    let _ = fail(&fleet[0]).await;
+    tokio::time::sleep(reset + Duration::from_millis(50)).await;
+    let ran = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let mut calls = Vec::new();
+    for registry in &fleet {
+        for _ in 0..10 {
+            let (breaker, ran, release) = (registry.breaker(SERVICE), ran.clone(), release.clone());
+            calls.push(tokio::spawn(async move {
+                breaker
+                    .call(async move {
+                        ran.fetch_add(1, Ordering::SeqCst);
+                        release.notified().await;
+                        Ok::<_, BreakerError>(())
+                    })
+                    .await
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        1,
+        "one trial for 40 callers in 4 processes"
+    );
+    release.notify_waiters();
+    let mut admitted = 0;
+    for call in calls {
+        if call.await.unwrap().is_ok() {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 1);
+    for registry in &fleet {
+        let closed = eventually(async || succeed(registry).await.is_ok()).await;
+        assert!(
+            closed,
+            "every process recovers after the trial closed the breaker"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn booting_a_process_never_overwrites_the_fleet_state() {
+    let server = RedisServer::start();
+    let first = Registry::new(config(&server, 1, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let _ = fail(&first).await;
+    let late = Registry::new(config(&server, 1, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(late.breaker(SERVICE).state().await.unwrap(), State::Open);
+    assert!(
+        succeed(&late).await.is_err(),
+        "a booting process respects the open breaker"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_never_meet() {
+    let server = RedisServer::start();
+    let prod = Registry::new(config(&server, 1, Duration::from_secs(60)).namespace("prod"))
+        .await
+        .unwrap();
+    let staging = Registry::new(config(&server, 1, Duration::from_secs(60)).namespace("staging"))
+        .await
+        .unwrap();
+    let _ = fail(&prod).await;
+    assert_eq!(prod.breaker(SERVICE).state().await.unwrap(), State::Open);
+    assert_eq!(
+        staging.breaker(SERVICE).state().await.unwrap(),
+        State::Closed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_calls_send_no_redis_commands() {
+    let server = RedisServer::start();
+    let registry = Registry::new(
+        config(&server, 5, Duration::from_secs(60)).resync_interval(Duration::from_secs(3600)),
+    )
+    .await
+    .unwrap();
+    let breaker = registry.breaker(SERVICE);
+    succeed(&registry).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await; // let boot-time traffic settle
+    let mut deltas = Vec::new();
+    for calls in [100, 1_000, 10_000] {
+        let before = server.total_calls();
+        for _ in 0..calls {
+            breaker
+                .call(async { Ok::<_, BreakerError>(()) })
+                .await
+                .unwrap();
+        }
+        deltas.push(server.total_calls() - before);
+    }
+    assert_eq!(
+        deltas,
+        [0, 0, 0],
+        "Redis commands per batch of 100 / 1,000 / 10,000 healthy calls"
+    );
+    // After failures, the first success resets the fleet counter once, not per call.
+    let _ = fail(&registry).await;
+    let before = server.command_calls("evalsha");
+    for _ in 0..1_000 {
+        succeed(&registry).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.command_calls("evalsha") - before, 1);
+    assert_eq!(breaker.fail_counter().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_errors_name_the_address_never_the_password() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }; // nothing listens there now
+    let url = format!("redis://:hunter2@127.0.0.1:{port}/3");
+    let error =
+        Registry::new(Config::redis(&url).redis_connect_timeout(Duration::from_millis(300)))
+            .await
+            .err()
+            .expect("unreachable Redis must fail init");
+    let text = error.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let debug = format!("{:?}", Config::redis(&url));
+    assert!(!debug.contains("hunter2"), "{debug}");
+
+    // Opting in to start degraded: init succeeds and calls work under the policy.
+    let registry = Registry::new(
+        Config::redis(&url)
+            .redis_connect_timeout(Duration::from_millis(300))
+            .start_degraded(true),
+    )
+    .await
+    .unwrap();
+    assert!(succeed(&registry).await.is_ok());
+}
+
+#[tokio::test]
+async fn invalid_urls_and_namespaces_are_init_errors() {
+    let error = Registry::new(Config::redis("postgres://nope"))
+        .await
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("redis://"), "{error}");
+    let error = Registry::new(Config::redis("redis://127.0.0.1:1/0").namespace("a{b}"))
+        .await
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("namespace"), "{error}");
+}
