@@ -1,0 +1,342 @@
+//! Redis unavailable — killed, hung (SIGSTOP), restarted empty, flushed, holding garbage:
+//! calls never wait on Redis longer than the call deadline, nothing panics or stays
+//! stuck, and on recovery the fleet's state wins over the process's local opinion.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use infuse::{
+    BreakerError, Config, Registry, ServiceOverride, State, StorageError, UnavailablePolicy,
+};
+use support::redis_server::RedisServer;
+
+const SERVICE: &str = "users";
+const CALL_DEADLINE: Duration = Duration::from_millis(25);
+/// Scheduling slack on a loaded 2-core machine; the bound asserted is deadline + this.
+const SLACK: Duration = Duration::from_millis(250);
+
+fn config(server: &RedisServer, fail_max: u32, reset: Duration) -> Config {
+    Config::redis(server.url())
+        .namespace("faults")
+        .redis_call_timeout(CALL_DEADLINE)
+        .redis_admin_timeout(Duration::from_millis(300))
+        .resync_interval(Duration::from_millis(200))
+        .service(
+            SERVICE,
+            ServiceOverride::new()
+                .fail_max(fail_max)
+                .reset_timeout(reset),
+        )
+        .env_overrides(false)
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let start = Instant::now();
+    let value = f.await;
+    (value, start.elapsed())
+}
+
+async fn fail(registry: &Registry) -> (Result<(), BreakerError>, Duration) {
+    timed(
+        registry
+            .breaker(SERVICE)
+            .call(async { Err(BreakerError::Tripped { service: "down" }) }),
+    )
+    .await
+}
+
+async fn succeed(registry: &Registry) -> (Result<(), BreakerError>, Duration) {
+    timed(registry.breaker(SERVICE).call(async { Ok(()) })).await
+}
+
+/// Polls `f` every 10 ms for up to 5 s.
+async fn eventually(mut f: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+fn assert_bounded(waited: Duration, what: &str) {
+    assert!(
+        waited <= CALL_DEADLINE + SLACK,
+        "{what} waited {waited:?} on Redis"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_redis_costs_at_most_one_deadline_then_nothing() {
+    let server = RedisServer::start();
+    let registry = Registry::new(config(&server, 3, Duration::from_millis(300)))
+        .await
+        .unwrap();
+    succeed(&registry).await.0.unwrap();
+    server.pause();
+    // Healthy calls in the closed state never touch Redis: no wait at all.
+    for _ in 0..100 {
+        let (result, waited) = succeed(&registry).await;
+        assert!(result.is_ok());
+        assert_bounded(waited, "a healthy call");
+    }
+    // Failures: the first waits at most the deadline, then the local fallback answers.
+    let mut worst = Duration::ZERO;
+    for _ in 0..3 {
+        let (result, waited) = fail(&registry).await;
+        assert!(result.is_err());
+        worst = worst.max(waited);
+    }
+    assert_bounded(worst, "a failure");
+    // The local fallback, seeded from the shared view, trips on its own.
+    let (rejected, waited) = succeed(&registry).await;
+    assert!(
+        matches!(rejected, Err(BreakerError::Open { .. })),
+        "{rejected:?}"
+    );
+    assert_bounded(waited, "a rejection");
+    // Trials after the timeout are local too, and bounded.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let (trial, waited) = succeed(&registry).await;
+    assert!(trial.is_ok(), "{trial:?}");
+    assert_bounded(waited, "a trial");
+    server.resume();
+    // Back to the fleet's state: Redis never saw the local trip.
+    assert!(
+        eventually(async || registry.breaker(SERVICE).state().await.ok() == Some(State::Closed))
+            .await
+    );
+    let _ = fail(&registry).await;
+    assert!(
+        eventually(async || registry.breaker(SERVICE).fail_counter().await.ok() == Some(1)).await,
+        "failures reach Redis again after it resumes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_adopts_the_fleet_state_not_the_local_opinion() {
+    let server = RedisServer::start();
+    let a = Registry::new(config(&server, 2, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let b = Registry::new(config(&server, 2, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    server.pause();
+    // `a` trips its local fallback while Redis hangs…
+    let _ = fail(&a).await;
+    let _ = fail(&a).await;
+    assert!(matches!(
+        succeed(&a).await.0,
+        Err(BreakerError::Open { .. })
+    ));
+    server.resume();
+    // …but the fleet (and `b`) never tripped: on recovery `a` adopts closed.
+    assert!(
+        eventually(async || succeed(&a).await.0.is_ok()).await,
+        "a stayed on its local opinion"
+    );
+    assert_eq!(b.breaker(SERVICE).state().await.unwrap(), State::Closed);
+    assert_eq!(a.breaker(SERVICE).state().await.unwrap(), State::Closed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_then_restarted_empty() {
+    let mut server = RedisServer::start();
+    let registry = Registry::new(config(&server, 2, Duration::from_millis(300)))
+        .await
+        .unwrap();
+    let _ = fail(&registry).await;
+    server.kill();
+    for _ in 0..20 {
+        let (_, waited) = fail(&registry).await;
+        assert_bounded(waited, "a call with Redis dead");
+    }
+    let breaker = registry.breaker(SERVICE);
+    assert!(
+        breaker.state().await.is_err(),
+        "inspection reports the outage"
+    );
+    server.restart();
+    // Recovers without user action: scripts reloaded, state recreated, failures count.
+    assert!(
+        eventually(async || breaker.state().await.is_ok()).await,
+        "never recovered"
+    );
+    assert!(
+        eventually(async || {
+            let _ = fail(&registry).await;
+            breaker.state().await.ok() == Some(State::Open)
+        })
+        .await,
+        "the breaker trips through the restarted Redis"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushall_and_script_flush_recover_without_user_action() {
+    let server = RedisServer::start();
+    let a = Registry::new(config(&server, 2, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let b = Registry::new(config(&server, 2, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let _ = fail(&a).await;
+    let _ = fail(&a).await;
+    assert!(eventually(async || succeed(&b).await.0.is_err()).await);
+    server.flushall();
+    // The resync sees the empty record: both processes close again.
+    assert!(eventually(async || succeed(&a).await.0.is_ok() && succeed(&b).await.0.is_ok()).await);
+    server.cli(&["SCRIPT", "FLUSH"]).unwrap();
+    let _ = fail(&b).await;
+    let _ = fail(&a).await;
+    assert!(
+        eventually(async || a.breaker(SERVICE).state().await.ok() == Some(State::Open)).await,
+        "failures after FLUSHALL + SCRIPT FLUSH trip the fleet breaker again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_in_the_keys_is_an_error_never_a_panic() {
+    let server = RedisServer::start();
+    let registry = Registry::new(config(&server, 2, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let breaker = registry.breaker(SERVICE);
+    let key = "infuse:{faults/users}:state";
+    for garbage in [
+        &["SET", key, "garbage"][..],
+        &[
+            "HSET", key, "inc", "1", "gen", "x", "seq", "1", "state", "0", "fail", "0", "succ", "0",
+        ][..],
+        &[
+            "HSET", key, "inc", "1", "gen", "1", "seq", "1", "state", "7", "fail", "0", "succ", "0",
+        ][..],
+    ] {
+        server.cli(&["DEL", key]).unwrap();
+        server.cli(garbage).unwrap();
+        // Calls go on under the policy; inspection says what is wrong.
+        let (result, waited) = fail(&registry).await;
+        assert!(result.is_err());
+        assert_bounded(waited, "a call on garbage");
+        match breaker.state().await {
+            Err(StorageError::Corrupt(detail)) => assert!(detail.contains("infuse"), "{detail}"),
+            other => panic!("expected a Corrupt error, got {other:?}"),
+        }
+        // An operator's close() repairs the record.
+        breaker.close().await.unwrap();
+        assert_eq!(breaker.state().await.unwrap(), State::Closed);
+    }
+    // Wrong type on the trial key too.
+    server
+        .cli(&["HSET", "infuse:{faults/users}:trial", "a", "b"])
+        .unwrap();
+    breaker.open().await.unwrap();
+    breaker.half_open().await.unwrap();
+    let (_, waited) = succeed(&registry).await;
+    assert_bounded(waited, "a trial on garbage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_rejects_and_fail_open_passes_while_redis_is_down() {
+    let mut server = RedisServer::start();
+    let closed = Registry::new(
+        config(&server, 5, Duration::from_secs(60))
+            .on_redis_unavailable(UnavailablePolicy::FailClosed),
+    )
+    .await
+    .unwrap();
+    let open = Registry::new(
+        config(&server, 1, Duration::from_secs(60))
+            .on_redis_unavailable(UnavailablePolicy::FailOpen),
+    )
+    .await
+    .unwrap();
+    // Trip the shared breaker, so fail-open has something to ignore.
+    let _ = fail(&open).await;
+    assert!(eventually(async || succeed(&open).await.0.is_err()).await);
+    server.kill();
+    // A failure discovers the outage (bounded); then each policy applies at once.
+    let _ = fail(&closed).await;
+    let ran = Arc::new(AtomicUsize::new(0));
+    assert!(
+        eventually(async || {
+            let ran = ran.clone();
+            let breaker = closed.breaker(SERVICE);
+            let r = breaker
+                .call(async move {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, BreakerError>(())
+                })
+                .await;
+            matches!(r, Err(BreakerError::Open { .. }))
+        })
+        .await,
+        "fail closed rejects"
+    );
+    // Fail open: the next trial attempt finds Redis dead, then calls pass.
+    assert!(
+        eventually(async || succeed(&open).await.0.is_ok()).await,
+        "fail open lets calls through"
+    );
+    for _ in 0..10 {
+        let (result, waited) = fail(&open).await;
+        assert!(
+            matches!(result, Err(BreakerError::Tripped { service: "down" })),
+            "not counted, passed through"
+        );
+        assert_bounded(waited, "a fail-open call");
+    }
+    server.restart();
+}
+
+#[test]
+fn the_change_of_mode_is_logged_once_not_per_call() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Clone, Default)]
+    struct Count(Arc<AtomicUsize>);
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if *event.metadata().level() == tracing::Level::WARN
+                && event.metadata().target().starts_with("infuse")
+            {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+    let count = Count::default();
+    let subscriber = tracing_subscriber::registry().with(count.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let server = RedisServer::start();
+        let registry = Registry::new(config(&server, 1000, Duration::from_secs(60)))
+            .await
+            .unwrap();
+        server.pause();
+        for _ in 0..200 {
+            let _ = fail(&registry).await;
+        }
+        server.resume();
+    });
+    // One "Redis unavailable" warning, whatever the number of calls (the pub/sub task may
+    // add one "subscription lost" warning).
+    let warnings = count.0.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&warnings),
+        "{warnings} warnings for 200 failed calls"
+    );
+}
