@@ -1,0 +1,200 @@
+//! The `#[circuit_breaker]` attribute of [infuse](https://docs.rs/infuse). Use it through
+//! the `infuse` crate (`#[infuse::circuit_breaker(...)]`); this crate has no API of its own.
+//!
+//! # Usage
+//!
+//! ```ignore
+//! #[infuse::circuit_breaker(service = "users", fail_max = 5, reset_timeout = "15s")]
+//! async fn get_user(id: u64) -> Result<User, ApiError> {
+//!     let user = http_get(format!("/users/{id}")).await?;
+//!     Ok(user)
+//! }
+//! ```
+//!
+//! The function keeps its attributes, documentation, visibility and signature; only its
+//! body changes: it runs through the breaker of its service, shared by every function
+//! naming the same `service`. While the breaker is open the body does not run and the
+//! call returns `Err(BreakerError::Open { .. }.into())`.
+//!
+//! The function must be an `async fn` (free function, inherent method with any receiver,
+//! or an `async fn` of a trait impl) returning `Result<T, E>` where
+//! `E: From<infuse::BreakerError> + Debug`. Aliases such as `anyhow::Result<T>` and
+//! `std::io::Result<T>` work. `return` and `?` in the body behave as before.
+//!
+//! # Arguments
+//!
+//! Arguments are `name = value`, separated by commas, in any order. Only `service` is
+//! required; each of the others at most once.
+//!
+//! ## `service = "name"` (required)
+//!
+//! The target service this breaker protects. Every function naming the same service
+//! shares one breaker (and, with Redis, one state across the fleet). Must not be empty and
+//! must not contain `{` or `}` (they are reserved for Redis key hash tags).
+//!
+//! ```ignore
+//! #[infuse::circuit_breaker(service = "payments")]
+//! ```
+//!
+//! ## `fail_max = N`
+//!
+//! Consecutive failures that open the breaker; an integer literal ≥ 1 that fits in `u32`.
+//! Default: `5`.
+//!
+//! ```ignore
+//! #[infuse::circuit_breaker(service = "payments", fail_max = 3)]
+//! ```
+//!
+//! ## `reset_timeout = "15s"`
+//!
+//! How long the breaker stays open before a trial call is let through: a string with an
+//! integer amount and a unit `ms`, `s` or `m` (`"500ms"`, `"15s"`, `"2m"`), or an integer
+//! literal number of seconds (`reset_timeout = 15`). Must be greater than zero.
+//! Default: 60 seconds.
+//!
+//! ```ignore
+//! #[infuse::circuit_breaker(service = "payments", reset_timeout = "500ms")]
+//! ```
+//!
+//! ## `success_threshold = N`
+//!
+//! Successful trial calls needed in the half-open state to close the breaker again; an
+//! integer literal ≥ 1. Default: `1`.
+//!
+//! ```ignore
+//! #[infuse::circuit_breaker(service = "payments", success_threshold = 2)]
+//! ```
+//!
+//! ## `exclude = path::to_fn`
+//!
+//! A path to a function `fn(&E) -> bool` (`E` is the function's error type). Errors for
+//! which it returns `true` are returned unchanged but are not failures: they count as
+//! successes, like pybreaker's excluded exceptions.
+//!
+//! ```ignore
+//! fn is_not_found(e: &ApiError) -> bool { matches!(e, ApiError::NotFound) }
+//!
+//! #[infuse::circuit_breaker(service = "users", exclude = is_not_found)]
+//! async fn get_user(id: u64) -> Result<User, ApiError> { /* ... */ }
+//! ```
+//!
+//! ## `error_on_trip = true`
+//!
+//! With `true`, the call whose failure opens the breaker (and a failing trial call)
+//! returns `BreakerError::Tripped` / `BreakerError::TrialFailed`, converted into `E`,
+//! instead of its own error (pybreaker's `throw_new_error_on_trip`). Default: `false`.
+//!
+//! ```ignore
+//! #[infuse::circuit_breaker(service = "users", error_on_trip = true)]
+//! ```
+//!
+//! ## `crate = "path"`
+//!
+//! Where the generated code finds the infuse runtime, for crates that use infuse through
+//! a re-export. Default: `::infuse`.
+//!
+//! ```ignore
+//! mod reexport { pub use ::infuse; }
+//!
+//! #[reexport::infuse::circuit_breaker(service = "users", crate = "crate::reexport::infuse")]
+//! async fn get_user(id: u64) -> Result<User, ApiError> { /* ... */ }
+//! ```
+//!
+//! # Expansion
+//!
+//! ```text
+//! #[infuse::circuit_breaker(service = "users", fail_max = 5, reset_timeout = "15s")]
+//! async fn get_user(id: u64) -> Result<User, ApiError> { BODY }
+//! ```
+//!
+//! becomes, in essence (registration and breaker lookup happen once, in statics; a call
+//! allocates nothing and looks nothing up; the real body of the async block also starts
+//! with an unreachable `return` of the declared type, to fix its output type before the
+//! body is checked):
+//!
+//! ```text
+//! async fn get_user(id: u64) -> Result<User, ApiError> {
+//!     static __INFUSE_SPEC: ::infuse::BreakerSpec = ::infuse::BreakerSpec::new(
+//!         "users",
+//!         ::infuse::Settings::DEFAULT
+//!             .fail_max(5)
+//!             .reset_timeout(::core::time::Duration::from_millis(15000)),
+//!         ::core::concat!(::core::module_path!(), "::", "get_user"),
+//!         ::core::file!(),
+//!         ::core::line!(),
+//!     );
+//!     static __INFUSE_BREAKER: ::infuse::StaticBreaker =
+//!         ::infuse::StaticBreaker::new(&__INFUSE_SPEC);
+//!     ::infuse::register!(__INFUSE_SPEC);
+//!     __INFUSE_BREAKER
+//!         .get()
+//!         .guard::<Result<User, ApiError>, _>(::infuse::CallOptions::new(), async move { BODY })
+//!         .await
+//! }
+//! ```
+//!
+//! # Errors
+//!
+//! Every misuse is a compile error at the offending token that says what to write
+//! instead, and all of them are reported at once; the function is then left as written,
+//! so no follow-on errors appear. A return type that is not a guardable `Result` is
+//! reported at the return type.
+
+use proc_macro::TokenStream;
+
+mod args;
+mod expand;
+mod valid;
+
+/// Guards an `async fn` with the circuit breaker of a target service.
+///
+/// ```ignore
+/// #[infuse::circuit_breaker(service = "users", fail_max = 5, reset_timeout = "15s")]
+/// async fn get_user(id: u64) -> Result<User, ApiError> { /* ... */ }
+/// ```
+///
+/// Arguments: `service = "name"` (required), `fail_max = N`, `reset_timeout = "15s"`,
+/// `success_threshold = N`, `exclude = path::to_fn`, `error_on_trip = true|false`,
+/// `crate = "path"`. See the [crate documentation](crate) for each.
+#[proc_macro_attribute]
+pub fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
+    circuit_breaker_impl(args.into(), item.into()).into()
+}
+
+fn circuit_breaker_impl(
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
+    let args = syn::parse2::<args::Args>(args);
+    let func = syn::parse2::<valid::ItemFn>(item.clone())
+        .and_then(|func| Ok((valid::check(&func)?, func)));
+    let error = match (args, func) {
+        (Ok(args), Ok((ret, func))) => return expand::expand(&args, &func, &ret),
+        (Err(mut error), Err(more)) => {
+            error.combine(more);
+            error
+        }
+        (Err(error), Ok(_)) | (Ok(_), Err(error)) => error,
+    };
+    // The function as written, so that the only errors are ours.
+    let mut tokens = error.to_compile_error();
+    tokens.extend(item);
+    tokens
+}
+
+/// Collects errors, so that every misuse is reported in one compilation.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}

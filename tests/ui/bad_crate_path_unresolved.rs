@@ -1,0 +1,17 @@
+#[derive(Debug)]
+struct ApiError;
+
+impl From<infuse::BreakerError> for ApiError {
+    fn from(_: infuse::BreakerError) -> Self {
+        ApiError
+    }
+}
+
+mod reexport {}
+
+#[infuse::circuit_breaker(service = "users", crate = "crate::reexport::infuse")]
+async fn get_user(id: u64) -> Result<u64, ApiError> {
+    Ok(id)
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[infuse::circuit_breaker(service = "users")]
+struct Client;
+
+fn main() {}
