@@ -297,3 +297,55 @@ async fn invalid_urls_and_namespaces_are_init_errors() {
         .unwrap();
     assert!(error.to_string().contains("namespace"), "{error}");
 }
+
+/// The minimal ACL documented in the README is enough for everything infuse does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_minimal_acl_is_enough() {
+    let server = RedisServer::start();
+    let readme = include_str!("../README.md");
+    let acl = readme
+        .lines()
+        .find(|l| l.trim_start().starts_with("ACL SETUSER infuse "))
+        .expect("README documents the ACL");
+    let mut args: Vec<String> = acl.split_whitespace().map(str::to_owned).collect();
+    for arg in &mut args {
+        if arg == ">CHANGE-ME" {
+            *arg = ">s3cret".to_owned();
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    server.cli(&args).expect("ACL SETUSER");
+    let url = format!("redis://infuse:s3cret@127.0.0.1:{}/0", server.port());
+    let make = || {
+        Config::redis(&url)
+            .namespace("acl")
+            .service(
+                SERVICE,
+                ServiceOverride::new()
+                    .fail_max(1)
+                    .reset_timeout(Duration::from_millis(200)),
+            )
+            .env_overrides(false)
+    };
+    let a = Registry::new(make()).await.unwrap();
+    let b = Registry::new(make()).await.unwrap();
+    let _ = fail(&a).await;
+    assert!(
+        eventually(async || succeed(&b).await.is_err()).await,
+        "pub/sub under the ACL"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        eventually(async || succeed(&b).await.is_ok()).await,
+        "trial under the ACL"
+    );
+    let breaker = a.breaker(SERVICE);
+    breaker.open().await.unwrap();
+    breaker.close().await.unwrap();
+    assert_eq!(breaker.state().await.unwrap(), State::Closed);
+    let denied = server.cli(&["ACL", "LOG"]).unwrap();
+    assert!(
+        !denied.contains("infuse"),
+        "commands were denied:\n{denied}"
+    );
+}

@@ -514,6 +514,11 @@ impl Breaker {
             .backend
             .record_trial(self.inner.service, &binding.settings, token, success)
             .await;
+        if !matches!(&outcome, Ok(o) if o.applied) {
+            // Not recorded (store error, lease lost): give the slot back now rather than
+            // leaving the fleet to wait for the lease; the token makes this safe.
+            binding.backend.release_trial(self.inner.service, token);
+        }
         self.inner.view.probing.store(false, Ordering::Release);
         outcome
     }

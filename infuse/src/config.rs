@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::fleet::RedisOptions;
-use crate::{parse_duration, Listener, Settings, UnavailablePolicy};
+use crate::{parse_duration, InitError, Listener, Settings, UnavailablePolicy};
 
 /// What [`init`](crate::init) sets up.
 ///
@@ -171,20 +171,28 @@ impl Config {
         self
     }
 
-    /// Resolves a service's settings: environment, then overrides, then declared.
-    pub(crate) fn resolve(&self, service: &str, declared: Settings) -> Result<Settings, String> {
+    /// Resolves a service's settings: environment, then overrides, then declared. An
+    /// invalid value is an error naming where it came from.
+    pub(crate) fn resolve(&self, service: &str, declared: Settings) -> Result<Settings, InitError> {
+        declared
+            .validate()
+            .map_err(|reason| invalid(format!("the declared settings of `{service}`"), reason))?;
         let mut settings = declared;
         if let Some(o) = self.services.get(service) {
             settings = o.apply(settings);
+            settings
+                .validate()
+                .map_err(|reason| invalid(format!("Config::service({service:?})"), reason))?;
         }
         if self.env_overrides {
             settings = env_override(service, settings)?;
         }
-        settings
-            .validate()
-            .map_err(|reason| format!("for service `{service}`: {reason}"))?;
         Ok(settings)
     }
+}
+
+fn invalid(origin: String, reason: String) -> InitError {
+    InitError::InvalidSetting { origin, reason }
 }
 
 impl Default for Config {
@@ -266,26 +274,28 @@ pub fn env_prefix(service: &str) -> String {
     prefix
 }
 
-fn env_override(service: &str, mut s: Settings) -> Result<Settings, String> {
+fn env_override(service: &str, mut s: Settings) -> Result<Settings, InitError> {
     let prefix = env_prefix(service);
-    let read = |field: &str| -> Option<(String, String)> {
-        let name = format!("{prefix}{field}");
-        std::env::var(&name).ok().map(|value| (name, value))
-    };
-    let integer = |name: &str, value: &str| -> Result<u32, String> {
-        value
-            .trim()
-            .parse::<u32>()
-            .map_err(|_| format!("{name}={value:?}: expected a whole number"))
-    };
-    if let Some((name, value)) = read("FAIL_MAX") {
-        s.fail_max = integer(&name, &value)?;
-    }
-    if let Some((name, value)) = read("SUCCESS_THRESHOLD") {
-        s.success_threshold = integer(&name, &value)?;
-    }
-    if let Some((name, value)) = read("RESET_TIMEOUT") {
-        s.reset_timeout = parse_duration(&value).map_err(|e| format!("{name}: {e}"))?;
+    for field in ["FAIL_MAX", "RESET_TIMEOUT", "SUCCESS_THRESHOLD"] {
+        let var = format!("{prefix}{field}");
+        let Ok(value) = std::env::var(&var) else {
+            continue;
+        };
+        let name = format!("{var} (service `{service}`)");
+        let whole = || {
+            value.trim().parse::<u32>().map_err(|_| {
+                invalid(
+                    name.clone(),
+                    format!("expected a whole number, found {value:?}"),
+                )
+            })
+        };
+        match field {
+            "FAIL_MAX" => s.fail_max = whole()?,
+            "SUCCESS_THRESHOLD" => s.success_threshold = whole()?,
+            _ => s.reset_timeout = parse_duration(&value).map_err(|e| invalid(name.clone(), e))?,
+        }
+        s.validate().map_err(|reason| invalid(name, reason))?;
     }
     Ok(s)
 }

@@ -190,10 +190,13 @@ impl Registry {
             return b.clone();
         }
         let declared = declared.unwrap_or_default();
-        let settings = setup.config.resolve(service, declared).unwrap_or_else(|reason| {
-            tracing::error!(service, %reason, "invalid breaker settings; using the declared ones");
-            declared
-        });
+        let settings = setup
+            .config
+            .resolve(service, declared)
+            .unwrap_or_else(|error| {
+                tracing::error!(service, %error, "invalid breaker settings; using the defaults");
+                Settings::DEFAULT
+            });
         // Interned for the life of the process: the registry keeps every breaker anyway,
         // and errors can then carry the name without allocating.
         let service: &'static str = Box::leak(service.to_owned().into_boxed_str());
@@ -219,12 +222,7 @@ impl Registry {
         let declared = check_declarations()?;
         let mut resolved = HashMap::new();
         for (service, spec) in &declared {
-            let settings = config.resolve(service, spec.settings).map_err(|reason| {
-                InitError::InvalidSetting {
-                    origin: format!("for `{service}`"),
-                    reason,
-                }
-            })?;
+            let settings = config.resolve(service, spec.settings)?;
             resolved.insert(*service, settings);
         }
         for service in config.services.keys() {
@@ -252,12 +250,7 @@ impl Registry {
         for breaker in self.breakers() {
             let settings = match resolved.get(breaker.service()) {
                 Some(s) => *s,
-                None => config
-                    .resolve(breaker.service(), breaker.settings())
-                    .map_err(|reason| InitError::InvalidSetting {
-                        origin: format!("for `{}`", breaker.service()),
-                        reason,
-                    })?,
+                None => config.resolve(breaker.service(), breaker.settings())?,
             };
             breaker
                 .rebind(Binding {

@@ -1,0 +1,1040 @@
+//! The store conformance suite: every `infuse::store::Store` backend must pass it.
+//!
+//! Each case is a `pub async fn case(store: &S, prefix: &str)` generic over the store. A
+//! case only touches its own breakers, named `{prefix}{case}` (or `{prefix}{case}-{n}`),
+//! so cases can run concurrently against one store. The timeouts are small but real (no
+//! paused clock): a Redis store measures time with the server's clock.
+//!
+//! Use it from a test binary with `mod conformance;` at the crate root and either
+//!
+//! ```ignore
+//! conformance_tests!(store = infuse::store::memory::MemoryStore::new(), prefix = "mem:");
+//! ```
+//!
+//! which instantiates one `#[tokio::test]` per case (the `store` expression is evaluated
+//! inside each async test, so it may `.await`; attributes written before `store =` are
+//! put on every test, e.g. `#[ignore = "needs redis-server"]`), or
+//! `conformance::run_all(&store, prefix).await` to run every case in sequence.
+//!
+//! Against a store that outlives the test run (a shared Redis), pass a prefix unique to
+//! the run, e.g. `&conformance::unique_prefix("redis")`.
+
+#![allow(dead_code)] // each binary uses a subset
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::future::join_all;
+use infuse::store::{Outcome, Snapshot, Store, TrialToken};
+use infuse::{Settings, State};
+
+/// The open timeout of every case.
+pub const RESET: Duration = Duration::from_millis(200);
+/// The lease of trials that a case lets expire.
+pub const LEASE: Duration = Duration::from_millis(250);
+/// The lease of trials that must not expire during a case.
+pub const LONG_LEASE: Duration = Duration::from_secs(30);
+/// Added to a timeout before sleeping past it.
+pub const MARGIN: Duration = Duration::from_millis(150);
+
+/// Every case, in order (the names match the functions and the generated tests).
+pub const CASES: &[&str] = &[
+    "register_creates_closed",
+    "register_does_not_overwrite",
+    "independent_services",
+    "failures_trip_at_fail_max",
+    "success_resets_fail_counter",
+    "stale_generation_not_counted",
+    "results_while_not_closed_not_counted",
+    "open_rejects_trial_until_timeout",
+    "trial_allowed_after_timeout",
+    "no_trial_while_closed",
+    "one_trial_among_concurrent_acquirers",
+    "same_token_reacquire_is_idempotent",
+    "trial_success_closes",
+    "success_threshold_needs_sequential_trials",
+    "trial_failure_reopens_with_fresh_timeout",
+    "trial_failure_counts_past_fail_max",
+    "result_with_wrong_token_ignored",
+    "result_with_expired_token_ignored",
+    "release_trial_frees_slot",
+    "release_with_wrong_token_keeps_slot",
+    "expired_lease_frees_slot",
+    "force_from_closed",
+    "force_from_open",
+    "force_from_half_open",
+    "force_frees_trial_slot",
+    "versions_increase_on_writes",
+    "snapshot_is_side_effect_free",
+];
+
+/// Instantiates one `#[tokio::test]` per conformance case for a store expression.
+/// Requires `mod conformance;` at the crate root.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($(#[$attr:meta])* store = $store:expr, prefix = $prefix:expr $(,)?) => {
+        $crate::conformance_tests!(@cases [$(#[$attr])*] ($store) ($prefix);
+            register_creates_closed,
+            register_does_not_overwrite,
+            independent_services,
+            failures_trip_at_fail_max,
+            success_resets_fail_counter,
+            stale_generation_not_counted,
+            results_while_not_closed_not_counted,
+            open_rejects_trial_until_timeout,
+            trial_allowed_after_timeout,
+            no_trial_while_closed,
+            one_trial_among_concurrent_acquirers,
+            same_token_reacquire_is_idempotent,
+            trial_success_closes,
+            success_threshold_needs_sequential_trials,
+            trial_failure_reopens_with_fresh_timeout,
+            trial_failure_counts_past_fail_max,
+            result_with_wrong_token_ignored,
+            result_with_expired_token_ignored,
+            release_trial_frees_slot,
+            release_with_wrong_token_keeps_slot,
+            expired_lease_frees_slot,
+            force_from_closed,
+            force_from_open,
+            force_from_half_open,
+            force_frees_trial_slot,
+            versions_increase_on_writes,
+            snapshot_is_side_effect_free,
+        );
+    };
+    (@cases [$($attr:tt)*] ($store:expr) ($prefix:expr);) => {};
+    (@cases [$($attr:tt)*] ($store:expr) ($prefix:expr); $case:ident, $($rest:ident,)*) => {
+        #[::tokio::test]
+        $($attr)*
+        async fn $case() {
+            let store = $store;
+            $crate::conformance::$case(&store, &$prefix).await;
+        }
+        $crate::conformance_tests!(@cases [$($attr)*] ($store) ($prefix); $($rest,)*);
+    };
+}
+
+/// Runs every case in sequence (a few seconds in all).
+pub async fn run_all<S: Store>(store: &S, prefix: &str) {
+    register_creates_closed(store, prefix).await;
+    register_does_not_overwrite(store, prefix).await;
+    independent_services(store, prefix).await;
+    failures_trip_at_fail_max(store, prefix).await;
+    success_resets_fail_counter(store, prefix).await;
+    stale_generation_not_counted(store, prefix).await;
+    results_while_not_closed_not_counted(store, prefix).await;
+    open_rejects_trial_until_timeout(store, prefix).await;
+    trial_allowed_after_timeout(store, prefix).await;
+    no_trial_while_closed(store, prefix).await;
+    one_trial_among_concurrent_acquirers(store, prefix).await;
+    same_token_reacquire_is_idempotent(store, prefix).await;
+    trial_success_closes(store, prefix).await;
+    success_threshold_needs_sequential_trials(store, prefix).await;
+    trial_failure_reopens_with_fresh_timeout(store, prefix).await;
+    trial_failure_counts_past_fail_max(store, prefix).await;
+    result_with_wrong_token_ignored(store, prefix).await;
+    result_with_expired_token_ignored(store, prefix).await;
+    release_trial_frees_slot(store, prefix).await;
+    release_with_wrong_token_keeps_slot(store, prefix).await;
+    expired_lease_frees_slot(store, prefix).await;
+    force_from_closed(store, prefix).await;
+    force_from_open(store, prefix).await;
+    force_from_half_open(store, prefix).await;
+    force_frees_trial_slot(store, prefix).await;
+    versions_increase_on_writes(store, prefix).await;
+    snapshot_is_side_effect_free(store, prefix).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+/// A prefix unique to this run (process id and start time), for persistent stores.
+pub fn unique_prefix(base: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{base}-{}-{nanos:x}:", std::process::id())
+}
+
+/// The service name of a case, leaked to `&'static str` as the store requires.
+pub fn service(prefix: &str, case: &str) -> &'static str {
+    Box::leak(format!("{prefix}{case}").into_boxed_str())
+}
+
+/// Settings with the suite's small reset timeout.
+pub fn settings(fail_max: u32, success_threshold: u32) -> Settings {
+    Settings::DEFAULT
+        .fail_max(fail_max)
+        .reset_timeout(RESET)
+        .success_threshold(success_threshold)
+}
+
+async fn register<S: Store>(store: &S, svc: &'static str, s: &Settings) -> Snapshot {
+    store.register(svc, s).await.expect("register")
+}
+
+async fn snap<S: Store>(store: &S, svc: &'static str, s: &Settings) -> Snapshot {
+    store.snapshot(svc, s).await.expect("snapshot")
+}
+
+async fn fail<S: Store>(store: &S, svc: &'static str, s: &Settings, generation: u64) -> Outcome {
+    store
+        .record_failure(svc, s, generation)
+        .await
+        .expect("record_failure")
+}
+
+async fn succeed<S: Store>(store: &S, svc: &'static str, s: &Settings, generation: u64) -> Outcome {
+    store
+        .record_success(svc, s, generation)
+        .await
+        .expect("record_success")
+}
+
+async fn acquire<S: Store>(
+    store: &S,
+    svc: &'static str,
+    s: &Settings,
+    token: TrialToken,
+    lease: Duration,
+) -> Outcome {
+    store
+        .acquire_trial(svc, s, token, lease)
+        .await
+        .expect("acquire_trial")
+}
+
+async fn trial<S: Store>(
+    store: &S,
+    svc: &'static str,
+    s: &Settings,
+    token: TrialToken,
+    success: bool,
+) -> Outcome {
+    store
+        .record_trial(svc, s, token, success)
+        .await
+        .expect("record_trial")
+}
+
+async fn force<S: Store>(store: &S, svc: &'static str, s: &Settings, to: State) -> Outcome {
+    store.force(svc, s, to).await.expect("force")
+}
+
+/// Registers and records `n` failures at the current generation; returns the last answer.
+async fn fail_n<S: Store>(store: &S, svc: &'static str, s: &Settings, n: u32) -> Snapshot {
+    let mut current = register(store, svc, s).await;
+    for _ in 0..n {
+        let outcome = fail(store, svc, s, current.generation).await;
+        assert!(outcome.applied, "{svc}: failure not counted: {outcome:?}");
+        current = outcome.snapshot;
+    }
+    current
+}
+
+/// Registers and trips the breaker with `fail_max` failures.
+async fn trip<S: Store>(store: &S, svc: &'static str, s: &Settings) -> Snapshot {
+    let snapshot = fail_n(store, svc, s, s.fail_max).await;
+    assert_eq!(snapshot.state, State::Open, "{svc}: {snapshot:?}");
+    snapshot
+}
+
+/// Registers, trips and forces half-open (no waiting).
+async fn half_open<S: Store>(store: &S, svc: &'static str, s: &Settings) -> Snapshot {
+    trip(store, svc, s).await;
+    let outcome = force(store, svc, s, State::HalfOpen).await;
+    assert_eq!(
+        outcome.snapshot.state,
+        State::HalfOpen,
+        "{svc}: {outcome:?}"
+    );
+    outcome.snapshot
+}
+
+/// Polls `snapshot` until `done` holds, for at most `within` (for best-effort writes).
+async fn eventually<S: Store>(
+    store: &S,
+    svc: &'static str,
+    s: &Settings,
+    within: Duration,
+    done: impl Fn(&Snapshot) -> bool,
+) -> Snapshot {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let snapshot = snap(store, svc, s).await;
+        if done(&snapshot) || std::time::Instant::now() >= deadline {
+            return snapshot;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn assert_fresh_closed(svc: &str, snapshot: &Snapshot) {
+    assert_eq!(snapshot.state, State::Closed, "{svc}: {snapshot:?}");
+    assert_eq!(snapshot.fail_counter, 0, "{svc}: {snapshot:?}");
+    assert_eq!(snapshot.success_counter, 0, "{svc}: {snapshot:?}");
+    assert_eq!(snapshot.open_remaining, None, "{svc}: {snapshot:?}");
+    assert_eq!(snapshot.trial_remaining, None, "{svc}: {snapshot:?}");
+}
+
+/// An open snapshot whose timeout was (re)started just now.
+fn assert_freshly_open(svc: &str, snapshot: &Snapshot) {
+    assert_eq!(snapshot.state, State::Open, "{svc}: {snapshot:?}");
+    let remaining = snapshot
+        .open_remaining
+        .unwrap_or_else(|| panic!("{svc}: open without open_remaining: {snapshot:?}"));
+    assert!(remaining <= RESET, "{svc}: {remaining:?} > {RESET:?}");
+    assert!(
+        remaining > RESET / 2,
+        "{svc}: the open timeout was not restarted: {remaining:?} left of {RESET:?}"
+    );
+    assert_eq!(snapshot.trial_remaining, None, "{svc}: {snapshot:?}");
+    assert_eq!(snapshot.success_counter, 0, "{svc}: {snapshot:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Registration
+
+/// A new breaker is closed with zeroed counters, and reads agree with it.
+pub async fn register_creates_closed<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "register_creates_closed");
+    let s = settings(3, 1);
+    let registered = register(store, svc, &s).await;
+    assert_fresh_closed(svc, &registered);
+    let read = snap(store, svc, &s).await;
+    assert_fresh_closed(svc, &read);
+    assert_eq!(read.generation, registered.generation);
+    assert_eq!(read.version, registered.version);
+}
+
+/// Registering again (even with other settings) keeps the stored state and counters.
+pub async fn register_does_not_overwrite<S: Store>(store: &S, prefix: &str) {
+    let closed = service(prefix, "register_does_not_overwrite-closed");
+    let s = settings(3, 1);
+    let counted = fail_n(store, closed, &s, 2).await;
+    let again = register(store, closed, &settings(10, 2)).await;
+    assert_eq!(again.state, State::Closed);
+    assert_eq!(again.fail_counter, 2, "{again:?}");
+    assert_eq!(again.generation, counted.generation);
+
+    let open = service(prefix, "register_does_not_overwrite-open");
+    let tripped = trip(store, open, &s).await;
+    let again = register(store, open, &s).await;
+    assert_eq!(again.state, State::Open, "{again:?}");
+    assert_eq!(again.fail_counter, 3);
+    assert_eq!(again.generation, tripped.generation);
+    assert!(
+        again.open_remaining.is_some_and(|r| r <= RESET),
+        "{again:?}"
+    );
+}
+
+/// Two services in one store do not share anything.
+pub async fn independent_services<S: Store>(store: &S, prefix: &str) {
+    let a = service(prefix, "independent_services-a");
+    let b = service(prefix, "independent_services-b");
+    let s = settings(2, 1);
+    register(store, b, &s).await;
+    trip(store, a, &s).await;
+    let other = snap(store, b, &s).await;
+    assert_fresh_closed(b, &other);
+    let token = TrialToken::new();
+    assert!(!acquire(store, b, &s, token, LONG_LEASE).await.applied);
+    assert_eq!(snap(store, a, &s).await.state, State::Open);
+}
+
+// ---------------------------------------------------------------------------------------
+// Closed: counting and tripping
+
+/// Failures count one by one and the `fail_max`-th trips; the answers say so.
+pub async fn failures_trip_at_fail_max<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "failures_trip_at_fail_max");
+    let s = settings(3, 1);
+    let start = register(store, svc, &s).await;
+    let generation = start.generation;
+    for n in 1..=2 {
+        let outcome = fail(store, svc, &s, generation).await;
+        assert!(outcome.applied, "{outcome:?}");
+        assert_eq!(outcome.from, State::Closed);
+        assert_eq!(outcome.snapshot.state, State::Closed);
+        assert!(!outcome.changed_state());
+        assert_eq!(outcome.snapshot.fail_counter, n);
+        assert_eq!(outcome.snapshot.generation, generation);
+        assert_eq!(outcome.snapshot.open_remaining, None);
+    }
+    let tripped = fail(store, svc, &s, generation).await;
+    assert!(tripped.applied, "{tripped:?}");
+    assert_eq!(tripped.from, State::Closed);
+    assert!(tripped.changed_state());
+    assert_freshly_open(svc, &tripped.snapshot);
+    assert_eq!(
+        tripped.snapshot.fail_counter, 3,
+        "the tripping failure is counted"
+    );
+    assert!(
+        tripped.snapshot.generation > generation,
+        "a trip starts a new generation: {tripped:?}"
+    );
+    let read = snap(store, svc, &s).await;
+    assert_eq!(read.state, State::Open);
+    assert_eq!(read.fail_counter, 3);
+    assert_eq!(read.generation, tripped.snapshot.generation);
+}
+
+/// A success resets the consecutive count (so `fail_max` counts consecutive failures);
+/// a success with nothing to reset is not applied.
+pub async fn success_resets_fail_counter<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "success_resets_fail_counter");
+    let s = settings(3, 1);
+    let counted = fail_n(store, svc, &s, 2).await;
+    let generation = counted.generation;
+    let reset = succeed(store, svc, &s, generation).await;
+    assert!(reset.applied, "{reset:?}");
+    assert_eq!(reset.from, State::Closed);
+    assert_eq!(reset.snapshot.state, State::Closed);
+    assert_eq!(reset.snapshot.fail_counter, 0);
+    assert_eq!(
+        reset.snapshot.generation, generation,
+        "a reset is no transition"
+    );
+
+    let nothing = succeed(store, svc, &s, generation).await;
+    assert!(!nothing.applied, "nothing to reset: {nothing:?}");
+    assert_eq!(nothing.snapshot.fail_counter, 0);
+
+    // Two more failures do not trip: the count restarted.
+    for n in 1..=2 {
+        let outcome = fail(store, svc, &s, generation).await;
+        assert_eq!(outcome.snapshot.state, State::Closed);
+        assert_eq!(outcome.snapshot.fail_counter, n);
+    }
+    let tripped = fail(store, svc, &s, generation).await;
+    assert_eq!(tripped.snapshot.state, State::Open);
+}
+
+/// Results reported under another generation than the current one are not counted.
+pub async fn stale_generation_not_counted<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "stale_generation_not_counted");
+    let s = settings(2, 1);
+    let counted = fail_n(store, svc, &s, 1).await;
+    let generation = counted.generation;
+    for stale in [
+        generation.wrapping_sub(1),
+        generation + 1,
+        generation + 1000,
+    ] {
+        let f = fail(store, svc, &s, stale).await;
+        assert!(!f.applied, "stale failure applied: {f:?}");
+        assert_eq!(f.snapshot.state, State::Closed);
+        assert_eq!(f.snapshot.fail_counter, 1);
+        let ok = succeed(store, svc, &s, stale).await;
+        assert!(!ok.applied, "stale success applied: {ok:?}");
+        assert_eq!(ok.snapshot.fail_counter, 1);
+    }
+
+    // After a close (new generation), results of the old closed period are stale too.
+    let closed = force(store, svc, &s, State::Closed).await.snapshot;
+    assert!(closed.generation > generation);
+    let f = fail(store, svc, &s, generation).await;
+    assert!(!f.applied, "{f:?}");
+    assert_eq!(f.snapshot.fail_counter, 0);
+    let f = fail(store, svc, &s, closed.generation).await;
+    assert!(f.applied, "{f:?}");
+    let f = fail(store, svc, &s, generation).await;
+    assert!(!f.applied, "a stale failure must not trip: {f:?}");
+    assert_eq!(f.snapshot.state, State::Closed);
+    assert_eq!(f.snapshot.fail_counter, 1);
+}
+
+/// Ordinary results reported while open or half-open are not counted, even under the
+/// current generation: only the trial decides.
+pub async fn results_while_not_closed_not_counted<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "results_while_not_closed_not_counted");
+    let s = settings(2, 1);
+    let open = trip(store, svc, &s).await;
+    let f = fail(store, svc, &s, open.generation).await;
+    assert!(!f.applied, "{f:?}");
+    assert_eq!(f.snapshot.fail_counter, 2);
+    assert_eq!(f.snapshot.state, State::Open);
+    let ok = succeed(store, svc, &s, open.generation).await;
+    assert!(!ok.applied, "{ok:?}");
+    assert_eq!(ok.snapshot.fail_counter, 2);
+    assert_eq!(ok.snapshot.state, State::Open);
+
+    let half = force(store, svc, &s, State::HalfOpen).await.snapshot;
+    let f = fail(store, svc, &s, half.generation).await;
+    assert!(!f.applied, "{f:?}");
+    assert_eq!(f.snapshot.state, State::HalfOpen);
+    assert_eq!(f.snapshot.fail_counter, 2);
+    let ok = succeed(store, svc, &s, half.generation).await;
+    assert!(!ok.applied, "{ok:?}");
+    assert_eq!(ok.snapshot.state, State::HalfOpen);
+    assert_eq!(ok.snapshot.success_counter, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Open → half-open
+
+/// While open, no trial is granted, and `open_remaining` counts down from `reset_timeout`.
+pub async fn open_rejects_trial_until_timeout<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "open_rejects_trial_until_timeout");
+    let s = settings(1, 1);
+    let tripped = trip(store, svc, &s).await;
+    let first = tripped.open_remaining.expect("open_remaining");
+    assert!(first <= RESET);
+
+    let denied = acquire(store, svc, &s, TrialToken::new(), LONG_LEASE).await;
+    assert!(!denied.applied, "{denied:?}");
+    assert_eq!(denied.from, State::Open);
+    assert_eq!(denied.snapshot.state, State::Open);
+    assert_eq!(denied.snapshot.generation, tripped.generation);
+    assert_eq!(denied.snapshot.trial_remaining, None);
+
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let later = snap(store, svc, &s).await;
+    assert_eq!(later.state, State::Open);
+    let second = later.open_remaining.expect("open_remaining");
+    assert!(second < first, "{second:?} !< {first:?}");
+
+    let denied = acquire(store, svc, &s, TrialToken::new(), LONG_LEASE).await;
+    assert!(!denied.applied, "{denied:?}");
+    let third = denied.snapshot.open_remaining.expect("open_remaining");
+    assert!(third <= second, "{third:?} > {second:?}");
+}
+
+/// Once `reset_timeout` has passed the breaker still reads open (as in pybreaker, open →
+/// half-open is lazy) with no time left; the first acquirer gets the trial and moves it
+/// to half-open, keeping the fail counter and zeroing the success counter.
+pub async fn trial_allowed_after_timeout<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "trial_allowed_after_timeout");
+    let s = settings(2, 1);
+    let tripped = trip(store, svc, &s).await;
+    tokio::time::sleep(RESET + MARGIN).await;
+    let read = snap(store, svc, &s).await;
+    assert_eq!(read.state, State::Open, "lazy half-open: {read:?}");
+    assert_eq!(read.open_remaining, Some(Duration::ZERO), "{read:?}");
+    assert_eq!(read.trial_remaining, None, "{read:?}");
+    assert_eq!(read.generation, tripped.generation);
+    assert_eq!(read.version, tripped.version, "time passing is no write");
+
+    let token = TrialToken::new();
+    let granted = acquire(store, svc, &s, token, LEASE).await;
+    assert!(granted.applied, "{granted:?}");
+    assert_eq!(granted.from, State::Open);
+    assert!(granted.changed_state(), "{granted:?}");
+    assert_eq!(granted.snapshot.state, State::HalfOpen);
+    assert_eq!(granted.snapshot.open_remaining, None, "{granted:?}");
+    assert_eq!(granted.snapshot.success_counter, 0);
+    assert_eq!(
+        granted.snapshot.fail_counter, 2,
+        "entering half-open keeps the fail counter"
+    );
+    assert!(granted.snapshot.generation >= tripped.generation);
+    let lease = granted.snapshot.trial_remaining.expect("trial_remaining");
+    assert!(lease <= LEASE && lease > LEASE / 2, "{lease:?}");
+    let read = snap(store, svc, &s).await;
+    assert_eq!(read.state, State::HalfOpen);
+    assert!(read.trial_remaining.is_some());
+}
+
+/// No trial is granted while closed.
+pub async fn no_trial_while_closed<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "no_trial_while_closed");
+    let s = settings(2, 1);
+    register(store, svc, &s).await;
+    let outcome = acquire(store, svc, &s, TrialToken::new(), LONG_LEASE).await;
+    assert!(!outcome.applied, "{outcome:?}");
+    assert_eq!(outcome.snapshot.state, State::Closed);
+    assert_eq!(outcome.snapshot.trial_remaining, None);
+    let ignored = trial(store, svc, &s, TrialToken::new(), false).await;
+    assert!(!ignored.applied, "{ignored:?}");
+    assert_eq!(ignored.snapshot.state, State::Closed);
+    assert_eq!(ignored.snapshot.fail_counter, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// The trial slot
+
+/// Among many concurrent acquirers with distinct tokens, exactly one gets the trial.
+pub async fn one_trial_among_concurrent_acquirers<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "one_trial_among_concurrent_acquirers");
+    let s = settings(1, 1);
+    trip(store, svc, &s).await;
+    tokio::time::sleep(RESET + MARGIN).await;
+    let tokens: Vec<TrialToken> = (0..50).map(|_| TrialToken::new()).collect();
+    assert_eq!(
+        tokens.iter().collect::<HashSet<_>>().len(),
+        50,
+        "tokens must be distinct"
+    );
+    let outcomes = join_all(
+        tokens
+            .iter()
+            .map(|&token| acquire(store, svc, &s, token, LONG_LEASE)),
+    )
+    .await;
+    let granted: Vec<_> = outcomes.iter().filter(|o| o.applied).collect();
+    assert_eq!(granted.len(), 1, "{outcomes:#?}");
+    for outcome in &outcomes {
+        assert_eq!(outcome.snapshot.state, State::HalfOpen, "{outcome:?}");
+    }
+    // The losers see the slot taken.
+    let denied = outcomes.iter().find(|o| !o.applied).unwrap();
+    assert!(denied.snapshot.trial_remaining.is_some(), "{denied:?}");
+}
+
+/// Asking again with the holding token grants again; other tokens are still refused.
+pub async fn same_token_reacquire_is_idempotent<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "same_token_reacquire_is_idempotent");
+    let s = settings(1, 1);
+    half_open(store, svc, &s).await;
+    let token = TrialToken::new();
+    let first = acquire(store, svc, &s, token, LONG_LEASE).await;
+    assert!(first.applied, "{first:?}");
+    let again = acquire(store, svc, &s, token, LONG_LEASE).await;
+    assert!(again.applied, "same-token retry refused: {again:?}");
+    assert_eq!(again.snapshot.state, State::HalfOpen);
+    assert_eq!(again.snapshot.generation, first.snapshot.generation);
+    let other = acquire(store, svc, &s, TrialToken::new(), LONG_LEASE).await;
+    assert!(!other.applied, "{other:?}");
+    // The holder can still report.
+    let done = trial(store, svc, &s, token, true).await;
+    assert!(done.applied, "{done:?}");
+    assert_eq!(done.snapshot.state, State::Closed);
+}
+
+/// With `success_threshold = 1` a successful trial closes: counters zeroed, new generation.
+pub async fn trial_success_closes<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "trial_success_closes");
+    let s = settings(2, 1);
+    trip(store, svc, &s).await;
+    tokio::time::sleep(RESET + MARGIN).await;
+    let token = TrialToken::new();
+    let granted = acquire(store, svc, &s, token, LONG_LEASE).await;
+    assert!(granted.applied, "{granted:?}");
+    let closed = trial(store, svc, &s, token, true).await;
+    assert!(closed.applied, "{closed:?}");
+    assert_eq!(closed.from, State::HalfOpen);
+    assert!(closed.changed_state());
+    assert_fresh_closed(svc, &closed.snapshot);
+    assert!(closed.snapshot.generation > granted.snapshot.generation);
+
+    // Reporting again with the same token is ignored now.
+    let again = trial(store, svc, &s, token, false).await;
+    assert!(!again.applied, "{again:?}");
+    assert_eq!(again.snapshot.state, State::Closed);
+    // And the closed breaker counts afresh under the new generation.
+    let f = fail(store, svc, &s, closed.snapshot.generation).await;
+    assert!(f.applied);
+    assert_eq!(f.snapshot.fail_counter, 1);
+}
+
+/// With `success_threshold = 3` it takes three sequential successful trials to close;
+/// in between the breaker stays half-open and the slot is free again.
+pub async fn success_threshold_needs_sequential_trials<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "success_threshold_needs_sequential_trials");
+    let s = settings(2, 3);
+    let start = half_open(store, svc, &s).await;
+    assert_eq!(start.fail_counter, 2);
+    for n in 1..=2 {
+        let token = TrialToken::new();
+        let granted = acquire(store, svc, &s, token, LONG_LEASE).await;
+        assert!(granted.applied, "trial {n} refused: {granted:?}");
+        let outcome = trial(store, svc, &s, token, true).await;
+        assert!(outcome.applied, "{outcome:?}");
+        assert_eq!(outcome.snapshot.state, State::HalfOpen, "{outcome:?}");
+        assert!(!outcome.changed_state());
+        assert_eq!(outcome.snapshot.success_counter, n);
+        assert_eq!(
+            outcome.snapshot.fail_counter, 0,
+            "a success resets the fail counter"
+        );
+        assert_eq!(outcome.snapshot.generation, start.generation);
+        assert_eq!(outcome.snapshot.trial_remaining, None, "slot freed");
+    }
+    let token = TrialToken::new();
+    assert!(acquire(store, svc, &s, token, LONG_LEASE).await.applied);
+    let closed = trial(store, svc, &s, token, true).await;
+    assert!(closed.applied);
+    assert!(closed.changed_state());
+    assert_fresh_closed(svc, &closed.snapshot);
+}
+
+/// A failed trial re-opens with a fresh timeout; the fail counter keeps counting
+/// (pybreaker shows `fail_max + 1`) and the success counter is reset.
+pub async fn trial_failure_reopens_with_fresh_timeout<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "trial_failure_reopens_with_fresh_timeout");
+    let s = settings(2, 2);
+    trip(store, svc, &s).await;
+    tokio::time::sleep(RESET + MARGIN).await;
+    // One successful trial first, so that the success counter has something to reset.
+    let token = TrialToken::new();
+    assert!(acquire(store, svc, &s, token, LONG_LEASE).await.applied);
+    let half = trial(store, svc, &s, token, true).await.snapshot;
+    assert_eq!(half.success_counter, 1);
+    assert_eq!(half.fail_counter, 0);
+
+    let token = TrialToken::new();
+    assert!(acquire(store, svc, &s, token, LONG_LEASE).await.applied);
+    let reopened = trial(store, svc, &s, token, false).await;
+    assert!(reopened.applied, "{reopened:?}");
+    assert_eq!(reopened.from, State::HalfOpen);
+    assert!(reopened.changed_state());
+    assert_freshly_open(svc, &reopened.snapshot);
+    assert_eq!(reopened.snapshot.fail_counter, 1);
+    assert!(reopened.snapshot.generation > half.generation);
+    let denied = acquire(store, svc, &s, TrialToken::new(), LONG_LEASE).await;
+    assert!(!denied.applied, "{denied:?}");
+}
+
+/// A trial failure right after a trip shows `fail_max + 1`, as in pybreaker (whose test
+/// `test_failed_call_after_timeout` expects 4 with `fail_max = 3`).
+pub async fn trial_failure_counts_past_fail_max<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "trial_failure_counts_past_fail_max");
+    let s = settings(3, 1);
+    half_open(store, svc, &s).await;
+    let token = TrialToken::new();
+    assert!(acquire(store, svc, &s, token, LONG_LEASE).await.applied);
+    let reopened = trial(store, svc, &s, token, false).await;
+    assert_eq!(reopened.snapshot.fail_counter, 4, "{reopened:?}");
+}
+
+/// A result reported with a token that does not hold the slot changes nothing.
+pub async fn result_with_wrong_token_ignored<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "result_with_wrong_token_ignored");
+    let s = settings(3, 1);
+    let half = half_open(store, svc, &s).await;
+    let holder = TrialToken::new();
+    assert!(acquire(store, svc, &s, holder, LONG_LEASE).await.applied);
+    for success in [true, false] {
+        let outcome = trial(store, svc, &s, TrialToken::new(), success).await;
+        assert!(!outcome.applied, "{outcome:?}");
+        assert_eq!(outcome.snapshot.state, State::HalfOpen);
+        assert_eq!(outcome.snapshot.generation, half.generation);
+        assert_eq!(outcome.snapshot.fail_counter, 3);
+        assert_eq!(outcome.snapshot.success_counter, 0);
+        assert!(outcome.snapshot.trial_remaining.is_some(), "{outcome:?}");
+    }
+    // The holder still decides.
+    let closed = trial(store, svc, &s, holder, true).await;
+    assert!(closed.applied);
+    assert_eq!(closed.snapshot.state, State::Closed);
+}
+
+/// A result reported after the lease expired is ignored.
+pub async fn result_with_expired_token_ignored<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "result_with_expired_token_ignored");
+    let s = settings(2, 1);
+    let half = half_open(store, svc, &s).await;
+    let token = TrialToken::new();
+    assert!(acquire(store, svc, &s, token, LEASE).await.applied);
+    tokio::time::sleep(LEASE + MARGIN).await;
+    for success in [true, false] {
+        let outcome = trial(store, svc, &s, token, success).await;
+        assert!(!outcome.applied, "expired lease still reports: {outcome:?}");
+        assert_eq!(outcome.snapshot.state, State::HalfOpen);
+        assert_eq!(outcome.snapshot.generation, half.generation);
+        assert_eq!(outcome.snapshot.trial_remaining, None);
+    }
+}
+
+/// `release_trial` gives the slot back at once (or soon, for a best-effort store).
+pub async fn release_trial_frees_slot<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "release_trial_frees_slot");
+    let s = settings(2, 1);
+    let half = half_open(store, svc, &s).await;
+    let first = TrialToken::new();
+    assert!(acquire(store, svc, &s, first, LONG_LEASE).await.applied);
+    store.release_trial(svc, first);
+    let freed = eventually(store, svc, &s, Duration::from_millis(500), |snap| {
+        snap.trial_remaining.is_none()
+    })
+    .await;
+    assert_eq!(
+        freed.trial_remaining, None,
+        "release did not free: {freed:?}"
+    );
+    assert_eq!(freed.state, State::HalfOpen);
+    assert_eq!(freed.generation, half.generation);
+    assert_eq!(freed.fail_counter, 2, "a release is no verdict");
+    let second = TrialToken::new();
+    let granted = acquire(store, svc, &s, second, LONG_LEASE).await;
+    assert!(granted.applied, "{granted:?}");
+    // The released token can no longer report.
+    let stale = trial(store, svc, &s, first, false).await;
+    assert!(!stale.applied, "{stale:?}");
+    assert_eq!(stale.snapshot.state, State::HalfOpen);
+}
+
+/// Releasing with a token that does not hold the slot leaves the holder in place.
+pub async fn release_with_wrong_token_keeps_slot<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "release_with_wrong_token_keeps_slot");
+    let s = settings(2, 1);
+    half_open(store, svc, &s).await;
+    let holder = TrialToken::new();
+    assert!(acquire(store, svc, &s, holder, LONG_LEASE).await.applied);
+    store.release_trial(svc, TrialToken::new());
+    tokio::time::sleep(Duration::from_millis(50)).await; // let a best-effort release land
+    let other = acquire(store, svc, &s, TrialToken::new(), LONG_LEASE).await;
+    assert!(!other.applied, "{other:?}");
+    assert!(trial(store, svc, &s, holder, true).await.applied);
+}
+
+/// An expired lease frees the slot for another acquirer, without changing the state.
+pub async fn expired_lease_frees_slot<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "expired_lease_frees_slot");
+    let s = settings(2, 1);
+    let half = half_open(store, svc, &s).await;
+    let first = TrialToken::new();
+    assert!(acquire(store, svc, &s, first, LEASE).await.applied);
+    let denied = acquire(store, svc, &s, TrialToken::new(), LEASE).await;
+    assert!(!denied.applied, "{denied:?}");
+    let lease = denied.snapshot.trial_remaining.expect("trial_remaining");
+    assert!(lease <= LEASE, "{lease:?}");
+
+    tokio::time::sleep(LEASE + MARGIN).await;
+    let read = snap(store, svc, &s).await;
+    assert_eq!(read.state, State::HalfOpen, "{read:?}");
+    assert_eq!(read.trial_remaining, None, "{read:?}");
+    let second = TrialToken::new();
+    let granted = acquire(store, svc, &s, second, LONG_LEASE).await;
+    assert!(granted.applied, "{granted:?}");
+    assert_eq!(granted.snapshot.generation, half.generation);
+    // The expired holder is now refused, even for a same-token retry.
+    assert!(!acquire(store, svc, &s, first, LONG_LEASE).await.applied);
+}
+
+// ---------------------------------------------------------------------------------------
+// Manual transitions
+
+/// Checks one forced transition from a prepared snapshot `before`.
+fn assert_forced(svc: &str, before: &Snapshot, to: State, outcome: &Outcome) {
+    let after = &outcome.snapshot;
+    assert!(
+        outcome.applied,
+        "{svc}: force is always applied: {outcome:?}"
+    );
+    assert_eq!(outcome.from, before.state, "{svc}: {outcome:?}");
+    assert_eq!(after.state, to, "{svc}: {outcome:?}");
+    assert!(
+        after.generation > before.generation,
+        "{svc}: force bumps the generation: {before:?} → {after:?}"
+    );
+    assert_eq!(after.trial_remaining, None, "{svc}: {after:?}");
+    match to {
+        State::Closed => assert_fresh_closed(svc, after),
+        State::Open => {
+            assert_freshly_open(svc, after);
+            assert_eq!(
+                after.fail_counter, before.fail_counter,
+                "{svc}: entering open keeps the fail counter"
+            );
+        }
+        State::HalfOpen => {
+            assert_eq!(after.open_remaining, None, "{svc}: {after:?}");
+            assert_eq!(after.success_counter, 0, "{svc}: {after:?}");
+            assert_eq!(
+                after.fail_counter, before.fail_counter,
+                "{svc}: entering half-open keeps the fail counter"
+            );
+        }
+    }
+}
+
+const TARGETS: [State; 3] = [State::Open, State::HalfOpen, State::Closed];
+
+fn target_name(state: State) -> &'static str {
+    match state {
+        State::Open => "open",
+        State::HalfOpen => "half-open",
+        State::Closed => "closed",
+    }
+}
+
+/// Forcing each state from closed (with failures counted).
+pub async fn force_from_closed<S: Store>(store: &S, prefix: &str) {
+    for to in TARGETS {
+        let svc = service(prefix, &format!("force_from_closed-{}", target_name(to)));
+        let s = settings(5, 2);
+        let before = fail_n(store, svc, &s, 2).await;
+        let outcome = force(store, svc, &s, to).await;
+        assert_forced(svc, &before, to, &outcome);
+    }
+}
+
+/// Forcing each state from open (opening again restarts the timeout).
+pub async fn force_from_open<S: Store>(store: &S, prefix: &str) {
+    for to in TARGETS {
+        let svc = service(prefix, &format!("force_from_open-{}", target_name(to)));
+        let s = settings(2, 2);
+        trip(store, svc, &s).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = snap(store, svc, &s).await;
+        assert_eq!(before.state, State::Open);
+        assert!(before.open_remaining.unwrap() < RESET - Duration::from_millis(50));
+        let outcome = force(store, svc, &s, to).await;
+        assert_forced(svc, &before, to, &outcome);
+    }
+}
+
+/// Forcing each state from half-open after one successful trial (success counter 1).
+pub async fn force_from_half_open<S: Store>(store: &S, prefix: &str) {
+    for to in TARGETS {
+        let svc = service(prefix, &format!("force_from_half_open-{}", target_name(to)));
+        let s = settings(2, 3);
+        half_open(store, svc, &s).await;
+        let token = TrialToken::new();
+        assert!(acquire(store, svc, &s, token, LONG_LEASE).await.applied);
+        let before = trial(store, svc, &s, token, true).await.snapshot;
+        assert_eq!(before.state, State::HalfOpen);
+        assert_eq!(before.success_counter, 1);
+        let outcome = force(store, svc, &s, to).await;
+        assert_forced(svc, &before, to, &outcome);
+    }
+}
+
+/// A forced transition takes the slot from a trial in flight: its result is ignored,
+/// and after forcing half-open a new trial can start at once.
+pub async fn force_frees_trial_slot<S: Store>(store: &S, prefix: &str) {
+    for to in TARGETS {
+        let svc = service(
+            prefix,
+            &format!("force_frees_trial_slot-{}", target_name(to)),
+        );
+        let s = settings(2, 1);
+        half_open(store, svc, &s).await;
+        let token = TrialToken::new();
+        assert!(acquire(store, svc, &s, token, LONG_LEASE).await.applied);
+        let forced = force(store, svc, &s, to).await;
+        assert_eq!(forced.from, State::HalfOpen);
+        assert_eq!(forced.snapshot.trial_remaining, None, "{forced:?}");
+        for success in [true, false] {
+            let late = trial(store, svc, &s, token, success).await;
+            assert!(!late.applied, "{svc}: {late:?}");
+            assert_eq!(late.snapshot.state, to, "{svc}: {late:?}");
+            assert_eq!(late.snapshot.generation, forced.snapshot.generation);
+        }
+        let next = acquire(store, svc, &s, TrialToken::new(), LONG_LEASE).await;
+        assert_eq!(next.applied, to == State::HalfOpen, "{svc}: {next:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Versions and reads
+
+/// Every applied write bumps `version.seq`; refused requests and reads do not go back.
+pub async fn versions_increase_on_writes<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "versions_increase_on_writes");
+    let s = settings(2, 1);
+    let start = register(store, svc, &s).await;
+    let mut last = start.version;
+    // `strict`: a write that changes state or counters must bump `seq`. Taking or
+    // re-taking the trial slot may or may not count as a write of the record; refused
+    // requests may not move the version back.
+    let mut check = |what: &str, strict: bool, outcome: &Outcome| {
+        let v = outcome.snapshot.version;
+        assert_eq!(v.incarnation, last.incarnation, "{what}: {outcome:?}");
+        if strict {
+            assert!(outcome.applied, "{what}: not applied: {outcome:?}");
+            assert!(
+                v.seq > last.seq,
+                "{what}: applied without a new seq: {outcome:?}"
+            );
+        } else {
+            assert!(v.seq >= last.seq, "{what}: seq went back: {outcome:?}");
+        }
+        last = v;
+    };
+    let g = start.generation;
+    check("failure", true, &fail(store, svc, &s, g).await);
+    check("success", true, &succeed(store, svc, &s, g).await);
+    check("no-op success", false, &succeed(store, svc, &s, g).await);
+    check("stale failure", false, &fail(store, svc, &s, g + 7).await);
+    check("failure", true, &fail(store, svc, &s, g).await);
+    check("trip", true, &fail(store, svc, &s, g).await);
+    let refused = acquire(store, svc, &s, TrialToken::new(), LONG_LEASE).await;
+    assert!(!refused.applied);
+    check("refused trial", false, &refused);
+    let half = force(store, svc, &s, State::HalfOpen).await;
+    check("force half-open", true, &half);
+    let token = TrialToken::new();
+    check(
+        "trial",
+        false,
+        &acquire(store, svc, &s, token, LONG_LEASE).await,
+    );
+    check(
+        "trial again",
+        false,
+        &acquire(store, svc, &s, token, LONG_LEASE).await,
+    );
+    check(
+        "trial failure",
+        true,
+        &trial(store, svc, &s, token, false).await,
+    );
+    check(
+        "force open",
+        true,
+        &force(store, svc, &s, State::Open).await,
+    );
+    check(
+        "force open again",
+        true,
+        &force(store, svc, &s, State::Open).await,
+    );
+    check(
+        "force close",
+        true,
+        &force(store, svc, &s, State::Closed).await,
+    );
+    check(
+        "force close again",
+        true,
+        &force(store, svc, &s, State::Closed).await,
+    );
+    let read = snap(store, svc, &s).await;
+    assert_eq!(read.version, last, "a read is no write");
+}
+
+/// Reading changes nothing: not the counters, not the version, not the trial slot, and
+/// reading past the open timeout does not start a trial.
+pub async fn snapshot_is_side_effect_free<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "snapshot_is_side_effect_free");
+    let s = settings(2, 1);
+    let counted = fail_n(store, svc, &s, 1).await;
+    for _ in 0..3 {
+        assert_eq!(snap(store, svc, &s).await, counted);
+    }
+    let tripped = fail(store, svc, &s, counted.generation).await.snapshot;
+    let read = snap(store, svc, &s).await;
+    assert_eq!(read.state, State::Open);
+    assert_eq!(
+        (read.generation, read.fail_counter, read.version),
+        (tripped.generation, tripped.fail_counter, tripped.version)
+    );
+
+    tokio::time::sleep(RESET + MARGIN).await;
+    let first = snap(store, svc, &s).await;
+    let second = snap(store, svc, &s).await;
+    assert_eq!(first.state, State::Open, "reading starts no trial");
+    assert_eq!(first.open_remaining, Some(Duration::ZERO));
+    assert_eq!(first, second);
+    assert_eq!(first.version, tripped.version, "reading is no write");
+    assert_eq!(first.generation, tripped.generation);
+    assert_eq!(first.trial_remaining, None);
+
+    let token = TrialToken::new();
+    let granted = acquire(store, svc, &s, token, LONG_LEASE).await;
+    assert!(granted.applied, "{granted:?}");
+    let held = snap(store, svc, &s).await;
+    assert_eq!(held.version, granted.snapshot.version);
+    assert!(held.trial_remaining.is_some());
+    assert!(
+        !acquire(store, svc, &s, TrialToken::new(), LONG_LEASE)
+            .await
+            .applied
+    );
+}

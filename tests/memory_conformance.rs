@@ -1,0 +1,22 @@
+//! The store conformance suite (`tests/conformance/`) against the in-memory store.
+
+mod conformance;
+
+conformance_tests!(
+    store = infuse::store::memory::MemoryStore::new(),
+    prefix = "memory:",
+);
+
+/// The sequential entry point runs too (on a fresh store, so names cannot collide).
+#[tokio::test]
+async fn run_all_in_sequence() {
+    let store = infuse::store::memory::MemoryStore::new();
+    conformance::run_all(&store, &conformance::unique_prefix("memory-all")).await;
+}
+
+/// `CASES` lists exactly the cases the macro instantiates (kept in sync by hand).
+#[test]
+fn case_list_has_no_duplicates() {
+    let unique: std::collections::HashSet<_> = conformance::CASES.iter().collect();
+    assert_eq!(unique.len(), conformance::CASES.len());
+}
