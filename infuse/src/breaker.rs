@@ -287,15 +287,11 @@ impl Breaker {
         }
     }
 
-    /// Takes in a store answer and tells listeners about the state change it shows:
-    /// the transition this request made, or one made elsewhere that this view missed.
+    /// Takes in a store answer and tells listeners about the state change it shows.
+    /// Notifying exactly when this process's view changes means a change is told once,
+    /// whether the script's reply or the pub/sub echo of the same write arrives first.
     fn observe(&self, outcome: &Outcome) {
-        let seen = self.inner.view.apply(&outcome.snapshot);
-        if outcome.changed_state() {
-            self.notify_change(outcome.from, outcome.snapshot.state);
-        } else if let Some((from, to)) = seen {
-            self.notify_change(from, to);
-        }
+        self.observe_snapshot(&outcome.snapshot);
     }
 
     /// Replaces the view with `snapshot` whatever its version (a store taking over) and
@@ -371,9 +367,12 @@ impl Breaker {
             .backend
             .force(self.inner.service, &binding.settings, to)
             .await?;
-        self.inner.view.apply(&outcome.snapshot);
-        // As pybreaker: manual transitions always notify, even to the same state.
-        self.notify_change(outcome.from, outcome.snapshot.state);
+        let seen = self.inner.view.apply(&outcome.snapshot);
+        // As pybreaker: manual transitions always notify, even to the same state; a real
+        // change is told by whichever of the reply and its pub/sub echo arrives first.
+        if seen.is_some() || outcome.from == outcome.snapshot.state {
+            self.notify_change(outcome.from, outcome.snapshot.state);
+        }
         Ok(())
     }
 

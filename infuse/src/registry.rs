@@ -96,8 +96,21 @@ impl StaticBreaker {
     /// The breaker, from the process-wide registry.
     #[inline]
     pub fn get(&self) -> &Breaker {
-        self.cell
-            .get_or_init(|| global().breaker_with(self.spec.service, Some(self.spec.settings)))
+        self.cell.get_or_init(|| {
+            let spec = self.spec;
+            if let Some(other) = declarations()
+                .find(|d| d.service == spec.service && d.settings != spec.settings)
+            {
+                // `init` refuses this; without `init`, say it once per call site.
+                tracing::warn!(
+                    service = spec.service,
+                    function = %spec.describe(),
+                    other = %other.describe(),
+                    "service declared with conflicting settings; the first one used wins (infuse::init reports this as an error)"
+                );
+            }
+            global().breaker_with(spec.service, Some(spec.settings))
+        })
     }
 }
 
