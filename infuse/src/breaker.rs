@@ -141,18 +141,30 @@ impl Breaker {
         if skip::is_skipping() {
             return future.await;
         }
-        let permit = match self.acquire().await {
-            Ok(permit) => permit,
-            Err(rejected) => return R::from_result(Err(rejected.into())),
+        // The fast paths are decided here without awaiting: nested state machines cost
+        // more than the decision itself.
+        let permit = match self.inner.view.admit() {
+            Admit::Pass(generation) => self.admitted(PermitKind::Normal { generation }),
+            Admit::Reject(retry_after) => {
+                return R::from_result(Err(self.rejected(retry_after).into()));
+            }
+            Admit::Trial | Admit::Sync => match self.acquire_slow().await {
+                Ok(permit) => permit,
+                Err(rejected) => return R::from_result(Err(rejected.into())),
+            },
         };
         let result = future.await.into_result();
         R::from_result(match result {
             Ok(value) => {
-                permit.success().await;
+                if let Err(permit) = permit.success_now() {
+                    permit.success().await;
+                }
                 Ok(value)
             }
             Err(error) if options.is_excluded(&error) => {
-                permit.success().await;
+                if let Err(permit) = permit.success_now() {
+                    permit.success().await;
+                }
                 Err(error)
             }
             Err(error) => match (permit.failure(&error).await, options.error_on_trip) {
@@ -187,19 +199,25 @@ impl Breaker {
         match self.inner.view.admit() {
             Admit::Pass(generation) => Ok(self.admitted(PermitKind::Normal { generation })),
             Admit::Reject(retry_after) => Err(self.rejected(retry_after)),
+            Admit::Trial | Admit::Sync => self.acquire_slow().await,
+        }
+    }
+
+    /// Admission when the view alone cannot decide: the trial slot, or a view that has
+    /// not loaded the shared state yet.
+    #[cold]
+    async fn acquire_slow(&self) -> Result<Permit<'_>, BreakerError> {
+        if let Admit::Sync = self.inner.view.admit() {
+            self.sync().await;
+        }
+        match self.inner.view.admit() {
+            Admit::Pass(generation) => Ok(self.admitted(PermitKind::Normal { generation })),
+            Admit::Reject(retry_after) => Err(self.rejected(retry_after)),
             Admit::Trial => self.acquire_trial().await,
-            Admit::Sync => {
-                self.sync().await;
-                match self.inner.view.admit() {
-                    Admit::Pass(generation) => Ok(self.admitted(PermitKind::Normal { generation })),
-                    Admit::Reject(retry_after) => Err(self.rejected(retry_after)),
-                    Admit::Trial => self.acquire_trial().await,
-                    // Still unknown (nothing could be loaded): behave as closed.
-                    Admit::Sync => Ok(self.admitted(PermitKind::Normal {
-                        generation: self.inner.view.generation(),
-                    })),
-                }
-            }
+            // Still unknown (nothing could be loaded): behave as closed.
+            Admit::Sync => Ok(self.admitted(PermitKind::Normal {
+                generation: self.inner.view.generation(),
+            })),
         }
     }
 
@@ -402,6 +420,26 @@ impl<'a> Permit<'a> {
     /// Whether this permit is the half-open trial call.
     pub fn is_trial(&self) -> bool {
         matches!(self.kind, PermitKind::Trial { .. })
+    }
+
+    /// Settles a success that needs no store round trip (closed, nothing to reset)
+    /// without awaiting; hands the permit back otherwise.
+    #[inline]
+    pub(crate) fn success_now(mut self) -> Result<(), Self> {
+        match self.kind {
+            PermitKind::Normal { generation }
+                if !self.breaker.inner.view.needs_reset(generation) =>
+            {
+                self.kind = PermitKind::Settled;
+                let service = self.breaker.inner.service;
+                self.breaker
+                    .inner
+                    .listeners
+                    .emit(service, |l| l.on_success(service));
+                Ok(())
+            }
+            _ => Err(self),
+        }
     }
 
     /// Records a success (also what an excluded error counts as).

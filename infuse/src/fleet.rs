@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::breaker::Breaker;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::{parse_event, Deadlines, RedisStore};
+use crate::store::redis::{parse_event, timer_for, Deadlines, RedisStore};
 use crate::store::{Outcome, Snapshot, Store, TrialToken, Version};
 use crate::{InitError, Settings, State, StorageError};
 
@@ -294,7 +294,9 @@ impl Fleet {
                     _ = tokio::time::sleep(jittered(delay)) => {}
                     _ = closed.changed() => return,
                 }
-                delay = (delay * 2).min(Duration::from_secs(1));
+                // Capped low: while Redis is down this is the only traffic to it, and a
+                // short cap brings the fleet state back soon after Redis returns.
+                delay = (delay * 2).min(Duration::from_millis(250));
                 let Some(fleet) = me.upgrade() else { return };
                 if fleet.store.ping().await.is_ok() && fleet.recover().await {
                     fleet.monitoring.store(false, Ordering::Release);
@@ -368,7 +370,7 @@ impl Fleet {
         if self.is_healthy() {
             let deadline = self.store.deadlines().call;
             let result = match tokio::time::timeout(
-                deadline,
+                timer_for(deadline),
                 self.store.register(service, settings),
             )
             .await

@@ -72,9 +72,14 @@ impl Listeners {
     /// Calls `f` on every listener, catching panics so one bad listener cannot break calls.
     #[inline]
     pub(crate) fn emit(&self, service: &str, f: impl Fn(&dyn Listener)) {
-        if !self.any.load(Ordering::Acquire) {
-            return;
+        if self.any.load(Ordering::Acquire) {
+            self.emit_to_all(service, &f);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn emit_to_all(&self, service: &str, f: &dyn Fn(&dyn Listener)) {
         let list = self.list.read().unwrap_or_else(|e| e.into_inner()).clone();
         for listener in list.iter() {
             if catch_unwind(AssertUnwindSafe(|| f(listener.as_ref()))).is_err() {

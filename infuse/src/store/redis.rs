@@ -208,13 +208,24 @@ pub(crate) async fn bounded<T>(
     deadline: Duration,
     future: impl Future<Output = Result<T, RedisError>>,
 ) -> Result<T, StorageError> {
-    match tokio::time::timeout(deadline, future).await {
+    match tokio::time::timeout(timer_for(deadline), future).await {
         Err(_) => Err(StorageError::Timeout {
             operation,
             after: deadline,
         }),
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(classify(operation, &error)),
+    }
+}
+
+/// Tokio's timers fire on a 1 ms tick after their deadline: arm them 1 ms early so that
+/// no call waits past the configured deadline.
+pub(crate) fn timer_for(deadline: Duration) -> Duration {
+    let tick = Duration::from_millis(1);
+    if deadline > tick * 2 {
+        deadline - tick
+    } else {
+        deadline
     }
 }
 
