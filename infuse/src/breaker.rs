@@ -10,10 +10,11 @@ use arc_swap::ArcSwap;
 
 use crate::backend::Backend;
 use crate::call::{CallOptions, GuardedResult};
+use crate::guarded::Guarded;
 use crate::listener::{Listener, Listeners};
 use crate::store::{Outcome, Snapshot, Store, TrialToken};
 use crate::view::{now_nanos, Admit, View};
-use crate::{skip, BreakerError, Settings, State, StorageError};
+use crate::{BreakerError, Settings, State, StorageError};
 
 /// A cheap, clonable handle to one service's breaker.
 ///
@@ -51,6 +52,14 @@ pub(crate) struct Binding {
     pub(crate) settings: Settings,
     pub(crate) backend: Backend,
     pub(crate) trial_lease: Duration,
+}
+
+/// The outcome of [`Breaker::admit_now`].
+pub(crate) enum Admission<'a> {
+    Pass(Permit<'a>),
+    Reject(BreakerError),
+    /// The store must be asked (trial slot, or first load of the shared state).
+    Slow,
 }
 
 /// What recording a failure did.
@@ -114,71 +123,52 @@ impl Breaker {
     ///
     /// Rejected calls return `Err(E::from(BreakerError::Open { .. }))` without polling
     /// `future`. Inside [`skip_breaker`](crate::skip_breaker) the future runs unchecked.
-    pub async fn call<T, E, F>(&self, future: F) -> Result<T, E>
+    pub fn call<T, E, F>(&self, future: F) -> Guarded<'_, Result<T, E>, F>
     where
         F: Future<Output = Result<T, E>>,
         E: From<BreakerError> + Debug,
     {
-        self.guard(CallOptions::new(), future).await
+        Guarded::new(self, CallOptions::new(), future)
     }
 
     /// Runs `future` through the breaker with the given options.
-    pub async fn call_with<T, E, F>(&self, options: CallOptions<E>, future: F) -> Result<T, E>
+    pub fn call_with<T, E, F>(
+        &self,
+        options: CallOptions<E>,
+        future: F,
+    ) -> Guarded<'_, Result<T, E>, F>
     where
         F: Future<Output = Result<T, E>>,
         E: From<BreakerError> + Debug,
     {
-        self.guard(options, future).await
+        Guarded::new(self, options, future)
     }
 
     /// The form `#[circuit_breaker]` expands to: like [`call_with`](Breaker::call_with),
     /// for any [`GuardedResult`] (a `Result` under any alias).
-    pub async fn guard<R, F>(&self, options: CallOptions<R::Err>, future: F) -> R
+    pub fn guard<R, F>(&self, options: CallOptions<R::Err>, future: F) -> Guarded<'_, R, F>
     where
         R: GuardedResult,
         F: Future<Output = R>,
     {
-        if skip::is_skipping() {
-            return future.await;
+        Guarded::new(self, options, future)
+    }
+
+    /// Admission decided from the local view alone, when it can be: what a guarded
+    /// call does on its first poll.
+    #[inline]
+    pub(crate) fn admit_now(&self) -> Admission<'_> {
+        match self.inner.view.admit() {
+            Admit::Pass(generation) => {
+                Admission::Pass(self.admitted(PermitKind::Normal { generation }))
+            }
+            Admit::Reject(retry_after) => Admission::Reject(self.rejected(retry_after)),
+            // Another call of this process is trying, or another process holds the trial.
+            Admit::Trial if self.inner.view.trial_blocked() => {
+                Admission::Reject(self.rejected(None))
+            }
+            Admit::Trial | Admit::Sync => Admission::Slow,
         }
-        // The fast paths are decided here without awaiting: nested state machines cost
-        // more than the decision itself.
-        let permit = match self.inner.view.admit() {
-            Admit::Pass(generation) => self.admitted(PermitKind::Normal { generation }),
-            Admit::Reject(retry_after) => {
-                return R::from_result(Err(self.rejected(retry_after).into()));
-            }
-            Admit::Trial | Admit::Sync => match self.acquire_slow().await {
-                Ok(permit) => permit,
-                Err(rejected) => return R::from_result(Err(rejected.into())),
-            },
-        };
-        let result = future.await.into_result();
-        R::from_result(match result {
-            Ok(value) => {
-                if let Err(permit) = permit.success_now() {
-                    permit.success().await;
-                }
-                Ok(value)
-            }
-            Err(error) if options.is_excluded(&error) => {
-                if let Err(permit) = permit.success_now() {
-                    permit.success().await;
-                }
-                Err(error)
-            }
-            Err(error) => match (permit.failure(&error).await, options.error_on_trip) {
-                (Verdict::Tripped, true) => Err(BreakerError::Tripped {
-                    service: self.inner.service,
-                }
-                .into()),
-                (Verdict::TrialFailed, true) => Err(BreakerError::TrialFailed {
-                    service: self.inner.service,
-                }
-                .into()),
-                _ => Err(error),
-            },
-        })
     }
 
     /// Asks to run one call. In the closed state this never waits; after the open
@@ -206,7 +196,7 @@ impl Breaker {
     /// Admission when the view alone cannot decide: the trial slot, or a view that has
     /// not loaded the shared state yet.
     #[cold]
-    async fn acquire_slow(&self) -> Result<Permit<'_>, BreakerError> {
+    pub(crate) async fn acquire_slow(&self) -> Result<Permit<'_>, BreakerError> {
         if let Admit::Sync = self.inner.view.admit() {
             self.sync().await;
         }
@@ -233,7 +223,7 @@ impl Breaker {
         self.observe_snapshot(&snapshot);
     }
 
-    #[inline]
+    #[inline(always)]
     fn admitted(&self, kind: PermitKind) -> Permit<'_> {
         let service = self.inner.service;
         self.inner
@@ -289,11 +279,14 @@ impl Breaker {
                 return Err(self.rejected(None));
             }
         };
-        self.observe(&outcome);
         if outcome.applied {
+            self.observe(&outcome);
             return Ok(self.admitted(PermitKind::Trial { token }));
         }
+        // Not ours: clear `probing` first, so that observing a trial held elsewhere sets
+        // the time before this process asks again.
         view.probing.store(false, Ordering::Release);
+        self.observe(&outcome);
         let snapshot = outcome.snapshot;
         match snapshot.state {
             // Closed elsewhere meanwhile: an ordinary call.
@@ -529,8 +522,10 @@ impl Breaker {
                     .backend
                     .record_success(breaker.inner.service, &binding.settings, generation)
                     .await;
-                breaker.inner.view.resetting.store(false, Ordering::Release);
+                // Apply the reply (clearing the dirty bit) before allowing another reset,
+                // or a concurrent success would send a second one.
                 breaker.record_outcome(outcome);
+                breaker.inner.view.resetting.store(false, Ordering::Release);
             }
         };
         match tokio::runtime::Handle::try_current() {
@@ -595,16 +590,23 @@ impl Drop for TrialRequest<'_> {
 }
 
 impl Drop for Permit<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let PermitKind::Trial { token } = self.kind {
-            // Cancelled or panicked mid-trial: free the slot so the breaker cannot wedge.
-            let inner = &self.breaker.inner;
-            inner
-                .binding
-                .load()
-                .backend
-                .release_trial(inner.service, token);
-            inner.view.probing.store(false, Ordering::Release);
+            release_abandoned_trial(self.breaker, token);
         }
     }
+}
+
+/// A trial was cancelled or panicked: free the slot so the breaker cannot wedge.
+#[cold]
+#[inline(never)]
+fn release_abandoned_trial(breaker: &Breaker, token: TrialToken) {
+    let inner = &breaker.inner;
+    inner
+        .binding
+        .load()
+        .backend
+        .release_trial(inner.service, token);
+    inner.view.probing.store(false, Ordering::Release);
 }

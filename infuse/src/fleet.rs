@@ -545,7 +545,19 @@ impl Store for Fleet {
             self,
             service,
             generation,
-            self.store.acquire_trial(service, settings, token, lease),
+            async {
+                let result = self
+                    .store
+                    .acquire_trial(service, settings, token, lease)
+                    .await;
+                if result.is_err() {
+                    // The script may still run once Redis answers, handing the fleet's
+                    // trial slot to a token nobody will report: release it right behind
+                    // (same connection, so it runs after; token-fenced, so it is safe).
+                    self.store.release_trial(service, token);
+                }
+                result
+            },
             |local: Arc<MemoryStore>| async move {
                 local.acquire_trial(service, settings, token, lease).await
             }
@@ -564,7 +576,16 @@ impl Store for Fleet {
             self,
             service,
             generation,
-            self.store.record_trial(service, settings, token, success),
+            async {
+                let result = self
+                    .store
+                    .record_trial(service, settings, token, success)
+                    .await;
+                if result.is_err() {
+                    self.store.release_trial(service, token); // as in `acquire_trial`
+                }
+                result
+            },
             |local: Arc<MemoryStore>| async move {
                 local.record_trial(service, settings, token, success).await
             }

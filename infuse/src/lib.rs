@@ -7,6 +7,7 @@ mod call;
 mod config;
 mod error;
 mod fleet;
+mod guarded;
 mod listener;
 mod registry;
 mod settings;
@@ -20,6 +21,7 @@ pub use call::{CallOptions, GuardedResult};
 pub use config::{env_prefix, Config, ServiceOverride};
 pub use error::{BreakerError, InitError, StorageError};
 pub use fleet::UnavailablePolicy;
+pub use guarded::Guarded;
 pub use listener::Listener;
 pub use registry::{
     breaker, declarations, global, init, BreakerSpec, Declaration, Registry, StaticBreaker,

@@ -118,6 +118,14 @@ impl View {
         snapshot
     }
 
+    /// Whether asking the store for the trial slot is pointless right now: a call of this
+    /// process is already asking or holds it, or another process's trial holds it.
+    #[inline]
+    pub(crate) fn trial_blocked(&self) -> bool {
+        self.probing.load(Ordering::Acquire)
+            || now_nanos() < self.next_trial_check.load(Ordering::Acquire)
+    }
+
     /// Marks the view as not knowing the shared state (a breaker created after `init`
     /// in fleet mode), so its first call loads it instead of assuming closed.
     pub(crate) fn mark_unsynced(&self) {
