@@ -52,14 +52,8 @@ async fn succeed(registry: &Registry) -> Result<(), BreakerError> {
 }
 
 /// Polls `f` every 5 ms for up to 2 s.
-async fn eventually(mut f: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..400 {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    false
+async fn eventually(f: impl AsyncFnMut() -> bool) -> bool {
+    support::calls::eventually(Duration::from_secs(2), Duration::from_millis(5), f).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

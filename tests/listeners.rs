@@ -10,26 +10,11 @@ use infuse::{
     BreakerError, CallOptions, Config, Listener, Registry, ServiceOverride, State, Verdict,
 };
 
+mod support;
+
+use support::calls::{breaker_with, not_found, TestError, R};
+
 const RESET: Duration = Duration::from_secs(10);
-
-#[derive(Debug, Clone, PartialEq)]
-enum TestError {
-    Boom,
-    NotFound,
-    Breaker(BreakerError),
-}
-
-impl From<BreakerError> for TestError {
-    fn from(err: BreakerError) -> Self {
-        TestError::Breaker(err)
-    }
-}
-
-fn not_found(e: &TestError) -> bool {
-    matches!(e, TestError::NotFound)
-}
-
-type R = Result<u32, TestError>;
 
 async fn ok(v: u32) -> R {
     Ok(v)
@@ -110,17 +95,6 @@ impl Listener for Panicker {
     fn on_state_change(&self, _: &str, _: State, _: State) {
         panic!("listener panic: on_state_change");
     }
-}
-
-async fn breaker_with(service: &'static str, overrides: ServiceOverride) -> infuse::Breaker {
-    Registry::new(
-        Config::in_memory()
-            .env_overrides(false)
-            .service(service, overrides),
-    )
-    .await
-    .unwrap()
-    .breaker(service)
 }
 
 /// A breaker with `fail_max` and a recorder attached.

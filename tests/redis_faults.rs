@@ -53,14 +53,8 @@ async fn succeed(registry: &Registry) -> (Result<(), BreakerError>, Duration) {
 }
 
 /// Polls `f` every 10 ms for up to 5 s.
-async fn eventually(mut f: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..500 {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
+async fn eventually(f: impl AsyncFnMut() -> bool) -> bool {
+    support::calls::eventually(Duration::from_secs(5), Duration::from_millis(10), f).await
 }
 
 fn assert_bounded(waited: Duration, what: &str) {

@@ -11,38 +11,11 @@ use std::time::Duration;
 
 use infuse::{BreakerError, CallOptions, Config, Registry, ServiceOverride, State, Verdict};
 
+mod support;
+
+use support::calls::{breaker_with, not_found, TestError, R};
+
 const RESET: Duration = Duration::from_secs(10);
-
-#[derive(Debug, Clone, PartialEq)]
-enum TestError {
-    Boom,
-    NotFound,
-    Breaker(BreakerError),
-}
-
-impl From<BreakerError> for TestError {
-    fn from(err: BreakerError) -> Self {
-        TestError::Breaker(err)
-    }
-}
-
-fn not_found(e: &TestError) -> bool {
-    matches!(e, TestError::NotFound)
-}
-
-type R = Result<u32, TestError>;
-
-/// A breaker named `service` alone in its own registry.
-async fn breaker_with(service: &'static str, overrides: ServiceOverride) -> infuse::Breaker {
-    Registry::new(
-        Config::in_memory()
-            .env_overrides(false)
-            .service(service, overrides),
-    )
-    .await
-    .expect("registry")
-    .breaker(service)
-}
 
 /// `fail_max` and the test reset timeout.
 async fn breaker(service: &'static str, fail_max: u32) -> infuse::Breaker {

@@ -2,6 +2,7 @@
 //! `mod support;`).
 #![allow(dead_code)]
 
+pub mod calls;
 pub mod redis_server;
 
 use std::time::Duration;
