@@ -13,7 +13,7 @@ use crate::call::{CallOptions, GuardedResult};
 use crate::guarded::Guarded;
 use crate::listener::{Listener, Listeners};
 use crate::store::{Outcome, Snapshot, Store, TrialToken};
-use crate::view::{now_nanos, Admit, View};
+use crate::view::{Admit, View};
 use crate::{BreakerError, Settings, State, StorageError};
 
 /// A cheap, clonable handle to one service's breaker.
@@ -250,9 +250,7 @@ impl Breaker {
     #[cold]
     async fn acquire_trial(&self) -> Result<Permit<'_>, BreakerError> {
         let view = &self.inner.view;
-        if now_nanos() < view.next_trial_check.load(Ordering::Acquire)
-            || view.probing.swap(true, Ordering::AcqRel)
-        {
+        if view.trial_blocked() || view.probing.swap(true, Ordering::AcqRel) {
             return Err(self.rejected(None));
         }
         let token = TrialToken::new();
@@ -280,13 +278,13 @@ impl Breaker {
             }
         };
         if outcome.applied {
-            self.observe(&outcome);
+            self.observe_snapshot(&outcome.snapshot);
             return Ok(self.admitted(PermitKind::Trial { token }));
         }
         // Not ours: clear `probing` first, so that observing a trial held elsewhere sets
         // the time before this process asks again.
         view.probing.store(false, Ordering::Release);
-        self.observe(&outcome);
+        self.observe_snapshot(&outcome.snapshot);
         let snapshot = outcome.snapshot;
         match snapshot.state {
             // Closed elsewhere meanwhile: an ordinary call.
@@ -298,13 +296,6 @@ impl Breaker {
         }
     }
 
-    /// Takes in a store answer and tells listeners about the state change it shows.
-    /// Notifying exactly when this process's view changes means a change is told once,
-    /// whether the script's reply or the pub/sub echo of the same write arrives first.
-    fn observe(&self, outcome: &Outcome) {
-        self.observe_snapshot(&outcome.snapshot);
-    }
-
     /// Replaces the view with `snapshot` whatever its version (a store taking over) and
     /// tells listeners about the state change.
     pub(crate) fn adopt_snapshot(&self, snapshot: &Snapshot) {
@@ -313,7 +304,10 @@ impl Breaker {
         }
     }
 
-    /// Takes in a snapshot learned out of band (pub/sub, resync).
+    /// Takes in a snapshot (a store answer, a pub/sub event, a resync) and tells
+    /// listeners about the state change it shows. Notifying exactly when this process's
+    /// view changes means a change is told once, whether the script's reply or the
+    /// pub/sub echo of the same write arrives first.
     pub(crate) fn observe_snapshot(&self, snapshot: &Snapshot) {
         if let Some((from, to)) = self.inner.view.apply(snapshot) {
             self.notify_change(from, to);
@@ -558,7 +552,7 @@ impl Breaker {
     fn record_outcome(&self, outcome: Result<Outcome, StorageError>) -> Option<Outcome> {
         match outcome {
             Ok(outcome) => {
-                self.observe(&outcome);
+                self.observe_snapshot(&outcome.snapshot);
                 Some(outcome)
             }
             Err(error) => {

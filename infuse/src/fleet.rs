@@ -540,11 +540,10 @@ impl Store for Fleet {
         token: TrialToken,
         lease: Duration,
     ) -> Result<Outcome, StorageError> {
-        let generation = self.current_generation(service);
         call_path!(
             self,
             service,
-            generation,
+            self.current_generation(service), // evaluated only if the policy answers
             async {
                 let result = self
                     .store
@@ -571,11 +570,10 @@ impl Store for Fleet {
         token: TrialToken,
         success: bool,
     ) -> Result<Outcome, StorageError> {
-        let generation = self.current_generation(service);
         call_path!(
             self,
             service,
-            generation,
+            self.current_generation(service), // evaluated only if the policy answers
             async {
                 let result = self
                     .store
