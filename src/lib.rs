@@ -1,1 +1,1 @@
-//! Hosts the workspace-level tests, examples and benches; see the `infuse` crate.
+//! Hosts the runnable examples (`examples/`); see the `infuse` crate.

@@ -35,3 +35,11 @@ pub use infuse_macros::circuit_breaker;
 
 #[doc(hidden)]
 pub use inventory as __inventory;
+
+/// What `#[circuit_breaker]` expands to, beside public API. Not a stable interface.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::register;
+    pub use crate::registry::{BreakerSpec, Declaration, StaticBreaker};
+    pub use inventory;
+}

@@ -29,10 +29,6 @@
 //! table is printed at the end. Under `cargo test` (no `--bench` argument) every section
 //! runs a short smoke version.
 
-#[path = "../tests/support/redis_server.rs"]
-#[allow(dead_code)]
-mod redis_server;
-
 use std::fmt::Debug;
 use std::future::Future;
 use std::hint::black_box;
@@ -42,8 +38,8 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use infuse::{Breaker, BreakerError, Config, Listener, Registry, ServiceOverride, State, Verdict};
+use infuse_tests::support::redis_server::RedisServer;
 use redis::aio::ConnectionManager;
-use redis_server::RedisServer;
 
 /// The call deadline of section 4 (also infuse's default).
 const DEADLINE: Duration = Duration::from_millis(25);

@@ -2,7 +2,7 @@
 //! calls never wait on Redis longer than the call deadline, nothing panics or stays
 //! stuck, and on recovery the fleet's state wins over the process's local opinion.
 
-mod support;
+use infuse_tests::support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! The store conformance suite (`tests/conformance/`) against the in-memory store.
 
-mod conformance;
+use infuse_tests::{conformance, conformance_tests};
 
 conformance_tests!(
     store = infuse::store::memory::MemoryStore::new(),

@@ -10,7 +10,7 @@ use infuse::{
     BreakerError, CallOptions, Config, Listener, Registry, ServiceOverride, State, Verdict,
 };
 
-mod support;
+use infuse_tests::support;
 
 use support::calls::{breaker_with, not_found, TestError, R};
 

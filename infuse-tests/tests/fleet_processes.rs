@@ -3,7 +3,7 @@
 //! assertions count what the downstream itself received, so they hold whatever each
 //! process believes.
 
-mod support;
+use infuse_tests::support;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;

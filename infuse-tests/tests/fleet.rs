@@ -1,7 +1,7 @@
 //! Fleet semantics through Redis: several registries (each with its own connections and
 //! subscription, as separate processes have) share one breaker per service.
 
-mod support;
+use infuse_tests::support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -296,7 +296,7 @@ async fn invalid_urls_and_namespaces_are_init_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_minimal_acl_is_enough() {
     let server = RedisServer::start();
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let acl = readme
         .lines()
         .find(|l| l.trim_start().starts_with("ACL SETUSER infuse "))

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use infuse::{BreakerError, CallOptions, Config, Registry, ServiceOverride, State, Verdict};
 
-mod support;
+use infuse_tests::support;
 
 use support::calls::{breaker_with, not_found, TestError, R};
 

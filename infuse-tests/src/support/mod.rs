@@ -1,6 +1,5 @@
 //! Test support shared by the integration tests (each test binary includes it with
 //! `mod support;`).
-#![allow(dead_code)]
 
 pub mod calls;
 pub mod redis_server;

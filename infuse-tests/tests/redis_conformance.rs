@@ -1,8 +1,8 @@
 //! The store conformance suite (`tests/conformance/`) against the Redis store, each case
 //! on its own `redis-server`.
 
-mod conformance;
-mod support;
+use infuse_tests::support;
+use infuse_tests::{conformance, conformance_tests};
 
 conformance_tests!(
     store = support::ServerStore::start().await,

@@ -1,0 +1,1 @@
+//! Hosts the benchmarks (`benches/`); see BENCHMARKS.md.
