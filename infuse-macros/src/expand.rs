@@ -5,7 +5,8 @@ use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{GenericArgument, Path, PathArguments, ReturnType, Token, Type, TypeInfer};
+use syn::visit_mut::{self, VisitMut};
+use syn::{Path, Token, Type, TypeInfer};
 
 use crate::args::Args;
 use crate::valid::ItemFn;
@@ -98,52 +99,25 @@ pub(crate) fn expand(args: &Args, item: &ItemFn, ret: &Type) -> TokenStream {
 }
 
 /// `impl Trait` may not be named in a turbofish: replace it with `_` (the async block's
-/// output supplies it).
+/// output supplies it), wherever it appears in the type.
 fn erase_impl_trait(ty: &Type) -> Type {
     let mut ty = ty.clone();
-    erase(&mut ty);
+    ImplTraitEraser.visit_type_mut(&mut ty);
     ty
 }
 
-fn erase(ty: &mut Type) {
-    match ty {
-        Type::ImplTrait(impl_trait) => {
+struct ImplTraitEraser;
+
+impl VisitMut for ImplTraitEraser {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        if let Type::ImplTrait(impl_trait) = ty {
             let span = impl_trait.impl_token.span;
             *ty = Type::Infer(TypeInfer {
                 underscore_token: Token![_](span),
             });
+        } else {
+            visit_mut::visit_type_mut(self, ty);
         }
-        Type::Array(array) => erase(&mut array.elem),
-        Type::Group(group) => erase(&mut group.elem),
-        Type::Paren(paren) => erase(&mut paren.elem),
-        Type::Ptr(ptr) => erase(&mut ptr.elem),
-        Type::Reference(reference) => erase(&mut reference.elem),
-        Type::Slice(slice) => erase(&mut slice.elem),
-        Type::Tuple(tuple) => tuple.elems.iter_mut().for_each(erase),
-        Type::Path(path) => {
-            if let Some(qself) = &mut path.qself {
-                erase(&mut qself.ty);
-            }
-            for segment in &mut path.path.segments {
-                match &mut segment.arguments {
-                    PathArguments::AngleBracketed(generics) => {
-                        for arg in &mut generics.args {
-                            if let GenericArgument::Type(ty) = arg {
-                                erase(ty);
-                            }
-                        }
-                    }
-                    PathArguments::Parenthesized(fn_like) => {
-                        fn_like.inputs.iter_mut().for_each(erase);
-                        if let ReturnType::Type(_, output) = &mut fn_like.output {
-                            erase(output);
-                        }
-                    }
-                    PathArguments::None => {}
-                }
-            }
-        }
-        _ => {}
     }
 }
 
@@ -171,6 +145,12 @@ mod tests {
         assert_eq!(
             erased(syn::parse_quote!(anyhow::Result<u32>)),
             "anyhow :: Result < u32 >"
+        );
+        assert_eq!(
+            erased(syn::parse_quote!(
+                Result<[impl Display; 2], &'a (dyn Debug + 'a)>
+            )),
+            "Result < [_ ; 2] , & 'a (dyn Debug + 'a) >"
         );
     }
 
