@@ -1,17 +1,27 @@
 //! Code generation: the function, unchanged but for a body that runs the original body
-//! through the function's static breaker.
+//! through the function's static breaker. The input has passed `valid.rs`; the generated
+//! code names the runtime only by absolute paths, to its public API and its hidden
+//! `__private` module.
 
 use proc_macro2::{Ident, Literal, Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
-use syn::{Path, Token, Type, TypeInfer};
+use syn::{Path, ReturnType, Token, Type, TypeInfer};
 
-use crate::args::Args;
-use crate::valid::ItemFn;
+use crate::attr::{Arg, Attr, Target, Value, ARGUMENTS};
+use crate::item::ItemFn;
 
-pub(crate) fn expand(args: &Args, item: &ItemFn, ret: &Type) -> TokenStream {
+/// What the attribute emits when there are errors: the errors, and the function as
+/// written, so that the errors are the only ones (no cascade from a missing function).
+pub(crate) fn fallback(error: syn::Error, item: TokenStream) -> TokenStream {
+    let mut tokens = error.to_compile_error();
+    tokens.extend(item);
+    tokens
+}
+
+pub(crate) fn expand(attr: &Attr, item: &ItemFn) -> TokenStream {
     let ItemFn {
         attrs,
         vis,
@@ -20,30 +30,23 @@ pub(crate) fn expand(args: &Args, item: &ItemFn, ret: &Type) -> TokenStream {
         block,
     } = item;
     let default_krate: Path = syn::parse_quote!(::infuse);
-    let krate = args.krate.as_ref().unwrap_or(&default_krate);
+    let krate = attr.krate().unwrap_or(&default_krate);
+    let service = attr.service().expect("validated: `service` is required");
+    let ReturnType::Type(_, ret) = &sig.output else {
+        unreachable!("validated: the function has a return type")
+    };
 
-    let service = &args.service;
-    let mut settings = quote!(#krate::Settings::DEFAULT);
-    if let Some(n) = args.fail_max {
-        let n = Literal::u32_unsuffixed(n);
-        settings.extend(quote!(.fail_max(#n)));
-    }
-    if let Some(ms) = args.reset_timeout_ms {
-        let ms = Literal::u64_unsuffixed(ms);
-        settings.extend(quote!(.reset_timeout(::core::time::Duration::from_millis(#ms))));
-    }
-    if let Some(n) = args.success_threshold {
-        let n = Literal::u32_unsuffixed(n);
-        settings.extend(quote!(.success_threshold(#n)));
-    }
-
+    // Each setting and call option is a builder call of the argument's name, in the
+    // table's order.
     let ret_span = ret.span();
+    let mut settings = quote!(#krate::Settings::DEFAULT);
     let mut options = quote_spanned!(ret_span=> #krate::CallOptions::new());
-    if let Some(exclude) = &args.exclude {
-        options.extend(quote_spanned!(exclude.span()=> .exclude(#exclude)));
-    }
-    if let Some(yes) = &args.error_on_trip {
-        options.extend(quote_spanned!(yes.span()=> .error_on_trip(#yes)));
+    for arg in ARGUMENTS.iter().filter_map(|argument| attr.get(argument)) {
+        match arg.argument.target {
+            Target::Settings => settings.extend(builder_call(arg)),
+            Target::CallOptions => options.extend(builder_call(arg)),
+            Target::Spec | Target::Crate => {}
+        }
     }
 
     // The body becomes an async block whose output must be the declared return type. An
@@ -98,6 +101,24 @@ pub(crate) fn expand(args: &Args, item: &ItemFn, ret: &Type) -> TokenStream {
     }
 }
 
+/// `.name(value)`, at the value's span: a type error is reported at the argument.
+fn builder_call(arg: &Arg) -> TokenStream {
+    let method = Ident::new(arg.argument.name, arg.name.span());
+    let span = arg.value.span();
+    let value = match &arg.value {
+        Value::Duration(_, millis) => {
+            let millis = u64::try_from(*millis).expect("validated: a duration fits in u64 ms");
+            let millis = Literal::u64_unsuffixed(millis);
+            quote_spanned!(span=> ::core::time::Duration::from_millis(#millis))
+        }
+        Value::Service(lit) | Value::CratePath(lit, _) => lit.to_token_stream(),
+        Value::Int(lit) => lit.to_token_stream(),
+        Value::Bool(lit) => lit.to_token_stream(),
+        Value::Predicate(path) => path.to_token_stream(),
+    };
+    quote_spanned!(span=> .#method(#value))
+}
+
 /// `impl Trait` may not be named in a turbofish: replace it with `_` (the async block's
 /// output supplies it), wherever it appears in the type.
 fn erase_impl_trait(ty: &Type) -> Type {
@@ -124,7 +145,13 @@ impl VisitMut for ImplTraitEraser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quote::ToTokens;
+
+    /// The expansion of valid arguments and function.
+    fn expanded(args: TokenStream, item: TokenStream) -> String {
+        let out = crate::circuit_breaker_impl(args, item).to_string();
+        assert!(!out.contains("compile_error"), "{out}");
+        out
+    }
 
     fn erased(ty: Type) -> String {
         erase_impl_trait(&ty).into_token_stream().to_string()
@@ -156,21 +183,21 @@ mod tests {
 
     #[test]
     fn expands_to_the_runtime_api() {
-        let args: Args = syn::parse_quote!(
-            service = "users",
-            fail_max = 5,
-            reset_timeout = "15s",
-            exclude = is_not_found,
-            error_on_trip = true
+        let out = expanded(
+            quote!(
+                service = "users",
+                fail_max = 5,
+                reset_timeout = "15s",
+                exclude = is_not_found,
+                error_on_trip = true
+            ),
+            quote!(
+                /// Docs.
+                pub async fn get_user(id: u64) -> Result<User, ApiError> {
+                    fetch(id).await
+                }
+            ),
         );
-        let item: ItemFn = syn::parse_quote!(
-            /// Docs.
-            pub async fn get_user(id: u64) -> Result<User, ApiError> {
-                fetch(id).await
-            }
-        );
-        let ret = crate::valid::check(&item).unwrap();
-        let out = expand(&args, &item, &ret).to_string();
         for expected in [
             "# [doc = r\" Docs.\"] pub async fn get_user (id : u64) -> Result < User , ApiError > {",
             "static __INFUSE_SPEC : :: infuse :: BreakerSpec = :: infuse :: BreakerSpec :: new (\"users\" , :: infuse :: Settings :: DEFAULT . fail_max (5) . reset_timeout (:: core :: time :: Duration :: from_millis (15000)) ,",
@@ -186,16 +213,51 @@ mod tests {
 
     #[test]
     fn custom_crate_path() {
-        let args: Args = syn::parse_quote!(service = "s", crate = "crate::reexport::infuse");
-        let item: ItemFn = syn::parse_quote!(
+        let out = expanded(
+            quote!(service = "s", crate = "crate::reexport::infuse"),
+            quote!(
+                async fn f() -> R {
+                    x
+                }
+            ),
+        );
+        assert!(out.contains("crate :: reexport :: infuse :: register ! (__INFUSE_SPEC)"));
+        assert!(!out.contains("= :: infuse"), "{out}");
+        assert!(out.contains("crate :: reexport :: infuse :: Settings :: DEFAULT ,"));
+    }
+
+    #[test]
+    fn builder_calls_follow_the_table_not_the_written_order() {
+        let item = quote!(
             async fn f() -> R {
                 x
             }
         );
-        let ret = crate::valid::check(&item).unwrap();
-        let out = expand(&args, &item, &ret).to_string();
-        assert!(out.contains("crate :: reexport :: infuse :: register ! (__INFUSE_SPEC)"));
-        assert!(!out.contains("= :: infuse"), "{out}");
-        assert!(out.contains("crate :: reexport :: infuse :: Settings :: DEFAULT ,"));
+        let settings = ". success_threshold (2) . fail_max (3)";
+        let out = expanded(
+            quote!(success_threshold = 2, fail_max = 3, service = "s"),
+            item.clone(),
+        );
+        assert!(!out.contains(settings), "{out}");
+        assert!(
+            out.contains(
+                ":: infuse :: Settings :: DEFAULT . fail_max (3) . success_threshold (2) ,"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn on_error_the_function_is_left_as_written() {
+        let item = quote!(
+            /// Docs.
+            fn f(x: u8) -> R {
+                x
+            }
+        );
+        let out = crate::circuit_breaker_impl(quote!(fail_max = 0), item.clone()).to_string();
+        let errors = out.matches("compile_error").count();
+        assert_eq!(errors, 3, "{out}");
+        assert!(out.ends_with(&item.to_string()), "{out}");
     }
 }

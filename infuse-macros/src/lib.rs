@@ -142,8 +142,9 @@
 
 use proc_macro::TokenStream;
 
-mod args;
+mod attr;
 mod expand;
+mod item;
 mod valid;
 
 /// Guards an `async fn` with the circuit breaker of a target service.
@@ -161,25 +162,27 @@ pub fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
     circuit_breaker_impl(args.into(), item.into()).into()
 }
 
+/// Parse, validate, expand; on any error, the errors and the function as written.
 fn circuit_breaker_impl(
     args: proc_macro2::TokenStream,
     item: proc_macro2::TokenStream,
 ) -> proc_macro2::TokenStream {
-    let args = syn::parse2::<args::Args>(args);
-    let func = syn::parse2::<valid::ItemFn>(item.clone())
-        .and_then(|func| Ok((valid::check(&func)?, func)));
-    let error = match (args, func) {
-        (Ok(args), Ok((ret, func))) => return expand::expand(&args, &func, &ret),
-        (Err(mut error), Err(more)) => {
-            error.combine(more);
-            error
-        }
-        (Err(error), Ok(_)) | (Ok(_), Err(error)) => error,
-    };
-    // The function as written, so that the only errors are ours.
-    let mut tokens = error.to_compile_error();
-    tokens.extend(item);
-    tokens
+    let mut errors = Errors::default();
+    let attr = attr::parse(args, &mut errors);
+    valid::check_attr(&attr, &mut errors);
+    let func = syn::parse2::<item::ItemFn>(item.clone())
+        .map_err(|error| errors.push(error))
+        .ok();
+    if let Some(func) = &func {
+        valid::check_fn(func, &mut errors);
+    }
+    if let Err(error) = errors.finish() {
+        return expand::fallback(error, item);
+    }
+    expand::expand(
+        &attr,
+        &func.expect("a function that did not parse left an error"),
+    )
 }
 
 /// Collects errors, so that every misuse is reported in one compilation.
@@ -196,5 +199,14 @@ impl Errors {
 
     fn finish(self) -> syn::Result<()> {
         self.0.map_or(Ok(()), Err)
+    }
+
+    #[cfg(test)]
+    fn messages(self) -> Vec<String> {
+        self.0
+            .into_iter()
+            .flatten()
+            .map(|error| error.to_string())
+            .collect()
     }
 }

@@ -1,83 +1,140 @@
-//! The annotated function: parsed without parsing its body, and checked for a shape the
-//! breaker can wrap.
+//! The validation pass: what parsed must also make sense. Every misuse becomes an error at
+//! its own token and all of them are collected, so that one compilation reports them all.
 
-use proc_macro2::{Delimiter, Group, Punct, Spacing, Span, TokenStream, TokenTree};
-use syn::parse::{Parse, ParseStream, Parser};
-use syn::{Attribute, Error, Result, ReturnType, Signature, Token, Type, Visibility};
+use proc_macro2::{Punct, Spacing, Span, TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::{Error, Lit, LitInt, LitStr, Result, ReturnType};
 
+use crate::attr::{Arg, Argument, Attr, Kind, Value};
+use crate::item::ItemFn;
 use crate::Errors;
 
-/// A function whose body is kept as tokens: it is moved, never inspected.
-pub(crate) struct ItemFn {
-    pub attrs: Vec<Attribute>,
-    pub vis: Visibility,
-    pub sig: Signature,
-    /// `#![...]` at the top of the body; they stay on the function.
-    pub inner_attrs: Vec<Attribute>,
-    /// The body without its inner attributes, braces (and their span) included.
-    pub block: Group,
-}
-
-impl Parse for ItemFn {
-    fn parse(input: ParseStream) -> Result<Self> {
-        let attrs = input.call(Attribute::parse_outer)?;
-        let vis: Visibility = input.parse()?;
-        let is_fn = input.peek(Token![fn])
-            || input.peek(Token![async])
-            || input.peek(Token![const])
-            || input.peek(Token![unsafe])
-            || input.peek(Token![extern]);
-        if !is_fn {
-            return Err(input.error(
-                "#[circuit_breaker] can only be applied to an `async fn` returning `Result<T, E>`",
-            ));
+/// Checks the arguments: each value in its range, and the required `service`.
+pub(crate) fn check_attr(attr: &Attr, errors: &mut Errors) {
+    for arg in &attr.args {
+        if let Err(error) = check_value(arg) {
+            errors.push(error);
         }
-        let sig: Signature = input.parse()?;
-        if input.peek(Token![;]) {
-            return Err(input.error(
-                "#[circuit_breaker] needs the function's body: put it on the `async fn` of the \
-                 `impl` block, not on the trait's declaration",
-            ));
-        }
-        let block = input.step(|cursor| match cursor.group(Delimiter::Brace) {
-            Some((content, span, rest)) => {
-                let mut group = Group::new(Delimiter::Brace, content.token_stream());
-                group.set_span(span.join());
-                Ok((group, rest))
-            }
-            None => Err(cursor.error("expected the function's body `{ ... }`")),
-        })?;
-        let (inner_attrs, block) = split_inner_attrs(block);
-        Ok(ItemFn {
-            attrs,
-            vis,
-            sig,
-            inner_attrs,
-            block,
-        })
+    }
+    let service_mentioned = attr.service().is_some()
+        || attr
+            .reported
+            .iter()
+            .any(|argument| argument.kind == Kind::Service);
+    if !service_mentioned {
+        errors.push(Error::new(
+            Span::call_site(),
+            "missing `service = \"...\"`: name the target service this breaker protects, \
+             e.g. `#[circuit_breaker(service = \"users\")]`",
+        ));
     }
 }
 
-fn split_inner_attrs(block: Group) -> (Vec<Attribute>, Group) {
-    let parser = |input: ParseStream| {
-        let inner = input.call(Attribute::parse_inner)?;
-        let rest: TokenStream = input.parse()?;
-        Ok((inner, rest))
+fn check_value(arg: &Arg) -> Result<()> {
+    let argument = arg.argument;
+    // Parsing gives each kind its own value; the other kinds have no rules beyond syntax.
+    match (&arg.value, argument.kind) {
+        (Value::Service(lit), _) => service(lit),
+        (Value::Int(lit), Kind::Int { min, max }) => int_in_range(argument, lit, min, max),
+        (Value::Duration(lit, millis), Kind::Duration { max_ms }) => {
+            duration_in_range(argument, lit, *millis, max_ms)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn service(lit: &LitStr) -> Result<()> {
+    let value = lit.value();
+    if value.trim().is_empty() {
+        return Err(Error::new(
+            lit.span(),
+            "`service` must not be empty: name the target service this breaker protects, \
+             e.g. `service = \"users\"`",
+        ));
+    }
+    if value.contains(['{', '}']) {
+        return Err(Error::new(
+            lit.span(),
+            "`service` must not contain `{` or `}`: they are reserved for Redis key hash tags; \
+             write a plain name, e.g. `service = \"users\"`",
+        ));
+    }
+    Ok(())
+}
+
+fn int_in_range(argument: &Argument, lit: &LitInt, min: u64, max: u64) -> Result<()> {
+    // Too many digits for an i128 is too large (syn reads `-1` as one negative literal).
+    let value: i128 = lit.base10_parse().unwrap_or(i128::MAX);
+    if value < i128::from(min) {
+        return Err(Error::new(
+            lit.span(),
+            format!(
+                "`{}` must be at least {min}, e.g. `{}`",
+                argument.name, argument.example
+            ),
+        ));
+    }
+    if value > i128::from(max) {
+        return Err(Error::new(
+            lit.span(),
+            format!("`{}` must be at most {max}", argument.name),
+        ));
+    }
+    Ok(())
+}
+
+fn duration_in_range(argument: &Argument, lit: &Lit, millis: i128, max_ms: u64) -> Result<()> {
+    if millis <= 0 {
+        return Err(Error::new(
+            lit.span(),
+            format!(
+                "`{}` must be greater than zero, e.g. `{}`",
+                argument.name, argument.example
+            ),
+        ));
+    }
+    if millis > i128::from(max_ms) {
+        return Err(Error::new(
+            lit.span(),
+            format!(
+                "`{name} = {written}` exceeds the maximum of {maximum}: use at most \
+                 `{name} = \"{largest}\"`",
+                name = argument.name,
+                written = lit.to_token_stream(),
+                maximum = describe(max_ms),
+                largest = shortest(max_ms),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A duration in words: `24 hours (86400s)`.
+fn describe(ms: u64) -> String {
+    let (amount, unit) = match ms {
+        _ if ms % 3_600_000 == 0 => (ms / 3_600_000, "hour"),
+        _ if ms % 60_000 == 0 => (ms / 60_000, "minute"),
+        _ if ms % 1_000 == 0 => return format!("{}s", ms / 1_000),
+        _ => return format!("{ms}ms"),
     };
-    match parser.parse2(block.stream()) {
-        Ok((inner, rest)) if !inner.is_empty() => {
-            let mut stripped = Group::new(Delimiter::Brace, rest);
-            stripped.set_span(block.span());
-            (inner, stripped)
-        }
-        _ => (Vec::new(), block),
+    let plural = if amount == 1 { "" } else { "s" };
+    format!("{amount} {unit}{plural} ({}s)", ms / 1_000)
+}
+
+/// A duration in the argument syntax, in its largest exact unit: `"1440m"`.
+fn shortest(ms: u64) -> String {
+    match ms {
+        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        _ if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        _ => format!("{ms}ms"),
     }
 }
 
-/// Checks the signature and returns the declared return type.
-pub(crate) fn check(item: &ItemFn) -> Result<Type> {
+/// Checks that the function is one the breaker can wrap: an `async fn` with a return type
+/// (whether that type is a guardable `Result` is left to the compiler, which reports it
+/// at the return type; aliases like `anyhow::Result<T>` cannot be recognised here).
+pub(crate) fn check_fn(item: &ItemFn, errors: &mut Errors) {
     let sig = &item.sig;
-    let mut errors = Errors::default();
     if let Some(constness) = &sig.constness {
         errors.push(Error::new(
             constness.span,
@@ -101,19 +158,13 @@ pub(crate) fn check(item: &ItemFn) -> Result<Type> {
             "#[circuit_breaker] does not support variadic functions",
         ));
     }
-    let ret = match &sig.output {
-        ReturnType::Type(_, ty) => Some((**ty).clone()),
-        ReturnType::Default => {
-            errors.push(Error::new_spanned(
-                spanning(sig.ident.span(), sig.paren_token.span.close()),
-                "a #[circuit_breaker] function must return `Result<T, E>` with \
-                 `E: From<infuse::BreakerError>`: add a return type, e.g. `-> Result<(), MyError>`",
-            ));
-            None
-        }
-    };
-    errors.finish()?;
-    Ok(ret.expect("checked above"))
+    if let ReturnType::Default = &sig.output {
+        errors.push(Error::new_spanned(
+            spanning(sig.ident.span(), sig.paren_token.span.close()),
+            "a #[circuit_breaker] function must return `Result<T, E>` with \
+             `E: From<infuse::BreakerError>`: add a return type, e.g. `-> Result<(), MyError>`",
+        ));
+    }
 }
 
 /// Two tokens whose spans start and end an error's range (stable Rust cannot join spans).
@@ -133,11 +184,134 @@ mod tests {
     use super::*;
     use quote::quote;
 
+    /// The errors of both passes over the arguments.
     fn messages(tokens: TokenStream) -> Vec<String> {
-        let result = syn::parse2::<ItemFn>(tokens).and_then(|item| check(&item).map(|_| ()));
-        match result {
-            Ok(()) => Vec::new(),
-            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        let mut errors = Errors::default();
+        let attr = crate::attr::parse(tokens, &mut errors);
+        check_attr(&attr, &mut errors);
+        errors.messages()
+    }
+
+    fn fn_messages(tokens: TokenStream) -> Vec<String> {
+        let mut errors = Errors::default();
+        match syn::parse2::<ItemFn>(tokens) {
+            Ok(item) => check_fn(&item, &mut errors),
+            Err(error) => errors.push(error),
+        }
+        errors.messages()
+    }
+
+    #[test]
+    fn accepts_valid_arguments() {
+        for tokens in [
+            quote!(service = "users"),
+            quote!(
+                service = "users",
+                fail_max = 4294967295,
+                success_threshold = 1
+            ),
+            quote!(service = "users", reset_timeout = 1),
+            quote!(service = "users", reset_timeout = "1ms"),
+        ] {
+            assert_eq!(messages(tokens.clone()), Vec::<String>::new(), "{tokens}");
+        }
+    }
+
+    #[test]
+    fn each_misuse() {
+        let cases: Vec<(TokenStream, &str)> = vec![
+            (quote!(service = ""), "`service` must not be empty"),
+            (quote!(service = "  "), "`service` must not be empty"),
+            (quote!(service = "{a}"), "must not contain `{` or `}`"),
+            (
+                quote!(service = "a", fail_max = 0),
+                "`fail_max` must be at least 1, e.g. `fail_max = 5`",
+            ),
+            (
+                quote!(service = "a", fail_max = -1),
+                "`fail_max` must be at least 1",
+            ),
+            (
+                quote!(service = "a", fail_max = 4294967296),
+                "`fail_max` must be at most 4294967295",
+            ),
+            (
+                quote!(
+                    service = "a",
+                    fail_max = 999999999999999999999999999999999999999999
+                ),
+                "`fail_max` must be at most 4294967295",
+            ),
+            (
+                quote!(service = "a", success_threshold = 0),
+                "`success_threshold` must be at least 1",
+            ),
+            (
+                quote!(service = "a", reset_timeout = 0),
+                "`reset_timeout` must be greater than zero, e.g. `reset_timeout = \"15s\"`",
+            ),
+            (
+                quote!(service = "a", reset_timeout = "0s"),
+                "`reset_timeout` must be greater than zero",
+            ),
+            (
+                quote!(service = "a", reset_timeout = -1),
+                "`reset_timeout` must be greater than zero",
+            ),
+            (
+                quote!(service = "a", reset_timeout = 18446744073709552),
+                "`reset_timeout = 18446744073709552` exceeds the maximum of \
+                 18446744073709551615ms",
+            ),
+            (
+                quote!(fail_max = 5),
+                "missing `service = \"...\"`: name the target service",
+            ),
+        ];
+        for (tokens, expected) in cases {
+            let found = messages(tokens.clone());
+            assert!(
+                found.iter().any(|m| m.contains(expected)),
+                "{tokens}: expected {expected:?}, found {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_in_words() {
+        assert_eq!(describe(86_400_000), "24 hours (86400s)");
+        assert_eq!(describe(3_600_000), "1 hour (3600s)");
+        assert_eq!(describe(300_000), "5 minutes (300s)");
+        assert_eq!(describe(90_000), "90s");
+        assert_eq!(describe(1_500), "1500ms");
+        assert_eq!(shortest(86_400_000), "1440m");
+        assert_eq!(shortest(90_000), "90s");
+        assert_eq!(shortest(1_500), "1500ms");
+    }
+
+    #[test]
+    fn errors_of_both_passes_are_collected() {
+        let found = messages(quote!(fail_mx = 5, fail_max = 0, reset_timeout = "soon"));
+        assert_eq!(
+            found,
+            [
+                "unknown argument `fail_mx`; did you mean `fail_max`?",
+                "`reset_timeout` expects a duration like \"500ms\", \"15s\" or \"2m\", or an integer number of seconds",
+                "`fail_max` must be at least 1, e.g. `fail_max = 5`",
+                "missing `service = \"...\"`: name the target service this breaker protects, e.g. `#[circuit_breaker(service = \"users\")]`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_service_reported_by_parsing_is_not_also_missing() {
+        for tokens in [
+            quote!(servce = "users"),
+            quote!(service = users),
+            quote!(service "users"),
+            quote!(name = "users"),
+        ] {
+            assert_eq!(messages(tokens.clone()).len(), 1, "{tokens}");
         }
     }
 
@@ -163,21 +337,12 @@ mod tests {
                 }
             ),
         ] {
-            assert_eq!(messages(tokens.clone()), Vec::<String>::new(), "{tokens}");
+            assert_eq!(
+                fn_messages(tokens.clone()),
+                Vec::<String>::new(),
+                "{tokens}"
+            );
         }
-    }
-
-    #[test]
-    fn inner_attributes_are_split_off() {
-        let item: ItemFn = syn::parse2(quote!(
-            async fn f() -> R {
-                #![allow(unused)]
-                x
-            }
-        ))
-        .unwrap();
-        assert_eq!(item.inner_attrs.len(), 1);
-        assert_eq!(item.block.stream().to_string(), "x");
     }
 
     #[test]
@@ -207,28 +372,16 @@ mod tests {
                 ),
                 "does not support `extern`",
             ),
-            (
-                quote!(
-                    struct S;
-                ),
-                "can only be applied to an `async fn`",
-            ),
-            (
-                quote!(
-                    async fn f(&self) -> R;
-                ),
-                "needs the function's body",
-            ),
         ];
         for (tokens, expected) in cases {
-            let found = messages(tokens.clone());
+            let found = fn_messages(tokens.clone());
             assert!(
                 found.iter().any(|m| m.contains(expected)),
                 "{tokens}: expected {expected:?}, found {found:?}"
             );
         }
         assert_eq!(
-            messages(quote!(
+            fn_messages(quote!(
                 fn f() {}
             ))
             .len(),

@@ -1,0 +1,736 @@
+//! The attribute's arguments: the table of every argument ([`ARGUMENTS`]) and the parsing
+//! pass that turns `#[circuit_breaker(...)]` into [`Attr`], a model of what the user
+//! wrote. Parsing checks only the syntax: known names, each at most once, `name = value`,
+//! a value of the argument's kind. What the values mean (ranges, a non-empty service) is
+//! checked by `valid.rs`.
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::{Error, ExprPath, Ident, Lit, LitBool, LitInt, LitStr, Path, Result, Token};
+
+use crate::Errors;
+
+/// One argument of the attribute. Adding an argument is adding a row to [`ARGUMENTS`]:
+/// parsing, validation and expansion follow from its [`Kind`] and [`Target`] (a setting
+/// or call option becomes a call of the runtime's builder method of the same name).
+pub(crate) struct Argument {
+    pub name: &'static str,
+    /// Names people bring from other breaker libraries, suggested as this argument.
+    pub aliases: &'static [&'static str],
+    pub kind: Kind,
+    pub target: Target,
+    /// A valid use, quoted by error messages.
+    pub example: &'static str,
+}
+
+/// The value an argument takes: how it is parsed and which rules `valid.rs` applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A string literal naming the target service: not empty, no `{` or `}`.
+    Service,
+    /// A string literal holding the path to the runtime crate.
+    CratePath,
+    /// An unsuffixed integer literal in `min..=max`.
+    Int { min: u64, max: u64 },
+    /// A string `"500ms"`, `"15s"` or `"2m"`, or an integer literal number of seconds;
+    /// greater than zero and at most `max_ms` milliseconds.
+    Duration { max_ms: u64 },
+    /// `true` or `false`.
+    Bool,
+    /// A path to a function `fn(&E) -> bool`.
+    Predicate,
+}
+
+/// Where the generated code puts an argument's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The service of the breaker's `BreakerSpec` (`service`).
+    Spec,
+    /// The path of every reference to the runtime (`crate`).
+    Crate,
+    /// `Settings::DEFAULT.<name>(value)`.
+    Settings,
+    /// `CallOptions::new().<name>(value)`.
+    CallOptions,
+}
+
+/// A count of calls: at least one, and a `u32` in the runtime's `Settings`.
+const COUNT: Kind = Kind::Int {
+    min: 1,
+    max: u32::MAX as u64,
+};
+
+/// The longest `reset_timeout`: what `Duration::from_millis` takes.
+const MAX_RESET_TIMEOUT_MS: u64 = u64::MAX;
+
+/// Every argument, in the order the documentation lists them and the expansion applies
+/// them.
+pub(crate) const ARGUMENTS: &[Argument] = &[
+    Argument {
+        name: "service",
+        aliases: &["name"],
+        kind: Kind::Service,
+        target: Target::Spec,
+        example: "service = \"users\"",
+    },
+    Argument {
+        name: "fail_max",
+        aliases: &["failure_threshold", "max_failures"],
+        kind: COUNT,
+        target: Target::Settings,
+        example: "fail_max = 5",
+    },
+    Argument {
+        name: "reset_timeout",
+        aliases: &["timeout", "recovery_timeout"],
+        kind: Kind::Duration {
+            max_ms: MAX_RESET_TIMEOUT_MS,
+        },
+        target: Target::Settings,
+        example: "reset_timeout = \"15s\"",
+    },
+    Argument {
+        name: "success_threshold",
+        aliases: &[],
+        kind: COUNT,
+        target: Target::Settings,
+        example: "success_threshold = 2",
+    },
+    Argument {
+        name: "exclude",
+        aliases: &[],
+        kind: Kind::Predicate,
+        target: Target::CallOptions,
+        example: "exclude = is_not_found",
+    },
+    Argument {
+        name: "error_on_trip",
+        aliases: &["throw_new_error_on_trip"],
+        kind: Kind::Bool,
+        target: Target::CallOptions,
+        example: "error_on_trip = true",
+    },
+    Argument {
+        name: "crate",
+        aliases: &[],
+        kind: Kind::CratePath,
+        target: Target::Crate,
+        example: "crate = \"my_reexport::infuse\"",
+    },
+];
+
+impl Argument {
+    fn named(text: &str) -> Option<&'static Argument> {
+        ARGUMENTS.iter().find(|argument| argument.name == text)
+    }
+
+    /// What a value of this argument looks like.
+    pub(crate) fn expects(&self) -> String {
+        let Argument { name, example, .. } = self;
+        match self.kind {
+            Kind::Service => format!(
+                "`{name}` expects a string literal naming the target service, e.g. `{example}`"
+            ),
+            Kind::CratePath => format!(
+                "`{name}` expects a string literal holding the path to the infuse crate, \
+                 e.g. `{example}`"
+            ),
+            Kind::Int { min, .. } => {
+                format!("`{name}` expects an integer literal ≥ {min}, e.g. `{example}`")
+            }
+            Kind::Duration { .. } => format!(
+                "`{name}` expects a duration like \"500ms\", \"15s\" or \"2m\", or an integer \
+                 number of seconds"
+            ),
+            Kind::Bool => format!("`{name}` expects `true` or `false`, e.g. `{example}`"),
+            Kind::Predicate => {
+                format!("`{name}` expects a path to a function `fn(&E) -> bool`, e.g. `{example}`")
+            }
+        }
+    }
+}
+
+/// What the user wrote in `#[circuit_breaker(...)]`, as far as it parsed.
+#[derive(Default)]
+pub(crate) struct Attr {
+    /// The well-formed arguments, in the order written; each name at most once.
+    pub args: Vec<Arg>,
+    /// Arguments already reported by this pass (a malformed value, or the suggestion for
+    /// an unknown name): a misspelled `service` is not also missing.
+    pub reported: Vec<&'static Argument>,
+}
+
+/// One well-formed `name = value`.
+pub(crate) struct Arg {
+    pub argument: &'static Argument,
+    /// The name as written (its span locates the argument).
+    pub name: Ident,
+    pub value: Value,
+}
+
+/// An argument's value, as written, parsed according to its [`Kind`].
+pub(crate) enum Value {
+    Service(LitStr),
+    CratePath(LitStr, Path),
+    Int(LitInt),
+    /// The literal and the milliseconds it reads as (negative or saturated as written;
+    /// `valid.rs` checks the range).
+    Duration(Lit, i128),
+    Bool(LitBool),
+    Predicate(ExprPath),
+}
+
+impl Value {
+    pub(crate) fn span(&self) -> Span {
+        match self {
+            Value::Service(lit) | Value::CratePath(lit, _) => lit.span(),
+            Value::Int(lit) => lit.span(),
+            Value::Duration(lit, _) => lit.span(),
+            Value::Bool(lit) => lit.span,
+            Value::Predicate(path) => syn::spanned::Spanned::span(path),
+        }
+    }
+}
+
+impl Attr {
+    /// The argument's value, if it was given and well-formed.
+    pub(crate) fn get(&self, argument: &Argument) -> Option<&Arg> {
+        self.args
+            .iter()
+            .find(|arg| arg.argument.name == argument.name)
+    }
+
+    pub(crate) fn service(&self) -> Option<&LitStr> {
+        self.args.iter().find_map(|arg| match &arg.value {
+            Value::Service(lit) => Some(lit),
+            _ => None,
+        })
+    }
+
+    pub(crate) fn krate(&self) -> Option<&Path> {
+        self.args.iter().find_map(|arg| match &arg.value {
+            Value::CratePath(_, path) => Some(path),
+            _ => None,
+        })
+    }
+}
+
+/// Parses the attribute's arguments. Every syntax error is pushed to `errors` and parsing
+/// goes on with the next argument, so that all of them are reported at once; the result
+/// holds the arguments that parsed.
+pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Attr {
+    let mut parsing = Parsing {
+        attr: Attr::default(),
+        seen: Vec::new(),
+        errors,
+    };
+    let parser = |input: ParseStream| {
+        while !input.is_empty() {
+            if let Err(error) = parsing.argument(input) {
+                parsing.errors.push(error);
+                // Skips the rest of an argument whose name or `=` is wrong.
+                take_until_comma(input)?;
+            }
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+        }
+        Ok(())
+    };
+    if let Err(error) = parser.parse2(tokens) {
+        parsing.errors.push(error);
+    }
+    parsing.attr
+}
+
+struct Parsing<'a> {
+    attr: Attr,
+    /// Every known name written so far, well-formed or not.
+    seen: Vec<&'static Argument>,
+    errors: &'a mut Errors,
+}
+
+impl Parsing<'_> {
+    /// Parses one `name = value`. Errors in the name or the `=` are returned (the caller
+    /// skips to the next comma); errors in the value are pushed, and the value is always
+    /// consumed up to the next comma.
+    fn argument(&mut self, input: ParseStream) -> Result<()> {
+        let ident = input.call(Ident::parse_any).map_err(|_| {
+            input.error(format!(
+                "expected arguments of the form `name = value`, e.g. `service = \"users\"`; \
+                 valid arguments are {}",
+                valid_names()
+            ))
+        })?;
+        let text = ident.unraw().to_string();
+        let Some(argument) = Argument::named(&text) else {
+            let suggestion = suggest(&text);
+            self.attr.reported.extend(suggestion);
+            return Err(unknown_argument(&ident, suggestion));
+        };
+        if self.seen.iter().any(|seen| seen.name == argument.name) {
+            return Err(Error::new(
+                ident.span(),
+                format!("expected only a single `{}` argument", argument.name),
+            ));
+        }
+        self.seen.push(argument);
+        if !input.peek(Token![=]) {
+            self.attr.reported.push(argument);
+            let span = if input.is_empty() || input.peek(Token![,]) {
+                ident.span()
+            } else {
+                input.span()
+            };
+            return Err(Error::new(
+                span,
+                format!(
+                    "expected `=` after `{}`, e.g. `{}`",
+                    argument.name, argument.example
+                ),
+            ));
+        }
+        let eq: Token![=] = input.parse()?;
+        let tokens = take_until_comma(input)?;
+        let value = if tokens.is_empty() {
+            Err(Error::new(
+                eq.span,
+                format!(
+                    "expected a value after `{} =`, e.g. `{}`",
+                    argument.name, argument.example
+                ),
+            ))
+        } else {
+            value(argument, tokens)
+        };
+        match value {
+            Ok(value) => self.attr.args.push(Arg {
+                argument,
+                name: ident,
+                value,
+            }),
+            Err(error) => {
+                self.attr.reported.push(argument);
+                self.errors.push(error);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses the whole of a value according to the argument's kind.
+fn value(argument: &'static Argument, tokens: TokenStream) -> Result<Value> {
+    let wrong = |span: Span| Error::new(span, argument.expects());
+    Ok(match argument.kind {
+        Kind::Service => Value::Service(parse_value(argument, tokens, |input| input.parse())?),
+        Kind::CratePath => {
+            let lit: LitStr = parse_value(argument, tokens, |input| input.parse())?;
+            let path = lit.parse_with(Path::parse_mod_style).map_err(|_| {
+                Error::new(
+                    lit.span(),
+                    format!("`{:?}` is not a path; {}", lit.value(), argument.expects()),
+                )
+            })?;
+            Value::CratePath(lit, path)
+        }
+        Kind::Int { .. } => {
+            let lit: LitInt = parse_value(argument, tokens, |input| input.parse())?;
+            if !lit.suffix().is_empty() {
+                return Err(wrong(lit.span()));
+            }
+            Value::Int(lit)
+        }
+        Kind::Duration { .. } => {
+            let lit: Lit = parse_value(argument, tokens, |input| input.parse())?;
+            let millis = match &lit {
+                // syn also reads `-1` as one (negative) literal.
+                Lit::Int(int) if int.suffix().is_empty() => Some(
+                    int.base10_parse::<i128>()
+                        .unwrap_or(i128::MAX)
+                        .saturating_mul(1_000),
+                ),
+                Lit::Str(text) => parse_duration_ms(&text.value()),
+                _ => None,
+            };
+            let millis = millis.ok_or_else(|| wrong(lit.span()))?;
+            Value::Duration(lit, millis)
+        }
+        Kind::Bool => Value::Bool(parse_value(argument, tokens, |input| input.parse())?),
+        Kind::Predicate => Value::Predicate(parse_value(argument, tokens, |input| input.parse())?),
+    })
+}
+
+/// Milliseconds in a duration: an integer followed by `ms`, `s` or `m`, or a bare integer
+/// number of seconds (the same syntax as the runtime's `infuse::parse_duration`, which
+/// reads the environment overrides). An amount too large for `i128` saturates.
+pub(crate) fn parse_duration_ms(text: &str) -> Option<i128> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    if digits.is_empty() {
+        return None;
+    }
+    let per_unit: i128 = match unit.trim_start() {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        _ => return None,
+    };
+    let amount = digits.parse::<i128>().unwrap_or(i128::MAX);
+    Some(amount.saturating_mul(per_unit))
+}
+
+/// The valid names, quoted, in the table's order.
+fn valid_names() -> String {
+    let names: Vec<String> = ARGUMENTS
+        .iter()
+        .map(|argument| format!("`{}`", argument.name))
+        .collect();
+    names.join(", ")
+}
+
+fn unknown_argument(ident: &Ident, suggestion: Option<&Argument>) -> Error {
+    let text = ident.unraw().to_string();
+    let message = match suggestion {
+        Some(argument) => format!(
+            "unknown argument `{text}`; did you mean `{}`?",
+            argument.name
+        ),
+        None => format!(
+            "unknown argument `{text}`; valid arguments are {}",
+            valid_names()
+        ),
+    };
+    Error::new(ident.span(), message)
+}
+
+/// The known argument closest to `text`, when close enough to be a typo (or a name from
+/// another breaker library).
+fn suggest(text: &str) -> Option<&'static Argument> {
+    let lower = text.to_ascii_lowercase().replace('-', "_");
+    if let Some(argument) = ARGUMENTS
+        .iter()
+        .find(|argument| argument.aliases.contains(&lower.as_str()))
+    {
+        return Some(argument);
+    }
+    let limit = text.chars().count().max(3) / 3;
+    ARGUMENTS
+        .iter()
+        .map(|argument| (edit_distance(&lower, argument.name), argument))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, argument)| argument)
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions and adjacent
+/// transpositions each cost 1.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+/// Consumes the tokens of one value: everything up to (not including) the next
+/// top-level comma.
+fn take_until_comma(input: ParseStream) -> Result<TokenStream> {
+    input.step(|cursor| {
+        let mut rest = *cursor;
+        let mut value = TokenStream::new();
+        while let Some((tree, next)) = rest.token_tree() {
+            if matches!(&tree, TokenTree::Punct(punct) if punct.as_char() == ',') {
+                break;
+            }
+            value.extend([tree]);
+            rest = next;
+        }
+        Ok((value, rest))
+    })
+}
+
+/// Parses the whole of `value` with `parse`. Anything else is reported with the
+/// argument's expected form, spanning the offending value.
+fn parse_value<T>(
+    argument: &Argument,
+    value: TokenStream,
+    parse: impl FnOnce(ParseStream) -> Result<T>,
+) -> Result<T> {
+    let whole = value.clone();
+    let parser = move |input: ParseStream| {
+        let wrong = || Error::new_spanned(&whole, argument.expects());
+        let parsed = parse(input).map_err(|_| wrong())?;
+        if input.is_empty() {
+            Ok(parsed)
+        } else if input.peek(Ident::peek_any) && input.peek2(Token![=]) {
+            Err(input.error("expected `,` between arguments"))
+        } else {
+            Err(wrong())
+        }
+    };
+    parser.parse2(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::{quote, ToTokens};
+
+    fn parsed(tokens: TokenStream) -> (Attr, Vec<String>) {
+        let mut errors = Errors::default();
+        let attr = parse(tokens, &mut errors);
+        (attr, errors.messages())
+    }
+
+    fn messages(tokens: TokenStream) -> Vec<String> {
+        parsed(tokens).1
+    }
+
+    fn value(attr: &Attr, name: &str) -> String {
+        let arg = attr
+            .get(Argument::named(name).unwrap())
+            .unwrap_or_else(|| panic!("no {name}"));
+        match &arg.value {
+            Value::Service(lit) => lit.value(),
+            Value::CratePath(_, path) => path.to_token_stream().to_string(),
+            Value::Int(lit) => lit.to_string(),
+            Value::Duration(_, millis) => format!("{millis}ms"),
+            Value::Bool(lit) => lit.value.to_string(),
+            Value::Predicate(path) => path.to_token_stream().to_string(),
+        }
+    }
+
+    #[test]
+    fn table() {
+        for (i, argument) in ARGUMENTS.iter().enumerate() {
+            assert!(
+                ARGUMENTS[..i]
+                    .iter()
+                    .all(|other| other.name != argument.name),
+                "{} twice",
+                argument.name
+            );
+            assert!(
+                argument
+                    .example
+                    .starts_with(&format!("{} = ", argument.name)),
+                "{}",
+                argument.example
+            );
+            let example: TokenStream = argument.example.parse().unwrap();
+            assert!(messages(example).is_empty(), "{}", argument.example);
+            for alias in argument.aliases {
+                assert!(Argument::named(alias).is_none(), "{alias} is an argument");
+            }
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        assert_eq!(parse_duration_ms("15s"), Some(15_000));
+        assert_eq!(parse_duration_ms("2m"), Some(120_000));
+        assert_eq!(parse_duration_ms("15"), Some(15_000));
+        assert_eq!(parse_duration_ms(" 15 s "), Some(15_000));
+        assert_eq!(parse_duration_ms("0ms"), Some(0));
+        for bad in [
+            "",
+            "s",
+            "15h",
+            "24h",
+            "1.5s",
+            "-1s",
+            "fifteen",
+            "15 seconds",
+            "15sec",
+        ] {
+            assert_eq!(parse_duration_ms(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_duration_ms("99999999999999999999999999999999999999999s"),
+            Some(i128::MAX)
+        );
+    }
+
+    #[test]
+    fn distances() {
+        assert_eq!(edit_distance("fail_max", "fail_max"), 0);
+        assert_eq!(edit_distance("fail_mx", "fail_max"), 1);
+        assert_eq!(edit_distance("fial_max", "fail_max"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn suggestions() {
+        let suggested = |text| suggest(text).map(|argument| argument.name);
+        assert_eq!(suggested("fail_mx"), Some("fail_max"));
+        assert_eq!(suggested("servce"), Some("service"));
+        assert_eq!(suggested("FailMax"), Some("fail_max"));
+        assert_eq!(suggested("reset-timeout"), Some("reset_timeout"));
+        assert_eq!(suggested("succes_threshold"), Some("success_threshold"));
+        assert_eq!(suggested("failure_threshold"), Some("fail_max"));
+        assert_eq!(suggested("recovery_timeout"), Some("reset_timeout"));
+        assert_eq!(suggested("timeout"), Some("reset_timeout"));
+        assert_eq!(suggested("retries"), None);
+        assert_eq!(suggested("x"), None);
+    }
+
+    #[test]
+    fn full() {
+        let (attr, errors) = parsed(quote!(
+            service = "users",
+            fail_max = 3,
+            reset_timeout = "2m",
+            success_threshold = 2,
+            exclude = errors::is_not_found,
+            error_on_trip = true,
+            crate = "my::infuse",
+        ));
+        assert_eq!(errors, Vec::<String>::new());
+        assert_eq!(attr.args.len(), ARGUMENTS.len());
+        assert_eq!(attr.service().unwrap().value(), "users");
+        assert_eq!(value(&attr, "fail_max"), "3");
+        assert_eq!(value(&attr, "reset_timeout"), "120000ms");
+        assert_eq!(value(&attr, "success_threshold"), "2");
+        assert_eq!(value(&attr, "exclude"), "errors :: is_not_found");
+        assert_eq!(value(&attr, "error_on_trip"), "true");
+        let krate = attr.krate().unwrap();
+        assert_eq!(quote!(#krate).to_string(), "my :: infuse");
+    }
+
+    #[test]
+    fn minimal() {
+        let (attr, errors) = parsed(quote!(service = "users"));
+        assert!(errors.is_empty());
+        assert_eq!(attr.args.len(), 1);
+        let (attr, _) = parsed(quote!(service = "users", reset_timeout = 15));
+        assert_eq!(value(&attr, "reset_timeout"), "15000ms");
+    }
+
+    /// Values that are well-formed but out of range parse: `valid.rs` rejects them.
+    #[test]
+    fn ranges_are_not_checked_here() {
+        let (attr, errors) = parsed(quote!(
+            service = "",
+            fail_max = 0,
+            success_threshold = 4294967296,
+            reset_timeout = -1
+        ));
+        assert_eq!(errors, Vec::<String>::new());
+        assert_eq!(value(&attr, "reset_timeout"), "-1000ms");
+        assert_eq!(value(&attr, "success_threshold"), "4294967296");
+    }
+
+    #[test]
+    fn each_syntax_error() {
+        let cases: Vec<(TokenStream, &str)> = vec![
+            (
+                quote!(service = "a", service = "b"),
+                "expected only a single `service` argument",
+            ),
+            (
+                quote!(service = users),
+                "`service` expects a string literal",
+            ),
+            (
+                quote!(service = "a", fail_max = "5"),
+                "`fail_max` expects an integer literal ≥ 1",
+            ),
+            (
+                quote!(service = "a", fail_max = 5u8),
+                "`fail_max` expects an integer literal ≥ 1",
+            ),
+            (
+                quote!(service = "a", reset_timeout = 1.5),
+                "`reset_timeout` expects a duration",
+            ),
+            (
+                quote!(service = "a", reset_timeout = 15u64),
+                "`reset_timeout` expects a duration",
+            ),
+            (
+                quote!(service = "a", reset_timeout = "24h"),
+                "`reset_timeout` expects a duration",
+            ),
+            (
+                quote!(service = "a", exclude = "f"),
+                "`exclude` expects a path",
+            ),
+            (
+                quote!(service = "a", exclude = |e| true),
+                "`exclude` expects a path",
+            ),
+            (
+                quote!(service = "a", error_on_trip = 1),
+                "`error_on_trip` expects `true` or `false`",
+            ),
+            (quote!(service = "a", crate = "not a path"), "is not a path"),
+            (
+                quote!(service = "a", crate = infuse),
+                "`crate` expects a string literal",
+            ),
+            (
+                quote!(service = "a", fail_max 5),
+                "expected `=` after `fail_max`, e.g. `fail_max = 5`",
+            ),
+            (quote!(service), "expected `=` after `service`"),
+            (quote!(service = ), "expected a value after `service =`"),
+            (
+                quote!(service = "a" fail_max = 5),
+                "expected `,` between arguments",
+            ),
+            (
+                quote!("users"),
+                "expected arguments of the form `name = value`",
+            ),
+            (
+                quote!(service = "a", retries = 3),
+                "unknown argument `retries`; valid arguments are `service`, `fail_max`, \
+                 `reset_timeout`, `success_threshold`, `exclude`, `error_on_trip`, `crate`",
+            ),
+            (
+                quote!(service = "a", fail_mx = 3),
+                "unknown argument `fail_mx`; did you mean `fail_max`?",
+            ),
+        ];
+        for (tokens, expected) in cases {
+            let found = messages(tokens.clone());
+            assert!(
+                found.iter().any(|m| m.contains(expected)),
+                "{tokens}: expected {expected:?}, found {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn recovers_after_malformed_argument() {
+        let (attr, found) =
+            parsed(quote!(fail_max 5, servce = "", success_threshold = x, error_on_trip = true));
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(attr.args.len(), 1);
+        let reported: Vec<&str> = attr.reported.iter().map(|a| a.name).collect();
+        assert_eq!(reported, ["fail_max", "service", "success_threshold"]);
+    }
+}
