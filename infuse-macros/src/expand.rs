@@ -31,6 +31,8 @@ pub(crate) fn expand(attr: &Attr, item: &ItemFn) -> TokenStream {
     } = item;
     let default_krate: Path = syn::parse_quote!(::infuse);
     let krate = attr.krate().unwrap_or(&default_krate);
+    // The plumbing the runtime keeps out of its documentation.
+    let private = quote!(#krate::__private);
     let service = attr.service().expect("validated: `service` is required");
     let ReturnType::Type(_, ret) = &sig.output else {
         unreachable!("validated: the function has a return type")
@@ -87,15 +89,15 @@ pub(crate) fn expand(attr: &Attr, item: &ItemFn) -> TokenStream {
         #(#attrs)*
         #vis #sig {
             #(#inner_attrs)*
-            static __INFUSE_SPEC: #krate::BreakerSpec = #krate::BreakerSpec::new(
+            static __INFUSE_SPEC: #private::BreakerSpec = #private::BreakerSpec::new(
                 #service,
                 #settings,
                 ::core::concat!(::core::module_path!(), "::", #name),
                 #location,
             );
-            static __INFUSE_BREAKER: #krate::StaticBreaker =
-                #krate::StaticBreaker::new(&__INFUSE_SPEC);
-            #krate::register!(__INFUSE_SPEC);
+            static __INFUSE_BREAKER: #private::StaticBreaker =
+                #private::StaticBreaker::new(&__INFUSE_SPEC);
+            #private::register!(__INFUSE_SPEC);
             #call
         }
     }
@@ -200,10 +202,10 @@ mod tests {
         );
         for expected in [
             "# [doc = r\" Docs.\"] pub async fn get_user (id : u64) -> Result < User , ApiError > {",
-            "static __INFUSE_SPEC : :: infuse :: BreakerSpec = :: infuse :: BreakerSpec :: new (\"users\" , :: infuse :: Settings :: DEFAULT . fail_max (5) . reset_timeout (:: core :: time :: Duration :: from_millis (15000)) ,",
+            "static __INFUSE_SPEC : :: infuse :: __private :: BreakerSpec = :: infuse :: __private :: BreakerSpec :: new (\"users\" , :: infuse :: Settings :: DEFAULT . fail_max (5) . reset_timeout (:: core :: time :: Duration :: from_millis (15000)) ,",
             ":: core :: concat ! (:: core :: module_path ! () , \"::\" , \"get_user\") , :: core :: file ! () , :: core :: line ! () ,) ;",
-            "static __INFUSE_BREAKER : :: infuse :: StaticBreaker = :: infuse :: StaticBreaker :: new (& __INFUSE_SPEC) ;",
-            ":: infuse :: register ! (__INFUSE_SPEC) ;",
+            "static __INFUSE_BREAKER : :: infuse :: __private :: StaticBreaker = :: infuse :: __private :: StaticBreaker :: new (& __INFUSE_SPEC) ;",
+            ":: infuse :: __private :: register ! (__INFUSE_SPEC) ;",
             "__INFUSE_BREAKER . get () . guard :: < Result < User , ApiError > , _ > (:: infuse :: CallOptions :: new () . exclude (is_not_found) . error_on_trip (true) , async move {",
             "if false { let __infuse_return : Result < User , ApiError > = loop { } ; return __infuse_return ; } { fetch (id) . await } }) . await",
         ] {
@@ -221,7 +223,9 @@ mod tests {
                 }
             ),
         );
-        assert!(out.contains("crate :: reexport :: infuse :: register ! (__INFUSE_SPEC)"));
+        assert!(
+            out.contains("crate :: reexport :: infuse :: __private :: register ! (__INFUSE_SPEC)")
+        );
         assert!(!out.contains("= :: infuse"), "{out}");
         assert!(out.contains("crate :: reexport :: infuse :: Settings :: DEFAULT ,"));
     }

@@ -110,22 +110,24 @@
 //! becomes, in essence (registration and breaker lookup happen once, in statics; a call
 //! allocates nothing and looks nothing up; the real body of the async block also starts
 //! with an unreachable `return` of the declared type, to fix its output type before the
-//! body is checked):
+//! body is checked; `infuse::__private` is the runtime's hidden plumbing for the macro,
+//! not an interface):
 //!
 //! ```text
 //! async fn get_user(id: u64) -> Result<User, ApiError> {
-//!     static __INFUSE_SPEC: ::infuse::BreakerSpec = ::infuse::BreakerSpec::new(
-//!         "users",
-//!         ::infuse::Settings::DEFAULT
-//!             .fail_max(5)
-//!             .reset_timeout(::core::time::Duration::from_millis(15000)),
-//!         ::core::concat!(::core::module_path!(), "::", "get_user"),
-//!         ::core::file!(),
-//!         ::core::line!(),
-//!     );
-//!     static __INFUSE_BREAKER: ::infuse::StaticBreaker =
-//!         ::infuse::StaticBreaker::new(&__INFUSE_SPEC);
-//!     ::infuse::register!(__INFUSE_SPEC);
+//!     static __INFUSE_SPEC: ::infuse::__private::BreakerSpec =
+//!         ::infuse::__private::BreakerSpec::new(
+//!             "users",
+//!             ::infuse::Settings::DEFAULT
+//!                 .fail_max(5)
+//!                 .reset_timeout(::core::time::Duration::from_millis(15000)),
+//!             ::core::concat!(::core::module_path!(), "::", "get_user"),
+//!             ::core::file!(),
+//!             ::core::line!(),
+//!         );
+//!     static __INFUSE_BREAKER: ::infuse::__private::StaticBreaker =
+//!         ::infuse::__private::StaticBreaker::new(&__INFUSE_SPEC);
+//!     ::infuse::__private::register!(__INFUSE_SPEC);
 //!     __INFUSE_BREAKER
 //!         .get()
 //!         .guard::<Result<User, ApiError>, _>(::infuse::CallOptions::new(), async move { BODY })

@@ -46,7 +46,7 @@ async fn free_fn() {
 #[tokio::test]
 async fn registers_a_declaration() {
     let _ = double(1).await;
-    let spec = infuse::declarations()
+    let spec = infuse::__private::declarations()
         .find(|spec| spec.service == "shapes-free-fn")
         .expect("the attribute registers its spec");
     assert_eq!(spec.function, "macro_shapes::double");

@@ -40,6 +40,7 @@ pub use inventory as __inventory;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::register;
+    pub use crate::registry::declarations;
     pub use crate::registry::{BreakerSpec, Declaration, StaticBreaker};
     pub use inventory;
 }
