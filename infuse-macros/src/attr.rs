@@ -83,7 +83,7 @@ pub(crate) const ARGUMENTS: &[Argument] = &[
     },
     Argument {
         name: "reset_timeout",
-        aliases: &["timeout", "recovery_timeout"],
+        aliases: &["recovery_timeout"],
         kind: Kind::Duration {
             max_ms: MAX_RESET_TIMEOUT_MS,
         },
@@ -592,7 +592,8 @@ mod tests {
         assert_eq!(suggested("succes_threshold"), Some("success_threshold"));
         assert_eq!(suggested("failure_threshold"), Some("fail_max"));
         assert_eq!(suggested("recovery_timeout"), Some("reset_timeout"));
-        assert_eq!(suggested("timeout"), Some("reset_timeout"));
+        // `timeout` is no alias of `reset_timeout`: the name is kept for an argument of its own.
+        assert_eq!(suggested("timeout"), None);
         assert_eq!(suggested("retries"), None);
         assert_eq!(suggested("x"), None);
     }
