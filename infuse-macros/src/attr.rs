@@ -61,8 +61,8 @@ const COUNT: Kind = Kind::Int {
     max: u32::MAX as u64,
 };
 
-/// The longest `reset_timeout`: what `Duration::from_millis` takes.
-const MAX_RESET_TIMEOUT_MS: u64 = u64::MAX;
+/// The longest `reset_timeout`: 24 hours, as the runtime's `Settings::MAX_RESET_TIMEOUT`.
+const MAX_RESET_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Every argument, in the order the documentation lists them and the expansion applies
 /// them.

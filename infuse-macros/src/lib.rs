@@ -49,8 +49,8 @@
 //!
 //! How long the breaker stays open before a trial call is let through: a string with an
 //! integer amount and a unit `ms`, `s` or `m` (`"500ms"`, `"15s"`, `"2m"`), or an integer
-//! literal number of seconds (`reset_timeout = 15`). Must be greater than zero.
-//! Default: 60 seconds.
+//! literal number of seconds (`reset_timeout = 15`). Must be greater than zero and at
+//! most 24 hours (`"1440m"`, `86400`). Default: 60 seconds.
 //!
 //! ```ignore
 //! #[infuse::circuit_breaker(service = "payments", reset_timeout = "500ms")]

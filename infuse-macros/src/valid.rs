@@ -212,6 +212,9 @@ mod tests {
             ),
             quote!(service = "users", reset_timeout = 1),
             quote!(service = "users", reset_timeout = "1ms"),
+            quote!(service = "users", reset_timeout = "1440m"),
+            quote!(service = "users", reset_timeout = "86400s"),
+            quote!(service = "users", reset_timeout = 86400),
         ] {
             assert_eq!(messages(tokens.clone()), Vec::<String>::new(), "{tokens}");
         }
@@ -259,9 +262,21 @@ mod tests {
                 "`reset_timeout` must be greater than zero",
             ),
             (
+                quote!(service = "a", reset_timeout = "1441m"),
+                "`reset_timeout = \"1441m\"` exceeds the maximum of 24 hours (86400s): \
+                 use at most `reset_timeout = \"1440m\"`",
+            ),
+            (
+                quote!(service = "a", reset_timeout = 86401),
+                "`reset_timeout = 86401` exceeds the maximum of 24 hours (86400s)",
+            ),
+            (
+                quote!(service = "a", reset_timeout = "86400001ms"),
+                "exceeds the maximum of 24 hours",
+            ),
+            (
                 quote!(service = "a", reset_timeout = 18446744073709552),
-                "`reset_timeout = 18446744073709552` exceeds the maximum of \
-                 18446744073709551615ms",
+                "exceeds the maximum of 24 hours",
             ),
             (
                 quote!(fail_max = 5),
