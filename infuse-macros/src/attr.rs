@@ -11,9 +11,10 @@ use syn::{Error, ExprPath, Ident, Lit, LitBool, LitInt, LitStr, Path, Result, To
 
 use crate::Errors;
 
-/// One argument of the attribute. Adding an argument is adding a row to [`ARGUMENTS`]:
-/// parsing, validation and expansion follow from its [`Kind`] and [`Target`] (a setting
-/// or call option becomes a call of the runtime's builder method of the same name).
+/// One argument of the attribute. Adding an argument is adding a row to [`ARGUMENTS`]
+/// (and its section to the documentation in lib.rs): parsing, validation, suggestions and
+/// expansion follow from its [`Kind`] and [`Target`] (a setting or call option becomes a
+/// call of the runtime's builder method of the same name).
 pub(crate) struct Argument {
     pub name: &'static str,
     /// Names people bring from other breaker libraries, suggested as this argument.
@@ -540,6 +541,12 @@ mod tests {
             );
             let example: TokenStream = argument.example.parse().unwrap();
             assert!(messages(example).is_empty(), "{}", argument.example);
+            let section = format!("//! ## `{} = ", argument.name);
+            assert!(
+                include_str!("lib.rs").contains(&section),
+                "{} is not documented",
+                argument.name
+            );
             for alias in argument.aliases {
                 assert!(Argument::named(alias).is_none(), "{alias} is an argument");
             }
