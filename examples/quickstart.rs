@@ -89,6 +89,7 @@ impl Listener for PrintStateChanges {
             State::Open => "tripped: calls are now rejected without running",
             State::HalfOpen => "reset timeout passed: the next call is a trial",
             State::Closed => "trial succeeded: calls flow again",
+            _ => "changed by an operator",
         };
         println!("  {t:5.2}s  ** breaker {service}: {from} -> {to} ({what})");
     }

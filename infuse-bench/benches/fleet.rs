@@ -329,11 +329,7 @@ impl NaiveBreaker {
             .await
             .expect("GET state");
         if state.as_deref() == Some("open") {
-            return Err(BreakerError::Open {
-                service: "naive",
-                retry_after: None,
-            }
-            .into());
+            return Err(BreakerError::ForcedOpen { service: "naive" }.into());
         }
         match future.await {
             Ok(value) => {
@@ -508,11 +504,7 @@ impl Listener for Watch {
         if to == State::Open {
             *self.opened.lock().unwrap() = Some(now);
         }
-        let code = match to {
-            State::Closed => 0,
-            State::Open => 1,
-            State::HalfOpen => 2,
-        };
+        let code = to.code();
         self.state.store(code, Ordering::Release);
     }
 }

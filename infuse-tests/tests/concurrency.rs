@@ -31,8 +31,9 @@ impl From<BreakerError> for TestError {
 
 type R = Result<u32, TestError>;
 
+/// Rejected without running: open, or half-open with the trial taken.
 fn is_open(r: &R) -> bool {
-    matches!(r, Err(TestError::Breaker(BreakerError::Open { .. })))
+    matches!(r, Err(TestError::Breaker(e)) if e.is_rejection())
 }
 
 async fn breaker(service: &'static str, overrides: ServiceOverride) -> infuse::Breaker {

@@ -24,15 +24,15 @@ async fn second_caller() -> Result<(), ApiError> {
 
 /// The by-hand form of the attribute (public API): agrees with `first_caller`.
 async fn by_hand_caller() -> Result<(), ApiError> {
-    static SPEC: infuse::BreakerSpec = infuse::BreakerSpec::new(
+    static SPEC: infuse::__private::BreakerSpec = infuse::__private::BreakerSpec::new(
         "agreeing",
         infuse::Settings::DEFAULT.fail_max(3),
         concat!(module_path!(), "::by_hand_caller"),
         file!(),
         line!(),
     );
-    infuse::register!(SPEC);
-    static BREAKER: infuse::StaticBreaker = infuse::StaticBreaker::new(&SPEC);
+    infuse::__private::register!(SPEC);
+    static BREAKER: infuse::__private::StaticBreaker = infuse::__private::StaticBreaker::new(&SPEC);
     BREAKER.get().call(async { Ok::<(), ApiError>(()) }).await
 }
 
@@ -78,7 +78,9 @@ fn assert_conflict(err: InitError) {
 async fn conflicting_declarations_fail_init_naming_both_functions() {
     // Agreeing declarations of one service (attribute and by-hand) are no conflict:
     // only "conflicted" is reported.
-    let services: Vec<_> = infuse::declarations().map(|d| d.service).collect();
+    let services: Vec<_> = infuse::__private::declarations()
+        .map(|d| d.service)
+        .collect();
     assert_eq!(services.iter().filter(|s| **s == "agreeing").count(), 2);
     assert_eq!(services.iter().filter(|s| **s == "conflicted").count(), 2);
 

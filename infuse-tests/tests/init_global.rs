@@ -51,7 +51,7 @@ async fn env_tuned() -> Result<(), ApiError> {
 
 /// The by-hand declaration (public API), for a service only it declares.
 async fn by_hand() -> Result<(), ApiError> {
-    static SPEC: infuse::BreakerSpec = infuse::BreakerSpec::new(
+    static SPEC: infuse::__private::BreakerSpec = infuse::__private::BreakerSpec::new(
         "by-hand",
         Settings::DEFAULT
             .fail_max(6)
@@ -60,8 +60,8 @@ async fn by_hand() -> Result<(), ApiError> {
         file!(),
         line!(),
     );
-    infuse::register!(SPEC);
-    static BREAKER: infuse::StaticBreaker = infuse::StaticBreaker::new(&SPEC);
+    infuse::__private::register!(SPEC);
+    static BREAKER: infuse::__private::StaticBreaker = infuse::__private::StaticBreaker::new(&SPEC);
     BREAKER.get().call(async { Ok::<(), ApiError>(()) }).await
 }
 
@@ -118,7 +118,7 @@ async fn init_sets_up_declared_services_with_overrides() {
     .expect("init");
 
     // Every declared service has a breaker, with its settings resolved.
-    let mut services: Vec<_> = infuse::global()
+    let mut services: Vec<_> = infuse::__private::global()
         .breakers()
         .iter()
         .map(|b| b.service())
@@ -166,12 +166,9 @@ async fn init_sets_up_declared_services_with_overrides() {
     assert_eq!(users.state().await.unwrap(), State::Open);
     let rejected = list_users().await;
     match rejected {
-        Err(ApiError::Breaker(BreakerError::Open {
-            service,
-            retry_after,
-        })) => {
+        Err(ApiError::Breaker(BreakerError::Open { service, retry_at })) => {
             assert_eq!(service, "users");
-            assert!(retry_after.is_some_and(|d| d <= Duration::from_secs(20)));
+            assert!(retry_at.remaining() <= Duration::from_secs(20));
         }
         other => panic!("expected Open, got {other:?}"),
     }

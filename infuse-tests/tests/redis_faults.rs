@@ -1,6 +1,7 @@
 //! Redis unavailable — killed, hung (SIGSTOP), restarted empty, flushed, holding garbage:
 //! calls never wait on Redis longer than the call deadline, nothing panics or stays
-//! stuck, and on recovery the fleet's state wins over the process's local opinion.
+//! stuck; lost records are recreated from the processes' view, and on recovery the
+//! newer generation wins.
 
 use infuse_tests::support;
 
@@ -111,8 +112,11 @@ async fn hung_redis_costs_at_most_one_deadline_then_nothing() {
     );
 }
 
+/// The rule on recovery: a record older than a process's view (a lower generation) is
+/// replaced by the view. A process that tripped its fallback while Redis hung brings the
+/// trip to the fleet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recovery_adopts_the_fleet_state_not_the_local_opinion() {
+async fn recovery_keeps_the_newer_generation() {
     let server = RedisServer::start();
     let a = Registry::new(config(&server, 2, Duration::from_secs(60)))
         .await
@@ -129,19 +133,65 @@ async fn recovery_adopts_the_fleet_state_not_the_local_opinion() {
         Err(BreakerError::Open { .. })
     ));
     server.resume();
-    // …but the fleet (and `b`) never tripped: on recovery `a` adopts closed.
+    // …and its newer generation replaces the fleet's older record: `b` learns of the trip.
     assert!(
-        eventually(async || succeed(&a).await.0.is_ok()).await,
-        "a stayed on its local opinion"
+        eventually(async || matches!(succeed(&b).await.0, Err(BreakerError::Open { .. }))).await,
+        "b never learned of a's trip"
     );
-    assert_eq!(b.breaker(SERVICE).state().await.unwrap(), State::Closed);
-    assert_eq!(a.breaker(SERVICE).state().await.unwrap(), State::Closed);
+    assert_eq!(a.breaker(SERVICE).state().await.unwrap(), State::Open);
+    assert_eq!(b.breaker(SERVICE).state().await.unwrap(), State::Open);
 }
 
+/// The defect this rule fixes: the fleet's record says open, Redis hangs, the local
+/// fallback's trial closes the breaker; when Redis resumes, the stale open record must
+/// not flip the healthy breaker back to open or half-open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_open_record_does_not_win_over_a_newer_local_close() {
+    let server = RedisServer::start();
+    let registry = Registry::new(config(&server, 1, Duration::from_millis(300)))
+        .await
+        .unwrap();
+    let _ = fail(&registry).await; // trips the fleet record (open)
+    let breaker = registry.breaker(SERVICE);
+    assert_eq!(breaker.state().await.unwrap(), State::Open);
+    let stale = breaker.snapshot().await.unwrap().generation;
+    server.pause();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // The first trial waits on hung Redis at most the deadline, then runs locally.
+    let mut closed = false;
+    for _ in 0..20 {
+        if succeed(&registry).await.0.is_ok() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(closed, "the local fallback never closed the breaker");
+    server.resume();
+    assert!(
+        eventually(async || {
+            breaker
+                .snapshot()
+                .await
+                .is_ok_and(|s| s.state == State::Closed && s.generation > stale)
+        })
+        .await,
+        "the fleet record kept its stale open state"
+    );
+    for _ in 0..50 {
+        assert!(
+            succeed(&registry).await.0.is_ok(),
+            "a healthy breaker flipped after recovery"
+        );
+    }
+}
+
+/// Redis restarted empty: the record is recreated from the first writer's view, so an
+/// open breaker stays open rather than adopting "closed".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_then_restarted_empty() {
     let mut server = RedisServer::start();
-    let registry = Registry::new(config(&server, 2, Duration::from_millis(300)))
+    let registry = Registry::new(config(&server, 2, Duration::from_secs(60)))
         .await
         .unwrap();
     let _ = fail(&registry).await;
@@ -151,22 +201,27 @@ async fn killed_then_restarted_empty() {
         assert_bounded(waited, "a call with Redis dead");
     }
     let breaker = registry.breaker(SERVICE);
-    assert!(
-        breaker.state().await.is_err(),
-        "inspection reports the outage"
-    );
+    // While degraded, inspection answers from this process's local fallback.
+    assert_eq!(breaker.state().await.unwrap(), State::Open);
     server.restart();
-    // Recovers without user action: scripts reloaded, state recreated, failures count.
+    // Recovers without user action: scripts reloaded, the record recreated from the
+    // view (still open), and the fleet sees it.
+    let other = Registry::new(config(&server, 2, Duration::from_secs(60)))
+        .await
+        .unwrap();
     assert!(
-        eventually(async || breaker.state().await.is_ok()).await,
-        "never recovered"
+        eventually(async || other.breaker(SERVICE).state().await.ok() == Some(State::Open)).await,
+        "the restarted Redis adopted closed"
     );
+    assert!(matches!(
+        succeed(&registry).await.0,
+        Err(BreakerError::Open { .. })
+    ));
+    breaker.close().await.unwrap();
+    let _ = fail(&registry).await;
+    let _ = fail(&registry).await;
     assert!(
-        eventually(async || {
-            let _ = fail(&registry).await;
-            breaker.state().await.ok() == Some(State::Open)
-        })
-        .await,
+        eventually(async || other.breaker(SERVICE).state().await.ok() == Some(State::Open)).await,
         "the breaker trips through the restarted Redis"
     );
 }
@@ -184,9 +239,20 @@ async fn flushall_and_script_flush_recover_without_user_action() {
     let _ = fail(&a).await;
     assert!(eventually(async || succeed(&b).await.0.is_err()).await);
     server.flushall();
-    // The resync sees the empty record: both processes close again.
-    assert!(eventually(async || succeed(&a).await.0.is_ok() && succeed(&b).await.0.is_ok()).await);
+    // The resync finds the record gone and recreates it from the processes' view: the
+    // breaker stays open, in Redis too.
+    assert!(
+        eventually(async || server
+            .cli(&["EXISTS", "infuse:{faults/users}:state"])
+            .is_some_and(|o| o.trim() == "1"))
+        .await,
+        "the record was not recreated"
+    );
+    assert_eq!(a.breaker(SERVICE).state().await.unwrap(), State::Open);
+    assert!(succeed(&a).await.0.is_err() && succeed(&b).await.0.is_err());
+    a.breaker(SERVICE).close().await.unwrap();
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
+    assert!(eventually(async || succeed(&b).await.0.is_ok()).await);
     let _ = fail(&b).await;
     let _ = fail(&a).await;
     assert!(

@@ -1,12 +1,13 @@
--- acquire_trial: take the single trial slot of the fleet, once the open key has expired.
--- The holder asking again with its token is granted again (safe retry).
--- ARGV: token, lease_ms, key_ttl_ms, channel, service, inc
-local rec = load(ARGV[6])
-if rec.created then
-  save(rec, ARGV[3])
+-- acquire_trial (machine.rs: acquire_trial): take the single trial slot of the fleet,
+-- once the open key has expired (or half-open with the slot free). The holder asking
+-- again with its token is granted again (safe retry).
+-- ARGV: token, lease_ms, key_ttl_ms, channel, service
+local rec = load()
+if not rec then
+  return ABSENT
 end
 local from = rec.state
-if rec.state == CLOSED or (rec.state == OPEN and redis.call('EXISTS', KEYS[2]) == 1) then
+if not (rec.state == HALF_OPEN or (rec.state == OPEN and redis.call('EXISTS', KEYS[2]) == 0)) then
   return reply(0, from, rec)
 end
 local holder = redis.call('GET', KEYS[3])

@@ -1,54 +1,98 @@
--- infuse: shared prelude, prepended to every script at build time.
+-- infuse: shared prelude, prepended to every script at build time. Each script mirrors
+-- one arm of the state machine (infuse/src/core/machine.rs); `trip` and `close` below
+-- mirror Record::trip and Record::close.
 --
 -- KEYS[1]  infuse:{<namespace>/<service>}:state  HASH  inc, gen, seq, state, fail, succ
--- KEYS[2]  infuse:{<namespace>/<service>}:open   STRING, exists while open (PX = reset_timeout)
+-- KEYS[2]  infuse:{<namespace>/<service>}:open   STRING, exists while open (PX = open time)
 -- KEYS[3]  infuse:{<namespace>/<service>}:trial  STRING, the trial holder's token (PX = lease)
 --
--- Every script replies {applied, from, inc, gen, seq, state, fail, succ, open_pttl, trial_pttl}:
---   applied     1 if the request took effect, else 0
---   from, state the recorded state before / after: 0 closed, 1 open, 2 half-open
+-- Reply fields: applied, from, inc, gen, seq, state, fail, succ, open_pttl, trial_pttl
+--   applied     1 if the command took effect, else 0
+--   from, state the recorded state before / after (codes below)
 --   inc         the record's incarnation (random, set when created; "0" when absent)
 --   gen         bumped on every state transition (results of older generations are stale)
 --   seq         bumped on every write (orders replies and messages)
 --   open_pttl   ms until a trial is allowed while open (0 once allowed), else -1
 --   trial_pttl  ms left on the trial lease while one is in flight, else -1
+-- Event fields: inc, gen, seq, state, fail, succ, open_pttl, trial_pttl, service
 -- Time comes only from the server: PX expiry of the open and trial keys.
 
-local CLOSED, OPEN, HALF_OPEN = 0, 1, 2
+-- State codes (infuse/src/core/state.rs: State::code).
+local CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = 0, 1, 2, 3, 4
 
 local function corrupt(what)
-  error({err = 'INFUSE_CORRUPT ' .. KEYS[1] .. ' ' .. what})
+  error({err = 'INFUSE_CORRUPT ' .. what})
 end
 
--- Reads the record; creates a fresh closed one (not yet written) when absent and
--- create_inc is given, else returns nil.
-local function load(create_inc)
+-- A timed key must be absent, or a string that expires; anything else would wedge the
+-- breaker (an open key that never expires keeps it open forever).
+local function check_timed(key)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'none' then
+    return
+  end
+  if kind ~= 'string' then
+    corrupt(key .. ' is a ' .. kind .. ', not a string')
+  end
+  if redis.call('PTTL', key) < 0 then
+    corrupt(key .. ' has no expiry')
+  end
+end
+
+-- Reads the record, or nil when absent (Option<Record> in machine.rs).
+local function load()
   local kind = redis.call('TYPE', KEYS[1])['ok']
   if kind == 'none' then
-    if not create_inc then
-      return nil
-    end
-    redis.call('DEL', KEYS[2], KEYS[3])
-    return {inc = create_inc, gen = 1, seq = 0, state = CLOSED, fail = 0, succ = 0, created = true}
+    return nil
   end
   if kind ~= 'hash' then
-    corrupt('is a ' .. kind .. ', not a hash')
+    corrupt(KEYS[1] .. ' is a ' .. kind .. ', not a hash')
   end
   local v = redis.call('HMGET', KEYS[1], 'inc', 'gen', 'seq', 'state', 'fail', 'succ')
   local rec = {inc = v[1], gen = tonumber(v[2]), seq = tonumber(v[3]), state = tonumber(v[4]),
                fail = tonumber(v[5]), succ = tonumber(v[6])}
   if not (rec.inc and rec.gen and rec.seq and rec.state and rec.fail and rec.succ)
-      or (rec.state ~= CLOSED and rec.state ~= OPEN and rec.state ~= HALF_OPEN) then
-    corrupt('has missing or invalid fields')
+      or rec.state < CLOSED or rec.state > DISABLED or rec.state % 1 ~= 0 then
+    corrupt(KEYS[1] .. ' has missing or invalid fields')
   end
+  check_timed(KEYS[2])
+  check_timed(KEYS[3])
   return rec
 end
 
+-- Record::closed
+local function fresh(inc)
+  return {inc = inc, gen = 1, seq = 0, state = CLOSED, fail = 0, succ = 0}
+end
+
+-- Writes the record. Forced states hold until closed by hand: their record never expires.
 local function save(rec, ttl_ms)
   rec.seq = rec.seq + 1
   redis.call('HSET', KEYS[1], 'inc', rec.inc, 'gen', rec.gen, 'seq', rec.seq,
              'state', rec.state, 'fail', rec.fail, 'succ', rec.succ)
-  redis.call('PEXPIRE', KEYS[1], ttl_ms)
+  if rec.state == FORCED_OPEN or rec.state == DISABLED then
+    redis.call('PERSIST', KEYS[1])
+  else
+    redis.call('PEXPIRE', KEYS[1], ttl_ms)
+  end
+end
+
+-- Record::trip: opens the breaker for open_ms.
+local function trip(rec, open_ms)
+  rec.state = OPEN
+  rec.gen = rec.gen + 1
+  rec.succ = 0
+  redis.call('SET', KEYS[2], rec.gen, 'PX', open_ms)
+  redis.call('DEL', KEYS[3])
+end
+
+-- Record::close: closes the breaker and resets its counters.
+local function close(rec)
+  rec.state = CLOSED
+  rec.gen = rec.gen + 1
+  rec.succ = 0
+  rec.fail = 0
+  redis.call('DEL', KEYS[2], KEYS[3])
 end
 
 local function pttl(key)
@@ -70,9 +114,10 @@ local function reply(applied, from, rec)
   return {applied, from, rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl}
 end
 
+-- Outcome::absent: the answer about a breaker with no record.
 local ABSENT = {0, CLOSED, '0', 1, 0, CLOSED, 0, 0, -1, -1}
 
--- Tells every process of the fleet: "<inc> <gen> <seq> <state> <fail> <succ> <open_pttl> <trial_pttl> <service>".
+-- Tells every process of the fleet (event fields above, space-separated).
 local function publish(channel, service, rec)
   local r = reply(1, rec.state, rec)
   redis.call('PUBLISH', channel, table.concat({r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], service}, ' '))

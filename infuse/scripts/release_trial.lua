@@ -1,11 +1,14 @@
--- release_trial: give the trial slot back without a verdict (cancelled or panicked trial).
--- ARGV: token, key_ttl_ms
+-- release_trial (machine.rs: release_trial): give the trial slot back without a verdict
+-- (the trial was cancelled or panicked).
+-- ARGV: token, key_ttl_ms, channel, service
+local rec = load()
+if not rec then
+  return ABSENT
+end
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then
-  return 0
+  return reply(0, rec.state, rec)
 end
 redis.call('DEL', KEYS[3])
-local rec = load(nil)
-if rec then
-  save(rec, ARGV[2])
-end
-return 1
+save(rec, ARGV[2])
+publish(ARGV[3], ARGV[4], rec)
+return reply(1, rec.state, rec)

@@ -1,6 +1,6 @@
--- snapshot: read the record; writes nothing.
+-- snapshot (machine.rs: Command::Snapshot): read the record; writes nothing.
 -- ARGV: (none)
-local rec = load(nil)
+local rec = load()
 if not rec then
   return ABSENT
 end

@@ -1,114 +1,100 @@
-//! Static dispatch over the built-in stores, so breakers need no boxing per call.
+//! Static dispatch over the built-in stores, so a breaker's store needs no boxing per
+//! call.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::core::{Command, Outcome, Settings, Snapshot, StorageError};
 use crate::fleet::Fleet;
+use crate::local::Cell;
 use crate::store::memory::MemoryStore;
-use crate::store::{Outcome, Snapshot, Store, TrialToken};
-use crate::{Settings, State, StorageError};
 
 /// The store a registry's breakers use.
 #[derive(Clone, Debug)]
 pub(crate) enum Backend {
     Memory(Arc<MemoryStore>),
-    Redis(Arc<Fleet>),
+    Fleet(Arc<Fleet>),
 }
 
 impl Backend {
-    /// Whether operations leave the process (and may be worth not waiting for).
+    /// Applies one command (the in-memory store answers without waiting).
+    pub(crate) async fn apply(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        command: Command,
+    ) -> Result<Outcome, StorageError> {
+        match self {
+            Backend::Memory(store) => Ok(store.apply_now(service, settings, command)),
+            Backend::Fleet(fleet) => fleet.apply_command(service, settings, command).await,
+        }
+    }
+
+    /// Applies a command without waiting for it (what a `Drop` can do): at once in
+    /// memory, in the background with Redis.
+    pub(crate) fn apply_detached(
+        &self,
+        service: &'static str,
+        settings: Settings,
+        command: Command,
+    ) {
+        match self {
+            Backend::Memory(store) => {
+                store.apply_now(service, &settings, command);
+            }
+            Backend::Fleet(fleet) => {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return; // no runtime: a trial lease expires on its own
+                };
+                let fleet = fleet.clone();
+                runtime.spawn(async move {
+                    let _ = fleet.apply_command(service, &settings, command).await;
+                });
+            }
+        }
+    }
+
+    /// Whether commands leave the process (and are worth not waiting for).
     pub(crate) fn is_remote(&self) -> bool {
-        matches!(self, Backend::Redis(_))
+        matches!(self, Backend::Fleet(_))
     }
 
     /// The shared state for a call that needs it now (never failing, never waiting longer
     /// than the call deadline: the policy answers instead).
-    pub(crate) async fn sync_on_call(
-        &self,
-        service: &'static str,
-        settings: &Settings,
-    ) -> Snapshot {
+    pub(crate) async fn load(&self, service: &'static str, settings: &Settings) -> Snapshot {
         match self {
-            Backend::Memory(store) => store.snapshot_now(service),
-            Backend::Redis(fleet) => fleet.sync_on_call(service, settings).await,
+            Backend::Memory(store) => {
+                store
+                    .apply_now(service, settings, Command::Register { seed: None })
+                    .snapshot
+            }
+            Backend::Fleet(fleet) => fleet.load(service, settings).await,
         }
     }
-}
 
-macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            Backend::Memory($store) => $call,
-            Backend::Redis($store) => $call,
+    /// Loads the stored state of a breaker created after `init`.
+    pub(crate) fn attach(&self, cell: &Arc<Cell>) {
+        let settings = cell.settings();
+        match self {
+            Backend::Memory(store) => {
+                let register = Command::Register { seed: None };
+                cell.observe(&store.apply_now(cell.service, &settings, register).snapshot);
+            }
+            Backend::Fleet(fleet) => {
+                // Created on first use: its first call loads the shared state (it must
+                // not assume closed while the fleet has it open); load it eagerly too.
+                cell.view.mark_unsynced();
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let (fleet, cell) = (fleet.clone(), cell.clone());
+                    runtime.spawn(async move {
+                        let register = Command::Register { seed: None };
+                        if let Ok(outcome) =
+                            fleet.apply_command(cell.service, &settings, register).await
+                        {
+                            cell.observe(&outcome.snapshot);
+                        }
+                    });
+                }
+            }
         }
-    };
-}
-
-impl Store for Backend {
-    async fn register(
-        &self,
-        service: &'static str,
-        settings: &Settings,
-    ) -> Result<Snapshot, StorageError> {
-        dispatch!(self, s => s.register(service, settings).await)
-    }
-
-    async fn snapshot(
-        &self,
-        service: &'static str,
-        settings: &Settings,
-    ) -> Result<Snapshot, StorageError> {
-        dispatch!(self, s => s.snapshot(service, settings).await)
-    }
-
-    async fn record_failure(
-        &self,
-        service: &'static str,
-        settings: &Settings,
-        generation: u64,
-    ) -> Result<Outcome, StorageError> {
-        dispatch!(self, s => s.record_failure(service, settings, generation).await)
-    }
-
-    async fn record_success(
-        &self,
-        service: &'static str,
-        settings: &Settings,
-        generation: u64,
-    ) -> Result<Outcome, StorageError> {
-        dispatch!(self, s => s.record_success(service, settings, generation).await)
-    }
-
-    async fn acquire_trial(
-        &self,
-        service: &'static str,
-        settings: &Settings,
-        token: TrialToken,
-        lease: Duration,
-    ) -> Result<Outcome, StorageError> {
-        dispatch!(self, s => s.acquire_trial(service, settings, token, lease).await)
-    }
-
-    async fn record_trial(
-        &self,
-        service: &'static str,
-        settings: &Settings,
-        token: TrialToken,
-        success: bool,
-    ) -> Result<Outcome, StorageError> {
-        dispatch!(self, s => s.record_trial(service, settings, token, success).await)
-    }
-
-    fn release_trial(&self, service: &'static str, token: TrialToken) {
-        dispatch!(self, s => s.release_trial(service, token))
-    }
-
-    async fn force(
-        &self,
-        service: &'static str,
-        settings: &Settings,
-        to: State,
-    ) -> Result<Outcome, StorageError> {
-        dispatch!(self, s => s.force(service, settings, to).await)
     }
 }

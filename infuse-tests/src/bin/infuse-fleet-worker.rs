@@ -140,6 +140,8 @@ async fn main() {
                 .fail_max(args.fail_max)
                 .reset_timeout(args.reset_timeout),
         )
+        // `users` is created at run time with `infuse::breaker`, not declared.
+        .allow_undeclared_overrides(true)
         .env_overrides(false)
         // The default 25 ms deadline on Redis is meant for production latency budgets; on
         // a loaded test machine it can pass, which (correctly) switches this process to

@@ -25,7 +25,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::future::join_all;
-use infuse::store::{Outcome, Snapshot, Store, TrialToken};
+use infuse::store::{Command, Outcome, Snapshot, Store, Target, TrialToken};
 use infuse::{Settings, State};
 
 /// The open timeout of every case.
@@ -37,43 +37,13 @@ pub const LONG_LEASE: Duration = Duration::from_secs(30);
 /// Added to a timeout before sleeping past it.
 pub const MARGIN: Duration = Duration::from_millis(150);
 
-/// Every case, in order (the names match the functions and the generated tests).
-pub const CASES: &[&str] = &[
-    "register_creates_closed",
-    "register_does_not_overwrite",
-    "independent_services",
-    "failures_trip_at_fail_max",
-    "success_resets_fail_counter",
-    "stale_generation_not_counted",
-    "results_while_not_closed_not_counted",
-    "open_rejects_trial_until_timeout",
-    "trial_allowed_after_timeout",
-    "no_trial_while_closed",
-    "one_trial_among_concurrent_acquirers",
-    "same_token_reacquire_is_idempotent",
-    "trial_success_closes",
-    "success_threshold_needs_sequential_trials",
-    "trial_failure_reopens_with_fresh_timeout",
-    "trial_failure_counts_past_fail_max",
-    "result_with_wrong_token_ignored",
-    "result_with_expired_token_ignored",
-    "release_trial_frees_slot",
-    "release_with_wrong_token_keeps_slot",
-    "expired_lease_frees_slot",
-    "force_from_closed",
-    "force_from_open",
-    "force_from_half_open",
-    "force_frees_trial_slot",
-    "versions_increase_on_writes",
-    "snapshot_is_side_effect_free",
-];
-
-/// Instantiates one `#[tokio::test]` per conformance case for a store expression.
-/// Requires `mod conformance;` at the crate root.
+/// Calls `$callback! { [args] case, case, … }` with every case, in order: the one list
+/// of cases, from which `CASES`, `run_all` and `conformance_tests!` are made.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! conformance_tests {
-    ($(#[$attr:meta])* store = $store:expr, prefix = $prefix:expr $(,)?) => {
-        $crate::conformance_tests!(@cases [$(#[$attr])*] ($store) ($prefix);
+macro_rules! __conformance_cases {
+    ($($callback:ident)::+ ! [$($args:tt)*]) => {
+        $($callback)::+! { [$($args)*]
             register_creates_closed,
             register_does_not_overwrite,
             independent_services,
@@ -101,50 +71,51 @@ macro_rules! conformance_tests {
             force_frees_trial_slot,
             versions_increase_on_writes,
             snapshot_is_side_effect_free,
-        );
+            forced_open_holds_until_closed,
+            disabled_counts_but_never_trips,
+            open_for_sets_the_open_time,
+            register_seeds_absent_and_stale_records,
+            absent_records_stay_absent,
+        }
     };
-    (@cases [$($attr:tt)*] ($store:expr) ($prefix:expr);) => {};
-    (@cases [$($attr:tt)*] ($store:expr) ($prefix:expr); $case:ident, $($rest:ident,)*) => {
+}
+
+/// Instantiates one `#[tokio::test]` per conformance case for a store expression.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($(#[$attr:meta])* store = $store:expr, prefix = $prefix:expr $(,)?) => {
+        $crate::__conformance_cases!($crate::__conformance_test! [[$(#[$attr])*] ($store) ($prefix)]);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test {
+    ([$attrs:tt ($store:expr) ($prefix:expr)]) => {};
+    ([[$($attr:tt)*] ($store:expr) ($prefix:expr)] $case:ident, $($rest:ident,)*) => {
         #[::tokio::test]
         $($attr)*
         async fn $case() {
             let store = $store;
             $crate::conformance::$case(&store, &$prefix).await;
         }
-        $crate::conformance_tests!(@cases [$($attr)*] ($store) ($prefix); $($rest,)*);
+        $crate::__conformance_test!([[$($attr)*] ($store) ($prefix)] $($rest,)*);
     };
 }
 
-/// Runs every case in sequence (a few seconds in all).
-pub async fn run_all<S: Store>(store: &S, prefix: &str) {
-    register_creates_closed(store, prefix).await;
-    register_does_not_overwrite(store, prefix).await;
-    independent_services(store, prefix).await;
-    failures_trip_at_fail_max(store, prefix).await;
-    success_resets_fail_counter(store, prefix).await;
-    stale_generation_not_counted(store, prefix).await;
-    results_while_not_closed_not_counted(store, prefix).await;
-    open_rejects_trial_until_timeout(store, prefix).await;
-    trial_allowed_after_timeout(store, prefix).await;
-    no_trial_while_closed(store, prefix).await;
-    one_trial_among_concurrent_acquirers(store, prefix).await;
-    same_token_reacquire_is_idempotent(store, prefix).await;
-    trial_success_closes(store, prefix).await;
-    success_threshold_needs_sequential_trials(store, prefix).await;
-    trial_failure_reopens_with_fresh_timeout(store, prefix).await;
-    trial_failure_counts_past_fail_max(store, prefix).await;
-    result_with_wrong_token_ignored(store, prefix).await;
-    result_with_expired_token_ignored(store, prefix).await;
-    release_trial_frees_slot(store, prefix).await;
-    release_with_wrong_token_keeps_slot(store, prefix).await;
-    expired_lease_frees_slot(store, prefix).await;
-    force_from_closed(store, prefix).await;
-    force_from_open(store, prefix).await;
-    force_from_half_open(store, prefix).await;
-    force_frees_trial_slot(store, prefix).await;
-    versions_increase_on_writes(store, prefix).await;
-    snapshot_is_side_effect_free(store, prefix).await;
+macro_rules! define_run_all {
+    ([] $($case:ident,)*) => {
+        /// Every case, in order (the names match the functions and the generated tests).
+        pub const CASES: &[&str] = &[$(stringify!($case)),*];
+
+        /// Runs every case in sequence (a few seconds in all).
+        pub async fn run_all<S: Store>(store: &S, prefix: &str) {
+            $($case(store, prefix).await;)*
+        }
+    };
 }
+
+crate::__conformance_cases!(define_run_all![]);
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -171,26 +142,29 @@ pub fn settings(fail_max: u32, success_threshold: u32) -> Settings {
         .success_threshold(success_threshold)
 }
 
+async fn apply<S: Store>(store: &S, svc: &'static str, s: &Settings, command: Command) -> Outcome {
+    store
+        .apply(svc, s, command)
+        .await
+        .unwrap_or_else(|e| panic!("{svc}: {command:?} failed: {e}"))
+}
+
 async fn register<S: Store>(store: &S, svc: &'static str, s: &Settings) -> Snapshot {
-    store.register(svc, s).await.expect("register")
+    apply(store, svc, s, Command::Register { seed: None })
+        .await
+        .snapshot
 }
 
 async fn snap<S: Store>(store: &S, svc: &'static str, s: &Settings) -> Snapshot {
-    store.snapshot(svc, s).await.expect("snapshot")
+    apply(store, svc, s, Command::Snapshot).await.snapshot
 }
 
 async fn fail<S: Store>(store: &S, svc: &'static str, s: &Settings, generation: u64) -> Outcome {
-    store
-        .record_failure(svc, s, generation)
-        .await
-        .expect("record_failure")
+    apply(store, svc, s, Command::RecordFailure { generation }).await
 }
 
 async fn succeed<S: Store>(store: &S, svc: &'static str, s: &Settings, generation: u64) -> Outcome {
-    store
-        .record_success(svc, s, generation)
-        .await
-        .expect("record_success")
+    apply(store, svc, s, Command::RecordSuccess { generation }).await
 }
 
 async fn acquire<S: Store>(
@@ -200,10 +174,7 @@ async fn acquire<S: Store>(
     token: TrialToken,
     lease: Duration,
 ) -> Outcome {
-    store
-        .acquire_trial(svc, s, token, lease)
-        .await
-        .expect("acquire_trial")
+    apply(store, svc, s, Command::AcquireTrial { token, lease }).await
 }
 
 async fn trial<S: Store>(
@@ -213,14 +184,28 @@ async fn trial<S: Store>(
     token: TrialToken,
     success: bool,
 ) -> Outcome {
-    store
-        .record_trial(svc, s, token, success)
-        .await
-        .expect("record_trial")
+    apply(store, svc, s, Command::RecordTrial { token, success }).await
+}
+
+async fn release<S: Store>(
+    store: &S,
+    svc: &'static str,
+    s: &Settings,
+    token: TrialToken,
+) -> Outcome {
+    apply(store, svc, s, Command::ReleaseTrial { token }).await
 }
 
 async fn force<S: Store>(store: &S, svc: &'static str, s: &Settings, to: State) -> Outcome {
-    store.force(svc, s, to).await.expect("force")
+    let target = match to {
+        State::Closed => Target::Closed,
+        State::Open => Target::Open(s.reset_timeout),
+        State::HalfOpen => Target::HalfOpen,
+        State::ForcedOpen => Target::ForcedOpen,
+        State::Disabled => Target::Disabled,
+        other => panic!("no target for {other}"),
+    };
+    apply(store, svc, s, Command::Force(target)).await
 }
 
 /// Registers and records `n` failures at the current generation; returns the last answer.
@@ -747,7 +732,7 @@ pub async fn release_trial_frees_slot<S: Store>(store: &S, prefix: &str) {
     let half = half_open(store, svc, &s).await;
     let first = TrialToken::new();
     assert!(acquire(store, svc, &s, first, LONG_LEASE).await.applied);
-    store.release_trial(svc, first);
+    assert!(release(store, svc, &s, first).await.applied);
     let freed = eventually(store, svc, &s, Duration::from_millis(500), |snap| {
         snap.trial_remaining.is_none()
     })
@@ -775,8 +760,7 @@ pub async fn release_with_wrong_token_keeps_slot<S: Store>(store: &S, prefix: &s
     half_open(store, svc, &s).await;
     let holder = TrialToken::new();
     assert!(acquire(store, svc, &s, holder, LONG_LEASE).await.applied);
-    store.release_trial(svc, TrialToken::new());
-    tokio::time::sleep(Duration::from_millis(50)).await; // let a best-effort release land
+    assert!(!release(store, svc, &s, TrialToken::new()).await.applied);
     let other = acquire(store, svc, &s, TrialToken::new(), LONG_LEASE).await;
     assert!(!other.applied, "{other:?}");
     assert!(trial(store, svc, &s, holder, true).await.applied);
@@ -832,25 +816,27 @@ fn assert_forced(svc: &str, before: &Snapshot, to: State, outcome: &Outcome) {
                 "{svc}: entering open keeps the fail counter"
             );
         }
-        State::HalfOpen => {
+        _ => {
             assert_eq!(after.open_remaining, None, "{svc}: {after:?}");
             assert_eq!(after.success_counter, 0, "{svc}: {after:?}");
             assert_eq!(
                 after.fail_counter, before.fail_counter,
-                "{svc}: entering half-open keeps the fail counter"
+                "{svc}: entering {to} keeps the fail counter"
             );
         }
     }
 }
 
-const TARGETS: [State; 3] = [State::Open, State::HalfOpen, State::Closed];
+const TARGETS: [State; 5] = [
+    State::Open,
+    State::HalfOpen,
+    State::ForcedOpen,
+    State::Disabled,
+    State::Closed,
+];
 
 fn target_name(state: State) -> &'static str {
-    match state {
-        State::Open => "open",
-        State::HalfOpen => "half-open",
-        State::Closed => "closed",
-    }
+    state.as_str()
 }
 
 /// Forcing each state from closed (with failures counted).
@@ -1037,4 +1023,171 @@ pub async fn snapshot_is_side_effect_free<S: Store>(store: &S, prefix: &str) {
             .await
             .applied
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Operators' states, seeds and absent records
+
+/// A forced-open breaker grants no trial and counts nothing until it is closed.
+pub async fn forced_open_holds_until_closed<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "forced_open_holds_until_closed");
+    let s = settings(2, 1);
+    register(store, svc, &s).await;
+    let forced = force(store, svc, &s, State::ForcedOpen).await.snapshot;
+    assert_eq!(forced.state, State::ForcedOpen, "{svc}: {forced:?}");
+    let trial = acquire(store, svc, &s, TrialToken::new(), LONG_LEASE).await;
+    assert!(
+        !trial.applied,
+        "{svc}: no trial while forced open: {trial:?}"
+    );
+    let failure = fail(store, svc, &s, forced.generation).await;
+    assert!(
+        !failure.applied,
+        "{svc}: nothing counted while forced open: {failure:?}"
+    );
+    tokio::time::sleep(RESET + MARGIN).await;
+    let later = snap(store, svc, &s).await;
+    assert_eq!(
+        later.state,
+        State::ForcedOpen,
+        "{svc}: no timeout ends it: {later:?}"
+    );
+    let closed = force(store, svc, &s, State::Closed).await.snapshot;
+    assert_fresh_closed(svc, &closed);
+}
+
+/// A disabled breaker counts failures and successes but never trips.
+pub async fn disabled_counts_but_never_trips<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "disabled_counts_but_never_trips");
+    let s = settings(2, 1);
+    register(store, svc, &s).await;
+    let disabled = force(store, svc, &s, State::Disabled).await.snapshot;
+    for n in 1..=5 {
+        let outcome = fail(store, svc, &s, disabled.generation).await;
+        assert!(outcome.applied, "{svc}: {outcome:?}");
+        assert_eq!(
+            outcome.snapshot.state,
+            State::Disabled,
+            "{svc}: {outcome:?}"
+        );
+        assert_eq!(outcome.snapshot.fail_counter, n, "{svc}: {outcome:?}");
+    }
+    let reset = succeed(store, svc, &s, disabled.generation).await;
+    assert!(reset.applied, "{svc}: {reset:?}");
+    assert_eq!(reset.snapshot.fail_counter, 0, "{svc}: {reset:?}");
+    assert_eq!(reset.snapshot.state, State::Disabled, "{svc}: {reset:?}");
+    let closed = force(store, svc, &s, State::Closed).await.snapshot;
+    assert_fresh_closed(svc, &closed);
+}
+
+/// Opening for a given time sets that time, not the reset timeout.
+pub async fn open_for_sets_the_open_time<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "open_for_sets_the_open_time");
+    let s = settings(2, 1);
+    register(store, svc, &s).await;
+    let window = Duration::from_secs(3600);
+    let open = apply(store, svc, &s, Command::Force(Target::Open(window))).await;
+    assert!(open.applied, "{svc}: {open:?}");
+    let remaining = open.snapshot.open_remaining.expect("open");
+    assert!(
+        remaining > window - Duration::from_secs(5) && remaining <= window,
+        "{svc}: {remaining:?}"
+    );
+    tokio::time::sleep(RESET + MARGIN).await;
+    let trial = acquire(store, svc, &s, TrialToken::new(), LONG_LEASE).await;
+    assert!(
+        !trial.applied,
+        "{svc}: the reset timeout does not end a longer window: {trial:?}"
+    );
+}
+
+/// A seed recreates an absent record, replaces an older one, and never a newer one.
+pub async fn register_seeds_absent_and_stale_records<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "register_seeds_absent_and_stale_records");
+    let s = settings(3, 1);
+    let seed = infuse::store::Seed {
+        state: State::Open,
+        generation: 7,
+        fail_counter: 3,
+        open_remaining: Some(Duration::from_secs(60)),
+    };
+    let created = apply(store, svc, &s, Command::Register { seed: Some(seed) }).await;
+    assert!(created.applied, "{svc}: {created:?}");
+    let snapshot = created.snapshot;
+    assert!(snapshot.exists(), "{svc}: {snapshot:?}");
+    assert_eq!(
+        (snapshot.state, snapshot.generation, snapshot.fail_counter),
+        (State::Open, 7, 3)
+    );
+    let left = snapshot.open_remaining.expect("open");
+    assert!(left > Duration::from_secs(55), "{svc}: {left:?}");
+
+    let older = infuse::store::Seed {
+        state: State::Closed,
+        generation: 5,
+        fail_counter: 0,
+        open_remaining: None,
+    };
+    let kept = apply(store, svc, &s, Command::Register { seed: Some(older) }).await;
+    assert!(
+        !kept.applied,
+        "{svc}: an older seed is not adopted: {kept:?}"
+    );
+    assert_eq!(kept.snapshot.state, State::Open, "{svc}: {kept:?}");
+
+    let newer = infuse::store::Seed {
+        state: State::Closed,
+        generation: 9,
+        fail_counter: 0,
+        open_remaining: None,
+    };
+    let replaced = apply(store, svc, &s, Command::Register { seed: Some(newer) }).await;
+    assert!(
+        replaced.applied,
+        "{svc}: a newer seed replaces a stale record: {replaced:?}"
+    );
+    assert_eq!(
+        (replaced.snapshot.state, replaced.snapshot.generation),
+        (State::Closed, 9)
+    );
+    assert_eq!(
+        replaced.snapshot.version.incarnation,
+        snapshot.version.incarnation
+    );
+    assert!(
+        replaced.snapshot.version.seq > snapshot.version.seq,
+        "{svc}: {replaced:?}"
+    );
+}
+
+/// Commands about a breaker with no record change nothing and say it is absent.
+pub async fn absent_records_stay_absent<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "absent_records_stay_absent");
+    let s = settings(1, 1);
+    for command in [
+        Command::Snapshot,
+        Command::RecordFailure { generation: 1 },
+        Command::RecordSuccess { generation: 1 },
+        Command::AcquireTrial {
+            token: TrialToken::new(),
+            lease: LONG_LEASE,
+        },
+        Command::RecordTrial {
+            token: TrialToken::new(),
+            success: false,
+        },
+        Command::ReleaseTrial {
+            token: TrialToken::new(),
+        },
+    ] {
+        let outcome = apply(store, svc, &s, command).await;
+        assert!(!outcome.applied, "{svc}: {command:?} → {outcome:?}");
+        assert!(
+            !outcome.snapshot.exists(),
+            "{svc}: {command:?} created a record: {outcome:?}"
+        );
+    }
+    let created = register(store, svc, &s).await;
+    assert!(created.exists(), "{svc}: {created:?}");
+    assert_fresh_closed(svc, &created);
 }

@@ -1,5 +1,4 @@
-//! Test support shared by the integration tests (each test binary includes it with
-//! `mod support;`).
+//! Test support shared by the integration tests.
 
 pub mod calls;
 pub mod redis_server;
@@ -7,8 +6,8 @@ pub mod redis_server;
 use std::time::Duration;
 
 use infuse::store::redis::{Deadlines, RedisStore};
-use infuse::store::{Outcome, Snapshot, Store, TrialToken};
-use infuse::{Settings, State, StorageError};
+use infuse::store::{Command, Outcome, Store};
+use infuse::{Settings, StorageError};
 
 use redis_server::RedisServer;
 
@@ -34,71 +33,12 @@ impl ServerStore {
 }
 
 impl Store for ServerStore {
-    async fn register(
+    async fn apply(
         &self,
         service: &'static str,
         settings: &Settings,
-    ) -> Result<Snapshot, StorageError> {
-        self.store.register(service, settings).await
-    }
-    async fn snapshot(
-        &self,
-        service: &'static str,
-        settings: &Settings,
-    ) -> Result<Snapshot, StorageError> {
-        self.store.snapshot(service, settings).await
-    }
-    async fn record_failure(
-        &self,
-        service: &'static str,
-        settings: &Settings,
-        generation: u64,
+        command: Command,
     ) -> Result<Outcome, StorageError> {
-        self.store
-            .record_failure(service, settings, generation)
-            .await
-    }
-    async fn record_success(
-        &self,
-        service: &'static str,
-        settings: &Settings,
-        generation: u64,
-    ) -> Result<Outcome, StorageError> {
-        self.store
-            .record_success(service, settings, generation)
-            .await
-    }
-    async fn acquire_trial(
-        &self,
-        service: &'static str,
-        settings: &Settings,
-        token: TrialToken,
-        lease: Duration,
-    ) -> Result<Outcome, StorageError> {
-        self.store
-            .acquire_trial(service, settings, token, lease)
-            .await
-    }
-    async fn record_trial(
-        &self,
-        service: &'static str,
-        settings: &Settings,
-        token: TrialToken,
-        success: bool,
-    ) -> Result<Outcome, StorageError> {
-        self.store
-            .record_trial(service, settings, token, success)
-            .await
-    }
-    fn release_trial(&self, service: &'static str, token: TrialToken) {
-        self.store.release_trial(service, token)
-    }
-    async fn force(
-        &self,
-        service: &'static str,
-        settings: &Settings,
-        to: State,
-    ) -> Result<Outcome, StorageError> {
-        self.store.force(service, settings, to).await
+        self.store.apply(service, settings, command).await
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Debug;
 
-use crate::BreakerError;
+use crate::core::BreakerError;
 
 /// How one call site treats its results: which errors are not failures, and which error
 /// the tripping call returns.
@@ -77,6 +77,9 @@ pub trait GuardedResult: Sized {
     type Err: From<BreakerError> + Debug;
     /// Splits into a `Result`.
     fn into_result(self) -> Result<Self::Ok, Self::Err>;
+    /// Looks at the outcome without moving it (so the healthy path hands the caller's
+    /// value back untouched).
+    fn as_result(&self) -> Result<&Self::Ok, &Self::Err>;
     /// Rebuilds from a `Result`.
     fn from_result(result: Result<Self::Ok, Self::Err>) -> Self;
 }
@@ -88,6 +91,11 @@ impl<T, E: From<BreakerError> + Debug> GuardedResult for Result<T, E> {
     #[inline]
     fn into_result(self) -> Result<T, E> {
         self
+    }
+
+    #[inline]
+    fn as_result(&self) -> Result<&T, &E> {
+        self.as_ref()
     }
 
     #[inline]

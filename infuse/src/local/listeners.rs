@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::State;
+use crate::core::State;
 
 /// Receives a breaker's events. Every method has an empty default, so implement only
 /// what you need.

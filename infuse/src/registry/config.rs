@@ -5,8 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::fleet::RedisOptions;
-use crate::{parse_duration, InitError, Listener, Settings, UnavailablePolicy};
+use crate::core::{check_duration, InitError, Settings};
+use crate::fleet::{RedisOptions, UnavailablePolicy};
+use crate::local::Listener;
+use crate::registry::env;
 
 /// What [`init`](crate::init) sets up.
 ///
@@ -36,6 +38,7 @@ pub struct Config {
     pub(crate) listeners: Vec<Arc<dyn Listener>>,
     pub(crate) trial_lease: Duration,
     pub(crate) env_overrides: bool,
+    pub(crate) allow_undeclared_overrides: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -49,27 +52,18 @@ impl Config {
     pub fn in_memory() -> Config {
         Config {
             store: StoreConfig::Memory,
-            redis: RedisOptions {
-                url: String::new(),
-                namespace: "default".to_owned(),
-                policy: UnavailablePolicy::LocalFallback,
-                call_timeout: Duration::from_millis(25),
-                admin_timeout: Duration::from_secs(1),
-                connect_timeout: Duration::from_secs(2),
-                resync_interval: Duration::from_secs(1),
-                key_ttl: Duration::from_secs(24 * 60 * 60),
-                start_degraded: false,
-            },
+            redis: RedisOptions::default(),
             services: HashMap::new(),
             listeners: Vec::new(),
             trial_lease: Duration::from_secs(30),
             env_overrides: true,
+            allow_undeclared_overrides: false,
         }
     }
 
     /// Breakers shared by every process of the fleet through Redis
-    /// (`redis://[user:password@]host:port/db`, or `rediss://` where the redis crate
-    /// supports TLS). See the README's fleet section for the key layout and ACL.
+    /// (`redis://[user:password@]host:port/db`). See the README's fleet section for the
+    /// key layout and ACL. The password never appears in `Debug` output or errors.
     ///
     /// ```no_run
     /// # async fn boot() -> Result<(), infuse::InitError> {
@@ -103,36 +97,37 @@ impl Config {
         self
     }
 
-    /// The longest a call waits on Redis (default 25 ms): recording a failure, taking or
-    /// settling the trial. Past it, the call goes on under the policy. Calls in the
-    /// closed state with nothing to report never wait on Redis at all.
+    /// The longest a call waits on Redis (default 25 ms, at most 60 s): recording a
+    /// failure, taking or settling the trial. Past it, the call goes on under the policy.
+    /// Calls in the closed state with nothing to report never wait on Redis at all.
     pub fn redis_call_timeout(mut self, timeout: Duration) -> Self {
         self.redis.call_timeout = timeout;
         self
     }
 
     /// The deadline of inspection and control operations (`state()`, `open()`, …) and of
-    /// resyncs (default 1 s).
+    /// resyncs (default 1 s, at most 5 min).
     pub fn redis_admin_timeout(mut self, timeout: Duration) -> Self {
         self.redis.admin_timeout = timeout;
         self
     }
 
-    /// How long `init` tries to connect (default 2 s).
+    /// How long `init` tries to connect (default 2 s, at most 5 min).
     pub fn redis_connect_timeout(mut self, timeout: Duration) -> Self {
         self.redis.connect_timeout = timeout;
         self
     }
 
     /// How often every breaker is re-read from Redis to repair lost pub/sub messages
-    /// (default 1 s, with ±20% jitter).
+    /// (default 1 s, with ±20% jitter; at most 1 h).
     pub fn resync_interval(mut self, interval: Duration) -> Self {
         self.redis.resync_interval = interval;
         self
     }
 
-    /// How long a breaker's keys live after their last write (default 24 h; at least
-    /// twice the reset timeout), so keys of retired services vanish.
+    /// How long a breaker's keys live after their last write (default 24 h, at most 365
+    /// days; never less than twice the open time), so keys of retired services vanish.
+    /// Forced states (`force_open`, `disable`) do not expire.
     pub fn key_ttl(mut self, ttl: Duration) -> Self {
         self.redis.key_ttl = ttl;
         self
@@ -140,13 +135,16 @@ impl Config {
 
     /// With `true`, `init` succeeds even if Redis is unreachable: breakers start under
     /// the policy and join the fleet once Redis answers. Default `false`: `init` fails
-    /// with an error naming the address.
+    /// with an error naming the address (and this option).
     pub fn start_degraded(mut self, yes: bool) -> Self {
         self.redis.start_degraded = yes;
         self
     }
 
-    /// Overrides a service's settings without recompiling.
+    /// Overrides a service's settings without recompiling. `init` fails if no
+    /// `#[circuit_breaker]` declares the service and no breaker of it exists yet (a typo
+    /// would otherwise be ignored), unless
+    /// [`allow_undeclared_overrides`](Config::allow_undeclared_overrides) is set.
     pub fn service(mut self, service: impl Into<String>, overrides: ServiceOverride) -> Self {
         self.services.insert(service.into(), overrides);
         self
@@ -159,7 +157,7 @@ impl Config {
     }
 
     /// How long a half-open trial call may hold the trial slot before another caller may
-    /// take it (default 30 s). Set it above your calls' own timeout.
+    /// take it (default 30 s, at most 1 h). Set it above your calls' own timeout.
     pub fn trial_lease(mut self, lease: Duration) -> Self {
         self.trial_lease = lease;
         self
@@ -169,6 +167,28 @@ impl Config {
     pub fn env_overrides(mut self, enabled: bool) -> Self {
         self.env_overrides = enabled;
         self
+    }
+
+    /// Accepts overrides (`Config::service`, `INFUSE_<SERVICE>_*`) for services that no
+    /// `#[circuit_breaker]` declares — services whose breakers are only created at run
+    /// time with [`infuse::breaker`](crate::breaker). Default `false`: such an override
+    /// makes `init` fail, naming it and the closest declared service.
+    pub fn allow_undeclared_overrides(mut self, allow: bool) -> Self {
+        self.allow_undeclared_overrides = allow;
+        self
+    }
+
+    /// The longest [`trial_lease`](Config::trial_lease).
+    pub const MAX_TRIAL_LEASE: Duration = Duration::from_secs(60 * 60);
+
+    /// Checks the settings that do not belong to one service.
+    pub(crate) fn validate(&self) -> Result<(), InitError> {
+        check_duration("trial_lease", self.trial_lease, Config::MAX_TRIAL_LEASE)
+            .map_err(|reason| invalid("Config::trial_lease".to_owned(), reason))?;
+        for service in self.services.keys() {
+            crate::registry::validate_name(service)?;
+        }
+        self.redis.validate()
     }
 
     /// Resolves a service's settings: environment, then overrides, then declared. An
@@ -185,13 +205,13 @@ impl Config {
                 .map_err(|reason| invalid(format!("Config::service({service:?})"), reason))?;
         }
         if self.env_overrides {
-            settings = env_override(service, settings)?;
+            settings = env::apply(service, settings)?;
         }
         Ok(settings)
     }
 }
 
-fn invalid(origin: String, reason: String) -> InitError {
+pub(crate) fn invalid(origin: String, reason: String) -> InitError {
     InitError::InvalidSetting { origin, reason }
 }
 
@@ -210,6 +230,10 @@ impl fmt::Debug for Config {
             .field("listeners", &self.listeners.len())
             .field("trial_lease", &self.trial_lease)
             .field("env_overrides", &self.env_overrides)
+            .field(
+                "allow_undeclared_overrides",
+                &self.allow_undeclared_overrides,
+            )
             .finish()
     }
 }
@@ -234,7 +258,8 @@ impl ServiceOverride {
         self
     }
 
-    /// Overrides `reset_timeout`.
+    /// Overrides `reset_timeout` (at most [`Settings::MAX_RESET_TIMEOUT`]; `init` names a
+    /// larger value as invalid).
     pub fn reset_timeout(mut self, d: Duration) -> Self {
         self.reset_timeout = Some(d);
         self
@@ -258,44 +283,4 @@ impl ServiceOverride {
         }
         s
     }
-}
-
-/// The environment-variable prefix for a service: `users-api` → `INFUSE_USERS_API_`.
-pub fn env_prefix(service: &str) -> String {
-    let mut prefix = String::from("INFUSE_");
-    prefix.extend(service.chars().map(|c| {
-        if c.is_ascii_alphanumeric() {
-            c.to_ascii_uppercase()
-        } else {
-            '_'
-        }
-    }));
-    prefix.push('_');
-    prefix
-}
-
-fn env_override(service: &str, mut s: Settings) -> Result<Settings, InitError> {
-    let prefix = env_prefix(service);
-    for field in ["FAIL_MAX", "RESET_TIMEOUT", "SUCCESS_THRESHOLD"] {
-        let var = format!("{prefix}{field}");
-        let Ok(value) = std::env::var(&var) else {
-            continue;
-        };
-        let name = format!("{var} (service `{service}`)");
-        let whole = || {
-            value.trim().parse::<u32>().map_err(|_| {
-                invalid(
-                    name.clone(),
-                    format!("expected a whole number, found {value:?}"),
-                )
-            })
-        };
-        match field {
-            "FAIL_MAX" => s.fail_max = whole()?,
-            "SUCCESS_THRESHOLD" => s.success_threshold = whole()?,
-            _ => s.reset_timeout = parse_duration(&value).map_err(|e| invalid(name.clone(), e))?,
-        }
-        s.validate().map_err(|reason| invalid(name, reason))?;
-    }
-    Ok(s)
 }

@@ -1,0 +1,199 @@
+//! Permission to run one call, and recording its outcome.
+
+use std::borrow::Borrow;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+
+use crate::breaker::handle::{Breaker, Verdict};
+use crate::core::{Command, Outcome, State, StorageError, TrialToken};
+
+/// Permission to run one call, from [`Breaker::acquire`] (borrowing the breaker) or
+/// [`Breaker::acquire_owned`] (owning a handle, to move into a task). Report the outcome
+/// with [`success`](Permit::success) or [`failure`](Permit::failure); dropping it
+/// unreported (cancellation, panic) counts as neither and frees the trial slot if it held
+/// it.
+#[must_use = "report the call's outcome with `success()` or `failure()`"]
+pub struct Permit<B: Borrow<Breaker>> {
+    breaker: B,
+    kind: PermitKind,
+}
+
+/// What a permit allows: a call at a generation, or the trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PermitKind {
+    Normal { generation: u64 },
+    Trial { token: TrialToken },
+    Settled,
+}
+
+impl<B: Borrow<Breaker>> Permit<B> {
+    pub(crate) fn new(breaker: B, kind: PermitKind) -> Permit<B> {
+        Permit { breaker, kind }
+    }
+
+    /// Whether this permit is the half-open trial call.
+    pub fn is_trial(&self) -> bool {
+        matches!(self.kind, PermitKind::Trial { .. })
+    }
+
+    /// The breaker this permit belongs to.
+    pub fn breaker(&self) -> &Breaker {
+        self.breaker.borrow()
+    }
+
+    /// Records a success (also what an excluded error counts as).
+    pub async fn success(self) {
+        // The permit stays whole until the verdict is recorded: if this future is dropped
+        // on the way, `Drop` still gives the trial slot back.
+        let mut permit = self;
+        match permit.kind {
+            PermitKind::Normal { generation } => {
+                let breaker = permit.breaker.borrow();
+                let view = &breaker.cell.view;
+                // The healthy path: nothing to reset, no store round trip.
+                if view.needs_reset(generation) && !view.resetting.swap(true, Ordering::AcqRel) {
+                    breaker.reset_fail_counter(generation).await;
+                }
+            }
+            PermitKind::Trial { token } => {
+                let outcome = permit.breaker.borrow().settle_trial(token, true).await;
+                permit.kind = PermitKind::Settled;
+                permit.breaker.borrow().record_outcome(outcome);
+            }
+            PermitKind::Settled => {}
+        }
+        permit.breaker.borrow().emit_success();
+    }
+
+    /// Records a failure; tells whether it opened the breaker.
+    ///
+    /// The error is only shown to listeners (before anything is awaited), so the returned
+    /// future does not borrow it.
+    pub fn failure(self, error: &dyn Debug) -> impl Future<Output = Verdict> + Send + use<B>
+    where
+        B: Send,
+    {
+        let service = self.breaker.borrow().service();
+        self.breaker
+            .borrow()
+            .cell
+            .listeners
+            .emit(service, |l| l.on_failure(service, error));
+        async move {
+            let mut permit = self;
+            match permit.kind {
+                PermitKind::Normal { generation } => {
+                    let breaker = permit.breaker.borrow();
+                    if breaker.cell.view.generation() != generation {
+                        return Verdict::Ignored; // the breaker moved on: stale
+                    }
+                    let outcome = breaker.apply(Command::RecordFailure { generation }).await;
+                    match breaker.record_outcome(outcome) {
+                        Some(o) if o.changed_state() && o.snapshot.state == State::Open => {
+                            Verdict::Tripped
+                        }
+                        Some(o) if o.applied => Verdict::Counted,
+                        _ => Verdict::Ignored,
+                    }
+                }
+                PermitKind::Trial { token } => {
+                    let outcome = permit.breaker.borrow().settle_trial(token, false).await;
+                    permit.kind = PermitKind::Settled;
+                    match permit.breaker.borrow().record_outcome(outcome) {
+                        Some(o) if o.applied => Verdict::TrialFailed,
+                        _ => Verdict::Ignored,
+                    }
+                }
+                PermitKind::Settled => Verdict::Ignored,
+            }
+        }
+    }
+
+    /// Takes the permission out, leaving a permit that releases nothing on drop.
+    pub(crate) fn into_kind(mut self) -> PermitKind {
+        std::mem::replace(&mut self.kind, PermitKind::Settled)
+    }
+}
+
+impl<B: Borrow<Breaker>> Drop for Permit<B> {
+    #[inline]
+    fn drop(&mut self) {
+        if let PermitKind::Trial { token } = self.kind {
+            self.breaker.borrow().release_abandoned_trial(token);
+        }
+    }
+}
+
+impl<B: Borrow<Breaker>> Debug for Permit<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit")
+            .field("service", &self.breaker.borrow().service())
+            .field("trial", &self.is_trial())
+            .finish()
+    }
+}
+
+/// Recording outcomes in the store.
+impl Breaker {
+    pub(crate) fn emit_success(&self) {
+        let service = self.cell.service;
+        self.cell.listeners.emit(service, |l| l.on_success(service));
+    }
+
+    /// Resets the (fleet's) fail counter once after failures. With a remote store it is
+    /// sent in the background: a successful call in the closed state never waits.
+    pub(crate) async fn reset_fail_counter(&self, generation: u64) {
+        let breaker = self.clone();
+        let reset = async move {
+            let outcome = breaker.apply(Command::RecordSuccess { generation }).await;
+            // Apply the reply (clearing the dirty bit) before allowing another reset, or
+            // a concurrent success would send a second one.
+            breaker.record_outcome(outcome);
+            breaker.cell.view.resetting.store(false, Ordering::Release);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if self.is_remote() => {
+                runtime.spawn(reset);
+            }
+            _ => reset.await,
+        }
+    }
+
+    /// Records a trial's result; releases the slot if the result was not recorded.
+    pub(crate) async fn settle_trial(
+        &self,
+        token: TrialToken,
+        success: bool,
+    ) -> Result<Outcome, StorageError> {
+        let outcome = self.apply(Command::RecordTrial { token, success }).await;
+        if !matches!(&outcome, Ok(o) if o.applied) {
+            // Not recorded (store error, lease lost): give the slot back now rather than
+            // leaving the fleet to wait for the lease; the token makes this safe.
+            self.apply_detached(Command::ReleaseTrial { token });
+        }
+        self.cell.view.probing.store(false, Ordering::Release);
+        outcome
+    }
+
+    pub(crate) fn record_outcome(&self, outcome: Result<Outcome, StorageError>) -> Option<Outcome> {
+        match outcome {
+            Ok(outcome) => {
+                self.cell.observe(&outcome.snapshot);
+                Some(outcome)
+            }
+            Err(error) => {
+                tracing::debug!(service = self.cell.service, %error, "recording an outcome failed");
+                None
+            }
+        }
+    }
+
+    /// A trial was cancelled or panicked: free the slot so the breaker cannot wedge.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn release_abandoned_trial(&self, token: TrialToken) {
+        self.apply_detached(Command::ReleaseTrial { token });
+        self.cell.view.probing.store(false, Ordering::Release);
+    }
+}

@@ -1,0 +1,33 @@
+//! The one monotonic clock of the fast path: nanoseconds on tokio's clock (so that a
+//! paused test clock drives it), packed in a `u64` so that deadlines fit in atomics.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Nanoseconds since the process epoch, plus 2^63: an instant before the epoch (a paused
+/// clock of a runtime behind the one that set it) must not saturate to one value, or
+/// time would stop there.
+pub(crate) fn now_nanos() -> u64 {
+    to_nanos(Instant::now())
+}
+
+fn to_nanos(instant: Instant) -> u64 {
+    const OFFSET: u64 = 1 << 63;
+    let epoch = epoch();
+    if instant >= epoch {
+        OFFSET.saturating_add(saturating_nanos(instant - epoch))
+    } else {
+        OFFSET.saturating_sub(saturating_nanos(epoch - instant))
+    }
+}
+
+pub(crate) fn saturating_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

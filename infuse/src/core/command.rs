@@ -1,0 +1,126 @@
+//! The commands a store applies: one atomic transition of one breaker each.
+
+use std::time::Duration;
+
+use crate::core::{Snapshot, State, TrialToken};
+
+/// One atomic transition of one breaker's stored state. [`machine::apply`] gives every
+/// command's rules; each store applies a command as one step (under a lock in memory,
+/// as one Lua script in Redis).
+///
+/// [`machine::apply`]: crate::store::machine::apply
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Creates the record if it is absent — from `seed` when given, else closed — and
+    /// replaces an existing record with `seed` when the seed holds a newer generation
+    /// (a store that lost writes, e.g. restarted from an old snapshot). Never otherwise
+    /// overwrites what the fleet knows.
+    Register {
+        /// This process's view, when it has one worth keeping.
+        seed: Option<Seed>,
+    },
+    /// Reads the record; writes nothing.
+    Snapshot,
+    /// Counts a failure of a call admitted at `generation` while calls ran (closed or
+    /// disabled); trips a closed breaker when the trip policy says so.
+    RecordFailure {
+        /// The generation the call was admitted under.
+        generation: u64,
+    },
+    /// Resets the consecutive-failure count after a success of a call admitted at
+    /// `generation` (sent once after failures, not per call).
+    RecordSuccess {
+        /// The generation the call was admitted under.
+        generation: u64,
+    },
+    /// Takes the single trial slot for `lease`, when the breaker is open and its time has
+    /// passed (or half-open with the slot free). The holder asking again is granted again.
+    AcquireTrial {
+        /// Identifies the caller across the fleet.
+        token: TrialToken,
+        /// How long the slot is held unless the result or a release comes first.
+        lease: Duration,
+    },
+    /// Applies the result of the trial holding `token`: a success counts towards
+    /// `success_threshold` and closes at it; a failure re-opens. Ignored when the token
+    /// no longer holds the slot.
+    RecordTrial {
+        /// The trial's token.
+        token: TrialToken,
+        /// Whether the trial call succeeded.
+        success: bool,
+    },
+    /// Gives the trial slot back without a verdict (the trial was cancelled or panicked).
+    ReleaseTrial {
+        /// The trial's token.
+        token: TrialToken,
+    },
+    /// Puts the breaker in a state by hand (an operator's command); always applied, and
+    /// repairs a record holding garbage.
+    Force(Target),
+}
+
+/// The state an operator forces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Target {
+    /// Closed, counters reset.
+    Closed,
+    /// Open for this long, then a trial as usual.
+    Open(Duration),
+    /// Half-open: the next call is a trial.
+    HalfOpen,
+    /// Open until closed by hand: no trial is made.
+    ForcedOpen,
+    /// Calls run and are counted but nothing trips, until closed by hand.
+    Disabled,
+}
+
+impl Target {
+    /// The state the breaker is in right after the command.
+    pub fn state(self) -> State {
+        match self {
+            Target::Closed => State::Closed,
+            Target::Open(_) => State::Open,
+            Target::HalfOpen => State::HalfOpen,
+            Target::ForcedOpen => State::ForcedOpen,
+            Target::Disabled => State::Disabled,
+        }
+    }
+}
+
+/// What a process knows of a breaker, offered to recreate its record (see
+/// [`Command::Register`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seed {
+    /// The state to recreate. A half-open breaker is seeded open with no time left: the
+    /// trial held elsewhere is not this process's.
+    pub state: State,
+    /// The generation the process has seen.
+    pub generation: u64,
+    /// The consecutive failures it knows of.
+    pub fail_counter: u32,
+    /// While open, the time left.
+    pub open_remaining: Option<Duration>,
+}
+
+impl Seed {
+    /// The seed of a snapshot.
+    pub fn of(snapshot: &Snapshot) -> Seed {
+        let (state, open_remaining) = match snapshot.state {
+            State::HalfOpen => (State::Open, Some(Duration::ZERO)),
+            State::Open => (
+                State::Open,
+                Some(snapshot.open_remaining.unwrap_or(Duration::ZERO)),
+            ),
+            state => (state, None),
+        };
+        Seed {
+            state,
+            generation: snapshot.generation,
+            fail_counter: snapshot.fail_counter,
+            open_remaining,
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The state machine: every rule of when a breaker trips, closes and re-opens, as one
+//! function over a [`Command`].
+//!
+//! This is the only place the rules are written in Rust. The in-memory store applies
+//! [`apply`] under a lock; the Redis store runs one Lua script per command
+//! (`infuse/scripts/*.lua`), each mirroring its arm here and sharing the `trip` and
+//! `close` helpers of `prelude.lua`. A property test applies random command sequences to
+//! both stores and compares the snapshots.
+//!
+//! | command | applies when | effect |
+//! |---|---|---|
+//! | `Register { seed }` | no record, or `seed` is a newer generation | record = seed (or closed) |
+//! | `RecordFailure { gen }` | closed or disabled, at `gen` | count; closed + policy says so: **trip** |
+//! | `RecordSuccess { gen }` | closed or disabled, at `gen`, count > 0 | count = 0 |
+//! | `AcquireTrial { token }` | open and its time passed, or half-open; slot free (or ours) | half-open, slot = token |
+//! | `RecordTrial { token, ok }` | half-open, slot = token | ok: count successes, **close** at threshold; else **trip** |
+//! | `ReleaseTrial { token }` | slot = token | slot freed |
+//! | `Force(target)` | always | new generation, in `target` |
+//!
+//! A command about a breaker with no record changes nothing and answers "absent", except
+//! `Register` and `Force`, which create it.
+
+use tokio::time::Instant;
+
+use crate::core::{
+    Command, Outcome, Seed, Settings, Snapshot, State, Target, TrialToken, TripPolicy, Version,
+};
+
+/// One breaker's record, as a store keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// Identifies this record; a recreated one gets a new incarnation.
+    pub incarnation: u64,
+    /// Bumped by every state transition.
+    pub generation: u64,
+    /// Bumped by every write.
+    pub seq: u64,
+    /// The recorded state (open → half-open is lazy: see [`Snapshot::state`]).
+    pub state: State,
+    /// Consecutive failures.
+    pub fail: u32,
+    /// Successful trials in this half-open period.
+    pub success: u32,
+    /// While open: when a trial becomes allowed.
+    pub open_until: Option<Instant>,
+    /// The trial call holding the slot, and when its lease ends.
+    pub trial: Option<(TrialToken, Instant)>,
+}
+
+impl Record {
+    /// A closed record.
+    pub fn closed(incarnation: u64) -> Record {
+        Record {
+            incarnation,
+            generation: 1,
+            seq: 0,
+            state: State::Closed,
+            fail: 0,
+            success: 0,
+            open_until: None,
+            trial: None,
+        }
+    }
+
+    /// A record recreated from what a process knew.
+    pub fn seeded(incarnation: u64, seed: &Seed, now: Instant) -> Record {
+        let mut record = Record::closed(incarnation);
+        record.state = seed.state;
+        record.generation = seed.generation.max(1);
+        record.fail = seed.fail_counter;
+        if seed.state == State::Open {
+            record.open_until = Some(now + seed.open_remaining.unwrap_or_default());
+        }
+        record
+    }
+
+    /// The record as a snapshot at `now`.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        Snapshot {
+            state: self.state,
+            generation: self.generation,
+            fail_counter: self.fail,
+            success_counter: self.success,
+            open_remaining: (self.state == State::Open).then(|| {
+                self.open_until.map_or(Default::default(), |until| {
+                    until.saturating_duration_since(now)
+                })
+            }),
+            trial_remaining: self
+                .trial_holder(now)
+                .and(self.trial)
+                .map(|(_, until)| until - now),
+            version: Version {
+                incarnation: self.incarnation,
+                seq: self.seq,
+            },
+        }
+    }
+
+    /// The token holding the trial slot, if its lease has not ended.
+    pub fn trial_holder(&self, now: Instant) -> Option<TrialToken> {
+        self.trial
+            .filter(|&(_, until)| now < until)
+            .map(|(token, _)| token)
+    }
+
+    /// Whether a trial call may start: half-open, or open with its time passed.
+    fn trial_allowed(&self, now: Instant) -> bool {
+        match self.state {
+            State::HalfOpen => true,
+            State::Open => self.open_until.is_none_or(|until| now >= until),
+            _ => false,
+        }
+    }
+
+    /// Opens the breaker for `open_for` (prelude.lua: `trip`).
+    fn trip(&mut self, now: Instant, open_for: std::time::Duration) {
+        self.state = State::Open;
+        self.generation += 1;
+        self.success = 0;
+        self.open_until = Some(now + open_for);
+        self.trial = None;
+    }
+
+    /// Closes the breaker and resets its counters (prelude.lua: `close`).
+    fn close(&mut self) {
+        self.state = State::Closed;
+        self.generation += 1;
+        self.success = 0;
+        self.fail = 0;
+        self.open_until = None;
+        self.trial = None;
+    }
+}
+
+/// Applies `command` to a breaker's record (`None`: no record) at `now`, and answers.
+/// `incarnation` is called only when a record is created.
+pub fn apply(
+    record: &mut Option<Record>,
+    command: &Command,
+    settings: &Settings,
+    now: Instant,
+    incarnation: impl FnOnce() -> u64,
+) -> Outcome {
+    if let Command::Register { seed } = command {
+        return register(record, seed.as_ref(), now, incarnation);
+    }
+    if let Command::Force(target) = command {
+        let r = record.get_or_insert_with(|| Record::closed(incarnation()));
+        return answer(r, now, |r| force(r, *target, now));
+    }
+    let Some(r) = record.as_mut() else {
+        return Outcome::absent();
+    };
+    match *command {
+        Command::Register { .. } | Command::Force(_) => unreachable!("handled above"),
+        Command::Snapshot => answer(r, now, |_| true),
+        Command::RecordFailure { generation } => {
+            answer(r, now, |r| record_failure(r, generation, settings, now))
+        }
+        Command::RecordSuccess { generation } => answer(r, now, |r| record_success(r, generation)),
+        Command::AcquireTrial { token, lease } => {
+            answer(r, now, |r| acquire_trial(r, token, lease, now))
+        }
+        Command::RecordTrial { token, success } => {
+            answer(r, now, |r| record_trial(r, token, success, settings, now))
+        }
+        Command::ReleaseTrial { token } => answer(r, now, |r| release_trial(r, token, now)),
+    }
+}
+
+/// Runs one arm; a write bumps `seq` (a read-only arm answers `true` without writing).
+fn answer(r: &mut Record, now: Instant, arm: impl FnOnce(&mut Record) -> bool) -> Outcome {
+    let from = r.state;
+    let before = *r;
+    let applied = arm(r);
+    if *r != before {
+        r.seq += 1;
+    }
+    Outcome {
+        applied,
+        from,
+        snapshot: r.snapshot(now),
+    }
+}
+
+/// register.lua
+fn register(
+    record: &mut Option<Record>,
+    seed: Option<&Seed>,
+    now: Instant,
+    incarnation: impl FnOnce() -> u64,
+) -> Outcome {
+    match (record.as_mut(), seed) {
+        (None, seed) => {
+            let mut created = match seed {
+                Some(seed) => Record::seeded(incarnation(), seed, now),
+                None => Record::closed(incarnation()),
+            };
+            created.seq = 1;
+            let outcome = Outcome {
+                applied: true,
+                from: created.state,
+                snapshot: created.snapshot(now),
+            };
+            *record = Some(created);
+            outcome
+        }
+        (Some(r), Some(seed)) if seed.generation > r.generation => {
+            let from = r.state;
+            let seq = r.seq;
+            *r = Record::seeded(r.incarnation, seed, now);
+            r.seq = seq + 1;
+            Outcome {
+                applied: true,
+                from,
+                snapshot: r.snapshot(now),
+            }
+        }
+        (Some(r), _) => answer(r, now, |_| false),
+    }
+}
+
+/// record_failure.lua
+fn record_failure(r: &mut Record, generation: u64, settings: &Settings, now: Instant) -> bool {
+    if r.generation != generation || !r.state.lets_calls_through() {
+        return false;
+    }
+    r.fail = r.fail.saturating_add(1);
+    if r.state == State::Closed && TripPolicy::of(settings).trips(r.fail) {
+        r.trip(now, settings.reset_timeout);
+    }
+    true
+}
+
+/// record_success.lua
+fn record_success(r: &mut Record, generation: u64) -> bool {
+    if r.generation != generation || !r.state.lets_calls_through() || r.fail == 0 {
+        return false;
+    }
+    r.fail = 0;
+    true
+}
+
+/// acquire_trial.lua
+fn acquire_trial(
+    r: &mut Record,
+    token: TrialToken,
+    lease: std::time::Duration,
+    now: Instant,
+) -> bool {
+    if !r.trial_allowed(now) {
+        return false;
+    }
+    if let Some(holder) = r.trial_holder(now) {
+        return holder == token; // the holder asking again is granted again
+    }
+    if r.state == State::Open {
+        r.state = State::HalfOpen;
+        r.open_until = None;
+        r.success = 0;
+    }
+    r.trial = Some((token, now + lease));
+    true
+}
+
+/// record_trial.lua
+fn record_trial(
+    r: &mut Record,
+    token: TrialToken,
+    success: bool,
+    settings: &Settings,
+    now: Instant,
+) -> bool {
+    if r.state != State::HalfOpen || r.trial_holder(now) != Some(token) {
+        return false;
+    }
+    r.trial = None;
+    if success {
+        r.fail = 0;
+        r.success = r.success.saturating_add(1);
+        if r.success >= settings.success_threshold {
+            r.close();
+        }
+    } else {
+        // As pybreaker: the fail counter keeps counting through half-open.
+        r.fail = r.fail.saturating_add(1);
+        r.trip(now, settings.reset_timeout);
+    }
+    true
+}
+
+/// release_trial.lua
+fn release_trial(r: &mut Record, token: TrialToken, now: Instant) -> bool {
+    if r.trial_holder(now) != Some(token) {
+        return false;
+    }
+    r.trial = None;
+    true
+}
+
+/// force.lua
+fn force(r: &mut Record, target: Target, now: Instant) -> bool {
+    match target {
+        Target::Closed => r.close(),
+        Target::Open(open_for) => r.trip(now, open_for),
+        Target::HalfOpen | Target::ForcedOpen | Target::Disabled => {
+            r.state = target.state();
+            r.generation += 1;
+            r.success = 0;
+            r.open_until = None;
+            r.trial = None;
+        }
+    }
+    true
+}

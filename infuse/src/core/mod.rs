@@ -1,0 +1,20 @@
+//! Core types and the transition rules: what every other layer builds on. Nothing here
+//! does I/O or names a type of a higher layer.
+
+mod clock;
+mod command;
+mod error;
+pub mod machine;
+mod policy;
+mod settings;
+mod snapshot;
+mod state;
+
+pub(crate) use clock::{now_nanos, saturating_nanos};
+pub use command::{Command, Seed, Target};
+pub use error::{BreakerError, InitError, InvalidName, RetryAt, StorageError};
+pub use policy::TripPolicy;
+pub(crate) use settings::check_duration;
+pub use settings::{parse_duration, Settings};
+pub use snapshot::{fresh_incarnation, Outcome, Snapshot, TrialToken, Version};
+pub use state::{ParseStateError, State};

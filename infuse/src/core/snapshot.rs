@@ -1,0 +1,136 @@
+//! What a store answers: a breaker's state as stored, and the result of a command.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::core::State;
+
+/// A breaker's shared state as a store sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The recorded state. As in pybreaker, open → half-open is lazy: once the open time
+    /// has passed the state stays `Open`, with `open_remaining` zero, until a call takes
+    /// the trial slot.
+    pub state: State,
+    /// Incremented on every state transition: results of calls admitted under an older
+    /// generation are stale and ignored.
+    pub generation: u64,
+    /// Consecutive failures (fleet-wide with Redis).
+    pub fail_counter: u32,
+    /// Successful trial calls in the current half-open period.
+    pub success_counter: u32,
+    /// While open: the time left until a trial call is allowed (zero once allowed).
+    pub open_remaining: Option<Duration>,
+    /// While half-open: the time left on the lease of the trial call in flight, if any.
+    pub trial_remaining: Option<Duration>,
+    /// Orders snapshots of one breaker (identity of the stored record, then a counter
+    /// bumped by every write), so a late answer never overwrites a newer one.
+    pub version: Version,
+}
+
+/// The position of a [`Snapshot`] in its breaker's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Version {
+    /// Identifies the stored record; changes when it is recreated (e.g. Redis restarted
+    /// empty). Zero means "no record".
+    pub incarnation: u64,
+    /// Bumped by every write to the record.
+    pub seq: u64,
+}
+
+impl Snapshot {
+    /// A fresh closed breaker.
+    pub fn closed(version: Version) -> Snapshot {
+        Snapshot {
+            state: State::Closed,
+            generation: 1,
+            fail_counter: 0,
+            success_counter: 0,
+            open_remaining: None,
+            trial_remaining: None,
+            version,
+        }
+    }
+
+    /// The answer about a breaker that has no record in the store.
+    pub fn absent() -> Snapshot {
+        Snapshot::closed(Version::default())
+    }
+
+    /// Whether the store holds a record for the breaker (see [`Snapshot::absent`]).
+    pub fn exists(&self) -> bool {
+        self.version.incarnation != 0
+    }
+}
+
+/// The answer to a [`Command`](crate::store::Command).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// Whether the command took effect. `false` for a stale generation or token, for a
+    /// trial request that was not granted, for a success with nothing to reset, or for a
+    /// command about a breaker with no record.
+    pub applied: bool,
+    /// The state before the command.
+    pub from: State,
+    /// The state after it.
+    pub snapshot: Snapshot,
+}
+
+impl Outcome {
+    /// Whether this command moved the breaker to another state.
+    pub fn changed_state(&self) -> bool {
+        self.applied && self.from != self.snapshot.state
+    }
+
+    /// The answer to a command that found no record (and created none).
+    pub fn absent() -> Outcome {
+        Outcome {
+            applied: false,
+            from: State::Closed,
+            snapshot: Snapshot::absent(),
+        }
+    }
+}
+
+/// Identifies one trial call across the fleet, so that only its holder can report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TrialToken(pub u128);
+
+impl TrialToken {
+    /// A token unique across processes: a per-process random seed and a counter.
+    pub fn new() -> TrialToken {
+        static SEED: OnceLock<u64> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let seed = *SEED.get_or_init(|| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(std::process::id());
+            h.finish()
+        });
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(n);
+        TrialToken(((seed as u128) << 64) | (h.finish() ^ n) as u128)
+    }
+}
+
+impl Default for TrialToken {
+    fn default() -> Self {
+        TrialToken::new()
+    }
+}
+
+impl std::fmt::Display for TrialToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// A random identity for a record a store creates: 53 bits, so Lua (doubles) never
+/// rounds it, and never zero (which means "no record").
+pub fn fresh_incarnation() -> u64 {
+    ((TrialToken::new().0 as u64) & ((1 << 53) - 1)).max(1)
+}

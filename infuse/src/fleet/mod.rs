@@ -1,0 +1,521 @@
+//! Fleet mode: the Redis store, plus what keeps calls fast and safe when Redis is not.
+//!
+//! - Each process keeps a local view of every breaker; Redis is only asked when
+//!   something changes (a failure, a trial, a reset after failures).
+//! - Other processes' writes arrive through pub/sub; a periodic resync repairs whatever
+//!   pub/sub lost (it is at-most-once) or a reconnect missed.
+//! - When Redis times out or is unreachable, the whole registry switches once (logged
+//!   once) to the [`UnavailablePolicy`], so calls stop waiting on it; a health monitor
+//!   pings with backoff and, on recovery, reconciles every breaker with the fleet.
+//! - A lost record (Redis restarted empty, flushed, evicted) is recreated from the first
+//!   writer's view, and a stale record (older generation than this process's view, e.g.
+//!   after a failover to a lagging replica or an outage the fallback ran through) is
+//!   replaced by the view: see [`Command::Register`].
+//!
+//! The fleet is a [`Store`]: it applies commands to Redis, or to the policy when Redis
+//! cannot answer. It talks to each breaker's [`Cell`], never to the breaker handle.
+
+mod options;
+mod sync;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::watch;
+
+pub use options::UnavailablePolicy;
+pub(crate) use options::{redact, RedisOptions};
+
+use crate::core::{
+    Command, InitError, Outcome, Settings, Snapshot, State, StorageError, TrialToken, Version,
+};
+use crate::local::Cell;
+use crate::store::memory::MemoryStore;
+use crate::store::redis::{parse_event, timer_for, Deadlines, RedisStore};
+use crate::store::Store;
+
+/// The breakers a fleet keeps up to date. The registry implements it, so that the fleet
+/// reaches each breaker's cell without naming the handle.
+pub(crate) trait Directory: Send + Sync {
+    /// The cell of `service`, if this process uses that breaker.
+    fn cell(&self, service: &str) -> Option<Arc<Cell>>;
+    /// Every cell.
+    fn cells(&self) -> Vec<Arc<Cell>>;
+}
+
+/// The Redis store with its failure policy and background tasks.
+pub(crate) struct Fleet {
+    store: RedisStore,
+    policy: UnavailablePolicy,
+    address: String,
+    healthy: AtomicBool,
+    /// The local fallback: replaced by a fresh one at every recovery.
+    fallback: ArcSwap<MemoryStore>,
+    /// Services whose fallback record was seeded from the view.
+    seeded: Mutex<HashSet<&'static str>>,
+    /// Trials the fallback granted: their results and releases go to it, not to Redis.
+    local_trials: Mutex<HashSet<TrialToken>>,
+    corrupt_reported: Mutex<HashSet<&'static str>>,
+    monitoring: AtomicBool,
+    directory: Weak<dyn Directory>,
+    me: Weak<Fleet>,
+    /// Dropped with the fleet: background tasks end when it closes.
+    closing: watch::Sender<()>,
+}
+
+impl fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fleet")
+            .field("address", &self.address)
+            .field("healthy", &self.healthy.load(Ordering::Relaxed))
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+/// ±20%, so a fleet's processes do not move in lockstep.
+pub(crate) fn jittered(d: Duration) -> Duration {
+    let r = (TrialToken::new().0 % 401) as u32; // 0..=400
+    d * (800 + r) / 1000
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Fleet {
+    /// Connects, loads the scripts and starts the subscriber and resync tasks.
+    pub(crate) async fn connect(
+        options: &RedisOptions,
+        directory: Weak<dyn Directory>,
+    ) -> Result<Arc<Fleet>, InitError> {
+        options.validate()?;
+        let client =
+            redis::Client::open(options.url.as_str()).map_err(|e| InitError::InvalidSetting {
+                origin: format!("Config::redis({:?})", redact(&options.url)),
+                reason: format!(
+                    "{}; expected redis://[user:password@]host:port/db",
+                    options::scrub(&e.to_string(), &options.url)
+                ),
+            })?;
+        let info = client.get_connection_info();
+        let address = format!("{}/{}", info.addr(), info.redis_settings().db());
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.admin_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let connected = tokio::time::timeout(
+            options.connect_timeout,
+            ConnectionManager::new_with_config(client.clone(), manager_config.clone()),
+        )
+        .await;
+        let (conn, healthy) = match connected {
+            Ok(Ok(conn)) => (conn, true),
+            failed => {
+                let reason = match failed {
+                    Ok(Err(e)) => options::scrub(&e.to_string(), &options.url),
+                    _ => format!("no answer within {:?}", options.connect_timeout),
+                };
+                if !options.start_degraded {
+                    return Err(InitError::Unreachable { address, reason });
+                }
+                tracing::warn!(%address, %reason, policy = %options.policy,
+                    "Redis unreachable at boot; starting degraded");
+                let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
+                    .map_err(|e| InitError::Unreachable {
+                        address: address.clone(),
+                        reason: options::scrub(&e.to_string(), &options.url),
+                    })?;
+                (conn, false)
+            }
+        };
+        let store = RedisStore::new(
+            conn,
+            &options.namespace,
+            options.key_ttl,
+            Deadlines {
+                call: options.call_timeout,
+                admin: options.admin_timeout,
+            },
+        );
+        if healthy {
+            store
+                .load_scripts()
+                .await
+                .map_err(|e| InitError::Unreachable {
+                    address: address.clone(),
+                    reason: format!("loading the scripts failed: {e}"),
+                })?;
+        }
+        let (closing, closed) = watch::channel(());
+        let fleet = Arc::new_cyclic(|me| Fleet {
+            store,
+            policy: options.policy,
+            address,
+            healthy: AtomicBool::new(healthy),
+            fallback: ArcSwap::from_pointee(MemoryStore::new()),
+            seeded: Mutex::default(),
+            local_trials: Mutex::default(),
+            corrupt_reported: Mutex::default(),
+            monitoring: AtomicBool::new(false),
+            directory,
+            me: me.clone(),
+            closing,
+        });
+        if !healthy {
+            fleet.start_monitor();
+        }
+        tokio::spawn(sync::subscribe(
+            Arc::downgrade(&fleet),
+            client,
+            fleet.store.channel().to_owned(),
+            closed.clone(),
+        ));
+        tokio::spawn(sync::resync_periodically(
+            Arc::downgrade(&fleet),
+            options.resync_interval,
+            closed,
+        ));
+        Ok(fleet)
+    }
+
+    /// Whether calls currently use Redis (false while degraded).
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    fn cell(&self, service: &str) -> Option<Arc<Cell>> {
+        self.directory.upgrade()?.cell(service)
+    }
+
+    fn cells(&self) -> Vec<Arc<Cell>> {
+        self.directory
+            .upgrade()
+            .map_or_else(Vec::new, |directory| directory.cells())
+    }
+
+    /// Applies a command to Redis; when Redis cannot answer, calls follow the policy.
+    ///
+    /// - A trial granted by the local fallback is recorded and released there.
+    /// - A command about a record Redis lost recreates it from this process's view
+    ///   first (the first writer's view wins), then runs again.
+    /// - Inspection and control (`Register`, `Snapshot`, `Force`) return Redis's error
+    ///   while Redis is thought healthy; once degraded, the local fallback answers them
+    ///   too (under `LocalFallback`).
+    pub(crate) async fn apply_command(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        command: Command,
+    ) -> Result<Outcome, StorageError> {
+        if let Some(token) = trial_token(&command) {
+            if lock(&self.local_trials).contains(&token) {
+                return self.apply_locally(service, settings, command);
+            }
+        }
+        if self.is_healthy() {
+            match self.apply_to_redis(service, settings, command).await {
+                // Degraded meanwhile (another operation timed out): the views follow the
+                // policy now, and this late answer would overwrite them.
+                Ok(_) if !self.is_healthy() => {}
+                Ok(outcome) => return Ok(outcome),
+                Err(error) => {
+                    self.on_error(service, &error);
+                    if let Command::AcquireTrial { token, .. }
+                    | Command::RecordTrial { token, .. } = command
+                    {
+                        // The script may still run once Redis answers, handing the fleet's
+                        // trial slot to a token nobody will report: release it right behind
+                        // (same connection, so it runs after; token-fenced, so it is safe).
+                        self.release_in_redis(service, settings, token);
+                    }
+                    if is_admin(&command) {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        match self.policy {
+            UnavailablePolicy::LocalFallback => self.apply_locally(service, settings, command),
+            _ if is_admin(&command) => Err(StorageError::Unavailable(format!(
+                "Redis at {} is unavailable (calls follow the policy: {})",
+                self.address, self.policy
+            ))),
+            _ => Ok(self.policy_outcome(service)),
+        }
+    }
+
+    async fn apply_to_redis(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        command: Command,
+    ) -> Result<Outcome, StorageError> {
+        let outcome = self.store.apply(service, settings, command).await?;
+        if outcome.snapshot.exists() || matches!(command, Command::Register { .. }) {
+            return Ok(outcome);
+        }
+        // The record is gone (Redis restarted empty, flushed, evicted): recreate it from
+        // what this process knows, then run the command on it.
+        let seed = self.cell(service).map(|cell| cell.seed());
+        self.store
+            .apply(service, settings, Command::Register { seed })
+            .await?;
+        self.store.apply(service, settings, command).await
+    }
+
+    /// Sends a trial release to Redis without waiting for it.
+    fn release_in_redis(&self, service: &'static str, settings: &Settings, token: TrialToken) {
+        let (Some(fleet), Ok(runtime)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            return; // the lease expires on its own
+        };
+        let settings = *settings;
+        runtime.spawn(async move {
+            let release = Command::ReleaseTrial { token };
+            let _ = fleet.store.apply(service, &settings, release).await;
+        });
+    }
+
+    /// The local fallback answers, seeded once from this process's view.
+    fn apply_locally(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        command: Command,
+    ) -> Result<Outcome, StorageError> {
+        let local = self.fallback.load_full();
+        if lock(&self.seeded).insert(service) {
+            let seed = self.cell(service).map(|cell| cell.seed());
+            local.apply_now(service, settings, Command::Register { seed });
+        }
+        let outcome = local.apply_now(service, settings, command);
+        match command {
+            Command::AcquireTrial { token, .. } if outcome.applied => {
+                lock(&self.local_trials).insert(token);
+            }
+            Command::RecordTrial { token, .. } | Command::ReleaseTrial { token } => {
+                lock(&self.local_trials).remove(&token);
+            }
+            _ => {}
+        }
+        Ok(outcome)
+    }
+
+    /// Reacts to a failed Redis operation: unreachable or slow Redis degrades the whole
+    /// registry (once); garbage in one breaker's keys affects only that breaker.
+    fn on_error(&self, service: &'static str, error: &StorageError) {
+        match error {
+            StorageError::Corrupt(detail) => {
+                if lock(&self.corrupt_reported).insert(service) {
+                    tracing::error!(service, %detail, policy = %self.policy,
+                        "unexpected data in this breaker's Redis keys; its calls follow the policy (`close()` repairs the keys)");
+                }
+            }
+            _ => self.degrade(error),
+        }
+    }
+
+    fn degrade(&self, error: &StorageError) {
+        if !self.healthy.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!(address = %self.address, %error, policy = %self.policy,
+            "Redis unavailable; breakers switch to the policy until it answers again");
+        if self.policy != UnavailablePolicy::LocalFallback {
+            for cell in self.cells() {
+                cell.adopt(&self.policy_snapshot(cell.view.generation()));
+            }
+        }
+        self.start_monitor();
+    }
+
+    fn start_monitor(&self) {
+        if self.monitoring.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.me.clone();
+        let mut closed = self.closing.subscribe();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(50);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(jittered(delay)) => {}
+                    _ = closed.changed() => return,
+                }
+                // Capped low: while Redis is down this is the only traffic to it, and a
+                // short cap brings the fleet state back soon after Redis returns.
+                delay = (delay * 2).min(Duration::from_millis(250));
+                let Some(fleet) = me.upgrade() else { return };
+                if fleet.store.ping().await.is_ok() && fleet.recover().await {
+                    fleet.monitoring.store(false, Ordering::Release);
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Back to shared state: reconcile every breaker with its record (a record older
+    /// than this process's view is replaced by the view; see [`Command::Register`]),
+    /// then adopt what Redis holds and drop the local fallback.
+    async fn recover(&self) -> bool {
+        if self.store.load_scripts().await.is_err() {
+            return false;
+        }
+        let cells = self.cells();
+        let answers = futures_util::future::join_all(cells.iter().map(|cell| {
+            let command = Command::Register {
+                seed: Some(cell.seed()),
+            };
+            let settings = cell.settings();
+            async move { self.store.apply(cell.service, &settings, command).await }
+        }))
+        .await;
+        if answers.iter().any(|answer| answer.is_err()) {
+            return false;
+        }
+        self.fallback.store(Arc::new(MemoryStore::new()));
+        lock(&self.seeded).clear();
+        lock(&self.local_trials).clear();
+        self.healthy.store(true, Ordering::Release);
+        for (cell, answer) in cells.iter().zip(answers) {
+            if let Ok(outcome) = answer {
+                cell.adopt(&outcome.snapshot);
+            }
+        }
+        tracing::info!(address = %self.address, "Redis available again; breakers follow the fleet state");
+        true
+    }
+
+    /// Re-reads every breaker and applies what changed (repairs lost pub/sub messages;
+    /// recreates records Redis lost, from this process's view).
+    pub(crate) async fn resync(&self) {
+        if !self.is_healthy() {
+            return;
+        }
+        let cells = self.cells();
+        let answers = futures_util::future::join_all(cells.iter().map(|cell| {
+            let command = Command::Register {
+                seed: Some(cell.seed()),
+            };
+            let settings = cell.settings();
+            async move { self.store.apply(cell.service, &settings, command).await }
+        }))
+        .await;
+        for (cell, answer) in cells.iter().zip(answers) {
+            match answer {
+                Ok(outcome) => {
+                    cell.observe(&outcome.snapshot);
+                }
+                Err(error) => {
+                    self.on_error(cell.service, &error);
+                    if !self.is_healthy() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Loads (or creates) a breaker's shared state for its first call, under the call
+    /// deadline; the policy answers if Redis cannot.
+    pub(crate) async fn load(&self, service: &'static str, settings: &Settings) -> Snapshot {
+        if self.is_healthy() {
+            let deadline = self.store.deadlines().call;
+            let register = self
+                .store
+                .apply(service, settings, Command::Register { seed: None });
+            let result = match tokio::time::timeout(timer_for(deadline), register).await {
+                Ok(result) => result,
+                Err(_) => Err(StorageError::Timeout {
+                    operation: "register",
+                    after: deadline,
+                }),
+            };
+            match result {
+                Ok(outcome) => return outcome.snapshot,
+                Err(error) => self.on_error(service, &error),
+            }
+        }
+        match self.policy {
+            UnavailablePolicy::LocalFallback => self
+                .apply_locally(service, settings, Command::Snapshot)
+                .map_or_else(|_| Snapshot::absent(), |outcome| outcome.snapshot),
+            _ => self.policy_outcome(service).snapshot,
+        }
+    }
+
+    pub(crate) fn on_event(&self, payload: &str) {
+        if !self.is_healthy() {
+            // While degraded the views follow the policy; recovery re-reads every breaker.
+            // (An event now may come from a script that timed out and ran late.)
+            return;
+        }
+        match parse_event(payload) {
+            Some((service, snapshot)) => {
+                if let Some(cell) = self.cell(service) {
+                    cell.observe(&snapshot);
+                }
+            }
+            None => tracing::debug!(payload, "ignoring an unparseable infuse event"),
+        }
+    }
+
+    /// What FailOpen / FailClosed answer: a synthetic state that lets every call through
+    /// or rejects every call.
+    fn policy_snapshot(&self, generation: u64) -> Snapshot {
+        let mut snapshot = Snapshot::closed(Version {
+            incarnation: u64::MAX,
+            seq: 0,
+        });
+        snapshot.generation = generation;
+        if self.policy == UnavailablePolicy::FailClosed {
+            snapshot.state = State::Open;
+            snapshot.open_remaining = Some(Duration::from_millis(100));
+        }
+        snapshot
+    }
+
+    fn policy_outcome(&self, service: &str) -> Outcome {
+        let generation = self.cell(service).map_or(1, |cell| cell.view.generation());
+        let snapshot = self.policy_snapshot(generation);
+        Outcome {
+            applied: false,
+            from: snapshot.state,
+            snapshot,
+        }
+    }
+}
+
+impl Store for Fleet {
+    async fn apply(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        command: Command,
+    ) -> Result<Outcome, StorageError> {
+        self.apply_command(service, settings, command).await
+    }
+}
+
+/// The trial token a command reports on, if any.
+fn trial_token(command: &Command) -> Option<TrialToken> {
+    match *command {
+        Command::RecordTrial { token, .. } | Command::ReleaseTrial { token } => Some(token),
+        _ => None,
+    }
+}
+
+/// Inspection and control: errors go back to the caller instead of to the policy.
+fn is_admin(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Register { .. } | Command::Snapshot | Command::Force(_)
+    )
+}

@@ -1,0 +1,257 @@
+//! Settings of fleet mode, their limits, and keeping the Redis password out of messages.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::core::{check_duration, InitError};
+
+/// What calls do while Redis is unavailable (killed, hung, partitioned), or while one
+/// breaker's keys hold garbage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum UnavailablePolicy {
+    /// Each process runs its breakers in memory, seeded from the last shared view (an
+    /// open breaker stays open for the time it had left). Losing Redis loses fleet-wide
+    /// coordination, not protection. The default.
+    #[default]
+    LocalFallback,
+    /// Calls go through unchecked, as if every breaker were closed.
+    FailOpen,
+    /// Calls are rejected, as if every breaker were open.
+    FailClosed,
+}
+
+impl fmt::Display for UnavailablePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UnavailablePolicy::LocalFallback => "local fallback breakers",
+            UnavailablePolicy::FailOpen => "fail open (calls pass unchecked)",
+            UnavailablePolicy::FailClosed => "fail closed (calls rejected)",
+        })
+    }
+}
+
+/// Settings of fleet mode (see [`Config::redis`](crate::Config::redis)).
+#[derive(Clone)]
+pub(crate) struct RedisOptions {
+    pub(crate) url: String,
+    pub(crate) namespace: String,
+    pub(crate) policy: UnavailablePolicy,
+    pub(crate) call_timeout: Duration,
+    pub(crate) admin_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) resync_interval: Duration,
+    pub(crate) key_ttl: Duration,
+    pub(crate) start_degraded: bool,
+}
+
+/// The upper bounds of fleet settings (documented on each `Config` method).
+pub(crate) mod limits {
+    use std::time::Duration;
+
+    pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+    pub(crate) const ADMIN_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+    pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+    pub(crate) const RESYNC_INTERVAL: Duration = Duration::from_secs(60 * 60);
+    pub(crate) const KEY_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            url: String::new(),
+            namespace: "default".to_owned(),
+            policy: UnavailablePolicy::LocalFallback,
+            call_timeout: Duration::from_millis(25),
+            admin_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+            resync_interval: Duration::from_secs(1),
+            key_ttl: Duration::from_secs(24 * 60 * 60),
+            start_degraded: false,
+        }
+    }
+}
+
+impl RedisOptions {
+    /// Checks every setting, naming the `Config` method of the first invalid one.
+    pub(crate) fn validate(&self) -> Result<(), InitError> {
+        let invalid = |origin: &str, reason: String| InitError::InvalidSetting {
+            origin: origin.to_owned(),
+            reason,
+        };
+        if self.namespace.is_empty() || self.namespace.contains(['{', '}']) {
+            return Err(invalid(
+                "Config::namespace",
+                "the namespace must be non-empty and must not contain `{` or `}` (reserved for Redis Cluster hash tags)".into(),
+            ));
+        }
+        for (origin, name, value, max) in [
+            (
+                "Config::redis_call_timeout",
+                "redis_call_timeout",
+                self.call_timeout,
+                limits::CALL_TIMEOUT,
+            ),
+            (
+                "Config::redis_admin_timeout",
+                "redis_admin_timeout",
+                self.admin_timeout,
+                limits::ADMIN_TIMEOUT,
+            ),
+            (
+                "Config::redis_connect_timeout",
+                "redis_connect_timeout",
+                self.connect_timeout,
+                limits::CONNECT_TIMEOUT,
+            ),
+            (
+                "Config::resync_interval",
+                "resync_interval",
+                self.resync_interval,
+                limits::RESYNC_INTERVAL,
+            ),
+            ("Config::key_ttl", "key_ttl", self.key_ttl, limits::KEY_TTL),
+        ] {
+            check_duration(name, value, max).map_err(|reason| invalid(origin, reason))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("url", &redact(&self.url))
+            .field("namespace", &self.namespace)
+            .field("policy", &self.policy)
+            .field("call_timeout", &self.call_timeout)
+            .field("admin_timeout", &self.admin_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("resync_interval", &self.resync_interval)
+            .field("key_ttl", &self.key_ttl)
+            .field("start_degraded", &self.start_degraded)
+            .finish()
+    }
+}
+
+/// The URL with its credentials masked: `redis://user:***@host/0`.
+///
+/// The user info ends at the *last* `@` of the URL, wherever a `/`, `:` or `@` stands in
+/// the password (unencoded, a password may hold any of them); the user name, if any, is
+/// kept. When in doubt more is masked, never less.
+pub(crate) fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let Some(at) = rest.rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let masked = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_owned(),
+    };
+    format!("{scheme}{masked}{}", &rest[at..])
+}
+
+/// Text that may quote `url` (an error of the Redis client), with the URL and its
+/// password replaced by their redacted forms.
+pub(crate) fn scrub(text: &str, url: &str) -> String {
+    let mut text = text.replace(url, &redact(url));
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    if let Some((userinfo, _)) = rest.rsplit_once('@') {
+        let secret = userinfo
+            .split_once(':')
+            .map_or(userinfo, |(_, password)| password);
+        if !secret.is_empty() {
+            text = text.replace(secret, "***");
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWORDS: &[&str] = &[
+        "secret",
+        "pa/ss",
+        "p@ss",
+        "pa:ss",
+        "pa%2Fss",
+        "pässwörd✓",
+        "//@@::",
+        "a/b@c:d",
+        "p?ss#word",
+    ];
+
+    #[test]
+    fn no_password_shape_leaks() {
+        for password in PASSWORDS {
+            for url in [
+                format!("redis://:{password}@host:6379/0"),
+                format!("redis://user:{password}@host/1"),
+                format!("rediss://admin:{password}@10.0.0.1:6380"),
+            ] {
+                let redacted = redact(&url);
+                assert!(!redacted.contains(password), "{url} -> {redacted}");
+                assert!(redacted.contains(":***@"), "{url} -> {redacted}");
+                assert!(
+                    redacted.ends_with(url.rsplit_once('@').unwrap().1),
+                    "{redacted}"
+                );
+                let scrubbed = scrub(&format!("failed to parse {url}: bad"), &url);
+                assert!(!scrubbed.contains(password), "{scrubbed}");
+            }
+        }
+    }
+
+    #[test]
+    fn users_and_hosts_are_kept() {
+        assert_eq!(
+            redact("redis://:secret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(
+            redact("redis://user:secret@host/1"),
+            "redis://user:***@host/1"
+        );
+        assert_eq!(redact("redis://:pa/ss@host/0"), "redis://:***@host/0");
+        assert_eq!(redact("redis://token@host/0"), "redis://***@host/0");
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redact(""), "");
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let options = RedisOptions {
+            url: "redis://u:pa/ss@host/0".into(),
+            ..RedisOptions::default()
+        };
+        let debug = format!("{options:?}");
+        assert!(!debug.contains("pa/ss"), "{debug}");
+        assert!(debug.contains("redis://u:***@host/0"), "{debug}");
+    }
+
+    #[test]
+    fn every_timeout_has_a_maximum() {
+        let options = RedisOptions {
+            call_timeout: Duration::MAX,
+            ..RedisOptions::default()
+        };
+        let error = options.validate().unwrap_err().to_string();
+        assert!(error.contains("Config::redis_call_timeout"), "{error}");
+        assert!(error.contains("exceeds the maximum of 1m"), "{error}");
+        let options = RedisOptions {
+            key_ttl: Duration::ZERO,
+            ..RedisOptions::default()
+        };
+        let error = options.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("key_ttl must be greater than zero"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! One breaker's local state, shared by the call path and the fleet layer: the view,
+//! the listeners and the settings in force.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Wake, Waker};
+
+use arc_swap::ArcSwap;
+use tokio::time::Sleep;
+
+use crate::core::{Seed, Settings, Snapshot, State};
+use crate::local::view::{Applied, Arm, View};
+use crate::local::Listeners;
+
+/// A breaker's per-process state. The call path reads it through a `Breaker`; the
+/// fleet layer updates it from pub/sub and resyncs, without knowing the handle.
+pub(crate) struct Cell {
+    pub(crate) service: &'static str,
+    pub(crate) view: View,
+    pub(crate) listeners: Listeners,
+    settings: ArcSwap<Settings>,
+    /// The timer of the current open period, if one is armed.
+    timer: Mutex<Option<Pin<Box<Sleep>>>>,
+}
+
+impl Cell {
+    pub(crate) fn new(service: &'static str, settings: Settings) -> Arc<Cell> {
+        Arc::new(Cell {
+            service,
+            view: View::new(),
+            listeners: Listeners::default(),
+            settings: ArcSwap::from_pointee(settings),
+            timer: Mutex::new(None),
+        })
+    }
+
+    /// The thresholds in force.
+    pub(crate) fn settings(&self) -> Settings {
+        **self.settings.load()
+    }
+
+    pub(crate) fn set_settings(&self, settings: Settings) {
+        self.settings.store(Arc::new(settings));
+    }
+
+    /// What this process knows, to recreate a record a store lost.
+    pub(crate) fn seed(&self) -> Seed {
+        Seed::of(&self.view.local_snapshot())
+    }
+
+    /// Takes in a snapshot (a store answer, a pub/sub event, a resync) unless a newer
+    /// one was seen, and tells listeners about the state change it shows. Notifying
+    /// exactly when this process's view changes means a change is told once, whether
+    /// the script's reply or the pub/sub echo of the same write arrives first.
+    pub(crate) fn observe(self: &Arc<Self>, snapshot: &Snapshot) -> Option<(State, State)> {
+        tracing::trace!(service = self.service, ?snapshot, "observe");
+        let applied = self.view.apply(snapshot, timers_available());
+        self.settle(applied, snapshot.generation)
+    }
+
+    /// Replaces the view with `snapshot` whatever its version (a store taking over).
+    pub(crate) fn adopt(self: &Arc<Self>, snapshot: &Snapshot) {
+        tracing::trace!(service = self.service, ?snapshot, "adopt");
+        let applied = self.view.force(snapshot, timers_available());
+        self.settle(applied, snapshot.generation);
+    }
+
+    fn settle(self: &Arc<Self>, applied: Applied, generation: u64) -> Option<(State, State)> {
+        if let Some(arm) = applied.arm {
+            self.arm(arm);
+        }
+        if let Some((from, to)) = applied.change {
+            self.notify_change(from, to, generation);
+        }
+        applied.change
+    }
+
+    /// Hands admission back to the clock shortly before the open time ends.
+    ///
+    /// No task is spawned: the timer's waker itself clears the bit, inside the runtime's
+    /// timer driver, so the view is up to date before any task (or `block_on` future)
+    /// runs again. A runtime that shuts down first fires its timers too.
+    fn arm(self: &Arc<Self>, arm: Arm) {
+        let waker = Waker::from(Arc::new(NearDeadline {
+            cell: Arc::downgrade(self),
+            arm,
+        }));
+        let mut sleep = Box::pin(tokio::time::sleep(arm.after));
+        if sleep
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready()
+        {
+            self.view.deadline_near(arm);
+            return;
+        }
+        // Replacing the previous timer drops (and deregisters) it.
+        *self.timer.lock().unwrap_or_else(PoisonError::into_inner) = Some(sleep);
+    }
+
+    pub(crate) fn notify_change(&self, from: State, to: State, generation: u64) {
+        let service = self.service;
+        match to {
+            State::Open | State::ForcedOpen => {
+                tracing::warn!(service, %from, %to, generation, "circuit breaker opened")
+            }
+            _ => tracing::info!(service, %from, %to, generation, "circuit breaker state changed"),
+        }
+        self.listeners
+            .emit(service, |l| l.on_state_change(service, from, to));
+    }
+}
+
+/// The waker of an open period's timer: admission goes back to reading the clock.
+struct NearDeadline {
+    cell: Weak<Cell>,
+    arm: Arm,
+}
+
+impl Wake for NearDeadline {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(cell) = self.cell.upgrade() {
+            cell.view.deadline_near(self.arm);
+        }
+    }
+}
+
+/// Whether a timer can be armed here (a tokio runtime is running).
+fn timers_available() -> bool {
+    tokio::runtime::Handle::try_current().is_ok()
+}

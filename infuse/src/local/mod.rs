@@ -1,0 +1,11 @@
+//! What each process keeps of every breaker: the view the fast path reads, the
+//! listeners, and the cell that holds them for the call path and the fleet layer.
+
+mod cell;
+mod listeners;
+mod view;
+
+pub(crate) use cell::Cell;
+pub use listeners::Listener;
+pub(crate) use listeners::Listeners;
+pub(crate) use view::Admit;

@@ -1,0 +1,317 @@
+//! A process's local view of one breaker: what the fast path reads.
+//!
+//! The view caches the store's answers in one packed atomic word, so that admitting a
+//! call in the closed state, or rejecting one while open, is one atomic load: no lock, no
+//! store round trip and no clock read. While open, rejections need no clock read until
+//! shortly before the open time ends: a timer (armed by the [`Cell`](crate::local::Cell))
+//! then hands admission back to the clock, so the open time still ends exactly. Without a
+//! tokio runtime to arm a timer, admission reads the clock throughout.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::core::{now_nanos, saturating_nanos, Snapshot, State, Version};
+
+/// Bits 63–61: the state's code ([`State::code`]), or [`UNSYNCED`].
+const STATE_SHIFT: u32 = 61;
+/// The fleet's fail counter is above zero: a success must reset it.
+const DIRTY: u64 = 1 << 60;
+/// Open, and the open time has passed: calls compete for the trial.
+const DUE: u64 = 1 << 59;
+/// Open, and the end of the open time is more than [`CLOCK_MARGIN`] away (a timer clears
+/// this bit then): rejecting needs no clock read.
+const TIMED: u64 = 1 << 58;
+/// How long before the end of an open period admission starts reading the clock again.
+/// Timers fire late by up to a millisecond (more on a busy runtime); the clock is exact.
+pub(crate) const CLOCK_MARGIN: Duration = Duration::from_millis(5);
+/// Bits 57–0: the generation.
+const GEN_MASK: u64 = TIMED - 1;
+/// The state bits of a view that has not loaded the shared state yet.
+const UNSYNCED: u64 = 7;
+/// Every word below this one is closed: the fast path's single comparison.
+const CLOSED_LIMIT: u64 = 1 << STATE_SHIFT;
+
+const OPEN: u64 = State::Open.code() as u64;
+const HALF_OPEN: u64 = State::HalfOpen.code() as u64;
+const FORCED_OPEN: u64 = State::ForcedOpen.code() as u64;
+const DISABLED: u64 = State::Disabled.code() as u64;
+
+/// What the view decided about a call.
+pub(crate) enum Admit {
+    /// Run the call under this generation.
+    Pass(u64),
+    /// Reject: open until this point on the fast-path clock.
+    RejectOpen(u64),
+    /// Reject: held open by an operator.
+    RejectForced,
+    /// The open time has passed (or half-open): ask the store for the trial slot.
+    Trial,
+    /// The view has not loaded the shared state yet: load it first.
+    Sync,
+}
+
+/// A timer the cell must arm: after `after`, admission reads the clock again if the view
+/// is still in the open period (`generation`, `until`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Arm {
+    pub(crate) generation: u64,
+    pub(crate) until: u64,
+    pub(crate) after: Duration,
+}
+
+pub(crate) struct View {
+    /// state (3 bits) | dirty | due | timed | generation (58 bits).
+    word: AtomicU64,
+    /// While open: when the open time ends, in [`now_nanos`] time.
+    open_until: AtomicU64,
+    /// The fleet's fail counter as last seen (to seed a store that lost the record).
+    fail_counter: AtomicU32,
+    /// A trial from this process is being acquired or is running.
+    pub(crate) probing: AtomicBool,
+    /// Do not ask the store for a trial before this time (another process holds it).
+    pub(crate) next_trial_check: AtomicU64,
+    /// When the known trial's lease ends (the retry hint of a trial-in-flight rejection).
+    pub(crate) trial_until: AtomicU64,
+    /// A reset of the fail counter is in flight (sent once, not per success).
+    pub(crate) resetting: AtomicBool,
+    /// Serialises updates so that an older snapshot never overwrites a newer one.
+    applied: Mutex<Option<Version>>,
+}
+
+fn pack(state: State, dirty: bool, generation: u64) -> u64 {
+    (u64::from(state.code()) << STATE_SHIFT)
+        | if dirty { DIRTY } else { 0 }
+        | (generation & GEN_MASK)
+}
+
+fn state_of(word: u64) -> Option<State> {
+    State::from_code((word >> STATE_SHIFT) as u8)
+}
+
+impl View {
+    pub(crate) fn new() -> View {
+        View {
+            word: AtomicU64::new(pack(State::Closed, false, 1)),
+            open_until: AtomicU64::new(0),
+            fail_counter: AtomicU32::new(0),
+            probing: AtomicBool::new(false),
+            next_trial_check: AtomicU64::new(0),
+            trial_until: AtomicU64::new(0),
+            resetting: AtomicBool::new(false),
+            applied: Mutex::new(None),
+        }
+    }
+
+    /// Admission from the view alone: one atomic load when closed.
+    #[inline(always)]
+    pub(crate) fn admit(&self) -> Admit {
+        let word = self.word.load(Ordering::Acquire);
+        if word < CLOSED_LIMIT {
+            return Admit::Pass(word & GEN_MASK);
+        }
+        self.admit_slow(word)
+    }
+
+    #[inline]
+    fn admit_slow(&self, word: u64) -> Admit {
+        match word >> STATE_SHIFT {
+            OPEN if word & DUE != 0 => Admit::Trial,
+            OPEN => {
+                let until = self.open_until.load(Ordering::Acquire);
+                if word & TIMED != 0 || now_nanos() < until {
+                    Admit::RejectOpen(until)
+                } else {
+                    Admit::Trial
+                }
+            }
+            DISABLED => Admit::Pass(word & GEN_MASK),
+            HALF_OPEN => Admit::Trial,
+            FORCED_OPEN => Admit::RejectForced,
+            _ => Admit::Sync,
+        }
+    }
+
+    /// This process's view as a snapshot (to seed a store).
+    pub(crate) fn local_snapshot(&self) -> Snapshot {
+        let word = self.word.load(Ordering::Acquire);
+        let state = self.state();
+        let mut snapshot = Snapshot::absent();
+        snapshot.state = state;
+        snapshot.generation = word & GEN_MASK;
+        snapshot.fail_counter = self.fail_counter.load(Ordering::Acquire);
+        snapshot.open_remaining = (state == State::Open).then(|| {
+            let until = self.open_until.load(Ordering::Acquire);
+            if word & DUE != 0 {
+                Duration::ZERO
+            } else {
+                Duration::from_nanos(until.saturating_sub(now_nanos()))
+            }
+        });
+        snapshot
+    }
+
+    /// Whether asking the store for the trial slot is pointless right now: a call of this
+    /// process is already asking or holds it, or another process's trial holds it.
+    #[inline]
+    pub(crate) fn trial_blocked(&self) -> bool {
+        self.probing.load(Ordering::Acquire)
+            || now_nanos() < self.next_trial_check.load(Ordering::Acquire)
+    }
+
+    /// When to ask again while a trial is in flight: its lease end, at least 1 ms ahead.
+    pub(crate) fn trial_retry_at(&self) -> u64 {
+        let floor = now_nanos().saturating_add(1_000_000);
+        self.trial_until.load(Ordering::Acquire).max(floor)
+    }
+
+    /// Records that this process took the trial for `lease`.
+    pub(crate) fn trial_taken(&self, lease: Duration) {
+        self.trial_until.store(
+            now_nanos().saturating_add(saturating_nanos(lease)),
+            Ordering::Release,
+        );
+    }
+
+    /// Marks the view as not knowing the shared state (a breaker created after `init`
+    /// in fleet mode), so its first call loads it instead of assuming closed.
+    pub(crate) fn mark_unsynced(&self) {
+        let word = self.word.load(Ordering::Acquire);
+        let _ = self.word.compare_exchange(
+            word,
+            (UNSYNCED << STATE_SHIFT) | (word & GEN_MASK),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// The cached state (closed while not yet loaded).
+    pub(crate) fn state(&self) -> State {
+        state_of(self.word.load(Ordering::Acquire)).unwrap_or(State::Closed)
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.word.load(Ordering::Acquire) & GEN_MASK
+    }
+
+    /// Whether a success under `generation` must reset the fleet's fail counter.
+    #[inline(always)]
+    pub(crate) fn needs_reset(&self, generation: u64) -> bool {
+        let word = self.word.load(Ordering::Relaxed);
+        word & DIRTY != 0 && word & GEN_MASK == generation & GEN_MASK
+    }
+
+    /// The timer armed for `arm` ended — it went off shortly before the open time ends,
+    /// or its runtime shut down: from now on, while still in that open period, admission
+    /// reads the clock, so the open time ends exactly when it should.
+    pub(crate) fn deadline_near(&self, arm: Arm) {
+        let mut word = self.word.load(Ordering::Acquire);
+        loop {
+            let waiting = word >> STATE_SHIFT == OPEN
+                && word & TIMED != 0
+                && word & GEN_MASK == arm.generation & GEN_MASK
+                && self.open_until.load(Ordering::Acquire) == arm.until;
+            if !waiting {
+                return;
+            }
+            match self.word.compare_exchange_weak(
+                word,
+                word & !TIMED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Takes in a store answer unless a newer one was already applied. Returns the
+    /// state change it caused in this view, if any, and a timer to arm.
+    pub(crate) fn apply(&self, snapshot: &Snapshot, timers: bool) -> Applied {
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(seen) = *applied {
+            if seen.incarnation == snapshot.version.incarnation && seen.seq > snapshot.version.seq {
+                return Applied::default();
+            }
+        }
+        *applied = Some(snapshot.version);
+        self.store_snapshot(snapshot, timers)
+    }
+
+    /// Overwrites the view regardless of versions (e.g. a fallback taking over).
+    pub(crate) fn force(&self, snapshot: &Snapshot, timers: bool) -> Applied {
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        *applied = None;
+        self.store_snapshot(snapshot, timers)
+    }
+
+    fn store_snapshot(&self, snapshot: &Snapshot, timers: bool) -> Applied {
+        let now = now_nanos();
+        let previous = self.word.load(Ordering::Acquire);
+        let mut word = pack(
+            snapshot.state,
+            snapshot.fail_counter > 0,
+            snapshot.generation,
+        );
+        let mut arm = None;
+        if snapshot.state == State::Open {
+            let remaining = snapshot.open_remaining.unwrap_or(Duration::ZERO);
+            let until = now.saturating_add(saturating_nanos(remaining));
+            let same_period = previous >> STATE_SHIFT == OPEN
+                && previous & GEN_MASK == word & GEN_MASK
+                && previous & (DUE | TIMED) != 0;
+            if remaining.is_zero() {
+                word |= DUE;
+            } else if same_period
+                && until.abs_diff(self.open_until.load(Ordering::Acquire)) < 5_000_000
+            {
+                // A re-read of the same open period (a resync, an echo): keep the timer.
+                word |= previous & (DUE | TIMED);
+            } else {
+                self.open_until.store(until, Ordering::Release);
+                if timers && remaining > CLOCK_MARGIN {
+                    word |= TIMED;
+                    arm = Some(Arm {
+                        generation: snapshot.generation,
+                        until,
+                        after: remaining - CLOCK_MARGIN,
+                    });
+                }
+            }
+        }
+        if snapshot.state == State::HalfOpen && !self.probing.load(Ordering::Acquire) {
+            // Someone else's trial is in flight: do not ask for the slot before its lease
+            // ends (nor more often than every 50 ms).
+            if let Some(lease) = snapshot.trial_remaining {
+                let wait = lease.min(Duration::from_millis(50));
+                self.next_trial_check.store(
+                    now.saturating_add(saturating_nanos(wait)),
+                    Ordering::Release,
+                );
+                self.trial_until.store(
+                    now.saturating_add(saturating_nanos(lease)),
+                    Ordering::Release,
+                );
+            }
+        }
+        self.fail_counter
+            .store(snapshot.fail_counter, Ordering::Release);
+        let previous = self.word.swap(word, Ordering::AcqRel);
+        let change = match state_of(previous) {
+            // First load: nothing changed from this process's point of view.
+            None => None,
+            Some(from) => (from != snapshot.state).then_some((from, snapshot.state)),
+        };
+        Applied { change, arm }
+    }
+}
+
+/// What applying a snapshot did to the view.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    /// The state change, if the view's state changed.
+    pub(crate) change: Option<(State, State)>,
+    /// A timer to arm for the open time.
+    pub(crate) arm: Option<Arm>,
+}

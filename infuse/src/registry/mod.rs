@@ -1,0 +1,350 @@
+//! The process-wide set of breakers, `init`, configuration and the declarations made by
+//! `#[circuit_breaker]`.
+
+mod config;
+mod declare;
+mod env;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+
+pub(crate) use config::StoreConfig;
+pub use config::{Config, ServiceOverride};
+pub use declare::{declarations, BreakerSpec, Declaration, StaticBreaker};
+pub use env::env_prefix;
+
+use crate::backend::Backend;
+use crate::breaker::{Binding, Breaker};
+use crate::core::{InitError, InvalidName, Settings};
+use crate::fleet::{Directory, Fleet};
+use crate::local::Cell;
+use crate::store::memory::MemoryStore;
+
+/// The longest service name, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// Checks a service name: non-empty, at most [`MAX_NAME_LEN`] bytes, no `{` or `}`
+/// (reserved for Redis Cluster hash tags in the keys) and no control characters.
+pub(crate) fn validate_name(name: &str) -> Result<(), InvalidName> {
+    let reason = if name.is_empty() {
+        "a service name must not be empty"
+    } else if name.len() > MAX_NAME_LEN {
+        "a service name must be at most 256 bytes"
+    } else if name.contains(['{', '}']) {
+        "a service name must not contain `{` or `}` (reserved for Redis Cluster hash tags)"
+    } else if name.chars().any(char::is_control) {
+        "a service name must not contain control characters"
+    } else {
+        return Ok(());
+    };
+    Err(InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+/// The breakers of a registry, by service; what the fleet layer reads their cells from.
+#[derive(Default)]
+struct Breakers(RwLock<HashMap<&'static str, Breaker>>);
+
+impl Breakers {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<&'static str, Breaker>> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<&'static str, Breaker>> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Directory for Breakers {
+    fn cell(&self, service: &str) -> Option<Arc<Cell>> {
+        self.read().get(service).map(|b| b.cell.clone())
+    }
+
+    fn cells(&self) -> Vec<Arc<Cell>> {
+        self.read().values().map(|b| b.cell.clone()).collect()
+    }
+}
+
+/// A set of breakers sharing one store. The process-wide one is behind [`breaker`] and
+/// [`init`]; build others for tests or for separate fleets.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<RegistryInner>,
+}
+
+struct RegistryInner {
+    breakers: Arc<Breakers>,
+    setup: RwLock<Setup>,
+}
+
+#[derive(Clone)]
+struct Setup {
+    config: Config,
+    backend: Backend,
+}
+
+impl Registry {
+    /// A registry whose breakers live in process memory.
+    pub fn in_memory() -> Registry {
+        Registry {
+            inner: Arc::new(RegistryInner {
+                breakers: Arc::default(),
+                setup: RwLock::new(Setup {
+                    config: Config::in_memory(),
+                    backend: Backend::Memory(Arc::new(MemoryStore::new())),
+                }),
+            }),
+        }
+    }
+
+    /// A registry set up from `config`, with a breaker for every declared service.
+    ///
+    /// Unlike [`init`], it accepts overrides for services that nothing declares yet: a
+    /// registry's breakers are usually created after it, with
+    /// [`breaker`](Registry::breaker).
+    pub async fn new(config: Config) -> Result<Registry, InitError> {
+        let registry = Registry::in_memory();
+        registry.configure(config, Overrides::ForAnyService).await?;
+        Ok(registry)
+    }
+
+    /// The breaker of `service`, created with the declared (or default) settings if it
+    /// does not exist yet. Cheap to clone; keep it.
+    ///
+    /// # Panics
+    ///
+    /// If `service` is not a valid name (see [`try_breaker`](Registry::try_breaker)):
+    /// names are meant to be literals; use `try_breaker` for names from input.
+    pub fn breaker(&self, service: &str) -> Breaker {
+        match self.try_breaker(service) {
+            Ok(breaker) => breaker,
+            Err(error) => panic!("{error}; use try_breaker() for names that come from input"),
+        }
+    }
+
+    /// The breaker of `service`, or an error if the name is empty, longer than
+    /// [`MAX_NAME_LEN`] bytes, or contains `{`, `}` or a control character.
+    ///
+    /// ```
+    /// let registry = infuse::Registry::in_memory();
+    /// assert!(registry.try_breaker("users").is_ok());
+    /// assert!(registry.try_breaker("a{b}c").is_err());
+    /// assert!(registry.try_breaker("").is_err());
+    /// ```
+    pub fn try_breaker(&self, service: &str) -> Result<Breaker, InvalidName> {
+        if let Some(b) = self.inner.breakers.read().get(service) {
+            return Ok(b.clone());
+        }
+        validate_name(service)?;
+        let declared = declarations()
+            .find(|d| d.service == service)
+            .map(|d| d.settings);
+        Ok(self.breaker_with(service, declared))
+    }
+
+    /// Every breaker created so far.
+    pub fn breakers(&self) -> Vec<Breaker> {
+        self.inner.breakers.read().values().cloned().collect()
+    }
+
+    fn setup(&self) -> Setup {
+        self.inner
+            .setup
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn breaker_with(&self, service: &str, declared: Option<Settings>) -> Breaker {
+        if let Some(b) = self.inner.breakers.read().get(service) {
+            return b.clone();
+        }
+        let setup = self.setup();
+        let mut breakers = self.inner.breakers.write();
+        if let Some(b) = breakers.get(service) {
+            return b.clone();
+        }
+        let declared = declared.unwrap_or_default();
+        let settings = setup
+            .config
+            .resolve(service, declared)
+            .unwrap_or_else(|error| {
+                tracing::error!(service, %error, "invalid breaker settings; using the defaults");
+                Settings::DEFAULT
+            });
+        // Interned for the life of the process: the registry keeps every breaker anyway,
+        // and errors can then carry the name without allocating.
+        let service: &'static str = Box::leak(service.to_owned().into_boxed_str());
+        let cell = Cell::new(service, settings);
+        for listener in &setup.config.listeners {
+            cell.listeners.add(listener.clone());
+        }
+        setup.backend.attach(&cell);
+        let breaker = Breaker::new(
+            cell,
+            Binding {
+                backend: setup.backend.clone(),
+                trial_lease: setup.config.trial_lease,
+            },
+        );
+        breakers.insert(service, breaker.clone());
+        breaker
+    }
+
+    /// Applies `config`: checks declarations and overrides, connects the store, and
+    /// rebinds every breaker (declared or already created) to it.
+    async fn configure(&self, config: Config, overrides: Overrides) -> Result<(), InitError> {
+        config.validate()?;
+        let declared = declare::check_declarations()?;
+        let mut resolved = HashMap::new();
+        for (service, spec) in &declared {
+            resolved.insert(*service, config.resolve(service, spec.settings)?);
+        }
+        let existing = self.breakers();
+        if overrides == Overrides::ForKnownServices && !config.allow_undeclared_overrides {
+            let mut known: HashSet<&str> = declared.keys().copied().collect();
+            known.extend(existing.iter().map(|b| b.service()));
+            check_overrides(&config, &known)?;
+        }
+        let backend = match config.store {
+            StoreConfig::Memory => Backend::Memory(Arc::new(MemoryStore::new())),
+            StoreConfig::Redis => {
+                let breakers: Arc<dyn Directory> = self.inner.breakers.clone();
+                Backend::Fleet(Fleet::connect(&config.redis, Arc::downgrade(&breakers)).await?)
+            }
+        };
+        *self
+            .inner
+            .setup
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Setup {
+            config: config.clone(),
+            backend: backend.clone(),
+        };
+        for (service, spec) in &declared {
+            self.breaker_with(service, Some(spec.settings));
+        }
+        for breaker in self.breakers() {
+            let settings = match resolved.get(breaker.service()) {
+                Some(s) => *s,
+                None => config.resolve(breaker.service(), breaker.settings())?,
+            };
+            let binding = Binding {
+                backend: backend.clone(),
+                trial_lease: config.trial_lease,
+            };
+            breaker.rebind(settings, binding).await?;
+        }
+        // Breakers created before this call get the config's listeners too.
+        for breaker in existing {
+            for listener in &config.listeners {
+                breaker.add_listener(listener.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which services overrides may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Overrides {
+    /// Declared ones and existing breakers (what `init` accepts).
+    ForKnownServices,
+    /// Any (a registry built for breakers created later).
+    ForAnyService,
+}
+
+/// Fails on an override for a service that nothing declares or uses, naming the closest
+/// known service.
+fn check_overrides(config: &Config, known: &HashSet<&str>) -> Result<(), InitError> {
+    for service in config.services.keys() {
+        if !known.contains(service.as_str()) {
+            return Err(InitError::UnknownService {
+                origin: format!("Config::service({service:?})"),
+                service: service.clone(),
+                suggestion: env::closest(service, known.iter().copied(), str::to_owned),
+            });
+        }
+    }
+    if config.env_overrides {
+        let mut prefixes: HashSet<String> = known.iter().map(|s| env_prefix(s)).collect();
+        prefixes.extend(config.services.keys().map(|s| env_prefix(s)));
+        for (variable, service) in env::overrides_set() {
+            if !prefixes.contains(&format!("INFUSE_{service}_")) {
+                let wanted = format!("INFUSE_{service}_");
+                return Err(InitError::UnknownService {
+                    origin: format!("the environment variable {variable}"),
+                    service: service.to_lowercase().replace('_', "-"),
+                    suggestion: env::closest(&wanted, known.iter().copied(), env_prefix),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The process-wide registry (in memory until [`init`] says otherwise).
+pub fn global() -> &'static Registry {
+    static GLOBAL: OnceLock<Registry> = OnceLock::new();
+    GLOBAL.get_or_init(Registry::in_memory)
+}
+
+/// The breaker of `service` in the process-wide registry, created with the declared (or
+/// default) settings if needed. Cheap to clone; keep it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), infuse::StorageError> {
+/// let users = infuse::breaker("users");
+/// assert_eq!(users.state().await?, infuse::State::Closed);
+/// # Ok(()) }
+/// ```
+///
+/// # Panics
+///
+/// If `service` is not a valid name: empty, longer than 256 bytes, or containing `{`,
+/// `}` or a control character. Use [`try_breaker`] for names that come from input.
+pub fn breaker(service: &str) -> Breaker {
+    global().breaker(service)
+}
+
+/// The breaker of `service` in the process-wide registry, or an error naming what is
+/// wrong with the name (see [`breaker`]).
+///
+/// ```
+/// let err = infuse::try_breaker("users{eu}").unwrap_err();
+/// assert!(err.to_string().contains("must not contain `{` or `}`"));
+/// ```
+pub fn try_breaker(service: &str) -> Result<Breaker, InvalidName> {
+    global().try_breaker(service)
+}
+
+/// Initialises infuse once at boot: where breaker state lives, operator overrides, and a
+/// breaker for every `#[circuit_breaker]` service in the binary.
+///
+/// Optional for the in-memory default. Fails if two functions declare one service with
+/// different settings, if a setting is invalid or above its maximum, if an override
+/// names a service nothing declares, if the store is unreachable, or if called twice.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), infuse::InitError> {
+/// infuse::init(infuse::Config::in_memory()).await?;
+/// # Ok(()) }
+/// ```
+pub async fn init(config: Config) -> Result<(), InitError> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static INITIALISED: AtomicBool = AtomicBool::new(false);
+    if INITIALISED.swap(true, Ordering::AcqRel) {
+        return Err(InitError::AlreadyInitialized);
+    }
+    let result = global()
+        .configure(config, Overrides::ForKnownServices)
+        .await;
+    if result.is_err() {
+        INITIALISED.store(false, Ordering::Release);
+    }
+    result
+}

@@ -1,0 +1,368 @@
+//! Breaker state in Redis, shared by every process of the fleet: each [`Command`] is one
+//! Lua script (atomic on the server) mirroring its arm of the state machine, timing comes
+//! only from the server's key expiry, and every write is published so other processes
+//! learn of it at once.
+//!
+//! Key layout, for breaker `<service>` in namespace `<ns>` (one Redis Cluster hash slot):
+//!
+//! | key | type | content | expiry |
+//! |---|---|---|---|
+//! | `infuse:{<ns>/<service>}:state` | hash | `inc gen seq state fail succ` | `key_ttl`, renewed on writes; none in forced states |
+//! | `infuse:{<ns>/<service>}:open` | string | generation that opened it | the open time |
+//! | `infuse:{<ns>/<service>}:trial` | string | the trial holder's token | the trial lease |
+//!
+//! Channel `infuse:events:<ns>` carries every write as
+//! `"<inc> <gen> <seq> <state> <fail> <succ> <open_pttl> <trial_pttl> <service>"`.
+
+mod wire;
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{RedisError, Script};
+
+pub(crate) use wire::parse_event;
+use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
+
+use super::{Command, Outcome, Store, Target};
+use crate::core::{fresh_incarnation, Settings, StorageError};
+
+macro_rules! script {
+    ($name:literal) => {
+        Script::new(concat!(
+            include_str!("../../../scripts/prelude.lua"),
+            include_str!(concat!("../../../scripts/", $name, ".lua"))
+        ))
+    };
+}
+
+/// One script per command.
+struct Scripts {
+    register: Script,
+    snapshot: Script,
+    record_failure: Script,
+    record_success: Script,
+    acquire_trial: Script,
+    record_trial: Script,
+    release_trial: Script,
+    force: Script,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            register: script!("register"),
+            snapshot: script!("snapshot"),
+            record_failure: script!("record_failure"),
+            record_success: script!("record_success"),
+            acquire_trial: script!("acquire_trial"),
+            record_trial: script!("record_trial"),
+            release_trial: script!("release_trial"),
+            force: script!("force"),
+        }
+    }
+
+    fn all(&self) -> [&Script; 8] {
+        [
+            &self.register,
+            &self.snapshot,
+            &self.record_failure,
+            &self.record_success,
+            &self.acquire_trial,
+            &self.record_trial,
+            &self.release_trial,
+            &self.force,
+        ]
+    }
+}
+
+/// Deadlines of the Redis store.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// For what a guarded call awaits: recording a failure, a trial's acquisition and
+    /// result.
+    pub call: Duration,
+    /// For inspection and control (`state()`, `open()`, registration, resync).
+    pub admin: Duration,
+}
+
+impl Deadlines {
+    /// The deadline of a command: calls wait at most `call`, operators `admin`.
+    pub fn of(&self, command: &Command) -> Duration {
+        match command {
+            Command::Register { .. } | Command::Snapshot | Command::Force(_) => self.admin,
+            _ => self.call,
+        }
+    }
+}
+
+/// The raw Redis store: every command is one script under its own deadline. It reports
+/// errors as they are; [`Config::redis`](crate::Config::redis) wraps it with the policy
+/// for Redis being unavailable.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    namespace: String,
+    channel: String,
+    key_ttl: Duration,
+    deadlines: Deadlines,
+    scripts: Scripts,
+}
+
+impl RedisStore {
+    /// A store on `conn` for `namespace`. Keys expire `key_ttl` after their last write
+    /// (at least twice the open time).
+    pub fn new(
+        conn: ConnectionManager,
+        namespace: &str,
+        key_ttl: Duration,
+        deadlines: Deadlines,
+    ) -> RedisStore {
+        RedisStore {
+            conn,
+            namespace: namespace.to_owned(),
+            channel: events_channel(namespace),
+            key_ttl,
+            deadlines,
+            scripts: Scripts::new(),
+        }
+    }
+
+    /// The pub/sub channel of this store's namespace.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// The deadlines in force.
+    pub fn deadlines(&self) -> Deadlines {
+        self.deadlines
+    }
+
+    /// Loads every script into the server's script cache (they reload themselves on
+    /// `NOSCRIPT` anyway).
+    pub async fn load_scripts(&self) -> Result<(), StorageError> {
+        for script in self.scripts.all() {
+            let mut conn = self.conn.clone();
+            bounded("SCRIPT LOAD", self.deadlines.admin, async move {
+                script.load_async(&mut conn).await
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Checks the connection with a `PING` under the call deadline.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        let mut conn = self.conn.clone();
+        bounded("PING", self.deadlines.call, async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await
+        .map(drop)
+    }
+
+    /// The three keys of a breaker, sharing one hash tag.
+    pub fn keys(&self, service: &str) -> [String; 3] {
+        let tag = format!("infuse:{{{}/{}}}", self.namespace, service);
+        [
+            format!("{tag}:state"),
+            format!("{tag}:open"),
+            format!("{tag}:trial"),
+        ]
+    }
+
+    /// How long the record lives after a write: `key_ttl`, and at least twice the
+    /// longest open time the command may set.
+    fn ttl_ms(&self, settings: &Settings, command: &Command) -> u64 {
+        let open = match command {
+            Command::Force(Target::Open(open_for)) => (*open_for).max(settings.reset_timeout),
+            _ => settings.reset_timeout,
+        };
+        ms(self.key_ttl.max(open.saturating_mul(2)))
+    }
+
+    /// The script and arguments of a command (see each script's header).
+    fn encode(
+        &self,
+        service: &str,
+        settings: &Settings,
+        command: &Command,
+    ) -> (&Script, Vec<String>) {
+        let ttl = self.ttl_ms(settings, command).to_string();
+        let channel = self.channel.clone();
+        let service = service.to_owned();
+        let reset = ms(settings.reset_timeout).to_string();
+        let s = &self.scripts;
+        match *command {
+            Command::Register { seed } => {
+                let mut args = vec![fresh_incarnation().to_string(), ttl, channel, service];
+                match seed {
+                    Some(seed) => args.extend([
+                        "1".to_owned(),
+                        seed.state.code().to_string(),
+                        seed.generation.to_string(),
+                        seed.fail_counter.to_string(),
+                        seed.open_remaining.map_or(0, ms).to_string(),
+                    ]),
+                    None => args.extend(["0", "0", "0", "0", "0"].map(String::from)),
+                }
+                (&s.register, args)
+            }
+            Command::Snapshot => (&s.snapshot, Vec::new()),
+            Command::RecordFailure { generation } => (
+                &s.record_failure,
+                vec![
+                    generation.to_string(),
+                    settings.fail_max.to_string(),
+                    reset,
+                    ttl,
+                    channel,
+                    service,
+                ],
+            ),
+            Command::RecordSuccess { generation } => (
+                &s.record_success,
+                vec![generation.to_string(), ttl, channel, service],
+            ),
+            Command::AcquireTrial { token, lease } => (
+                &s.acquire_trial,
+                vec![
+                    token.to_string(),
+                    ms(lease).max(1).to_string(),
+                    ttl,
+                    channel,
+                    service,
+                ],
+            ),
+            Command::RecordTrial { token, success } => (
+                &s.record_trial,
+                vec![
+                    token.to_string(),
+                    if success { "1" } else { "0" }.to_owned(),
+                    settings.success_threshold.to_string(),
+                    reset,
+                    ttl,
+                    channel,
+                    service,
+                ],
+            ),
+            Command::ReleaseTrial { token } => (
+                &s.release_trial,
+                vec![token.to_string(), ttl, channel, service],
+            ),
+            Command::Force(target) => {
+                let open_ms = match target {
+                    Target::Open(open_for) => ms(open_for).max(1),
+                    _ => 0,
+                };
+                (
+                    &s.force,
+                    vec![
+                        target.state().code().to_string(),
+                        open_ms.to_string(),
+                        ttl,
+                        channel,
+                        service,
+                        fresh_incarnation().to_string(),
+                    ],
+                )
+            }
+        }
+    }
+}
+
+/// The name of a command in errors and logs.
+pub(crate) fn operation(command: &Command) -> &'static str {
+    match command {
+        Command::Register { .. } => "register",
+        Command::Snapshot => "snapshot",
+        Command::RecordFailure { .. } => "record_failure",
+        Command::RecordSuccess { .. } => "record_success",
+        Command::AcquireTrial { .. } => "acquire_trial",
+        Command::RecordTrial { .. } => "record_trial",
+        Command::ReleaseTrial { .. } => "release_trial",
+        Command::Force(_) => "force",
+    }
+}
+
+impl Store for RedisStore {
+    fn apply(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        command: Command,
+    ) -> impl Future<Output = Result<Outcome, StorageError>> + Send {
+        let (script, args) = self.encode(service, settings, &command);
+        let mut invocation = script.prepare_invoke();
+        for key in self.keys(service) {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut conn = self.conn.clone();
+        let deadline = self.deadlines.of(&command);
+        async move {
+            let reply = bounded(operation(&command), deadline, async move {
+                invocation.invoke_async::<Reply>(&mut conn).await
+            })
+            .await?;
+            outcome_from_reply(reply)
+        }
+    }
+}
+
+/// The events channel of a namespace.
+pub fn events_channel(namespace: &str) -> String {
+    format!("infuse:events:{namespace}")
+}
+
+/// Runs one Redis operation under its own deadline (the client's own can block for
+/// seconds), classifying failures.
+pub(crate) async fn bounded<T>(
+    operation: &'static str,
+    deadline: Duration,
+    future: impl Future<Output = Result<T, RedisError>>,
+) -> Result<T, StorageError> {
+    match tokio::time::timeout(timer_for(deadline), future).await {
+        Err(_) => Err(StorageError::Timeout {
+            operation,
+            after: deadline,
+        }),
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(classify(operation, &error)),
+    }
+}
+
+/// Tokio's timers fire on a 1 ms tick after their deadline: arm them 1 ms early so that
+/// no call waits past the configured deadline.
+pub(crate) fn timer_for(deadline: Duration) -> Duration {
+    let tick = Duration::from_millis(1);
+    if deadline > tick * 2 {
+        deadline - tick
+    } else {
+        deadline
+    }
+}
+
+fn classify(operation: &'static str, error: &RedisError) -> StorageError {
+    let text = error.to_string();
+    if text.contains(CORRUPT_TAG) || text.contains("WRONGTYPE") {
+        StorageError::Corrupt(format!("{operation}: {text}"))
+    } else if error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+    {
+        StorageError::Unavailable(format!("{operation}: {text}"))
+    } else if text.contains("user_script") || text.contains("Script") {
+        StorageError::Corrupt(format!("{operation}: {text}"))
+    } else {
+        StorageError::Unavailable(format!("{operation}: {text}"))
+    }
+}
+
+/// Whole milliseconds, saturating (settings are bounded well below the limit).
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

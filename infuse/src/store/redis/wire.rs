@@ -1,0 +1,176 @@
+//! The wire contract with the Lua scripts: reply and event fields, state codes, error
+//! tags. `scripts/prelude.lua` documents the same tables; the tests below read it.
+
+use std::time::Duration;
+
+use crate::core::{Outcome, Snapshot, State, StorageError, Version};
+
+/// The fields every script replies with, in order.
+#[allow(dead_code)] // the Rust side of the table; the tests read the Lua side
+pub(crate) const REPLY_FIELDS: [&str; 10] = [
+    "applied",
+    "from",
+    "inc",
+    "gen",
+    "seq",
+    "state",
+    "fail",
+    "succ",
+    "open_pttl",
+    "trial_pttl",
+];
+
+/// The fields of an event published on the namespace channel, space-separated.
+pub(crate) const EVENT_FIELDS: [&str; 9] = [
+    "inc",
+    "gen",
+    "seq",
+    "state",
+    "fail",
+    "succ",
+    "open_pttl",
+    "trial_pttl",
+    "service",
+];
+
+/// The error tag a script raises when a breaker's keys hold garbage.
+pub(crate) const CORRUPT_TAG: &str = "INFUSE_CORRUPT";
+
+/// A script's reply, as [`REPLY_FIELDS`] lists.
+pub(crate) type Reply = (i64, i64, String, i64, i64, i64, i64, i64, i64, i64);
+
+fn state_from(code: i64) -> Result<State, StorageError> {
+    u8::try_from(code)
+        .ok()
+        .and_then(State::from_code)
+        .ok_or_else(|| StorageError::Corrupt(format!("unknown state code {code}")))
+}
+
+fn pttl(ms: i64) -> Option<Duration> {
+    u64::try_from(ms).ok().map(Duration::from_millis)
+}
+
+fn count(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
+/// Builds a snapshot from the fields every reply and event carries.
+fn snapshot_from(inc: &str, fields: [i64; 7]) -> Result<Snapshot, StorageError> {
+    let [generation, seq, state, fail, succ, open_pttl, trial_pttl] = fields;
+    let state = state_from(state)?;
+    Ok(Snapshot {
+        state,
+        generation: u64::try_from(generation).unwrap_or(0),
+        fail_counter: count(fail),
+        success_counter: count(succ),
+        open_remaining: (state == State::Open).then(|| pttl(open_pttl).unwrap_or_default()),
+        trial_remaining: pttl(trial_pttl),
+        version: Version {
+            incarnation: inc
+                .parse()
+                .map_err(|_| StorageError::Corrupt(format!("bad incarnation {inc:?}")))?,
+            seq: u64::try_from(seq).unwrap_or(0),
+        },
+    })
+}
+
+/// Decodes a script's reply.
+pub(crate) fn outcome_from_reply(reply: Reply) -> Result<Outcome, StorageError> {
+    let (applied, from, inc, generation, seq, state, fail, succ, open_pttl, trial_pttl) = reply;
+    Ok(Outcome {
+        applied: applied == 1,
+        from: state_from(from)?,
+        snapshot: snapshot_from(
+            &inc,
+            [generation, seq, state, fail, succ, open_pttl, trial_pttl],
+        )?,
+    })
+}
+
+/// Parses an event published on the namespace channel into `(service, snapshot)`.
+pub(crate) fn parse_event(payload: &str) -> Option<(&str, Snapshot)> {
+    let mut parts = payload.splitn(EVENT_FIELDS.len(), ' ');
+    let inc = parts.next()?;
+    let mut fields = [0i64; 7];
+    for field in &mut fields {
+        *field = parts.next()?.parse().ok()?;
+    }
+    let service = parts.next()?;
+    Some((service, snapshot_from(inc, fields).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRELUDE: &str = include_str!("../../../scripts/prelude.lua");
+
+    fn prelude_line(prefix: &str) -> &'static str {
+        PRELUDE
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("prelude.lua has no line starting with {prefix:?}"))
+    }
+
+    #[test]
+    fn prelude_state_codes_match_the_rust_table() {
+        let line = prelude_line("local CLOSED");
+        let (names, codes) = line.split_once('=').expect("`names = codes`");
+        let names: Vec<String> = std::iter::once("CLOSED".to_owned())
+            .chain(names.split(',').skip(1).map(|n| n.trim().to_owned()))
+            .collect();
+        let codes: Vec<u8> = codes
+            .split(',')
+            .map(|c| c.trim().parse().unwrap())
+            .collect();
+        let expected: Vec<(String, u8)> = State::ALL
+            .iter()
+            .map(|s| (s.lua_name().to_owned(), s.code()))
+            .collect();
+        let actual: Vec<(String, u8)> = names.into_iter().zip(codes).collect();
+        assert_eq!(actual, expected);
+    }
+
+    #[test]
+    fn prelude_reply_and_event_fields_match() {
+        let fields = |prefix| -> Vec<String> {
+            prelude_line(prefix)
+                .split(',')
+                .map(|f| f.trim().to_owned())
+                .collect()
+        };
+        assert_eq!(fields("-- Reply fields: "), REPLY_FIELDS);
+        assert_eq!(fields("-- Event fields: "), EVENT_FIELDS);
+        // The reply the scripts build lists the same fields in the same order.
+        let built = prelude_line("  return {applied, from, ");
+        assert!(
+            built.starts_with(
+                "rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl}"
+            ),
+            "{built}"
+        );
+        assert!(PRELUDE.contains(&format!("error({{err = '{CORRUPT_TAG} '")));
+    }
+
+    #[test]
+    fn events_round_trip() {
+        let (service, snapshot) = parse_event("77 3 9 1 5 0 1200 -1 users api").unwrap();
+        assert_eq!(service, "users api");
+        assert_eq!(snapshot.state, State::Open);
+        assert_eq!(snapshot.generation, 3);
+        assert_eq!(snapshot.open_remaining, Some(Duration::from_millis(1200)));
+        assert_eq!(snapshot.trial_remaining, None);
+        assert_eq!(
+            snapshot.version,
+            Version {
+                incarnation: 77,
+                seq: 9
+            }
+        );
+        assert!(
+            parse_event("77 3 9 9 5 0 1200 -1 users").is_none(),
+            "unknown state"
+        );
+        assert!(parse_event("77 3 9").is_none());
+    }
+}
