@@ -18,7 +18,7 @@ pub use crate::core::{
     parse_duration, BreakerError, InitError, InvalidName, ParseStateError, RetryAt, Settings,
     State, StorageError,
 };
-pub use crate::fleet::UnavailablePolicy;
+pub use crate::fleet::{FleetStore, UnavailablePolicy};
 pub use crate::local::Listener;
 pub use crate::registry::{
     breaker, env_prefix, init, try_breaker, Config, Registry, ServiceOverride, MAX_NAME_LEN,

@@ -493,14 +493,53 @@ impl Fleet {
     }
 }
 
-impl Store for Fleet {
+/// The fleet layer as a [`Store`] of its own: the Redis store behind the health gate,
+/// the unavailable-policy and the local fallback — what [`Config::redis`] gives the
+/// breakers of a registry. Built by [`Config::fleet_store`]; useful to run a store
+/// conformance suite, or to drive breaker records by hand.
+///
+/// [`Config::redis`]: crate::Config::redis
+/// [`Config::fleet_store`]: crate::Config::fleet_store
+#[derive(Debug, Clone)]
+pub struct FleetStore {
+    fleet: Arc<Fleet>,
+}
+
+impl FleetStore {
+    pub(crate) async fn connect(options: &RedisOptions) -> Result<FleetStore, InitError> {
+        let none: Weak<dyn Directory> = Weak::<NoBreakers>::new();
+        Ok(FleetStore {
+            fleet: Fleet::connect(options, none).await?,
+        })
+    }
+
+    /// Whether commands currently go to Redis (`false` while the policy answers).
+    pub fn is_healthy(&self) -> bool {
+        self.fleet.is_healthy()
+    }
+}
+
+impl Store for FleetStore {
     async fn apply(
         &self,
         service: &'static str,
         settings: &Settings,
         command: Command,
     ) -> Result<Outcome, StorageError> {
-        self.apply_command(service, settings, command).await
+        self.fleet.apply_command(service, settings, command).await
+    }
+}
+
+/// The directory of a fleet store used without breakers.
+struct NoBreakers;
+
+impl Directory for NoBreakers {
+    fn cell(&self, _: &str) -> Option<Arc<Cell>> {
+        None
+    }
+
+    fn cells(&self) -> Vec<Arc<Cell>> {
+        Vec::new()
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::core::{check_duration, InitError, Settings};
-use crate::fleet::{RedisOptions, UnavailablePolicy};
+use crate::fleet::{FleetStore, RedisOptions, UnavailablePolicy};
 use crate::local::Listener;
 use crate::registry::env;
 
@@ -176,6 +176,25 @@ impl Config {
     pub fn allow_undeclared_overrides(mut self, allow: bool) -> Self {
         self.allow_undeclared_overrides = allow;
         self
+    }
+
+    /// Connects the fleet layer of this configuration as a store of its own (see
+    /// [`FleetStore`]), without creating breakers.
+    ///
+    /// # Errors
+    ///
+    /// As [`init`](crate::init): an invalid setting, or Redis unreachable (unless
+    /// [`start_degraded`](Config::start_degraded)). A configuration without Redis is an
+    /// [`InitError::InvalidSetting`].
+    pub async fn fleet_store(&self) -> Result<FleetStore, InitError> {
+        match self.store {
+            StoreConfig::Redis => FleetStore::connect(&self.redis).await,
+            StoreConfig::Memory => Err(invalid(
+                "Config::fleet_store".to_owned(),
+                "this configuration keeps breakers in memory; build it with Config::redis(url)"
+                    .to_owned(),
+            )),
+        }
     }
 
     /// The longest [`trial_lease`](Config::trial_lease).
