@@ -1,4 +1,53 @@
-#![doc = include_str!("../../README.md")]
+//! Circuit breakers for Rust services, shared by a whole fleet through Redis.
+//!
+//! A breaker sits in front of a target service and *fails fast*: after `fail_max`
+//! consecutive failures it opens, and calls are rejected without being sent until
+//! `reset_timeout` has passed; then one trial call decides whether the target recovered.
+//! There is one breaker per target service; with [`Config::redis`] it is shared by every
+//! process of the fleet. Semantics follow Python's pybreaker, minus its known problems.
+//!
+//! ```
+//! use infuse::BreakerError;
+//!
+//! #[derive(Debug)]
+//! enum ApiError {
+//!     Down,
+//!     Breaker(BreakerError),
+//! }
+//!
+//! impl From<BreakerError> for ApiError {
+//!     fn from(err: BreakerError) -> Self {
+//!         ApiError::Breaker(err)
+//!     }
+//! }
+//!
+//! #[infuse::circuit_breaker(service = "doc-users", fail_max = 2, reset_timeout = "15s")]
+//! async fn get_user(up: bool) -> Result<&'static str, ApiError> {
+//!     if up { Ok("ada") } else { Err(ApiError::Down) }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! assert!(matches!(get_user(false).await, Err(ApiError::Down)));
+//! assert!(matches!(get_user(false).await, Err(ApiError::Down))); // trips the breaker
+//! // Open: rejected without running the body, however healthy the target now is.
+//! match get_user(true).await {
+//!     Err(ApiError::Breaker(err)) => assert!(err.is_rejection()),
+//!     other => panic!("{other:?}"),
+//! }
+//! # }
+//! ```
+//!
+//! Where to go next:
+//! - [`circuit_breaker`] — the attribute and its arguments;
+//! - [`Breaker`] — calls without the attribute ([`Breaker::call`], [`Breaker::call_owned`],
+//!   [`Breaker::acquire`]), inspection and operator controls ([`Breaker::open_for`],
+//!   [`Breaker::force_open`], [`Breaker::disable`], [`Breaker::close`]);
+//! - [`init`] and [`Config`] — the store (in memory, or Redis), overrides, listeners;
+//! - [`BreakerError`] — what a rejected call returns, with its retry hint;
+//! - [`store`] — the state machine ([`store::machine`]) and the [`store::Store`] trait.
+//!
+//! The README (tour, fleet semantics, key layout, measured costs) is the long form.
 #![warn(missing_docs)]
 
 // Layers, lowest first; each depends only on the ones above it in this list.
