@@ -368,15 +368,7 @@ impl Fleet {
         if self.store.load_scripts().await.is_err() {
             return false;
         }
-        let cells = self.cells();
-        let answers = futures_util::future::join_all(cells.iter().map(|cell| {
-            let command = Command::Register {
-                seed: Some(cell.seed()),
-            };
-            let settings = cell.settings();
-            async move { self.store.apply(cell.service, &settings, command).await }
-        }))
-        .await;
+        let (cells, answers) = self.reconcile_all().await;
         if answers.iter().any(|answer| answer.is_err()) {
             return false;
         }
@@ -399,15 +391,7 @@ impl Fleet {
         if !self.is_healthy() {
             return;
         }
-        let cells = self.cells();
-        let answers = futures_util::future::join_all(cells.iter().map(|cell| {
-            let command = Command::Register {
-                seed: Some(cell.seed()),
-            };
-            let settings = cell.settings();
-            async move { self.store.apply(cell.service, &settings, command).await }
-        }))
-        .await;
+        let (cells, answers) = self.reconcile_all().await;
         for (cell, answer) in cells.iter().zip(answers) {
             match answer {
                 Ok(outcome) => {
@@ -421,6 +405,21 @@ impl Fleet {
                 }
             }
         }
+    }
+
+    /// Registers every breaker with this process's view as the seed: recreates lost
+    /// records, replaces older ones, and answers with what Redis holds now.
+    async fn reconcile_all(&self) -> (Vec<Arc<Cell>>, Vec<Result<Outcome, StorageError>>) {
+        let cells = self.cells();
+        let answers = futures_util::future::join_all(cells.iter().map(|cell| {
+            let command = Command::Register {
+                seed: Some(cell.seed()),
+            };
+            let settings = cell.settings();
+            async move { self.store.apply(cell.service, &settings, command).await }
+        }))
+        .await;
+        (cells, answers)
     }
 
     /// Loads (or creates) a breaker's shared state for its first call, under the call
