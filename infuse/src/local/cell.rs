@@ -2,7 +2,9 @@
 //! the listeners and the settings in force.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Wake, Waker};
 
@@ -86,17 +88,27 @@ impl Cell {
             cell: Arc::downgrade(self),
             arm,
         }));
-        let mut sleep = Box::pin(tokio::time::sleep(arm.after));
-        if sleep
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_ready()
-        {
-            self.view.deadline_near(arm);
-            return;
+        // Tokio panics where no timer can be armed (a runtime built without `enable_time`,
+        // or shutting down): then admission simply keeps reading the clock.
+        let armed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut sleep = Box::pin(tokio::time::sleep(arm.after));
+            let pending = sleep
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending();
+            pending.then_some(sleep)
+        }));
+        match armed {
+            // Replacing the previous timer drops (and deregisters) it.
+            Ok(Some(sleep)) => {
+                *self.timer.lock().unwrap_or_else(PoisonError::into_inner) = Some(sleep);
+            }
+            Ok(None) => self.view.deadline_near(arm),
+            Err(_) => {
+                TIMERS_UNAVAILABLE.store(true, Ordering::Relaxed);
+                self.view.deadline_near(arm);
+            }
         }
-        // Replacing the previous timer drops (and deregisters) it.
-        *self.timer.lock().unwrap_or_else(PoisonError::into_inner) = Some(sleep);
     }
 
     pub(crate) fn notify_change(&self, from: State, to: State, generation: u64) {
@@ -130,7 +142,11 @@ impl Wake for NearDeadline {
     }
 }
 
-/// Whether a timer can be armed here (a tokio runtime is running).
+/// Set once arming a timer failed (a runtime without timers): from then on rejections
+/// read the clock, rather than retrying (and panicking inside tokio) on every trip.
+static TIMERS_UNAVAILABLE: AtomicBool = AtomicBool::new(false);
+
+/// Whether a timer can be armed here (a tokio runtime with timers is running).
 fn timers_available() -> bool {
-    tokio::runtime::Handle::try_current().is_ok()
+    !TIMERS_UNAVAILABLE.load(Ordering::Relaxed) && tokio::runtime::Handle::try_current().is_ok()
 }
