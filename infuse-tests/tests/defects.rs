@@ -231,6 +231,44 @@ async fn open_key_garbage_under_fail_closed_rejects_calls_of_a_closed_breaker() 
     );
 }
 
+/// Registry A makes the `:open` key of `service` a list (the breaker closed); then
+/// registry B boots and `service`'s calls run under the policy in B, until A's `close()`
+/// repairs the keys.
+async fn boot_while_open_key_holds_garbage(namespace: &str, service: &str) {
+    let server = RedisServer::start();
+    let reset = Duration::from_secs(60);
+    let a = Registry::new(redis_config(&server, namespace, "svc", reset))
+        .await
+        .unwrap();
+    let breaker = a.breaker(service);
+    assert_eq!(breaker.state().await.unwrap(), State::Closed);
+    cli(&server, &["RPUSH", &key(namespace, service, "open"), "x"]);
+    assert_corrupt(breaker.state().await, service);
+    let b = Registry::new(redis_config(&server, namespace, "svc", reset))
+        .await
+        .expect("a process boots while one breaker's keys hold garbage");
+    let other = b.breaker(service);
+    assert_eq!(succeed(&other).await, Ok(()), "{service}");
+    assert_corrupt(other.state().await, service);
+    breaker.close().await.unwrap();
+    assert_eq!(other.state().await.unwrap(), State::Closed, "{service}");
+}
+
+/// Defect 1, a process booting while the keys hold garbage, for a breaker created at run
+/// time: it boots, the calls run (local fallback), and `close()` repairs the keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_boots_while_a_run_time_breaker_s_open_key_holds_garbage() {
+    boot_while_open_key_holds_garbage("d1-boot-rt", "svc").await;
+}
+
+/// Defect 1, the same for a `#[circuit_breaker]`-declared service, which `Registry::new`
+/// (and `init`) registers at boot: one corrupt record must not stop a process from booting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "defect: Registry::new fails with InitError::Storage(Corrupt(\"register: \\\"INFUSE_CORRUPT\\\": infuse:{d1-boot/defect-declared}:open is a list, not a string …\")) when a declared service's :open key holds garbage — one corrupt record stops every process of the fleet from booting, instead of that breaker following the policy"]
+async fn a_process_boots_while_a_declared_breaker_s_open_key_holds_garbage() {
+    boot_while_open_key_holds_garbage("d1-boot", "defect-declared").await;
+}
+
 // ---- 2. garbage in the `:trial` key ------------------------------------------------------
 
 /// A breaker (fail_max 1, reset 200 ms, trial lease 30 s) tripped, with a list in its
@@ -320,6 +358,43 @@ async fn trial_key_garbage_dropped_local_trial_frees_the_slot_at_once() {
     for _ in 0..20 {
         assert_eq!(succeed(&breaker).await, Ok(()));
     }
+}
+
+/// Defect 2, failed local trial: its failure is recorded where the trial was granted, so
+/// the local breaker re-opens for the reset timeout (not the 30 s lease) and the next
+/// trial comes right after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trial_key_garbage_failed_local_trial_reopens_for_the_reset_timeout_only() {
+    let server = RedisServer::start();
+    let (_registry, breaker, reset) = tripped_with_garbage_trial(&server, "d2-fail").await;
+    tokio::time::sleep(reset).await;
+    assert!(
+        within(Duration::from_secs(2), async || ran(&fail(&breaker).await)).await,
+        "no trial call ran"
+    );
+    let error = succeed(&breaker)
+        .await
+        .expect_err("the failed trial re-opens");
+    assert!(matches!(error, BreakerError::Open { .. }), "{error:?}");
+    let hint = error.retry_after().unwrap();
+    assert!(
+        hint <= reset,
+        "re-opened for {hint:?}, not the reset timeout"
+    );
+    let reopened = Instant::now();
+    assert!(
+        within(Duration::from_secs(2), async || succeed(&breaker)
+            .await
+            .is_ok())
+        .await,
+        "no second trial"
+    );
+    assert!(
+        reopened.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        reopened.elapsed()
+    );
+    assert_eq!(succeed(&breaker).await, Ok(()));
 }
 
 // ---- 3. passwords in Debug and errors ----------------------------------------------------
@@ -899,6 +974,45 @@ async fn a_call_during_another_process_trial_is_trial_in_flight_with_a_retry_hin
         within(Duration::from_secs(2), async || succeed(&b).await.is_ok()).await,
         "b never saw the trial close the breaker"
     );
+}
+
+/// Defect 7, in memory (one process): a call during this process's own trial is
+/// `TrialInFlight` with a hint no longer than the trial lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_during_a_trial_in_memory_is_trial_in_flight_with_a_retry_hint() {
+    let lease = Duration::from_secs(10);
+    let reset = Duration::from_millis(100);
+    let registry = Registry::new(
+        Config::in_memory()
+            .env_overrides(false)
+            .trial_lease(lease)
+            .service(
+                "svc",
+                ServiceOverride::new().fail_max(1).reset_timeout(reset),
+            ),
+    )
+    .await
+    .unwrap();
+    let breaker = registry.breaker("svc");
+    assert!(ran(&fail(&breaker).await));
+    tokio::time::sleep(reset).await;
+    let permit = breaker.acquire().await.expect("the trial");
+    assert!(permit.is_trial());
+    let error = succeed(&breaker)
+        .await
+        .expect_err("rejected during the trial");
+    assert!(
+        matches!(error, BreakerError::TrialInFlight { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("a trial call is in flight"),
+        "{error}"
+    );
+    let hint = error.retry_after().unwrap();
+    assert!(hint > lease / 2 && hint <= lease, "{hint:?}");
+    permit.success().await;
+    assert_eq!(succeed(&breaker).await, Ok(()));
 }
 
 /// Found while writing the test above: a `Breaker` taken from a `Registry` that is then
