@@ -17,7 +17,9 @@ fn breakers_work_on_a_runtime_without_timers() {
                 "no-timers",
                 ServiceOverride::new()
                     .fail_max(1)
-                    .reset_timeout(Duration::from_millis(100)),
+                    // Long enough for the panic message tokio's refusal prints (with a
+                    // backtrace under RUST_BACKTRACE) not to use it up.
+                    .reset_timeout(Duration::from_secs(2)),
             ),
         )
         .await
@@ -33,7 +35,7 @@ fn breakers_work_on_a_runtime_without_timers() {
             matches!(rejected, Err(BreakerError::Open { .. })),
             "{rejected:?}"
         );
-        std::thread::sleep(Duration::from_millis(150));
+        std::thread::sleep(Duration::from_millis(2_100));
         let trial: Result<(), BreakerError> = breaker.call(async { Ok(()) }).await;
         assert_eq!(trial, Ok(()), "the open time ended");
         assert_eq!(breaker.state().await.unwrap(), State::Closed);

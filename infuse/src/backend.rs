@@ -53,6 +53,14 @@ impl Backend {
         }
     }
 
+    /// Binds an existing breaker's cell to this store (at `init`): the fleet keeps it up
+    /// to date from now on.
+    pub(crate) fn track(&self, cell: &Arc<Cell>) {
+        if let Backend::Fleet(fleet) = self {
+            fleet.track(cell);
+        }
+    }
+
     /// Whether commands leave the process (and are worth not waiting for).
     pub(crate) fn is_remote(&self) -> bool {
         matches!(self, Backend::Fleet(_))
@@ -80,6 +88,7 @@ impl Backend {
                 cell.observe(&store.apply_now(cell.service, &settings, register).snapshot);
             }
             Backend::Fleet(fleet) => {
+                fleet.track(cell);
                 // Created on first use: its first call loads the shared state (it must
                 // not assume closed while the fleet has it open); load it eagerly too.
                 cell.view.mark_unsynced();

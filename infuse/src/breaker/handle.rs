@@ -447,23 +447,29 @@ impl Breaker {
     }
 
     /// Rebinds to a new store and settings (at `init`), then loads the stored state.
+    ///
+    /// A breaker whose record holds garbage does not fail the boot: its calls follow the
+    /// unavailable-policy until `close()` repairs it. An unreachable store fails it unless
+    /// `degraded_ok` (the process was told to start degraded).
     pub(crate) async fn rebind(
         &self,
         settings: Settings,
         binding: Binding,
+        degraded_ok: bool,
     ) -> Result<(), StorageError> {
         let backend = binding.backend.clone();
         self.cell.set_settings(settings);
         self.binding.store(Arc::new(binding));
+        backend.track(&self.cell);
         // The view came from another store: offer no seed.
-        let outcome = backend
-            .apply(
-                self.cell.service,
-                &settings,
-                Command::Register { seed: None },
-            )
-            .await?;
-        self.cell.adopt(&outcome.snapshot);
+        let register = Command::Register { seed: None };
+        let snapshot = match backend.apply(self.cell.service, &settings, register).await {
+            Ok(outcome) => outcome.snapshot,
+            Err(StorageError::Corrupt(_)) => backend.load(self.cell.service, &settings).await,
+            Err(_) if degraded_ok => backend.load(self.cell.service, &settings).await,
+            Err(error) => return Err(error),
+        };
+        self.cell.adopt(&snapshot);
         Ok(())
     }
 }

@@ -13,15 +13,16 @@
 //!   replaced by the view: see [`Command::Register`].
 //!
 //! The fleet is a [`Store`]: it applies commands to Redis, or to the policy when Redis
-//! cannot answer. It talks to each breaker's [`Cell`], never to the breaker handle.
+//! cannot answer. It keeps each bound breaker's [`Cell`] up to date, never naming the
+//! breaker handle.
 
 mod options;
 mod sync;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -39,15 +40,6 @@ use crate::store::memory::MemoryStore;
 use crate::store::redis::{parse_event, timer_for, Deadlines, RedisStore};
 use crate::store::Store;
 
-/// The breakers a fleet keeps up to date. The registry implements it, so that the fleet
-/// reaches each breaker's cell without naming the handle.
-pub(crate) trait Directory: Send + Sync {
-    /// The cell of `service`, if this process uses that breaker.
-    fn cell(&self, service: &str) -> Option<Arc<Cell>>;
-    /// Every cell.
-    fn cells(&self) -> Vec<Arc<Cell>>;
-}
-
 /// The Redis store with its failure policy and background tasks.
 pub(crate) struct Fleet {
     store: RedisStore,
@@ -62,7 +54,10 @@ pub(crate) struct Fleet {
     local_trials: Mutex<HashSet<TrialToken>>,
     corrupt_reported: Mutex<HashSet<&'static str>>,
     monitoring: AtomicBool,
-    directory: Weak<dyn Directory>,
+    /// The cells of the breakers bound to this fleet, held weakly: a breaker keeps
+    /// following the fleet as long as any handle of it lives (even past its registry),
+    /// and the fleet never keeps a breaker alive.
+    cells: RwLock<HashMap<&'static str, Weak<Cell>>>,
     me: Weak<Fleet>,
     /// Dropped with the fleet: background tasks end when it closes.
     closing: watch::Sender<()>,
@@ -90,10 +85,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Fleet {
     /// Connects, loads the scripts and starts the subscriber and resync tasks.
-    pub(crate) async fn connect(
-        options: &RedisOptions,
-        directory: Weak<dyn Directory>,
-    ) -> Result<Arc<Fleet>, InitError> {
+    pub(crate) async fn connect(options: &RedisOptions) -> Result<Arc<Fleet>, InitError> {
         options.validate()?;
         let client =
             redis::Client::open(options.url.as_str()).map_err(|e| InitError::InvalidSetting {
@@ -164,7 +156,7 @@ impl Fleet {
             local_trials: Mutex::default(),
             corrupt_reported: Mutex::default(),
             monitoring: AtomicBool::new(false),
-            directory,
+            cells: RwLock::default(),
             me: me.clone(),
             closing,
         });
@@ -190,14 +182,21 @@ impl Fleet {
         self.healthy.load(Ordering::Acquire)
     }
 
+    /// Keeps `cell` up to date from now on (pub/sub, resync, recovery).
+    pub(crate) fn track(&self, cell: &Arc<Cell>) {
+        let mut cells = self.cells.write().unwrap_or_else(PoisonError::into_inner);
+        cells.retain(|_, cell| cell.strong_count() > 0);
+        cells.insert(cell.service, Arc::downgrade(cell));
+    }
+
     fn cell(&self, service: &str) -> Option<Arc<Cell>> {
-        self.directory.upgrade()?.cell(service)
+        let cells = self.cells.read().unwrap_or_else(PoisonError::into_inner);
+        cells.get(service).and_then(Weak::upgrade)
     }
 
     fn cells(&self) -> Vec<Arc<Cell>> {
-        self.directory
-            .upgrade()
-            .map_or_else(Vec::new, |directory| directory.cells())
+        let cells = self.cells.read().unwrap_or_else(PoisonError::into_inner);
+        cells.values().filter_map(Weak::upgrade).collect()
     }
 
     /// Applies a command to Redis; when Redis cannot answer, calls follow the policy.
@@ -402,6 +401,9 @@ impl Fleet {
                     if !self.is_healthy() {
                         return;
                     }
+                    // Garbage in this breaker's keys: its calls follow the policy (a
+                    // closed breaker's healthy calls never ask Redis, so tell the view).
+                    self.follow_policy(cell);
                 }
             }
         }
@@ -466,6 +468,20 @@ impl Fleet {
         }
     }
 
+    /// Puts one breaker's view under the policy (its record cannot be used).
+    fn follow_policy(&self, cell: &Arc<Cell>) {
+        let snapshot = match self.policy {
+            UnavailablePolicy::LocalFallback => {
+                match self.apply_locally(cell.service, &cell.settings(), Command::Snapshot) {
+                    Ok(outcome) => outcome.snapshot,
+                    Err(_) => return,
+                }
+            }
+            _ => self.policy_snapshot(cell.view.generation()),
+        };
+        cell.adopt(&snapshot);
+    }
+
     /// What FailOpen / FailClosed answer: a synthetic state that lets every call through
     /// or rejects every call.
     fn policy_snapshot(&self, generation: u64) -> Snapshot {
@@ -506,9 +522,8 @@ pub struct FleetStore {
 
 impl FleetStore {
     pub(crate) async fn connect(options: &RedisOptions) -> Result<FleetStore, InitError> {
-        let none: Weak<dyn Directory> = Weak::<NoBreakers>::new();
         Ok(FleetStore {
-            fleet: Fleet::connect(options, none).await?,
+            fleet: Fleet::connect(options).await?,
         })
     }
 
@@ -526,19 +541,6 @@ impl Store for FleetStore {
         command: Command,
     ) -> Result<Outcome, StorageError> {
         self.fleet.apply_command(service, settings, command).await
-    }
-}
-
-/// The directory of a fleet store used without breakers.
-struct NoBreakers;
-
-impl Directory for NoBreakers {
-    fn cell(&self, _: &str) -> Option<Arc<Cell>> {
-        None
-    }
-
-    fn cells(&self) -> Vec<Arc<Cell>> {
-        Vec::new()
     }
 }
 

@@ -79,10 +79,10 @@ impl RedisOptions {
             origin: origin.to_owned(),
             reason,
         };
-        if self.namespace.is_empty() || self.namespace.contains(['{', '}']) {
+        if self.namespace.is_empty() || self.namespace.contains(['{', '}', '/']) {
             return Err(invalid(
                 "Config::namespace",
-                "the namespace must be non-empty and must not contain `{` or `}` (reserved for Redis Cluster hash tags)".into(),
+                "the namespace must be non-empty and must not contain `{` or `}` (reserved for Redis Cluster hash tags) or `/` (it separates the namespace from the service in keys)".into(),
             ));
         }
         for (origin, name, value, max) in [

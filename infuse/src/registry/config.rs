@@ -84,7 +84,8 @@ impl Config {
     }
 
     /// The namespace of the Redis keys (default `"default"`): breakers of different
-    /// namespaces never meet, even on one Redis. Must not contain `{` or `}`.
+    /// namespaces never meet, even on one Redis. Must not be empty or contain `{`, `}`
+    /// or `/`.
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.redis.namespace = namespace.into();
         self

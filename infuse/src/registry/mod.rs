@@ -16,7 +16,7 @@ pub use env::env_prefix;
 use crate::backend::Backend;
 use crate::breaker::{Binding, Breaker};
 use crate::core::{InitError, InvalidName, Settings};
-use crate::fleet::{Directory, Fleet};
+use crate::fleet::Fleet;
 use crate::local::Cell;
 use crate::store::memory::MemoryStore;
 
@@ -43,7 +43,7 @@ pub(crate) fn validate_name(name: &str) -> Result<(), InvalidName> {
     })
 }
 
-/// The breakers of a registry, by service; what the fleet layer reads their cells from.
+/// The breakers of a registry, by service.
 #[derive(Default)]
 struct Breakers(RwLock<HashMap<&'static str, Breaker>>);
 
@@ -54,16 +54,6 @@ impl Breakers {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<&'static str, Breaker>> {
         self.0.write().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Directory for Breakers {
-    fn cell(&self, service: &str) -> Option<Arc<Cell>> {
-        self.read().get(service).map(|b| b.cell.clone())
-    }
-
-    fn cells(&self) -> Vec<Arc<Cell>> {
-        self.read().values().map(|b| b.cell.clone()).collect()
     }
 }
 
@@ -202,6 +192,12 @@ impl Registry {
         for (service, spec) in &declared {
             resolved.insert(*service, config.resolve(service, spec.settings)?);
         }
+        for service in config.services.keys() {
+            // An override is checked even if no breaker of it exists yet: an invalid one
+            // must fail here, not be replaced by the defaults when the breaker is created.
+            let declared = declared.get(service.as_str()).map(|spec| spec.settings);
+            config.resolve(service, declared.unwrap_or_default())?;
+        }
         let existing = self.breakers();
         if overrides == Overrides::ForKnownServices && !config.allow_undeclared_overrides {
             let mut known: HashSet<&str> = declared.keys().copied().collect();
@@ -210,10 +206,7 @@ impl Registry {
         }
         let backend = match config.store {
             StoreConfig::Memory => Backend::Memory(Arc::new(MemoryStore::new())),
-            StoreConfig::Redis => {
-                let breakers: Arc<dyn Directory> = self.inner.breakers.clone();
-                Backend::Fleet(Fleet::connect(&config.redis, Arc::downgrade(&breakers)).await?)
-            }
+            StoreConfig::Redis => Backend::Fleet(Fleet::connect(&config.redis).await?),
         };
         *self
             .inner
@@ -235,7 +228,9 @@ impl Registry {
                 backend: backend.clone(),
                 trial_lease: config.trial_lease,
             };
-            breaker.rebind(settings, binding).await?;
+            breaker
+                .rebind(settings, binding, config.redis.start_degraded)
+                .await?;
         }
         // Breakers created before this call get the config's listeners too.
         for breaker in existing {
