@@ -261,8 +261,12 @@ impl Fleet {
             return Ok(outcome);
         }
         // The record is gone (Redis restarted empty, flushed, evicted): recreate it from
-        // what this process knows, then run the command on it.
-        let seed = self.cell(service).map(|cell| cell.seed());
+        // what this process's breaker knows, then run the command on it. Without a
+        // breaker (a `FleetStore` driven by hand) there is no view: absent stays absent.
+        let Some(cell) = self.cell(service) else {
+            return Ok(outcome);
+        };
+        let seed = Some(cell.seed());
         self.store
             .apply(service, settings, Command::Register { seed })
             .await?;
@@ -282,7 +286,8 @@ impl Fleet {
         });
     }
 
-    /// The local fallback answers, seeded once from this process's view.
+    /// The local fallback answers, seeded once from this process's view of the breaker
+    /// (if it has one).
     fn apply_locally(
         &self,
         service: &'static str,
@@ -291,8 +296,10 @@ impl Fleet {
     ) -> Result<Outcome, StorageError> {
         let local = self.fallback.load_full();
         if lock(&self.seeded).insert(service) {
-            let seed = self.cell(service).map(|cell| cell.seed());
-            local.apply_now(service, settings, Command::Register { seed });
+            if let Some(cell) = self.cell(service) {
+                let seed = Some(cell.seed());
+                local.apply_now(service, settings, Command::Register { seed });
+            }
         }
         let outcome = local.apply_now(service, settings, command);
         match command {
