@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use infuse::store::redis::{Deadlines, RedisStore};
 use infuse::store::{Command, Outcome, Store};
-use infuse::{Settings, StorageError};
+use infuse::{Config, FleetStore, Settings, StorageError};
 
 use redis_server::RedisServer;
 
@@ -33,6 +33,76 @@ impl ServerStore {
 }
 
 impl Store for ServerStore {
+    async fn apply(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        command: Command,
+    ) -> Result<Outcome, StorageError> {
+        self.store.apply(service, settings, command).await
+    }
+}
+
+/// The fleet layer (`FleetStore`) on its own server, for the conformance suite. The store
+/// is declared first so that it is dropped before the server; the server's drop resumes
+/// (SIGCONT) and kills it, so a paused server never outlives the test.
+pub struct FleetServerStore {
+    pub store: FleetStore,
+    pub server: RedisServer,
+}
+
+impl FleetServerStore {
+    /// A fleet store on a healthy server of its own.
+    pub async fn start() -> FleetServerStore {
+        let server = RedisServer::start();
+        let store = Config::redis(server.url())
+            .namespace("conformance")
+            .redis_call_timeout(Duration::from_secs(1))
+            .redis_admin_timeout(Duration::from_secs(1))
+            .env_overrides(false)
+            .fleet_store()
+            .await
+            .expect("fleet store");
+        assert!(store.is_healthy(), "a fresh fleet store is healthy");
+        FleetServerStore { store, server }
+    }
+
+    /// A fleet store whose server is paused (SIGSTOP) and which has already degraded, so
+    /// that its local fallback answers every command.
+    pub async fn degraded() -> FleetServerStore {
+        let server = RedisServer::start();
+        let store = Config::redis(server.url())
+            .namespace("conformance")
+            .redis_call_timeout(Duration::from_millis(25))
+            .redis_admin_timeout(Duration::from_secs(1))
+            .env_overrides(false)
+            .fleet_store()
+            .await
+            .expect("fleet store");
+        assert!(store.is_healthy(), "a fresh fleet store is healthy");
+        server.pause();
+        // A call-path command times out on the paused server and degrades the store.
+        let settings = Settings::DEFAULT;
+        let failure = Command::RecordFailure { generation: 1 };
+        store
+            .apply("fallback-degrade", &settings, failure)
+            .await
+            .expect("a call-path command is answered by the policy");
+        let degraded = calls::eventually(
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            async || !store.is_healthy(),
+        )
+        .await;
+        assert!(
+            degraded,
+            "the fleet store did not degrade on a paused server"
+        );
+        FleetServerStore { store, server }
+    }
+}
+
+impl Store for FleetServerStore {
     async fn apply(
         &self,
         service: &'static str,
