@@ -1,4 +1,5 @@
-//! Test support shared by the integration tests.
+//! Test support shared by the integration tests: Redis servers, the test configurations
+//! of a Redis-backed registry, and stores on their own server for the conformance suite.
 
 pub mod calls;
 pub mod redis_server;
@@ -7,9 +8,33 @@ use std::time::Duration;
 
 use infuse::store::redis::{Deadlines, RedisStore};
 use infuse::store::{Command, Outcome, Store};
-use infuse::{Config, FleetStore, Settings, StorageError};
+use infuse::{Config, FleetStore, ServiceOverride, Settings, StorageError};
 
 use redis_server::RedisServer;
+
+/// A Redis configuration for tests: `server`, its own `namespace`, and no environment
+/// overrides (tests must not depend on the environment they run in).
+pub fn redis_config(server: &RedisServer, namespace: &str) -> Config {
+    Config::redis(server.url())
+        .namespace(namespace)
+        .env_overrides(false)
+}
+
+/// [`redis_config`] with one service's `fail_max` and reset timeout.
+pub fn redis_service_config(
+    server: &RedisServer,
+    namespace: &str,
+    service: &str,
+    fail_max: u32,
+    reset: Duration,
+) -> Config {
+    redis_config(server, namespace).service(
+        service,
+        ServiceOverride::new()
+            .fail_max(fail_max)
+            .reset_timeout(reset),
+    )
+}
 
 /// A raw Redis store on its own server, for the conformance suite.
 pub struct ServerStore {
@@ -55,11 +80,9 @@ impl FleetServerStore {
     /// A fleet store on a healthy server of its own.
     pub async fn start() -> FleetServerStore {
         let server = RedisServer::start();
-        let store = Config::redis(server.url())
-            .namespace("conformance")
+        let store = redis_config(&server, "conformance")
             .redis_call_timeout(Duration::from_secs(1))
             .redis_admin_timeout(Duration::from_secs(1))
-            .env_overrides(false)
             .fleet_store()
             .await
             .expect("fleet store");
@@ -71,11 +94,9 @@ impl FleetServerStore {
     /// that its local fallback answers every command.
     pub async fn degraded() -> FleetServerStore {
         let server = RedisServer::start();
-        let store = Config::redis(server.url())
-            .namespace("conformance")
+        let store = redis_config(&server, "conformance")
             .redis_call_timeout(Duration::from_millis(25))
             .redis_admin_timeout(Duration::from_secs(1))
-            .env_overrides(false)
             .fleet_store()
             .await
             .expect("fleet store");
