@@ -79,46 +79,44 @@ pub struct FleetServerStore {
 impl FleetServerStore {
     /// A fleet store on a healthy server of its own.
     pub async fn start() -> FleetServerStore {
-        let server = RedisServer::start();
-        let store = redis_config(&server, "conformance")
-            .redis_call_timeout(Duration::from_secs(1))
-            .redis_admin_timeout(Duration::from_secs(1))
-            .fleet_store()
-            .await
-            .expect("fleet store");
-        assert!(store.is_healthy(), "a fresh fleet store is healthy");
-        FleetServerStore { store, server }
+        FleetServerStore::connect(Duration::from_secs(1)).await
     }
 
     /// A fleet store whose server is paused (SIGSTOP) and which has already degraded, so
     /// that its local fallback answers every command.
     pub async fn degraded() -> FleetServerStore {
-        let server = RedisServer::start();
-        let store = redis_config(&server, "conformance")
-            .redis_call_timeout(Duration::from_millis(25))
-            .redis_admin_timeout(Duration::from_secs(1))
-            .fleet_store()
-            .await
-            .expect("fleet store");
-        assert!(store.is_healthy(), "a fresh fleet store is healthy");
-        server.pause();
+        let fleet = FleetServerStore::connect(Duration::from_millis(25)).await;
+        fleet.server.pause();
         // A call-path command times out on the paused server and degrades the store.
-        let settings = Settings::DEFAULT;
         let failure = Command::RecordFailure { generation: 1 };
-        store
-            .apply("fallback-degrade", &settings, failure)
+        fleet
+            .store
+            .apply("fallback-degrade", &Settings::DEFAULT, failure)
             .await
             .expect("a call-path command is answered by the policy");
         let degraded = calls::eventually(
             Duration::from_secs(5),
             Duration::from_millis(10),
-            async || !store.is_healthy(),
+            async || !fleet.store.is_healthy(),
         )
         .await;
         assert!(
             degraded,
             "the fleet store did not degrade on a paused server"
         );
+        fleet
+    }
+
+    /// A healthy fleet store on a new server, with this call deadline.
+    async fn connect(call_timeout: Duration) -> FleetServerStore {
+        let server = RedisServer::start();
+        let store = redis_config(&server, "conformance")
+            .redis_call_timeout(call_timeout)
+            .redis_admin_timeout(Duration::from_secs(1))
+            .fleet_store()
+            .await
+            .expect("fleet store");
+        assert!(store.is_healthy(), "a fresh fleet store is healthy");
         FleetServerStore { store, server }
     }
 }
