@@ -9,42 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use infuse::{
-    BreakerError, CallOptions, Config, Listener, Registry, ServiceOverride, State, Verdict,
-};
+use infuse::{BreakerError, CallOptions, Listener, ServiceOverride, State, Verdict};
+use infuse_tests::support::calls::{breaker_with as breaker, TestError, R};
 use tokio::sync::{Barrier, Notify};
 
 /// Bounds every wait on coordination, so that a deadlock fails the test.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, PartialEq)]
-enum TestError {
-    Boom,
-    Breaker(BreakerError),
-}
-
-impl From<BreakerError> for TestError {
-    fn from(err: BreakerError) -> Self {
-        TestError::Breaker(err)
-    }
-}
-
-type R = Result<u32, TestError>;
-
 /// Rejected without running: open, or half-open with the trial taken.
 fn is_open(r: &R) -> bool {
     matches!(r, Err(TestError::Breaker(e)) if e.is_rejection())
-}
-
-async fn breaker(service: &'static str, overrides: ServiceOverride) -> infuse::Breaker {
-    Registry::new(
-        Config::in_memory()
-            .env_overrides(false)
-            .service(service, overrides),
-    )
-    .await
-    .unwrap()
-    .breaker(service)
 }
 
 async fn patiently<F: Future>(what: &str, future: F) -> F::Output {

@@ -8,20 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use infuse::{BreakerError, Config, Registry, ServiceOverride, State};
+use support::calls;
 use support::redis_server::RedisServer;
 
 const SERVICE: &str = "users";
 
 fn config(server: &RedisServer, fail_max: u32, reset: Duration) -> Config {
-    Config::redis(server.url())
-        .namespace("fleet-test")
-        .service(
-            SERVICE,
-            ServiceOverride::new()
-                .fail_max(fail_max)
-                .reset_timeout(reset),
-        )
-        .env_overrides(false)
+    support::redis_service_config(server, "fleet-test", SERVICE, fail_max, reset)
 }
 
 async fn fleet(server: &RedisServer, n: usize, fail_max: u32, reset: Duration) -> Vec<Registry> {
@@ -37,23 +30,16 @@ async fn fleet(server: &RedisServer, n: usize, fail_max: u32, reset: Duration) -
 }
 
 async fn fail(registry: &Registry) -> Result<(), BreakerError> {
-    registry
-        .breaker(SERVICE)
-        .call(async {
-            Err(BreakerError::Tripped {
-                service: "downstream",
-            })
-        })
-        .await
+    calls::fail(&registry.breaker(SERVICE)).await
 }
 
 async fn succeed(registry: &Registry) -> Result<(), BreakerError> {
-    registry.breaker(SERVICE).call(async { Ok(()) }).await
+    calls::succeed(&registry.breaker(SERVICE)).await
 }
 
 /// Polls `f` every 5 ms for up to 2 s.
 async fn eventually(f: impl AsyncFnMut() -> bool) -> bool {
-    support::calls::eventually(Duration::from_secs(2), Duration::from_millis(5), f).await
+    calls::eventually(Duration::from_secs(2), Duration::from_millis(5), f).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use infuse::{
-    BreakerError, Config, Registry, ServiceOverride, State, StorageError, UnavailablePolicy,
-};
+use infuse::{BreakerError, Config, Registry, State, StorageError, UnavailablePolicy};
+use support::calls;
 use support::redis_server::RedisServer;
 
 const SERVICE: &str = "users";
@@ -20,18 +19,10 @@ const CALL_DEADLINE: Duration = Duration::from_millis(25);
 const SLACK: Duration = Duration::from_millis(250);
 
 fn config(server: &RedisServer, fail_max: u32, reset: Duration) -> Config {
-    Config::redis(server.url())
-        .namespace("faults")
+    support::redis_service_config(server, "faults", SERVICE, fail_max, reset)
         .redis_call_timeout(CALL_DEADLINE)
         .redis_admin_timeout(Duration::from_millis(300))
         .resync_interval(Duration::from_millis(200))
-        .service(
-            SERVICE,
-            ServiceOverride::new()
-                .fail_max(fail_max)
-                .reset_timeout(reset),
-        )
-        .env_overrides(false)
 }
 
 async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
@@ -41,21 +32,16 @@ async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
 }
 
 async fn fail(registry: &Registry) -> (Result<(), BreakerError>, Duration) {
-    timed(
-        registry
-            .breaker(SERVICE)
-            .call(async { Err(BreakerError::Tripped { service: "down" }) }),
-    )
-    .await
+    timed(calls::fail(&registry.breaker(SERVICE))).await
 }
 
 async fn succeed(registry: &Registry) -> (Result<(), BreakerError>, Duration) {
-    timed(registry.breaker(SERVICE).call(async { Ok(()) })).await
+    timed(calls::succeed(&registry.breaker(SERVICE))).await
 }
 
 /// Polls `f` every 10 ms for up to 5 s.
 async fn eventually(f: impl AsyncFnMut() -> bool) -> bool {
-    support::calls::eventually(Duration::from_secs(5), Duration::from_millis(10), f).await
+    calls::eventually(Duration::from_secs(5), Duration::from_millis(10), f).await
 }
 
 fn assert_bounded(waited: Duration, what: &str) {
@@ -347,7 +333,12 @@ async fn fail_closed_rejects_and_fail_open_passes_while_redis_is_down() {
     for _ in 0..10 {
         let (result, waited) = fail(&open).await;
         assert!(
-            matches!(result, Err(BreakerError::Tripped { service: "down" })),
+            matches!(
+                result,
+                Err(BreakerError::Tripped {
+                    service: calls::DOWNSTREAM
+                })
+            ),
             "not counted, passed through"
         );
         assert_bounded(waited, "a fail-open call");

@@ -1,9 +1,10 @@
 //! Helpers shared by the behaviour tests: an application error type, a breaker alone in
-//! its own in-memory registry, and polling for an eventual condition.
+//! its own in-memory registry, a failing and a succeeding call, and polling for an
+//! eventual condition.
 
 use std::time::Duration;
 
-use infuse::{BreakerError, Config, Registry, ServiceOverride};
+use infuse::{Breaker, BreakerError, Config, Registry, ServiceOverride};
 
 /// An application error that can carry the breaker's.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +37,26 @@ pub async fn breaker_with(service: &'static str, overrides: ServiceOverride) -> 
     .await
     .expect("registry")
     .breaker(service)
+}
+
+/// What the downstream of [`fail`] fails with: a stand-in error naming this service.
+pub const DOWNSTREAM: &str = "downstream";
+
+/// A guarded call whose downstream fails with `BreakerError::Tripped { service:
+/// DOWNSTREAM }` (so that the downstream's own error can be told from the breaker's).
+pub async fn fail(breaker: &Breaker) -> Result<(), BreakerError> {
+    breaker
+        .call(async {
+            Err(BreakerError::Tripped {
+                service: DOWNSTREAM,
+            })
+        })
+        .await
+}
+
+/// A guarded call whose downstream answers.
+pub async fn succeed(breaker: &Breaker) -> Result<(), BreakerError> {
+    breaker.call(async { Ok(()) }).await
 }
 
 /// Polls `f` every `every` until it holds, for at most `within`.
