@@ -22,12 +22,9 @@
 #![allow(dead_code)] // each binary uses a subset
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures::future::join_all;
-use futures::FutureExt;
 use infuse::store::{Command, Outcome, Snapshot, Store, Target, TrialToken};
 use infuse::{Settings, State};
 
@@ -84,63 +81,26 @@ macro_rules! __conformance_cases {
 }
 
 /// Instantiates one `#[tokio::test]` per conformance case for a store expression.
-///
-/// `known_defects = EXPR` (optional, a `&[&str]`) names cases the store is known to
-/// fail: their tests still run the case, unchanged, and pass only while it fails (a
-/// strict expected failure), so that a fix is noticed and the entry removed. Each entry
-/// needs a comment saying what is wrong.
 #[macro_export]
 macro_rules! conformance_tests {
     ($(#[$attr:meta])* store = $store:expr, prefix = $prefix:expr $(,)?) => {
-        $crate::conformance_tests!($(#[$attr])* store = $store, prefix = $prefix, known_defects = &[]);
-    };
-    (
-        $(#[$attr:meta])* store = $store:expr, prefix = $prefix:expr,
-        known_defects = $known:expr $(,)?
-    ) => {
-        $crate::__conformance_cases!($crate::__conformance_test! [
-            [$(#[$attr])*] ($store) ($prefix) ($known)
-        ]);
+        $crate::__conformance_cases!($crate::__conformance_test! [[$(#[$attr])*] ($store) ($prefix)]);
     };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_test {
-    ([$attrs:tt ($store:expr) ($prefix:expr) ($known:expr)]) => {};
-    ([[$($attr:tt)*] ($store:expr) ($prefix:expr) ($known:expr)] $case:ident, $($rest:ident,)*) => {
+    ([$attrs:tt ($store:expr) ($prefix:expr)]) => {};
+    ([[$($attr:tt)*] ($store:expr) ($prefix:expr)] $case:ident, $($rest:ident,)*) => {
         #[::tokio::test]
         $($attr)*
         async fn $case() {
             let store = $store;
-            $crate::conformance::run_case(
-                stringify!($case),
-                $known,
-                $crate::conformance::$case(&store, &$prefix),
-            )
-            .await;
+            $crate::conformance::$case(&store, &$prefix).await;
         }
-        $crate::__conformance_test!([[$($attr)*] ($store) ($prefix) ($known)] $($rest,)*);
+        $crate::__conformance_test!([[$($attr)*] ($store) ($prefix)] $($rest,)*);
     };
-}
-
-/// Runs one case; a case listed in `known_defects` must fail (see [`conformance_tests!`]).
-pub async fn run_case(case: &str, known_defects: &[&str], run: impl Future<Output = ()>) {
-    for defect in known_defects {
-        assert!(
-            CASES.contains(defect),
-            "known_defects names {defect:?}, which is no conformance case"
-        );
-    }
-    if !known_defects.contains(&case) {
-        return run.await;
-    }
-    let outcome = AssertUnwindSafe(run).catch_unwind().await;
-    assert!(
-        outcome.is_err(),
-        "{case} is listed as a known defect of this store but passes now: \
-         remove it from known_defects"
-    );
 }
 
 macro_rules! define_run_all {
@@ -150,23 +110,7 @@ macro_rules! define_run_all {
 
         /// Runs every case in sequence (a few seconds in all).
         pub async fn run_all<S: Store>(store: &S, prefix: &str) {
-            run_all_except(store, prefix, &[]).await;
-        }
-
-        /// Runs every case in sequence but the `known_defects` (which `conformance_tests!`
-        /// checks one by one).
-        pub async fn run_all_except<S: Store>(store: &S, prefix: &str, known_defects: &[&str]) {
-            for defect in known_defects {
-                assert!(
-                    CASES.contains(defect),
-                    "known_defects names {defect:?}, which is no conformance case"
-                );
-            }
-            $(
-                if !known_defects.contains(&stringify!($case)) {
-                    $case(store, prefix).await;
-                }
-            )*
+            $($case(store, prefix).await;)*
         }
     };
 }
