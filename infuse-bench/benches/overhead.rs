@@ -1,7 +1,7 @@
 //! Per-call overhead of infuse against a bare call and against `failsafe` and `recloser`.
 //!
 //! ```text
-//! cargo bench --bench overhead
+//! cargo bench -p infuse-bench --bench overhead
 //! ```
 //!
 //! # What is measured, and how
@@ -9,26 +9,58 @@
 //! Every guarded future here completes on its first poll (the breakers' fast paths never
 //! wait, and the "remote call" is `async { Ok(black_box(x)) }`), so the single-task rows
 //! drive each call with one `poll` on a no-op waker ([`run`]): no executor, no timer, no
-//! scheduling noise — only the breaker's own work plus the bare call. The `tokio …` rows
-//! cross-check the same calls awaited inside a current-thread tokio runtime
-//! (criterion's `to_async`), which is how applications run them.
+//! scheduling noise — only the breaker's own work plus the bare call. Each row's figure
+//! is the time of one whole call (creating the guarded future, polling it once, dropping
+//! it and its output); overhead = the row − `baseline: bare call`.
 //!
-//! Single-task rows are timed in the benchmark thread's CPU time
-//! (`CLOCK_THREAD_CPUTIME_ID`), so that other processes sharing the machine do not add
-//! their time slices to ours; the code measured never blocks, so for it CPU time is the
-//! cost of the call. `INFUSE_BENCH_CLOCK=wall` times them in wall-clock time instead.
+//! Rows (group `single task`; the same names in the other groups):
 //!
-//! The `2 threads` rows spawn two OS threads that each make N calls through the *same*
-//! shared breaker; the figure is wall time / (2N), i.e. the cost per call of the pair
-//! running flat out on this 2-core machine (shared-cache-line contention shows here).
+//! - `baseline: bare call`: the unguarded call.
+//! - `infuse closed: call()`: `breaker.call(future)` on a closed in-memory breaker (the
+//!   returned future borrows the breaker).
+//! - `infuse closed: call_owned()`: `breaker.call_owned(CallOptions::new(), future)` on
+//!   the same breaker: the `'static` future that owns a clone of the handle, so the row
+//!   includes cloning and dropping that handle (an `Arc`).
+//! - `infuse closed: #[circuit_breaker]`: the same call behind the attribute (the global
+//!   registry, in memory).
+//! - `infuse open: rejected`: `call()` on a breaker opened with `open()` (a 24 h
+//!   `reset_timeout`) inside the tokio runtime, so that a timer is armed for the end of
+//!   the open period and the rejection reads no clock (infuse reads it only in the last
+//!   5 ms of an open period, or when no runtime could arm the timer): rejected with
+//!   `Open { retry_at }`.
+//! - `infuse forced open: rejected`: `call()` on a breaker held open with `force_open()`:
+//!   rejected with `ForcedOpen`.
+//! - `failsafe closed` / `failsafe open: rejected`: failsafe's futures `CircuitBreaker`,
+//!   5 consecutive failures open it for 60 s / opened by one failure, 24 h back-off.
+//! - `recloser closed` / `recloser open: rejected`: recloser's defaults (ring buffer of
+//!   100 calls, 50 % error rate) / `closed_len(1)`, `open_wait` 24 h, opened by failures.
+//!
+//! Groups:
+//!
+//! - `single task`: timed in the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`),
+//!   so that other processes sharing the machine do not add their time slices to ours;
+//!   the code measured never blocks, so for it CPU time is the cost of the call.
+//!   `INFUSE_BENCH_CLOCK=wall` times them in wall-clock time instead. The `clock` group
+//!   times one read of each monotonic clock the same way.
+//! - `tokio current-thread`: a cross-check of some rows, each call awaited inside a
+//!   current-thread tokio runtime (criterion's `to_async`), as applications run them;
+//!   includes criterion's async loop.
+//! - `2 threads: aggregate wall time per call`: two OS threads each make N calls through
+//!   the *same* shared breaker at once; the figure is the pair's wall time / (2N), the
+//!   **aggregate wall time per call of two threads** — not the cost of one call (each
+//!   call takes about twice that on its own thread). It shows contention on shared cache
+//!   lines: with none, it is about half the single-task figure on this 2-core machine.
 //!
 //! Before the timings, the binary counts heap allocations (through a counting global
-//! allocator) over 10 000 rejected calls and 10 000 closed calls, and panics if a rejected
-//! call allocates.
+//! allocator) over 10 000 calls of each kind, and panics if an infuse closed call
+//! (`call()` or `call_owned()`) or rejection (open or forced open) allocated.
+//!
+//! Instruction counts of the same paths, free of timing noise: `infuse-bench/callgrind.sh`.
 //!
 //! Caveat: the workspace's dev-dependencies enable tokio's `test-util` feature, so
-//! `tokio::time::Instant::now()` (which infuse's open path reads) does one extra atomic
-//! load compared with a production build; the `clock/…` rows show that cost.
+//! `tokio::time::Instant::now()` (the clock infuse reads, though none of the rows above
+//! does) does one extra atomic load compared with a production build; the `clock/…` rows
+//! show that cost.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
@@ -41,7 +73,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion};
-use infuse::{BreakerError, Config, ServiceOverride};
+use infuse::{BreakerError, CallOptions, Config, ServiceOverride};
 
 // ---------------------------------------------------------------------------------------
 // A global allocator that counts allocations, to check that the open path allocates
@@ -160,6 +192,17 @@ async fn guarded(x: u64) -> Result<u64, AppError> {
     Ok::<u64, AppError>(black_box(x))
 }
 
+/// The same call through [`infuse::Breaker::call_owned`]: the guarded future owns a
+/// clone of the handle (an `Arc` increment here, a decrement when it is dropped), so it
+/// is `'static`.
+#[inline(always)]
+fn owned(
+    breaker: &infuse::Breaker,
+    x: u64,
+) -> impl Future<Output = Result<u64, AppError>> + 'static {
+    breaker.call_owned(CallOptions::new(), bare(x))
+}
+
 async fn failing() -> Result<u64, AppError> {
     Err(AppError::Failed)
 }
@@ -209,7 +252,10 @@ type Failsafe = failsafe::StateMachine<
 
 struct Breakers {
     infuse_closed: infuse::Breaker,
+    /// Opened with `open()` (tripped state, 24 h `reset_timeout`).
     infuse_open: infuse::Breaker,
+    /// Held open with `force_open()`.
+    infuse_forced: infuse::Breaker,
     /// pybreaker-like policy: 5 consecutive failures open it for 60 s.
     failsafe_closed: Failsafe,
     failsafe_open: Failsafe,
@@ -235,13 +281,17 @@ fn setup(rt: &tokio::runtime::Runtime) -> Breakers {
         infuse::init(
             Config::in_memory()
                 .env_overrides(false)
+                // `bench-open` is created below with `infuse::breaker`, not declared.
+                .allow_undeclared_overrides(true)
                 .service("bench-open", ServiceOverride::new().reset_timeout(LONG)),
         )
         .await
         .expect("infuse::init");
     });
     let infuse_open = infuse::breaker("bench-open");
-    rt.block_on(infuse_open.open()).expect("force open");
+    rt.block_on(infuse_open.open()).expect("open");
+    let infuse_forced = infuse::breaker("bench-forced");
+    rt.block_on(infuse_forced.force_open()).expect("force_open");
 
     let failsafe_open = failsafe_breaker(1, LONG);
     assert!(matches!(
@@ -261,6 +311,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> Breakers {
     let breakers = Breakers {
         infuse_closed: infuse::breaker("bench-call"),
         infuse_open,
+        infuse_forced,
         failsafe_closed: failsafe_breaker(5, Duration::from_secs(60)),
         failsafe_open,
         recloser_closed: recloser::Recloser::default().into(),
@@ -269,10 +320,15 @@ fn setup(rt: &tokio::runtime::Runtime) -> Breakers {
     // Every row measures what it claims.
     let b = &breakers;
     assert!(run(b.infuse_closed.call(bare(1))).is_ok());
+    assert!(run(owned(&b.infuse_closed, 1)).is_ok());
     assert!(run(guarded(1)).is_ok());
     assert!(matches!(
         run(b.infuse_open.call(bare(1))),
         Err(AppError::Breaker(BreakerError::Open { .. }))
+    ));
+    assert!(matches!(
+        run(b.infuse_forced.call(bare(1))),
+        Err(AppError::Breaker(BreakerError::ForcedOpen { .. }))
     ));
     assert!(run(b.failsafe_closed.call(bare(1))).is_ok());
     assert!(matches!(
@@ -287,7 +343,8 @@ fn setup(rt: &tokio::runtime::Runtime) -> Breakers {
     breakers
 }
 
-/// Counts allocations per call; a rejected infuse call must not allocate.
+/// Counts allocations per call; infuse's closed calls (`call()`, `call_owned()`) and
+/// rejections (open, forced open) must not allocate.
 fn check_allocations(b: &Breakers) {
     const CALLS: u64 = 10_000;
     let count = |f: &dyn Fn(u64)| {
@@ -299,41 +356,59 @@ fn check_allocations(b: &Breakers) {
         ALLOCATIONS.load(Ordering::SeqCst) - before
     };
     use failsafe::futures::CircuitBreaker as _;
-    let rows: [(&str, u64); 6] = [
+    let rows: [(&str, u64); 9] = [
         (
-            "infuse open (rejected) ",
+            "infuse open (rejected)        ",
             count(&|i| {
                 black_box(run(b.infuse_open.call(bare(i))).is_err());
             }),
         ),
         (
-            "infuse closed, call()  ",
+            "infuse forced open (rejected) ",
+            count(&|i| {
+                black_box(run(b.infuse_forced.call(bare(i))).is_err());
+            }),
+        ),
+        (
+            "infuse closed, call()         ",
             count(&|i| {
                 black_box(run(b.infuse_closed.call(bare(i))).is_ok());
             }),
         ),
         (
-            "infuse closed, #[attr] ",
+            "infuse closed, call_owned()   ",
+            count(&|i| {
+                black_box(run(owned(&b.infuse_closed, i)).is_ok());
+            }),
+        ),
+        (
+            "infuse closed, #[attr]        ",
             count(&|i| {
                 black_box(run(guarded(i)).is_ok());
             }),
         ),
         (
-            "recloser open          ",
+            "recloser open                 ",
             count(&|i| {
                 black_box(run(b.recloser_open.call(bare(i))).is_err());
             }),
         ),
         (
-            "recloser closed        ",
+            "recloser closed               ",
             count(&|i| {
                 black_box(run(b.recloser_closed.call(bare(i))).is_ok());
             }),
         ),
         (
-            "failsafe open          ",
+            "failsafe open                 ",
             count(&|i| {
                 black_box(run(b.failsafe_open.call(bare(i))).is_err());
+            }),
+        ),
+        (
+            "failsafe closed               ",
+            count(&|i| {
+                black_box(run(b.failsafe_closed.call(bare(i))).is_ok());
             }),
         ),
     ];
@@ -341,7 +416,13 @@ fn check_allocations(b: &Breakers) {
     for (name, n) in rows {
         println!("  {name} {n:>6}  ({:.3} per call)", n as f64 / CALLS as f64);
     }
-    assert_eq!(rows[0].1, 0, "a rejected infuse call allocated");
+    assert_eq!(rows[0].1, 0, "a rejected (open) infuse call allocated");
+    assert_eq!(
+        rows[1].1, 0,
+        "a rejected (forced open) infuse call allocated"
+    );
+    assert_eq!(rows[2].1, 0, "a closed infuse call() allocated");
+    assert_eq!(rows[3].1, 0, "a closed infuse call_owned() allocated");
     println!();
 }
 
@@ -357,11 +438,17 @@ fn single_task<M: Measurement<Value = Duration>>(c: &mut Criterion<M>, b: &Break
     g.bench_function("infuse closed: call()", |bench| {
         bench.iter(|| run(b.infuse_closed.call(bare(black_box(7)))))
     });
+    g.bench_function("infuse closed: call_owned()", |bench| {
+        bench.iter(|| run(owned(&b.infuse_closed, black_box(7))))
+    });
     g.bench_function("infuse closed: #[circuit_breaker]", |bench| {
         bench.iter(|| run(guarded(black_box(7))))
     });
     g.bench_function("infuse open: rejected", |bench| {
         bench.iter(|| run(b.infuse_open.call(bare(black_box(7)))))
+    });
+    g.bench_function("infuse forced open: rejected", |bench| {
+        bench.iter(|| run(b.infuse_forced.call(bare(black_box(7)))))
     });
     g.bench_function("failsafe closed", |bench| {
         bench.iter(|| run(b.failsafe_closed.call(bare(black_box(7)))))
@@ -401,10 +488,20 @@ fn in_tokio<M: Measurement<Value = Duration>>(
             .to_async(rt)
             .iter(|| b.infuse_closed.call(bare(black_box(7))))
     });
+    g.bench_function("infuse closed: call_owned()", |bench| {
+        bench
+            .to_async(rt)
+            .iter(|| owned(&b.infuse_closed, black_box(7)))
+    });
     g.bench_function("infuse open: rejected", |bench| {
         bench
             .to_async(rt)
             .iter(|| b.infuse_open.call(bare(black_box(7))))
+    });
+    g.bench_function("infuse forced open: rejected", |bench| {
+        bench
+            .to_async(rt)
+            .iter(|| b.infuse_forced.call(bare(black_box(7))))
     });
     g.finish();
 }
@@ -412,7 +509,8 @@ fn in_tokio<M: Measurement<Value = Duration>>(
 fn two_thread(c: &mut Criterion, b: &Breakers) {
     use failsafe::futures::CircuitBreaker as _;
 
-    let mut g = c.benchmark_group("2 threads");
+    // Not a per-call cost: the aggregate wall time per call of two threads (see the top).
+    let mut g = c.benchmark_group("2 threads: aggregate wall time per call");
     let mut row = |name: &str, calls: &(dyn Fn(u64) + Sync)| {
         g.bench_function(BenchmarkId::from_parameter(name), |bench| {
             bench.iter_custom(|iters| two_threads(iters, calls))
@@ -428,6 +526,11 @@ fn two_thread(c: &mut Criterion, b: &Breakers) {
             black_box(run(b.infuse_closed.call(bare(black_box(i))))).ok();
         }
     });
+    row("infuse closed: call_owned()", &|n| {
+        for i in 0..n {
+            black_box(run(owned(&b.infuse_closed, black_box(i)))).ok();
+        }
+    });
     row("infuse closed: #[circuit_breaker]", &|n| {
         for i in 0..n {
             black_box(run(guarded(black_box(i)))).ok();
@@ -436,6 +539,11 @@ fn two_thread(c: &mut Criterion, b: &Breakers) {
     row("infuse open: rejected", &|n| {
         for i in 0..n {
             black_box(run(b.infuse_open.call(bare(black_box(i))))).ok();
+        }
+    });
+    row("infuse forced open: rejected", &|n| {
+        for i in 0..n {
+            black_box(run(b.infuse_forced.call(bare(black_box(i))))).ok();
         }
     });
     row("failsafe closed", &|n| {

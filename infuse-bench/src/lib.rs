@@ -1,1 +1,16 @@
-//! Hosts the benchmarks (`benches/`); see BENCHMARKS.md.
+//! Hosts the benchmarks (`benches/`); see BENCHMARKS.md. Also what the benchmarks share
+//! with their helper binaries (`src/bin/`).
+
+/// `CLOCK_MONOTONIC` in nanoseconds. On Linux this clock is system-wide: readings taken
+/// in different processes of one machine are comparable (`benches/propagation.rs`
+/// subtracts a reading of one process from a reading of another).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

@@ -1,0 +1,160 @@
+//! Runs N calls of each fast path in its own function, for `callgrind.sh` to count the
+//! instructions of one path at a time (`valgrind --tool=callgrind --toggle-collect=<fn>`).
+//!
+//! ```text
+//! callgrind-probe [N]      # N calls per path, 100 000 by default
+//! ```
+//!
+//! The paths, each a `#[no_mangle]` function so that its name is exact (every call is
+//! polled once on a no-op waker, as in `benches/overhead.rs`; in-memory breakers):
+//!
+//! - `probe_bare`: the unguarded call (the loop and the call itself);
+//! - `probe_closed_call`: `breaker.call(future)`, breaker closed;
+//! - `probe_closed_call_owned`: `breaker.call_owned(CallOptions::new(), future)`, closed;
+//! - `probe_open_rejection`: `call()` on a breaker opened with `open()` (24 h, a timer
+//!   armed: no clock read);
+//! - `probe_forced_rejection`: `call()` on a breaker held open with `force_open()`.
+//!
+//! Each path runs once before its probe, so that lazy initialisation is not counted, and
+//! each probe's body differs (the rejections check their own error variant) so that the
+//! compiler cannot fold two probes into one symbol, which would count both loops.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use infuse::{Breaker, BreakerError, CallOptions, Config, Registry, ServiceOverride};
+
+#[derive(Debug)]
+#[allow(dead_code)] // the fields are only read through `Debug`
+enum AppError {
+    Breaker(BreakerError),
+}
+
+impl From<BreakerError> for AppError {
+    fn from(err: BreakerError) -> Self {
+        AppError::Breaker(err)
+    }
+}
+
+async fn bare(x: u64) -> Result<u64, AppError> {
+    Ok::<u64, AppError>(black_box(x))
+}
+
+#[inline(always)]
+fn run<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("a probed call did not complete on its first poll"),
+    }
+}
+
+#[no_mangle]
+#[inline(never)]
+fn probe_bare(n: u64) -> u64 {
+    let mut ok = 0;
+    for i in 0..n {
+        ok += black_box(run(bare(black_box(i)))).is_ok() as u64;
+    }
+    ok
+}
+
+#[no_mangle]
+#[inline(never)]
+fn probe_closed_call(breaker: &Breaker, n: u64) -> u64 {
+    let mut ok = 0;
+    for i in 0..n {
+        ok += black_box(run(breaker.call(bare(black_box(i))))).is_ok() as u64;
+    }
+    ok
+}
+
+#[no_mangle]
+#[inline(never)]
+fn probe_closed_call_owned(breaker: &Breaker, n: u64) -> u64 {
+    let mut ok = 0;
+    for i in 0..n {
+        let call = breaker.call_owned(CallOptions::new(), bare(black_box(i)));
+        ok += black_box(run(call)).is_ok() as u64;
+    }
+    ok
+}
+
+#[no_mangle]
+#[inline(never)]
+fn probe_open_rejection(breaker: &Breaker, n: u64) -> u64 {
+    let mut rejected = 0;
+    for i in 0..n {
+        let result = black_box(run(breaker.call(bare(black_box(i)))));
+        rejected += matches!(result, Err(AppError::Breaker(BreakerError::Open { .. }))) as u64;
+    }
+    rejected
+}
+
+#[no_mangle]
+#[inline(never)]
+fn probe_forced_rejection(breaker: &Breaker, n: u64) -> u64 {
+    let mut rejected = 0;
+    for i in 0..n {
+        let result = black_box(run(breaker.call(bare(black_box(i)))));
+        rejected += matches!(
+            result,
+            Err(AppError::Breaker(BreakerError::ForcedOpen { .. }))
+        ) as u64;
+    }
+    rejected
+}
+
+fn main() {
+    let n: u64 = match std::env::args().nth(1) {
+        None => 100_000,
+        Some(n) => n.parse().expect("usage: callgrind-probe [N]"),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    // Opened inside the runtime: a timer is armed for the end of the open period.
+    let config = Config::in_memory().env_overrides(false).service(
+        "open",
+        ServiceOverride::new().reset_timeout(Duration::from_secs(24 * 3600)),
+    );
+    let registry = rt
+        .block_on(Registry::new(config))
+        .expect("in-memory registry");
+    let closed = registry.breaker("closed");
+    let open = registry.breaker("open");
+    let forced = registry.breaker("forced");
+    rt.block_on(async {
+        open.open().await.expect("open");
+        forced.force_open().await.expect("force_open");
+    });
+
+    // Warm every path, and check that each does what its name says.
+    assert_eq!(probe_bare(1), 1);
+    assert_eq!(probe_closed_call(&closed, 1), 1);
+    assert_eq!(probe_closed_call_owned(&closed, 1), 1);
+    assert_eq!(probe_open_rejection(&open, 1), 1);
+    assert_eq!(probe_forced_rejection(&forced, 1), 1);
+
+    let counts = [
+        ("probe_bare", probe_bare(n)),
+        ("probe_closed_call", probe_closed_call(&closed, n)),
+        (
+            "probe_closed_call_owned",
+            probe_closed_call_owned(&closed, n),
+        ),
+        ("probe_open_rejection", probe_open_rejection(&open, n)),
+        ("probe_forced_rejection", probe_forced_rejection(&forced, n)),
+    ];
+    for (name, count) in counts {
+        assert_eq!(count, n, "{name}: not every call took its path");
+    }
+    println!("callgrind-probe: {n} calls per path");
+}
