@@ -75,6 +75,21 @@ fn probe_closed_call(breaker: &Breaker, n: u64) -> u64 {
     ok
 }
 
+#[infuse::circuit_breaker(service = "closed-attribute")]
+async fn attributed(x: u64) -> Result<u64, AppError> {
+    Ok(black_box(x))
+}
+
+#[no_mangle]
+#[inline(never)]
+fn probe_closed_attribute(n: u64) -> u64 {
+    let mut ok = 0;
+    for i in 0..n {
+        ok += black_box(run(attributed(black_box(i)))).is_ok() as u64;
+    }
+    ok
+}
+
 #[no_mangle]
 #[inline(never)]
 fn probe_closed_call_owned(breaker: &Breaker, n: u64) -> u64 {
@@ -139,6 +154,7 @@ fn main() {
     // Warm every path, and check that each does what its name says.
     assert_eq!(probe_bare(1), 1);
     assert_eq!(probe_closed_call(&closed, 1), 1);
+    assert_eq!(probe_closed_attribute(1), 1);
     assert_eq!(probe_closed_call_owned(&closed, 1), 1);
     assert_eq!(probe_open_rejection(&open, 1), 1);
     assert_eq!(probe_forced_rejection(&forced, 1), 1);
@@ -146,6 +162,7 @@ fn main() {
     let counts = [
         ("probe_bare", probe_bare(n)),
         ("probe_closed_call", probe_closed_call(&closed, n)),
+        ("probe_closed_attribute", probe_closed_attribute(n)),
         (
             "probe_closed_call_owned",
             probe_closed_call_owned(&closed, n),

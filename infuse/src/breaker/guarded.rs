@@ -13,6 +13,7 @@
 
 use std::borrow::Borrow;
 use std::future::Future;
+use std::mem::{self, ManuallyDrop};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -21,6 +22,7 @@ use crate::breaker::options::{CallOptions, GuardedResult};
 use crate::breaker::permit::{Permit, PermitKind};
 use crate::breaker::skip;
 use crate::core::BreakerError;
+use crate::local::Admit;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -40,7 +42,9 @@ pin_project_lite::pin_project! {
         options: CallOptions<R::Err>,
         #[pin]
         future: F,
-        phase: Phase<R>,
+        // Dropped by hand (`PinnedDrop`), so that dropping a finished call is one tag
+        // check rather than the drop glue of every slow phase.
+        phase: ManuallyDrop<Phase<R>>,
     }
 
     impl<B, R, F> PinnedDrop for Guarded<B, R, F>
@@ -50,27 +54,36 @@ pin_project_lite::pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Phase::Running(PermitKind::Trial { token }) = this.phase {
-                Borrow::<Breaker>::borrow(&*this.breaker).release_abandoned_trial(*token);
+            if let Phase::Running(PermitKind::Trial { token }) = **this.phase {
+                Borrow::<Breaker>::borrow(&*this.breaker).release_abandoned_trial(token);
             }
+            set(this.phase, Phase::Done);
         }
     }
 }
 
+/// Where a guarded call stands. The fast paths only ever use the first four phases,
+/// which own nothing: dropping a finished call is one tag check.
 enum Phase<R: GuardedResult> {
     /// Not polled yet: admission happens on the first poll, inside the caller's task.
     Start,
     /// Inside `skip_breaker`: the call runs unchecked.
     Bypass,
-    /// Waiting for the trial slot or the shared state.
-    Admitting(BoxFuture<Result<PermitKind, BreakerError>>),
     /// Admitted: the call runs.
     Running(PermitKind),
+    Done,
+    /// Waiting on the store (admission, or recording the outcome).
+    Slow(Box<Slow<R>>),
+}
+
+/// The phases that wait on the store, boxed out of the call's future.
+enum Slow<R: GuardedResult> {
+    /// Waiting for the trial slot or the shared state.
+    Admitting(BoxFuture<Result<PermitKind, BreakerError>>),
     /// The call succeeded (or failed with an excluded error); recording it needs the store.
     Settling(BoxFuture<()>, Option<R>),
     /// The call failed; recording it needs the store.
     Failing(BoxFuture<Verdict>, Option<R>),
-    Done,
 }
 
 impl<B: Borrow<Breaker>, R: GuardedResult, F> Guarded<B, R, F> {
@@ -79,7 +92,7 @@ impl<B: Borrow<Breaker>, R: GuardedResult, F> Guarded<B, R, F> {
             breaker,
             options,
             future,
-            phase: Phase::Start,
+            phase: ManuallyDrop::new(Phase::Start),
         }
     }
 }
@@ -92,45 +105,49 @@ where
 {
     type Output = R;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
         let mut this = self.project();
-        if let Phase::Start = this.phase {
+        if let Phase::Start = **this.phase {
             if !skip::is_skipping() {
                 let breaker: &Breaker = (*this.breaker).borrow();
-                match breaker.admit_now() {
-                    Ok(Some(kind)) => {
+                match breaker.cell.view.admit() {
+                    Admit::Pass(generation) => {
                         // The healthy path: run, and settle at once when nothing has to
                         // be recorded. The output goes back untouched.
+                        breaker.before_call();
+                        let kind = PermitKind::Normal { generation };
                         let Poll::Ready(output) = this.future.as_mut().poll(cx) else {
-                            *this.phase = Phase::Running(kind);
+                            set(this.phase, Phase::Running(kind));
                             return Poll::Pending;
                         };
-                        if let (Ok(_), PermitKind::Normal { generation }) =
-                            (output.as_result(), kind)
+                        set(this.phase, Phase::Done);
+                        if output.as_result().is_ok() && !breaker.cell.view.needs_reset(generation)
                         {
-                            if !breaker.cell.view.needs_reset(generation) {
-                                *this.phase = Phase::Done;
-                                breaker.emit_success();
-                                return Poll::Ready(output);
-                            }
+                            breaker.emit_success();
+                            return Poll::Ready(output);
                         }
                         match settle(breaker, this.options, kind, output) {
-                            Ok(done) => {
-                                *this.phase = Phase::Done;
-                                return Poll::Ready(done);
-                            }
-                            Err(phase) => *this.phase = phase,
+                            Ok(done) => return Poll::Ready(done),
+                            Err(phase) => set(this.phase, phase),
                         }
                     }
-                    Ok(None) => *this.phase = admitting(breaker),
-                    Err(rejected) => {
-                        *this.phase = Phase::Done;
+                    Admit::RejectOpen(until) => {
+                        set(this.phase, Phase::Done);
+                        let rejected = breaker.rejected_open(until);
                         return Poll::Ready(R::from_result(Err(rejected.into())));
                     }
+                    other => match breaker.admit_other(other) {
+                        Ok(Some(kind)) => set(this.phase, Phase::Running(kind)),
+                        Ok(None) => set(this.phase, admitting(breaker)),
+                        Err(rejected) => {
+                            set(this.phase, Phase::Done);
+                            return Poll::Ready(R::from_result(Err(rejected.into())));
+                        }
+                    },
                 }
             } else {
-                *this.phase = Phase::Bypass;
+                set(this.phase, Phase::Bypass);
             }
         }
         poll_phase(
@@ -141,6 +158,22 @@ where
             cx,
         )
     }
+}
+
+/// Moves to the `next` phase. The fast phases own nothing, so the old one is dropped by
+/// hand, and only a slow one (boxed) pays for drop glue.
+#[inline(always)]
+fn set<R: GuardedResult>(phase: &mut Phase<R>, next: Phase<R>) {
+    match mem::replace(phase, next) {
+        Phase::Slow(slow) => drop_slow(slow),
+        fast => mem::forget(fast),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn drop_slow<R: GuardedResult>(slow: Box<Slow<R>>) {
+    drop(slow);
 }
 
 /// Every phase after the first poll.
@@ -156,43 +189,45 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
         match phase {
             Phase::Start => unreachable!("admission runs on the first poll"),
             Phase::Bypass => return future.poll(cx),
-            Phase::Admitting(admitting) => match ready!(admitting.as_mut().poll(cx)) {
-                Ok(kind) => *phase = Phase::Running(kind),
-                Err(rejected) => {
-                    *phase = Phase::Done;
-                    return Poll::Ready(R::from_result(Err(rejected.into())));
-                }
-            },
             Phase::Running(kind) => {
                 let kind = *kind;
                 let output = ready!(future.as_mut().poll(cx));
-                *phase = Phase::Done; // the permit is settled below, not released on drop
+                set(phase, Phase::Done); // the permit is settled below, not released on drop
                 match settle(breaker, options, kind, output) {
                     Ok(done) => return Poll::Ready(done),
-                    Err(next) => *phase = next,
+                    Err(next) => set(phase, next),
                 }
             }
-            Phase::Settling(settling, output) => {
-                ready!(settling.as_mut().poll(cx));
-                let output = output.take().expect("output kept until settled");
-                *phase = Phase::Done;
-                return Poll::Ready(output);
-            }
-            Phase::Failing(failing, output) => {
-                let verdict = ready!(failing.as_mut().poll(cx));
-                let output = output.take().expect("output kept until settled");
-                *phase = Phase::Done;
-                let service = breaker.service();
-                let replaced = match (verdict, options.error_on_trip) {
-                    (Verdict::Tripped, true) => Some(BreakerError::Tripped { service }),
-                    (Verdict::TrialFailed, true) => Some(BreakerError::TrialFailed { service }),
-                    _ => None,
-                };
-                return Poll::Ready(match replaced {
-                    Some(error) => R::from_result(Err(error.into())),
-                    None => output,
-                });
-            }
+            Phase::Slow(slow) => match &mut **slow {
+                Slow::Admitting(admitting) => match ready!(admitting.as_mut().poll(cx)) {
+                    Ok(kind) => set(phase, Phase::Running(kind)),
+                    Err(rejected) => {
+                        set(phase, Phase::Done);
+                        return Poll::Ready(R::from_result(Err(rejected.into())));
+                    }
+                },
+                Slow::Settling(settling, output) => {
+                    ready!(settling.as_mut().poll(cx));
+                    let output = output.take().expect("output kept until settled");
+                    set(phase, Phase::Done);
+                    return Poll::Ready(output);
+                }
+                Slow::Failing(failing, output) => {
+                    let verdict = ready!(failing.as_mut().poll(cx));
+                    let output = output.take().expect("output kept until settled");
+                    set(phase, Phase::Done);
+                    let service = breaker.service();
+                    let replaced = match (verdict, options.error_on_trip) {
+                        (Verdict::Tripped, true) => Some(BreakerError::Tripped { service }),
+                        (Verdict::TrialFailed, true) => Some(BreakerError::TrialFailed { service }),
+                        _ => None,
+                    };
+                    return Poll::Ready(match replaced {
+                        Some(error) => R::from_result(Err(error.into())),
+                        None => output,
+                    });
+                }
+            },
             Phase::Done => panic!("a guarded call was polled after it completed"),
         }
     }
@@ -203,7 +238,8 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
 #[inline(never)]
 fn admitting<R: GuardedResult>(breaker: &Breaker) -> Phase<R> {
     let breaker = breaker.clone();
-    Phase::Admitting(Box::pin(async move { breaker.admit_slow().await }))
+    let admitting = Box::pin(async move { breaker.admit_slow().await });
+    Phase::Slow(Box::new(Slow::Admitting(admitting)))
 }
 
 /// Records the call's outcome: at once when no store round trip is needed (`Ok`: the
@@ -221,7 +257,10 @@ fn settle<R: GuardedResult>(
         Err(error) if !options.is_excluded(error) => {
             // Listeners see the error now; the recording does not borrow it.
             let failing = permit.failure(error);
-            Err(Phase::Failing(Box::pin(failing), Some(output)))
+            Err(Phase::Slow(Box::new(Slow::Failing(
+                Box::pin(failing),
+                Some(output),
+            ))))
         }
         // A success, or an excluded error (which counts as one).
         _ => match kind {
@@ -230,7 +269,10 @@ fn settle<R: GuardedResult>(
                 breaker.emit_success();
                 Ok(output)
             }
-            _ => Err(Phase::Settling(Box::pin(permit.success()), Some(output))),
+            _ => Err(Phase::Slow(Box::new(Slow::Settling(
+                Box::pin(permit.success()),
+                Some(output),
+            )))),
         },
     }
 }

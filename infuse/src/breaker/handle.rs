@@ -196,13 +196,24 @@ impl Breaker {
                 self.before_call();
                 Ok(Some(PermitKind::Normal { generation }))
             }
+            Admit::RejectOpen(until) => Err(self.rejected_open(until)),
             other => self.admit_other(other),
         }
     }
 
+    /// The rejection of a call while open (until `until`, on the fast-path clock).
+    #[inline(always)]
+    pub(crate) fn rejected_open(&self, until: u64) -> BreakerError {
+        self.rejected(BreakerError::Open {
+            service: self.cell.service,
+            retry_at: RetryAt(until),
+        })
+    }
+
+    /// Admission in every case but a closed or open breaker's.
     #[cold]
     #[inline(never)]
-    fn admit_other(&self, admit: Admit) -> Result<Option<PermitKind>, BreakerError> {
+    pub(crate) fn admit_other(&self, admit: Admit) -> Result<Option<PermitKind>, BreakerError> {
         let service = self.cell.service;
         match admit {
             Admit::Pass(generation) => {
@@ -248,19 +259,20 @@ impl Breaker {
         }
     }
 
-    fn before_call(&self) {
+    #[inline(always)]
+    pub(crate) fn before_call(&self) {
         let service = self.cell.service;
         self.cell
             .listeners
-            .emit(service, |l| l.before_call(service));
+            .emit(service, |l, service| l.before_call(service));
     }
 
-    #[cold]
+    #[inline(always)]
     fn rejected(&self, error: BreakerError) -> BreakerError {
         let service = self.cell.service;
         self.cell
             .listeners
-            .emit(service, |l| l.on_rejected(service));
+            .emit(service, |l, service| l.on_rejected(service));
         error
     }
 

@@ -79,7 +79,7 @@ impl<B: Borrow<Breaker>> Permit<B> {
             .borrow()
             .cell
             .listeners
-            .emit(service, |l| l.on_failure(service, error));
+            .emit(service, |l, service| l.on_failure(service, error));
         async move {
             let mut permit = self;
             match permit.kind {
@@ -136,9 +136,12 @@ impl<B: Borrow<Breaker>> Debug for Permit<B> {
 
 /// Recording outcomes in the store.
 impl Breaker {
+    #[inline(always)]
     pub(crate) fn emit_success(&self) {
         let service = self.cell.service;
-        self.cell.listeners.emit(service, |l| l.on_success(service));
+        self.cell
+            .listeners
+            .emit(service, |l, service| l.on_success(service));
     }
 
     /// Resets the (fleet's) fail counter once after failures. With a remote store it is

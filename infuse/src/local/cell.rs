@@ -120,7 +120,7 @@ impl Cell {
             _ => tracing::info!(service, %from, %to, generation, "circuit breaker state changed"),
         }
         self.listeners
-            .emit(service, |l| l.on_state_change(service, from, to));
+            .emit(service, |l, service| l.on_state_change(service, from, to));
     }
 }
 
