@@ -54,10 +54,13 @@ pin_project_lite::pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Phase::Running(PermitKind::Trial { token }) = **this.phase {
-                Borrow::<Breaker>::borrow(&*this.breaker).release_abandoned_trial(token);
+            match **this.phase {
+                Phase::Running(PermitKind::Trial { token }) => {
+                    Borrow::<Breaker>::borrow(&*this.breaker).release_abandoned_trial(token);
+                }
+                Phase::Slow(_) => set(this.phase, Phase::Done),
+                _ => {}
             }
-            set(this.phase, Phase::Done);
         }
     }
 }
@@ -114,19 +117,21 @@ where
                 match breaker.cell.view.admit() {
                     Admit::Pass(generation) => {
                         // The healthy path: run, and settle at once when nothing has to
-                        // be recorded. The output goes back untouched.
+                        // be recorded. The output goes back untouched, and the phase
+                        // stays `Start` (it owns nothing): polling a finished call again
+                        // polls a finished future, which is the caller's bug either way.
                         breaker.before_call();
                         let kind = PermitKind::Normal { generation };
                         let Poll::Ready(output) = this.future.as_mut().poll(cx) else {
                             set(this.phase, Phase::Running(kind));
                             return Poll::Pending;
                         };
-                        set(this.phase, Phase::Done);
                         if output.as_result().is_ok() && !breaker.cell.view.needs_reset(generation)
                         {
                             breaker.emit_success();
                             return Poll::Ready(output);
                         }
+                        set(this.phase, Phase::Done);
                         match settle(breaker, this.options, kind, output) {
                             Ok(done) => return Poll::Ready(done),
                             Err(phase) => set(this.phase, phase),
