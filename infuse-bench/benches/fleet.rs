@@ -35,6 +35,7 @@
 //! table is printed at the end. Under `cargo test` (no `--bench` argument) every section
 //! runs a short smoke version.
 
+use infuse_bench::AppError;
 use std::fmt::Debug;
 use std::future::Future;
 use std::hint::black_box;
@@ -85,20 +86,6 @@ impl Plan {
                 stopped_time: Duration::from_millis(300),
             }
         }
-    }
-}
-
-/// A typical application error: its own failures, or the breaker's.
-#[derive(Debug)]
-#[allow(dead_code)] // the fields are only read through `Debug`
-enum AppError {
-    Failed,
-    Breaker(BreakerError),
-}
-
-impl From<BreakerError> for AppError {
-    fn from(e: BreakerError) -> Self {
-        AppError::Breaker(e)
     }
 }
 

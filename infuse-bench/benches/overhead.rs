@@ -62,13 +62,12 @@
 //! does) does one extra atomic load compared with a production build; the `clock/…` rows
 //! show that cost.
 
+use infuse_bench::{run, AppError};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
@@ -167,20 +166,6 @@ impl Measurement for ThreadCpuTime {
 // ---------------------------------------------------------------------------------------
 // The call being guarded.
 
-/// A typical application error: its own failures, or the breaker's.
-#[derive(Debug)]
-#[allow(dead_code)] // the fields are only read through `Debug`
-enum AppError {
-    Failed,
-    Breaker(BreakerError),
-}
-
-impl From<BreakerError> for AppError {
-    fn from(err: BreakerError) -> Self {
-        AppError::Breaker(err)
-    }
-}
-
 /// The baseline: a bare async call that succeeds at once.
 async fn bare(x: u64) -> Result<u64, AppError> {
     Ok::<u64, AppError>(black_box(x))
@@ -205,19 +190,6 @@ fn owned(
 
 async fn failing() -> Result<u64, AppError> {
     Err(AppError::Failed)
-}
-
-/// Polls a future once on a no-op waker; every future measured here is ready at once.
-#[inline(always)]
-fn run<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("a benchmarked call did not complete on its first poll"),
-    }
 }
 
 /// Runs `calls(n)` on two threads at once; returns wall time / 2, so that criterion's

@@ -34,6 +34,7 @@
 //! process being scheduled; on a machine with fewer cores than processes the last one
 //! dominates.
 
+use infuse_bench::AppError;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -67,20 +68,6 @@ impl Mode {
             Mode::Processes => "prop-processes",
             Mode::OneProcess => "prop-one-process",
         }
-    }
-}
-
-/// The failing call's error, or the breaker's.
-#[derive(Debug)]
-#[allow(dead_code)] // the fields are only read through `Debug`
-enum AppError {
-    Failed,
-    Breaker(BreakerError),
-}
-
-impl From<BreakerError> for AppError {
-    fn from(e: BreakerError) -> Self {
-        AppError::Breaker(e)
     }
 }
 

@@ -14,3 +14,33 @@ pub fn monotonic_ns() -> u64 {
     assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// A typical application error: its own failures, or the breaker's.
+#[derive(Debug)]
+pub enum AppError {
+    /// The call itself failed.
+    Failed,
+    /// The breaker answered instead.
+    Breaker(infuse::BreakerError),
+}
+
+impl From<infuse::BreakerError> for AppError {
+    fn from(err: infuse::BreakerError) -> Self {
+        AppError::Breaker(err)
+    }
+}
+
+/// Polls a future once on a no-op waker: every future measured by the in-memory benches
+/// is ready at once, so this is its whole cost, with no executor in the way.
+#[inline(always)]
+pub fn run<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut future = std::pin::pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("a measured call did not complete on its first poll"),
+    }
+}

@@ -19,40 +19,14 @@
 //! each probe's body differs (the rejections check their own error variant) so that the
 //! compiler cannot fold two probes into one symbol, which would count both loops.
 
-use std::future::Future;
+use infuse_bench::{run, AppError};
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use infuse::{Breaker, BreakerError, CallOptions, Config, Registry, ServiceOverride};
 
-#[derive(Debug)]
-#[allow(dead_code)] // the fields are only read through `Debug`
-enum AppError {
-    Breaker(BreakerError),
-}
-
-impl From<BreakerError> for AppError {
-    fn from(err: BreakerError) -> Self {
-        AppError::Breaker(err)
-    }
-}
-
 async fn bare(x: u64) -> Result<u64, AppError> {
     Ok::<u64, AppError>(black_box(x))
-}
-
-#[inline(always)]
-fn run<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("a probed call did not complete on its first poll"),
-    }
 }
 
 #[no_mangle]
