@@ -16,7 +16,8 @@ use infuse::{
     Breaker, BreakerError, CallOptions, Config, InitError, Registry, ServiceOverride, Settings,
     State, StorageError, UnavailablePolicy, MAX_OPEN_FOR,
 };
-use infuse_tests::support::calls::eventually;
+use infuse_tests::support;
+use infuse_tests::support::calls::{eventually, fail, succeed, DOWNSTREAM};
 use infuse_tests::support::redis_server::RedisServer;
 
 /// A port nothing listens on.
@@ -47,18 +48,12 @@ async fn within(within: Duration, f: impl AsyncFnMut() -> bool) -> bool {
     eventually(within, Duration::from_millis(10), f).await
 }
 
-/// A fleet configuration with one service, fast deadlines and no environment overrides.
+/// A fleet configuration with one service (`fail_max = 1`) and fast deadlines.
 fn redis_config(server: &RedisServer, namespace: &str, service: &str, reset: Duration) -> Config {
-    Config::redis(server.url())
-        .namespace(namespace)
+    support::redis_service_config(server, namespace, service, 1, reset)
         .redis_call_timeout(Duration::from_millis(100))
         .redis_admin_timeout(Duration::from_millis(500))
         .resync_interval(Duration::from_millis(100))
-        .service(
-            service,
-            ServiceOverride::new().fail_max(1).reset_timeout(reset),
-        )
-        .env_overrides(false)
 }
 
 fn key(namespace: &str, service: &str, which: &str) -> String {
@@ -73,27 +68,11 @@ fn cli(server: &RedisServer, args: &[&str]) -> String {
         .to_owned()
 }
 
-/// A call of a healthy target.
-async fn succeed(breaker: &Breaker) -> Result<(), BreakerError> {
-    breaker.call(async { Ok(()) }).await
-}
-
-/// A failing call; its own error names the service `downstream`.
-async fn fail(breaker: &Breaker) -> Result<(), BreakerError> {
-    breaker
-        .call(async {
-            Err(BreakerError::Tripped {
-                service: "downstream",
-            })
-        })
-        .await
-}
-
 /// Whether the call's future ran (its own result came back, not a rejection).
 fn ran(result: &Result<(), BreakerError>) -> bool {
     match result {
         Ok(()) => true,
-        Err(error) => error.service() == "downstream",
+        Err(error) => error.service() == DOWNSTREAM,
     }
 }
 
