@@ -221,8 +221,15 @@ impl Fleet {
         if self.is_healthy() {
             match self.apply_to_redis(service, settings, command).await {
                 // Degraded meanwhile (another operation timed out): the views follow the
-                // policy now, and this late answer would overwrite them.
-                Ok(_) if !self.is_healthy() => {}
+                // policy now, and this late answer would overwrite them. A trial Redis
+                // granted meanwhile is given back, or the fleet would wait out its lease.
+                Ok(outcome) if !self.is_healthy() => {
+                    if let Command::AcquireTrial { token, .. } = command {
+                        if outcome.applied {
+                            self.release_in_redis(service, settings, token);
+                        }
+                    }
+                }
                 Ok(outcome) => return Ok(outcome),
                 Err(error) => {
                     self.on_error(service, &error);
