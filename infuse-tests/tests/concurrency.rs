@@ -365,10 +365,14 @@ async fn no_lock_is_held_across_the_guarded_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_churn_there_is_never_more_than_one_trial() {
+    // `fail_max = 1`: every failure of a closed breaker trips it, so the churn goes through
+    // many trips and trials whatever the interleaving (with 3 consecutive failures
+    // needed, some schedules interleaved a success between every two failures, never
+    // tripped, and so never exercised a trial).
     let b = breaker(
         "cc-churn",
         ServiceOverride::new()
-            .fail_max(3)
+            .fail_max(1)
             .reset_timeout(Duration::from_millis(1)),
     )
     .await;
