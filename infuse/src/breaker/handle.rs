@@ -6,8 +6,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-
 use crate::backend::Backend;
 use crate::breaker::guarded::Guarded;
 use crate::breaker::options::{CallOptions, GuardedResult};
@@ -39,11 +37,13 @@ use crate::local::{Admit, Cell, Listener};
 /// ```
 #[derive(Clone)]
 pub struct Breaker {
+    /// The whole handle: one `Arc`, so that an owned call costs one reference count.
     pub(crate) cell: Arc<Cell>,
-    binding: Arc<ArcSwap<Binding>>,
 }
 
-/// What a breaker is bound to; swapped as a whole when `init` reconfigures.
+/// What a breaker is bound to; swapped as a whole when `init` reconfigures. Kept in the
+/// cell (which does not know its type); read on slow paths only.
+#[derive(Clone)]
 pub(crate) struct Binding {
     pub(crate) backend: Backend,
     pub(crate) trial_lease: Duration,
@@ -68,11 +68,17 @@ pub enum Verdict {
 }
 
 impl Breaker {
-    pub(crate) fn new(cell: Arc<Cell>, binding: Binding) -> Breaker {
-        Breaker {
-            cell,
-            binding: Arc::new(ArcSwap::from_pointee(binding)),
-        }
+    pub(crate) fn new(cell: Arc<Cell>) -> Breaker {
+        Breaker { cell }
+    }
+
+    /// The store and lease this breaker is bound to (slow paths only).
+    fn binding(&self) -> Binding {
+        self.cell
+            .binding()
+            .downcast_ref::<Binding>()
+            .expect("a breaker's cell holds its binding")
+            .clone()
     }
 
     /// The service this breaker protects.
@@ -236,7 +242,7 @@ impl Breaker {
     #[cold]
     pub(crate) async fn admit_slow(&self) -> Result<PermitKind, BreakerError> {
         if let Admit::Sync = self.cell.view.admit() {
-            let binding = self.binding.load_full();
+            let binding = self.binding();
             let snapshot = binding
                 .backend
                 .load(self.cell.service, &self.settings())
@@ -291,7 +297,7 @@ impl Breaker {
             return Err(self.trial_in_flight());
         }
         let token = TrialToken::new();
-        let binding = self.binding.load_full();
+        let binding = self.binding();
         let request = TrialRequest {
             breaker: self,
             token,
@@ -439,7 +445,7 @@ impl Breaker {
     }
 
     pub(crate) async fn apply(&self, command: Command) -> Result<Outcome, StorageError> {
-        let binding = self.binding.load_full();
+        let binding = self.binding();
         binding
             .backend
             .apply(self.cell.service, &self.settings(), command)
@@ -448,14 +454,13 @@ impl Breaker {
 
     /// Sends a command without waiting for its answer (from a `Drop`).
     pub(crate) fn apply_detached(&self, command: Command) {
-        self.binding
-            .load()
+        self.binding()
             .backend
             .apply_detached(self.cell.service, self.settings(), command);
     }
 
     pub(crate) fn is_remote(&self) -> bool {
-        self.binding.load().backend.is_remote()
+        self.binding().backend.is_remote()
     }
 
     /// Rebinds to a new store and settings (at `init`), then loads the stored state.
@@ -471,7 +476,7 @@ impl Breaker {
     ) -> Result<(), StorageError> {
         let backend = binding.backend.clone();
         self.cell.set_settings(settings);
-        self.binding.store(Arc::new(binding));
+        self.cell.set_binding(Box::new(binding));
         backend.track(&self.cell);
         // The view came from another store: offer no seed.
         let register = Command::Register { seed: None };

@@ -1,6 +1,7 @@
 //! One breaker's local state, shared by the call path and the fleet layer: the view,
 //! the listeners and the settings in force.
 
+use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -22,17 +23,25 @@ pub(crate) struct Cell {
     pub(crate) view: View,
     pub(crate) listeners: Listeners,
     settings: ArcSwap<Settings>,
+    /// What the call path binds the breaker to (its store); opaque here, so that one
+    /// `Arc<Cell>` is the whole breaker handle and this layer names no higher one.
+    binding: ArcSwap<Box<dyn Any + Send + Sync>>,
     /// The timer of the current open period, if one is armed.
     timer: Mutex<Option<Pin<Box<Sleep>>>>,
 }
 
 impl Cell {
-    pub(crate) fn new(service: &'static str, settings: Settings) -> Arc<Cell> {
+    pub(crate) fn new(
+        service: &'static str,
+        settings: Settings,
+        binding: Box<dyn Any + Send + Sync>,
+    ) -> Arc<Cell> {
         Arc::new(Cell {
             service,
             view: View::new(),
             listeners: Listeners::default(),
             settings: ArcSwap::from_pointee(settings),
+            binding: ArcSwap::from_pointee(binding),
             timer: Mutex::new(None),
         })
     }
@@ -44,6 +53,15 @@ impl Cell {
 
     pub(crate) fn set_settings(&self, settings: Settings) {
         self.settings.store(Arc::new(settings));
+    }
+
+    /// The binding, for a slow path (a load of the `ArcSwap`).
+    pub(crate) fn binding(&self) -> arc_swap::Guard<Arc<Box<dyn Any + Send + Sync>>> {
+        self.binding.load()
+    }
+
+    pub(crate) fn set_binding(&self, binding: Box<dyn Any + Send + Sync>) {
+        self.binding.store(Arc::new(binding));
     }
 
     /// What this process knows, to recreate a record a store lost.

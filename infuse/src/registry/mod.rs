@@ -167,18 +167,16 @@ impl Registry {
         // Interned for the life of the process: the registry keeps every breaker anyway,
         // and errors can then carry the name without allocating.
         let service: &'static str = Box::leak(service.to_owned().into_boxed_str());
-        let cell = Cell::new(service, settings);
+        let binding = Binding {
+            backend: setup.backend.clone(),
+            trial_lease: setup.config.trial_lease,
+        };
+        let cell = Cell::new(service, settings, Box::new(binding));
         for listener in &setup.config.listeners {
             cell.listeners.add(listener.clone());
         }
         setup.backend.attach(&cell);
-        let breaker = Breaker::new(
-            cell,
-            Binding {
-                backend: setup.backend.clone(),
-                trial_lease: setup.config.trial_lease,
-            },
-        );
+        let breaker = Breaker::new(cell);
         breakers.insert(service, breaker.clone());
         breaker
     }
