@@ -334,15 +334,11 @@ pub(crate) async fn bounded<T>(
     }
 }
 
-/// Tokio's timers fire on a 1 ms tick after their deadline: arm them 1 ms early so that
-/// no call waits past the configured deadline.
+/// Tokio's timers fire on a 1 ms tick after their deadline, and the woken task then has
+/// to be scheduled: arm them early (2 ms, or an eighth of a short deadline) so that no
+/// call waits past the configured deadline, even on a busy machine.
 pub(crate) fn timer_for(deadline: Duration) -> Duration {
-    let tick = Duration::from_millis(1);
-    if deadline > tick * 2 {
-        deadline - tick
-    } else {
-        deadline
-    }
+    deadline - (deadline / 8).min(Duration::from_millis(2))
 }
 
 fn classify(operation: &'static str, error: &RedisError) -> StorageError {
@@ -365,4 +361,27 @@ fn classify(operation: &'static str, error: &RedisError) -> StorageError {
 /// Whole milliseconds, saturating (settings are bounded well below the limit).
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timer_for;
+    use std::time::Duration;
+
+    #[test]
+    fn timers_are_armed_early() {
+        assert_eq!(
+            timer_for(Duration::from_millis(25)),
+            Duration::from_millis(23)
+        );
+        assert_eq!(
+            timer_for(Duration::from_secs(1)),
+            Duration::from_millis(998)
+        );
+        assert_eq!(
+            timer_for(Duration::from_millis(8)),
+            Duration::from_millis(7)
+        );
+        assert_eq!(timer_for(Duration::ZERO), Duration::ZERO);
+    }
 }
