@@ -25,6 +25,13 @@ fn config(server: &RedisServer, fail_max: u32, reset: Duration) -> Config {
         .resync_interval(Duration::from_millis(200))
 }
 
+/// A registry of its own (as a process has) on `server`.
+async fn start_registry(server: &RedisServer, fail_max: u32, reset: Duration) -> Registry {
+    Registry::new(config(server, fail_max, reset))
+        .await
+        .expect("registry")
+}
+
 async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
     let start = Instant::now();
     let value = f.await;
@@ -54,9 +61,7 @@ fn assert_bounded(waited: Duration, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_redis_costs_at_most_one_deadline_then_nothing() {
     let server = RedisServer::start();
-    let registry = Registry::new(config(&server, 3, Duration::from_millis(300)))
-        .await
-        .unwrap();
+    let registry = start_registry(&server, 3, Duration::from_millis(300)).await;
     succeed(&registry).await.0.unwrap();
     server.pause();
     // Healthy calls in the closed state never touch Redis: no wait at all.
@@ -104,12 +109,8 @@ async fn hung_redis_costs_at_most_one_deadline_then_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_keeps_the_newer_generation() {
     let server = RedisServer::start();
-    let a = Registry::new(config(&server, 2, Duration::from_secs(60)))
-        .await
-        .unwrap();
-    let b = Registry::new(config(&server, 2, Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let a = start_registry(&server, 2, Duration::from_secs(60)).await;
+    let b = start_registry(&server, 2, Duration::from_secs(60)).await;
     server.pause();
     // `a` trips its local fallback while Redis hangs…
     let _ = fail(&a).await;
@@ -134,9 +135,7 @@ async fn recovery_keeps_the_newer_generation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_open_record_does_not_win_over_a_newer_local_close() {
     let server = RedisServer::start();
-    let registry = Registry::new(config(&server, 1, Duration::from_millis(300)))
-        .await
-        .unwrap();
+    let registry = start_registry(&server, 1, Duration::from_millis(300)).await;
     let _ = fail(&registry).await; // trips the fleet record (open)
     let breaker = registry.breaker(SERVICE);
     assert_eq!(breaker.state().await.unwrap(), State::Open);
@@ -177,9 +176,7 @@ async fn a_stale_open_record_does_not_win_over_a_newer_local_close() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_then_restarted_empty() {
     let mut server = RedisServer::start();
-    let registry = Registry::new(config(&server, 2, Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let registry = start_registry(&server, 2, Duration::from_secs(60)).await;
     let _ = fail(&registry).await;
     server.kill();
     for _ in 0..20 {
@@ -192,9 +189,7 @@ async fn killed_then_restarted_empty() {
     server.restart();
     // Recovers without user action: scripts reloaded, the record recreated from the
     // view (still open), and the fleet sees it.
-    let other = Registry::new(config(&server, 2, Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let other = start_registry(&server, 2, Duration::from_secs(60)).await;
     assert!(
         eventually(async || other.breaker(SERVICE).state().await.ok() == Some(State::Open)).await,
         "the restarted Redis adopted closed"
@@ -215,12 +210,8 @@ async fn killed_then_restarted_empty() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushall_and_script_flush_recover_without_user_action() {
     let server = RedisServer::start();
-    let a = Registry::new(config(&server, 2, Duration::from_secs(60)))
-        .await
-        .unwrap();
-    let b = Registry::new(config(&server, 2, Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let a = start_registry(&server, 2, Duration::from_secs(60)).await;
+    let b = start_registry(&server, 2, Duration::from_secs(60)).await;
     let _ = fail(&a).await;
     let _ = fail(&a).await;
     assert!(eventually(async || succeed(&b).await.0.is_err()).await);
@@ -250,9 +241,7 @@ async fn flushall_and_script_flush_recover_without_user_action() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_in_the_keys_is_an_error_never_a_panic() {
     let server = RedisServer::start();
-    let registry = Registry::new(config(&server, 2, Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let registry = start_registry(&server, 2, Duration::from_secs(60)).await;
     let breaker = registry.breaker(SERVICE);
     let key = "infuse:{faults/users}:state";
     for garbage in [
