@@ -190,11 +190,13 @@ impl Registry {
         for (service, spec) in &declared {
             resolved.insert(*service, config.resolve(service, spec.settings)?);
         }
+        // An override of a service nothing declares is checked too, before any breaker of
+        // it exists: an invalid one must fail here, not be replaced by the defaults when
+        // the breaker is created. (Declared services were resolved just above.)
         for service in config.services.keys() {
-            // An override is checked even if no breaker of it exists yet: an invalid one
-            // must fail here, not be replaced by the defaults when the breaker is created.
-            let declared = declared.get(service.as_str()).map(|spec| spec.settings);
-            config.resolve(service, declared.unwrap_or_default())?;
+            if !declared.contains_key(service.as_str()) {
+                config.resolve(service, Settings::DEFAULT)?;
+            }
         }
         let existing = self.breakers();
         if overrides == Overrides::ForKnownServices && !config.allow_undeclared_overrides {
