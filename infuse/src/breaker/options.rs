@@ -17,6 +17,7 @@ use crate::core::BreakerError;
 /// ```
 pub struct CallOptions<E> {
     pub(crate) exclude: Option<fn(&E) -> bool>,
+    pub(crate) ignore: Option<fn(&E) -> bool>,
     pub(crate) error_on_trip: bool,
 }
 
@@ -25,6 +26,7 @@ impl<E> CallOptions<E> {
     pub const fn new() -> Self {
         CallOptions {
             exclude: None,
+            ignore: None,
             error_on_trip: false,
         }
     }
@@ -42,6 +44,19 @@ impl<E> CallOptions<E> {
     pub const fn error_on_trip(mut self, yes: bool) -> Self {
         self.error_on_trip = yes;
         self
+    }
+
+    /// Errors for which `predicate` returns true count as neither success nor failure
+    /// (Resilience4j's `ignoreExceptions`): they leave every counter and the window as
+    /// they were, and a trial call ending in one gives its slot back without a verdict.
+    /// Checked before [`exclude`](CallOptions::exclude).
+    pub const fn ignore(mut self, predicate: fn(&E) -> bool) -> Self {
+        self.ignore = Some(predicate);
+        self
+    }
+
+    pub(crate) fn is_ignored(&self, error: &E) -> bool {
+        self.ignore.is_some_and(|f| f(error))
     }
 
     pub(crate) fn is_excluded(&self, error: &E) -> bool {

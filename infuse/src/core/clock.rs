@@ -31,3 +31,9 @@ fn to_nanos(instant: Instant) -> u64 {
 pub(crate) fn saturating_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
+
+/// Milliseconds on the in-memory store's clock (the window's buckets are keyed by it;
+/// Redis keys them by its own `TIME`).
+pub(crate) fn store_millis(instant: Instant) -> u64 {
+    to_nanos(instant) / 1_000_000
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::core::{Snapshot, State, TrialToken};
+use crate::core::{Counts, Snapshot, State, TrialToken};
 
 /// One atomic transition of one breaker's stored state. [`machine::apply`] gives every
 /// command's rules; each store applies a command as one step (under a lock in memory,
@@ -33,6 +33,20 @@ pub enum Command {
     RecordSuccess {
         /// The generation the call was admitted under.
         generation: u64,
+    },
+    /// Adds one process's batch of call outcomes (those since its last report) to the
+    /// breaker, when it is closed or disabled at `generation`: the batch's failures after
+    /// its last success continue the consecutive-failure count (any success resets it
+    /// first), and the counts go into the window's current bucket. A closed breaker then
+    /// trips when its [`TripPolicy`](crate::store::TripPolicy) says so. Used instead of
+    /// `RecordFailure`/`RecordSuccess` when a rate rule is set.
+    RecordCalls {
+        /// The generation the calls were admitted under.
+        generation: u64,
+        /// The batch.
+        counts: Counts,
+        /// The reporting process (see [`Settings::min_instances`](crate::Settings)).
+        instance: u64,
     },
     /// Takes the single trial slot for `lease`, when the breaker is open and its time has
     /// passed (or half-open with the slot free). The holder asking again is granted again.

@@ -62,6 +62,15 @@ pub enum BreakerError {
         /// The target service.
         service: &'static str,
     },
+    /// The call ran longer than the breaker's `timeout` (or `trial_timeout` for a trial)
+    /// and was dropped, which cancels it; it counts as a failure.
+    #[error("{service}: call timed out after {} ms and was cancelled", .after.as_millis())]
+    Timeout {
+        /// The target service.
+        service: &'static str,
+        /// The limit the call exceeded.
+        after: Duration,
+    },
 }
 
 impl BreakerError {
@@ -72,7 +81,8 @@ impl BreakerError {
             | BreakerError::TrialInFlight { service, .. }
             | BreakerError::ForcedOpen { service }
             | BreakerError::Tripped { service }
-            | BreakerError::TrialFailed { service } => service,
+            | BreakerError::TrialFailed { service }
+            | BreakerError::Timeout { service, .. } => service,
         }
     }
 
@@ -87,9 +97,13 @@ impl BreakerError {
         )
     }
 
-    /// The HTTP status to answer with: 503 Service Unavailable, as infuse did.
+    /// The HTTP status to answer with: 503 Service Unavailable, as infuse did, or 504
+    /// Gateway Timeout for a call that timed out.
     pub fn status_code(&self) -> u16 {
-        503
+        match self {
+            BreakerError::Timeout { .. } => 504,
+            _ => 503,
+        }
     }
 
     /// How long until calling again may be admitted, computed now: the open time left,

@@ -12,8 +12,9 @@
 //! | `Register { seed }` | no record, or `seed` is a newer generation | record = seed (or closed) |
 //! | `RecordFailure { gen }` | closed or disabled, at `gen` | count; closed + policy says so: **trip** |
 //! | `RecordSuccess { gen }` | closed or disabled, at `gen`, count > 0 | count = 0 |
+//! | `RecordCalls { gen, counts }` | closed or disabled, at `gen`, counts not empty | count, window += counts; closed + policy says so: **trip** |
 //! | `AcquireTrial { token }` | open and its time passed, or half-open; slot free (or ours) | half-open, slot = token |
-//! | `RecordTrial { token, ok }` | half-open, slot = token | ok: count successes, **close** at threshold; else **trip** |
+//! | `RecordTrial { token, ok }` | half-open, slot = token | ok: count successes, **close** at threshold; else **trip** (backing off) |
 //! | `ReleaseTrial { token }` | slot = token | slot freed |
 //! | `Force(target)` | always | new generation, in `target` |
 //!
@@ -22,12 +23,14 @@
 
 use tokio::time::Instant;
 
+use crate::core::window::{bucket_ms, Window};
 use crate::core::{
-    Command, Outcome, Seed, Settings, Snapshot, State, Target, TrialToken, TripPolicy, Version,
+    store_millis, Command, Counts, Outcome, Seed, Settings, Snapshot, State, Target, TrialToken,
+    TripPolicy, Version,
 };
 
 /// One breaker's record, as a store keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// Identifies this record; a recreated one gets a new incarnation.
     pub incarnation: u64,
@@ -45,6 +48,10 @@ pub struct Record {
     pub open_until: Option<Instant>,
     /// The trial call holding the slot, and when its lease ends.
     pub trial: Option<(TrialToken, Instant)>,
+    /// Consecutive re-opens after failed trials (the backoff exponent).
+    pub reopens: u32,
+    /// The calls of the current closed period, by bucket (rate rules only).
+    pub window: Window,
 }
 
 impl Record {
@@ -59,6 +66,8 @@ impl Record {
             success: 0,
             open_until: None,
             trial: None,
+            reopens: 0,
+            window: Window::default(),
         }
     }
 
@@ -120,6 +129,7 @@ impl Record {
         self.success = 0;
         self.open_until = Some(now + open_for);
         self.trial = None;
+        self.window = Window::default();
     }
 
     /// Closes the breaker and resets its counters (prelude.lua: `close`).
@@ -130,6 +140,8 @@ impl Record {
         self.fail = 0;
         self.open_until = None;
         self.trial = None;
+        self.reopens = 0;
+        self.window = Window::default();
     }
 }
 
@@ -159,6 +171,13 @@ pub fn apply(
             answer(r, now, |r| record_failure(r, generation, settings, now))
         }
         Command::RecordSuccess { generation } => answer(r, now, |r| record_success(r, generation)),
+        Command::RecordCalls {
+            generation,
+            counts,
+            instance,
+        } => answer(r, now, |r| {
+            record_calls(r, generation, &counts, instance, settings, now)
+        }),
         Command::AcquireTrial { token, lease } => {
             answer(r, now, |r| acquire_trial(r, token, lease, now))
         }
@@ -172,7 +191,7 @@ pub fn apply(
 /// Runs one arm; a write bumps `seq` (a read-only arm answers `true` without writing).
 fn answer(r: &mut Record, now: Instant, arm: impl FnOnce(&mut Record) -> bool) -> Outcome {
     let from = r.state;
-    let before = *r;
+    let before = r.clone();
     let applied = arm(r);
     if *r != before {
         r.seq += 1;
@@ -228,9 +247,50 @@ fn record_failure(r: &mut Record, generation: u64, settings: &Settings, now: Ins
     }
     r.fail = r.fail.saturating_add(1);
     if r.state == State::Closed && TripPolicy::of(settings).trips(r.fail) {
-        r.trip(now, settings.reset_timeout);
+        r.trip(now, open_time(settings, 0, 0));
     }
     true
+}
+
+/// record_calls.lua
+fn record_calls(
+    r: &mut Record,
+    generation: u64,
+    counts: &Counts,
+    instance: u64,
+    settings: &Settings,
+    now: Instant,
+) -> bool {
+    if r.generation != generation || !r.state.lets_calls_through() || counts.is_empty() {
+        return false;
+    }
+    r.fail = if counts.has_success() {
+        counts.tail
+    } else {
+        r.fail.saturating_add(counts.tail)
+    };
+    let policy = TripPolicy::of(settings);
+    let mut trips = policy.trips(r.fail);
+    if settings.has_rates() {
+        let bucket = store_millis(now) / bucket_ms(settings.window);
+        r.window.add(bucket, counts, instance);
+        trips = trips
+            || policy
+                .trips_on(&r.window.totals(bucket), r.window.instances(bucket))
+                .is_some();
+    }
+    if r.state == State::Closed && trips {
+        r.trip(now, open_time(settings, 0, 0));
+    }
+    true
+}
+
+/// How long the breaker opens for after `reopens` consecutive failed trials.
+fn open_time(settings: &Settings, reopens: u32, jitter: u32) -> std::time::Duration {
+    if reopens == 0 || settings.max_reset_timeout.is_none() {
+        return settings.reset_timeout;
+    }
+    std::time::Duration::from_millis(settings.open_ms(reopens, jitter))
 }
 
 /// record_success.lua
@@ -285,7 +345,8 @@ fn record_trial(
     } else {
         // As pybreaker: the fail counter keeps counting through half-open.
         r.fail = r.fail.saturating_add(1);
-        r.trip(now, settings.reset_timeout);
+        r.reopens = r.reopens.saturating_add(1);
+        r.trip(now, open_time(settings, r.reopens, token.jitter()));
     }
     true
 }
@@ -301,6 +362,7 @@ fn release_trial(r: &mut Record, token: TrialToken, now: Instant) -> bool {
 
 /// force.lua
 fn force(r: &mut Record, target: Target, now: Instant) -> bool {
+    r.reopens = 0;
     match target {
         Target::Closed => r.close(),
         Target::Open(open_for) => r.trip(now, open_for),
@@ -310,6 +372,7 @@ fn force(r: &mut Record, target: Target, now: Instant) -> bool {
             r.success = 0;
             r.open_until = None;
             r.trial = None;
+            r.window = Window::default();
         }
     }
     true

@@ -9,12 +9,14 @@ mod policy;
 mod settings;
 mod snapshot;
 mod state;
+pub mod window;
 
-pub(crate) use clock::{now_nanos, saturating_nanos};
+pub(crate) use clock::{now_nanos, saturating_nanos, store_millis};
 pub use command::{Command, Seed, Target};
 pub use error::{BreakerError, InitError, InvalidName, RetryAt, StorageError};
-pub use policy::TripPolicy;
+pub use policy::{TripPolicy, TripReason};
 pub(crate) use settings::check_duration;
 pub use settings::{parse_duration, Settings};
 pub use snapshot::{fresh_incarnation, Outcome, Snapshot, TrialToken, Version};
 pub use state::{ParseStateError, State};
+pub use window::{Counts, Totals};

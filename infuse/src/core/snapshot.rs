@@ -117,6 +117,15 @@ impl TrialToken {
     }
 }
 
+impl TrialToken {
+    /// The jitter (‰, below 1000) of the open time when this trial fails and the breaker
+    /// backs off (see [`Settings::open_ms`](crate::Settings::open_ms)): derived from the
+    /// token, so both stores compute the same open time.
+    pub fn jitter(&self) -> u32 {
+        (self.0 % 1000) as u32
+    }
+}
+
 impl Default for TrialToken {
     fn default() -> Self {
         TrialToken::new()

@@ -14,7 +14,11 @@ pub mod redis;
 use std::future::Future;
 
 pub use crate::core::machine;
-pub use crate::core::{Command, Outcome, Seed, Snapshot, Target, TrialToken, TripPolicy, Version};
+pub use crate::core::window;
+pub use crate::core::{
+    Command, Counts, Outcome, Seed, Snapshot, Target, Totals, TrialToken, TripPolicy, TripReason,
+    Version,
+};
 use crate::core::{Settings, StorageError};
 
 /// Where breaker state lives.

@@ -43,6 +43,7 @@ struct Scripts {
     snapshot: Script,
     record_failure: Script,
     record_success: Script,
+    record_calls: Script,
     acquire_trial: Script,
     record_trial: Script,
     release_trial: Script,
@@ -56,6 +57,7 @@ impl Scripts {
             snapshot: script!("snapshot"),
             record_failure: script!("record_failure"),
             record_success: script!("record_success"),
+            record_calls: script!("record_calls"),
             acquire_trial: script!("acquire_trial"),
             record_trial: script!("record_trial"),
             release_trial: script!("release_trial"),
@@ -63,12 +65,13 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 8] {
+    fn all(&self) -> [&Script; 9] {
         [
             &self.register,
             &self.snapshot,
             &self.record_failure,
             &self.record_success,
+            &self.record_calls,
             &self.acquire_trial,
             &self.record_trial,
             &self.release_trial,
@@ -224,6 +227,31 @@ impl RedisStore {
                 &s.record_success,
                 vec![generation.to_string(), ttl, channel, service],
             ),
+            Command::RecordCalls {
+                generation,
+                counts,
+                instance,
+            } => (
+                &s.record_calls,
+                vec![
+                    generation.to_string(),
+                    counts.calls.to_string(),
+                    counts.failures.to_string(),
+                    counts.slow.to_string(),
+                    counts.tail.to_string(),
+                    instance.to_string(),
+                    settings.fail_max.to_string(),
+                    settings.failure_rate.unwrap_or(0).to_string(),
+                    settings.slow_call_rate.unwrap_or(0).to_string(),
+                    settings.min_calls.to_string(),
+                    settings.min_instances.to_string(),
+                    ms(settings.window).to_string(),
+                    reset,
+                    ttl,
+                    channel,
+                    service,
+                ],
+            ),
             Command::AcquireTrial { token, lease } => (
                 &s.acquire_trial,
                 vec![
@@ -278,6 +306,7 @@ pub(crate) fn operation(command: &Command) -> &'static str {
         Command::Snapshot => "snapshot",
         Command::RecordFailure { .. } => "record_failure",
         Command::RecordSuccess { .. } => "record_success",
+        Command::RecordCalls { .. } => "record_calls",
         Command::AcquireTrial { .. } => "acquire_trial",
         Command::RecordTrial { .. } => "record_trial",
         Command::ReleaseTrial { .. } => "release_trial",
