@@ -24,7 +24,7 @@ impl Backend {
         command: Command,
     ) -> Result<Outcome, StorageError> {
         match self {
-            Backend::Memory(store) => Ok(store.apply_now(service, settings, command)),
+            Backend::Memory(store) => Ok(store.apply_now(service, &settings.alone(), command)),
             Backend::Fleet(fleet) => fleet.apply_command(service, settings, command).await,
         }
     }
@@ -39,7 +39,7 @@ impl Backend {
     ) {
         match self {
             Backend::Memory(store) => {
-                store.apply_now(service, &settings, command);
+                store.apply_now(service, &settings.alone(), command);
             }
             Backend::Fleet(fleet) => {
                 let Ok(runtime) = tokio::runtime::Handle::try_current() else {

@@ -16,13 +16,16 @@ use std::future::Future;
 use std::mem::{self, ManuallyDrop};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
 
 use crate::breaker::handle::{Breaker, Verdict};
 use crate::breaker::options::{CallOptions, GuardedResult};
 use crate::breaker::permit::{Permit, PermitKind};
 use crate::breaker::skip;
 use crate::core::BreakerError;
-use crate::local::Admit;
+use crate::local::{sleep_until, Admit, COUNT, TIME};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -58,7 +61,12 @@ pin_project_lite::pin_project! {
                 Phase::Running(PermitKind::Trial { token }) => {
                     Borrow::<Breaker>::borrow(&*this.breaker).release_abandoned_trial(token);
                 }
-                Phase::Slow(_) => set(this.phase, Phase::Done),
+                Phase::Slow(ref slow) => {
+                    if let Slow::Timed(Timed { kind: PermitKind::Trial { token }, .. }) = **slow {
+                        Borrow::<Breaker>::borrow(&*this.breaker).release_abandoned_trial(token);
+                    }
+                    set(this.phase, Phase::Done)
+                }
                 _ => {}
             }
         }
@@ -83,10 +91,29 @@ enum Phase<R: GuardedResult> {
 enum Slow<R: GuardedResult> {
     /// Waiting for the trial slot or the shared state.
     Admitting(BoxFuture<Result<PermitKind, BreakerError>>),
+    /// Admitted, and running under a clock: a timeout, or a slow-call rule.
+    Timed(Timed),
     /// The call succeeded (or failed with an excluded error); recording it needs the store.
     Settling(BoxFuture<()>, Option<R>),
     /// The call failed; recording it needs the store.
     Failing(BoxFuture<Verdict>, Option<R>),
+}
+
+/// A call that is timed.
+struct Timed {
+    kind: PermitKind,
+    start: Instant,
+    /// The call's limit and its timer (none: no limit, or no timer can be armed here).
+    limit: Option<(Duration, Pin<Box<Sleep>>)>,
+}
+
+/// What timing a call found.
+#[derive(Debug, Clone, Copy, Default)]
+struct Measured {
+    /// It took `slow_call` or longer.
+    slow: bool,
+    /// It reached its limit and was dropped.
+    timed_out: bool,
 }
 
 impl<B: Borrow<Breaker>, R: GuardedResult, F> Guarded<B, R, F> {
@@ -117,24 +144,36 @@ where
                 match breaker.cell.view.admit() {
                     Admit::Pass(generation) => {
                         // The healthy path: run, and settle at once when nothing has to
-                        // be recorded. The output goes back untouched, and the phase
-                        // stays `Start` (it owns nothing): polling a finished call again
-                        // polls a finished future, which is the caller's bug either way.
+                        // be recorded (or only counted, with a rate rule). The output goes
+                        // back untouched, and the phase stays `Start` (it owns nothing):
+                        // polling a finished call again polls a finished future, which is
+                        // the caller's bug either way.
                         breaker.before_call();
                         let kind = PermitKind::Normal { generation };
-                        let Poll::Ready(output) = this.future.as_mut().poll(cx) else {
-                            set(this.phase, Phase::Running(kind));
-                            return Poll::Pending;
-                        };
-                        if output.as_result().is_ok() && !breaker.cell.view.needs_reset(generation)
-                        {
-                            breaker.emit_success();
-                            return Poll::Ready(output);
-                        }
-                        set(this.phase, Phase::Done);
-                        match settle(breaker, this.options, kind, output) {
-                            Ok(done) => return Poll::Ready(done),
-                            Err(phase) => set(this.phase, phase),
+                        let measure = breaker.cell.measure();
+                        if measure & TIME != 0 {
+                            set(this.phase, timed(breaker, kind));
+                        } else {
+                            let Poll::Ready(output) = this.future.as_mut().poll(cx) else {
+                                set(this.phase, Phase::Running(kind));
+                                return Poll::Pending;
+                            };
+                            if output.as_result().is_ok() {
+                                if measure == 0 && !breaker.cell.view.needs_reset(generation) {
+                                    breaker.emit_success();
+                                    return Poll::Ready(output);
+                                }
+                                if measure == COUNT {
+                                    breaker.count_success(false);
+                                    breaker.emit_success();
+                                    return Poll::Ready(output);
+                                }
+                            }
+                            set(this.phase, Phase::Done);
+                            match settle(breaker, this.options, kind, output, Measured::default()) {
+                                Ok(done) => return Poll::Ready(done),
+                                Err(phase) => set(this.phase, phase),
+                            }
                         }
                     }
                     Admit::RejectOpen(until) => {
@@ -143,7 +182,7 @@ where
                         return Poll::Ready(R::from_result(Err(rejected.into())));
                     }
                     other => match breaker.admit_other(other) {
-                        Ok(Some(kind)) => set(this.phase, Phase::Running(kind)),
+                        Ok(Some(kind)) => set(this.phase, running(breaker, kind)),
                         Ok(None) => set(this.phase, admitting(breaker)),
                         Err(rejected) => {
                             set(this.phase, Phase::Done);
@@ -198,14 +237,53 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
                 let kind = *kind;
                 let output = ready!(future.as_mut().poll(cx));
                 set(phase, Phase::Done); // the permit is settled below, not released on drop
-                match settle(breaker, options, kind, output) {
+                match settle(breaker, options, kind, output, Measured::default()) {
+                    Ok(done) => return Poll::Ready(done),
+                    Err(next) => set(phase, next),
+                }
+            }
+            Phase::Slow(slow) if matches!(**slow, Slow::Timed(_)) => {
+                let Slow::Timed(timed) = &mut **slow else {
+                    unreachable!("matched above")
+                };
+                let (kind, measured, output) = match future.as_mut().poll(cx) {
+                    Poll::Ready(output) => {
+                        let slow = breaker
+                            .settings()
+                            .slow_call
+                            .is_some_and(|slow| timed.start.elapsed() >= slow);
+                        let measured = Measured {
+                            slow,
+                            timed_out: false,
+                        };
+                        (timed.kind, measured, output)
+                    }
+                    Poll::Pending => {
+                        let Some((limit, sleep)) = &mut timed.limit else {
+                            return Poll::Pending;
+                        };
+                        ready!(sleep.as_mut().poll(cx));
+                        let error = BreakerError::Timeout {
+                            service: breaker.service(),
+                            after: *limit,
+                        };
+                        let measured = Measured {
+                            slow: true,
+                            timed_out: true,
+                        };
+                        (timed.kind, measured, R::from_result(Err(error.into())))
+                    }
+                };
+                set(phase, Phase::Done); // the permit is settled below
+                match settle(breaker, options, kind, output, measured) {
                     Ok(done) => return Poll::Ready(done),
                     Err(next) => set(phase, next),
                 }
             }
             Phase::Slow(slow) => match &mut **slow {
+                Slow::Timed(_) => unreachable!("polled above"),
                 Slow::Admitting(admitting) => match ready!(admitting.as_mut().poll(cx)) {
-                    Ok(kind) => set(phase, Phase::Running(kind)),
+                    Ok(kind) => set(phase, running(breaker, kind)),
                     Err(rejected) => {
                         set(phase, Phase::Done);
                         return Poll::Ready(R::from_result(Err(rejected.into())));
@@ -247,8 +325,43 @@ fn admitting<R: GuardedResult>(breaker: &Breaker) -> Phase<R> {
     Phase::Slow(Box::new(Slow::Admitting(admitting)))
 }
 
+/// The phase of an admitted call: timed when a limit or a slow-call rule applies to it.
+fn running<R: GuardedResult>(breaker: &Breaker, kind: PermitKind) -> Phase<R> {
+    let timed_call = match kind {
+        PermitKind::Trial { .. } => {
+            let settings = breaker.settings();
+            settings.trial_limit().is_some() || settings.slow_call.is_some()
+        }
+        _ => breaker.cell.measure() & TIME != 0,
+    };
+    if timed_call {
+        timed(breaker, kind)
+    } else {
+        Phase::Running(kind)
+    }
+}
+
+/// Starts the clock of a timed call (and its timer, when it has a limit).
+#[cold]
+#[inline(never)]
+fn timed<R: GuardedResult>(breaker: &Breaker, kind: PermitKind) -> Phase<R> {
+    let settings = breaker.settings();
+    let limit = match kind {
+        PermitKind::Trial { .. } => settings.trial_limit(),
+        _ => settings.timeout,
+    };
+    let start = Instant::now();
+    let limit = limit.and_then(|limit| Some((limit, sleep_until(start + limit)?)));
+    Phase::Slow(Box::new(Slow::Timed(Timed { kind, start, limit })))
+}
+
 /// Records the call's outcome: at once when no store round trip is needed (`Ok`: the
 /// output), else by moving to a settling phase (`Err`: the phase to poll).
+///
+/// An error the `ignore` predicate accepts counts as nothing (a trial gives its slot
+/// back); a timeout always counts as a failure; an excluded error counts as a success.
+/// With a rate rule, an ordinary call's outcome is counted into the tally (reported to
+/// the store in batches) rather than sent on its own.
 #[cold]
 #[inline(never)]
 fn settle<R: GuardedResult>(
@@ -256,26 +369,50 @@ fn settle<R: GuardedResult>(
     options: &CallOptions<R::Err>,
     kind: PermitKind,
     output: R,
+    measured: Measured,
 ) -> Result<R, Phase<R>> {
-    let permit = Permit::new(breaker.clone(), kind);
-    match output.as_result() {
-        Err(error) if !options.is_excluded(error) => {
+    let counted = match kind {
+        PermitKind::Normal { generation } if breaker.cell.measure() & COUNT != 0 => {
+            Some(generation)
+        }
+        _ => None,
+    };
+    let failed = match output.as_result() {
+        Err(_) if measured.timed_out => true,
+        Err(error) if options.is_ignored(error) => {
+            drop(Permit::new(breaker.clone(), kind)); // a trial's slot goes back
+            return Ok(output);
+        }
+        Err(error) => !options.is_excluded(error),
+        Ok(_) => false,
+    };
+    match (output.as_result(), counted) {
+        (Err(error), Some(generation)) if failed => {
+            breaker.emit_failure(error);
+            breaker.count_failure(generation, measured.slow);
+            Ok(output)
+        }
+        (Err(error), None) if failed => {
             // Listeners see the error now; the recording does not borrow it.
-            let failing = permit.failure(error);
+            let failing = Permit::new(breaker.clone(), kind).failure(error);
             Err(Phase::Slow(Box::new(Slow::Failing(
                 Box::pin(failing),
                 Some(output),
             ))))
         }
         // A success, or an excluded error (which counts as one).
-        _ => match kind {
+        (_, Some(_)) => {
+            breaker.count_success(measured.slow);
+            breaker.emit_success();
+            Ok(output)
+        }
+        (_, None) => match kind {
             PermitKind::Normal { generation } if !breaker.cell.view.needs_reset(generation) => {
-                permit.into_kind();
                 breaker.emit_success();
                 Ok(output)
             }
             _ => Err(Phase::Slow(Box::new(Slow::Settling(
-                Box::pin(permit.success()),
+                Box::pin(Permit::new(breaker.clone(), kind).success()),
                 Some(output),
             )))),
         },

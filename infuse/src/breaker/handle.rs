@@ -49,6 +49,20 @@ pub(crate) struct Binding {
     pub(crate) trial_lease: Duration,
 }
 
+impl Binding {
+    /// How long a trial holds the fleet's slot: derived from the trial's limit when it
+    /// has one (so that the slot outlives the call, with a margin for recording the
+    /// result), else the registry's `trial_lease`.
+    pub(crate) fn lease_for(&self, settings: &Settings) -> Duration {
+        match settings.trial_limit() {
+            Some(limit) => {
+                limit + (limit / 2).clamp(Duration::from_millis(100), Duration::from_secs(1))
+            }
+            None => self.trial_lease,
+        }
+    }
+}
+
 /// The longest a breaker can be opened for by hand with [`Breaker::open_for`] (30 days);
 /// [`Breaker::force_open`] holds it open without a time limit.
 pub const MAX_OPEN_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
@@ -302,10 +316,8 @@ impl Breaker {
             breaker: self,
             token,
         };
-        let command = Command::AcquireTrial {
-            token,
-            lease: binding.trial_lease,
-        };
+        let lease = binding.lease_for(&self.settings());
+        let command = Command::AcquireTrial { token, lease };
         let outcome = binding
             .backend
             .apply(self.cell.service, &self.settings(), command)
@@ -320,7 +332,7 @@ impl Breaker {
             }
         };
         if outcome.applied {
-            view.trial_taken(binding.trial_lease);
+            view.trial_taken(lease);
             self.cell.observe(&outcome.snapshot);
             self.before_call();
             return Ok(PermitKind::Trial { token });

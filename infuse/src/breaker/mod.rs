@@ -1,6 +1,7 @@
 //! The call path: the breaker handle, permits, the guarded future, per-call options and
 //! the bypass scope.
 
+mod counting;
 mod guarded;
 mod handle;
 mod options;

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::breaker::handle::{Breaker, Verdict};
 use crate::core::{Command, Outcome, State, StorageError, TrialToken};
+use crate::local::COUNT;
 
 /// Permission to run one call, from [`Breaker::acquire`] (borrowing the breaker) or
 /// [`Breaker::acquire_owned`] (owning a handle, to move into a task). Report the outcome
@@ -51,8 +52,14 @@ impl<B: Borrow<Breaker>> Permit<B> {
             PermitKind::Normal { generation } => {
                 let breaker = permit.breaker.borrow();
                 let view = &breaker.cell.view;
+                if breaker.cell.measure() & COUNT != 0 {
+                    // Rate rules: reported with the next batch.
+                    breaker.count_success(false);
+                }
                 // The healthy path: nothing to reset, no store round trip.
-                if view.needs_reset(generation) && !view.resetting.swap(true, Ordering::AcqRel) {
+                else if view.needs_reset(generation)
+                    && !view.resetting.swap(true, Ordering::AcqRel)
+                {
                     breaker.reset_fail_counter(generation).await;
                 }
             }
@@ -74,12 +81,7 @@ impl<B: Borrow<Breaker>> Permit<B> {
     where
         B: Send,
     {
-        let service = self.breaker.borrow().service();
-        self.breaker
-            .borrow()
-            .cell
-            .listeners
-            .emit(service, |l, service| l.on_failure(service, error));
+        self.breaker.borrow().emit_failure(error);
         async move {
             let mut permit = self;
             match permit.kind {
@@ -87,6 +89,11 @@ impl<B: Borrow<Breaker>> Permit<B> {
                     let breaker = permit.breaker.borrow();
                     if breaker.cell.view.generation() != generation {
                         return Verdict::Ignored; // the breaker moved on: stale
+                    }
+                    if breaker.cell.measure() & COUNT != 0 {
+                        // Rate rules: reported with the next batch.
+                        breaker.count_failure(generation, false);
+                        return Verdict::Counted;
                     }
                     let outcome = breaker.apply(Command::RecordFailure { generation }).await;
                     match breaker.record_outcome(outcome) {
@@ -108,11 +115,6 @@ impl<B: Borrow<Breaker>> Permit<B> {
                 PermitKind::Settled => Verdict::Ignored,
             }
         }
-    }
-
-    /// Takes the permission out, leaving a permit that releases nothing on drop.
-    pub(crate) fn into_kind(mut self) -> PermitKind {
-        std::mem::replace(&mut self.kind, PermitKind::Settled)
     }
 }
 
@@ -146,6 +148,14 @@ impl Breaker {
 
     /// Resets the (fleet's) fail counter once after failures. With a remote store it is
     /// sent in the background: a successful call in the closed state never waits.
+    #[cold]
+    pub(crate) fn emit_failure(&self, error: &dyn Debug) {
+        let service = self.cell.service;
+        self.cell
+            .listeners
+            .emit(service, |l, service| l.on_failure(service, error));
+    }
+
     pub(crate) async fn reset_fail_counter(&self, generation: u64) {
         let breaker = self.clone();
         let reset = async move {

@@ -17,6 +17,6 @@ pub use error::{BreakerError, InitError, InvalidName, RetryAt, StorageError};
 pub use policy::{TripPolicy, TripReason};
 pub(crate) use settings::check_duration;
 pub use settings::{parse_duration, Settings};
-pub use snapshot::{fresh_incarnation, Outcome, Snapshot, TrialToken, Version};
+pub use snapshot::{fresh_incarnation, process_instance, Outcome, Snapshot, TrialToken, Version};
 pub use state::{ParseStateError, State};
 pub use window::{Counts, Totals};

@@ -169,6 +169,15 @@ impl Settings {
         self.failure_rate.is_some() || self.slow_call_rate.is_some()
     }
 
+    /// These settings for a store that serves one process (memory, or the local
+    /// fallback): that process is the whole fleet, so `min_instances` is 1.
+    pub(crate) fn alone(&self) -> Settings {
+        Settings {
+            min_instances: 1,
+            ..*self
+        }
+    }
+
     /// The limit of a trial call: `trial_timeout`, else `timeout`.
     pub fn trial_limit(&self) -> Option<Duration> {
         self.trial_timeout.or(self.timeout)

@@ -103,13 +103,8 @@ pub struct TrialToken(pub u128);
 impl TrialToken {
     /// A token unique across processes: a per-process random seed and a counter.
     pub fn new() -> TrialToken {
-        static SEED: OnceLock<u64> = OnceLock::new();
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let seed = *SEED.get_or_init(|| {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u32(std::process::id());
-            h.finish()
-        });
+        let seed = process_instance();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u64(n);
@@ -136,6 +131,18 @@ impl std::fmt::Display for TrialToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:032x}", self.0)
     }
+}
+
+/// This process's identity in the fleet: random, drawn once (it reports its calls under
+/// it, see [`Settings::min_instances`](crate::Settings::min_instances)).
+pub fn process_instance() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        // 53 bits: Lua (doubles) keeps it exact.
+        (h.finish() & ((1 << 53) - 1)).max(1)
+    })
 }
 
 /// A random identity for a record a store creates: 53 bits, so Lua (doubles) never

@@ -32,8 +32,10 @@ use tokio::sync::watch;
 pub use options::UnavailablePolicy;
 pub(crate) use options::{redact, RedisOptions};
 
+use crate::core::window::{bucket_ms, Window};
 use crate::core::{
-    Command, InitError, Outcome, Settings, Snapshot, State, StorageError, TrialToken, Version,
+    now_nanos, saturating_nanos, store_millis, Command, Counts, InitError, Outcome, Settings,
+    Snapshot, State, StorageError, TrialToken, TripPolicy, Version,
 };
 use crate::local::Cell;
 use crate::store::memory::MemoryStore;
@@ -53,6 +55,10 @@ pub(crate) struct Fleet {
     /// Trials the fallback granted: their results and releases go to it, not to Redis.
     local_trials: Mutex<HashSet<TrialToken>>,
     corrupt_reported: Mutex<HashSet<&'static str>>,
+    /// This process's own windows, for breakers with `min_instances > 1`: when its calls
+    /// alone trip a rate rule that the fleet does not (too few processes report
+    /// failures), it protects itself (see [`Cell::quarantine`]).
+    own_windows: Mutex<HashMap<&'static str, Window>>,
     monitoring: AtomicBool,
     /// The cells of the breakers bound to this fleet, held weakly: a breaker keeps
     /// following the fleet as long as any handle of it lives (even past its registry),
@@ -154,6 +160,7 @@ impl Fleet {
             fallback: ArcSwap::from_pointee(MemoryStore::new()),
             seeded: Mutex::default(),
             local_trials: Mutex::default(),
+            own_windows: Mutex::default(),
             corrupt_reported: Mutex::default(),
             monitoring: AtomicBool::new(false),
             cells: RwLock::default(),
@@ -230,7 +237,12 @@ impl Fleet {
                         }
                     }
                 }
-                Ok(outcome) => return Ok(outcome),
+                Ok(outcome) => {
+                    if let Command::RecordCalls { counts, .. } = command {
+                        self.protect_locally(service, settings, &counts, &outcome);
+                    }
+                    return Ok(outcome);
+                }
                 Err(error) => {
                     self.on_error(service, &error);
                     if let Command::AcquireTrial { token, .. }
@@ -280,6 +292,43 @@ impl Fleet {
         self.store.apply(service, settings, command).await
     }
 
+    /// Adds a batch to this process's own window; when the fleet's breaker stays closed
+    /// although these counts alone trip a rate rule (`min_instances` not met), opens the
+    /// breaker for this process only, for `reset_timeout`.
+    fn protect_locally(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        counts: &Counts,
+        outcome: &Outcome,
+    ) {
+        if settings.min_instances <= 1 || !settings.has_rates() {
+            return;
+        }
+        let bucket = store_millis(tokio::time::Instant::now()) / bucket_ms(settings.window);
+        let mut windows = lock(&self.own_windows);
+        let window = windows.entry(service).or_default();
+        if !outcome.applied || outcome.snapshot.state != State::Closed {
+            *window = Window::default(); // the fleet's period ended: start afresh
+            return;
+        }
+        window.add(bucket, counts, 0);
+        let policy = TripPolicy::of(&settings.alone());
+        if policy.trips_on(&window.totals(bucket), 1).is_none() {
+            return;
+        }
+        *window = Window::default();
+        drop(windows);
+        tracing::warn!(
+            service,
+            min_instances = settings.min_instances,
+            "this process's calls alone trip the breaker's rate rule, but too few processes report failures for a fleet-wide trip: open for this process only"
+        );
+        if let Some(cell) = self.cell(service) {
+            cell.quarantine(now_nanos().saturating_add(saturating_nanos(settings.reset_timeout)));
+        }
+    }
+
     /// Sends a trial release to Redis without waiting for it.
     fn release_in_redis(&self, service: &'static str, settings: &Settings, token: TrialToken) {
         let (Some(fleet), Ok(runtime)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())
@@ -302,6 +351,7 @@ impl Fleet {
         command: Command,
     ) -> Result<Outcome, StorageError> {
         let local = self.fallback.load_full();
+        let settings = &settings.alone();
         if lock(&self.seeded).insert(service) {
             if let Some(cell) = self.cell(service) {
                 let seed = Some(cell.seed());

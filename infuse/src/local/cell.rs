@@ -5,7 +5,7 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Wake, Waker};
 
@@ -14,7 +14,7 @@ use tokio::time::Sleep;
 
 use crate::core::{Seed, Settings, Snapshot, State};
 use crate::local::view::{Applied, Arm, View};
-use crate::local::Listeners;
+use crate::local::{Listeners, Tally};
 
 /// A breaker's per-process state. The call path reads it through a `Breaker`; the
 /// fleet layer updates it from pub/sub and resyncs, without knowing the handle.
@@ -22,6 +22,10 @@ pub(crate) struct Cell {
     pub(crate) service: &'static str,
     pub(crate) view: View,
     pub(crate) listeners: Listeners,
+    /// Which measurements the call path makes ([`COUNT`], [`TIME`]), from the settings.
+    measure: AtomicU8,
+    /// This process's counts since its last report (rate rules only).
+    pub(crate) tally: Tally,
     settings: ArcSwap<Settings>,
     /// What the call path binds the breaker to (its store); opaque here, so that one
     /// `Arc<Cell>` is the whole breaker handle and this layer names no higher one.
@@ -40,6 +44,8 @@ impl Cell {
             service,
             view: View::new(),
             listeners: Listeners::default(),
+            measure: AtomicU8::new(measure_of(&settings)),
+            tally: Tally::default(),
             settings: ArcSwap::from_pointee(settings),
             binding: ArcSwap::from_pointee(binding),
             timer: Mutex::new(None),
@@ -53,6 +59,21 @@ impl Cell {
 
     pub(crate) fn set_settings(&self, settings: Settings) {
         self.settings.store(Arc::new(settings));
+        self.measure.store(measure_of(&settings), Ordering::Relaxed);
+    }
+
+    /// The measurements a call makes: 0 for pybreaker's rules alone (the fast path).
+    #[inline(always)]
+    pub(crate) fn measure(&self) -> u8 {
+        self.measure.load(Ordering::Relaxed)
+    }
+
+    /// Opens the breaker for this process alone until `until` (fast-path clock), while
+    /// the fleet's stays closed: see [`View::quarantine`].
+    pub(crate) fn quarantine(self: &Arc<Self>, until: u64) {
+        let applied = self.view.quarantine(until, timers_available());
+        let generation = self.view.generation();
+        self.settle(applied, generation);
     }
 
     /// The binding, for a slow path (a load of the `ArcSwap`).
@@ -66,7 +87,13 @@ impl Cell {
 
     /// What this process knows, to recreate a record a store lost.
     pub(crate) fn seed(&self) -> Seed {
-        Seed::of(&self.view.local_snapshot())
+        let mut seed = Seed::of(&self.view.local_snapshot());
+        if self.view.quarantined() {
+            // This process's own protection, not the fleet's state.
+            seed.state = State::Closed;
+            seed.open_remaining = None;
+        }
+        seed
     }
 
     /// Takes in a snapshot (a store answer, a pub/sub event, a resync) unless a newer
@@ -75,15 +102,27 @@ impl Cell {
     /// the script's reply or the pub/sub echo of the same write arrives first.
     pub(crate) fn observe(self: &Arc<Self>, snapshot: &Snapshot) -> Option<(State, State)> {
         tracing::trace!(service = self.service, ?snapshot, "observe");
+        let generation = self.view.generation();
         let applied = self.view.apply(snapshot, timers_available());
+        self.forget_counts_of(generation);
         self.settle(applied, snapshot.generation)
     }
 
     /// Replaces the view with `snapshot` whatever its version (a store taking over).
     pub(crate) fn adopt(self: &Arc<Self>, snapshot: &Snapshot) {
         tracing::trace!(service = self.service, ?snapshot, "adopt");
+        let generation = self.view.generation();
         let applied = self.view.force(snapshot, timers_available());
+        self.forget_counts_of(generation);
         self.settle(applied, snapshot.generation);
+    }
+
+    /// Counts taken under `generation` belong to a period that has ended once the view
+    /// moved on: they are dropped, not reported into the next one.
+    fn forget_counts_of(&self, generation: u64) {
+        if self.view.generation() != generation {
+            self.tally.take();
+        }
     }
 
     fn settle(self: &Arc<Self>, applied: Applied, generation: u64) -> Option<(State, State)> {
@@ -160,11 +199,45 @@ impl Wake for NearDeadline {
     }
 }
 
+/// A timer for `deadline`, where one can be armed (`None`: no runtime with timers).
+pub(crate) fn sleep_until(deadline: tokio::time::Instant) -> Option<Pin<Box<Sleep>>> {
+    if !timers_available() {
+        return None;
+    }
+    // Tokio panics creating a timer on a runtime built without `enable_time`.
+    match std::panic::catch_unwind(|| Box::pin(tokio::time::sleep_until(deadline))) {
+        Ok(sleep) => Some(sleep),
+        Err(_) => {
+            TIMERS_UNAVAILABLE.store(true, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// The call path counts calls into the [`Tally`] (a rate rule is set).
+pub(crate) const COUNT: u8 = 1;
+/// The call path times calls (a timeout or a slow-call rule is set).
+pub(crate) const TIME: u8 = 2;
+
+fn measure_of(settings: &Settings) -> u8 {
+    let mut measure = 0;
+    if settings.has_rates() {
+        measure |= COUNT;
+    }
+    if settings.timeout.is_some()
+        || settings.trial_timeout.is_some()
+        || settings.slow_call.is_some()
+    {
+        measure |= TIME;
+    }
+    measure
+}
+
 /// Set once arming a timer failed (a runtime without timers): from then on rejections
 /// read the clock, rather than retrying (and panicking inside tokio) on every trip.
 static TIMERS_UNAVAILABLE: AtomicBool = AtomicBool::new(false);
 
 /// Whether a timer can be armed here (a tokio runtime with timers is running).
-fn timers_available() -> bool {
+pub(crate) fn timers_available() -> bool {
     !TIMERS_UNAVAILABLE.load(Ordering::Relaxed) && tokio::runtime::Handle::try_current().is_ok()
 }

@@ -3,9 +3,11 @@
 
 mod cell;
 mod listeners;
+mod tally;
 mod view;
 
-pub(crate) use cell::Cell;
+pub(crate) use cell::{sleep_until, Cell, COUNT, TIME};
 pub use listeners::Listener;
 pub(crate) use listeners::Listeners;
+pub(crate) use tally::{Due, Tally, FLUSH_INTERVAL};
 pub(crate) use view::Admit;

@@ -75,6 +75,8 @@ pub(crate) struct View {
     pub(crate) trial_until: AtomicU64,
     /// A reset of the fail counter is in flight (sent once, not per success).
     pub(crate) resetting: AtomicBool,
+    /// Until when this process keeps the breaker open on its own (fast-path clock).
+    quarantine_until: AtomicU64,
     /// Serialises updates so that an older snapshot never overwrites a newer one.
     applied: Mutex<Option<Version>>,
 }
@@ -99,6 +101,7 @@ impl View {
             next_trial_check: AtomicU64::new(0),
             trial_until: AtomicU64::new(0),
             resetting: AtomicBool::new(false),
+            quarantine_until: AtomicU64::new(0),
             applied: Mutex::new(None),
         }
     }
@@ -130,6 +133,11 @@ impl View {
             FORCED_OPEN => Admit::RejectForced,
             _ => Admit::Sync,
         }
+    }
+
+    /// The consecutive failures last seen in the store.
+    pub(crate) fn fail_counter(&self) -> u32 {
+        self.fail_counter.load(Ordering::Acquire)
     }
 
     /// This process's view as a snapshot (to seed a store).
@@ -246,8 +254,43 @@ impl View {
         self.store_snapshot(snapshot, timers)
     }
 
+    /// Opens the breaker for this process alone until `until`, while the fleet's record
+    /// stays closed: its own counts tripped the rate rule, but too few processes reported
+    /// failures for a fleet-wide trip (`min_instances`). Until then, a closed answer from
+    /// the store reads as open; afterwards the next call asks the store as after any open
+    /// time, and finds it closed.
+    pub(crate) fn quarantine(&self, until: u64, timers: bool) -> Applied {
+        let _applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        self.quarantine_until.store(until, Ordering::Release);
+        let word = self.word.load(Ordering::Acquire);
+        if state_of(word) != Some(State::Closed) {
+            return Applied::default();
+        }
+        let mut snapshot = self.local_snapshot();
+        snapshot.state = State::Open;
+        snapshot.open_remaining = Some(Duration::from_nanos(until.saturating_sub(now_nanos())));
+        self.store_snapshot(&snapshot, timers)
+    }
+
+    /// Whether this process keeps the breaker open on its own (see [`View::quarantine`]).
+    pub(crate) fn quarantined(&self) -> bool {
+        now_nanos() < self.quarantine_until.load(Ordering::Acquire)
+    }
+
     fn store_snapshot(&self, snapshot: &Snapshot, timers: bool) -> Applied {
         let now = now_nanos();
+        let quarantine = self.quarantine_until.load(Ordering::Acquire);
+        let quarantined;
+        let snapshot = if snapshot.state == State::Closed && now < quarantine {
+            quarantined = Snapshot {
+                state: State::Open,
+                open_remaining: Some(Duration::from_nanos(quarantine - now)),
+                ..*snapshot
+            };
+            &quarantined
+        } else {
+            snapshot
+        };
         let previous = self.word.load(Ordering::Acquire);
         let mut word = pack(
             snapshot.state,

@@ -1,0 +1,137 @@
+//! The rate rules on the call path: counting outcomes into the process's tally, and
+//! reporting it to the store in batches (see [`crate::local::Tally`]).
+
+use std::sync::atomic::Ordering;
+
+use crate::backend::Backend;
+use crate::breaker::handle::{Binding, Breaker};
+use crate::core::{process_instance, Command, Counts, Totals, TripPolicy};
+use crate::local::{Due, Tally, FLUSH_INTERVAL};
+
+impl Breaker {
+    /// Counts a successful (or excluded) call of the current period; `slow`: it took
+    /// longer than `slow_call`.
+    #[inline(always)]
+    pub(crate) fn count_success(&self, slow: bool) {
+        if slow {
+            self.cell.tally.slow();
+        }
+        if let Some(previous) = self.cell.tally.success() {
+            self.after_count(previous);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn after_count(&self, previous: u64) {
+        let due = self.cell.tally.after_success(previous);
+        self.flush_when(due);
+    }
+
+    /// Counts a failed call admitted at `generation` (dropped if the breaker has moved
+    /// on); flushes at once when this process's counts alone could trip.
+    #[cold]
+    pub(crate) fn count_failure(&self, generation: u64, slow: bool) {
+        let view = &self.cell.view;
+        if view.generation() != generation {
+            return;
+        }
+        if slow {
+            self.cell.tally.slow();
+        }
+        let (counts, first) = self.cell.tally.failure();
+        let due = if self.could_trip(&counts) || Tally::filling(&counts) {
+            Due::Now
+        } else if first {
+            Due::Schedule
+        } else {
+            Due::Nothing
+        };
+        self.flush_when(due);
+    }
+
+    /// Whether the counts not yet reported could trip on their own: the consecutive rule
+    /// with the fleet's count, or a rate over this batch alone.
+    fn could_trip(&self, counts: &Counts) -> bool {
+        let policy = TripPolicy::of(&self.settings());
+        let fail = if counts.has_success() {
+            counts.tail
+        } else {
+            self.cell.view.fail_counter().saturating_add(counts.tail)
+        };
+        let totals = Totals {
+            calls: counts.calls.into(),
+            failures: counts.failures.into(),
+            slow: counts.slow.into(),
+        };
+        policy.trips(fail) || policy.trips_on(&totals, policy.min_instances).is_some()
+    }
+
+    fn flush_when(&self, due: Due) {
+        let tally = &self.cell.tally;
+        match due {
+            Due::Nothing => {}
+            Due::Schedule => self.schedule_flush(),
+            Due::Now => {
+                self.schedule_flush();
+                tally.flush_now.notify_one();
+            }
+        }
+    }
+
+    /// Starts the task that reports the tally after [`FLUSH_INTERVAL`] (or when woken),
+    /// unless one is waiting already.
+    fn schedule_flush(&self) {
+        let tally = &self.cell.tally;
+        if tally.scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to wait on: report now (in memory this is a lock, no I/O).
+            tally.scheduled.store(false, Ordering::Release);
+            if let (Some(Backend::Memory(store)), Some(command)) =
+                (self.bound_backend(), self.batch())
+            {
+                let outcome = store.apply_now(self.service(), &self.settings(), command);
+                self.cell.observe(&outcome.snapshot);
+            }
+            return;
+        };
+        let breaker = self.clone();
+        runtime.spawn(async move {
+            let tally = &breaker.cell.tally;
+            tokio::select! {
+                () = tokio::time::sleep(FLUSH_INTERVAL) => {}
+                () = tally.flush_now.notified() => {}
+            }
+            tally.scheduled.store(false, Ordering::Release);
+            breaker.flush().await;
+        });
+    }
+
+    /// Reports the counts since the last flush as one batch.
+    pub(crate) async fn flush(&self) {
+        if let Some(command) = self.batch() {
+            let outcome = self.apply(command).await;
+            self.record_outcome(outcome);
+        }
+    }
+
+    /// The command reporting the counts since the last flush, if there are any to report.
+    fn batch(&self) -> Option<Command> {
+        let counts = self.cell.tally.take();
+        let view = &self.cell.view;
+        (!counts.is_empty() && view.state().lets_calls_through()).then(|| Command::RecordCalls {
+            generation: view.generation(),
+            counts,
+            instance: process_instance(),
+        })
+    }
+
+    fn bound_backend(&self) -> Option<Backend> {
+        self.cell
+            .binding()
+            .downcast_ref::<Binding>()
+            .map(|binding| binding.backend.clone())
+    }
+}
