@@ -2,6 +2,7 @@
 //! of a Redis-backed registry, and stores on their own server for the conformance suite.
 
 pub mod calls;
+pub mod http;
 pub mod redis_server;
 
 use std::time::Duration;
