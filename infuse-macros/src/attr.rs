@@ -34,9 +34,11 @@ pub(crate) enum Kind {
     CratePath,
     /// An unsuffixed integer literal in `min..=max`.
     Int { min: u64, max: u64 },
+    /// An unsuffixed integer literal from 1 to 100.
+    Percent,
     /// A string `"500ms"`, `"15s"` or `"2m"`, or an integer literal number of seconds;
-    /// greater than zero and at most `max_ms` milliseconds.
-    Duration { max_ms: u64 },
+    /// at least `min_ms` (and greater than zero) and at most `max_ms` milliseconds.
+    Duration { min_ms: u64, max_ms: u64 },
     /// `true` or `false`.
     Bool,
     /// A path to a function `fn(&E) -> bool`.
@@ -62,8 +64,28 @@ const COUNT: Kind = Kind::Int {
     max: u32::MAX as u64,
 };
 
-/// The longest `reset_timeout`: 24 hours, as the runtime's `Settings::MAX_RESET_TIMEOUT`.
+/// The longest `reset_timeout` and `max_reset_timeout`: 24 hours, as the runtime's
+/// `Settings::MAX_RESET_TIMEOUT`.
 const MAX_RESET_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The longest `timeout`, `trial_timeout` and `slow_call`: 1 hour, as the runtime's
+/// `Settings::MAX_CALL_TIMEOUT`.
+const MAX_CALL_TIMEOUT_MS: u64 = 60 * 60 * 1000;
+
+/// The shortest `window`: 1 second, as the runtime's `Settings::MIN_WINDOW`.
+const MIN_WINDOW_MS: u64 = 1000;
+
+/// The longest `window`: 1 hour, as the runtime's `Settings::MAX_WINDOW`.
+const MAX_WINDOW_MS: u64 = 60 * 60 * 1000;
+
+/// A duration greater than zero and at most `max_ms`.
+const fn duration(max_ms: u64) -> Kind {
+    Kind::Duration { min_ms: 1, max_ms }
+}
+
+/// The default `reset_timeout` (60 s, as the runtime's `Settings::DEFAULT`), against
+/// which a `max_reset_timeout` without `reset_timeout` is checked.
+pub(crate) const DEFAULT_RESET_TIMEOUT_MS: u64 = 60 * 1000;
 
 /// Every argument, in the order the documentation lists them and the expansion applies
 /// them.
@@ -85,9 +107,7 @@ pub(crate) const ARGUMENTS: &[Argument] = &[
     Argument {
         name: "reset_timeout",
         aliases: &["recovery_timeout"],
-        kind: Kind::Duration {
-            max_ms: MAX_RESET_TIMEOUT_MS,
-        },
+        kind: duration(MAX_RESET_TIMEOUT_MS),
         target: Target::Settings,
         example: "reset_timeout = \"15s\"",
     },
@@ -99,11 +119,84 @@ pub(crate) const ARGUMENTS: &[Argument] = &[
         example: "success_threshold = 2",
     },
     Argument {
+        name: "timeout",
+        aliases: &["call_timeout"],
+        kind: duration(MAX_CALL_TIMEOUT_MS),
+        target: Target::Settings,
+        example: "timeout = \"2s\"",
+    },
+    Argument {
+        name: "trial_timeout",
+        aliases: &[],
+        kind: duration(MAX_CALL_TIMEOUT_MS),
+        target: Target::Settings,
+        example: "trial_timeout = \"5s\"",
+    },
+    Argument {
+        name: "slow_call",
+        aliases: &["slow_call_duration_threshold", "slow_call_duration"],
+        kind: duration(MAX_CALL_TIMEOUT_MS),
+        target: Target::Settings,
+        example: "slow_call = \"500ms\"",
+    },
+    Argument {
+        name: "slow_call_rate",
+        aliases: &["slow_call_rate_threshold"],
+        kind: Kind::Percent,
+        target: Target::Settings,
+        example: "slow_call_rate = 50",
+    },
+    Argument {
+        name: "failure_rate",
+        aliases: &["failure_rate_threshold", "error_threshold_percentage"],
+        kind: Kind::Percent,
+        target: Target::Settings,
+        example: "failure_rate = 50",
+    },
+    Argument {
+        name: "window",
+        aliases: &["sliding_window", "sliding_window_size", "rolling_window"],
+        kind: Kind::Duration {
+            min_ms: MIN_WINDOW_MS,
+            max_ms: MAX_WINDOW_MS,
+        },
+        target: Target::Settings,
+        example: "window = \"10s\"",
+    },
+    Argument {
+        name: "min_calls",
+        aliases: &["minimum_number_of_calls", "request_volume_threshold"],
+        kind: COUNT,
+        target: Target::Settings,
+        example: "min_calls = 20",
+    },
+    Argument {
+        name: "min_instances",
+        aliases: &[],
+        kind: COUNT,
+        target: Target::Settings,
+        example: "min_instances = 2",
+    },
+    Argument {
+        name: "max_reset_timeout",
+        aliases: &[],
+        kind: duration(MAX_RESET_TIMEOUT_MS),
+        target: Target::Settings,
+        example: "max_reset_timeout = \"5m\"",
+    },
+    Argument {
         name: "exclude",
         aliases: &[],
         kind: Kind::Predicate,
         target: Target::CallOptions,
         example: "exclude = is_not_found",
+    },
+    Argument {
+        name: "ignore",
+        aliases: &["ignore_exceptions"],
+        kind: Kind::Predicate,
+        target: Target::CallOptions,
+        example: "ignore = is_cancelled",
     },
     Argument {
         name: "error_on_trip",
@@ -122,7 +215,7 @@ pub(crate) const ARGUMENTS: &[Argument] = &[
 ];
 
 impl Argument {
-    fn named(text: &str) -> Option<&'static Argument> {
+    pub(crate) fn named(text: &str) -> Option<&'static Argument> {
         ARGUMENTS.iter().find(|argument| argument.name == text)
     }
 
@@ -140,6 +233,10 @@ impl Argument {
             Kind::Int { min, .. } => {
                 format!("`{name}` expects an integer literal ≥ {min}, e.g. `{example}`")
             }
+            Kind::Percent => format!(
+                "`{name}` expects an integer literal from 1 to 100 (a percentage), e.g. \
+                 `{example}`"
+            ),
             Kind::Duration { .. } => format!(
                 "`{name}` expects a duration like \"500ms\", \"15s\" or \"2m\", or an integer \
                  number of seconds"
@@ -335,7 +432,7 @@ fn value(argument: &'static Argument, tokens: TokenStream) -> Result<Value> {
             })?;
             Value::CratePath(lit, path)
         }
-        Kind::Int { .. } => {
+        Kind::Int { .. } | Kind::Percent => {
             let lit: LitInt = parse_value(argument, tokens, |input| input.parse())?;
             if !lit.suffix().is_empty() {
                 return Err(wrong(lit.span()));
@@ -599,8 +696,20 @@ mod tests {
         assert_eq!(suggested("succes_threshold"), Some("success_threshold"));
         assert_eq!(suggested("failure_threshold"), Some("fail_max"));
         assert_eq!(suggested("recovery_timeout"), Some("reset_timeout"));
-        // `timeout` is no alias of `reset_timeout`: the name is kept for an argument of its own.
-        assert_eq!(suggested("timeout"), None);
+        assert_eq!(suggested("call_timeout"), Some("timeout"));
+        assert_eq!(suggested("timout"), Some("timeout"));
+        assert_eq!(suggested("trial_timout"), Some("trial_timeout"));
+        assert_eq!(suggested("slowcall"), Some("slow_call"));
+        assert_eq!(suggested("failure_rate_threshold"), Some("failure_rate"));
+        assert_eq!(
+            suggested("slow_call_rate_threshold"),
+            Some("slow_call_rate")
+        );
+        assert_eq!(suggested("sliding_window"), Some("window"));
+        assert_eq!(suggested("minimum_number_of_calls"), Some("min_calls"));
+        assert_eq!(suggested("min_instance"), Some("min_instances"));
+        assert_eq!(suggested("max_reset_timout"), Some("max_reset_timeout"));
+        assert_eq!(suggested("ignored"), Some("ignore"));
         assert_eq!(suggested("retries"), None);
         assert_eq!(suggested("x"), None);
     }
@@ -612,7 +721,17 @@ mod tests {
             fail_max = 3,
             reset_timeout = "2m",
             success_threshold = 2,
+            timeout = "2s",
+            trial_timeout = 5,
+            slow_call = "500ms",
+            slow_call_rate = 40,
+            failure_rate = 50,
+            window = "1m",
+            min_calls = 20,
+            min_instances = 2,
+            max_reset_timeout = "5m",
             exclude = errors::is_not_found,
+            ignore = is_cancelled,
             error_on_trip = true,
             crate = "my::infuse",
         ));
@@ -622,7 +741,17 @@ mod tests {
         assert_eq!(value(&attr, "fail_max"), "3");
         assert_eq!(value(&attr, "reset_timeout"), "120000ms");
         assert_eq!(value(&attr, "success_threshold"), "2");
+        assert_eq!(value(&attr, "timeout"), "2000ms");
+        assert_eq!(value(&attr, "trial_timeout"), "5000ms");
+        assert_eq!(value(&attr, "slow_call"), "500ms");
+        assert_eq!(value(&attr, "slow_call_rate"), "40");
+        assert_eq!(value(&attr, "failure_rate"), "50");
+        assert_eq!(value(&attr, "window"), "60000ms");
+        assert_eq!(value(&attr, "min_calls"), "20");
+        assert_eq!(value(&attr, "min_instances"), "2");
+        assert_eq!(value(&attr, "max_reset_timeout"), "300000ms");
         assert_eq!(value(&attr, "exclude"), "errors :: is_not_found");
+        assert_eq!(value(&attr, "ignore"), "is_cancelled");
         assert_eq!(value(&attr, "error_on_trip"), "true");
         let krate = attr.krate().unwrap();
         assert_eq!(quote!(#krate).to_string(), "my :: infuse");
@@ -691,6 +820,63 @@ mod tests {
                 "`exclude` expects a path",
             ),
             (
+                quote!(service = "a", ignore = "f"),
+                "`ignore` expects a path to a function `fn(&E) -> bool`, e.g. `ignore = is_cancelled`",
+            ),
+            (
+                quote!(service = "a", ignore = |e| false),
+                "`ignore` expects a path",
+            ),
+            (
+                quote!(service = "a", failure_rate = "50%"),
+                "`failure_rate` expects an integer literal from 1 to 100 (a percentage), \
+                 e.g. `failure_rate = 50`",
+            ),
+            (
+                quote!(service = "a", slow_call_rate = 0.5),
+                "`slow_call_rate` expects an integer literal from 1 to 100",
+            ),
+            (
+                quote!(service = "a", failure_rate = 50u32),
+                "`failure_rate` expects an integer literal from 1 to 100",
+            ),
+            (
+                quote!(service = "a", min_calls = "20"),
+                "`min_calls` expects an integer literal ≥ 1, e.g. `min_calls = 20`",
+            ),
+            (
+                quote!(service = "a", min_instances = true),
+                "`min_instances` expects an integer literal ≥ 1, e.g. `min_instances = 2`",
+            ),
+            (
+                quote!(service = "a", timeout = "2 seconds"),
+                "`timeout` expects a duration",
+            ),
+            (
+                quote!(service = "a", trial_timeout = 1.5),
+                "`trial_timeout` expects a duration",
+            ),
+            (
+                quote!(service = "a", slow_call = slow),
+                "`slow_call` expects a duration",
+            ),
+            (
+                quote!(service = "a", window = "1h"),
+                "`window` expects a duration",
+            ),
+            (
+                quote!(service = "a", max_reset_timeout = 5m),
+                "`max_reset_timeout` expects a duration",
+            ),
+            (
+                quote!(service = "a", timeout = "1s", timeout = "2s"),
+                "expected only a single `timeout` argument",
+            ),
+            (
+                quote!(service = "a", ignore = f, ignore = g),
+                "expected only a single `ignore` argument",
+            ),
+            (
                 quote!(service = "a", error_on_trip = 1),
                 "`error_on_trip` expects `true` or `false`",
             ),
@@ -716,7 +902,10 @@ mod tests {
             (
                 quote!(service = "a", retries = 3),
                 "unknown argument `retries`; valid arguments are `service`, `fail_max`, \
-                 `reset_timeout`, `success_threshold`, `exclude`, `error_on_trip`, `crate`",
+                 `reset_timeout`, `success_threshold`, `timeout`, `trial_timeout`, \
+                 `slow_call`, `slow_call_rate`, `failure_rate`, `window`, `min_calls`, \
+                 `min_instances`, `max_reset_timeout`, `exclude`, `ignore`, `error_on_trip`, \
+                 `crate`",
             ),
             (
                 quote!(service = "a", fail_mx = 3),

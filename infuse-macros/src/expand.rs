@@ -214,6 +214,45 @@ mod tests {
     }
 
     #[test]
+    fn backpressure_arguments_are_builder_calls() {
+        let out = expanded(
+            quote!(
+                ignore = errors::is_cancelled,
+                max_reset_timeout = "5m",
+                min_instances = 2,
+                min_calls = 20,
+                window = "10s",
+                failure_rate = 50,
+                slow_call_rate = 40,
+                slow_call = "500ms",
+                trial_timeout = "5s",
+                timeout = 2,
+                exclude = is_not_found,
+                service = "users"
+            ),
+            quote!(
+                async fn f() -> Result<(), E> {
+                    x
+                }
+            ),
+        );
+        let settings = ":: infuse :: Settings :: DEFAULT \
+             . timeout (:: core :: time :: Duration :: from_millis (2000)) \
+             . trial_timeout (:: core :: time :: Duration :: from_millis (5000)) \
+             . slow_call (:: core :: time :: Duration :: from_millis (500)) \
+             . slow_call_rate (40) \
+             . failure_rate (50) \
+             . window (:: core :: time :: Duration :: from_millis (10000)) \
+             . min_calls (20) \
+             . min_instances (2) \
+             . max_reset_timeout (:: core :: time :: Duration :: from_millis (300000)) ,";
+        assert!(out.contains(settings), "{out}");
+        let options = ":: infuse :: CallOptions :: new () . exclude (is_not_found) \
+             . ignore (errors :: is_cancelled) , async move";
+        assert!(out.contains(options), "{out}");
+    }
+
+    #[test]
     fn custom_crate_path() {
         let out = expanded(
             quote!(service = "s", crate = "crate::reexport::infuse"),

@@ -65,6 +65,78 @@
 //! #[infuse::circuit_breaker(service = "payments", success_threshold = 2)]
 //! ```
 //!
+//! ## `timeout = "2s"`
+//!
+//! A call still running after this long is dropped (cancelled), counts as a failure and
+//! returns `BreakerError::Timeout`, converted into `E`. A duration as for
+//! `reset_timeout`, greater than zero and at most 1 hour (`"60m"`). Default: no limit.
+//!
+//! ```ignore
+//! #[infuse::circuit_breaker(service = "payments", timeout = "2s")]
+//! ```
+//!
+//! ## `trial_timeout = "5s"`
+//!
+//! The limit of a half-open trial call, when it should differ from `timeout` (a trial
+//! may be given longer, to let a cold service answer). Greater than zero, at most 1 hour.
+//! Default: `timeout`.
+//!
+//! ```ignore
+//! #[infuse::circuit_breaker(service = "payments", timeout = "2s", trial_timeout = "5s")]
+//! ```
+//!
+//! ## `slow_call = "500ms"`
+//!
+//! Calls slower than this count as slow (they still return their own result): the breaker
+//! trips when slow calls reach `slow_call_rate` percent of the calls in the `window`.
+//! Greater than zero, at most 1 hour, shorter than `timeout`; requires `slow_call_rate`.
+//!
+//! ```ignore
+//! #[infuse::circuit_breaker(service = "payments", slow_call = "500ms", slow_call_rate = 50)]
+//! ```
+//!
+//! ## `slow_call_rate = 50`
+//!
+//! The percentage (an integer literal from 1 to 100) of slow calls in the window that
+//! trips the breaker; requires `slow_call`.
+//!
+//! ## `failure_rate = 50`
+//!
+//! The percentage (an integer literal from 1 to 100) of failed calls in the window that
+//! trips the breaker. `fail_max` still applies: whichever rule trips first opens the
+//! breaker.
+//!
+//! ```ignore
+//! #[infuse::circuit_breaker(service = "payments", failure_rate = 50, window = "30s", min_calls = 10)]
+//! ```
+//!
+//! ## `window = "10s"`
+//!
+//! The sliding window over which `failure_rate` and `slow_call_rate` are measured: at
+//! least 1 second, at most 1 hour. Default: 10 seconds. Only with a rate: alone it would
+//! have no effect, so it is an error.
+//!
+//! ## `min_calls = 20`
+//!
+//! No rate decision is taken below this many calls in the window (with Redis, the fleet's
+//! calls); an integer literal ≥ 1. Default: `20`. Only with a rate.
+//!
+//! ## `min_instances = 2`
+//!
+//! With Redis: a rate-based trip needs failures (or slow calls) reported by at least this
+//! many processes in the window, so that one sick caller cannot open the breaker for the
+//! whole fleet; an integer literal ≥ 1. Default: `1`. Only with a rate.
+//!
+//! ## `max_reset_timeout = "5m"`
+//!
+//! Backoff: each re-open after a failed trial doubles the open time (less some jitter), up
+//! to this bound; closing resets it. At least `reset_timeout`, at most 24 hours. Default:
+//! no backoff, every open lasts `reset_timeout`.
+//!
+//! ```ignore
+//! #[infuse::circuit_breaker(service = "payments", reset_timeout = "10s", max_reset_timeout = "5m")]
+//! ```
+//!
 //! ## `exclude = path::to_fn`
 //!
 //! A path to a function `fn(&E) -> bool` (`E` is the function's error type). Errors for
@@ -76,6 +148,18 @@
 //!
 //! #[infuse::circuit_breaker(service = "users", exclude = is_not_found)]
 //! async fn get_user(id: u64) -> Result<User, ApiError> { /* ... */ }
+//! ```
+//!
+//! ## `ignore = path::to_fn`
+//!
+//! A path to a function `fn(&E) -> bool`. Errors for which it returns `true` are returned
+//! unchanged and count as neither success nor failure: they leave every counter and the
+//! window as they were (Resilience4j's ignored exceptions). Checked before `exclude`.
+//!
+//! ```ignore
+//! fn is_cancelled(e: &ApiError) -> bool { matches!(e, ApiError::Cancelled) }
+//!
+//! #[infuse::circuit_breaker(service = "users", ignore = is_cancelled)]
 //! ```
 //!
 //! ## `error_on_trip = true`
@@ -157,7 +241,10 @@ mod valid;
 /// ```
 ///
 /// Arguments: `service = "name"` (required), `fail_max = N`, `reset_timeout = "15s"`,
-/// `success_threshold = N`, `exclude = path::to_fn`, `error_on_trip = true|false`,
+/// `success_threshold = N`, `timeout = "2s"`, `trial_timeout = "5s"`,
+/// `slow_call = "500ms"`, `slow_call_rate = N`, `failure_rate = N`, `window = "10s"`,
+/// `min_calls = N`, `min_instances = N`, `max_reset_timeout = "5m"`,
+/// `exclude = path::to_fn`, `ignore = path::to_fn`, `error_on_trip = true|false`,
 /// `crate = "path"`. See the [crate documentation](crate) for each.
 #[proc_macro_attribute]
 pub fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {

@@ -5,16 +5,22 @@ use proc_macro2::{Punct, Spacing, Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::{Error, Lit, LitInt, LitStr, Result, ReturnType};
 
-use crate::attr::{Arg, Argument, Attr, Kind, Value};
+use crate::attr::{Arg, Argument, Attr, Kind, Value, DEFAULT_RESET_TIMEOUT_MS};
 use crate::item::ItemFn;
 use crate::Errors;
 
-/// Checks the arguments: each value in its range, and the required `service`.
+/// Checks the arguments: each value in its range, the combinations (the same rules as
+/// the runtime's `Settings::validate`, in its words), and the required `service`.
 pub(crate) fn check_attr(attr: &Attr, errors: &mut Errors) {
+    let mut valid = Vec::new();
     for arg in &attr.args {
-        if let Err(error) = check_value(arg) {
-            errors.push(error);
+        match check_value(arg) {
+            Ok(()) => valid.push(arg),
+            Err(error) => errors.push(error),
         }
+    }
+    for error in check_combinations(attr, &valid) {
+        errors.push(error);
     }
     let service_mentioned = attr.service().is_some()
         || attr
@@ -36,11 +42,128 @@ fn check_value(arg: &Arg) -> Result<()> {
     match (&arg.value, argument.kind) {
         (Value::Service(lit), _) => service(lit),
         (Value::Int(lit), Kind::Int { min, max }) => int_in_range(argument, lit, min, max),
-        (Value::Duration(lit, millis), Kind::Duration { max_ms }) => {
-            duration_in_range(argument, lit, *millis, max_ms)
+        (Value::Int(lit), Kind::Percent) => percent(argument, lit),
+        (Value::Duration(lit, millis), Kind::Duration { min_ms, max_ms }) => {
+            duration_in_range(argument, lit, *millis, min_ms, max_ms)
         }
         _ => Ok(()),
     }
+}
+
+/// The rules between arguments. `valid` are the arguments whose own value is valid: a
+/// comparison with an invalid value would only repeat its error. An argument whose value
+/// was malformed (already reported) still counts as given, so that it is not also
+/// reported missing.
+fn check_combinations(attr: &Attr, valid: &[&Arg]) -> Vec<Error> {
+    let mut errors = Vec::new();
+    let given = |name: &str| {
+        attr.args.iter().any(|arg| arg.argument.name == name)
+            || attr.reported.iter().any(|argument| argument.name == name)
+    };
+    let millis = |name: &str| {
+        valid.iter().find_map(|arg| match &arg.value {
+            Value::Duration(lit, millis) if arg.argument.name == name => Some((lit, *millis)),
+            _ => None,
+        })
+    };
+    let arg = |name: &str| attr.args.iter().find(|arg| arg.argument.name == name);
+
+    // `slow_call` and `slow_call_rate` make one rule: each needs the other.
+    if let (Some(slow_call), false) = (arg("slow_call"), given("slow_call_rate")) {
+        errors.push(whole_argument(
+            slow_call,
+            "`slow_call` needs `slow_call_rate`: the percentage of slow calls in the window \
+             that trips the breaker, e.g. `slow_call_rate = 50`",
+        ));
+    }
+    if let (Some(rate), false) = (arg("slow_call_rate"), given("slow_call")) {
+        errors.push(whole_argument(
+            rate,
+            "`slow_call_rate` needs `slow_call`: the duration above which a call is slow, \
+             e.g. `slow_call = \"500ms\"`",
+        ));
+    }
+    if let (Some((slow, slow_ms)), Some((timeout, timeout_ms))) =
+        (millis("slow_call"), millis("timeout"))
+    {
+        if slow_ms >= timeout_ms {
+            errors.push(Error::new(
+                slow.span(),
+                format!(
+                    "`slow_call = {}` must be shorter than `timeout = {}` (a call that times \
+                     out is already a failure)",
+                    slow.to_token_stream(),
+                    timeout.to_token_stream(),
+                ),
+            ));
+        }
+    }
+
+    // The window and its thresholds only serve the rate rules.
+    let rates = given("failure_rate") || given("slow_call_rate");
+    if !rates {
+        for name in ["window", "min_calls", "min_instances"] {
+            if let Some(arg) = arg(name) {
+                errors.push(whole_argument(
+                    arg,
+                    &format!(
+                        "`{name}` has no effect without `failure_rate` or `slow_call_rate`: \
+                         it applies to the rate of failed or slow calls in the window; add \
+                         a rate, e.g. `failure_rate = 50`, or remove `{name}`"
+                    ),
+                ));
+            }
+        }
+    }
+
+    // Backoff only lengthens the open time.
+    if let Some((max, max_ms)) = millis("max_reset_timeout") {
+        let reset = match (millis("reset_timeout"), given("reset_timeout")) {
+            (Some((lit, ms)), _) => {
+                Some((format!("`reset_timeout = {}`", lit.to_token_stream()), ms))
+            }
+            (None, false) => Some((
+                format!(
+                    "the default `reset_timeout` of {}",
+                    shortest(DEFAULT_RESET_TIMEOUT_MS)
+                ),
+                i128::from(DEFAULT_RESET_TIMEOUT_MS),
+            )),
+            (None, true) => None,
+        };
+        if let Some((reset, reset_ms)) = reset {
+            if max_ms < reset_ms {
+                errors.push(Error::new(
+                    max.span(),
+                    format!(
+                        "`max_reset_timeout = {}` is shorter than {reset}: backoff doubles the \
+                         open time from `reset_timeout` up to `max_reset_timeout`",
+                        max.to_token_stream(),
+                    ),
+                ));
+            }
+        }
+    }
+    errors
+}
+
+/// An error spanning a whole `name = value`.
+fn whole_argument(arg: &Arg, message: &str) -> Error {
+    Error::new_spanned(spanning(arg.name.span(), arg.value.span()), message)
+}
+
+fn percent(argument: &Argument, lit: &LitInt) -> Result<()> {
+    let value: i128 = lit.base10_parse().unwrap_or(i128::MAX);
+    if (1..=100).contains(&value) {
+        return Ok(());
+    }
+    Err(Error::new(
+        lit.span(),
+        format!(
+            "`{} = {}` is not a percentage from 1 to 100, e.g. `{}`",
+            argument.name, lit, argument.example
+        ),
+    ))
 }
 
 fn service(lit: &LitStr) -> Result<()> {
@@ -83,7 +206,26 @@ fn int_in_range(argument: &Argument, lit: &LitInt, min: u64, max: u64) -> Result
     Ok(())
 }
 
-fn duration_in_range(argument: &Argument, lit: &Lit, millis: i128, max_ms: u64) -> Result<()> {
+fn duration_in_range(
+    argument: &Argument,
+    lit: &Lit,
+    millis: i128,
+    min_ms: u64,
+    max_ms: u64,
+) -> Result<()> {
+    if min_ms > 1 && millis < i128::from(min_ms) {
+        return Err(Error::new(
+            lit.span(),
+            format!(
+                "`{name} = {written}` is shorter than the minimum of {minimum}: use at least \
+                 `{name} = \"{smallest}\"`",
+                name = argument.name,
+                written = lit.to_token_stream(),
+                minimum = describe(min_ms),
+                smallest = shortest(min_ms),
+            ),
+        ));
+    }
     if millis <= 0 {
         return Err(Error::new(
             lit.span(),
@@ -215,6 +357,44 @@ mod tests {
             quote!(service = "users", reset_timeout = "1440m"),
             quote!(service = "users", reset_timeout = "86400s"),
             quote!(service = "users", reset_timeout = 86400),
+            quote!(
+                service = "users",
+                timeout = "2s",
+                trial_timeout = "5s",
+                slow_call = "500ms",
+                slow_call_rate = 50,
+                failure_rate = 50,
+                window = "10s",
+                min_calls = 20,
+                min_instances = 2,
+                max_reset_timeout = "5m",
+                ignore = is_cancelled,
+                exclude = is_not_found
+            ),
+            quote!(service = "users", timeout = "60m", trial_timeout = 3600),
+            quote!(service = "users", slow_call = "1ms", slow_call_rate = 1),
+            quote!(
+                service = "users",
+                slow_call = "59m",
+                slow_call_rate = 100,
+                timeout = "60m"
+            ),
+            quote!(service = "users", failure_rate = 100, window = "1s"),
+            quote!(service = "users", failure_rate = 1, window = "60m"),
+            quote!(
+                service = "users",
+                slow_call = 1,
+                slow_call_rate = 5,
+                min_calls = 1
+            ),
+            quote!(service = "users", max_reset_timeout = "1m"),
+            quote!(
+                service = "users",
+                reset_timeout = "1s",
+                max_reset_timeout = "1s"
+            ),
+            quote!(service = "users", max_reset_timeout = "1440m"),
+            quote!(service = "users", trial_timeout = "1ms"),
         ] {
             assert_eq!(messages(tokens.clone()), Vec::<String>::new(), "{tokens}");
         }
@@ -282,6 +462,116 @@ mod tests {
                 quote!(fail_max = 5),
                 "missing `service = \"...\"`: name the target service",
             ),
+            (
+                quote!(service = "a", failure_rate = 0),
+                "`failure_rate = 0` is not a percentage from 1 to 100, e.g. `failure_rate = 50`",
+            ),
+            (
+                quote!(service = "a", failure_rate = 101),
+                "`failure_rate = 101` is not a percentage from 1 to 100",
+            ),
+            (
+                quote!(service = "a", failure_rate = -5),
+                "`failure_rate = -5` is not a percentage from 1 to 100",
+            ),
+            (
+                quote!(service = "a", slow_call = "1s", slow_call_rate = 250),
+                "`slow_call_rate = 250` is not a percentage from 1 to 100, e.g. `slow_call_rate = 50`",
+            ),
+            (
+                quote!(service = "a", failure_rate = 5, min_calls = 0),
+                "`min_calls` must be at least 1, e.g. `min_calls = 20`",
+            ),
+            (
+                quote!(service = "a", failure_rate = 5, min_instances = 0),
+                "`min_instances` must be at least 1, e.g. `min_instances = 2`",
+            ),
+            (
+                quote!(service = "a", failure_rate = 5, window = "999ms"),
+                "`window = \"999ms\"` is shorter than the minimum of 1s: use at least \
+                 `window = \"1s\"`",
+            ),
+            (
+                quote!(service = "a", failure_rate = 5, window = 0),
+                "`window = 0` is shorter than the minimum of 1s",
+            ),
+            (
+                quote!(service = "a", failure_rate = 5, window = "61m"),
+                "`window = \"61m\"` exceeds the maximum of 1 hour (3600s): use at most \
+                 `window = \"60m\"`",
+            ),
+            (
+                quote!(service = "a", timeout = "0ms"),
+                "`timeout` must be greater than zero, e.g. `timeout = \"2s\"`",
+            ),
+            (
+                quote!(service = "a", timeout = 3601),
+                "`timeout = 3601` exceeds the maximum of 1 hour (3600s): use at most \
+                 `timeout = \"60m\"`",
+            ),
+            (
+                quote!(service = "a", trial_timeout = 0),
+                "`trial_timeout` must be greater than zero, e.g. `trial_timeout = \"5s\"`",
+            ),
+            (
+                quote!(service = "a", trial_timeout = "61m"),
+                "`trial_timeout = \"61m\"` exceeds the maximum of 1 hour",
+            ),
+            (
+                quote!(service = "a", slow_call = "0s", slow_call_rate = 50),
+                "`slow_call` must be greater than zero, e.g. `slow_call = \"500ms\"`",
+            ),
+            (
+                quote!(service = "a", slow_call = "61m", slow_call_rate = 50),
+                "`slow_call = \"61m\"` exceeds the maximum of 1 hour",
+            ),
+            (
+                quote!(service = "a", timeout = "2s", slow_call = "2s", slow_call_rate = 50),
+                "`slow_call = \"2s\"` must be shorter than `timeout = \"2s\"` (a call that \
+                 times out is already a failure)",
+            ),
+            (
+                quote!(service = "a", timeout = 1, slow_call = "1500ms", slow_call_rate = 50),
+                "`slow_call = \"1500ms\"` must be shorter than `timeout = 1`",
+            ),
+            (
+                quote!(service = "a", slow_call = "500ms"),
+                "`slow_call` needs `slow_call_rate`: the percentage of slow calls in the window \
+                 that trips the breaker, e.g. `slow_call_rate = 50`",
+            ),
+            (
+                quote!(service = "a", slow_call_rate = 50),
+                "`slow_call_rate` needs `slow_call`: the duration above which a call is slow, \
+                 e.g. `slow_call = \"500ms\"`",
+            ),
+            (
+                quote!(service = "a", window = "10s"),
+                "`window` has no effect without `failure_rate` or `slow_call_rate`",
+            ),
+            (
+                quote!(service = "a", min_calls = 20),
+                "`min_calls` has no effect without `failure_rate` or `slow_call_rate`",
+            ),
+            (
+                quote!(service = "a", min_instances = 2),
+                "`min_instances` has no effect without `failure_rate` or `slow_call_rate`",
+            ),
+            (
+                quote!(service = "a", reset_timeout = "10m", max_reset_timeout = "5m"),
+                "`max_reset_timeout = \"5m\"` is shorter than `reset_timeout = \"10m\"`",
+            ),
+            (
+                quote!(service = "a", max_reset_timeout = "30s"),
+                "`max_reset_timeout = \"30s\"` is shorter than the default `reset_timeout` of 1m",
+            ),
+            (
+                quote!(service = "a", max_reset_timeout = "1441m"),
+                "`max_reset_timeout = \"1441m\"` exceeds the maximum of 24 hours (86400s)",
+            ),
+            (
+                quote!(service = "a", max_reset_timeout = 0),
+                "`max_reset_timeout` must be greater than zero",
+            ),
         ];
         for (tokens, expected) in cases {
             let found = messages(tokens.clone());
@@ -290,6 +580,73 @@ mod tests {
                 "{tokens}: expected {expected:?}, found {found:?}"
             );
         }
+    }
+
+    /// A comparison or a combination is not reported again when one of its arguments is
+    /// already wrong on its own.
+    #[test]
+    fn one_error_per_mistake() {
+        for (tokens, expected) in [
+            (
+                quote!(
+                    service = "a",
+                    timeout = 0,
+                    slow_call = "1s",
+                    slow_call_rate = 5
+                ),
+                "`timeout` must be greater than zero",
+            ),
+            (
+                quote!(service = "a", slow_call = "1s", slow_call_rate = "half"),
+                "`slow_call_rate` expects an integer literal",
+            ),
+            (
+                quote!(service = "a", slow_call = "soon", slow_call_rate = 5),
+                "`slow_call` expects a duration",
+            ),
+            (
+                quote!(
+                    service = "a",
+                    failure_rate = 1000,
+                    window = "5s",
+                    min_calls = 5
+                ),
+                "`failure_rate = 1000` is not a percentage",
+            ),
+            (
+                quote!(service = "a", failure_rate = "x", min_instances = 3),
+                "`failure_rate` expects an integer literal",
+            ),
+            (
+                quote!(
+                    service = "a",
+                    reset_timeout = "0s",
+                    max_reset_timeout = "5m"
+                ),
+                "`reset_timeout` must be greater than zero",
+            ),
+            (
+                quote!(
+                    service = "a",
+                    reset_timeout = "5h",
+                    max_reset_timeout = "5m"
+                ),
+                "`reset_timeout` expects a duration",
+            ),
+        ] {
+            let found = messages(tokens.clone());
+            assert_eq!(found.len(), 1, "{tokens}: {found:?}");
+            assert!(found[0].contains(expected), "{tokens}: {found:?}");
+        }
+        // Independent mistakes are all reported.
+        let found = messages(quote!(
+            service = "a",
+            slow_call = "3s",
+            timeout = "2s",
+            window = "10s",
+            max_reset_timeout = "1s"
+        ));
+        assert_eq!(found.len(), 4, "{found:?}");
     }
 
     #[test]
