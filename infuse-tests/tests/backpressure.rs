@@ -80,14 +80,23 @@ async fn a_timed_out_call_is_cancelled_and_counts_as_a_failure() {
     }
     // The downstream saw every connection dropped: the calls were really cancelled.
     assert!(
-        eventually(Duration::from_secs(2), ms(10), async || target.dropped() == 3).await,
+        eventually(Duration::from_secs(2), ms(10), async || target.dropped()
+            == 3)
+        .await,
         "dropped connections: {}",
         target.dropped()
     );
     assert_eq!(breaker.state().await.unwrap(), State::Open);
     let rejected = call(&breaker, &target, "/hang").await;
-    assert!(matches!(rejected, Err(HttpError::Breaker(BreakerError::Open { .. }))));
-    assert_eq!(target.requests(), 3, "a rejected call never reaches the target");
+    assert!(matches!(
+        rejected,
+        Err(HttpError::Breaker(BreakerError::Open { .. }))
+    ));
+    assert_eq!(
+        target.requests(),
+        3,
+        "a rejected call never reaches the target"
+    );
 }
 
 #[tokio::test]
@@ -106,13 +115,22 @@ async fn timeouts_stop_a_slow_target_long_before_it_answers() {
     }
     let started = tokio::time::Instant::now();
     let outcomes = futures::future::join_all(calls).await;
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
-    assert!(outcomes.iter().all(|o| matches!(o, Err(HttpError::Breaker(BreakerError::Timeout { .. })))));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, Err(HttpError::Breaker(BreakerError::Timeout { .. })))));
     assert!(reaches(&breaker, State::Open).await);
     let before = target.requests();
     for _ in 0..20 {
         let rejected = call(&breaker, &target, "/slow/2000").await;
-        assert!(matches!(rejected, Err(HttpError::Breaker(BreakerError::Open { .. }))));
+        assert!(matches!(
+            rejected,
+            Err(HttpError::Breaker(BreakerError::Open { .. }))
+        ));
     }
     assert_eq!(target.requests(), before);
 }
@@ -132,7 +150,11 @@ async fn slow_calls_return_their_result_and_trip_the_slow_call_rate() {
         assert_eq!(call(&breaker, &target, "/ok").await, Ok(200));
     }
     for _ in 0..2 {
-        assert_eq!(call(&breaker, &target, "/slow/80").await, Ok(200), "a slow call keeps its result");
+        assert_eq!(
+            call(&breaker, &target, "/slow/80").await,
+            Ok(200),
+            "a slow call keeps its result"
+        );
     }
     tokio::time::sleep(ms(300)).await; // past a flush: 5 calls, below min_calls
     assert_eq!(breaker.state().await.unwrap(), State::Closed);
@@ -145,7 +167,8 @@ async fn slow_calls_return_their_result_and_trip_the_slow_call_rate() {
 async fn a_half_failing_target_trips_the_failure_rate_where_consecutive_failures_flap() {
     let target = Downstream::start().await;
     // pybreaker's rule alone: failures never come twice in a row, so it never trips.
-    let consecutive = breaker_with("bp-flaky-consecutive", ServiceOverride::new().fail_max(2)).await;
+    let consecutive =
+        breaker_with("bp-flaky-consecutive", ServiceOverride::new().fail_max(2)).await;
     for _ in 0..40 {
         let _ = call(&consecutive, &target, "/flaky").await;
     }
@@ -171,7 +194,10 @@ async fn a_half_failing_target_trips_the_failure_rate_where_consecutive_failures
     assert_eq!(rate.state().await.unwrap(), State::Open);
     // 10 calls reach the rate; the flush that trips comes at once (this process's counts
     // alone cross the threshold), so only calls racing it get through.
-    assert!((10..=13).contains(&reached), "{reached} calls reached the target");
+    assert!(
+        (10..=13).contains(&reached),
+        "{reached} calls reached the target"
+    );
 }
 
 #[tokio::test]
@@ -206,11 +232,18 @@ async fn no_rate_decision_below_min_calls() {
             .await;
     }
     tokio::time::sleep(ms(300)).await; // several flushes
-    assert_eq!(quiet.state().await.unwrap(), State::Closed, "9 calls: below min_calls");
+    assert_eq!(
+        quiet.state().await.unwrap(),
+        State::Closed,
+        "9 calls: below min_calls"
+    );
     let _ = quiet
         .call(async { Err::<(), _>(HttpError::Status(500)) })
         .await;
-    assert!(reaches(&quiet, State::Open).await, "the 10th call reaches min_calls");
+    assert!(
+        reaches(&quiet, State::Open).await,
+        "the 10th call reaches min_calls"
+    );
 }
 
 #[tokio::test]
@@ -227,7 +260,11 @@ async fn ignored_errors_count_as_neither_success_nor_failure() {
     let ignoring = CallOptions::new().ignore(|e: &HttpError| matches!(e, HttpError::Status(503)));
     for _ in 0..20 {
         let outcome = breaker.call_with(ignoring, unavailable()).await;
-        assert_eq!(outcome, Err(HttpError::Status(503)), "the call's own error comes back");
+        assert_eq!(
+            outcome,
+            Err(HttpError::Status(503)),
+            "the call's own error comes back"
+        );
     }
     tokio::time::sleep(ms(300)).await;
     let snapshot = breaker.snapshot().await.unwrap();
@@ -259,12 +296,20 @@ async fn failures_age_out_of_the_window() {
         let _ = fail().await;
     }
     tokio::time::sleep(ms(200)).await;
-    assert_eq!(breaker.state().await.unwrap(), State::Closed, "10 calls in the window");
+    assert_eq!(
+        breaker.state().await.unwrap(),
+        State::Closed,
+        "10 calls in the window"
+    );
     for _ in 0..10 {
         let _ = fail().await;
     }
     tokio::time::sleep(ms(200)).await;
-    assert_eq!(breaker.state().await.unwrap(), State::Open, "20 calls, all failed");
+    assert_eq!(
+        breaker.state().await.unwrap(),
+        State::Open,
+        "20 calls, all failed"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -281,7 +326,11 @@ async fn each_failed_trial_doubles_the_open_time_up_to_the_bound() {
     let fail = || breaker.call(async { Err::<(), _>(HttpError::Status(500)) });
     let open_for = async || breaker.snapshot().await.unwrap().open_remaining.unwrap();
     let _ = fail().await;
-    assert_eq!(open_for().await, reset, "a first trip opens for reset_timeout");
+    assert_eq!(
+        open_for().await,
+        reset,
+        "a first trip opens for reset_timeout"
+    );
     for expected in [2, 4, 4, 4] {
         tokio::time::sleep(open_for().await).await;
         let trial = fail().await;
@@ -325,7 +374,11 @@ async fn a_trial_is_bounded_by_trial_timeout() {
         }))
     );
     assert_eq!(started.elapsed(), ms(300));
-    assert_eq!(breaker.state().await.unwrap(), State::Open, "the trial failed");
+    assert_eq!(
+        breaker.state().await.unwrap(),
+        State::Open,
+        "the trial failed"
+    );
 }
 
 #[test]

@@ -36,7 +36,9 @@ pub struct Downstream {
 impl Downstream {
     /// Starts a server.
     pub async fn start() -> Downstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("local address");
         let seen = Arc::new(Seen::default());
         let task = tokio::spawn(serve(listener, seen.clone()));
@@ -123,7 +125,8 @@ async fn answer(mut stream: TcpStream, seen: Arc<Seen>) {
         () = wait => {}
     }
     let reason = if status == 200 { "OK" } else { "Error" };
-    let response = format!("HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    let response =
+        format!("HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
     let _ = stream.write_all(response.as_bytes()).await;
 }
 

@@ -19,6 +19,17 @@ impl Breaker {
         if let Some(previous) = self.cell.tally.success() {
             self.after_count(previous);
         }
+        if slow {
+            self.after_slow();
+        }
+    }
+
+    /// In memory, a slow call is reported at once (a lock, no I/O), so that the rule
+    /// trips on the call that reaches it.
+    #[cold]
+    #[inline(never)]
+    fn after_slow(&self) {
+        self.flush_in_memory();
     }
 
     #[cold]
@@ -40,6 +51,11 @@ impl Breaker {
             self.cell.tally.slow();
         }
         let (counts, first) = self.cell.tally.failure();
+        // In memory every failure is reported at once (a lock, no I/O); with Redis, in
+        // batches, unless this batch alone could trip.
+        if self.flush_in_memory() {
+            return;
+        }
         let due = if self.could_trip(&counts) || Tally::filling(&counts) {
             Due::Now
         } else if first {
@@ -89,12 +105,7 @@ impl Breaker {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             // No runtime to wait on: report now (in memory this is a lock, no I/O).
             tally.scheduled.store(false, Ordering::Release);
-            if let (Some(Backend::Memory(store)), Some(command)) =
-                (self.bound_backend(), self.batch())
-            {
-                let outcome = store.apply_now(self.service(), &self.settings(), command);
-                self.cell.observe(&outcome.snapshot);
-            }
+            self.flush_in_memory();
             return;
         };
         let breaker = self.clone();
@@ -107,6 +118,19 @@ impl Breaker {
             tally.scheduled.store(false, Ordering::Release);
             breaker.flush().await;
         });
+    }
+
+    /// Reports the counts now when the store is this process's memory (`false`: it is
+    /// not, nothing was done).
+    fn flush_in_memory(&self) -> bool {
+        let Some(Backend::Memory(store)) = self.bound_backend() else {
+            return false;
+        };
+        if let Some(command) = self.batch() {
+            let outcome = store.apply_now(self.service(), &self.settings().alone(), command);
+            self.cell.observe(&outcome.snapshot);
+        }
+        true
     }
 
     /// Reports the counts since the last flush as one batch.
