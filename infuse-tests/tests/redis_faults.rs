@@ -390,8 +390,8 @@ async fn local_counts_are_not_pushed_into_the_fleets_window() {
         let _ = fail(&a).await;
     }
     tokio::time::sleep(Duration::from_millis(400)).await; // reported
-    // The fleet's window holds 5 successes and 4 failures (9 < min_calls): closed. Had the
-    // 6 local failures been pushed, 10 failures in 15 calls would have tripped it.
+                                                          // The fleet's window holds 5 successes and 4 failures (9 < min_calls): closed. Had the
+                                                          // 6 local failures been pushed, 10 failures in 15 calls would have tripped it.
     assert_eq!(b.breaker(SERVICE).state().await.unwrap(), State::Closed);
     assert_eq!(a.breaker(SERVICE).state().await.unwrap(), State::Closed);
 }

@@ -5,8 +5,10 @@ use std::sync::atomic::Ordering;
 
 use crate::backend::Backend;
 use crate::breaker::handle::{Binding, Breaker};
-use crate::core::{process_instance, Command, Counts, Totals, TripPolicy};
-use crate::local::{Due, Tally, FLUSH_INTERVAL};
+use crate::core::{
+    now_nanos, process_instance, saturating_nanos, Command, Counts, State, Totals, TripPolicy,
+};
+use crate::local::{Due, Tally, FLUSH_INTERVAL, MIN_FLUSH_GAP};
 
 impl Breaker {
     /// Counts a successful (or excluded) call of the current period; `slow`: it took
@@ -69,6 +71,9 @@ impl Breaker {
     /// Whether the counts not yet reported could trip on their own: the consecutive rule
     /// with the fleet's count, or a rate over this batch alone.
     fn could_trip(&self, counts: &Counts) -> bool {
+        if self.cell.view.state() != State::Closed {
+            return false; // disabled: nothing trips
+        }
         let policy = TripPolicy::of(&self.settings());
         let fail = if counts.has_success() {
             counts.tail
@@ -113,7 +118,12 @@ impl Breaker {
             let tally = &breaker.cell.tally;
             tokio::select! {
                 () = tokio::time::sleep(FLUSH_INTERVAL) => {}
-                () = tally.flush_now.notified() => {}
+                () = tally.flush_now.notified() => {
+                    // Woken early: still no sooner than MIN_FLUSH_GAP after the last.
+                    let since = now_nanos().saturating_sub(tally.last_flush.load(Ordering::Relaxed));
+                    let gap = saturating_nanos(MIN_FLUSH_GAP).saturating_sub(since);
+                    tokio::time::sleep(std::time::Duration::from_nanos(gap)).await;
+                }
             }
             tally.scheduled.store(false, Ordering::Release);
             breaker.flush().await;
