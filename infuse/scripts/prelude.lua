@@ -2,9 +2,16 @@
 -- one arm of the state machine (infuse/src/core/machine.rs); `trip` and `close` below
 -- mirror Record::trip and Record::close.
 --
--- KEYS[1]  infuse:{<namespace>/<service>}:state  HASH  inc, gen, seq, state, fail, succ
--- KEYS[2]  infuse:{<namespace>/<service>}:open   STRING, exists while open (PX = open time)
--- KEYS[3]  infuse:{<namespace>/<service>}:trial  STRING, the trial holder's token (PX = lease)
+-- KEYS[1]  infuse:{<namespace>/<service>}:state   HASH  inc, gen, seq, state, fail, succ, reo
+--          (reo: consecutive re-opens after failed trials, the backoff exponent; a record
+--          written before it existed has none, read as 0)
+-- KEYS[2]  infuse:{<namespace>/<service>}:open    STRING, exists while open (PX = open time)
+-- KEYS[3]  infuse:{<namespace>/<service>}:trial   STRING, the trial holder's token (PX = lease)
+-- KEYS[4]  infuse:{<namespace>/<service>}:window  HASH, the calls of the current closed
+--          period (rate rules only; see record_calls.lua): fields b0..b9 "index calls
+--          failures slow" per bucket slot, i<instance> = the last bucket that instance
+--          reported failures or slow calls in. Deleted by every transition (trip, close,
+--          force, register), as Record::window is reset.
 --
 -- Reply fields: applied, from, inc, gen, seq, state, fail, succ, open_pttl, trial_pttl
 --   applied     1 if the command took effect, else 0
@@ -15,7 +22,8 @@
 --   open_pttl   ms until a trial is allowed while open (0 once allowed), else -1
 --   trial_pttl  ms left on the trial lease while one is in flight, else -1
 -- Event fields: inc, gen, seq, state, fail, succ, open_pttl, trial_pttl, service
--- Time comes only from the server: PX expiry of the open and trial keys.
+-- Time comes only from the server: PX expiry of the open and trial keys, and TIME for the
+-- window's buckets.
 
 -- State codes (infuse/src/core/state.rs: State::code).
 local CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = 0, 1, 2, 3, 4
@@ -48,10 +56,10 @@ local function load()
   if kind ~= 'hash' then
     corrupt(KEYS[1] .. ' is a ' .. kind .. ', not a hash')
   end
-  local v = redis.call('HMGET', KEYS[1], 'inc', 'gen', 'seq', 'state', 'fail', 'succ')
+  local v = redis.call('HMGET', KEYS[1], 'inc', 'gen', 'seq', 'state', 'fail', 'succ', 'reo')
   local rec = {inc = v[1], gen = tonumber(v[2]), seq = tonumber(v[3]), state = tonumber(v[4]),
-               fail = tonumber(v[5]), succ = tonumber(v[6])}
-  if not (rec.inc and rec.gen and rec.seq and rec.state and rec.fail and rec.succ)
+               fail = tonumber(v[5]), succ = tonumber(v[6]), reo = tonumber(v[7] or 0)}
+  if not (rec.inc and rec.gen and rec.seq and rec.state and rec.fail and rec.succ and rec.reo)
       or rec.state < CLOSED or rec.state > DISABLED or rec.state % 1 ~= 0 then
     corrupt(KEYS[1] .. ' has missing or invalid fields')
   end
@@ -62,14 +70,14 @@ end
 
 -- Record::closed
 local function fresh(inc)
-  return {inc = inc, gen = 1, seq = 0, state = CLOSED, fail = 0, succ = 0}
+  return {inc = inc, gen = 1, seq = 0, state = CLOSED, fail = 0, succ = 0, reo = 0}
 end
 
 -- Writes the record. Forced states hold until closed by hand: their record never expires.
 local function save(rec, ttl_ms)
   rec.seq = rec.seq + 1
   redis.call('HSET', KEYS[1], 'inc', rec.inc, 'gen', rec.gen, 'seq', rec.seq,
-             'state', rec.state, 'fail', rec.fail, 'succ', rec.succ)
+             'state', rec.state, 'fail', rec.fail, 'succ', rec.succ, 'reo', rec.reo)
   if rec.state == FORCED_OPEN or rec.state == DISABLED then
     redis.call('PERSIST', KEYS[1])
   else
@@ -77,22 +85,39 @@ local function save(rec, ttl_ms)
   end
 end
 
--- Record::trip: opens the breaker for open_ms.
+-- Record::trip: opens the breaker for open_ms (the window starts over).
 local function trip(rec, open_ms)
   rec.state = OPEN
   rec.gen = rec.gen + 1
   rec.succ = 0
   redis.call('SET', KEYS[2], rec.gen, 'PX', open_ms)
-  redis.call('DEL', KEYS[3])
+  redis.call('DEL', KEYS[3], KEYS[4])
 end
 
--- Record::close: closes the breaker and resets its counters.
+-- Record::close: closes the breaker and resets its counters, backoff and window.
 local function close(rec)
   rec.state = CLOSED
   rec.gen = rec.gen + 1
   rec.succ = 0
   rec.fail = 0
-  redis.call('DEL', KEYS[2], KEYS[3])
+  rec.reo = 0
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+end
+
+-- Settings::open_ms: how long the reopens-th consecutive re-open lasts (reopens = 0: a
+-- first trip), in ms. max_ms = 0: no backoff. Integers below 2^53 throughout (times are
+-- at most 24 h), so the doubles of Lua compute exactly what Rust does.
+local function open_ms(reopens, reset_ms, max_ms, jitter)
+  local base = math.max(reset_ms, 1)
+  if max_ms == 0 or reopens == 0 then
+    return base
+  end
+  local max = math.max(max_ms, base)
+  local doubled = max
+  if reopens < 40 then
+    doubled = math.min(base * 2 ^ reopens, max)
+  end
+  return doubled - math.floor(doubled * math.min(jitter, 999) / 5000)
 end
 
 local function pttl(key)

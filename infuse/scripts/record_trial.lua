@@ -1,7 +1,11 @@
 -- record_trial (machine.rs: record_trial): apply the result of the trial holding ARGV[1]
 -- (ignored if the token no longer holds the slot). A success counts towards
--- success_threshold and closes at it; a failure re-opens.
--- ARGV: token, success (1/0), success_threshold, reset_timeout_ms, key_ttl_ms, channel, service
+-- success_threshold and closes at it; a failure re-opens, backing off: the open time
+-- doubles with each consecutive failed trial up to max_reset_timeout, less a jitter
+-- derived from the token (Settings::open_ms, TrialToken::jitter).
+-- ARGV: token, success (1/0), success_threshold, reset_timeout_ms,
+--       max_reset_timeout_ms (0 = no backoff), jitter (‰, < 1000), key_ttl_ms, channel,
+--       service
 local rec = load()
 if not rec then
   return ABSENT
@@ -20,8 +24,9 @@ if ARGV[2] == '1' then
 else
   -- As pybreaker: the fail counter keeps counting through half-open.
   rec.fail = rec.fail + 1
-  trip(rec, ARGV[4])
+  rec.reo = rec.reo + 1
+  trip(rec, open_ms(rec.reo, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])))
 end
-save(rec, ARGV[5])
-publish(ARGV[6], ARGV[7], rec)
+save(rec, ARGV[7])
+publish(ARGV[8], ARGV[9], rec)
 return reply(1, from, rec)

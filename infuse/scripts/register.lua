@@ -1,6 +1,7 @@
 -- register (machine.rs: register): create the record if absent, from the seed when one
 -- is given, else closed; replace a record by a seed of a newer generation (a store that
--- lost writes). Never otherwise overwrites what the fleet knows.
+-- lost writes). Never otherwise overwrites what the fleet knows. A created or replaced
+-- record starts with no backoff and an empty window.
 -- ARGV: inc (for a new record), key_ttl_ms, channel, service,
 --       seeded (1/0), seed_state, seed_gen, seed_fail, seed_open_ms
 local rec = load()
@@ -13,7 +14,7 @@ if rec then
   new.inc = rec.inc
   new.seq = rec.seq
 end
-redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 if seeded then
   new.state = tonumber(ARGV[6])
   new.gen = math.max(tonumber(ARGV[7]), 1)

@@ -7,9 +7,13 @@
 //!
 //! | key | type | content | expiry |
 //! |---|---|---|---|
-//! | `infuse:{<ns>/<service>}:state` | hash | `inc gen seq state fail succ` | `key_ttl`, renewed on writes; none in forced states |
+//! | `infuse:{<ns>/<service>}:state` | hash | `inc gen seq state fail succ reo` (`reo`: re-opens, the backoff exponent; absent = 0) | `key_ttl`, renewed on writes; none in forced states |
 //! | `infuse:{<ns>/<service>}:open` | string | generation that opened it | the open time |
 //! | `infuse:{<ns>/<service>}:trial` | string | the trial holder's token | the trial lease |
+//! | `infuse:{<ns>/<service>}:window` | hash | rate rules only: `b0`…`b9` = `"<bucket> <calls> <failures> <slow>"` per bucket slot, `i<instance>` = its last bucket with failures or slow calls; deleted by every transition | two windows, renewed on writes |
+//!
+//! Every script gets the four keys. The window's buckets are keyed by the server's `TIME`
+//! (see `scripts/record_calls.lua`).
 //!
 //! Channel `infuse:events:<ns>` carries every write as
 //! `"<inc> <gen> <seq> <state> <fail> <succ> <open_pttl> <trial_pttl> <service>"`.
@@ -26,7 +30,8 @@ pub(crate) use wire::parse_event;
 use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
 
 use super::{Command, Outcome, Store, Target};
-use crate::core::{fresh_incarnation, Settings, StorageError};
+use crate::core::window::bucket_ms;
+use crate::core::{fresh_incarnation, Settings, StorageError, TripPolicy};
 
 macro_rules! script {
     ($name:literal) => {
@@ -164,22 +169,29 @@ impl RedisStore {
         .map(drop)
     }
 
-    /// The three keys of a breaker, sharing one hash tag.
-    pub fn keys(&self, service: &str) -> [String; 3] {
+    /// The four keys of a breaker (state, open, trial, window), sharing one hash tag.
+    pub fn keys(&self, service: &str) -> [String; 4] {
         let tag = format!("infuse:{{{}/{}}}", self.namespace, service);
         [
             format!("{tag}:state"),
             format!("{tag}:open"),
             format!("{tag}:trial"),
+            format!("{tag}:window"),
         ]
     }
 
     /// How long the record lives after a write: `key_ttl`, and at least twice the
-    /// longest open time the command may set.
+    /// longest open time the command may set (a backed-off re-open lasts up to
+    /// `max_reset_timeout`).
     fn ttl_ms(&self, settings: &Settings, command: &Command) -> u64 {
+        let longest = settings
+            .max_reset_timeout
+            .map_or(settings.reset_timeout, |max| {
+                max.max(settings.reset_timeout)
+            });
         let open = match command {
-            Command::Force(Target::Open(open_for)) => (*open_for).max(settings.reset_timeout),
-            _ => settings.reset_timeout,
+            Command::Force(Target::Open(open_for)) => (*open_for).max(longest),
+            _ => longest,
         };
         ms(self.key_ttl.max(open.saturating_mul(2)))
     }
@@ -231,27 +243,34 @@ impl RedisStore {
                 generation,
                 counts,
                 instance,
-            } => (
-                &s.record_calls,
-                vec![
-                    generation.to_string(),
-                    counts.calls.to_string(),
-                    counts.failures.to_string(),
-                    counts.slow.to_string(),
-                    counts.tail.to_string(),
-                    instance.to_string(),
-                    settings.fail_max.to_string(),
-                    settings.failure_rate.unwrap_or(0).to_string(),
-                    settings.slow_call_rate.unwrap_or(0).to_string(),
-                    settings.min_calls.to_string(),
-                    settings.min_instances.to_string(),
-                    ms(settings.window).to_string(),
-                    reset,
-                    ttl,
-                    channel,
-                    service,
-                ],
-            ),
+            } => {
+                // As the machine reads them (TripPolicy::of, window::bucket_ms); an unset
+                // rate is an empty argument.
+                let policy = TripPolicy::of(settings);
+                let rate =
+                    |percent: Option<u32>| percent.map_or_else(String::new, |p| p.to_string());
+                (
+                    &s.record_calls,
+                    vec![
+                        generation.to_string(),
+                        counts.calls.to_string(),
+                        counts.failures.to_string(),
+                        counts.slow.to_string(),
+                        counts.tail.to_string(),
+                        instance.to_string(),
+                        policy.fail_max.to_string(),
+                        rate(policy.failure_rate),
+                        rate(policy.slow_call_rate),
+                        policy.min_calls.to_string(),
+                        policy.min_instances.to_string(),
+                        bucket_ms(settings.window).to_string(),
+                        reset,
+                        ttl,
+                        channel,
+                        service,
+                    ],
+                )
+            }
             Command::AcquireTrial { token, lease } => (
                 &s.acquire_trial,
                 vec![
@@ -269,6 +288,13 @@ impl RedisStore {
                     if success { "1" } else { "0" }.to_owned(),
                     settings.success_threshold.to_string(),
                     reset,
+                    // max_reset_timeout_ms, 0 = no backoff (a set bound below 1 ms is
+                    // sent as 1: Settings::open_ms raises it to reset_timeout anyway).
+                    settings
+                        .max_reset_timeout
+                        .map_or(0, |max| ms(max).max(1))
+                        .to_string(),
+                    token.jitter().to_string(),
                     ttl,
                     channel,
                     service,
