@@ -213,7 +213,7 @@ async fn no_rate_decision_below_min_calls() {
     )
     .await;
     for _ in 0..9 {
-        assert_eq!(call(&breaker, &target, "/flaky").await.is_err(), true);
+        assert!(call(&breaker, &target, "/flaky").await.is_err());
         let _ = call(&breaker, &target, "/flaky").await; // 200: the other half
     }
     // 18 calls, 9 failed: 50 % over min_calls — trips at the flush.
