@@ -213,7 +213,7 @@ async fn no_rate_decision_below_min_calls() {
     )
     .await;
     for _ in 0..9 {
-        assert_eq!(call(&breaker, &target, "/flaky").await.is_err(), true);
+        assert!(call(&breaker, &target, "/flaky").await.is_err());
         let _ = call(&breaker, &target, "/flaky").await; // 200: the other half
     }
     // 18 calls, 9 failed: 50 % over min_calls — trips at the flush.
@@ -395,4 +395,29 @@ fn a_timeout_reads_well_and_maps_to_504() {
     assert_eq!(error.status_code(), 504);
     assert!(!error.is_rejection());
     assert_eq!(error.retry_after(), None);
+}
+
+#[tokio::test]
+async fn with_error_on_trip_the_call_that_reaches_the_rate_says_so() {
+    let breaker = breaker_with(
+        "bp-error-on-trip",
+        ServiceOverride::new()
+            .fail_max(1000)
+            .failure_rate(50)
+            .min_calls(4),
+    )
+    .await;
+    let options = CallOptions::new().error_on_trip(true);
+    let failing = || async { Err::<(), _>(HttpError::Status(500)) };
+    for _ in 0..3 {
+        let outcome = breaker.call_with(options, failing()).await;
+        assert_eq!(outcome, Err(HttpError::Status(500)));
+    }
+    let tripping = breaker.call_with(options, failing()).await;
+    assert_eq!(
+        tripping,
+        Err(HttpError::Breaker(BreakerError::Tripped {
+            service: "bp-error-on-trip"
+        }))
+    );
 }

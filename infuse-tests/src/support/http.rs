@@ -93,7 +93,10 @@ async fn answer(mut stream: TcpStream, seen: Arc<Seen>) {
         "/hang" => (None, 200),
         "/flaky" => {
             let n = seen.flaky.fetch_add(1, Ordering::SeqCst);
-            (Some(Duration::ZERO), if n % 2 == 0 { 500 } else { 200 })
+            (
+                Some(Duration::ZERO),
+                if n.is_multiple_of(2) { 500 } else { 200 },
+            )
         }
         other => match other.strip_prefix("/slow/").and_then(|ms| ms.parse().ok()) {
             Some(ms) => (Some(Duration::from_millis(ms)), 200),

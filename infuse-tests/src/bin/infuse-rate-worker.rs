@@ -1,0 +1,346 @@
+//! One member of a fleet whose breaker has a failure-rate rule, as its own OS process:
+//! `tests/fleet_rates.rs` starts several, tells them when to call (so that they call at
+//! the same time), and checks that the rate rule counts the calls of the whole fleet.
+//!
+//! ```text
+//! infuse-rate-worker <store> <namespace> <id> [failure_rate=50] [min_calls=20] \
+//!     [min_instances=1] [fail_max=1000] [reset_timeout_ms=30000] [window_ms=10000]
+//! ```
+//!
+//! `<store>` is a `redis://...` URL (the fleet's store) or `memory` (this process's own
+//! store; `<namespace>` is then unused). The breaker is `infuse::breaker("users")` with
+//! these settings; `fail_max` defaults high, so that only the rate rule trips. Its calls
+//! are in-process futures that fail or succeed as told: no downstream is involved.
+//!
+//! Once `init` succeeded it prints `READY <id> <unix_us>`, then reads commands on stdin,
+//! one a line:
+//!
+//! - `go <calls> <pattern> <every_ms>`: makes `calls` calls, one every `every_ms` (0:
+//!   back to back, yielding to the runtime between calls), `pattern` being `alternate`
+//!   (the 1st, 3rd, 5th... call fails, so that every prefix of the calls fails at least
+//!   half the time), `fail` or `ok`. Prints `CALL <id> <unix_us> <ok|failed|rejected>`
+//!   per call, then waits ~300 ms (past the 100 ms flush of the counts) and prints
+//!   `DONE <id> ok=<n> failed=<n> rejected=<n> last_failure_us=<unix_us or 0>`.
+//! - `probe`: one succeeding call: `PROBE <id> <unix_us> <passed|rejected>`.
+//! - `state`: `STATE <id> <state> view=<state>`: the store's state of the breaker (with
+//!   Redis, the fleet's), and this process's view of it as its state changes told (which
+//!   shows a breaker open for this process alone, see `min_instances`).
+//! - `quit` (or end of input): prints
+//!   `SUMMARY <id> ok=<n> failed=<n> rejected=<n> final=<state> view=<state>` and exits.
+//!
+//! Every state change of its breaker prints `EVENT <unix_us> <id> <from> <to>`. Exits 0
+//! unless the arguments are wrong (2) or `init` fails (1).
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use infuse::{Breaker, BreakerError, Config, Listener, ServiceOverride, State};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::time::MissedTickBehavior;
+
+const SERVICE: &str = "users";
+/// After a `go`: past the background flush (at most every 100 ms) and its answer.
+const FLUSH_WAIT: Duration = Duration::from_millis(300);
+const USAGE: &str = "usage: infuse-rate-worker <redis://...|memory> <namespace> <id> \
+    [failure_rate=N] [min_calls=N] [min_instances=N] [fail_max=N] [reset_timeout_ms=N] \
+    [window_ms=N]";
+
+fn unix_us() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
+}
+
+struct Args {
+    store: String,
+    namespace: String,
+    id: String,
+    failure_rate: u32,
+    min_calls: u32,
+    min_instances: u32,
+    fail_max: u32,
+    reset_timeout: Duration,
+    window: Duration,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [store, namespace, id, settings @ ..] = args.as_slice() else {
+        return Err(format!("expected at least 3 arguments, got {}", args.len()));
+    };
+    let mut parsed = Args {
+        store: store.clone(),
+        namespace: namespace.clone(),
+        id: id.clone(),
+        failure_rate: 50,
+        min_calls: 20,
+        min_instances: 1,
+        fail_max: 1000,
+        reset_timeout: Duration::from_secs(30),
+        window: Duration::from_secs(10),
+    };
+    for setting in settings {
+        let (name, value) = setting
+            .split_once('=')
+            .ok_or_else(|| format!("{setting:?}: expected name=value"))?;
+        let number: u32 = value
+            .parse()
+            .map_err(|_| format!("{name}: expected a whole number, got {value:?}"))?;
+        match name {
+            "failure_rate" => parsed.failure_rate = number,
+            "min_calls" => parsed.min_calls = number,
+            "min_instances" => parsed.min_instances = number,
+            "fail_max" => parsed.fail_max = number,
+            "reset_timeout_ms" => parsed.reset_timeout = Duration::from_millis(number.into()),
+            "window_ms" => parsed.window = Duration::from_millis(number.into()),
+            _ => return Err(format!("unknown setting {name:?}")),
+        }
+    }
+    Ok(parsed)
+}
+
+/// Prints every state change of this process's breaker, and remembers the last state.
+struct Events {
+    id: String,
+    view: Arc<Mutex<State>>,
+}
+
+impl Listener for Events {
+    fn on_state_change(&self, _service: &str, from: State, to: State) {
+        *self.view.lock().unwrap() = to;
+        println!("EVENT {} {} {from} {to}", unix_us(), self.id);
+    }
+}
+
+/// Why a call failed: the breaker refused it, or the (simulated) downstream did.
+#[derive(Debug)]
+enum CallError {
+    Breaker(BreakerError),
+    Downstream,
+}
+
+impl From<BreakerError> for CallError {
+    fn from(err: BreakerError) -> Self {
+        CallError::Breaker(err)
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Breaker(e) => write!(f, "{e}"),
+            CallError::Downstream => f.write_str("downstream failed"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Ok,
+    Failed,
+    Rejected,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Failed => "failed",
+            Verdict::Rejected => "rejected",
+        }
+    }
+}
+
+/// One call through the breaker, to a downstream that fails when told to.
+async fn call(breaker: &Breaker, fail: bool) -> Verdict {
+    let outcome = breaker
+        .call(async move {
+            if fail {
+                Err(CallError::Downstream)
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+    match outcome {
+        Ok(()) => Verdict::Ok,
+        Err(CallError::Downstream) => Verdict::Failed,
+        Err(CallError::Breaker(e)) if e.is_rejection() => Verdict::Rejected,
+        // A timeout or another breaker error (none is configured): a failure.
+        Err(CallError::Breaker(_)) => Verdict::Failed,
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    ok: u64,
+    failed: u64,
+    rejected: u64,
+}
+
+impl Totals {
+    fn add(&mut self, verdict: Verdict) {
+        match verdict {
+            Verdict::Ok => self.ok += 1,
+            Verdict::Failed => self.failed += 1,
+            Verdict::Rejected => self.rejected += 1,
+        }
+    }
+}
+
+async fn store_state(breaker: &Breaker) -> String {
+    match breaker.state().await {
+        Ok(state) => state.to_string(),
+        Err(e) => format!("error({})", e.to_string().replace(' ', "_")),
+    }
+}
+
+/// `go <calls> <pattern> <every_ms>`.
+async fn go(
+    breaker: &Breaker,
+    id: &str,
+    words: &[&str],
+    totals: &mut Totals,
+) -> Result<(), String> {
+    let [calls, pattern, every_ms] = words else {
+        return Err("go: expected <calls> <pattern> <every_ms>".to_owned());
+    };
+    let calls: u64 = calls
+        .parse()
+        .map_err(|_| format!("go: calls: expected a number, got {calls:?}"))?;
+    let every: u64 = every_ms
+        .parse()
+        .map_err(|_| format!("go: every_ms: expected a number, got {every_ms:?}"))?;
+    let fails = |n: u64| match *pattern {
+        "alternate" => Ok(n.is_multiple_of(2)),
+        "fail" => Ok(true),
+        "ok" => Ok(false),
+        other => Err(format!(
+            "go: unknown pattern {other:?} (alternate, fail, ok)"
+        )),
+    };
+    fails(0)?;
+    let mut ticks = (every > 0).then(|| {
+        let mut ticks = tokio::time::interval(Duration::from_millis(every));
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ticks
+    });
+    let mut round = Totals::default();
+    let mut last_failure = 0;
+    for n in 0..calls {
+        match ticks.as_mut() {
+            Some(ticks) => {
+                ticks.tick().await;
+            }
+            // Back to back, but let the flush and pub/sub tasks run in between.
+            None => tokio::task::yield_now().await,
+        }
+        let verdict = call(breaker, fails(n)?).await;
+        let at = unix_us();
+        if verdict == Verdict::Failed {
+            last_failure = at;
+        }
+        println!("CALL {id} {at} {}", verdict.as_str());
+        round.add(verdict);
+        totals.add(verdict);
+    }
+    tokio::time::sleep(FLUSH_WAIT).await;
+    println!(
+        "DONE {id} ok={} failed={} rejected={} last_failure_us={last_failure}",
+        round.ok, round.failed, round.rejected
+    );
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("infuse-rate-worker: {e}");
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let view = Arc::new(Mutex::new(State::Closed));
+    let config = match args.store.as_str() {
+        "memory" => Config::in_memory(),
+        url => Config::redis(url)
+            .namespace(args.namespace.as_str())
+            // The default 25 ms deadline on Redis is meant for production latency
+            // budgets; on a loaded test machine it can pass, which switches this process
+            // to its local fallback and takes it out of the fleet (see
+            // infuse-fleet-worker). This worker demonstrates the fleet's window.
+            .redis_call_timeout(Duration::from_millis(500)),
+    };
+    let config = config
+        .service(
+            SERVICE,
+            ServiceOverride::new()
+                .fail_max(args.fail_max)
+                .reset_timeout(args.reset_timeout)
+                .failure_rate(args.failure_rate)
+                .min_calls(args.min_calls)
+                .min_instances(args.min_instances)
+                .window(args.window),
+        )
+        // `users` is created at run time with `infuse::breaker`, not declared.
+        .allow_undeclared_overrides(true)
+        .env_overrides(false)
+        .listener(Arc::new(Events {
+            id: args.id.clone(),
+            view: view.clone(),
+        }));
+    if let Err(e) = infuse::init(config).await {
+        eprintln!("infuse-rate-worker {}: init failed: {e}", args.id);
+        std::process::exit(1);
+    }
+    let breaker = infuse::breaker(SERVICE);
+    // Load the shared state now rather than on the first call (no call is counted).
+    let state = store_state(&breaker).await;
+    if let Ok(state) = state.parse::<State>() {
+        *view.lock().unwrap() = state;
+    }
+    let id = args.id.as_str();
+    println!("READY {id} {}", unix_us());
+
+    let mut totals = Totals::default();
+    let mut commands = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = commands.next_line().await {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let done = match words.as_slice() {
+            ["go", rest @ ..] => go(&breaker, id, rest, &mut totals).await,
+            ["probe"] => {
+                let verdict = call(&breaker, false).await;
+                totals.add(verdict);
+                let passed = if verdict == Verdict::Rejected {
+                    "rejected"
+                } else {
+                    "passed"
+                };
+                println!("PROBE {id} {} {passed}", unix_us());
+                Ok(())
+            }
+            ["state"] => {
+                let state = store_state(&breaker).await;
+                let view = *view.lock().unwrap();
+                println!("STATE {id} {state} view={view}");
+                Ok(())
+            }
+            ["quit"] => break,
+            [] => Ok(()),
+            _ => Err(format!("unknown command {line:?}")),
+        };
+        if let Err(e) = done {
+            println!("ERROR {id} {e}");
+        }
+    }
+
+    let state = store_state(&breaker).await;
+    let view = *view.lock().unwrap();
+    println!(
+        "SUMMARY {id} ok={} failed={} rejected={} final={state} view={view}",
+        totals.ok, totals.failed, totals.rejected
+    );
+}
