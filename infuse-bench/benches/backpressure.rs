@@ -3,7 +3,7 @@
 //! the breaker trips, with and without a `timeout`.
 //!
 //! ```text
-//! cargo bench -p infuse-bench --bench backpressure              # ~50 s
+//! cargo bench -p infuse-bench --bench backpressure              # ~40 s
 //! cargo bench -p infuse-bench --bench backpressure -- commands  # part 1 only
 //! cargo bench -p infuse-bench --bench backpressure -- slow      # part 2 only
 //! ```
