@@ -7,8 +7,8 @@
 //! call at the same time. No assertion is on time; every wait polls, generously.
 //!
 //! `detection_latency` (ignored) measures how long the fleet takes from the call that
-//! crosses the threshold to every process rejecting:
-//! `cargo test -p infuse-tests --test fleet_rates -- --ignored --nocapture`.
+//! crosses the threshold to every process rejecting (`INFUSE_RATE_ROUNDS`, default 20):
+//! `cargo test -p infuse-tests --test fleet_rates detection_latency -- --ignored --nocapture`.
 
 use infuse_tests::support;
 
@@ -590,6 +590,7 @@ async fn detection_latency() {
     let mut report = Vec::new();
     for profile in &profiles {
         let (mut all, mut each, mut rejecting) = (Vec::new(), Vec::new(), Vec::new());
+        let mut spread = Vec::new();
         for round in 0..rounds {
             let ns = format!("{}-{}-{round}", namespace("latency"), profile.name);
             let mut workers = start(&server.url(), &ns, 4, &rules).await;
@@ -628,6 +629,8 @@ async fn detection_latency() {
                 rounded(&opened),
                 rounded(&first_rejected),
             );
+            let first = opened.iter().copied().fold(f64::MAX, f64::min);
+            spread.push(slowest - first);
             all.push(slowest);
             each.extend(opened);
             rejecting.extend(first_rejected);
@@ -636,13 +639,15 @@ async fn detection_latency() {
             "{} (4 processes × {} calls, one every {} ms, 50 % failing; failure_rate 50, min_calls 20):\n  \
              crossing → every process open: {}\n  \
              crossing → a process open:     {}\n  \
-             crossing → its first rejected call (calls still running): {}",
+             crossing → its first rejected call (calls still running): {}\n  \
+             first process open → every process open (the fan-out): {}",
             profile.name,
             profile.calls,
             profile.every_ms,
             describe(&mut all),
             describe(&mut each),
             describe(&mut rejecting),
+            describe(&mut spread),
         ));
     }
     eprintln!("--- detection latency, {rounds} rounds per load ---");
