@@ -23,6 +23,16 @@
 //!   includes cloning and dropping that handle (an `Arc`).
 //! - `infuse closed: #[circuit_breaker]`: the same call behind the attribute (the global
 //!   registry, in memory).
+//! - `infuse closed: call(), failure_rate = 50` / `…, timeout = 1s` /
+//!   `…, slow_call = 1s + slow_call_rate = 50`: `call()` on closed in-memory breakers
+//!   with a backpressure setting, against `infuse closed: call()` (pybreaker's
+//!   consecutive rule alone) in the same run. A rate rule counts each outcome into the
+//!   process's tally (one `fetch_add`; a background task reports it every 100 ms); a
+//!   timeout or slow-call rule reads the clock and boxes the timed phase (and, for a
+//!   timeout, a tokio timer that is never polled, since the call completes at once).
+//!   The bench thread (and each thread of the 2-thread group) has a tokio runtime
+//!   entered (`Runtime::enter`, one worker thread, otherwise idle) for the flush task
+//!   and the timers, as an application's calls would.
 //! - `infuse open: rejected`: `call()` on a breaker opened with `open()` (a 24 h
 //!   `reset_timeout`) inside the tokio runtime, so that a timer is armed for the end of
 //!   the open period and the rejection reads no clock (infuse reads it only in the last
@@ -44,7 +54,10 @@
 //!   times one read of each monotonic clock the same way.
 //! - `tokio current-thread`: a cross-check of some rows, each call awaited inside a
 //!   current-thread tokio runtime (criterion's `to_async`), as applications run them;
-//!   includes criterion's async loop.
+//!   includes criterion's async loop. Not the rate rows: criterion's loop never yields,
+//!   so that runtime would never run the tally's flush task, and the counts would pile
+//!   up for the whole measurement (past the tally's high-water mark, after which every
+//!   call takes the cold path).
 //! - `2 threads: aggregate wall time per call`: two OS threads each make N calls through
 //!   the *same* shared breaker at once; the figure is the pair's wall time / (2N), the
 //!   **aggregate wall time per call of two threads** — not the cost of one call (each
@@ -53,7 +66,9 @@
 //!
 //! Before the timings, the binary counts heap allocations (through a counting global
 //! allocator) over 10 000 calls of each kind, and panics if an infuse closed call
-//! (`call()` or `call_owned()`) or rejection (open or forced open) allocated.
+//! (`call()` or `call_owned()`) or rejection (open or forced open) allocated, or if a
+//! call under a rate rule allocated per call (the task that reports the tally is spawned
+//! once per report period, not per call).
 //!
 //! Instruction counts of the same paths, free of timing noise: `infuse-bench/callgrind.sh`.
 //!
@@ -192,13 +207,18 @@ async fn failing() -> Result<u64, AppError> {
     Err(AppError::Failed)
 }
 
-/// Runs `calls(n)` on two threads at once; returns wall time / 2, so that criterion's
-/// per-iteration figure is wall time / (2N).
-fn two_threads(iters: u64, calls: impl Fn(u64) + Sync) -> Duration {
+/// Runs `calls(n)` on two threads at once, each inside `runtime`; returns wall time / 2,
+/// so that criterion's per-iteration figure is wall time / (2N).
+fn two_threads(
+    iters: u64,
+    runtime: &tokio::runtime::Handle,
+    calls: impl Fn(u64) + Sync,
+) -> Duration {
     let barrier = Barrier::new(3);
     std::thread::scope(|s| {
         let workers = [(); 2].map(|_| {
             s.spawn(|| {
+                let _runtime = runtime.enter();
                 barrier.wait();
                 calls(iters);
             })
@@ -224,6 +244,12 @@ type Failsafe = failsafe::StateMachine<
 
 struct Breakers {
     infuse_closed: infuse::Breaker,
+    /// `failure_rate = 50` (a rate rule: calls are counted).
+    infuse_rate: infuse::Breaker,
+    /// `timeout = 1s` (calls are timed, under a timer).
+    infuse_timeout: infuse::Breaker,
+    /// `slow_call = 1s`, `slow_call_rate = 50` (calls are timed and counted).
+    infuse_slow: infuse::Breaker,
     /// Opened with `open()` (tripped state, 24 h `reset_timeout`).
     infuse_open: infuse::Breaker,
     /// Held open with `force_open()`.
@@ -246,16 +272,27 @@ fn failsafe_breaker(fail_max: u32, open_for: Duration) -> Failsafe {
         .build()
 }
 
-fn setup(rt: &tokio::runtime::Runtime) -> Breakers {
+fn setup(rt: &tokio::runtime::Runtime, flusher: &tokio::runtime::Handle) -> Breakers {
     use failsafe::futures::CircuitBreaker as _;
 
     rt.block_on(async {
         infuse::init(
             Config::in_memory()
                 .env_overrides(false)
-                // `bench-open` is created below with `infuse::breaker`, not declared.
+                // These are created below with `infuse::breaker`, not declared.
                 .allow_undeclared_overrides(true)
-                .service("bench-open", ServiceOverride::new().reset_timeout(LONG)),
+                .service("bench-open", ServiceOverride::new().reset_timeout(LONG))
+                .service("bench-rate", ServiceOverride::new().failure_rate(50))
+                .service(
+                    "bench-timeout",
+                    ServiceOverride::new().timeout(Duration::from_secs(1)),
+                )
+                .service(
+                    "bench-slow",
+                    ServiceOverride::new()
+                        .slow_call(Duration::from_secs(1))
+                        .slow_call_rate(50),
+                ),
         )
         .await
         .expect("infuse::init");
@@ -282,6 +319,9 @@ fn setup(rt: &tokio::runtime::Runtime) -> Breakers {
 
     let breakers = Breakers {
         infuse_closed: infuse::breaker("bench-call"),
+        infuse_rate: infuse::breaker("bench-rate"),
+        infuse_timeout: infuse::breaker("bench-timeout"),
+        infuse_slow: infuse::breaker("bench-slow"),
         infuse_open,
         infuse_forced,
         failsafe_closed: failsafe_breaker(5, Duration::from_secs(60)),
@@ -292,6 +332,20 @@ fn setup(rt: &tokio::runtime::Runtime) -> Breakers {
     // Every row measures what it claims.
     let b = &breakers;
     assert!(run(b.infuse_closed.call(bare(1))).is_ok());
+    let settings = b.infuse_closed.settings();
+    assert!(!settings.has_rates() && settings.timeout.is_none() && settings.slow_call.is_none());
+    assert_eq!(b.infuse_rate.settings().failure_rate, Some(50));
+    assert_eq!(
+        b.infuse_timeout.settings().timeout,
+        Some(Duration::from_secs(1))
+    );
+    assert_eq!(b.infuse_slow.settings().slow_call_rate, Some(50));
+    {
+        let _runtime = flusher.enter();
+        for breaker in [&b.infuse_rate, &b.infuse_timeout, &b.infuse_slow] {
+            assert!(run(breaker.call(bare(1))).is_ok());
+        }
+    }
     assert!(run(owned(&b.infuse_closed, 1)).is_ok());
     assert!(run(guarded(1)).is_ok());
     assert!(matches!(
@@ -316,8 +370,15 @@ fn setup(rt: &tokio::runtime::Runtime) -> Breakers {
 }
 
 /// Counts allocations per call; infuse's closed calls (`call()`, `call_owned()`) and
-/// rejections (open, forced open) must not allocate.
-fn check_allocations(b: &Breakers) {
+/// rejections (open, forced open) must not allocate, nor a call under a rate rule (but
+/// for the flush task it spawns once per report period). `runtime`: entered for the
+/// rows with backpressure settings.
+fn check_allocations(b: &Breakers, runtime: &tokio::runtime::Handle) {
+    // The count is global: let the flush task that `setup`'s calls spawned (on the
+    // runtime's worker, after 100 ms) finish first. The rows that spawn one come last,
+    // and take far less than 100 ms.
+    std::thread::sleep(Duration::from_millis(250));
+    let _runtime = runtime.enter();
     const CALLS: u64 = 10_000;
     let count = |f: &dyn Fn(u64)| {
         f(0); // warm any lazy initialisation
@@ -328,7 +389,7 @@ fn check_allocations(b: &Breakers) {
         ALLOCATIONS.load(Ordering::SeqCst) - before
     };
     use failsafe::futures::CircuitBreaker as _;
-    let rows: [(&str, u64); 9] = [
+    let rows: [(&str, u64); 12] = [
         (
             "infuse open (rejected)        ",
             count(&|i| {
@@ -383,6 +444,24 @@ fn check_allocations(b: &Breakers) {
                 black_box(run(b.failsafe_closed.call(bare(i))).is_ok());
             }),
         ),
+        (
+            "infuse closed, failure_rate=50",
+            count(&|i| {
+                black_box(run(b.infuse_rate.call(bare(i))).is_ok());
+            }),
+        ),
+        (
+            "infuse closed, timeout=1s     ",
+            count(&|i| {
+                black_box(run(b.infuse_timeout.call(bare(i))).is_ok());
+            }),
+        ),
+        (
+            "infuse closed, slow_call+rate ",
+            count(&|i| {
+                black_box(run(b.infuse_slow.call(bare(i))).is_ok());
+            }),
+        ),
     ];
     println!("allocations over {CALLS} calls:");
     for (name, n) in rows {
@@ -395,14 +474,24 @@ fn check_allocations(b: &Breakers) {
     );
     assert_eq!(rows[2].1, 0, "a closed infuse call() allocated");
     assert_eq!(rows[3].1, 0, "a closed infuse call_owned() allocated");
+    assert!(
+        rows[9].1 < CALLS / 100,
+        "a closed infuse call() under failure_rate allocated per call"
+    );
     println!();
 }
 
 // ---------------------------------------------------------------------------------------
 
-fn single_task<M: Measurement<Value = Duration>>(c: &mut Criterion<M>, b: &Breakers) {
+fn single_task<M: Measurement<Value = Duration>>(
+    c: &mut Criterion<M>,
+    b: &Breakers,
+    runtime: &tokio::runtime::Handle,
+) {
     use failsafe::futures::CircuitBreaker as _;
 
+    // For the rows with backpressure settings: the tally's flush task, and timers.
+    let _runtime = runtime.enter();
     let mut g = c.benchmark_group("single task");
     g.bench_function("baseline: bare call", |bench| {
         bench.iter(|| run(bare(black_box(7))))
@@ -410,6 +499,16 @@ fn single_task<M: Measurement<Value = Duration>>(c: &mut Criterion<M>, b: &Break
     g.bench_function("infuse closed: call()", |bench| {
         bench.iter(|| run(b.infuse_closed.call(bare(black_box(7)))))
     });
+    g.bench_function("infuse closed: call(), failure_rate = 50", |bench| {
+        bench.iter(|| run(b.infuse_rate.call(bare(black_box(7)))))
+    });
+    g.bench_function("infuse closed: call(), timeout = 1s", |bench| {
+        bench.iter(|| run(b.infuse_timeout.call(bare(black_box(7)))))
+    });
+    g.bench_function(
+        "infuse closed: call(), slow_call = 1s + slow_call_rate = 50",
+        |bench| bench.iter(|| run(b.infuse_slow.call(bare(black_box(7))))),
+    );
     g.bench_function("infuse closed: call_owned()", |bench| {
         bench.iter(|| run(owned(&b.infuse_closed, black_box(7))))
     });
@@ -460,6 +559,11 @@ fn in_tokio<M: Measurement<Value = Duration>>(
             .to_async(rt)
             .iter(|| b.infuse_closed.call(bare(black_box(7))))
     });
+    g.bench_function("infuse closed: call(), timeout = 1s", |bench| {
+        bench
+            .to_async(rt)
+            .iter(|| b.infuse_timeout.call(bare(black_box(7))))
+    });
     g.bench_function("infuse closed: call_owned()", |bench| {
         bench
             .to_async(rt)
@@ -478,14 +582,14 @@ fn in_tokio<M: Measurement<Value = Duration>>(
     g.finish();
 }
 
-fn two_thread(c: &mut Criterion, b: &Breakers) {
+fn two_thread(c: &mut Criterion, b: &Breakers, runtime: &tokio::runtime::Handle) {
     use failsafe::futures::CircuitBreaker as _;
 
     // Not a per-call cost: the aggregate wall time per call of two threads (see the top).
     let mut g = c.benchmark_group("2 threads: aggregate wall time per call");
     let mut row = |name: &str, calls: &(dyn Fn(u64) + Sync)| {
         g.bench_function(BenchmarkId::from_parameter(name), |bench| {
-            bench.iter_custom(|iters| two_threads(iters, calls))
+            bench.iter_custom(|iters| two_threads(iters, runtime, calls))
         });
     };
     row("baseline: bare call", &|n| {
@@ -496,6 +600,16 @@ fn two_thread(c: &mut Criterion, b: &Breakers) {
     row("infuse closed: call()", &|n| {
         for i in 0..n {
             black_box(run(b.infuse_closed.call(bare(black_box(i))))).ok();
+        }
+    });
+    row("infuse closed: call(), failure_rate = 50", &|n| {
+        for i in 0..n {
+            black_box(run(b.infuse_rate.call(bare(black_box(i))))).ok();
+        }
+    });
+    row("infuse closed: call(), timeout = 1s", &|n| {
+        for i in 0..n {
+            black_box(run(b.infuse_timeout.call(bare(black_box(i))))).ok();
         }
     });
     row("infuse closed: call_owned()", &|n| {
@@ -546,8 +660,17 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let breakers = setup(&rt);
-    check_allocations(&breakers);
+    // Entered by the threads that make the calls of the rows with backpressure settings:
+    // its worker runs the tallies' flush tasks (every 100 ms), the calls arm its timers.
+    // (A current-thread runtime would not do: criterion's loop never yields to it.)
+    let flush_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let flusher = flush_runtime.handle();
+    let breakers = setup(&rt, flusher);
+    check_allocations(&breakers, flusher);
 
     let configure = |c: Criterion<WallTime>| {
         c.warm_up_time(Duration::from_millis(500))
@@ -558,16 +681,16 @@ fn main() {
     };
     if std::env::var("INFUSE_BENCH_CLOCK").as_deref() == Ok("wall") {
         let mut c = configure(Criterion::default());
-        single_task(&mut c, &breakers);
+        single_task(&mut c, &breakers, flusher);
         in_tokio(&mut c, &breakers, &rt);
         c.final_summary();
     } else {
         let mut c = configure(Criterion::default()).with_measurement(ThreadCpuTime);
-        single_task(&mut c, &breakers);
+        single_task(&mut c, &breakers, flusher);
         in_tokio(&mut c, &breakers, &rt);
         c.final_summary();
     }
     let mut c = configure(Criterion::default());
-    two_thread(&mut c, &breakers);
+    two_thread(&mut c, &breakers, flusher);
     c.final_summary();
 }

@@ -396,3 +396,28 @@ fn a_timeout_reads_well_and_maps_to_504() {
     assert!(!error.is_rejection());
     assert_eq!(error.retry_after(), None);
 }
+
+#[tokio::test]
+async fn with_error_on_trip_the_call_that_reaches_the_rate_says_so() {
+    let breaker = breaker_with(
+        "bp-error-on-trip",
+        ServiceOverride::new()
+            .fail_max(1000)
+            .failure_rate(50)
+            .min_calls(4),
+    )
+    .await;
+    let options = CallOptions::new().error_on_trip(true);
+    let failing = || async { Err::<(), _>(HttpError::Status(500)) };
+    for _ in 0..3 {
+        let outcome = breaker.call_with(options, failing()).await;
+        assert_eq!(outcome, Err(HttpError::Status(500)));
+    }
+    let tripping = breaker.call_with(options, failing()).await;
+    assert_eq!(
+        tripping,
+        Err(HttpError::Breaker(BreakerError::Tripped {
+            service: "bp-error-on-trip"
+        }))
+    );
+}

@@ -329,3 +329,41 @@ async fn the_documented_minimal_acl_is_enough() {
         "commands were denied:\n{denied}"
     );
 }
+
+/// With a rate rule, a failing call whose process's counts alone reach the rule reports
+/// them itself, so with `error_on_trip` it learns that it opened the fleet's breaker, and
+/// a second process sees the breaker open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_trip_in_redis_is_reported_by_the_call_that_caused_it() {
+    let server = RedisServer::start();
+    let rates = ServiceOverride::new()
+        .fail_max(1000)
+        .failure_rate(50)
+        .min_calls(4);
+    let config = || support::redis_config(&server, "rate-trip").service("users", rates.clone());
+    let a = Registry::new(config()).await.unwrap();
+    let b = Registry::new(config()).await.unwrap();
+    let options = infuse::CallOptions::new().error_on_trip(true);
+    let users = a.breaker("users");
+    let failing = || async {
+        Err::<(), _>(BreakerError::Tripped {
+            service: calls::DOWNSTREAM,
+        })
+    };
+    for _ in 0..3 {
+        let own = users.call_with(options, failing()).await.unwrap_err();
+        assert_eq!(own.service(), calls::DOWNSTREAM);
+    }
+    let tripping = users.call_with(options, failing()).await.unwrap_err();
+    assert_eq!(tripping, BreakerError::Tripped { service: "users" });
+    let other = b.breaker("users");
+    assert!(
+        calls::eventually(
+            Duration::from_secs(3),
+            Duration::from_millis(10),
+            async || { matches!(calls::succeed(&other).await, Err(BreakerError::Open { .. })) }
+        )
+        .await,
+        "the other process never saw the trip"
+    );
+}

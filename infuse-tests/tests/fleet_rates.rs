@@ -466,8 +466,6 @@ async fn with_min_instances_one_failing_process_protects_itself_and_two_trip_the
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: a process's own protection (View::quarantine, infuse/src) outlives an \
-            operator's close(); evidence for a fix in infuse/src"]
 async fn an_operators_close_ends_a_processs_own_protection() {
     let server = RedisServer::start();
     let ns = namespace("close");

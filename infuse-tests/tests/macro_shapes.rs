@@ -25,6 +25,10 @@ mod errors {
     pub fn is_not_found(error: &super::ApiError) -> bool {
         matches!(error, super::ApiError::NotFound)
     }
+
+    pub fn is_down(error: &super::ApiError) -> bool {
+        matches!(error, super::ApiError::Down)
+    }
 }
 
 // ---- free functions -------------------------------------------------------------------
@@ -89,6 +93,57 @@ async fn settings_reach_the_breaker() {
     assert_eq!(
         infuse::breaker("shapes-settings-seconds").settings(),
         Settings::DEFAULT.reset_timeout(Duration::from_secs(7))
+    );
+}
+
+#[circuit_breaker(
+    service = "shapes-backpressure",
+    reset_timeout = "10s",
+    timeout = "2s",
+    trial_timeout = 5,
+    slow_call = "500ms",
+    slow_call_rate = 50,
+    failure_rate = 50,
+    window = "10s",
+    min_calls = 20,
+    min_instances = 2,
+    max_reset_timeout = "5m",
+    exclude = errors::is_not_found,
+    ignore = errors::is_down
+)]
+async fn with_backpressure(x: u32) -> Result<u32, ApiError> {
+    Ok(x + 1)
+}
+
+#[circuit_breaker(service = "shapes-failure-rate", failure_rate = 25)]
+async fn with_failure_rate_only() -> Result<(), ApiError> {
+    Ok(())
+}
+
+#[tokio::test]
+async fn backpressure_settings_reach_the_breaker() {
+    assert_eq!(with_backpressure(1).await, Ok(2));
+    assert_eq!(
+        infuse::breaker("shapes-backpressure").settings(),
+        Settings::DEFAULT
+            .reset_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(2))
+            .trial_timeout(Duration::from_secs(5))
+            .slow_call(Duration::from_millis(500))
+            .slow_call_rate(50)
+            .failure_rate(50)
+            .window(Duration::from_secs(10))
+            .min_calls(20)
+            .min_instances(2)
+            .max_reset_timeout(Duration::from_secs(300))
+    );
+    with_failure_rate_only().await.unwrap();
+    let settings = infuse::breaker("shapes-failure-rate").settings();
+    assert_eq!(settings, Settings::DEFAULT.failure_rate(25));
+    assert_eq!(
+        (settings.window, settings.min_calls, settings.min_instances),
+        (Duration::from_secs(10), 20, 1),
+        "the defaults of the window"
     );
 }
 

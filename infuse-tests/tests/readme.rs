@@ -25,12 +25,16 @@ fn rust_blocks() -> Vec<String> {
     blocks
 }
 
-const EXAMPLES: [(&str, &str); 7] = [
+const EXAMPLES: [(&str, &str); 8] = [
     (
         "readme_guard",
         include_str!("../../examples/readme_guard.rs"),
     ),
     ("readme_boot", include_str!("../../examples/readme_boot.rs")),
+    (
+        "readme_backpressure",
+        include_str!("../../examples/readme_backpressure.rs"),
+    ),
     (
         "readme_manual",
         include_str!("../../examples/readme_manual.rs"),

@@ -334,3 +334,75 @@ async fn fail_closed_rejects_and_fail_open_passes_while_redis_is_down() {
     }
     server.restart();
 }
+
+/// A registry whose breaker trips on a 50 % failure rate over at least 10 calls (the
+/// consecutive rule out of the way).
+async fn start_rate_registry(server: &RedisServer) -> Registry {
+    let rates = infuse::ServiceOverride::new()
+        .fail_max(1000)
+        .failure_rate(50)
+        .min_calls(10);
+    Registry::new(config(server, 1000, Duration::from_secs(60)).service(SERVICE, rates))
+        .await
+        .expect("registry")
+}
+
+/// Redis hangs: the local fallback applies the same rate rule to this process's own
+/// counts, and trips on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fallback_applies_the_rate_rule_to_local_counts() {
+    let server = RedisServer::start();
+    let a = start_rate_registry(&server).await;
+    server.pause();
+    for _ in 0..10 {
+        let (_, waited) = fail(&a).await;
+        assert_bounded(waited, "a failing call while Redis hangs");
+    }
+    assert!(
+        eventually(async || matches!(succeed(&a).await.0, Err(BreakerError::Open { .. }))).await,
+        "10 local failures out of 10 calls did not trip the fallback"
+    );
+    server.resume();
+}
+
+/// Counts made while degraded stay in the fallback: on recovery they are not added to
+/// the fleet's window. (A batch sent just before Redis stopped answering may still run
+/// when it resumes: Redis executes what its connection queued.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_counts_are_not_pushed_into_the_fleets_window() {
+    let server = RedisServer::start();
+    let a = start_rate_registry(&server).await;
+    for _ in 0..6 {
+        assert_eq!(succeed(&a).await.0, Ok(()));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // reported to Redis
+    server.pause();
+    let _ = fail(&a).await; // its report times out: `a` degrades (the report may run later)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..6 {
+        let _ = fail(&a).await; // counted by the fallback only
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.resume();
+    let b = start_rate_registry(&server).await;
+    // `a` has recovered once it answers from Redis's record, as `b` does (its fallback's
+    // record has an incarnation of its own).
+    assert!(
+        eventually(async || {
+            let fleet = b.breaker(SERVICE).snapshot().await.map(|s| s.version);
+            let seen = a.breaker(SERVICE).snapshot().await.map(|s| s.version);
+            matches!((fleet, seen), (Ok(f), Ok(s)) if f.incarnation == s.incarnation)
+        })
+        .await,
+        "a never recovered"
+    );
+    for _ in 0..4 {
+        let _ = fail(&a).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await; // reported
+                                                          // The fleet's window holds at most 6 successes and 5 failures (45 %): closed. Had the
+                                                          // fallback's 6 failures been pushed, 11 failures in 17 calls would have tripped it.
+    let fleet = b.breaker(SERVICE).snapshot().await.unwrap();
+    assert_eq!(fleet.state, State::Closed, "{fleet:?}");
+    assert_eq!(a.breaker(SERVICE).state().await.unwrap(), State::Closed);
+}

@@ -2,10 +2,18 @@
 //! store) and in Lua (one script per command, run by the Redis store) — agrees with
 //! itself: random command sequences are applied to both stores, and after every command
 //! the two answers must agree on everything that is not different by design (the
-//! incarnation and exact remaining times are).
+//! incarnation and exact remaining times are). So must what answers do not show: the
+//! backoff exponent (`reopens`, Redis's `reo`) and whether the window holds anything (in
+//! Redis, whether its `:window` key exists). For that the memory side is
+//! `machine::apply` on a record of the test's own, exactly what the memory store runs
+//! under its lock.
 //!
 //! Every time in a sequence (reset timeout, trial leases, `Force(Open(d))`, seeds' open
-//! time) is minutes long, so that no time-dependent arm fires while a case runs.
+//! time) is minutes long, so that no time-dependent arm fires while a case runs. The rate
+//! rules' window is a minute too: the stores key its buckets by different clocks, but no
+//! bucket leaves the window while a case runs, so both see the same totals. Remaining
+//! open times are compared to within a second, which tells backed-off re-opens (twice
+//! the reset timeout, less the trial token's jitter) apart.
 //!
 //! Reproducing a failure: the runner is seeded, by default with [`DEFAULT_SEED`], so a
 //! plain `cargo test -p infuse-tests --test store_model` replays the same sequences every
@@ -18,8 +26,11 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use infuse::store::memory::MemoryStore;
-use infuse::store::{Command, Outcome, Seed, Store, Target, TrialToken};
+use tokio::time::Instant;
+
+use infuse::store::machine::{self, Record};
+use infuse::store::window::Window;
+use infuse::store::{Command, Counts, Outcome, Seed, Store, Target, TrialToken};
 use infuse::{Settings, State};
 use infuse_tests::support::ServerStore;
 use proptest::prelude::*;
@@ -28,22 +39,46 @@ use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRu
 /// The runner's seed unless `INFUSE_STORE_MODEL_SEED` says otherwise.
 const DEFAULT_SEED: u64 = 20_250_517;
 /// Cases per run unless `INFUSE_STORE_MODEL_CASES` says otherwise (a few seconds).
-const DEFAULT_CASES: u32 = 64;
+const DEFAULT_CASES: u32 = 512;
 
 const MINUTES: Duration = Duration::from_secs(600);
-/// The small pool of trial tokens, so that holders and strangers meet.
-const TOKENS: [TrialToken; 3] = [TrialToken(1), TrialToken(2), TrialToken(3)];
+/// The small pool of trial tokens, so that holders and strangers meet; their jitters
+/// (‰: 0, 437, 999) are far apart, so a backed-off open time shows which one failed.
+const TOKENS: [TrialToken; 3] = [TrialToken(1_000), TrialToken(2_437), TrialToken(3_999)];
+/// The processes reporting batches of calls.
+const INSTANCES: [u64; 3] = [11, 22, 33];
+/// The rate rules' window: no bucket leaves it while a case runs.
+const WINDOW: Duration = Duration::from_secs(60);
+/// How far the two stores' remaining times may differ (they read their clocks a few
+/// milliseconds apart).
+const TOLERANCE: Duration = Duration::from_secs(1);
 
 /// A command with its generation given relative to the breaker's current one.
 #[derive(Debug, Clone, Copy)]
 enum Step {
     Register(Option<SeedStep>),
     Snapshot,
-    RecordFailure { offset: i64 },
-    RecordSuccess { offset: i64 },
-    AcquireTrial { token: usize },
-    RecordTrial { token: usize, success: bool },
-    ReleaseTrial { token: usize },
+    RecordFailure {
+        offset: i64,
+    },
+    RecordSuccess {
+        offset: i64,
+    },
+    RecordCalls {
+        offset: i64,
+        counts: Counts,
+        instance: usize,
+    },
+    AcquireTrial {
+        token: usize,
+    },
+    RecordTrial {
+        token: usize,
+        success: bool,
+    },
+    ReleaseTrial {
+        token: usize,
+    },
     Force(Target),
 }
 
@@ -60,7 +95,43 @@ struct SeedStep {
 struct Case {
     fail_max: u32,
     success_threshold: u32,
+    rates: Rates,
+    /// Whether re-opens back off (`max_reset_timeout`: four times the reset timeout).
+    backoff: bool,
     steps: Vec<Step>,
+}
+
+/// The rate rules of a case.
+#[derive(Debug, Clone, Copy)]
+struct Rates {
+    failure_rate: Option<u32>,
+    slow_call_rate: Option<u32>,
+    min_calls: u32,
+    min_instances: u32,
+}
+
+impl Case {
+    fn settings(&self) -> Settings {
+        let mut s = Settings::DEFAULT
+            .fail_max(self.fail_max)
+            .success_threshold(self.success_threshold)
+            .reset_timeout(MINUTES)
+            .window(WINDOW)
+            .min_calls(self.rates.min_calls)
+            .min_instances(self.rates.min_instances);
+        if let Some(percent) = self.rates.failure_rate {
+            s = s.failure_rate(percent);
+        }
+        if let Some(percent) = self.rates.slow_call_rate {
+            s = s
+                .slow_call(Duration::from_millis(100))
+                .slow_call_rate(percent);
+        }
+        if self.backoff {
+            s = s.max_reset_timeout(MINUTES * 4);
+        }
+        s
+    }
 }
 
 fn offset() -> impl Strategy<Value = i64> {
@@ -106,12 +177,47 @@ fn seed() -> impl Strategy<Value = SeedStep> {
         })
 }
 
+/// A batch of up to 6 calls (sometimes none), consistent as a process reports it: the
+/// tail is at most the failures, and all of them when the batch holds no success.
+fn counts() -> impl Strategy<Value = Counts> {
+    (0u32..7)
+        .prop_flat_map(|calls| (Just(calls), 0..=calls, 0..=calls))
+        .prop_flat_map(|(calls, failures, slow)| {
+            let tail = if failures == calls {
+                Just(failures).boxed()
+            } else {
+                (0..=failures).boxed()
+            };
+            (Just(calls), Just(failures), Just(slow), tail)
+        })
+        .prop_map(|(calls, failures, slow, tail)| Counts {
+            calls,
+            failures,
+            slow,
+            tail,
+        })
+}
+
+fn rates() -> impl Strategy<Value = Rates> {
+    let percent = || prop::option::of(prop_oneof![Just(50u32), Just(100), 1u32..=100]);
+    (percent(), percent(), 1u32..10, 1u32..=3).prop_map(
+        |(failure_rate, slow_call_rate, min_calls, min_instances)| Rates {
+            failure_rate,
+            slow_call_rate,
+            min_calls,
+            min_instances,
+        },
+    )
+}
+
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         2 => prop::option::of(seed()).prop_map(Step::Register),
         1 => Just(Step::Snapshot),
         4 => offset().prop_map(|offset| Step::RecordFailure { offset }),
         2 => offset().prop_map(|offset| Step::RecordSuccess { offset }),
+        4 => (offset(), counts(), 0..INSTANCES.len())
+            .prop_map(|(offset, counts, instance)| Step::RecordCalls { offset, counts, instance }),
         3 => token().prop_map(|token| Step::AcquireTrial { token }),
         3 => (token(), any::<bool>()).prop_map(|(token, success)| Step::RecordTrial { token, success }),
         1 => token().prop_map(|token| Step::ReleaseTrial { token }),
@@ -120,13 +226,23 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    (1u32..4, 1u32..3, prop::collection::vec(step(), 1..40)).prop_map(
-        |(fail_max, success_threshold, steps)| Case {
-            fail_max,
-            success_threshold,
-            steps,
-        },
+    (
+        // A large fail_max now and then, so that rates trip before consecutive failures.
+        prop_oneof![4 => 1u32..4, 1 => Just(50u32)],
+        1u32..3,
+        rates(),
+        any::<bool>(),
+        prop::collection::vec(step(), 1..40),
     )
+        .prop_map(
+            |(fail_max, success_threshold, rates, backoff, steps)| Case {
+                fail_max,
+                success_threshold,
+                rates,
+                backoff,
+                steps,
+            },
+        )
 }
 
 /// The command of `step` for a breaker now at `current`.
@@ -148,6 +264,15 @@ fn command(step: Step, current: u64) -> Command {
         Step::RecordSuccess { offset } => Command::RecordSuccess {
             generation: near(offset),
         },
+        Step::RecordCalls {
+            offset,
+            counts,
+            instance,
+        } => Command::RecordCalls {
+            generation: near(offset),
+            counts,
+            instance: INSTANCES[instance],
+        },
         Step::AcquireTrial { token } => Command::AcquireTrial {
             token: TOKENS[token],
             lease: MINUTES,
@@ -163,7 +288,8 @@ fn command(step: Step, current: u64) -> Command {
     }
 }
 
-/// What two stores must agree on (not the incarnation, not exact remaining times).
+/// What two stores must agree on exactly (not the incarnation, not remaining times: see
+/// [`close_in_time`]).
 #[derive(Debug, PartialEq, Eq)]
 struct Observed {
     applied: bool,
@@ -175,6 +301,7 @@ struct Observed {
     trial_held: bool,
     open_remaining: bool,
     exists: bool,
+    seq: u64,
 }
 
 fn observed(outcome: &Outcome) -> Observed {
@@ -189,7 +316,18 @@ fn observed(outcome: &Outcome) -> Observed {
         trial_held: s.trial_remaining.is_some(),
         open_remaining: s.open_remaining.is_some(),
         exists: s.exists(),
+        seq: s.version.seq,
     }
+}
+
+/// Whether the remaining open and trial times of two answers agree within [`TOLERANCE`].
+fn close_in_time(a: &Outcome, b: &Outcome) -> bool {
+    let near = |x: Option<Duration>, y: Option<Duration>| match (x, y) {
+        (Some(x), Some(y)) => x.abs_diff(y) <= TOLERANCE,
+        (x, y) => x.is_none() == y.is_none(),
+    };
+    near(a.snapshot.open_remaining, b.snapshot.open_remaining)
+        && near(a.snapshot.trial_remaining, b.snapshot.trial_remaining)
 }
 
 /// A service name no other case uses.
@@ -200,14 +338,15 @@ fn fresh_service() -> &'static str {
 }
 
 /// What a command did, for the coverage check: its kind, whether it was applied, and
-/// whether it changed the state.
-fn arm(command: &Command, outcome: &Outcome) -> String {
+/// whether it changed the state (and why, where the rules differ).
+fn arm(command: &Command, outcome: &Outcome, settings: &Settings) -> String {
     let kind = match command {
         Command::Register { seed: None } => "Register",
         Command::Register { seed: Some(_) } => "Register(seed)",
         Command::Snapshot => "Snapshot",
         Command::RecordFailure { .. } => "RecordFailure",
         Command::RecordSuccess { .. } => "RecordSuccess",
+        Command::RecordCalls { .. } => "RecordCalls",
         Command::AcquireTrial { .. } => "AcquireTrial",
         Command::RecordTrial { success: true, .. } => "RecordTrial(ok)",
         Command::RecordTrial { success: false, .. } => "RecordTrial(err)",
@@ -225,7 +364,20 @@ fn arm(command: &Command, outcome: &Outcome) -> String {
     } else {
         ""
     };
-    format!("{kind} {applied}{moved}")
+    let why = match command {
+        Command::RecordCalls { .. }
+            if outcome.changed_state() && outcome.snapshot.fail_counter < settings.fail_max =>
+        {
+            " by a rate"
+        }
+        Command::RecordTrial { success: false, .. }
+            if outcome.changed_state() && settings.max_reset_timeout.is_some() =>
+        {
+            " backing off"
+        }
+        _ => "",
+    };
+    format!("{kind} {applied}{moved}{why}")
 }
 
 /// The arms every run must reach, or the generator has gone blind.
@@ -239,6 +391,10 @@ const MUST_REACH: &[&str] = &[
     "RecordFailure refused",
     "RecordSuccess applied",
     "RecordSuccess refused",
+    "RecordCalls applied",
+    "RecordCalls applied, moved",
+    "RecordCalls applied, moved by a rate",
+    "RecordCalls refused",
     "AcquireTrial applied",
     "AcquireTrial applied, moved",
     "AcquireTrial refused",
@@ -246,37 +402,76 @@ const MUST_REACH: &[&str] = &[
     "RecordTrial(ok) applied, moved",
     "RecordTrial(ok) refused",
     "RecordTrial(err) applied, moved",
+    "RecordTrial(err) applied, moved backing off",
     "RecordTrial(err) refused",
     "ReleaseTrial applied",
     "ReleaseTrial refused",
     "Force applied, moved",
 ];
 
+/// What answers do not show of a record.
+#[derive(Debug, PartialEq, Eq)]
+struct Hidden {
+    reopens: u32,
+    window_empty: bool,
+}
+
+fn hidden_in_memory(record: &Option<Record>) -> Option<Hidden> {
+    record.as_ref().map(|r| Hidden {
+        reopens: r.reopens,
+        window_empty: r.window == Window::default(),
+    })
+}
+
+async fn hidden_in_redis(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &[String; 4],
+) -> Result<Option<Hidden>, redis::RedisError> {
+    let (exists, reopens, window): (bool, Option<u32>, bool) = redis::pipe()
+        .exists(&keys[0])
+        .hget(&keys[0], "reo")
+        .exists(&keys[3])
+        .query_async(conn)
+        .await?;
+    Ok(exists.then(|| Hidden {
+        reopens: reopens.unwrap_or(0),
+        window_empty: !window,
+    }))
+}
+
 async fn check(
     redis: &ServerStore,
+    conn: &mut redis::aio::MultiplexedConnection,
     case: &Case,
     reached: &mut BTreeSet<String>,
 ) -> Result<(), TestCaseError> {
-    let memory = MemoryStore::new();
+    let mut memory: Option<Record> = None;
     let service = fresh_service();
-    let settings = Settings::DEFAULT
-        .fail_max(case.fail_max)
-        .success_threshold(case.success_threshold)
-        .reset_timeout(MINUTES);
+    let keys = redis.store.keys(service);
+    let settings = case.settings();
     let mut current = 1;
     for (i, &step) in case.steps.iter().enumerate() {
         let command = command(step, current);
-        let expected = memory.apply_now(service, &settings, command);
+        let expected = machine::apply(&mut memory, &command, &settings, Instant::now(), || 1);
         let actual = redis
             .apply(service, &settings, command)
             .await
             .map_err(|e| TestCaseError::fail(format!("step {i}: {command:?}: Redis: {e}")))?;
-        if observed(&expected) != observed(&actual) {
+        if observed(&expected) != observed(&actual) || !close_in_time(&expected, &actual) {
             return Err(TestCaseError::fail(format!(
                 "step {i}: {command:?}\n  memory: {expected:?}\n  redis:  {actual:?}"
             )));
         }
-        reached.insert(arm(&command, &expected));
+        let in_redis = hidden_in_redis(conn, &keys)
+            .await
+            .map_err(|e| TestCaseError::fail(format!("step {i}: reading Redis: {e}")))?;
+        if hidden_in_memory(&memory) != in_redis {
+            return Err(TestCaseError::fail(format!(
+                "step {i}: {command:?}\n  memory: {:?}\n  redis:  {in_redis:?}",
+                hidden_in_memory(&memory)
+            )));
+        }
+        reached.insert(arm(&command, &expected, &settings));
         if expected.snapshot.exists() {
             current = expected.snapshot.generation;
         }
@@ -302,6 +497,13 @@ fn memory_and_redis_stores_agree() {
         .build()
         .expect("runtime");
     let redis = runtime.block_on(ServerStore::start());
+    let conn = runtime.block_on(async {
+        let client = redis::Client::open(redis.server.url()).expect("client");
+        client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connection")
+    });
 
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
@@ -314,7 +516,12 @@ fn memory_and_redis_stores_agree() {
     let mut runner = TestRunner::new_with_rng(config, rng);
     let reached = RefCell::new(BTreeSet::new());
     let result = runner.run(&case(), |case| {
-        runtime.block_on(check(&redis, &case, &mut reached.borrow_mut()))
+        runtime.block_on(check(
+            &redis,
+            &mut conn.clone(),
+            &case,
+            &mut reached.borrow_mut(),
+        ))
     });
     if let Err(error) = result {
         panic!("INFUSE_STORE_MODEL_SEED={seed}: the stores disagree: {error}");

@@ -25,7 +25,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::future::join_all;
-use infuse::store::{Command, Outcome, Snapshot, Store, Target, TrialToken};
+use infuse::store::{Command, Counts, Outcome, Snapshot, Store, Target, TrialToken};
 use infuse::{Settings, State};
 
 /// The open timeout of every case.
@@ -76,6 +76,15 @@ macro_rules! __conformance_cases {
             open_for_sets_the_open_time,
             register_seeds_absent_and_stale_records,
             absent_records_stay_absent,
+            record_calls_stale_generation_ignored,
+            record_calls_counts_consecutive_failures_by_tail,
+            failure_rate_trips_only_past_min_calls,
+            slow_call_rate_trips,
+            min_instances_needs_distinct_instances,
+            disabled_counts_calls_but_never_trips,
+            trip_clears_the_window,
+            backoff_doubles_open_time_up_to_max,
+            close_and_force_reset_backoff,
         }
     };
 }
@@ -206,6 +215,34 @@ async fn force<S: Store>(store: &S, svc: &'static str, s: &Settings, to: State) 
         other => panic!("no target for {other}"),
     };
     apply(store, svc, s, Command::Force(target)).await
+}
+
+/// A batch of `calls` outcomes: `failures` of them failed, `slow` were slow, and the
+/// last `tail` failed after the batch's last success.
+pub fn counts(calls: u32, failures: u32, slow: u32, tail: u32) -> Counts {
+    Counts {
+        calls,
+        failures,
+        slow,
+        tail,
+    }
+}
+
+/// Reports a batch (`RecordCalls`) from `instance` at `generation`.
+async fn report<S: Store>(
+    store: &S,
+    svc: &'static str,
+    s: &Settings,
+    generation: u64,
+    counts: Counts,
+    instance: u64,
+) -> Outcome {
+    let command = Command::RecordCalls {
+        generation,
+        counts,
+        instance,
+    };
+    apply(store, svc, s, command).await
 }
 
 /// Registers and records `n` failures at the current generation; returns the last answer.
@@ -1168,6 +1205,11 @@ pub async fn absent_records_stay_absent<S: Store>(store: &S, prefix: &str) {
         Command::Snapshot,
         Command::RecordFailure { generation: 1 },
         Command::RecordSuccess { generation: 1 },
+        Command::RecordCalls {
+            generation: 1,
+            counts: counts(3, 3, 1, 3),
+            instance: 1,
+        },
         Command::AcquireTrial {
             token: TrialToken::new(),
             lease: LONG_LEASE,
@@ -1190,4 +1232,330 @@ pub async fn absent_records_stay_absent<S: Store>(store: &S, prefix: &str) {
     let created = register(store, svc, &s).await;
     assert!(created.exists(), "{svc}: {created:?}");
     assert_fresh_closed(svc, &created);
+}
+
+// ---------------------------------------------------------------------------------------
+// Batches of calls (`RecordCalls`): consecutive failures and rates over the window
+
+/// Batches reported under another generation, or empty ones, change nothing (and leave
+/// nothing in the window).
+pub async fn record_calls_stale_generation_ignored<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "record_calls_stale_generation_ignored");
+    let s = settings(2, 1).failure_rate(50).min_calls(1);
+    let start = register(store, svc, &s).await;
+    let g = start.generation;
+    for stale in [g.wrapping_sub(1), g + 1, g + 1000] {
+        let outcome = report(store, svc, &s, stale, counts(10, 10, 0, 10), 1).await;
+        assert!(!outcome.applied, "{svc}: stale batch applied: {outcome:?}");
+        assert_eq!(outcome.snapshot.state, State::Closed, "{svc}: {outcome:?}");
+        assert_eq!(outcome.snapshot.fail_counter, 0, "{svc}: {outcome:?}");
+    }
+    let empty = report(store, svc, &s, g, Counts::default(), 1).await;
+    assert!(
+        !empty.applied,
+        "{svc}: an empty batch is no report: {empty:?}"
+    );
+    // Had the stale batches been counted, 11 calls with 10 failures would trip now.
+    let ok = report(store, svc, &s, g, counts(1, 0, 0, 0), 1).await;
+    assert!(ok.applied, "{svc}: {ok:?}");
+    assert_eq!(ok.snapshot.state, State::Closed, "{svc}: {ok:?}");
+    assert_eq!(ok.snapshot.generation, g, "{svc}: {ok:?}");
+
+    // After a close, batches of the old closed period are stale too.
+    let closed = force(store, svc, &s, State::Closed).await.snapshot;
+    let late = report(store, svc, &s, g, counts(10, 10, 0, 10), 1).await;
+    assert!(!late.applied, "{svc}: {late:?}");
+    assert_fresh_closed(svc, &late.snapshot);
+    // And batches reported while open are not counted, even at the current generation.
+    let open = force(store, svc, &s, State::Open).await.snapshot;
+    let refused = report(store, svc, &s, open.generation, counts(3, 3, 0, 3), 1).await;
+    assert!(!refused.applied, "{svc}: {refused:?}");
+    assert_eq!(
+        refused.snapshot.fail_counter, closed.fail_counter,
+        "{svc}: {refused:?}"
+    );
+    assert_eq!(refused.snapshot.state, State::Open, "{svc}: {refused:?}");
+}
+
+/// A batch continues the consecutive-failure count with its failures when it holds no
+/// success, and restarts it from its tail (the failures after its last success) when it
+/// does; `fail_max` consecutive failures trip, with or without a rate rule.
+pub async fn record_calls_counts_consecutive_failures_by_tail<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "record_calls_counts_consecutive_failures_by_tail");
+    let s = settings(4, 1);
+    let g = register(store, svc, &s).await.generation;
+    for (batch, expected) in [
+        (counts(2, 2, 0, 2), 2), // no success: 0 + 2
+        (counts(3, 1, 0, 1), 1), // a success, then one failure
+        (counts(1, 0, 0, 0), 0), // a success
+        (counts(1, 0, 0, 0), 0), // nothing to reset: still applied
+        (counts(5, 3, 0, 2), 2), // failure, success, two failures
+        (counts(1, 1, 0, 1), 3),
+    ] {
+        let outcome = report(store, svc, &s, g, batch, 1).await;
+        assert!(outcome.applied, "{svc}: {batch:?}: {outcome:?}");
+        assert_eq!(outcome.snapshot.state, State::Closed, "{svc}: {outcome:?}");
+        assert_eq!(
+            outcome.snapshot.fail_counter, expected,
+            "{svc}: {batch:?}: {outcome:?}"
+        );
+        assert_eq!(outcome.snapshot.generation, g, "{svc}: {outcome:?}");
+    }
+    let tripped = report(store, svc, &s, g, counts(2, 2, 0, 2), 2).await;
+    assert!(tripped.applied, "{svc}: {tripped:?}");
+    assert!(tripped.changed_state(), "{svc}: {tripped:?}");
+    assert_freshly_open(svc, &tripped.snapshot);
+    assert_eq!(tripped.snapshot.fail_counter, 5, "{svc}: {tripped:?}");
+    assert!(tripped.snapshot.generation > g, "{svc}: {tripped:?}");
+
+    // With a rate rule far from tripping, the consecutive rule still trips.
+    let rated = service(
+        prefix,
+        "record_calls_counts_consecutive_failures_by_tail-rated",
+    );
+    let s = settings(3, 1).failure_rate(90).min_calls(100);
+    let g = register(store, rated, &s).await.generation;
+    let counted = report(store, rated, &s, g, counts(50, 2, 0, 2), 1).await;
+    assert_eq!(
+        counted.snapshot.state,
+        State::Closed,
+        "{rated}: {counted:?}"
+    );
+    let tripped = report(store, rated, &s, g, counts(1, 1, 0, 1), 1).await;
+    assert!(tripped.changed_state(), "{rated}: {tripped:?}");
+    assert_freshly_open(rated, &tripped.snapshot);
+    assert_eq!(tripped.snapshot.fail_counter, 3, "{rated}: {tripped:?}");
+}
+
+/// The failure rate trips once the window holds `min_calls` calls and failures reach
+/// the percentage (integer arithmetic: exactly 50 % of 12 trips at 50).
+pub async fn failure_rate_trips_only_past_min_calls<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "failure_rate_trips_only_past_min_calls");
+    let s = settings(100, 1).failure_rate(50).min_calls(10);
+    let g = register(store, svc, &s).await.generation;
+    for batch in [
+        counts(4, 4, 0, 4), // 100 % of 4 calls: below min_calls
+        counts(4, 0, 0, 0), // 4 of 8
+        counts(2, 0, 0, 0), // 4 of 10: 40 %
+        counts(1, 1, 0, 1), // 5 of 11: 45 %
+    ] {
+        let outcome = report(store, svc, &s, g, batch, 1).await;
+        assert!(outcome.applied, "{svc}: {batch:?}: {outcome:?}");
+        assert_eq!(
+            outcome.snapshot.state,
+            State::Closed,
+            "{svc}: {batch:?}: {outcome:?}"
+        );
+    }
+    let tripped = report(store, svc, &s, g, counts(1, 1, 0, 1), 1).await; // 6 of 12
+    assert!(tripped.applied, "{svc}: {tripped:?}");
+    assert!(
+        tripped.changed_state(),
+        "{svc}: 50 % must trip: {tripped:?}"
+    );
+    assert_freshly_open(svc, &tripped.snapshot);
+    assert_eq!(tripped.snapshot.fail_counter, 2, "{svc}: {tripped:?}");
+}
+
+/// The slow-call rate trips on slow calls alone; failures do not count towards it.
+pub async fn slow_call_rate_trips<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "slow_call_rate_trips");
+    let s = settings(100, 1)
+        .slow_call(Duration::from_millis(100))
+        .slow_call_rate(50)
+        .min_calls(4);
+    let g = register(store, svc, &s).await.generation;
+    let failing = report(store, svc, &s, g, counts(4, 4, 0, 4), 1).await;
+    assert!(failing.applied, "{svc}: {failing:?}");
+    assert_eq!(
+        failing.snapshot.state,
+        State::Closed,
+        "{svc}: no failure-rate rule: {failing:?}"
+    );
+    let slow = report(store, svc, &s, g, counts(4, 0, 3, 0), 1).await; // 3 slow of 8
+    assert_eq!(slow.snapshot.state, State::Closed, "{svc}: {slow:?}");
+    let tripped = report(store, svc, &s, g, counts(2, 0, 2, 0), 1).await; // 5 of 10
+    assert!(tripped.changed_state(), "{svc}: {tripped:?}");
+    assert_freshly_open(svc, &tripped.snapshot);
+    assert_eq!(tripped.snapshot.fail_counter, 0, "{svc}: {tripped:?}");
+}
+
+/// With `min_instances = 2`, a rate trips only once two distinct processes reported
+/// failures (or slow calls) in the window; successes alone do not make a reporter.
+pub async fn min_instances_needs_distinct_instances<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "min_instances_needs_distinct_instances");
+    let s = settings(100, 1)
+        .failure_rate(50)
+        .min_calls(4)
+        .min_instances(2);
+    let g = register(store, svc, &s).await.generation;
+    for (batch, instance) in [
+        (counts(10, 10, 0, 10), 1), // 100 %, one reporter
+        (counts(2, 2, 0, 2), 1),    // the same one again
+        (counts(3, 0, 0, 0), 2),    // another process, successes only
+    ] {
+        let outcome = report(store, svc, &s, g, batch, instance).await;
+        assert!(outcome.applied, "{svc}: {batch:?}: {outcome:?}");
+        assert_eq!(
+            outcome.snapshot.state,
+            State::Closed,
+            "{svc}: {batch:?} from {instance}: {outcome:?}"
+        );
+    }
+    let tripped = report(store, svc, &s, g, counts(1, 1, 0, 1), 2).await;
+    assert!(
+        tripped.changed_state(),
+        "{svc}: two reporters of 13 failures in 16 calls: {tripped:?}"
+    );
+    assert_freshly_open(svc, &tripped.snapshot);
+}
+
+/// A disabled breaker counts batches (consecutive count and window) but never trips;
+/// closing it by hand starts an empty window.
+pub async fn disabled_counts_calls_but_never_trips<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "disabled_counts_calls_but_never_trips");
+    let s = settings(2, 1).failure_rate(50).min_calls(2);
+    register(store, svc, &s).await;
+    let disabled = force(store, svc, &s, State::Disabled).await.snapshot;
+    let g = disabled.generation;
+    for n in 1..=2 {
+        let outcome = report(store, svc, &s, g, counts(10, 10, 0, 10), 1).await;
+        assert!(outcome.applied, "{svc}: {outcome:?}");
+        assert_eq!(
+            outcome.snapshot.state,
+            State::Disabled,
+            "{svc}: {outcome:?}"
+        );
+        assert_eq!(outcome.snapshot.fail_counter, 10 * n, "{svc}: {outcome:?}");
+    }
+    let reset = report(store, svc, &s, g, counts(3, 1, 0, 0), 1).await;
+    assert!(reset.applied, "{svc}: {reset:?}");
+    assert_eq!(reset.snapshot.fail_counter, 0, "{svc}: {reset:?}");
+    assert_eq!(reset.snapshot.state, State::Disabled, "{svc}: {reset:?}");
+    let closed = force(store, svc, &s, State::Closed).await.snapshot;
+    assert_fresh_closed(svc, &closed);
+    // 21 failures in 23 calls were counted while disabled; the closed period starts
+    // without them.
+    let ok = report(store, svc, &s, closed.generation, counts(2, 0, 0, 0), 1).await;
+    assert!(ok.applied, "{svc}: {ok:?}");
+    assert_eq!(
+        ok.snapshot.state,
+        State::Closed,
+        "{svc}: window kept: {ok:?}"
+    );
+}
+
+/// A trip clears the window: after a trial closes the breaker, the new closed period
+/// counts from zero.
+pub async fn trip_clears_the_window<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "trip_clears_the_window");
+    let s = settings(100, 1).failure_rate(50).min_calls(4);
+    let g = register(store, svc, &s).await.generation;
+    report(store, svc, &s, g, counts(3, 3, 0, 3), 1).await;
+    let tripped = report(store, svc, &s, g, counts(1, 1, 0, 1), 1).await;
+    assert!(tripped.changed_state(), "{svc}: {tripped:?}");
+    tokio::time::sleep(RESET + MARGIN).await;
+    let token = TrialToken::new();
+    assert!(acquire(store, svc, &s, token, LONG_LEASE).await.applied);
+    let closed = trial(store, svc, &s, token, true).await.snapshot;
+    assert_fresh_closed(svc, &closed);
+    let g = closed.generation;
+    for batch in [
+        counts(2, 0, 0, 0), // with the old window: 4 failures of 6
+        counts(2, 1, 0, 1), // 1 of 4
+        counts(1, 1, 0, 1), // 2 of 5
+    ] {
+        let outcome = report(store, svc, &s, g, batch, 1).await;
+        assert!(outcome.applied, "{svc}: {batch:?}: {outcome:?}");
+        assert_eq!(
+            outcome.snapshot.state,
+            State::Closed,
+            "{svc}: {batch:?}: the window was not cleared: {outcome:?}"
+        );
+    }
+    let tripped = report(store, svc, &s, g, counts(1, 1, 0, 1), 1).await; // 3 of 6
+    assert!(tripped.changed_state(), "{svc}: {tripped:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Backoff of the open time (`max_reset_timeout`)
+
+/// The base and bound of the backoff cases: 100 ms doubling up to 400 ms.
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_millis(400);
+
+fn backoff_settings() -> Settings {
+    settings(1, 1)
+        .reset_timeout(BACKOFF_BASE)
+        .max_reset_timeout(BACKOFF_MAX)
+}
+
+/// Asserts that `snapshot` was opened just now for `expected_ms`.
+fn assert_open_for(svc: &str, snapshot: &Snapshot, expected_ms: u64) {
+    assert_eq!(snapshot.state, State::Open, "{svc}: {snapshot:?}");
+    let expected = Duration::from_millis(expected_ms);
+    let remaining = snapshot
+        .open_remaining
+        .unwrap_or_else(|| panic!("{svc}: open without open_remaining: {snapshot:?}"));
+    assert!(
+        remaining <= expected && remaining + Duration::from_millis(50) >= expected,
+        "{svc}: open for {remaining:?}, expected {expected:?}: {snapshot:?}"
+    );
+}
+
+/// Waits out the open time of `open`, takes the trial and reports its result.
+async fn trial_after<S: Store>(
+    store: &S,
+    svc: &'static str,
+    s: &Settings,
+    open: &Snapshot,
+    success: bool,
+) -> (TrialToken, Outcome) {
+    tokio::time::sleep(open.open_remaining.unwrap_or_default() + MARGIN).await;
+    let token = TrialToken::new();
+    let granted = acquire(store, svc, s, token, LONG_LEASE).await;
+    assert!(granted.applied, "{svc}: {granted:?}");
+    (token, trial(store, svc, s, token, success).await)
+}
+
+/// Each consecutive failed trial doubles the open time (less the token's jitter, up to a
+/// fifth) up to `max_reset_timeout`.
+pub async fn backoff_doubles_open_time_up_to_max<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "backoff_doubles_open_time_up_to_max");
+    let s = backoff_settings();
+    let mut open = trip(store, svc, &s).await;
+    assert_open_for(svc, &open, s.open_ms(0, 0));
+    for reopens in 1..=3 {
+        let (token, reopened) = trial_after(store, svc, &s, &open, false).await;
+        assert!(reopened.applied, "{svc}: {reopened:?}");
+        let expected = s.open_ms(reopens, token.jitter());
+        assert_open_for(svc, &reopened.snapshot, expected);
+        let unjittered = [200, 400, 400][reopens as usize - 1];
+        assert!(expected <= unjittered && expected * 5 >= unjittered * 4);
+        open = reopened.snapshot;
+    }
+}
+
+/// A close resets the backoff: the next trip opens for `reset_timeout` and the next
+/// failed trial doubles it once; so does forcing a state.
+pub async fn close_and_force_reset_backoff<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "close_and_force_reset_backoff");
+    let s = backoff_settings();
+    let open = trip(store, svc, &s).await;
+    let (_, reopened) = trial_after(store, svc, &s, &open, false).await;
+    let (_, closed) = trial_after(store, svc, &s, &reopened.snapshot, true).await;
+    assert_fresh_closed(svc, &closed.snapshot);
+    let tripped = fail(store, svc, &s, closed.snapshot.generation)
+        .await
+        .snapshot;
+    assert_open_for(svc, &tripped, s.open_ms(0, 0));
+    let (token, reopened) = trial_after(store, svc, &s, &tripped, false).await;
+    assert_open_for(svc, &reopened.snapshot, s.open_ms(1, token.jitter()));
+
+    // Forcing half-open resets it too: a failed trial then doubles once, not twice.
+    force(store, svc, &s, State::HalfOpen).await;
+    let token = TrialToken::new();
+    assert!(acquire(store, svc, &s, token, LONG_LEASE).await.applied);
+    let reopened = trial(store, svc, &s, token, false).await;
+    assert_open_for(svc, &reopened.snapshot, s.open_ms(1, token.jitter()));
 }

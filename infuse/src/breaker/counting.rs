@@ -4,9 +4,15 @@
 use std::sync::atomic::Ordering;
 
 use crate::backend::Backend;
-use crate::breaker::handle::{Binding, Breaker};
-use crate::core::{process_instance, Command, Counts, Totals, TripPolicy};
-use crate::local::{Due, Tally, FLUSH_INTERVAL};
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::breaker::handle::{Binding, Breaker, Verdict};
+use crate::core::{
+    now_nanos, process_instance, saturating_nanos, Command, Counts, Outcome, State, Totals,
+    TripPolicy,
+};
+use crate::local::{Due, Tally, FLUSH_INTERVAL, MIN_FLUSH_GAP};
 
 impl Breaker {
     /// Counts a successful (or excluded) call of the current period; `slow`: it took
@@ -29,7 +35,7 @@ impl Breaker {
     #[cold]
     #[inline(never)]
     fn after_slow(&self) {
-        self.flush_in_memory();
+        let _ = self.flush_in_memory();
     }
 
     #[cold]
@@ -40,35 +46,49 @@ impl Breaker {
     }
 
     /// Counts a failed call admitted at `generation` (dropped if the breaker has moved
-    /// on); flushes at once when this process's counts alone could trip.
+    /// on). In memory the count is reported at once (a lock, no I/O); with Redis, with the
+    /// next batch — unless this process's counts alone could trip, when the failing call
+    /// reports them itself (at most every [`MIN_FLUSH_GAP`]) and learns whether it
+    /// tripped.
     #[cold]
-    pub(crate) fn count_failure(&self, generation: u64, slow: bool) {
+    pub(crate) fn count_failure(&self, generation: u64, slow: bool) -> Counted {
         let view = &self.cell.view;
         if view.generation() != generation {
-            return;
+            return Counted::Done(Verdict::Ignored);
         }
         if slow {
             self.cell.tally.slow();
         }
         let (counts, first) = self.cell.tally.failure();
-        // In memory every failure is reported at once (a lock, no I/O); with Redis, in
-        // batches, unless this batch alone could trip.
-        if self.flush_in_memory() {
-            return;
+        if let Some(outcome) = self.flush_in_memory() {
+            return Counted::Done(verdict_of(outcome.as_ref()));
         }
-        let due = if self.could_trip(&counts) || Tally::filling(&counts) {
+        let tally = &self.cell.tally;
+        let recent = now_nanos().saturating_sub(tally.last_flush.load(Ordering::Relaxed))
+            < saturating_nanos(MIN_FLUSH_GAP);
+        if self.could_trip(&counts) && !recent {
+            let breaker = self.clone();
+            return Counted::Reporting(Box::pin(async move {
+                verdict_of(breaker.flush().await.as_ref())
+            }));
+        }
+        let due = if Tally::filling(&counts) {
             Due::Now
-        } else if first {
+        } else if first || self.could_trip(&counts) {
             Due::Schedule
         } else {
             Due::Nothing
         };
         self.flush_when(due);
+        Counted::Done(Verdict::Counted)
     }
 
     /// Whether the counts not yet reported could trip on their own: the consecutive rule
     /// with the fleet's count, or a rate over this batch alone.
     fn could_trip(&self, counts: &Counts) -> bool {
+        if self.cell.view.state() != State::Closed {
+            return false; // disabled: nothing trips
+        }
         let policy = TripPolicy::of(&self.settings());
         let fail = if counts.has_success() {
             counts.tail
@@ -105,7 +125,7 @@ impl Breaker {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             // No runtime to wait on: report now (in memory this is a lock, no I/O).
             tally.scheduled.store(false, Ordering::Release);
-            self.flush_in_memory();
+            let _ = self.flush_in_memory();
             return;
         };
         let breaker = self.clone();
@@ -113,32 +133,38 @@ impl Breaker {
             let tally = &breaker.cell.tally;
             tokio::select! {
                 () = tokio::time::sleep(FLUSH_INTERVAL) => {}
-                () = tally.flush_now.notified() => {}
+                () = tally.flush_now.notified() => {
+                    // Woken early: still no sooner than MIN_FLUSH_GAP after the last.
+                    let since = now_nanos().saturating_sub(tally.last_flush.load(Ordering::Relaxed));
+                    let gap = saturating_nanos(MIN_FLUSH_GAP).saturating_sub(since);
+                    tokio::time::sleep(std::time::Duration::from_nanos(gap)).await;
+                }
             }
             tally.scheduled.store(false, Ordering::Release);
-            breaker.flush().await;
+            let _ = breaker.flush().await;
         });
     }
 
-    /// Reports the counts now when the store is this process's memory (`false`: it is
-    /// not, nothing was done).
-    fn flush_in_memory(&self) -> bool {
+    /// Reports the counts now when the store is this process's memory (`None`: it is
+    /// not, nothing was done; `Some(None)`: nothing to report).
+    fn flush_in_memory(&self) -> Option<Option<Outcome>> {
         let Some(Backend::Memory(store)) = self.bound_backend() else {
-            return false;
+            return None;
         };
-        if let Some(command) = self.batch() {
+        let outcome = self.batch().map(|command| {
             let outcome = store.apply_now(self.service(), &self.settings().alone(), command);
             self.cell.observe(&outcome.snapshot);
-        }
-        true
+            outcome
+        });
+        Some(outcome)
     }
 
-    /// Reports the counts since the last flush as one batch.
-    pub(crate) async fn flush(&self) {
-        if let Some(command) = self.batch() {
-            let outcome = self.apply(command).await;
-            self.record_outcome(outcome);
-        }
+    /// Reports the counts since the last flush as one batch, and answers with the
+    /// store's outcome (`None`: nothing to report, or the store failed).
+    pub(crate) async fn flush(&self) -> Option<Outcome> {
+        let command = self.batch()?;
+        let outcome = self.apply(command).await;
+        self.record_outcome(outcome)
     }
 
     /// The command reporting the counts since the last flush, if there are any to report.
@@ -157,5 +183,21 @@ impl Breaker {
             .binding()
             .downcast_ref::<Binding>()
             .map(|binding| binding.backend.clone())
+    }
+}
+
+/// What counting a failure did.
+pub(crate) enum Counted {
+    /// Counted (and, in memory, reported).
+    Done(Verdict),
+    /// Being reported by the failing call itself, which waits for the verdict.
+    Reporting(Pin<Box<dyn Future<Output = Verdict> + Send>>),
+}
+
+/// The verdict of a report on the failure that made it.
+fn verdict_of(outcome: Option<&Outcome>) -> Verdict {
+    match outcome {
+        Some(o) if o.changed_state() && o.snapshot.state == State::Open => Verdict::Tripped,
+        _ => Verdict::Counted,
     }
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
+use crate::breaker::counting::Counted;
 use crate::breaker::handle::{Breaker, Verdict};
 use crate::breaker::options::{CallOptions, GuardedResult};
 use crate::breaker::permit::{Permit, PermitKind};
@@ -299,16 +300,7 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
                     let verdict = ready!(failing.as_mut().poll(cx));
                     let output = output.take().expect("output kept until settled");
                     set(phase, Phase::Done);
-                    let service = breaker.service();
-                    let replaced = match (verdict, options.error_on_trip) {
-                        (Verdict::Tripped, true) => Some(BreakerError::Tripped { service }),
-                        (Verdict::TrialFailed, true) => Some(BreakerError::TrialFailed { service }),
-                        _ => None,
-                    };
-                    return Poll::Ready(match replaced {
-                        Some(error) => R::from_result(Err(error.into())),
-                        None => output,
-                    });
+                    return Poll::Ready(after_failure(breaker, options, verdict, output));
                 }
             },
             Phase::Done => panic!("a guarded call was polled after it completed"),
@@ -323,6 +315,23 @@ fn admitting<R: GuardedResult>(breaker: &Breaker) -> Phase<R> {
     let breaker = breaker.clone();
     let admitting = Box::pin(async move { breaker.admit_slow().await });
     Phase::Slow(Box::new(Slow::Admitting(admitting)))
+}
+
+/// A failed call's output: its own, or with `error_on_trip`, the breaker's word that this
+/// failure opened it.
+fn after_failure<R: GuardedResult>(
+    breaker: &Breaker,
+    options: &CallOptions<R::Err>,
+    verdict: Verdict,
+    output: R,
+) -> R {
+    let service = breaker.service();
+    let replaced = match (verdict, options.error_on_trip) {
+        (Verdict::Tripped, true) => BreakerError::Tripped { service },
+        (Verdict::TrialFailed, true) => BreakerError::TrialFailed { service },
+        _ => return output,
+    };
+    R::from_result(Err(replaced.into()))
 }
 
 /// The phase of an admitted call: timed when a limit or a slow-call rule applies to it.
@@ -389,8 +398,13 @@ fn settle<R: GuardedResult>(
     match (output.as_result(), counted) {
         (Err(error), Some(generation)) if failed => {
             breaker.emit_failure(error);
-            breaker.count_failure(generation, measured.slow);
-            Ok(output)
+            match breaker.count_failure(generation, measured.slow) {
+                Counted::Done(verdict) => Ok(after_failure(breaker, options, verdict, output)),
+                Counted::Reporting(reporting) => Err(Phase::Slow(Box::new(Slow::Failing(
+                    reporting,
+                    Some(output),
+                )))),
+            }
         }
         (Err(error), None) if failed => {
             // Listeners see the error now; the recording does not borrow it.

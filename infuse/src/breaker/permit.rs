@@ -5,6 +5,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 
+use crate::breaker::counting::Counted;
 use crate::breaker::handle::{Breaker, Verdict};
 use crate::core::{Command, Outcome, State, StorageError, TrialToken};
 use crate::local::COUNT;
@@ -91,9 +92,11 @@ impl<B: Borrow<Breaker>> Permit<B> {
                         return Verdict::Ignored; // the breaker moved on: stale
                     }
                     if breaker.cell.measure() & COUNT != 0 {
-                        // Rate rules: reported with the next batch.
-                        breaker.count_failure(generation, false);
-                        return Verdict::Counted;
+                        // Rate rules: reported in batches (see `count_failure`).
+                        return match breaker.count_failure(generation, false) {
+                            Counted::Done(verdict) => verdict,
+                            Counted::Reporting(reporting) => reporting.await,
+                        };
                     }
                     let outcome = breaker.apply(Command::RecordFailure { generation }).await;
                     match breaker.record_outcome(outcome) {

@@ -260,7 +260,13 @@ impl Fleet {
             }
         }
         match self.policy {
-            UnavailablePolicy::LocalFallback => self.apply_locally(service, settings, command),
+            UnavailablePolicy::LocalFallback => {
+                let outcome = self.apply_locally(service, settings, command)?;
+                if let Command::RecordCalls { counts, .. } = command {
+                    self.protect_locally(service, settings, &counts, &outcome);
+                }
+                Ok(outcome)
+            }
             _ if is_admin(&command) => Err(StorageError::Unavailable(format!(
                 "Redis at {} is unavailable (calls follow the policy: {})",
                 self.address, self.policy
@@ -351,7 +357,6 @@ impl Fleet {
         command: Command,
     ) -> Result<Outcome, StorageError> {
         let local = self.fallback.load_full();
-        let settings = &settings.alone();
         if lock(&self.seeded).insert(service) {
             if let Some(cell) = self.cell(service) {
                 let seed = Some(cell.seed());

@@ -9,5 +9,5 @@ mod view;
 pub(crate) use cell::{sleep_until, Cell, COUNT, TIME};
 pub use listeners::Listener;
 pub(crate) use listeners::Listeners;
-pub(crate) use tally::{Due, Tally, FLUSH_INTERVAL};
+pub(crate) use tally::{Due, Tally, FLUSH_INTERVAL, MIN_FLUSH_GAP};
 pub(crate) use view::Admit;

@@ -13,6 +13,11 @@ use crate::core::Counts;
 /// The longest a process keeps counts before reporting them.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The shortest time between two reports of one breaker from one process: flushing at
+/// once (counts that could trip) never sends more than 100 reports a second, whatever
+/// the call rate.
+pub(crate) const MIN_FLUSH_GAP: Duration = Duration::from_millis(10);
+
 // One word: calls (26 bits) | failures (19 bits) | tail (19 bits). A flush comes long
 // before a field fills: at a quarter of its range the next call flushes at once.
 const CALLS_BITS: u32 = 26;
@@ -45,6 +50,8 @@ pub(crate) struct Tally {
     pub(crate) scheduled: AtomicBool,
     /// Wakes the waiting flush task early.
     pub(crate) flush_now: Notify,
+    /// When the counts were last taken (fast-path clock).
+    pub(crate) last_flush: AtomicU64,
 }
 
 impl Tally {
@@ -115,6 +122,8 @@ impl Tally {
 
     /// Takes the counts since the last flush, leaving zero.
     pub(crate) fn take(&self) -> Counts {
+        self.last_flush
+            .store(crate::core::now_nanos(), Ordering::Relaxed);
         let word = self.word.swap(0, Ordering::Relaxed);
         let slow = self.slow.swap(0, Ordering::Relaxed);
         unpack(word, slow)

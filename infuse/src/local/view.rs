@@ -279,6 +279,11 @@ impl View {
 
     fn store_snapshot(&self, snapshot: &Snapshot, timers: bool) -> Applied {
         let now = now_nanos();
+        if snapshot.generation & GEN_MASK != self.word.load(Ordering::Acquire) & GEN_MASK {
+            // The fleet's breaker moved on (a trip, or an operator's command): this
+            // process's own protection ends with the period it was taken in.
+            self.quarantine_until.store(0, Ordering::Release);
+        }
         let quarantine = self.quarantine_until.load(Ordering::Acquire);
         let quarantined;
         let snapshot = if snapshot.state == State::Closed && now < quarantine {

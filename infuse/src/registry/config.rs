@@ -179,7 +179,10 @@ impl Config {
     }
 
     /// How long a half-open trial call may hold the trial slot before another caller may
-    /// take it (default 30 s, at most 1 h). Set it above your calls' own timeout.
+    /// take it (default 30 s, at most 1 h), for breakers without a call limit. A breaker
+    /// with `trial_timeout` or `timeout` derives its lease from that limit instead (the
+    /// limit plus half of it, between 100 ms and 1 s more), so the slot always outlives
+    /// the trial.
     pub fn trial_lease(mut self, lease: Duration) -> Self {
         self.trial_lease = lease;
         self
