@@ -498,7 +498,10 @@ async fn an_operators_close_ends_a_processs_own_protection() {
 /// One load a fleet of workers runs in a measurement round.
 struct Profile {
     name: &'static str,
+    /// Run by every process first (calls that all succeed), e.g. `go 20 ok 10`.
+    warmup: Option<&'static str>,
     calls: u32,
+    pattern: &'static str,
     every_ms: u32,
 }
 
@@ -568,14 +571,30 @@ async fn detection_latency() {
         // The CI test's load: 8 calls each, back to back.
         Profile {
             name: "burst",
+            warmup: None,
             calls: 8,
+            pattern: "alternate",
             every_ms: 0,
         },
         // A steady load: a call every 10 ms each for 400 ms (no process alone gathers
         // min_calls in one 100 ms batch, so none flushes early).
         Profile {
             name: "steady",
+            warmup: None,
             calls: 40,
+            pattern: "alternate",
+            every_ms: 10,
+        },
+        // A fleet that has been calling (and reporting) for a while when the target
+        // starts failing: 80 successes are in the window, then every call fails, a call
+        // every 10 ms each; the rule is crossed at the 80th failure. Each process knows
+        // the fleet's window as of its last report, so it reports at once when that plus
+        // its own counts could trip.
+        Profile {
+            name: "warm",
+            warmup: Some("go 20 ok 10"),
+            calls: 40,
+            pattern: "fail",
             every_ms: 10,
         },
     ];
@@ -586,7 +605,13 @@ async fn detection_latency() {
         for round in 0..rounds {
             let ns = format!("{}-{}-{round}", namespace("latency"), profile.name);
             let mut workers = start(&server.url(), &ns, 4, &rules).await;
-            let command = format!("go {} alternate {}", profile.calls, profile.every_ms);
+            if let Some(warmup) = profile.warmup {
+                go_all(&mut workers, warmup).await;
+            }
+            let command = format!(
+                "go {} {} {}",
+                profile.calls, profile.pattern, profile.every_ms
+            );
             go_all(&mut workers, &command).await;
             for worker in &mut workers {
                 assert!(worker.sees(State::Open).await, "{}: no trip", worker.id);
@@ -628,7 +653,7 @@ async fn detection_latency() {
             rejecting.extend(first_rejected);
         }
         report.push(format!(
-            "{} (4 processes × {} calls, one every {} ms, 50 % failing; failure_rate 50, min_calls 20):\n  \
+            "{} (4 processes × {} calls, one every {} ms, {}{}; failure_rate 50, min_calls 20):\n  \
              crossing → every process open: {}\n  \
              crossing → a process open:     {}\n  \
              crossing → its first rejected call (calls still running): {}\n  \
@@ -636,6 +661,8 @@ async fn detection_latency() {
             profile.name,
             profile.calls,
             profile.every_ms,
+            profile.pattern,
+            profile.warmup.map_or(String::new(), |w| format!(", after `{w}`")),
             describe(&mut all),
             describe(&mut each),
             describe(&mut rejecting),
