@@ -12,32 +12,36 @@
 //!
 //! Each case starts a fresh `redis-server` (its own free port, never the system one) and
 //! one Redis-mode [`Registry`] on it in this process, with one declared breaker, makes
-//! one call and waits 300 ms (registration, subscription, first resync), then reads
-//! `INFO commandstats`, drives calls **as fast as it can on one task** of a
-//! current-thread runtime for the measuring time (yielding to the runtime every 1 024
-//! calls, so that the registry's background tasks run, as they would between an
-//! application's requests), and reads `INFO commandstats` again. The figures:
+//! one call, sets `slowlog-log-slower-than 0` (the slow log then records every command,
+//! with its arguments) and waits 300 ms (registration, subscription, first resync), then
+//! resets the slow log, reads `INFO commandstats`, makes calls on **one task** of a
+//! current-thread runtime for the measuring time (2 s), and reads `INFO commandstats`
+//! again. The task yields to the runtime every 1 024 calls, so that the registry's
+//! background tasks (the tally's flush) run, as they would between an application's
+//! requests; it calls either **flat out** (as fast as it can) or **paced** at 1 M calls/s
+//! (after each 1 024 calls it sleeps until the time 1 M calls/s would have taken, on
+//! tokio's 1 ms timer). The figures:
 //!
 //! - **calls/s**: the calls the task made / the time between the two `INFO`s;
-//! - **requests/s**: the commands this process sent to Redis (each a network request:
-//!   `EVALSHA` of one of infuse's scripts, and anything else it sent: see
-//!   [`sent_by_client`]) / that time. The bench's own `INFO` (one, counted by the
-//!   second) is left out; nothing else talks to this server;
+//! - **requests/s**: the commands this process sent to Redis, each a network request
+//!   (`EVALSHA` of one of infuse's scripts, and anything else it sent: see
+//!   [`sent_by_client`]) / that time. The bench's own `INFO` (one, counted by the second)
+//!   is left out; nothing else talks to this server. The slow log names the script of
+//!   each `EVALSHA` (by its SHA1), for the breakdown by script;
 //! - **executed/s**: every command Redis executed, those the scripts run inside
-//!   (`redis.call`) included (`INFO commandstats` counts both) / that time;
-//! - per kind of command, for the table below the summary.
+//!   (`redis.call`) included (`INFO commandstats` counts both) / that time.
 //!
 //! The cases:
 //!
 //! - `idle`: a breaker with `failure_rate = 50`, no calls: the registry's own background
 //!   traffic (the periodic resync), which every other case includes;
-//! - `rate, healthy`: `failure_rate = 50`, `min_calls = 4294967295` (never trips), every
-//!   call succeeds;
-//! - `rate, 50 % failures`: the same breaker, every other call fails;
-//! - `consecutive, healthy` / `consecutive, 50 % failures`: pybreaker's rule alone
-//!   (`fail_max = 5`, which alternating failures never reach): every failure is a script
-//!   (`record_failure`) awaited by its call, and the success after it another
-//!   (`record_success`, the reset).
+//! - `rate, healthy` / `rate, 50 % failures` (every other call fails), paced at 1 M
+//!   calls/s and flat out: `failure_rate = 50`, `min_calls = 4294967295` (so that it
+//!   never trips);
+//! - `consecutive, healthy` / `consecutive, 50 % failures`, flat out: pybreaker's rule
+//!   alone (`fail_max = 5`, which alternating failures never reach): every failure is a
+//!   script (`record_failure`) awaited by its call, and a success after it sends a reset
+//!   (`record_success`) in the background, unless one is in flight already.
 //!
 //! The bench panics if a call is rejected (the breaker tripped) or if infuse's calls
 //! return an error other than their own.
@@ -61,8 +65,8 @@
 //!
 //! Figures: requests that reached the downstream (all, and before the first trip), trips
 //! (transitions to open), the callers' outcomes (success, timeout, rejected), the most
-//! requests in flight at the downstream at once, and the mean time a caller waited for
-//! an answer.
+//! requests in flight at the downstream at once, and the time callers waited for
+//! answers (the sum over all calls of all 30 callers, and the mean per call).
 //!
 //! Under `cargo test` (no `--bench` argument) both parts run a short smoke version.
 
@@ -159,6 +163,8 @@ struct Case {
     name: &'static str,
     settings: ServiceOverride,
     calls: Calls,
+    /// Calls per second to keep to (`None`: as fast as the task can).
+    pace: Option<u64>,
 }
 
 struct Measured {
@@ -168,6 +174,8 @@ struct Measured {
     elapsed: Duration,
     /// Commands by name (the bench's own `INFO` left out).
     commands: BTreeMap<String, u64>,
+    /// The requests this process sent, by infuse script (or command), from `SLOWLOG`.
+    requests_by_script: BTreeMap<String, u64>,
 }
 
 impl Measured {
@@ -236,6 +244,81 @@ async fn one_call(breaker: &Breaker, fail: bool, i: u64) -> Result<u64, AppError
     }
 }
 
+/// The SHA1 of each of infuse's scripts as its Redis store loads them (the prelude, then
+/// the script), to name the `EVALSHA`s of the slow log.
+fn script_names() -> BTreeMap<String, &'static str> {
+    macro_rules! script {
+        ($name:literal) => {
+            (
+                redis::Script::new(concat!(
+                    include_str!("../../infuse/scripts/prelude.lua"),
+                    include_str!(concat!("../../infuse/scripts/", $name, ".lua"))
+                ))
+                .get_hash()
+                .to_owned(),
+                $name,
+            )
+        };
+    }
+    [
+        script!("register"),
+        script!("snapshot"),
+        script!("record_failure"),
+        script!("record_success"),
+        script!("record_calls"),
+        script!("acquire_trial"),
+        script!("record_trial"),
+        script!("release_trial"),
+        script!("force"),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// The requests clients sent since the last `SLOWLOG RESET` (with
+/// `slowlog-log-slower-than 0` the slow log records every command, those scripts run
+/// included, which are left out here), by script name for `EVALSHA`, by command
+/// otherwise; without the bench's own commands.
+async fn requests_by_script(conn: &mut redis::aio::ConnectionManager) -> BTreeMap<String, u64> {
+    let names = script_names();
+    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(-1)
+        .query_async(conn)
+        .await
+        .expect("SLOWLOG GET");
+    let text = |v: &redis::Value| match v {
+        redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        redis::Value::SimpleString(s) => s.clone(),
+        other => format!("{other:?}"),
+    };
+    let mut counts = BTreeMap::new();
+    for entry in entries {
+        let redis::Value::Array(fields) = entry else {
+            panic!("SLOWLOG entry: {entry:?}")
+        };
+        let Some(redis::Value::Array(args)) = fields.get(3) else {
+            panic!("SLOWLOG entry without arguments: {fields:?}")
+        };
+        let command = args.first().map(text).unwrap_or_default().to_lowercase();
+        let name = match command.as_str() {
+            "evalsha" => {
+                let sha = args.get(1).map(text).unwrap_or_default();
+                names
+                    .get(&sha)
+                    .map_or_else(|| format!("EVALSHA {sha}"), |name| name.to_string())
+            }
+            // The bench's own (`SLOWLOG RESET` is logged once it ran).
+            "info" | "slowlog" => continue,
+            // What the scripts ran (Redis 7 logs those too).
+            _ if !sent_by_client(&command) => continue,
+            _ => command,
+        };
+        *counts.entry(name).or_default() += 1;
+    }
+    counts
+}
+
 fn measure_commands(case: &Case, time: Duration) -> Measured {
     let server = RedisServer::start();
     let rt = current_thread();
@@ -247,7 +330,30 @@ fn measure_commands(case: &Case, time: Duration) -> Measured {
         let registry = Registry::new(config).await.expect("Redis registry");
         let breaker = registry.breaker(SERVICE);
         one_call(&breaker, false, 0).await.expect("first call");
+        // The bench's own connection, for the slow log (its commands come before the
+        // first INFO and after the second).
+        let client = redis::Client::open(server.url()).expect("redis url");
+        // (`SLOWLOG GET` can take longer than the default response timeout.)
+        let slow_reply = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(60)));
+        let mut conn = redis::aio::ConnectionManager::new_with_config(client, slow_reply)
+            .await
+            .expect("connect");
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("slowlog-log-slower-than")
+            .arg(0)
+            .arg("slowlog-max-len")
+            .arg(10_000_000)
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("CONFIG SET");
         tokio::time::sleep(Duration::from_millis(300)).await;
+        redis::cmd("SLOWLOG")
+            .arg("RESET")
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("SLOWLOG RESET");
 
         let before = command_stats(&server);
         let start = Instant::now();
@@ -256,6 +362,7 @@ fn measure_commands(case: &Case, time: Duration) -> Measured {
             Calls::None => tokio::time::sleep(time).await,
             Calls::Healthy | Calls::HalfFailing => {
                 let half = matches!(case.calls, Calls::HalfFailing);
+                let tokio_start = tokio::time::Instant::from_std(start);
                 while start.elapsed() < time {
                     for _ in 0..BATCH {
                         let fail = half && calls % 2 == 1;
@@ -266,8 +373,19 @@ fn measure_commands(case: &Case, time: Duration) -> Measured {
                         }
                         calls += 1;
                     }
-                    // Let the registry's background tasks (the tally's flush) run.
-                    tokio::task::yield_now().await;
+                    // Let the registry's background tasks (the tally's flush) run, and
+                    // keep to the pace if there is one.
+                    match case.pace {
+                        Some(pace) => {
+                            let due = Duration::from_nanos(calls * 1_000_000_000 / pace);
+                            if start.elapsed() < due {
+                                tokio::time::sleep_until(tokio_start + due).await;
+                            } else {
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                        None => tokio::task::yield_now().await,
+                    }
                 }
             }
         }
@@ -279,6 +397,7 @@ fn measure_commands(case: &Case, time: Duration) -> Measured {
             Some(1),
             "only the bench sends INFO (the first of the two is counted by the second)"
         );
+        let requests_by_script = requests_by_script(&mut conn).await;
         drop(registry);
         Measured {
             name: case.name,
@@ -286,6 +405,7 @@ fn measure_commands(case: &Case, time: Duration) -> Measured {
             failures,
             elapsed,
             commands,
+            requests_by_script,
         }
     })
 }
@@ -293,37 +413,63 @@ fn measure_commands(case: &Case, time: Duration) -> Measured {
 fn part_commands(plan: &Plan) -> Vec<Measured> {
     let rate = ServiceOverride::new().failure_rate(50).min_calls(u32::MAX);
     let consecutive = ServiceOverride::new().fail_max(5);
+    const MILLION: Option<u64> = Some(1_000_000);
     let cases = [
         Case {
             name: "idle (failure_rate = 50, no calls)",
             settings: rate,
             calls: Calls::None,
+            pace: None,
         },
         Case {
-            name: "rate, healthy",
+            name: "rate, healthy, 1 M calls/s",
             settings: rate,
             calls: Calls::Healthy,
+            pace: MILLION,
         },
         Case {
-            name: "rate, 50 % failures",
+            name: "rate, 50 % failures, 1 M calls/s",
             settings: rate,
             calls: Calls::HalfFailing,
+            pace: MILLION,
         },
         Case {
-            name: "consecutive, healthy",
+            name: "rate, healthy, flat out",
+            settings: rate,
+            calls: Calls::Healthy,
+            pace: None,
+        },
+        Case {
+            name: "rate, 50 % failures, flat out",
+            settings: rate,
+            calls: Calls::HalfFailing,
+            pace: None,
+        },
+        Case {
+            name: "consecutive, healthy, flat out",
             settings: consecutive,
             calls: Calls::Healthy,
+            pace: None,
         },
         Case {
-            name: "consecutive, 50 % failures",
+            name: "consecutive, 50 % failures, flat out",
             settings: consecutive,
             calls: Calls::HalfFailing,
+            pace: None,
         },
     ];
     cases
         .iter()
         .map(|case| {
             let measured = measure_commands(case, plan.commands_time);
+            let logged: u64 = measured.requests_by_script.values().sum();
+            if logged != measured.requests() {
+                println!(
+                    "warning: {}: SLOWLOG has {logged} requests, INFO commandstats {}",
+                    measured.name,
+                    measured.requests()
+                );
+            }
             println!(
                 "commands: {:<36} {:>12.0} calls/s ({} calls, {} failed) {:>10.1} requests/s {:>10.1} executed/s  over {:.3} s",
                 measured.name,
@@ -361,7 +507,18 @@ fn print_commands(results: &[Measured]) {
         );
     }
     println!();
-    println!("Commands by name (count over the case's measuring time):");
+    println!("Requests by script (from SLOWLOG; count over the case's measuring time):");
+    println!();
+    for m in results {
+        let list: Vec<String> = m
+            .requests_by_script
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        println!("- {}: {}", m.name, list.join(", "));
+    }
+    println!();
+    println!("Commands by name (INFO commandstats; count over the case's measuring time):");
     println!();
     for m in results {
         let list: Vec<String> = m
@@ -590,12 +747,12 @@ fn print_slow(results: &[SlowResult], period: Duration) {
         period.as_secs_f64()
     );
     println!();
-    println!("| configuration | requests reaching the downstream | … before the first trip | trips | first trip at | calls: ok / timeout / rejected | most in flight at the downstream | mean wait per call |");
-    println!("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |");
+    println!("| configuration | requests reaching the downstream | … before the first trip | trips | first trip at | calls: ok / timeout / rejected | most in flight at the downstream | callers' time waiting for answers (sum) | mean wait per call |");
+    println!("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |");
     for r in results {
         let o = &r.outcomes;
         println!(
-            "| {} | {} | {} | {} | {} | {} / {} / {} | {} | {:.1} ms |",
+            "| {} | {} | {} | {} | {} | {} / {} / {} | {} | {:.1} s | {:.1} ms |",
             r.name,
             r.reached,
             r.reached_before_trip,
@@ -608,6 +765,7 @@ fn print_slow(results: &[SlowResult], period: Duration) {
             o.timeout,
             o.rejected,
             r.max_in_flight,
+            o.waited.as_secs_f64(),
             o.waited.as_secs_f64() * 1e3 / o.calls().max(1) as f64,
         );
         assert_eq!(o.other, 0, "{}: unexpected errors", r.name);
