@@ -340,7 +340,7 @@ async fn a_rate_trip_in_redis_is_reported_by_the_call_that_caused_it() {
         .fail_max(1000)
         .failure_rate(50)
         .min_calls(4);
-    let config = || support::redis_config(&server, "rate-trip").service("users", rates.clone());
+    let config = || support::redis_config(&server, "rate-trip").service("users", rates);
     let a = Registry::new(config()).await.unwrap();
     let b = Registry::new(config()).await.unwrap();
     let options = infuse::CallOptions::new().error_on_trip(true);

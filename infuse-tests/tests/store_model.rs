@@ -302,6 +302,8 @@ struct Observed {
     open_remaining: bool,
     exists: bool,
     seq: u64,
+    /// The window's totals a `RecordCalls` answers with.
+    window: Option<infuse::store::Totals>,
 }
 
 fn observed(outcome: &Outcome) -> Observed {
@@ -317,6 +319,7 @@ fn observed(outcome: &Outcome) -> Observed {
         open_remaining: s.open_remaining.is_some(),
         exists: s.exists(),
         seq: s.version.seq,
+        window: outcome.window,
     }
 }
 

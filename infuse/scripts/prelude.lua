@@ -13,7 +13,7 @@
 --          reported failures or slow calls in. Deleted by every transition (trip, close,
 --          force, register), as Record::window is reset.
 --
--- Reply fields: applied, from, inc, gen, seq, state, fail, succ, open_pttl, trial_pttl
+-- Reply fields: applied, from, inc, gen, seq, state, fail, succ, open_pttl, trial_pttl, window
 --   applied     1 if the command took effect, else 0
 --   from, state the recorded state before / after (codes below)
 --   inc         the record's incarnation (random, set when created; "0" when absent)
@@ -21,6 +21,8 @@
 --   seq         bumped on every write (orders replies and messages)
 --   open_pttl   ms until a trial is allowed while open (0 once allowed), else -1
 --   trial_pttl  ms left on the trial lease while one is in flight, else -1
+--   window      record_calls only, with a rate rule, while calls run: the window's totals
+--               "calls failures slow" after the batch; else ''
 -- Event fields: inc, gen, seq, state, fail, succ, open_pttl, trial_pttl, service
 -- Time comes only from the server: PX expiry of the open and trial keys, and TIME for the
 -- window's buckets.
@@ -128,7 +130,7 @@ local function pttl(key)
   return t
 end
 
-local function reply(applied, from, rec)
+local function reply(applied, from, rec, window)
   local open_pttl, trial_pttl = -1, -1
   if rec.state == OPEN then
     open_pttl = math.max(pttl(KEYS[2]), 0)
@@ -136,11 +138,11 @@ local function reply(applied, from, rec)
   if rec.state ~= CLOSED then
     trial_pttl = pttl(KEYS[3])
   end
-  return {applied, from, rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl}
+  return {applied, from, rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl, window or ''}
 end
 
 -- Outcome::absent: the answer about a breaker with no record.
-local ABSENT = {0, CLOSED, '0', 1, 0, CLOSED, 0, 0, -1, -1}
+local ABSENT = {0, CLOSED, '0', 1, 0, CLOSED, 0, 0, -1, -1, ''}
 
 -- Tells every process of the fleet (event fields above, space-separated).
 local function publish(channel, service, rec)

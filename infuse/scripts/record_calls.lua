@@ -33,6 +33,7 @@ end
 local trips = rec.fail >= tonumber(ARGV[7])
 local failure_rate, slow_rate = tonumber(ARGV[8]), tonumber(ARGV[9])
 local rates = failure_rate ~= nil or slow_rate ~= nil
+local tc, tf, ts = 0, 0, 0
 -- A closed breaker the consecutive rule trips loses its window anyway: skip it.
 if rates and not (trips and rec.state == CLOSED) then
   local bucket_ms = tonumber(ARGV[12])
@@ -43,7 +44,6 @@ if rates and not (trips and rec.state == CLOSED) then
   local reporting = failures > 0 or slow > 0
   -- The batch's bucket, and the totals and instances of the window at `index`.
   local bc, bf, bs = calls, failures, slow
-  local tc, tf, ts = 0, 0, 0
   local instances, stale = 0, {}
   if reporting then
     instances = 1
@@ -91,12 +91,17 @@ if rates and not (trips and rec.state == CLOSED) then
     redis.call('PEXPIRE', KEYS[4], 20 * bucket_ms)
   end
 end
+local window = nil
 if trips and rec.state == CLOSED then
   trip(rec, ARGV[13])
 elseif rec.fail == before and not rates then
   -- Nothing changed (machine.rs: no write, no new seq).
   return reply(1, from, rec)
+elseif rates then
+  -- The window's totals, so the reporting process can tell when its next counts
+  -- could trip (machine.rs: Outcome::window).
+  window = string.format('%d %d %d', tc, tf, ts)
 end
 save(rec, ARGV[14])
 publish(ARGV[15], ARGV[16], rec)
-return reply(1, from, rec)
+return reply(1, from, rec, window)

@@ -1333,11 +1333,11 @@ pub async fn failure_rate_trips_only_past_min_calls<S: Store>(store: &S, prefix:
     let svc = service(prefix, "failure_rate_trips_only_past_min_calls");
     let s = settings(100, 1).failure_rate(50).min_calls(10);
     let g = register(store, svc, &s).await.generation;
-    for batch in [
-        counts(4, 4, 0, 4), // 100 % of 4 calls: below min_calls
-        counts(4, 0, 0, 0), // 4 of 8
-        counts(2, 0, 0, 0), // 4 of 10: 40 %
-        counts(1, 1, 0, 1), // 5 of 11: 45 %
+    for (batch, (calls, failures)) in [
+        (counts(4, 4, 0, 4), (4, 4)),  // 100 % of 4 calls: below min_calls
+        (counts(4, 0, 0, 0), (8, 4)),  // 4 of 8
+        (counts(2, 0, 0, 0), (10, 4)), // 4 of 10: 40 %
+        (counts(1, 1, 0, 1), (11, 5)), // 5 of 11: 45 %
     ] {
         let outcome = report(store, svc, &s, g, batch, 1).await;
         assert!(outcome.applied, "{svc}: {batch:?}: {outcome:?}");
@@ -1346,9 +1346,24 @@ pub async fn failure_rate_trips_only_past_min_calls<S: Store>(store: &S, prefix:
             State::Closed,
             "{svc}: {batch:?}: {outcome:?}"
         );
+        // The answer tells the reporter the window's totals after its batch.
+        let window = infuse::store::Totals {
+            calls,
+            failures,
+            slow: 0,
+        };
+        assert_eq!(
+            outcome.window,
+            Some(window),
+            "{svc}: {batch:?}: {outcome:?}"
+        );
     }
     let tripped = report(store, svc, &s, g, counts(1, 1, 0, 1), 1).await; // 6 of 12
     assert!(tripped.applied, "{svc}: {tripped:?}");
+    assert_eq!(
+        tripped.window, None,
+        "{svc}: a trip ends the window: {tripped:?}"
+    );
     assert!(
         tripped.changed_state(),
         "{svc}: 50 % must trip: {tripped:?}"

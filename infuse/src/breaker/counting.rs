@@ -83,8 +83,9 @@ impl Breaker {
         Counted::Done(Verdict::Counted)
     }
 
-    /// Whether the counts not yet reported could trip on their own: the consecutive rule
-    /// with the fleet's count, or a rate over this batch alone.
+    /// Whether the counts not yet reported could trip: the consecutive rule with the
+    /// fleet's count, or a rate over the store's window as of this process's last report
+    /// plus this batch (the window may have moved since: this only decides when to report).
     fn could_trip(&self, counts: &Counts) -> bool {
         if self.cell.view.state() != State::Closed {
             return false; // disabled: nothing trips
@@ -95,10 +96,11 @@ impl Breaker {
         } else {
             self.cell.view.fail_counter().saturating_add(counts.tail)
         };
+        let known = self.cell.tally.known();
         let totals = Totals {
-            calls: counts.calls.into(),
-            failures: counts.failures.into(),
-            slow: counts.slow.into(),
+            calls: known.calls + u64::from(counts.calls),
+            failures: known.failures + u64::from(counts.failures),
+            slow: known.slow + u64::from(counts.slow),
         };
         policy.trips(fail) || policy.trips_on(&totals, policy.min_instances).is_some()
     }
@@ -164,7 +166,9 @@ impl Breaker {
     pub(crate) async fn flush(&self) -> Option<Outcome> {
         let command = self.batch()?;
         let outcome = self.apply(command).await;
-        self.record_outcome(outcome)
+        let outcome = self.record_outcome(outcome)?;
+        self.cell.tally.set_known(outcome.window);
+        Some(outcome)
     }
 
     /// The command reporting the counts since the last flush, if there are any to report.

@@ -175,9 +175,17 @@ pub fn apply(
             generation,
             counts,
             instance,
-        } => answer(r, now, |r| {
-            record_calls(r, generation, &counts, instance, settings, now)
-        }),
+        } => {
+            let mut outcome = answer(r, now, |r| {
+                record_calls(r, generation, &counts, instance, settings, now)
+            });
+            // The totals, so the reporting process can tell when its counts could trip.
+            if outcome.applied && settings.has_rates() && r.state.lets_calls_through() {
+                let bucket = store_millis(now) / bucket_ms(settings.window);
+                outcome.window = Some(r.window.totals(bucket));
+            }
+            outcome
+        }
         Command::AcquireTrial { token, lease } => {
             answer(r, now, |r| acquire_trial(r, token, lease, now))
         }
@@ -200,6 +208,7 @@ fn answer(r: &mut Record, now: Instant, arm: impl FnOnce(&mut Record) -> bool) -
         applied,
         from,
         snapshot: r.snapshot(now),
+        window: None,
     }
 }
 
@@ -221,6 +230,7 @@ fn register(
                 applied: true,
                 from: created.state,
                 snapshot: created.snapshot(now),
+                window: None,
             };
             *record = Some(created);
             outcome
@@ -234,6 +244,7 @@ fn register(
                 applied: true,
                 from,
                 snapshot: r.snapshot(now),
+                window: None,
             }
         }
         (Some(r), _) => answer(r, now, |_| false),

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::core::State;
+use crate::core::{State, Totals};
 
 /// A breaker's shared state as a store sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,10 @@ pub struct Outcome {
     pub from: State,
     /// The state after it.
     pub snapshot: Snapshot,
+    /// The answer to a [`RecordCalls`](crate::store::Command::RecordCalls) that was
+    /// applied to a breaker with a rate rule that still lets calls through: the window's
+    /// totals after the batch (with Redis, the whole fleet's). `None` otherwise.
+    pub window: Option<Totals>,
 }
 
 impl Outcome {
@@ -92,6 +96,7 @@ impl Outcome {
             applied: false,
             from: State::Closed,
             snapshot: Snapshot::absent(),
+            window: None,
         }
     }
 }

@@ -573,6 +573,7 @@ impl Fleet {
             applied: false,
             from: snapshot.state,
             snapshot,
+            window: None,
         }
     }
 }

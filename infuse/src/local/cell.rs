@@ -122,6 +122,7 @@ impl Cell {
     fn forget_counts_of(&self, generation: u64) {
         if self.view.generation() != generation {
             self.tally.take();
+            self.tally.set_known(None);
         }
     }
 

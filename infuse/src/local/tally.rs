@@ -4,11 +4,12 @@
 //! process's counts alone could trip) reports them as one batch.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::core::Counts;
+use crate::core::{Counts, Totals};
 
 /// The longest a process keeps counts before reporting them.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -52,6 +53,8 @@ pub(crate) struct Tally {
     pub(crate) flush_now: Notify,
     /// When the counts were last taken (fast-path clock).
     pub(crate) last_flush: AtomicU64,
+    /// The store's window as of this process's last report (with Redis, the fleet's).
+    known: Mutex<Totals>,
 }
 
 impl Tally {
@@ -118,6 +121,16 @@ impl Tally {
     pub(crate) fn filling(counts: &Counts) -> bool {
         let word = u64::from(counts.calls) | (u64::from(counts.failures) << CALLS_BITS);
         word & HIGH_WATER != 0
+    }
+
+    /// The store's window as of the last report.
+    pub(crate) fn known(&self) -> Totals {
+        *self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers the store's window from a report's answer (`None`: unknown, or reset).
+    pub(crate) fn set_known(&self, totals: Option<Totals>) {
+        *self.known.lock().unwrap_or_else(PoisonError::into_inner) = totals.unwrap_or_default();
     }
 
     /// Takes the counts since the last flush, leaving zero.

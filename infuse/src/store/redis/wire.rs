@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use crate::core::{Outcome, Snapshot, State, StorageError, Version};
+use crate::core::{Outcome, Snapshot, State, StorageError, Totals, Version};
 
 /// The fields every script replies with, in order.
 #[allow(dead_code)] // the Rust side of the table; the tests read the Lua side
-pub(crate) const REPLY_FIELDS: [&str; 10] = [
+pub(crate) const REPLY_FIELDS: [&str; 11] = [
     "applied",
     "from",
     "inc",
@@ -18,6 +18,7 @@ pub(crate) const REPLY_FIELDS: [&str; 10] = [
     "succ",
     "open_pttl",
     "trial_pttl",
+    "window",
 ];
 
 /// The fields of an event published on the namespace channel, space-separated.
@@ -37,7 +38,7 @@ pub(crate) const EVENT_FIELDS: [&str; 9] = [
 pub(crate) const CORRUPT_TAG: &str = "INFUSE_CORRUPT";
 
 /// A script's reply, as [`REPLY_FIELDS`] lists.
-pub(crate) type Reply = (i64, i64, String, i64, i64, i64, i64, i64, i64, i64);
+pub(crate) type Reply = (i64, i64, String, i64, i64, i64, i64, i64, i64, i64, String);
 
 fn state_from(code: i64) -> Result<State, StorageError> {
     u8::try_from(code)
@@ -76,7 +77,8 @@ fn snapshot_from(inc: &str, fields: [i64; 7]) -> Result<Snapshot, StorageError> 
 
 /// Decodes a script's reply.
 pub(crate) fn outcome_from_reply(reply: Reply) -> Result<Outcome, StorageError> {
-    let (applied, from, inc, generation, seq, state, fail, succ, open_pttl, trial_pttl) = reply;
+    let (applied, from, inc, generation, seq, state, fail, succ, open_pttl, trial_pttl, window) =
+        reply;
     Ok(Outcome {
         applied: applied == 1,
         from: state_from(from)?,
@@ -84,7 +86,26 @@ pub(crate) fn outcome_from_reply(reply: Reply) -> Result<Outcome, StorageError> 
             &inc,
             [generation, seq, state, fail, succ, open_pttl, trial_pttl],
         )?,
+        window: window_from(&window)?,
     })
+}
+
+/// The `window` field: `""`, or `"calls failures slow"`.
+fn window_from(text: &str) -> Result<Option<Totals>, StorageError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let mut fields = text.split(' ').map(str::parse::<u64>);
+    match (fields.next(), fields.next(), fields.next(), fields.next()) {
+        (Some(Ok(calls)), Some(Ok(failures)), Some(Ok(slow)), None) => Ok(Some(Totals {
+            calls,
+            failures,
+            slow,
+        })),
+        _ => Err(StorageError::Corrupt(format!(
+            "a script answered window {text:?}, not \"calls failures slow\""
+        ))),
+    }
 }
 
 /// Parses an event published on the namespace channel into `(service, snapshot)`.
@@ -145,7 +166,7 @@ mod tests {
         let built = prelude_line("  return {applied, from, ");
         assert!(
             built.starts_with(
-                "rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl}"
+                "rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl, window or ''}"
             ),
             "{built}"
         );
