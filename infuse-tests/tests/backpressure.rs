@@ -421,3 +421,33 @@ async fn with_error_on_trip_the_call_that_reaches_the_rate_says_so() {
         }))
     );
 }
+
+/// Outside any tokio runtime (an executor of another kind), rate rules still apply in
+/// memory: failures report the counts at once, successes with them.
+#[test]
+fn rate_rules_apply_without_a_tokio_runtime() {
+    futures::executor::block_on(async {
+        let breaker = breaker_with(
+            "bp-no-runtime",
+            ServiceOverride::new()
+                .fail_max(1000)
+                .failure_rate(50)
+                .min_calls(10),
+        )
+        .await;
+        for _ in 0..1000 {
+            let ok = breaker.call(async { Ok::<_, HttpError>(()) }).await;
+            assert_eq!(ok, Ok(()));
+        }
+        for _ in 0..999 {
+            let _ = breaker
+                .call(async { Err::<(), _>(HttpError::Status(500)) })
+                .await;
+        }
+        assert_eq!(breaker.state().await.unwrap(), State::Closed, "999 of 1999");
+        let _ = breaker
+            .call(async { Err::<(), _>(HttpError::Status(500)) })
+            .await;
+        assert_eq!(breaker.state().await.unwrap(), State::Open, "1000 of 2000");
+    });
+}

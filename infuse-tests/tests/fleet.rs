@@ -367,3 +367,47 @@ async fn a_rate_trip_in_redis_is_reported_by_the_call_that_caused_it() {
         "the other process never saw the trip"
     );
 }
+
+/// Rate-rule reports are not broadcast: other processes need to learn of a trip (and of
+/// the fail counter's 0 → non-zero edge), not of every batch of counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_rate_reports_publish_nothing() {
+    use futures::StreamExt;
+
+    let server = RedisServer::start();
+    let rates = ServiceOverride::new().failure_rate(50).min_calls(1000);
+    let config = support::redis_config(&server, "quiet-reports").service("users", rates);
+    let registry = Registry::new(config).await.unwrap();
+    let users = registry.breaker("users");
+    assert_eq!(users.state().await.unwrap(), State::Closed); // its record exists
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub
+        .subscribe("infuse:events:quiet-reports")
+        .await
+        .unwrap();
+    let mut messages = pubsub.into_on_message();
+
+    let reports_before = server.command_calls("evalsha");
+    for _ in 0..5 {
+        for _ in 0..100 {
+            assert_eq!(calls::succeed(&users).await, Ok(()));
+        }
+        tokio::time::sleep(Duration::from_millis(120)).await; // one report each
+    }
+    let reports = server.command_calls("evalsha") - reports_before;
+    assert!(
+        reports >= 4,
+        "{reports} scripts: the calls were not reported"
+    );
+    let quiet = tokio::time::timeout(Duration::from_millis(50), messages.next()).await;
+    assert!(quiet.is_err(), "a healthy report was published: {quiet:?}");
+
+    // The first failure makes the fail counter non-zero: that edge is published.
+    let _ = calls::fail(&users).await;
+    let edge = tokio::time::timeout(Duration::from_secs(2), messages.next()).await;
+    assert!(
+        matches!(edge, Ok(Some(_))),
+        "the 0 → 1 edge was not published"
+    );
+}

@@ -103,5 +103,10 @@ elseif rates then
   window = string.format('%d %d %d', tc, tf, ts)
 end
 save(rec, ARGV[14])
-publish(ARGV[15], ARGV[16], rec)
+-- Other processes must learn of a trip, and of the fail counter's 0 <-> non-zero edge
+-- (their views' dirty bit); counts alone reach them with the next resync. Publishing
+-- every report would send each process a message per report of every other process.
+if rec.state ~= from or (before == 0) ~= (rec.fail == 0) then
+  publish(ARGV[15], ARGV[16], rec)
+end
 return reply(1, from, rec, window)

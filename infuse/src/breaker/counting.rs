@@ -12,7 +12,7 @@ use crate::core::{
     now_nanos, process_instance, saturating_nanos, Command, Counts, Outcome, State, Totals,
     TripPolicy,
 };
-use crate::local::{Due, Tally, FLUSH_INTERVAL, MIN_FLUSH_GAP};
+use crate::local::{Due, FLUSH_INTERVAL, MIN_FLUSH_GAP};
 
 impl Breaker {
     /// Counts a successful (or excluded) call of the current period; `slow`: it took
@@ -22,8 +22,8 @@ impl Breaker {
         if slow {
             self.cell.tally.slow();
         }
-        if let Some(previous) = self.cell.tally.success() {
-            self.after_count(previous);
+        if self.cell.tally.success() {
+            self.after_count();
         }
         if slow {
             self.after_slow();
@@ -40,8 +40,8 @@ impl Breaker {
 
     #[cold]
     #[inline(never)]
-    fn after_count(&self, previous: u64) {
-        let due = self.cell.tally.after_success(previous);
+    fn after_count(&self) {
+        let due = self.cell.tally.after_success();
         self.flush_when(due);
     }
 
@@ -59,22 +59,23 @@ impl Breaker {
         if slow {
             self.cell.tally.slow();
         }
-        let (counts, first) = self.cell.tally.failure();
+        let (counts, schedule) = self.cell.tally.failure();
         if let Some(outcome) = self.flush_in_memory() {
             return Counted::Done(verdict_of(outcome.as_ref()));
         }
         let tally = &self.cell.tally;
         let recent = now_nanos().saturating_sub(tally.last_flush.load(Ordering::Relaxed))
             < saturating_nanos(MIN_FLUSH_GAP);
-        if self.could_trip(&counts) && !recent {
+        let could_trip = self.could_trip(&counts);
+        if could_trip && !recent {
             let breaker = self.clone();
             return Counted::Reporting(Box::pin(async move {
                 verdict_of(breaker.flush().await.as_ref())
             }));
         }
-        let due = if Tally::filling(&counts) {
-            Due::Now
-        } else if first || self.could_trip(&counts) {
+        let due = if could_trip {
+            Due::Now // within MIN_FLUSH_GAP of the last report: the flush task waits
+        } else if schedule {
             Due::Schedule
         } else {
             Due::Nothing
@@ -125,9 +126,10 @@ impl Breaker {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to wait on: report now (in memory this is a lock, no I/O).
-            tally.scheduled.store(false, Ordering::Release);
-            let _ = self.flush_in_memory();
+            // No runtime to wait on. In memory, every failure and slow call reports the
+            // counts at once, successes with them; until then `scheduled` stays set, so
+            // that successes do not come back here (see `flush_in_memory`).
+            tally.orphaned.store(true, Ordering::Release);
             return;
         };
         let breaker = self.clone();
@@ -153,6 +155,10 @@ impl Breaker {
         let Some(Backend::Memory(store)) = self.bound_backend() else {
             return None;
         };
+        let tally = &self.cell.tally;
+        if tally.orphaned.swap(false, Ordering::AcqRel) {
+            tally.scheduled.store(false, Ordering::Release);
+        }
         let outcome = self.batch().map(|command| {
             let outcome = store.apply_now(self.service(), &self.settings().alone(), command);
             self.cell.observe(&outcome.snapshot);

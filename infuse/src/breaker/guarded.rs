@@ -104,6 +104,8 @@ enum Slow<R: GuardedResult> {
 struct Timed {
     kind: PermitKind,
     start: Instant,
+    /// The breaker's `slow_call`, read once with the limit.
+    slow_call: Option<Duration>,
     /// The call's limit and its timer (none: no limit, or no timer can be armed here).
     limit: Option<(Duration, Pin<Box<Sleep>>)>,
 }
@@ -249,8 +251,7 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
                 };
                 let (kind, measured, output) = match future.as_mut().poll(cx) {
                     Poll::Ready(output) => {
-                        let slow = breaker
-                            .settings()
+                        let slow = timed
                             .slow_call
                             .is_some_and(|slow| timed.start.elapsed() >= slow);
                         let measured = Measured {
@@ -361,7 +362,12 @@ fn timed<R: GuardedResult>(breaker: &Breaker, kind: PermitKind) -> Phase<R> {
     };
     let start = Instant::now();
     let limit = limit.and_then(|limit| Some((limit, sleep_until(start + limit)?)));
-    Phase::Slow(Box::new(Slow::Timed(Timed { kind, start, limit })))
+    Phase::Slow(Box::new(Slow::Timed(Timed {
+        kind,
+        start,
+        slow_call: settings.slow_call,
+        limit,
+    })))
 }
 
 /// Records the call's outcome: at once when no store round trip is needed (`Ok`: the

@@ -1,10 +1,11 @@
 //! A process's counts of one breaker's calls since its last report to the store, for
-//! the rate rules: the healthy call path adds to them with one atomic `fetch_add` and no
-//! clock read, and a flush (at most every [`FLUSH_INTERVAL`], or at once when this
-//! process's counts alone could trip) reports them as one batch.
+//! the rate rules: the healthy call path adds one to its thread's own counter (a plain
+//! load and store: no locked instruction, no clock read), and a flush (at most every
+//! [`FLUSH_INTERVAL`], or at once when the counts could trip) reports them as one batch.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -19,18 +20,17 @@ pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// the call rate.
 pub(crate) const MIN_FLUSH_GAP: Duration = Duration::from_millis(10);
 
-// One word: calls (26 bits) | failures (19 bits) | tail (19 bits). A flush comes long
-// before a field fills: at a quarter of its range the next call flushes at once.
-const CALLS_BITS: u32 = 26;
-const FIELD_BITS: u32 = 19;
-const CALL: u64 = 1;
-const FAILURE: u64 = 1 << CALLS_BITS;
-const TAIL: u64 = 1 << (CALLS_BITS + FIELD_BITS);
-const CALLS_MASK: u64 = FAILURE - 1;
-const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
-const TAIL_MASK: u64 = FIELD_MASK * TAIL;
-/// Set once calls or failures reach a quarter of their range (checked by every count).
-const HIGH_WATER: u64 = (1 << (CALLS_BITS - 2)) | (1 << (CALLS_BITS + FIELD_BITS - 2));
+// Failures (low 32 bits) | tail (high 32 bits), saturating.
+const FAILURE: u64 = 1;
+const TAIL: u64 = 1 << 32;
+const FAILURES_MASK: u64 = TAIL - 1;
+const TAIL_MASK: u64 = !FAILURES_MASK;
+
+/// How many threads count successes without a shared atomic read-modify-write; more
+/// threads than this share one `fetch_add`.
+const SLOTS: usize = 32;
+const UNASSIGNED: usize = usize::MAX;
+const NO_SLOT: usize = usize::MAX - 1;
 
 /// What a count asks of the caller (on its cold path).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,16 +39,31 @@ pub(crate) enum Due {
     Nothing,
     /// The first count since the last flush: schedule one.
     Schedule,
-    /// Flush now (the counts could trip, or are filling up).
+    /// Flush now (the counts could trip).
     Now,
 }
 
+/// One thread's success counter, on a cache line of its own.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Slot(AtomicU64);
+
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
-    word: AtomicU64,
+    /// Successes, by thread: each slot is written by one thread only, with a plain load
+    /// and store (no locked instruction, no contention), and only ever grows; a flush
+    /// reports the growth since the last one.
+    slots: OnceLock<Box<[Slot]>>,
+    /// Successes of threads without a slot of their own.
+    shared: AtomicU64,
+    /// The successes already reported (the sum at the last flush).
+    reported: Mutex<u64>,
+    failures: AtomicU64,
     slow: AtomicU32,
-    /// A flush task is waiting.
+    /// A flush task is waiting (or, `orphaned`, no runtime could run one).
     pub(crate) scheduled: AtomicBool,
+    /// `scheduled` was set without a task: the next report in memory clears it.
+    pub(crate) orphaned: AtomicBool,
     /// Wakes the waiting flush task early.
     pub(crate) flush_now: Notify,
     /// When the counts were last taken (fast-path clock).
@@ -58,23 +73,38 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    /// Counts a success (or an excluded error). `Some(previous)`: the caller has cold
-    /// work to do ([`Tally::after_success`]).
+    /// Counts a success (or an excluded error). `true`: the caller has cold work to do
+    /// ([`Tally::after_success`]): a flush to schedule, or a tail of failures to end.
     #[inline(always)]
-    pub(crate) fn success(&self) -> Option<u64> {
-        let previous = self.word.fetch_add(CALL, Ordering::Relaxed);
-        (previous == 0 || previous & (TAIL_MASK | HIGH_WATER) != 0).then_some(previous)
+    pub(crate) fn success(&self) -> bool {
+        match self.slots.get().and_then(|slots| slots.get(thread_slot())) {
+            // This thread's own counter: no other thread writes it.
+            Some(Slot(count)) => count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed),
+            None => self.success_shared(),
+        }
+        !self.scheduled.load(Ordering::Relaxed)
+            || self.failures.load(Ordering::Relaxed) & TAIL_MASK != 0
     }
 
-    /// The cold part of counting a success (`previous`: the counts before it): ends the
-    /// tail of failures, and says whether a flush is due.
     #[cold]
-    pub(crate) fn after_success(&self, previous: u64) -> Due {
-        let mut word = self.word.load(Ordering::Relaxed);
-        while previous & TAIL_MASK != 0 && word & TAIL_MASK != 0 {
-            match self.word.compare_exchange_weak(
+    #[inline(never)]
+    fn success_shared(&self) {
+        if self.slots.get().is_none() {
+            self.slots
+                .get_or_init(|| (0..SLOTS).map(|_| Slot::default()).collect());
+        }
+        self.shared.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The cold part of counting a success: ends the tail of failures, and says whether a
+    /// flush is due.
+    #[cold]
+    pub(crate) fn after_success(&self) -> Due {
+        let mut word = self.failures.load(Ordering::Relaxed);
+        while word & TAIL_MASK != 0 {
+            match self.failures.compare_exchange_weak(
                 word,
-                word & !TAIL_MASK,
+                word & FAILURES_MASK,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
@@ -82,34 +112,41 @@ impl Tally {
                 Err(actual) => word = actual,
             }
         }
-        if previous & HIGH_WATER != 0 {
-            Due::Now
-        } else if previous == 0 {
-            Due::Schedule
-        } else {
+        if self.scheduled.load(Ordering::Relaxed) {
             Due::Nothing
+        } else {
+            Due::Schedule
         }
     }
 
-    /// Counts a failure; answers with the counts so far (this one included) and whether
-    /// this was the first count since the last flush.
+    /// Counts a failure; answers with the counts not yet reported (this one included)
+    /// and whether a flush must be scheduled.
     pub(crate) fn failure(&self) -> (Counts, bool) {
-        let mut word = self.word.load(Ordering::Relaxed);
+        let mut word = self.failures.load(Ordering::Relaxed);
         loop {
+            let failure = if word & FAILURES_MASK == FAILURES_MASK {
+                0
+            } else {
+                FAILURE
+            };
             let tail = if word & TAIL_MASK == TAIL_MASK {
                 0
             } else {
                 TAIL
             };
-            let next = word + CALL + FAILURE + tail;
-            match self
-                .word
-                .compare_exchange_weak(word, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return (unpack(next, self.slow.load(Ordering::Relaxed)), word == 0),
+            match self.failures.compare_exchange_weak(
+                word,
+                word + failure + tail,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
                 Err(actual) => word = actual,
             }
         }
+        let pending = self.successes().wrapping_sub(*lock(&self.reported));
+        let counts = counts(pending, self.failures.load(Ordering::Relaxed), &self.slow);
+        (counts, !self.scheduled.load(Ordering::Relaxed))
     }
 
     /// Counts a slow call (besides its success or failure).
@@ -117,41 +154,112 @@ impl Tally {
         self.slow.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Whether the counts have reached the high-water mark.
-    pub(crate) fn filling(counts: &Counts) -> bool {
-        let word = u64::from(counts.calls) | (u64::from(counts.failures) << CALLS_BITS);
-        word & HIGH_WATER != 0
-    }
-
     /// The store's window as of the last report.
     pub(crate) fn known(&self) -> Totals {
-        *self.known.lock().unwrap_or_else(PoisonError::into_inner)
+        *lock(&self.known)
     }
 
     /// Remembers the store's window from a report's answer (`None`: unknown, or reset).
     pub(crate) fn set_known(&self, totals: Option<Totals>) {
-        *self.known.lock().unwrap_or_else(PoisonError::into_inner) = totals.unwrap_or_default();
+        *lock(&self.known) = totals.unwrap_or_default();
     }
 
     /// Takes the counts since the last flush, leaving zero.
     pub(crate) fn take(&self) -> Counts {
         self.last_flush
             .store(crate::core::now_nanos(), Ordering::Relaxed);
-        let word = self.word.swap(0, Ordering::Relaxed);
-        let slow = self.slow.swap(0, Ordering::Relaxed);
-        unpack(word, slow)
+        let failures = self.failures.swap(0, Ordering::Relaxed);
+        let successes = {
+            let mut reported = lock(&self.reported);
+            let total = self.successes();
+            let new = total.wrapping_sub(*reported);
+            *reported = total;
+            new
+        };
+        let slow = AtomicU32::new(self.slow.swap(0, Ordering::Relaxed));
+        counts(successes, failures, &slow)
+    }
+
+    /// Every success counted so far.
+    fn successes(&self) -> u64 {
+        let slots = self.slots.get().map_or(0, |slots| {
+            slots
+                .iter()
+                .map(|Slot(count)| count.load(Ordering::Relaxed))
+                .fold(0u64, u64::wrapping_add)
+        });
+        slots.wrapping_add(self.shared.load(Ordering::Relaxed))
     }
 }
 
-fn unpack(word: u64, slow: u32) -> Counts {
-    let calls = (word & CALLS_MASK) as u32;
+fn counts(successes: u64, failures: u64, slow: &AtomicU32) -> Counts {
+    let failed = (failures & FAILURES_MASK) as u32;
+    let calls = u32::try_from(successes)
+        .unwrap_or(u32::MAX)
+        .saturating_add(failed);
     Counts {
         calls,
-        failures: ((word >> CALLS_BITS) & FIELD_MASK) as u32,
+        failures: failed,
         // A slow count may land just before its call's own count: never report more
         // slow calls than calls.
-        slow: slow.min(calls),
-        tail: ((word >> (CALLS_BITS + FIELD_BITS)) & FIELD_MASK) as u32,
+        slow: slow.load(Ordering::Relaxed).min(calls),
+        tail: (failures >> 32) as u32,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+thread_local! {
+    /// This thread's success slot (the same index in every breaker's tally).
+    static SLOT: Cell<usize> = const { Cell::new(UNASSIGNED) };
+    /// Gives the slot back when the thread ends.
+    static LEASE: Lease = const { Lease(Cell::new(NO_SLOT)) };
+}
+
+/// Slots given back by threads that ended, and the next never used.
+static FREE_SLOTS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+/// This thread's slot index (`NO_SLOT` when all are taken).
+#[inline(always)]
+fn thread_slot() -> usize {
+    let slot = SLOT.try_with(Cell::get).unwrap_or(NO_SLOT);
+    if slot == UNASSIGNED {
+        assign_slot()
+    } else {
+        slot
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn assign_slot() -> usize {
+    let slot = lock(&FREE_SLOTS).pop().unwrap_or_else(|| {
+        let next = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
+        if next < SLOTS {
+            next
+        } else {
+            NEXT_SLOT.store(SLOTS, Ordering::Relaxed);
+            NO_SLOT
+        }
+    });
+    let leased = slot == NO_SLOT || LEASE.try_with(|lease| lease.0.set(slot)).is_ok();
+    let slot = if leased { slot } else { NO_SLOT };
+    let _ = SLOT.try_with(|s| s.set(slot));
+    slot
+}
+
+struct Lease(Cell<usize>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let slot = self.0.get();
+        if slot != NO_SLOT {
+            let _ = SLOT.try_with(|s| s.set(NO_SLOT));
+            lock(&FREE_SLOTS).push(slot);
+        }
     }
 }
 
@@ -162,18 +270,17 @@ mod tests {
     #[test]
     fn counts_successes_failures_and_the_tail() {
         let tally = Tally::default();
-        let first = tally.success().expect("the first count schedules a flush");
-        assert_eq!(tally.after_success(first), Due::Schedule);
-        assert_eq!(tally.success(), None);
-        let (counts, first) = tally.failure();
-        assert!(!first);
+        assert!(tally.success(), "nothing scheduled yet");
+        assert_eq!(tally.after_success(), Due::Schedule);
+        tally.scheduled.store(true, Ordering::Relaxed);
+        assert!(!tally.success());
+        let (counts, schedule) = tally.failure();
+        assert!(!schedule);
         assert_eq!((counts.calls, counts.failures, counts.tail), (3, 1, 1));
         tally.failure();
         tally.slow();
-        let previous = tally
-            .success()
-            .expect("a success after failures ends the tail");
-        assert_eq!(tally.after_success(previous), Due::Nothing);
+        assert!(tally.success(), "a success after failures ends the tail");
+        assert_eq!(tally.after_success(), Due::Nothing);
         tally.failure();
         assert_eq!(
             tally.take(),
@@ -185,19 +292,40 @@ mod tests {
             }
         );
         assert_eq!(tally.take(), Counts::default());
-        let (_, first) = tally.failure();
-        assert!(first);
     }
 
     #[test]
-    fn a_filling_tally_asks_for_a_flush_now() {
+    fn threads_count_in_slots_of_their_own() {
+        let tally = std::sync::Arc::new(Tally::default());
+        tally.scheduled.store(true, Ordering::Relaxed);
+        let threads: Vec<_> = (0..40)
+            .map(|_| {
+                let tally = tally.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        tally.success();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        // More threads than slots: the others share one counter; none is lost.
+        assert_eq!(tally.take().calls, 40_000);
+    }
+
+    #[test]
+    fn counts_saturate_rather_than_overflow() {
         let tally = Tally::default();
         tally
-            .word
-            .store((1 << (CALLS_BITS - 2)) - 1, Ordering::Relaxed);
-        assert_eq!(tally.success(), None);
-        let previous = tally.success().expect("at the high-water mark");
-        assert_eq!(tally.after_success(previous), Due::Now);
-        assert!(Tally::filling(&tally.take()));
+            .failures
+            .store(FAILURES_MASK | TAIL_MASK, Ordering::Relaxed);
+        let (counts, _) = tally.failure();
+        assert_eq!((counts.failures, counts.tail), (u32::MAX, u32::MAX));
+        tally
+            .shared
+            .store(u64::from(u32::MAX) + 10, Ordering::Relaxed);
+        assert_eq!(tally.take().calls, u32::MAX);
     }
 }
