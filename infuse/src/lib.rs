@@ -39,7 +39,9 @@
 //! ```
 //!
 //! Where to go next:
-//! - [`circuit_breaker`] — the attribute and its arguments;
+//! - [`circuit_breaker`] — the attribute and its arguments, backpressure included
+//!   (`timeout`, `slow_call`, `failure_rate` over a `window`, `max_reset_timeout`: see
+//!   [`Settings`]);
 //! - [`Breaker`] — calls without the attribute ([`Breaker::call`], [`Breaker::call_owned`],
 //!   [`Breaker::acquire`]), inspection and operator controls ([`Breaker::open_for`],
 //!   [`Breaker::force_open`], [`Breaker::disable`], [`Breaker::close`]);
