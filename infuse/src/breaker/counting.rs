@@ -1,12 +1,11 @@
 //! The rate rules on the call path: counting outcomes into the process's tally, and
 //! reporting it to the store in batches (see [`crate::local::Tally`]).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 
 use crate::backend::Backend;
-use std::future::Future;
-use std::pin::Pin;
-
 use crate::breaker::handle::{Binding, Breaker, Verdict};
 use crate::core::{
     now_nanos, process_instance, saturating_nanos, Command, Counts, Outcome, State, Totals,
