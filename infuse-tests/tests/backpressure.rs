@@ -45,6 +45,15 @@ async fn call_with(
         .await
 }
 
+/// A 50 % failure-rate rule over at least `min_calls` calls, with the consecutive rule
+/// out of the way.
+fn half_failing_trips(min_calls: u32) -> ServiceOverride {
+    ServiceOverride::new()
+        .fail_max(1000)
+        .failure_rate(50)
+        .min_calls(min_calls)
+}
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -204,14 +213,7 @@ async fn a_half_failing_target_trips_the_failure_rate_where_consecutive_failures
 #[tokio::test]
 async fn no_rate_decision_below_min_calls() {
     let target = Downstream::start().await;
-    let breaker = breaker_with(
-        "bp-min-calls",
-        ServiceOverride::new()
-            .fail_max(1000)
-            .failure_rate(50)
-            .min_calls(10),
-    )
-    .await;
+    let breaker = breaker_with("bp-min-calls", half_failing_trips(10)).await;
     for _ in 0..9 {
         assert!(call(&breaker, &target, "/flaky").await.is_err());
         let _ = call(&breaker, &target, "/flaky").await; // 200: the other half
@@ -219,14 +221,7 @@ async fn no_rate_decision_below_min_calls() {
     // 18 calls, 9 failed: 50 % over min_calls — trips at the flush.
     assert!(reaches(&breaker, State::Open).await);
 
-    let quiet = breaker_with(
-        "bp-min-calls-quiet",
-        ServiceOverride::new()
-            .fail_max(1000)
-            .failure_rate(50)
-            .min_calls(10),
-    )
-    .await;
+    let quiet = breaker_with("bp-min-calls-quiet", half_failing_trips(10)).await;
     for _ in 0..9 {
         let _ = quiet
             .call(async { Err::<(), _>(HttpError::Status(500)) })
@@ -281,11 +276,7 @@ async fn ignored_errors_count_as_neither_success_nor_failure() {
 async fn failures_age_out_of_the_window() {
     let breaker = breaker_with(
         "bp-window",
-        ServiceOverride::new()
-            .fail_max(1000)
-            .failure_rate(50)
-            .min_calls(20)
-            .window(Duration::from_secs(10)),
+        half_failing_trips(20).window(Duration::from_secs(10)),
     )
     .await;
     let fail = || breaker.call(async { Err::<(), _>(HttpError::Status(500)) });
@@ -399,14 +390,7 @@ fn a_timeout_reads_well_and_maps_to_504() {
 
 #[tokio::test]
 async fn with_error_on_trip_the_call_that_reaches_the_rate_says_so() {
-    let breaker = breaker_with(
-        "bp-error-on-trip",
-        ServiceOverride::new()
-            .fail_max(1000)
-            .failure_rate(50)
-            .min_calls(4),
-    )
-    .await;
+    let breaker = breaker_with("bp-error-on-trip", half_failing_trips(4)).await;
     let options = CallOptions::new().error_on_trip(true);
     let failing = || async { Err::<(), _>(HttpError::Status(500)) };
     for _ in 0..3 {
@@ -427,14 +411,7 @@ async fn with_error_on_trip_the_call_that_reaches_the_rate_says_so() {
 #[test]
 fn rate_rules_apply_without_a_tokio_runtime() {
     futures::executor::block_on(async {
-        let breaker = breaker_with(
-            "bp-no-runtime",
-            ServiceOverride::new()
-                .fail_max(1000)
-                .failure_rate(50)
-                .min_calls(10),
-        )
-        .await;
+        let breaker = breaker_with("bp-no-runtime", half_failing_trips(10)).await;
         for _ in 0..1000 {
             let ok = breaker.call(async { Ok::<_, HttpError>(()) }).await;
             assert_eq!(ok, Ok(()));
