@@ -411,3 +411,72 @@ async fn healthy_rate_reports_publish_nothing() {
         "the 0 → 1 edge was not published"
     );
 }
+
+/// The commands of the scripts the test above does not reach (the rate rules' window:
+/// `TIME`, `HGETALL`, `HDEL`; a backed-off re-open) are in the documented ACL too.
+#[tokio::test]
+async fn the_documented_minimal_acl_covers_rates_and_backoff() {
+    use infuse::store::redis::{Deadlines, RedisStore};
+    use infuse::store::{Command, Counts, Store, Target, TrialToken};
+    use infuse::Settings;
+
+    let server = RedisServer::start();
+    let acl = include_str!("../../README.md")
+        .lines()
+        .find(|l| l.trim_start().starts_with("ACL SETUSER infuse "))
+        .expect("README documents the ACL")
+        .replace(">CHANGE-ME", ">s3cret");
+    server
+        .cli(&acl.split_whitespace().collect::<Vec<_>>())
+        .expect("ACL SETUSER");
+    let url = format!("redis://infuse:s3cret@127.0.0.1:{}/0", server.port());
+    let conn = redis::aio::ConnectionManager::new(redis::Client::open(url).unwrap())
+        .await
+        .unwrap();
+    let deadlines = Deadlines {
+        call: Duration::from_secs(1),
+        admin: Duration::from_secs(1),
+    };
+    let store = RedisStore::new(conn, "acl", Duration::from_secs(60), deadlines);
+    store.load_scripts().await.unwrap();
+    let s = Settings::DEFAULT
+        .reset_timeout(Duration::from_millis(100))
+        .max_reset_timeout(Duration::from_millis(400))
+        .failure_rate(50)
+        .min_calls(100)
+        .window(Settings::MIN_WINDOW);
+    let apply = async |command| store.apply(SERVICE, &s, command).await.unwrap();
+    let generation = apply(Command::Register { seed: None })
+        .await
+        .snapshot
+        .generation;
+    let report = |instance| Command::RecordCalls {
+        generation,
+        counts: Counts {
+            calls: 1,
+            failures: 1,
+            slow: 0,
+            tail: 1,
+        },
+        instance,
+    };
+    assert!(apply(report(1)).await.applied);
+    // Instance 1 leaves the window: the next report deletes its field.
+    tokio::time::sleep(Settings::MIN_WINDOW + Duration::from_millis(200)).await;
+    assert!(apply(report(2)).await.applied);
+    apply(Command::Force(Target::HalfOpen)).await;
+    let token = TrialToken::new();
+    let lease = Duration::from_secs(30);
+    assert!(apply(Command::AcquireTrial { token, lease }).await.applied);
+    let reopened = apply(Command::RecordTrial {
+        token,
+        success: false,
+    })
+    .await;
+    assert_eq!(reopened.snapshot.state, State::Open, "{reopened:?}");
+    let denied = server.cli(&["ACL", "LOG"]).unwrap();
+    assert!(
+        !denied.contains("infuse"),
+        "commands were denied:\n{denied}"
+    );
+}

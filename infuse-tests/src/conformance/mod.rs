@@ -83,6 +83,8 @@ macro_rules! __conformance_cases {
             min_instances_needs_distinct_instances,
             disabled_counts_calls_but_never_trips,
             trip_clears_the_window,
+            window_slides,
+            reporters_leave_the_window,
             backoff_doubles_open_time_up_to_max,
             close_and_force_reset_backoff,
         }
@@ -1490,6 +1492,59 @@ pub async fn trip_clears_the_window<S: Store>(store: &S, prefix: &str) {
     }
     let tripped = report(store, svc, &s, g, counts(1, 1, 0, 1), 1).await; // 3 of 6
     assert!(tripped.changed_state(), "{svc}: {tripped:?}");
+}
+
+/// The window slides: calls older than the window no longer count; calls of earlier
+/// buckets still in it do.
+pub async fn window_slides<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "window_slides");
+    let s = settings(100, 1)
+        .failure_rate(50)
+        .min_calls(4)
+        .window(Settings::MIN_WINDOW); // ten buckets of 100 ms
+    let g = register(store, svc, &s).await.generation;
+    let first = report(store, svc, &s, g, counts(3, 3, 0, 3), 1).await;
+    assert_eq!(first.snapshot.state, State::Closed, "{svc}: {first:?}");
+    tokio::time::sleep(Settings::MIN_WINDOW + Duration::from_millis(200)).await;
+    let later = report(store, svc, &s, g, counts(3, 1, 0, 1), 1).await;
+    assert!(later.applied, "{svc}: {later:?}");
+    assert_eq!(
+        later.snapshot.state,
+        State::Closed,
+        "{svc}: the first batch left the window (with it: 4 failures of 6 calls): {later:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await; // a later bucket
+    let tripped = report(store, svc, &s, g, counts(1, 1, 0, 1), 1).await;
+    assert!(
+        tripped.changed_state(),
+        "{svc}: 2 failures of 4 calls in two buckets of the window: {tripped:?}"
+    );
+}
+
+/// A process that reported failures only before the window no longer counts towards
+/// `min_instances`.
+pub async fn reporters_leave_the_window<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "reporters_leave_the_window");
+    let s = settings(100, 1)
+        .failure_rate(50)
+        .min_calls(4)
+        .min_instances(2)
+        .window(Settings::MIN_WINDOW);
+    let g = register(store, svc, &s).await.generation;
+    report(store, svc, &s, g, counts(1, 1, 0, 1), 1).await;
+    tokio::time::sleep(Settings::MIN_WINDOW + Duration::from_millis(200)).await;
+    let alone = report(store, svc, &s, g, counts(4, 4, 0, 4), 2).await;
+    assert!(alone.applied, "{svc}: {alone:?}");
+    assert_eq!(
+        alone.snapshot.state,
+        State::Closed,
+        "{svc}: instance 1 reported before the window: one reporter: {alone:?}"
+    );
+    let tripped = report(store, svc, &s, g, counts(1, 1, 0, 1), 1).await;
+    assert!(
+        tripped.changed_state(),
+        "{svc}: two reporters in the window: {tripped:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
