@@ -1,7 +1,8 @@
 //! Breaker state in Redis, shared by every process of the fleet: each [`Command`] is one
 //! Lua script (atomic on the server) mirroring its arm of the state machine, timing comes
 //! only from the server's key expiry, and every write is published so other processes
-//! learn of it at once.
+//! learn of it at once (but a rate rule's report that neither changes the state nor the
+//! fail counter's zero-ness: counts alone reach the others with the next resync).
 //!
 //! Key layout, for breaker `<service>` in namespace `<ns>` (one Redis Cluster hash slot):
 //!
@@ -15,7 +16,7 @@
 //! Every script gets the four keys. The window's buckets are keyed by the server's `TIME`
 //! (see `scripts/record_calls.lua`).
 //!
-//! Channel `infuse:events:<ns>` carries every write as
+//! Channel `infuse:events:<ns>` carries those writes as
 //! `"<inc> <gen> <seq> <state> <fail> <succ> <open_pttl> <trial_pttl> <service>"`.
 
 mod wire;
