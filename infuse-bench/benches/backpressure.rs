@@ -196,27 +196,6 @@ impl Measured {
     }
 }
 
-/// `INFO commandstats` as command → calls.
-fn command_stats(server: &RedisServer) -> BTreeMap<String, u64> {
-    let stats = server
-        .cli(&["INFO", "commandstats"])
-        .expect("INFO commandstats");
-    stats
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("cmdstat_")?;
-            let (name, rest) = rest.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
-}
-
 fn delta(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     after
         .iter()
@@ -355,7 +334,7 @@ fn measure_commands(case: &Case, time: Duration) -> Measured {
             .await
             .expect("SLOWLOG RESET");
 
-        let before = command_stats(&server);
+        let before = server.command_stats();
         let start = Instant::now();
         let (mut calls, mut failures) = (0u64, 0u64);
         match case.calls {
@@ -389,7 +368,7 @@ fn measure_commands(case: &Case, time: Duration) -> Measured {
                 }
             }
         }
-        let after = command_stats(&server);
+        let after = server.command_stats();
         let elapsed = start.elapsed();
         let mut commands = delta(&after, &before);
         assert_eq!(

@@ -849,20 +849,10 @@ impl Listener for Transitions {
 
 /// `INFO commandstats` as `(command, calls)`, without the harness's own commands.
 fn command_stats(server: &RedisServer) -> Vec<(String, u64)> {
-    let stats = server.cli(&["INFO", "commandstats"]).unwrap_or_default();
-    stats
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("cmdstat_")?;
-            let (name, rest) = rest.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            (name != "info" && name != "config").then(|| (name.to_owned(), calls))
-        })
+    server
+        .command_stats()
+        .into_iter()
+        .filter(|(name, _)| name != "info" && name != "config")
         .collect()
 }
 

@@ -1,6 +1,7 @@
 //! Hermetic `redis-server` processes for tests: each on its own free port, killed on drop,
 //! with fault injection (kill, SIGSTOP/SIGCONT, restart empty, flush).
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -146,34 +147,38 @@ impl RedisServer {
         self.cli(&["FLUSHALL"]).expect("FLUSHALL");
     }
 
+    /// `INFO commandstats` as command (lower case, e.g. `evalsha`) → calls, since start
+    /// or the last `CONFIG RESETSTAT`; the harness's own `INFO` and `CONFIG` included.
+    pub fn command_stats(&self) -> BTreeMap<String, u64> {
+        let stats = self.cli(&["INFO", "commandstats"]).unwrap_or_default();
+        stats
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("cmdstat_")?;
+                let (name, rest) = rest.split_once(':')?;
+                let calls = rest
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((name.to_owned(), calls))
+            })
+            .collect()
+    }
+
     /// Number of calls of `command` (lower case, e.g. `evalsha`) since start or the
     /// last `CONFIG RESETSTAT`.
     pub fn command_calls(&self, command: &str) -> u64 {
-        let stats = self.cli(&["INFO", "commandstats"]).unwrap_or_default();
-        let prefix = format!("cmdstat_{command}:calls=");
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+        self.command_stats().get(command).copied().unwrap_or(0)
     }
 
     /// Total calls of every command except `INFO` / `CONFIG` (what the test harness sends).
     pub fn total_calls(&self) -> u64 {
-        let stats = self.cli(&["INFO", "commandstats"]).unwrap_or_default();
-        stats
-            .lines()
-            .filter(|l| l.starts_with("cmdstat_"))
-            .filter(|l| !l.starts_with("cmdstat_info:") && !l.starts_with("cmdstat_config"))
-            .filter_map(|l| {
-                l.split("calls=")
-                    .nth(1)?
-                    .split(',')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
+        self.command_stats()
+            .iter()
+            .filter(|(name, _)| !name.starts_with("info") && !name.starts_with("config"))
+            .map(|(_, calls)| calls)
             .sum()
     }
 }
