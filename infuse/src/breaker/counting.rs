@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 
 use crate::backend::Backend;
-use crate::breaker::handle::{Binding, Breaker, Verdict};
+use crate::breaker::handle::{Breaker, Verdict};
 use crate::core::{
     now_nanos, process_instance, saturating_nanos, Command, Counts, Outcome, State, Totals,
     TripPolicy,
@@ -151,7 +151,7 @@ impl Breaker {
     /// Reports the counts now when the store is this process's memory (`None`: it is
     /// not, nothing was done; `Some(None)`: nothing to report).
     fn flush_in_memory(&self) -> Option<Option<Outcome>> {
-        let Some(Backend::Memory(store)) = self.bound_backend() else {
+        let Backend::Memory(store) = self.binding().backend else {
             return None;
         };
         let tally = &self.cell.tally;
@@ -185,13 +185,6 @@ impl Breaker {
             counts,
             instance: process_instance(),
         })
-    }
-
-    fn bound_backend(&self) -> Option<Backend> {
-        self.cell
-            .binding()
-            .downcast_ref::<Binding>()
-            .map(|binding| binding.backend.clone())
     }
 }
 

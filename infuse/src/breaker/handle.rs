@@ -87,7 +87,7 @@ impl Breaker {
     }
 
     /// The store and lease this breaker is bound to (slow paths only).
-    fn binding(&self) -> Binding {
+    pub(crate) fn binding(&self) -> Binding {
         self.cell
             .binding()
             .downcast_ref::<Binding>()
