@@ -28,6 +28,11 @@ fn to_nanos(instant: Instant) -> u64 {
     }
 }
 
+/// Whole milliseconds of `d`, saturating (the unit of Redis expiries and the window).
+pub(crate) fn saturating_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 pub(crate) fn saturating_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -11,7 +11,7 @@ mod snapshot;
 mod state;
 pub mod window;
 
-pub(crate) use clock::{now_nanos, saturating_nanos, store_millis};
+pub(crate) use clock::{now_nanos, saturating_millis, saturating_nanos, store_millis};
 pub use command::{Command, Seed, Target};
 pub use error::{BreakerError, InitError, InvalidName, RetryAt, StorageError};
 pub use policy::{TripPolicy, TripReason};

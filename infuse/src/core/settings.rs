@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::core::saturating_millis;
+
 /// The thresholds of one service's breaker: pybreaker's `fail_max`, `reset_timeout` and
 /// `success_threshold`, and the backpressure rules (call timeouts, slow calls, failure
 /// rates over a sliding window, backoff of the open time).
@@ -188,14 +190,14 @@ impl Settings {
     /// to the bound, less `jitter`‰ of a fifth (`jitter < 1000`); the Lua scripts compute
     /// the same from the same integers.
     pub fn open_ms(&self, reopens: u32, jitter: u32) -> u64 {
-        let base = millis(self.reset_timeout).max(1);
+        let base = saturating_millis(self.reset_timeout).max(1);
         let Some(max) = self.max_reset_timeout else {
             return base;
         };
         if reopens == 0 {
             return base;
         }
-        let max = millis(max).max(base);
+        let max = saturating_millis(max).max(base);
         let doubled = if reopens >= 40 {
             max
         } else {
@@ -289,10 +291,6 @@ fn check_percent(name: &str, percent: u32) -> Result<(), String> {
             "{name} = {percent} is not a percentage from 1 to 100"
         ))
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Default for Settings {

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::core::saturating_millis;
+
 /// How many buckets a window holds.
 pub const BUCKETS: u64 = 10;
 
@@ -47,7 +49,7 @@ pub struct Totals {
 
 /// The width of one bucket of `window`, in milliseconds (at least 1).
 pub fn bucket_ms(window: Duration) -> u64 {
-    (u64::try_from(window.as_millis()).unwrap_or(u64::MAX) / BUCKETS).max(1)
+    (saturating_millis(window) / BUCKETS).max(1)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

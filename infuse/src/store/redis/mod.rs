@@ -32,7 +32,7 @@ use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
 
 use super::{Command, Outcome, Store, Target};
 use crate::core::window::bucket_ms;
-use crate::core::{fresh_incarnation, Settings, StorageError, TripPolicy};
+use crate::core::{fresh_incarnation, saturating_millis, Settings, StorageError, TripPolicy};
 
 macro_rules! script {
     ($name:literal) => {
@@ -194,7 +194,7 @@ impl RedisStore {
             Command::Force(Target::Open(open_for)) => (*open_for).max(longest),
             _ => longest,
         };
-        ms(self.key_ttl.max(open.saturating_mul(2)))
+        saturating_millis(self.key_ttl.max(open.saturating_mul(2)))
     }
 
     /// The script and arguments of a command (see each script's header).
@@ -207,7 +207,7 @@ impl RedisStore {
         let ttl = self.ttl_ms(settings, command).to_string();
         let channel = self.channel.clone();
         let service = service.to_owned();
-        let reset = ms(settings.reset_timeout).to_string();
+        let reset = saturating_millis(settings.reset_timeout).to_string();
         let s = &self.scripts;
         match *command {
             Command::Register { seed } => {
@@ -218,7 +218,7 @@ impl RedisStore {
                         seed.state.code().to_string(),
                         seed.generation.to_string(),
                         seed.fail_counter.to_string(),
-                        seed.open_remaining.map_or(0, ms).to_string(),
+                        seed.open_remaining.map_or(0, saturating_millis).to_string(),
                     ]),
                     None => args.extend(["0", "0", "0", "0", "0"].map(String::from)),
                 }
@@ -276,7 +276,7 @@ impl RedisStore {
                 &s.acquire_trial,
                 vec![
                     token.to_string(),
-                    ms(lease).max(1).to_string(),
+                    saturating_millis(lease).max(1).to_string(),
                     ttl,
                     channel,
                     service,
@@ -293,7 +293,7 @@ impl RedisStore {
                     // sent as 1: Settings::open_ms raises it to reset_timeout anyway).
                     settings
                         .max_reset_timeout
-                        .map_or(0, |max| ms(max).max(1))
+                        .map_or(0, |max| saturating_millis(max).max(1))
                         .to_string(),
                     token.jitter().to_string(),
                     ttl,
@@ -307,7 +307,7 @@ impl RedisStore {
             ),
             Command::Force(target) => {
                 let open_ms = match target {
-                    Target::Open(open_for) => ms(open_for).max(1),
+                    Target::Open(open_for) => saturating_millis(open_for).max(1),
                     _ => 0,
                 };
                 (
@@ -412,11 +412,6 @@ fn classify(operation: &'static str, error: &RedisError) -> StorageError {
     } else {
         StorageError::Unavailable(format!("{operation}: {text}"))
     }
-}
-
-/// Whole milliseconds, saturating (settings are bounded well below the limit).
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
