@@ -309,18 +309,10 @@ const RATE_50_OVER_20: Rules = Rules {
     min_instances: 1,
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_processes_trip_the_rate_rule_with_the_fleets_calls() {
-    let server = RedisServer::start();
-    let rules = RATE_50_OVER_20;
-    let mut workers = start(&server.url(), &namespace("trip"), 4, &rules).await;
-
-    // 8 calls each, every other one failing: 4 × 8 = 32 calls ≥ min_calls in the fleet's
-    // window, half of them failures; no process alone has min_calls.
-    let done = go_all(&mut workers, "go 8 alternate 0").await;
-    eprintln!("DONE: {done:?}");
-
-    for worker in &mut workers {
+/// Every worker saw its breaker open, reads the fleet's state as open, and has a call
+/// rejected.
+async fn assert_every_process_rejects(workers: &mut [Worker]) {
+    for worker in workers {
         assert!(
             worker.sees(State::Open).await,
             "{} never saw the breaker open: {:#?}",
@@ -339,6 +331,20 @@ async fn four_processes_trip_the_rate_rule_with_the_fleets_calls() {
             worker.id
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_trip_the_rate_rule_with_the_fleets_calls() {
+    let server = RedisServer::start();
+    let rules = RATE_50_OVER_20;
+    let mut workers = start(&server.url(), &namespace("trip"), 4, &rules).await;
+
+    // 8 calls each, every other one failing: 4 × 8 = 32 calls ≥ min_calls in the fleet's
+    // window, half of them failures; no process alone has min_calls.
+    let done = go_all(&mut workers, "go 8 alternate 0").await;
+    eprintln!("DONE: {done:?}");
+
+    assert_every_process_rejects(&mut workers).await;
     assert_eq!(
         fleet_state(&server, &namespace("trip"), &rules).await,
         State::Open
@@ -436,21 +442,7 @@ async fn with_min_instances_one_failing_process_protects_itself_and_two_trip_the
     // window can trip).
     let done = go_all(&mut others[..1], "go 8 fail 0").await;
     eprintln!("w1 DONE: {:?}", done[0]);
-    for worker in &mut workers {
-        assert!(
-            worker.sees(State::Open).await,
-            "{} never saw the breaker open: {:#?}",
-            worker.id,
-            worker.seen
-        );
-        assert_eq!(
-            worker.state().await.0,
-            "open",
-            "{}: the fleet's state",
-            worker.id
-        );
-        assert!(!worker.probe().await, "{}: a call passed", worker.id);
-    }
+    assert_every_process_rejects(&mut workers).await;
     assert_eq!(fleet_state(&server, &ns, &rules).await, State::Open);
     for out in quit_all(workers).await {
         eprintln!("{}: {:?}", out.id, out.summary);
