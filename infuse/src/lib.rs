@@ -61,6 +61,18 @@ mod local;
 mod registry;
 pub mod store;
 
+// Integrations: each depends on the layers above, never the reverse.
+#[cfg(feature = "axum")]
+mod axum;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
+#[cfg(feature = "tonic")]
+pub mod tonic;
+#[cfg(feature = "tower")]
+pub mod tower;
+
 pub use crate::breaker::{
     is_skipping, skip_breaker, Breaker, CallOptions, Guarded, GuardedResult, Permit, Verdict,
     MAX_OPEN_FOR,

@@ -1,0 +1,1 @@
+//! `IntoResponse for BreakerError` (feature `axum`).

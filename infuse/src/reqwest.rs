@@ -1,0 +1,1 @@
+//! A circuit breaker middleware for `reqwest-middleware` (feature `reqwest`).

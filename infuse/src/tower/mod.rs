@@ -1,0 +1,1 @@
+//! A circuit breaker in a tower stack (feature `tower`).
