@@ -4,6 +4,7 @@
 mod config;
 mod declare;
 mod env;
+mod retry;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
