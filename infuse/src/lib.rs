@@ -79,10 +79,10 @@ pub use crate::breaker::{
 };
 pub use crate::core::{
     parse_duration, BreakerError, InitError, InvalidName, ParseStateError, RetryAt, Settings,
-    State, StorageError,
+    State, StorageError, TransitionReason,
 };
 pub use crate::fleet::{FleetStore, UnavailablePolicy};
-pub use crate::local::Listener;
+pub use crate::local::{CallOutcome, Listener, Transition};
 pub use crate::registry::{
     breaker, env_prefix, init, try_breaker, Config, Registry, ServiceOverride, MAX_NAME_LEN,
 };

@@ -1,1 +1,157 @@
-//! Metrics through the `metrics` facade (feature `metrics`).
+//! Call, state and transition metrics through the [`metrics`] facade (feature `metrics`).
+//!
+//! The application installs the exporter (Prometheus, StatsD, …) *before*
+//! [`infuse::init`](crate::init), then asks for metrics with [`Config::metrics`]: every
+//! breaker gets a [`BreakerMetrics`] listener holding its own metric handles, registered
+//! once when the breaker is created, so that a call costs a few atomic increments and
+//! no allocation, no lookup by name.
+//!
+//! | name | kind | labels | what |
+//! |---|---|---|---|
+//! | `infuse_calls_total` | counter | `service`, `outcome` | calls by outcome: `success`, `failure`, `timeout`, `ignored` (calls that ran), `rejected` (not run) |
+//! | `infuse_call_duration_seconds` | histogram | `service` | how long the calls that ran took |
+//! | `infuse_state` | gauge | `service`, `state` | 1 for the breaker's state in this process, 0 for the others (`closed`, `open`, `half-open`, `forced-open`, `disabled`) |
+//! | `infuse_transitions_total` | counter | `service`, `from`, `to` | state changes this process saw (its own and the fleet's) |
+//!
+//! Every process exports its own view; the exporter's scrape adds the process (an
+//! `instance` label in Prometheus), so a fleet's board can show which processes see a
+//! breaker open.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), infuse::InitError> {
+//! // metrics_exporter_prometheus::PrometheusBuilder::new().install()?; // first
+//! infuse::init(infuse::Config::in_memory().metrics()).await?;
+//! # Ok(()) }
+//! ```
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{Counter, Gauge, Histogram, Unit};
+
+use crate::breaker::Breaker;
+use crate::core::State;
+use crate::local::{CallOutcome, Listener, Transition};
+use crate::registry::Config;
+
+/// Calls by `service` and `outcome`.
+pub const CALLS_TOTAL: &str = "infuse_calls_total";
+/// The duration of the calls that ran, by `service`, in seconds.
+pub const CALL_DURATION_SECONDS: &str = "infuse_call_duration_seconds";
+/// The breaker's state in this process: 1 for `state`, 0 for the others.
+pub const STATE: &str = "infuse_state";
+/// State changes by `service`, `from` and `to`.
+pub const TRANSITIONS_TOTAL: &str = "infuse_transitions_total";
+
+impl Config {
+    /// Exports every breaker's calls, state and transitions through the `metrics` facade
+    /// (see [`infuse::metrics`](crate::metrics) for the names). Install the exporter
+    /// first: the handles are registered with the recorder installed when each breaker
+    /// is created.
+    pub fn metrics(self) -> Self {
+        self.listener_per_breaker(|breaker| Arc::new(BreakerMetrics::new(breaker)))
+    }
+}
+
+/// One breaker's metric handles, as a [`Listener`]. [`Config::metrics`] gives one to
+/// every breaker; add one by hand with
+/// `breaker.add_listener(Arc::new(BreakerMetrics::new(&breaker)))`.
+pub struct BreakerMetrics {
+    success: Counter,
+    failure: Counter,
+    timeout: Counter,
+    ignored: Counter,
+    rejected: Counter,
+    duration: Histogram,
+    /// One gauge per state, in [`State::ALL`] order.
+    states: [Gauge; 5],
+    /// `from` × `to` counters, registered on first use (most pairs never happen).
+    transitions: [OnceLock<Counter>; 25],
+    service: &'static str,
+}
+
+impl BreakerMetrics {
+    /// Registers `breaker`'s handles with the installed recorder, and sets its state
+    /// gauge from this process's view.
+    pub fn new(breaker: &Breaker) -> BreakerMetrics {
+        describe();
+        let service = breaker.service();
+        let calls = |outcome: &'static str| counter!(CALLS_TOTAL, "service" => service, "outcome" => outcome);
+        let states =
+            State::ALL.map(|state| gauge!(STATE, "service" => service, "state" => state.as_str()));
+        let now = breaker.cell.view.state();
+        for (state, gauge) in State::ALL.iter().zip(&states) {
+            gauge.set(if *state == now { 1.0 } else { 0.0 });
+        }
+        BreakerMetrics {
+            success: calls(CallOutcome::Success.as_str()),
+            failure: calls(CallOutcome::Failure.as_str()),
+            timeout: calls(CallOutcome::Timeout.as_str()),
+            ignored: calls(CallOutcome::Ignored.as_str()),
+            rejected: calls("rejected"),
+            duration: histogram!(CALL_DURATION_SECONDS, "service" => service),
+            states,
+            transitions: std::array::from_fn(|_| OnceLock::new()),
+            service,
+        }
+    }
+}
+
+impl Listener for BreakerMetrics {
+    fn on_rejected(&self, _service: &str) {
+        self.rejected.increment(1);
+    }
+
+    fn on_call_end(&self, _service: &str, outcome: CallOutcome, duration: Option<Duration>) {
+        match outcome {
+            CallOutcome::Success => self.success.increment(1),
+            CallOutcome::Failure => self.failure.increment(1),
+            CallOutcome::Timeout => self.timeout.increment(1),
+            CallOutcome::Ignored => self.ignored.increment(1),
+        }
+        if let Some(duration) = duration {
+            self.duration.record(duration.as_secs_f64());
+        }
+    }
+
+    fn on_transition(&self, transition: &Transition) {
+        let (from, to) = (transition.from, transition.to);
+        for (state, gauge) in State::ALL.iter().zip(&self.states) {
+            gauge.set(if *state == to { 1.0 } else { 0.0 });
+        }
+        let pair = usize::from(from.code()) * 5 + usize::from(to.code());
+        let service = self.service;
+        self.transitions[pair]
+            .get_or_init(|| {
+                counter!(TRANSITIONS_TOTAL, "service" => service, "from" => from.as_str(), "to" => to.as_str())
+            })
+            .increment(1);
+    }
+
+    fn wants_durations(&self) -> bool {
+        true
+    }
+}
+
+/// Describes the metrics to the installed recorder (units, help texts).
+fn describe() {
+    describe_counter!(
+        CALLS_TOTAL,
+        "Calls through an infuse circuit breaker, by outcome."
+    );
+    describe_histogram!(
+        CALL_DURATION_SECONDS,
+        Unit::Seconds,
+        "How long the calls an infuse circuit breaker let through took."
+    );
+    describe_gauge!(
+        STATE,
+        "1 for the infuse circuit breaker's state in this process, 0 for the others."
+    );
+    describe_counter!(
+        TRANSITIONS_TOTAL,
+        "State changes of an infuse circuit breaker seen by this process."
+    );
+}

@@ -9,7 +9,7 @@ use crate::backend::Backend;
 use crate::breaker::handle::{Breaker, Verdict};
 use crate::core::{
     now_nanos, process_instance, saturating_nanos, Command, Counts, Outcome, State, Totals,
-    TripPolicy,
+    TransitionReason, TripPolicy,
 };
 use crate::local::{Due, FLUSH_INTERVAL, MIN_FLUSH_GAP};
 
@@ -160,7 +160,8 @@ impl Breaker {
         }
         let outcome = self.batch().map(|command| {
             let outcome = store.apply_now(self.service(), &self.settings().alone(), command);
-            self.cell.observe(&outcome.snapshot);
+            self.cell
+                .observe_because(&outcome.snapshot, Some(TransitionReason::Tripped));
             outcome
         });
         Some(outcome)
@@ -171,7 +172,7 @@ impl Breaker {
     pub(crate) async fn flush(&self) -> Option<Outcome> {
         let command = self.batch()?;
         let outcome = self.apply(command).await;
-        let outcome = self.record_outcome(outcome)?;
+        let outcome = self.record_outcome(outcome, Some(TransitionReason::Tripped))?;
         self.cell.tally.set_known(outcome.window);
         Some(outcome)
     }

@@ -25,8 +25,8 @@ use crate::breaker::handle::{Breaker, Verdict};
 use crate::breaker::options::{CallOptions, GuardedResult};
 use crate::breaker::permit::{Permit, PermitKind};
 use crate::breaker::skip;
-use crate::core::BreakerError;
-use crate::local::{sleep_until, Admit, COUNT, TIME};
+use crate::core::{now_nanos, BreakerError};
+use crate::local::{sleep_until, Admit, CallOutcome, CLOCK, COUNT, TIME};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -74,7 +74,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// Where a guarded call stands. The fast paths only ever use the first four phases,
+/// Where a guarded call stands. The fast paths only ever use the first five phases,
 /// which own nothing: dropping a finished call is one tag check.
 enum Phase<R: GuardedResult> {
     /// Not polled yet: admission happens on the first poll, inside the caller's task.
@@ -83,6 +83,12 @@ enum Phase<R: GuardedResult> {
     Bypass,
     /// Admitted: the call runs.
     Running(PermitKind),
+    /// Admitted at `generation`, and measured for listeners: the call runs since `start`
+    /// (fast-path clock, nanoseconds). No timer, nothing boxed.
+    Clocked {
+        generation: u64,
+        start: u64,
+    },
     Done,
     /// Waiting on the store (admission, or recording the outcome).
     Slow(Box<Slow<R>>),
@@ -117,6 +123,8 @@ struct Measured {
     slow: bool,
     /// It reached its limit and was dropped.
     timed_out: bool,
+    /// How long it ran, when measured.
+    elapsed: Option<Duration>,
 }
 
 impl<B: Borrow<Breaker>, R: GuardedResult, F> Guarded<B, R, F> {
@@ -154,8 +162,8 @@ where
                         breaker.before_call();
                         let kind = PermitKind::Normal { generation };
                         let measure = breaker.cell.measure();
-                        if measure & TIME != 0 {
-                            set(this.phase, timed(breaker, kind));
+                        if measure & (TIME | CLOCK) != 0 {
+                            set(this.phase, measured(breaker, kind, measure));
                         } else {
                             let Poll::Ready(output) = this.future.as_mut().poll(cx) else {
                                 set(this.phase, Phase::Running(kind));
@@ -163,12 +171,12 @@ where
                             };
                             if output.as_result().is_ok() {
                                 if measure == 0 && !breaker.cell.view.needs_reset(generation) {
-                                    breaker.emit_success();
+                                    breaker.emit_success(None);
                                     return Poll::Ready(output);
                                 }
                                 if measure == COUNT {
                                     breaker.count_success(false);
-                                    breaker.emit_success();
+                                    breaker.emit_success(None);
                                     return Poll::Ready(output);
                                 }
                             }
@@ -245,18 +253,31 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
                     Err(next) => set(phase, next),
                 }
             }
+            Phase::Clocked { generation, start } => {
+                let (generation, start) = (*generation, *start);
+                let output = ready!(future.as_mut().poll(cx));
+                let measured = Measured {
+                    elapsed: Some(Duration::from_nanos(now_nanos().saturating_sub(start))),
+                    ..Measured::default()
+                };
+                set(phase, Phase::Done);
+                let kind = PermitKind::Normal { generation };
+                match settle(breaker, options, kind, output, measured) {
+                    Ok(done) => return Poll::Ready(done),
+                    Err(next) => set(phase, next),
+                }
+            }
             Phase::Slow(slow) if matches!(**slow, Slow::Timed(_)) => {
                 let Slow::Timed(timed) = &mut **slow else {
                     unreachable!("matched above")
                 };
                 let (kind, measured, output) = match future.as_mut().poll(cx) {
                     Poll::Ready(output) => {
-                        let slow = timed
-                            .slow_call
-                            .is_some_and(|slow| timed.start.elapsed() >= slow);
+                        let elapsed = timed.start.elapsed();
                         let measured = Measured {
-                            slow,
+                            slow: timed.slow_call.is_some_and(|slow| elapsed >= slow),
                             timed_out: false,
+                            elapsed: Some(elapsed),
                         };
                         (timed.kind, measured, output)
                     }
@@ -272,6 +293,7 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
                         let measured = Measured {
                             slow: true,
                             timed_out: true,
+                            elapsed: Some(timed.start.elapsed()),
                         };
                         (timed.kind, measured, R::from_result(Err(error.into())))
                     }
@@ -335,19 +357,38 @@ fn after_failure<R: GuardedResult>(
     R::from_result(Err(replaced.into()))
 }
 
-/// The phase of an admitted call: timed when a limit or a slow-call rule applies to it.
+/// The phase of an admitted call: timed when a limit or a slow-call rule applies to it,
+/// clocked when only listeners want its duration.
 fn running<R: GuardedResult>(breaker: &Breaker, kind: PermitKind) -> Phase<R> {
-    let timed_call = match kind {
+    let measure = breaker.cell.measure();
+    match kind {
         PermitKind::Trial { .. } => {
             let settings = breaker.settings();
-            settings.trial_limit().is_some() || settings.slow_call.is_some()
+            if settings.trial_limit().is_some()
+                || settings.slow_call.is_some()
+                || measure & CLOCK != 0
+            {
+                timed(breaker, kind)
+            } else {
+                Phase::Running(kind)
+            }
         }
-        _ => breaker.cell.measure() & TIME != 0,
-    };
-    if timed_call {
-        timed(breaker, kind)
-    } else {
-        Phase::Running(kind)
+        _ if measure & (TIME | CLOCK) != 0 => measured(breaker, kind, measure),
+        _ => Phase::Running(kind),
+    }
+}
+
+/// The phase of an ordinary call that is measured: timed (a limit, a slow-call rule), or
+/// only clocked for listeners.
+#[cold]
+#[inline(never)]
+fn measured<R: GuardedResult>(breaker: &Breaker, kind: PermitKind, measure: u8) -> Phase<R> {
+    match kind {
+        PermitKind::Normal { generation } if measure & TIME == 0 => Phase::Clocked {
+            generation,
+            start: now_nanos(),
+        },
+        _ => timed(breaker, kind),
     }
 }
 
@@ -392,10 +433,16 @@ fn settle<R: GuardedResult>(
         }
         _ => None,
     };
+    let ended = if measured.timed_out {
+        CallOutcome::Timeout
+    } else {
+        CallOutcome::Failure
+    };
     let failed = match output.as_result() {
         Err(_) if measured.timed_out => true,
         Err(error) if options.is_ignored(error) => {
             drop(Permit::new(breaker.clone(), kind)); // a trial's slot goes back
+            breaker.emit_ignored(measured.elapsed);
             return Ok(output);
         }
         Err(error) => !options.is_excluded(error),
@@ -403,7 +450,7 @@ fn settle<R: GuardedResult>(
     };
     match (output.as_result(), counted) {
         (Err(error), Some(generation)) if failed => {
-            breaker.emit_failure(error);
+            breaker.emit_failure(error, ended, measured.elapsed);
             match breaker.count_failure(generation, measured.slow) {
                 Counted::Done(verdict) => Ok(after_failure(breaker, options, verdict, output)),
                 Counted::Reporting(reporting) => Err(Phase::Slow(Box::new(Slow::Failing(
@@ -414,7 +461,8 @@ fn settle<R: GuardedResult>(
         }
         (Err(error), None) if failed => {
             // Listeners see the error now; the recording does not borrow it.
-            let failing = Permit::new(breaker.clone(), kind).failure(error);
+            let failing =
+                Permit::new(breaker.clone(), kind).failure_ended(error, ended, measured.elapsed);
             Err(Phase::Slow(Box::new(Slow::Failing(
                 Box::pin(failing),
                 Some(output),
@@ -423,16 +471,16 @@ fn settle<R: GuardedResult>(
         // A success, or an excluded error (which counts as one).
         (_, Some(_)) => {
             breaker.count_success(measured.slow);
-            breaker.emit_success();
+            breaker.emit_success(measured.elapsed);
             Ok(output)
         }
         (_, None) => match kind {
             PermitKind::Normal { generation } if !breaker.cell.view.needs_reset(generation) => {
-                breaker.emit_success();
+                breaker.emit_success(measured.elapsed);
                 Ok(output)
             }
             _ => Err(Phase::Slow(Box::new(Slow::Settling(
-                Box::pin(Permit::new(breaker.clone(), kind).success()),
+                Box::pin(Permit::new(breaker.clone(), kind).success_ended(measured.elapsed)),
                 Some(output),
             )))),
         },

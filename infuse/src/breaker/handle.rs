@@ -12,7 +12,7 @@ use crate::breaker::options::{CallOptions, GuardedResult};
 use crate::breaker::permit::{Permit, PermitKind};
 use crate::core::{
     check_duration, BreakerError, Command, Outcome, RetryAt, Settings, Snapshot, State,
-    StorageError, Target, TrialToken,
+    StorageError, Target, TransitionReason, TrialToken,
 };
 use crate::local::{Admit, Cell, Listener};
 
@@ -107,7 +107,7 @@ impl Breaker {
 
     /// Adds a listener for this breaker's events.
     pub fn add_listener(&self, listener: Arc<dyn Listener>) {
-        self.cell.listeners.add(listener);
+        self.cell.add_listener(listener);
     }
 
     /// Runs `future` through the breaker with default [`CallOptions`].
@@ -333,7 +333,8 @@ impl Breaker {
         };
         if outcome.applied {
             view.trial_taken(lease);
-            self.cell.observe(&outcome.snapshot);
+            self.cell
+                .observe_because(&outcome.snapshot, Some(TransitionReason::OpenElapsed));
             self.before_call();
             return Ok(PermitKind::Trial { token });
         }
@@ -443,7 +444,8 @@ impl Breaker {
 
     async fn force(&self, target: Target) -> Result<(), StorageError> {
         let outcome = self.apply(Command::Force(target)).await?;
-        let seen = self.cell.observe(&outcome.snapshot);
+        let manual = Some(TransitionReason::Manual);
+        let seen = self.cell.observe_because(&outcome.snapshot, manual);
         // As pybreaker: manual transitions always notify, even to the same state; a real
         // change is told by whichever of the reply and its pub/sub echo arrives first.
         if seen.is_none() && outcome.from == outcome.snapshot.state {
@@ -451,6 +453,7 @@ impl Breaker {
                 outcome.from,
                 outcome.snapshot.state,
                 outcome.snapshot.generation,
+                manual,
             );
         }
         Ok(())

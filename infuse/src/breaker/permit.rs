@@ -4,11 +4,12 @@ use std::borrow::Borrow;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crate::breaker::counting::Counted;
 use crate::breaker::handle::{Breaker, Verdict};
-use crate::core::{Command, Outcome, State, StorageError, TrialToken};
-use crate::local::COUNT;
+use crate::core::{Command, Outcome, State, StorageError, TransitionReason, TrialToken};
+use crate::local::{CallOutcome, COUNT};
 
 /// Permission to run one call, from [`Breaker::acquire`] (borrowing the breaker) or
 /// [`Breaker::acquire_owned`] (owning a handle, to move into a task). Report the outcome
@@ -46,6 +47,11 @@ impl<B: Borrow<Breaker>> Permit<B> {
 
     /// Records a success (also what an excluded error counts as).
     pub async fn success(self) {
+        self.success_ended(None).await
+    }
+
+    /// Records a success of a call that ran for `duration` (if measured).
+    pub(crate) async fn success_ended(self, duration: Option<Duration>) {
         // The permit stays whole until the verdict is recorded: if this future is dropped
         // on the way, `Drop` still gives the trial slot back.
         let mut permit = self;
@@ -67,11 +73,14 @@ impl<B: Borrow<Breaker>> Permit<B> {
             PermitKind::Trial { token } => {
                 let outcome = permit.breaker.borrow().settle_trial(token, true).await;
                 permit.kind = PermitKind::Settled;
-                permit.breaker.borrow().record_outcome(outcome);
+                permit
+                    .breaker
+                    .borrow()
+                    .record_outcome(outcome, Some(TransitionReason::TrialSucceeded));
             }
             PermitKind::Settled => {}
         }
-        permit.breaker.borrow().emit_success();
+        permit.breaker.borrow().emit_success(duration);
     }
 
     /// Records a failure; tells whether it opened the breaker.
@@ -82,7 +91,21 @@ impl<B: Borrow<Breaker>> Permit<B> {
     where
         B: Send,
     {
-        self.breaker.borrow().emit_failure(error);
+        self.failure_ended(error, CallOutcome::Failure, None)
+    }
+
+    /// Records a failure (`ended`: a failure or a timeout) of a call that ran for
+    /// `duration` (if measured).
+    pub(crate) fn failure_ended(
+        self,
+        error: &dyn Debug,
+        ended: CallOutcome,
+        duration: Option<Duration>,
+    ) -> impl Future<Output = Verdict> + Send + use<B>
+    where
+        B: Send,
+    {
+        self.breaker.borrow().emit_failure(error, ended, duration);
         async move {
             let mut permit = self;
             match permit.kind {
@@ -99,7 +122,8 @@ impl<B: Borrow<Breaker>> Permit<B> {
                         };
                     }
                     let outcome = breaker.apply(Command::RecordFailure { generation }).await;
-                    match breaker.record_outcome(outcome) {
+                    let tripped = Some(TransitionReason::ConsecutiveFailures);
+                    match breaker.record_outcome(outcome, tripped) {
                         Some(o) if o.changed_state() && o.snapshot.state == State::Open => {
                             Verdict::Tripped
                         }
@@ -110,7 +134,8 @@ impl<B: Borrow<Breaker>> Permit<B> {
                 PermitKind::Trial { token } => {
                     let outcome = permit.breaker.borrow().settle_trial(token, false).await;
                     permit.kind = PermitKind::Settled;
-                    match permit.breaker.borrow().record_outcome(outcome) {
+                    let failed = Some(TransitionReason::TrialFailed);
+                    match permit.breaker.borrow().record_outcome(outcome, failed) {
                         Some(o) if o.applied => Verdict::TrialFailed,
                         _ => Verdict::Ignored,
                     }
@@ -141,31 +166,50 @@ impl<B: Borrow<Breaker>> Debug for Permit<B> {
 
 /// Recording outcomes in the store.
 impl Breaker {
+    /// Tells listeners a call succeeded (and how long it took, if measured).
     #[inline(always)]
-    pub(crate) fn emit_success(&self) {
+    pub(crate) fn emit_success(&self, duration: Option<Duration>) {
         let service = self.cell.service;
-        self.cell
-            .listeners
-            .emit(service, |l, service| l.on_success(service));
+        self.cell.listeners.emit(service, |l, service| {
+            l.on_success(service);
+            l.on_call_end(service, CallOutcome::Success, duration);
+        });
+    }
+
+    /// Tells listeners a call failed with an error that counts (`outcome`: a failure, or
+    /// a timeout).
+    #[cold]
+    pub(crate) fn emit_failure(
+        &self,
+        error: &dyn Debug,
+        outcome: CallOutcome,
+        duration: Option<Duration>,
+    ) {
+        let service = self.cell.service;
+        self.cell.listeners.emit(service, |l, service| {
+            l.on_failure(service, error);
+            l.on_call_end(service, outcome, duration);
+        });
+    }
+
+    /// Tells listeners a call ended with an ignored error.
+    #[cold]
+    pub(crate) fn emit_ignored(&self, duration: Option<Duration>) {
+        let service = self.cell.service;
+        self.cell.listeners.emit(service, |l, service| {
+            l.on_call_end(service, CallOutcome::Ignored, duration);
+        });
     }
 
     /// Resets the (fleet's) fail counter once after failures. With a remote store it is
     /// sent in the background: a successful call in the closed state never waits.
-    #[cold]
-    pub(crate) fn emit_failure(&self, error: &dyn Debug) {
-        let service = self.cell.service;
-        self.cell
-            .listeners
-            .emit(service, |l, service| l.on_failure(service, error));
-    }
-
     pub(crate) async fn reset_fail_counter(&self, generation: u64) {
         let breaker = self.clone();
         let reset = async move {
             let outcome = breaker.apply(Command::RecordSuccess { generation }).await;
             // Apply the reply (clearing the dirty bit) before allowing another reset, or
             // a concurrent success would send a second one.
-            breaker.record_outcome(outcome);
+            breaker.record_outcome(outcome, None);
             breaker.cell.view.resetting.store(false, Ordering::Release);
         };
         match tokio::runtime::Handle::try_current() {
@@ -192,10 +236,16 @@ impl Breaker {
         outcome
     }
 
-    pub(crate) fn record_outcome(&self, outcome: Result<Outcome, StorageError>) -> Option<Outcome> {
+    /// Takes in the store's answer to this process's command; `reason` is why a change
+    /// it shows happened, if the command made it.
+    pub(crate) fn record_outcome(
+        &self,
+        outcome: Result<Outcome, StorageError>,
+        reason: Option<TransitionReason>,
+    ) -> Option<Outcome> {
         match outcome {
             Ok(outcome) => {
-                self.cell.observe(&outcome.snapshot);
+                self.cell.observe_because(&outcome.snapshot, reason);
                 Some(outcome)
             }
             Err(error) => {

@@ -9,6 +9,7 @@ mod policy;
 mod settings;
 mod snapshot;
 mod state;
+mod transition;
 pub mod window;
 
 pub(crate) use clock::{now_nanos, saturating_millis, saturating_nanos, store_millis};
@@ -19,4 +20,5 @@ pub(crate) use settings::check_duration;
 pub use settings::{parse_duration, Settings};
 pub use snapshot::{fresh_incarnation, process_instance, Outcome, Snapshot, TrialToken, Version};
 pub use state::{ParseStateError, State};
+pub use transition::TransitionReason;
 pub use window::{Counts, Totals};

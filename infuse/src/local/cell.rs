@@ -12,9 +12,9 @@ use std::task::{Context, Wake, Waker};
 use arc_swap::ArcSwap;
 use tokio::time::Sleep;
 
-use crate::core::{Seed, Settings, Snapshot, State};
+use crate::core::{Seed, Settings, Snapshot, State, TransitionReason};
 use crate::local::view::{Applied, Arm, View};
-use crate::local::{Listeners, Tally};
+use crate::local::{Listener, Listeners, Tally, Transition};
 
 /// A breaker's per-process state. The call path reads it through a `Breaker`; the
 /// fleet layer updates it from pub/sub and resyncs, without knowing the handle.
@@ -22,7 +22,8 @@ pub(crate) struct Cell {
     pub(crate) service: &'static str,
     pub(crate) view: View,
     pub(crate) listeners: Listeners,
-    /// Which measurements the call path makes ([`COUNT`], [`TIME`]), from the settings.
+    /// Which measurements the call path makes ([`COUNT`], [`TIME`], [`CLOCK`]), from the
+    /// settings and the listeners.
     measure: AtomicU8,
     /// This process's counts since its last report (rate rules only).
     pub(crate) tally: Tally,
@@ -59,7 +60,21 @@ impl Cell {
 
     pub(crate) fn set_settings(&self, settings: Settings) {
         self.settings.store(Arc::new(settings));
-        self.measure.store(measure_of(&settings), Ordering::Relaxed);
+        self.update_measure();
+    }
+
+    /// Adds a listener; one that wants durations makes every call read the clock.
+    pub(crate) fn add_listener(&self, listener: Arc<dyn Listener>) {
+        self.listeners.add(listener);
+        self.update_measure();
+    }
+
+    fn update_measure(&self) {
+        let mut measure = measure_of(&self.settings());
+        if self.listeners.timed() {
+            measure |= CLOCK;
+        }
+        self.measure.store(measure, Ordering::Relaxed);
     }
 
     /// The measurements a call makes: 0 for pybreaker's rules alone (the fast path).
@@ -73,7 +88,7 @@ impl Cell {
     pub(crate) fn quarantine(self: &Arc<Self>, until: u64) {
         let applied = self.view.quarantine(until, timers_available());
         let generation = self.view.generation();
-        self.settle(applied, generation);
+        self.settle(applied, generation, Some(TransitionReason::Tripped));
     }
 
     /// The binding, for a slow path (a load of the `ArcSwap`).
@@ -101,11 +116,22 @@ impl Cell {
     /// exactly when this process's view changes means a change is told once, whether
     /// the script's reply or the pub/sub echo of the same write arrives first.
     pub(crate) fn observe(self: &Arc<Self>, snapshot: &Snapshot) -> Option<(State, State)> {
+        self.observe_because(snapshot, None)
+    }
+
+    /// Like [`observe`](Cell::observe), from the answer to this process's own command:
+    /// `reason` is why a change it shows happened, if that command made it (see
+    /// [`TransitionReason::resolve`]).
+    pub(crate) fn observe_because(
+        self: &Arc<Self>,
+        snapshot: &Snapshot,
+        reason: Option<TransitionReason>,
+    ) -> Option<(State, State)> {
         tracing::trace!(service = self.service, ?snapshot, "observe");
         let generation = self.view.generation();
         let applied = self.view.apply(snapshot, timers_available());
         self.forget_counts_of(generation);
-        self.settle(applied, snapshot.generation)
+        self.settle(applied, snapshot.generation, reason)
     }
 
     /// Replaces the view with `snapshot` whatever its version (a store taking over).
@@ -114,7 +140,7 @@ impl Cell {
         let generation = self.view.generation();
         let applied = self.view.force(snapshot, timers_available());
         self.forget_counts_of(generation);
-        self.settle(applied, snapshot.generation);
+        self.settle(applied, snapshot.generation, None);
     }
 
     /// Counts taken under `generation` belong to a period that has ended once the view
@@ -126,12 +152,17 @@ impl Cell {
         }
     }
 
-    fn settle(self: &Arc<Self>, applied: Applied, generation: u64) -> Option<(State, State)> {
+    fn settle(
+        self: &Arc<Self>,
+        applied: Applied,
+        generation: u64,
+        reason: Option<TransitionReason>,
+    ) -> Option<(State, State)> {
         if let Some(arm) = applied.arm {
             self.arm(arm);
         }
         if let Some((from, to)) = applied.change {
-            self.notify_change(from, to, generation);
+            self.notify_change(from, to, generation, reason);
         }
         applied.change
     }
@@ -169,16 +200,47 @@ impl Cell {
         }
     }
 
-    pub(crate) fn notify_change(&self, from: State, to: State, generation: u64) {
+    /// Tells a change of state: one `tracing` event with stable fields (`service`,
+    /// `from`, `to`, `generation`, `reason`; a warning when it opens), then the listeners.
+    pub(crate) fn notify_change(
+        &self,
+        from: State,
+        to: State,
+        generation: u64,
+        reason: Option<TransitionReason>,
+    ) {
         let service = self.service;
+        let reason = TransitionReason::resolve(reason, from, to);
+        let (from_s, to_s, reason_s) = (from.as_str(), to.as_str(), reason.as_str());
         match to {
-            State::Open | State::ForcedOpen => {
-                tracing::warn!(service, %from, %to, generation, "circuit breaker opened")
-            }
-            _ => tracing::info!(service, %from, %to, generation, "circuit breaker state changed"),
+            State::Open | State::ForcedOpen => tracing::warn!(
+                service,
+                from = from_s,
+                to = to_s,
+                generation,
+                reason = reason_s,
+                "circuit breaker opened"
+            ),
+            _ => tracing::info!(
+                service,
+                from = from_s,
+                to = to_s,
+                generation,
+                reason = reason_s,
+                "circuit breaker state changed"
+            ),
         }
-        self.listeners
-            .emit(service, |l, service| l.on_state_change(service, from, to));
+        let transition = Transition {
+            service,
+            from,
+            to,
+            generation,
+            reason,
+        };
+        self.listeners.emit(service, |l, service| {
+            l.on_state_change(service, from, to);
+            l.on_transition(&transition);
+        });
     }
 }
 
@@ -219,6 +281,8 @@ pub(crate) fn sleep_until(deadline: tokio::time::Instant) -> Option<Pin<Box<Slee
 pub(crate) const COUNT: u8 = 1;
 /// The call path times calls (a timeout or a slow-call rule is set).
 pub(crate) const TIME: u8 = 2;
+/// The call path measures how long calls take, for listeners (no timer, no allocation).
+pub(crate) const CLOCK: u8 = 4;
 
 fn measure_of(settings: &Settings) -> u8 {
     let mut measure = 0;

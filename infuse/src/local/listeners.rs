@@ -1,19 +1,23 @@
 //! Observers of a breaker's calls and state changes (pybreaker's `CircuitBreakerListener`).
 
-use std::fmt::Debug;
+use std::fmt::{self, Debug};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use crate::core::State;
+use crate::core::{State, TransitionReason};
 
 /// Receives a breaker's events. Every method has an empty default, so implement only
 /// what you need.
 ///
 /// Order, as in pybreaker: `before_call`, then either `on_failure` followed by the trip's
 /// `on_state_change`, or the `on_state_change` to closed followed by `on_success`.
-/// Rejected calls get only `on_rejected`. Listeners run on the calling task, outside any
-/// lock; a panicking listener is caught and logged, never poisoning the breaker.
+/// Rejected calls get only `on_rejected`. Every call that ran also ends with one
+/// `on_call_end` (after `on_success` / `on_failure`), and every state change comes with an
+/// `on_transition` carrying its generation and reason. Listeners run on the calling task,
+/// outside any lock; a panicking listener is caught and logged, never poisoning the
+/// breaker.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -51,12 +55,85 @@ pub trait Listener: Send + Sync + 'static {
     fn on_state_change(&self, service: &str, from: State, to: State) {
         let _ = (service, from, to);
     }
+    /// The same change as [`on_state_change`](Listener::on_state_change), told right
+    /// after it, with the breaker's generation and the reason.
+    fn on_transition(&self, transition: &Transition) {
+        let _ = transition;
+    }
+    /// A call that was admitted has ended: how, and how long it ran — measured only
+    /// when a listener of the breaker [wants durations](Listener::wants_durations) or a
+    /// timing rule (`timeout`, `slow_call`) applies, else `None`. Calls made through a
+    /// [`Permit`](crate::Permit) report no duration.
+    fn on_call_end(&self, service: &str, outcome: CallOutcome, duration: Option<Duration>) {
+        let _ = (service, outcome, duration);
+    }
+    /// Whether this listener wants the durations of calls: while a breaker has such a
+    /// listener, each of its calls reads the clock twice (no allocation). Read once,
+    /// when the listener is added.
+    fn wants_durations(&self) -> bool {
+        false
+    }
+}
+
+/// How a call that ran ended (see [`Listener::on_call_end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CallOutcome {
+    /// It succeeded, or failed with an excluded error (which counts as a success).
+    Success,
+    /// It failed with an error that counts.
+    Failure,
+    /// It reached its `timeout` (or `trial_timeout`) and was dropped; counts as a
+    /// failure.
+    Timeout,
+    /// It failed with an ignored error: counted as nothing.
+    Ignored,
+}
+
+impl CallOutcome {
+    /// The stable name exported as a metric label: `success`, `failure`, `timeout`,
+    /// `ignored`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Success => "success",
+            CallOutcome::Failure => "failure",
+            CallOutcome::Timeout => "timeout",
+            CallOutcome::Ignored => "ignored",
+        }
+    }
+}
+
+impl fmt::Display for CallOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A breaker's change of state, as this process saw it (see
+/// [`Listener::on_transition`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Transition {
+    /// The service.
+    pub service: &'static str,
+    /// The state before.
+    pub from: State,
+    /// The state after.
+    pub to: State,
+    /// The breaker's generation after the change: it grows with every transition the
+    /// store makes (the same number in every process of the fleet); a half-open state
+    /// reached by the clock keeps the open period's.
+    pub generation: u64,
+    /// Why, as far as this process knows.
+    pub reason: TransitionReason,
 }
 
 /// A breaker's listeners: an atomic flag keeps the common "no listeners" case to one load.
 #[derive(Default)]
 pub(crate) struct Listeners {
     any: AtomicBool,
+    /// Some listener wants call durations.
+    timed: AtomicBool,
     list: RwLock<Arc<[Arc<dyn Listener>]>>,
 }
 
@@ -64,9 +141,17 @@ impl Listeners {
     pub(crate) fn add(&self, listener: Arc<dyn Listener>) {
         let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
         let mut next: Vec<_> = list.iter().cloned().collect();
+        if listener.wants_durations() {
+            self.timed.store(true, Ordering::Relaxed);
+        }
         next.push(listener);
         *list = next.into();
         self.any.store(true, Ordering::Release);
+    }
+
+    /// Whether some listener wants call durations.
+    pub(crate) fn timed(&self) -> bool {
+        self.timed.load(Ordering::Relaxed)
     }
 
     /// Calls `f(listener, service)` on every listener, catching panics so one bad

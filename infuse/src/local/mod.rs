@@ -6,8 +6,8 @@ mod listeners;
 mod tally;
 mod view;
 
-pub(crate) use cell::{sleep_until, Cell, COUNT, TIME};
-pub use listeners::Listener;
+pub(crate) use cell::{sleep_until, Cell, CLOCK, COUNT, TIME};
 pub(crate) use listeners::Listeners;
+pub use listeners::{CallOutcome, Listener, Transition};
 pub(crate) use tally::{Due, Tally, FLUSH_INTERVAL, MIN_FLUSH_GAP};
 pub(crate) use view::Admit;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::breaker::Breaker;
 use crate::core::{check_duration, InitError, Settings};
 use crate::fleet::{FleetStore, RedisOptions, UnavailablePolicy};
 use crate::local::Listener;
@@ -57,10 +58,14 @@ pub struct Config {
     pub(crate) redis: RedisOptions,
     pub(crate) services: HashMap<String, ServiceOverride>,
     pub(crate) listeners: Vec<Arc<dyn Listener>>,
+    pub(crate) listener_factories: Vec<ListenerFactory>,
     pub(crate) trial_lease: Duration,
     pub(crate) env_overrides: bool,
     pub(crate) allow_undeclared_overrides: bool,
 }
+
+/// Makes a breaker's own listener (see [`Config::listener_per_breaker`]).
+pub(crate) type ListenerFactory = Arc<dyn Fn(&Breaker) -> Arc<dyn Listener> + Send + Sync>;
 
 #[derive(Clone, Debug)]
 pub(crate) enum StoreConfig {
@@ -76,6 +81,7 @@ impl Config {
             redis: RedisOptions::default(),
             services: HashMap::new(),
             listeners: Vec::new(),
+            listener_factories: Vec::new(),
             trial_lease: Duration::from_secs(30),
             env_overrides: true,
             allow_undeclared_overrides: false,
@@ -178,6 +184,39 @@ impl Config {
         self
     }
 
+    /// Gives every breaker a listener of its own, made by `make` when the breaker is
+    /// created (or at `init`, for breakers that exist already): a listener that keeps
+    /// per-service state — cached metric handles, say — without looking the service up
+    /// on every event.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use infuse::{Config, Listener};
+    ///
+    /// struct Named(&'static str);
+    /// impl Listener for Named {}
+    ///
+    /// let config = Config::in_memory().listener_per_breaker(|breaker| Arc::new(Named(breaker.service())));
+    /// # let _ = config;
+    /// ```
+    pub fn listener_per_breaker(
+        mut self,
+        make: impl Fn(&Breaker) -> Arc<dyn Listener> + Send + Sync + 'static,
+    ) -> Self {
+        self.listener_factories.push(Arc::new(make));
+        self
+    }
+
+    /// Adds this config's listeners to `breaker`.
+    pub(crate) fn add_listeners_to(&self, breaker: &Breaker) {
+        for listener in &self.listeners {
+            breaker.add_listener(listener.clone());
+        }
+        for make in &self.listener_factories {
+            breaker.add_listener(make(breaker));
+        }
+    }
+
     /// How long a half-open trial call may hold the trial slot before another caller may
     /// take it (default 30 s, at most 1 h), for breakers without a call limit. A breaker
     /// with `trial_timeout` or `timeout` derives its lease from that limit instead (the
@@ -272,6 +311,7 @@ impl fmt::Debug for Config {
             .field("redis", &self.redis)
             .field("services", &self.services)
             .field("listeners", &self.listeners.len())
+            .field("listener_factories", &self.listener_factories.len())
             .field("trial_lease", &self.trial_lease)
             .field("env_overrides", &self.env_overrides)
             .field(

@@ -173,11 +173,9 @@ impl Registry {
             trial_lease: setup.config.trial_lease,
         };
         let cell = Cell::new(service, settings, Box::new(binding));
-        for listener in &setup.config.listeners {
-            cell.listeners.add(listener.clone());
-        }
-        setup.backend.attach(&cell);
         let breaker = Breaker::new(cell);
+        setup.config.add_listeners_to(&breaker);
+        setup.backend.attach(&breaker.cell);
         breakers.insert(service, breaker.clone());
         breaker
     }
@@ -235,9 +233,7 @@ impl Registry {
         }
         // Breakers created before this call get the config's listeners too.
         for breaker in existing {
-            for listener in &config.listeners {
-                breaker.add_listener(listener.clone());
-            }
+            config.add_listeners_to(&breaker);
         }
         Ok(())
     }
