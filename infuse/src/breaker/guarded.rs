@@ -171,12 +171,12 @@ where
                             };
                             if output.as_result().is_ok() {
                                 if measure == 0 && !breaker.cell.view.needs_reset(generation) {
-                                    breaker.emit_success(None);
+                                    breaker.emit_success();
                                     return Poll::Ready(output);
                                 }
                                 if measure == COUNT {
                                     breaker.count_success(false);
-                                    breaker.emit_success(None);
+                                    breaker.emit_success();
                                     return Poll::Ready(output);
                                 }
                             }
@@ -273,11 +273,14 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
                 };
                 let (kind, measured, output) = match future.as_mut().poll(cx) {
                     Poll::Ready(output) => {
-                        let elapsed = timed.start.elapsed();
+                        // The clock is read only if a rule or a listener needs it.
+                        let elapsed = (timed.slow_call.is_some()
+                            || breaker.cell.measure() & CLOCK != 0)
+                            .then(|| timed.start.elapsed());
                         let measured = Measured {
-                            slow: timed.slow_call.is_some_and(|slow| elapsed >= slow),
+                            slow: timed.slow_call.zip(elapsed).is_some_and(|(s, e)| e >= s),
                             timed_out: false,
-                            elapsed: Some(elapsed),
+                            elapsed,
                         };
                         (timed.kind, measured, output)
                     }
@@ -471,12 +474,12 @@ fn settle<R: GuardedResult>(
         // A success, or an excluded error (which counts as one).
         (_, Some(_)) => {
             breaker.count_success(measured.slow);
-            breaker.emit_success(measured.elapsed);
+            breaker.emit_success_after(measured.elapsed);
             Ok(output)
         }
         (_, None) => match kind {
             PermitKind::Normal { generation } if !breaker.cell.view.needs_reset(generation) => {
-                breaker.emit_success(measured.elapsed);
+                breaker.emit_success_after(measured.elapsed);
                 Ok(output)
             }
             _ => Err(Phase::Slow(Box::new(Slow::Settling(

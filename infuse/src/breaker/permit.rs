@@ -80,7 +80,7 @@ impl<B: Borrow<Breaker>> Permit<B> {
             }
             PermitKind::Settled => {}
         }
-        permit.breaker.borrow().emit_success(duration);
+        permit.breaker.borrow().emit_success_after(duration);
     }
 
     /// Records a failure; tells whether it opened the breaker.
@@ -166,9 +166,19 @@ impl<B: Borrow<Breaker>> Debug for Permit<B> {
 
 /// Recording outcomes in the store.
 impl Breaker {
-    /// Tells listeners a call succeeded (and how long it took, if measured).
+    /// Tells listeners an unmeasured call succeeded. The closure captures nothing, so
+    /// that without listeners the fast path pays one load.
     #[inline(always)]
-    pub(crate) fn emit_success(&self, duration: Option<Duration>) {
+    pub(crate) fn emit_success(&self) {
+        let service = self.cell.service;
+        self.cell.listeners.emit(service, |l, service| {
+            l.on_success(service);
+            l.on_call_end(service, CallOutcome::Success, None);
+        });
+    }
+
+    /// Tells listeners a call succeeded, and how long it took if measured.
+    pub(crate) fn emit_success_after(&self, duration: Option<Duration>) {
         let service = self.cell.service;
         self.cell.listeners.emit(service, |l, service| {
             l.on_success(service);
