@@ -18,6 +18,9 @@
 //!   `per_host()` in front of it; and the breaker open (the request rejected, nothing
 //!   built below it). Overhead of the breaker = its row − `canned`.
 //!
+//! A rejection builds an `anyhow::Error`, which captures a backtrace when
+//! `RUST_BACKTRACE` is set: run with `RUST_LIB_BACKTRACE=0` to measure without it.
+//!
 //! The runtime is multi-threaded (2 workers) so that the loopback server runs beside the
 //! client.
 

@@ -14,6 +14,11 @@
 //! neither (the target never saw it). [`classify`](CircuitBreakerMiddleware::classify)
 //! changes which responses fail.
 //!
+//! A rejection is an `anyhow::Error` (reqwest-middleware's choice), which captures a
+//! backtrace when `RUST_BACKTRACE` is set: about 10 µs per rejected request instead of
+//! under 2 µs (`benches/reqwest.rs`). Set `RUST_LIB_BACKTRACE=0` to keep panics'
+//! backtraces without paying for errors'.
+//!
 //! ```
 //! use infuse::reqwest::{breaker_error, CircuitBreakerMiddleware};
 //!
