@@ -25,7 +25,7 @@ fn rust_blocks() -> Vec<String> {
     blocks
 }
 
-const EXAMPLES: [(&str, &str); 8] = [
+const EXAMPLES: [(&str, &str); 13] = [
     (
         "readme_guard",
         include_str!("../../examples/readme_guard.rs"),
@@ -47,7 +47,18 @@ const EXAMPLES: [(&str, &str); 8] = [
         "readme_listeners",
         include_str!("../../examples/readme_listeners.rs"),
     ),
+    (
+        "readme_metrics",
+        include_str!("../../examples/readme_metrics.rs"),
+    ),
     ("readme_skip", include_str!("../../examples/readme_skip.rs")),
+    (
+        "readme_reqwest",
+        include_str!("../../examples/readme_reqwest.rs"),
+    ),
+    ("readme_axum", include_str!("../../examples/readme_axum.rs")),
+    ("readme_tower", include_str!("../examples/readme_tower.rs")),
+    ("readme_tonic", include_str!("../examples/readme_tonic.rs")),
     (
         "readme_fleet",
         include_str!("../../examples/readme_fleet.rs"),

@@ -47,7 +47,16 @@
 //!   [`Breaker::force_open`], [`Breaker::disable`], [`Breaker::close`]);
 //! - [`init`] and [`Config`] — the store (in memory, or Redis), overrides, listeners;
 //! - [`BreakerError`] — what a rejected call returns, with its retry hint;
-//! - [`store`] — the state machine ([`store::machine`]) and the [`store::Store`] trait.
+//! - [`store`] — the state machine ([`store::machine`]) and the [`store::Store`] trait;
+//! - [`Listener`] — call and state events ([`Transition`] with its [`TransitionReason`],
+//!   [`CallOutcome`]); every transition is also a `tracing` event.
+//!
+//! Integrations, each behind the cargo feature of the same name (all off by default):
+//! `tower` (`infuse::tower::CircuitBreakerLayer`), `reqwest`
+//! (`infuse::reqwest::CircuitBreakerMiddleware` for reqwest-middleware), `tonic` (a gRPC
+//! classifier for the layer, `From<BreakerError> for tonic::Status`), `axum`
+//! (`IntoResponse for BreakerError`: 503 + `Retry-After`) and `metrics`
+//! (`Config::metrics`, through the `metrics` facade).
 //!
 //! The README (tour, fleet semantics, key layout, measured costs) is the long form.
 #![warn(missing_docs)]

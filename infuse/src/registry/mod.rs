@@ -135,6 +135,11 @@ impl Registry {
         Ok(self.breaker_with(service, declared))
     }
 
+    /// The breaker of `service` if this registry has one (never creates it).
+    pub(crate) fn existing(&self, service: &str) -> Option<Breaker> {
+        self.inner.breakers.read().get(service).cloned()
+    }
+
     /// Every breaker created so far.
     pub fn breakers(&self) -> Vec<Breaker> {
         self.inner.breakers.read().values().cloned().collect()

@@ -12,7 +12,7 @@ impl BreakerError {
     /// `Some` for every error that means "the breaker is open now": a rejection
     /// (the open time left, or a trial's lease) and a call that tripped the breaker or
     /// failed its trial (the breaker's `reset_timeout`, read from the process-wide
-    /// registry). A breaker held open by an operator has no end: its hint is its
+    /// registry, or the default one). A breaker held open by an operator has no end: its hint is its
     /// `reset_timeout` too, the time after which asking again is reasonable. `None`
     /// for [`BreakerError::Timeout`], which says nothing about the breaker's state.
     ///
@@ -37,11 +37,12 @@ impl BreakerError {
     }
 }
 
-/// The `reset_timeout` in force for `service` in the process-wide registry.
+/// The `reset_timeout` in force for `service` in the process-wide registry (the default
+/// when it has no such breaker: a hint is no reason to create one).
 fn reset_timeout_of(service: &str) -> Duration {
-    match global().try_breaker(service) {
-        Ok(breaker) => breaker.settings().reset_timeout,
-        Err(_) => crate::core::Settings::default().reset_timeout,
+    match global().existing(service) {
+        Some(breaker) => breaker.settings().reset_timeout,
+        None => crate::core::Settings::default().reset_timeout,
     }
 }
 
