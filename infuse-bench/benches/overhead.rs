@@ -33,6 +33,10 @@
 //!   The bench thread (and each thread of the 2-thread group) has a tokio runtime
 //!   entered (`Runtime::enter`, one worker thread, otherwise idle) for the flush task
 //!   and the timers, as an application's calls would.
+//! - `infuse closed: call(), with BreakerMetrics`: `call()` on a closed breaker with the
+//!   `metrics` feature's listener, recording into `infuse_bench::AtomicRecorder` (atomics,
+//!   as an exporter's hot path): two listener events, two clock reads, a counter and a
+//!   histogram per call.
 //! - `infuse open: rejected`: `call()` on a breaker opened with `open()` (a 24 h
 //!   `reset_timeout`) inside the tokio runtime, so that a timer is armed for the end of
 //!   the open period and the rejection reads no clock (infuse reads it only in the last
@@ -254,6 +258,9 @@ struct Breakers {
     infuse_open: infuse::Breaker,
     /// Held open with `force_open()`.
     infuse_forced: infuse::Breaker,
+    /// With `BreakerMetrics` counting into atomics (`AtomicRecorder`): listener events,
+    /// two clock reads, a counter and a histogram per call.
+    infuse_metrics: infuse::Breaker,
     /// pybreaker-like policy: 5 consecutive failures open it for 60 s.
     failsafe_closed: Failsafe,
     failsafe_open: Failsafe,
@@ -324,6 +331,13 @@ fn setup(rt: &tokio::runtime::Runtime, flusher: &tokio::runtime::Handle) -> Brea
         infuse_slow: infuse::breaker("bench-slow"),
         infuse_open,
         infuse_forced,
+        infuse_metrics: {
+            infuse_bench::AtomicRecorder::install();
+            let breaker = infuse::breaker("bench-metrics");
+            let metrics = infuse::metrics::BreakerMetrics::new(&breaker);
+            breaker.add_listener(std::sync::Arc::new(metrics));
+            breaker
+        },
         failsafe_closed: failsafe_breaker(5, Duration::from_secs(60)),
         failsafe_open,
         recloser_closed: recloser::Recloser::default().into(),
@@ -511,6 +525,9 @@ fn single_task<M: Measurement<Value = Duration>>(
     );
     g.bench_function("infuse closed: call_owned()", |bench| {
         bench.iter(|| run(owned(&b.infuse_closed, black_box(7))))
+    });
+    g.bench_function("infuse closed: call(), with BreakerMetrics", |bench| {
+        bench.iter(|| run(b.infuse_metrics.call(bare(black_box(7)))))
     });
     g.bench_function("infuse closed: #[circuit_breaker]", |bench| {
         bench.iter(|| run(guarded(black_box(7))))

@@ -20,6 +20,9 @@
 //!   read, the boxed timed phase and a tokio timer, never polled);
 //! - `probe_closed_slow_rate`: the same with `slow_call = 1s`, `slow_call_rate = 50`
 //!   (timed, no timer, and counted).
+//! - `probe_closed_metrics`: `breaker.call(future)`, closed, with `Config::metrics()`
+//!   counting into atomics (`AtomicRecorder`): the listener, two clock reads, a counter
+//!   and a histogram per call.
 //!
 //! The calls are made with a current-thread tokio runtime entered (`Runtime::enter`) and
 //! never driven: the timers are armed on it, and the tally's flush task, spawned by the
@@ -31,7 +34,7 @@
 //! each probe's body differs (the rejections check their own error variant) so that the
 //! compiler cannot fold two probes into one symbol, which would count both loops.
 
-use infuse_bench::{run, AppError};
+use infuse_bench::{run, AppError, AtomicRecorder};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -57,6 +60,17 @@ fn probe_closed_call(breaker: &Breaker, n: u64) -> u64 {
     let mut ok = 0;
     for i in 0..n {
         ok += black_box(run(breaker.call(bare(black_box(i))))).is_ok() as u64;
+    }
+    ok
+}
+
+#[no_mangle]
+#[inline(never)]
+fn probe_closed_metrics(breaker: &Breaker, n: u64) -> u64 {
+    let mut ok = 0;
+    for i in 0..n {
+        // `+ 1`: a body of its own, not folded into `probe_closed_call`.
+        ok += black_box(run(breaker.call(bare(black_box(i) + 1)))).is_ok() as u64;
     }
     ok
 }
@@ -173,6 +187,13 @@ fn main() {
     let registry = rt
         .block_on(Registry::new(config))
         .expect("in-memory registry");
+    AtomicRecorder::install();
+    let metered = rt
+        .block_on(Registry::new(
+            Config::in_memory().env_overrides(false).metrics(),
+        ))
+        .expect("in-memory registry")
+        .breaker("metered");
     let closed = registry.breaker("closed");
     let open = registry.breaker("open");
     let forced = registry.breaker("forced");
@@ -199,6 +220,7 @@ fn main() {
     assert_eq!(probe_closed_rate(&rate, 1), 1);
     assert_eq!(probe_closed_timeout(&timeout, 1), 1);
     assert_eq!(probe_closed_slow_rate(&slow_rate, 1), 1);
+    assert_eq!(probe_closed_metrics(&metered, 1), 1);
 
     let counts = [
         ("probe_bare", probe_bare(n)),
@@ -216,6 +238,7 @@ fn main() {
             "probe_closed_slow_rate",
             probe_closed_slow_rate(&slow_rate, n),
         ),
+        ("probe_closed_metrics", probe_closed_metrics(&metered, n)),
     ];
     for (name, count) in counts {
         assert_eq!(count, n, "{name}: not every call took its path");

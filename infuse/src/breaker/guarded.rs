@@ -25,7 +25,7 @@ use crate::breaker::handle::{Breaker, Verdict};
 use crate::breaker::options::{CallOptions, GuardedResult};
 use crate::breaker::permit::{Permit, PermitKind};
 use crate::breaker::skip;
-use crate::core::{now_nanos, BreakerError};
+use crate::core::BreakerError;
 use crate::local::{sleep_until, Admit, CallOutcome, CLOCK, COUNT, TIME};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -83,11 +83,11 @@ enum Phase<R: GuardedResult> {
     Bypass,
     /// Admitted: the call runs.
     Running(PermitKind),
-    /// Admitted at `generation`, and measured for listeners: the call runs since `start`
-    /// (fast-path clock, nanoseconds). No timer, nothing boxed.
+    /// Admitted at `generation`, and measured for listeners: the call runs since `start`.
+    /// No timer, nothing boxed.
     Clocked {
         generation: u64,
-        start: u64,
+        start: Instant,
     },
     Done,
     /// Waiting on the store (admission, or recording the outcome).
@@ -257,7 +257,7 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
                 let (generation, start) = (*generation, *start);
                 let output = ready!(future.as_mut().poll(cx));
                 let measured = Measured {
-                    elapsed: Some(Duration::from_nanos(now_nanos().saturating_sub(start))),
+                    elapsed: Some(start.elapsed()),
                     ..Measured::default()
                 };
                 set(phase, Phase::Done);
@@ -389,7 +389,7 @@ fn measured<R: GuardedResult>(breaker: &Breaker, kind: PermitKind, measure: u8) 
     match kind {
         PermitKind::Normal { generation } if measure & TIME == 0 => Phase::Clocked {
             generation,
-            start: now_nanos(),
+            start: Instant::now(),
         },
         _ => timed(breaker, kind),
     }

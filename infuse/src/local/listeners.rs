@@ -3,8 +3,10 @@
 use std::fmt::{self, Debug};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use crate::core::{State, TransitionReason};
 
@@ -128,24 +130,27 @@ pub struct Transition {
     pub reason: TransitionReason,
 }
 
-/// A breaker's listeners: an atomic flag keeps the common "no listeners" case to one load.
+/// A breaker's listeners: an atomic flag keeps the common "no listeners" case to one load,
+/// and the list is read without a lock (events fire on every call once there is one).
 #[derive(Default)]
 pub(crate) struct Listeners {
     any: AtomicBool,
     /// Some listener wants call durations.
     timed: AtomicBool,
-    list: RwLock<Arc<[Arc<dyn Listener>]>>,
+    list: ArcSwap<Vec<Arc<dyn Listener>>>,
+    /// Serialises `add`s (a read-copy-update of `list`).
+    adding: Mutex<()>,
 }
 
 impl Listeners {
     pub(crate) fn add(&self, listener: Arc<dyn Listener>) {
-        let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
-        let mut next: Vec<_> = list.iter().cloned().collect();
+        let _adding = self.adding.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next: Vec<_> = self.list.load().iter().cloned().collect();
         if listener.wants_durations() {
             self.timed.store(true, Ordering::Relaxed);
         }
         next.push(listener);
-        *list = next.into();
+        self.list.store(Arc::new(next));
         self.any.store(true, Ordering::Release);
     }
 
@@ -167,7 +172,7 @@ impl Listeners {
     #[cold]
     #[inline(never)]
     fn emit_to_all(&self, service: &'static str, f: &dyn Fn(&dyn Listener, &str)) {
-        let list = self.list.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let list = self.list.load();
         for listener in list.iter() {
             if catch_unwind(AssertUnwindSafe(|| f(listener.as_ref(), service))).is_err() {
                 tracing::error!(service, "an infuse listener panicked; the panic was caught");
