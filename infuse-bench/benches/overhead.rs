@@ -403,7 +403,7 @@ fn check_allocations(b: &Breakers, runtime: &tokio::runtime::Handle) {
         ALLOCATIONS.load(Ordering::SeqCst) - before
     };
     use failsafe::futures::CircuitBreaker as _;
-    let rows: [(&str, u64); 12] = [
+    let rows: [(&str, u64); 13] = [
         (
             "infuse open (rejected)        ",
             count(&|i| {
@@ -476,6 +476,12 @@ fn check_allocations(b: &Breakers, runtime: &tokio::runtime::Handle) {
                 black_box(run(b.infuse_slow.call(bare(i))).is_ok());
             }),
         ),
+        (
+            "infuse closed, BreakerMetrics ",
+            count(&|i| {
+                black_box(run(b.infuse_metrics.call(bare(i))).is_ok());
+            }),
+        ),
     ];
     println!("allocations over {CALLS} calls:");
     for (name, n) in rows {
@@ -491,6 +497,10 @@ fn check_allocations(b: &Breakers, runtime: &tokio::runtime::Handle) {
     assert!(
         rows[9].1 < CALLS / 100,
         "a closed infuse call() under failure_rate allocated per call"
+    );
+    assert_eq!(
+        rows[12].1, 0,
+        "a closed infuse call() with metrics allocated"
     );
     println!();
 }
