@@ -82,10 +82,8 @@
 //! show that cost.
 
 use infuse_bench::{run, AppError};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -98,33 +96,8 @@ use infuse::{BreakerError, CallOptions, Config, ServiceOverride};
 // nothing. Its cost (one relaxed atomic add per allocation) does not touch the measured
 // paths, which do not allocate.
 
-struct CountingAlloc;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+static GLOBAL: infuse_bench::CountingAlloc = infuse_bench::CountingAlloc;
 
 // ---------------------------------------------------------------------------------------
 // Thread CPU time as a criterion measurement.
@@ -396,11 +369,11 @@ fn check_allocations(b: &Breakers, runtime: &tokio::runtime::Handle) {
     const CALLS: u64 = 10_000;
     let count = |f: &dyn Fn(u64)| {
         f(0); // warm any lazy initialisation
-        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        let before = infuse_bench::allocations();
         for i in 0..CALLS {
             f(i);
         }
-        ALLOCATIONS.load(Ordering::SeqCst) - before
+        infuse_bench::allocations() - before
     };
     use failsafe::futures::CircuitBreaker as _;
     let rows: [(&str, u64); 13] = [

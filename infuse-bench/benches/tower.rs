@@ -22,11 +22,9 @@
 //! Before the timings, the binary counts heap allocations over 10 000 calls of each
 //! infuse row and panics if any allocated.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
 use std::future::ready;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::Criterion;
 use infuse::tower::{CircuitBreakerLayer, OkIsSuccess};
@@ -34,33 +32,8 @@ use infuse::{Config, Registry, ServiceOverride};
 use infuse_bench::run;
 use tower::{Layer, Service, ServiceExt};
 
-struct CountingAlloc;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+static GLOBAL: infuse_bench::CountingAlloc = infuse_bench::CountingAlloc;
 
 /// One whole call: readiness, `call`, the response future polled once.
 #[inline(always)]
@@ -72,11 +45,11 @@ fn one<S: Service<u64>>(service: &mut S, x: u64) -> Result<S::Response, S::Error
 /// breaker and caches it).
 fn allocations_per_call<S: Service<u64>>(service: &mut S) -> u64 {
     let _ = black_box(one(service, 0));
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = infuse_bench::allocations();
     for x in 0..10_000 {
         let _ = black_box(one(service, x));
     }
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    infuse_bench::allocations() - before
 }
 
 fn main() {
