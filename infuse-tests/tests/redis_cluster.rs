@@ -200,3 +200,30 @@ async fn master_failover_under_load() {
     );
     assert!(eventually(async || rejects(&b, other).await).await);
 }
+
+/// Healthy calls of a closed breaker send nothing to the cluster (its own cluster, so
+/// other tests' commands do not count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_calls_send_no_commands() {
+    let cluster = RedisCluster::start();
+    let registry =
+        Registry::new(config(&cluster, "quiet").resync_interval(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+    let breaker = registry.breaker("quiet");
+    calls::succeed(&breaker).await.unwrap(); // registers the breaker
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for node in &cluster.nodes {
+        node.cli(&["CONFIG", "RESETSTAT"]).unwrap();
+    }
+    for _ in 0..1000 {
+        calls::succeed(&breaker).await.unwrap();
+    }
+    let sent: Vec<_> = cluster
+        .nodes
+        .iter()
+        .flat_map(|n| n.command_stats())
+        .filter(|(name, _)| !name.starts_with("info") && !name.starts_with("config"))
+        .collect();
+    assert!(sent.is_empty(), "1000 healthy calls sent {sent:?}");
+}

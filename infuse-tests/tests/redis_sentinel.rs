@@ -189,3 +189,38 @@ async fn failover_under_load() {
         "the record is not on the new master"
     );
 }
+
+/// Healthy calls of a closed breaker send no script to the master (the Sentinels' own
+/// `PING`/`INFO`/hello `PUBLISH` traffic aside).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_calls_send_no_scripts() {
+    let set = sentinels();
+    let namespace = support::unique_namespace("quiet");
+    let registry =
+        Registry::new(config(set, &namespace).resync_interval(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+    let breaker = registry.breaker("quiet");
+    calls::succeed(&breaker).await.unwrap(); // registers the breaker
+                                             // Other tests share the master: a margin for their scripts.
+    let master = set.master_port();
+    let server = set.servers.iter().find(|s| s.port() == master).unwrap();
+    let before = server.command_calls("evalsha") + server.command_calls("eval");
+    let started = Instant::now();
+    for _ in 0..1000 {
+        calls::succeed(&breaker).await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let after = server.command_calls("evalsha") + server.command_calls("eval");
+    // Scripts from concurrent tests may land meanwhile; 1000 calls asking Redis would
+    // add at least 1000.
+    assert!(
+        after - before < 100,
+        "{} scripts during 1000 healthy calls",
+        after - before
+    );
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "1000 healthy calls took {elapsed:?}"
+    );
+}
