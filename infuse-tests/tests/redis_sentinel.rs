@@ -201,8 +201,9 @@ async fn healthy_calls_send_no_scripts() {
             .await
             .unwrap();
     let breaker = registry.breaker("quiet");
-    calls::succeed(&breaker).await.unwrap(); // registers the breaker
-                                             // Other tests share the master: a margin for their scripts.
+    // The first call registers the breaker. Other tests share the master: the check
+    // below leaves a margin for their scripts.
+    calls::succeed(&breaker).await.unwrap();
     let master = set.master_port();
     let server = set.servers.iter().find(|s| s.port() == master).unwrap();
     let before = server.command_calls("evalsha") + server.command_calls("eval");
