@@ -42,7 +42,7 @@ pub(crate) async fn connect(options: &RedisOptions) -> Result<Connected, InitErr
         .map(|url| {
             url.as_str().into_connection_info().map_err(|e| {
                 invalid(format!(
-                    "{}: {e}; expected redis[s]://[user:password@]host:port[/db]",
+                    "{}: {e}; expected redis://[user:password@]host:port[/db] (rediss:// for TLS)",
                     redact(url)
                 ))
             })
