@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use infuse::{BreakerError, Config, InitError, Registry, ServiceOverride, State};
 use infuse_tests::support::redis_server::{temp_dir, RedisServer, ServerSpec, TlsFiles};
+use infuse_tests::support::topology::{SentinelSet, MASTER_NAME};
 use infuse_tests::support::{self, calls};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -224,4 +225,41 @@ async fn a_trip_reaches_another_registry_over_tls() {
     )
     .await;
     assert!(told, "the trip did not reach the second registry over TLS");
+}
+
+/// Sentinels, master and replica all on TLS only: the Sentinels' `rediss://` URLs put the
+/// master on TLS too, with the same certificates; a trip reaches another registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_and_master_over_tls() {
+    let set = SentinelSet::start_with(Some(pki().files.clone()));
+    assert!(set.urls()[0].starts_with("rediss://"));
+    let config = || {
+        support::topology_config(
+            Config::redis_sentinel(set.urls(), MASTER_NAME),
+            "tls-sentinel",
+        )
+        .tls_root_cert(&pki().ca_pem)
+        .redis_call_timeout(Duration::from_millis(500))
+        .allow_undeclared_overrides(true)
+        .service("users", ServiceOverride::new().fail_max(2))
+    };
+    let a = Registry::new(config()).await.expect("Sentinel over TLS");
+    let b = Registry::new(config()).await.unwrap();
+    b.breaker("users");
+    for _ in 0..2 {
+        let _ = calls::fail(&a.breaker("users")).await;
+    }
+    assert_eq!(a.breaker("users").state().await.unwrap(), State::Open);
+    let told = calls::eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        async || {
+            matches!(
+                calls::succeed(&b.breaker("users")).await,
+                Err(BreakerError::Open { .. })
+            )
+        },
+    )
+    .await;
+    assert!(told, "the trip did not reach the second registry");
 }

@@ -202,13 +202,17 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>/0`, or `rediss://…` for a TLS server.
+    /// `redis://127.0.0.1:<port>/0`, or `rediss://…` for a TLS server (no `/0` for a
+    /// Sentinel).
     pub fn url(&self) -> String {
         let scheme = if self.spec.tls.is_some() {
             "rediss"
         } else {
             "redis"
         };
+        if self.spec.sentinel_conf.is_some() {
+            return format!("{scheme}://127.0.0.1:{}", self.port);
+        }
         format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::redis_server::{RedisServer, ServerSpec};
+use super::redis_server::{RedisServer, ServerSpec, TlsFiles};
 
 /// The master name the Sentinels monitor.
 pub const MASTER_NAME: &str = "mymaster";
@@ -17,17 +17,46 @@ pub struct SentinelSet {
 
 impl SentinelSet {
     pub fn start() -> SentinelSet {
-        let master = RedisServer::start();
-        let replica = RedisServer::start_with(ServerSpec {
-            args: vec![
-                "--replicaof".into(),
-                "127.0.0.1".into(),
-                master.port().to_string(),
-            ],
+        SentinelSet::start_with(None)
+    }
+
+    /// With `tls`, every server and Sentinel listens on TLS only, replication included.
+    pub fn start_with(tls: Option<TlsFiles>) -> SentinelSet {
+        let master = RedisServer::start_with(ServerSpec {
+            tls: tls.clone(),
+            args: if tls.is_some() {
+                vec!["--tls-replication".into(), "yes".into()]
+            } else {
+                vec![]
+            },
             ..ServerSpec::default()
         });
+        let mut args = vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master.port().to_string(),
+        ];
+        if tls.is_some() {
+            args.extend(["--tls-replication".into(), "yes".into()]);
+        }
+        let replica = RedisServer::start_with(ServerSpec {
+            tls: tls.clone(),
+            args,
+            ..ServerSpec::default()
+        });
+        let listen = match &tls {
+            Some(files) => format!(
+                "port 0\ntls-port {{port}}\ntls-replication yes\ntls-auth-clients {}\n\
+                 tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n",
+                if files.auth_clients { "yes" } else { "no" },
+                files.cert.display(),
+                files.key.display(),
+                files.ca.display()
+            ),
+            None => "port {port}\n".to_owned(),
+        };
         let conf = format!(
-            "port {{port}}\nbind 127.0.0.1\ndir {{dir}}\n\
+            "{listen}bind 127.0.0.1\ndir {{dir}}\n\
              sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2\n\
              sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
              sentinel failover-timeout {MASTER_NAME} 5000\n\
@@ -38,6 +67,7 @@ impl SentinelSet {
             .map(|_| {
                 RedisServer::start_with(ServerSpec {
                     sentinel_conf: Some(conf.clone()),
+                    tls: tls.clone(),
                     ..ServerSpec::default()
                 })
             })
@@ -64,12 +94,9 @@ impl SentinelSet {
         set
     }
 
-    /// The Sentinels' URLs.
+    /// The Sentinels' URLs (`rediss://` with TLS).
     pub fn urls(&self) -> Vec<String> {
-        self.sentinels
-            .iter()
-            .map(|s| format!("redis://127.0.0.1:{}", s.port()))
-            .collect()
+        self.sentinels.iter().map(RedisServer::url).collect()
     }
 
     /// The master's port, as the first answering Sentinel names it.

@@ -34,7 +34,7 @@ pub(crate) async fn connect(options: &RedisOptions) -> Result<Connected, InitErr
     let origin = topology.origin();
     let invalid = |reason: String| InitError::InvalidSetting {
         origin: origin.clone(),
-        reason: topology.scrub(&reason),
+        reason: scrub_master(&topology.scrub(&reason), options),
     };
     let infos = topology
         .urls()
@@ -52,7 +52,7 @@ pub(crate) async fn connect(options: &RedisOptions) -> Result<Connected, InitErr
     let address = address(topology, &infos);
     let unreachable = |reason: String| InitError::Unreachable {
         address: address.clone(),
-        reason: explain(&topology.scrub(&reason)),
+        reason: explain(&scrub_master(&topology.scrub(&reason), options)),
     };
     let connect_timeout = options.connect_timeout;
     let timed_out = || format!("no answer within {connect_timeout:?}");
@@ -173,6 +173,14 @@ pub(crate) async fn connect(options: &RedisOptions) -> Result<Connected, InitErr
         address,
         events,
     })
+}
+
+/// `text` without the master's password (Sentinel mode).
+fn scrub_master(text: &str, options: &RedisOptions) -> String {
+    match options.master_auth.password.as_deref() {
+        Some(password) if !password.is_empty() => text.replace(password, "***"),
+        _ => text.to_owned(),
+    }
 }
 
 /// Boots degraded (logging why) if allowed; else the error.
