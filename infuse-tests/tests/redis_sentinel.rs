@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use infuse::{BreakerError, Config, Registry, ServiceOverride, State};
-use infuse_tests::support::topology::{SentinelSet, MASTER_NAME};
+use infuse_tests::support::topology::{SentinelOptions, SentinelSet, MASTER_NAME};
 use infuse_tests::support::{self, calls};
 use infuse_tests::{conformance, conformance_tests};
 
@@ -224,4 +224,52 @@ async fn healthy_calls_send_no_scripts() {
         elapsed < Duration::from_secs(1),
         "1000 healthy calls took {elapsed:?}"
     );
+}
+
+/// Passwords on the Sentinels (in their URLs) and on the master
+/// (`Config::sentinel_master_auth`): both needed, neither shown in errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_and_master_credentials() {
+    let set = SentinelSet::start_with(SentinelOptions {
+        master_password: Some("m4ster-pw".into()),
+        sentinel_password: Some("s3ntinel-pw".into()),
+        ..SentinelOptions::default()
+    });
+    let urls = set.urls();
+    assert!(urls[0].contains(":s3ntinel-pw@"), "{urls:?}");
+    let store = support::topology_config(Config::redis_sentinel(&urls, MASTER_NAME), "auth")
+        .sentinel_master_auth("", "m4ster-pw")
+        .fleet_store()
+        .await
+        .expect("both passwords given");
+    assert!(store.is_healthy());
+    let fails = |config: Config| async move {
+        let error = support::topology_config(config, "auth")
+            .redis_connect_timeout(Duration::from_secs(1))
+            .fleet_store()
+            .await
+            .unwrap_err()
+            .to_string();
+        for secret in ["m4ster-pw", "s3ntinel-pw", "wrong-pw"] {
+            assert!(!error.contains(secret), "{error}");
+        }
+        error
+    };
+    // Without the master's password, or with a wrong one.
+    let error = fails(Config::redis_sentinel(&urls, MASTER_NAME)).await;
+    assert!(error.contains("cannot reach Redis"), "{error}");
+    let error =
+        fails(Config::redis_sentinel(&urls, MASTER_NAME).sentinel_master_auth("", "wrong-pw"))
+            .await;
+    assert!(error.contains("cannot reach Redis"), "{error}");
+    // Without the Sentinels' password.
+    let bare: Vec<String> = set
+        .sentinels
+        .iter()
+        .map(|s| format!("redis://127.0.0.1:{}", s.port()))
+        .collect();
+    let error =
+        fails(Config::redis_sentinel(bare, MASTER_NAME).sentinel_master_auth("", "m4ster-pw"))
+            .await;
+    assert!(error.contains("cannot reach Redis"), "{error}");
 }

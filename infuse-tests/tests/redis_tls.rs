@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use infuse::{BreakerError, Config, InitError, Registry, ServiceOverride, State};
 use infuse_tests::support::redis_server::{temp_dir, RedisServer, ServerSpec, TlsFiles};
-use infuse_tests::support::topology::{SentinelSet, MASTER_NAME};
+use infuse_tests::support::topology::{SentinelOptions, SentinelSet, MASTER_NAME};
 use infuse_tests::support::{self, calls};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -231,7 +231,10 @@ async fn a_trip_reaches_another_registry_over_tls() {
 /// master on TLS too, with the same certificates; a trip reaches another registry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinels_and_master_over_tls() {
-    let set = SentinelSet::start_with(Some(pki().files.clone()));
+    let set = SentinelSet::start_with(SentinelOptions {
+        tls: Some(pki().files.clone()),
+        ..SentinelOptions::default()
+    });
     assert!(set.urls()[0].starts_with("rediss://"));
     let config = || {
         support::topology_config(

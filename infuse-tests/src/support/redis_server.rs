@@ -28,6 +28,9 @@ pub struct ServerSpec {
     /// A Sentinel with this configuration (`{port}` and `{dir}` are replaced); `args` are
     /// then ignored.
     pub sentinel_conf: Option<String>,
+    /// The `default` user's password (`--requirepass`, and `--masterauth` for replication;
+    /// a Sentinel's configuration sets its own): in `url()`, given by `cli()`.
+    pub password: Option<String>,
 }
 
 /// The certificate files of a TLS server (PEM).
@@ -167,6 +170,9 @@ impl RedisServer {
                 "--logfile",
                 &log,
             ]);
+            if let Some(password) = &self.spec.password {
+                command.args(["--requirepass", password, "--masterauth", password]);
+            }
             command.args(&self.spec.args);
         }
         let child = command
@@ -210,10 +216,15 @@ impl RedisServer {
         } else {
             "redis"
         };
+        let auth = self
+            .spec
+            .password
+            .as_ref()
+            .map_or(String::new(), |p| format!(":{p}@"));
         if self.spec.sentinel_conf.is_some() {
-            return format!("{scheme}://127.0.0.1:{}", self.port);
+            return format!("{scheme}://{auth}127.0.0.1:{}", self.port);
         }
-        format!("{scheme}://127.0.0.1:{}/0", self.port)
+        format!("{scheme}://{auth}127.0.0.1:{}/0", self.port)
     }
 
     /// Whether the process is running (not killed).
@@ -233,6 +244,9 @@ impl RedisServer {
             command.arg("--tls").arg("--cacert").arg(&tls.ca);
             command.arg("--cert").arg(&tls.client_cert);
             command.arg("--key").arg(&tls.client_key);
+        }
+        if let Some(password) = &self.spec.password {
+            command.args(["-a", password, "--no-auth-warning"]);
         }
         let output = command.args(args).stderr(Stdio::null()).output().ok()?;
         output

@@ -8,6 +8,17 @@ use super::redis_server::{RedisServer, ServerSpec, TlsFiles};
 /// The master name the Sentinels monitor.
 pub const MASTER_NAME: &str = "mymaster";
 
+/// How to run a [`SentinelSet`].
+#[derive(Clone, Default)]
+pub struct SentinelOptions {
+    /// TLS only everywhere (servers, replication, Sentinels).
+    pub tls: Option<TlsFiles>,
+    /// The master's and replica's `requirepass` (the Sentinels get `auth-pass`).
+    pub master_password: Option<String>,
+    /// The Sentinels' own `requirepass`.
+    pub sentinel_password: Option<String>,
+}
+
 /// A master, its replica and three Sentinels (quorum 2, down after 1 s).
 pub struct SentinelSet {
     /// The two data servers; which one is master changes with failovers.
@@ -17,13 +28,19 @@ pub struct SentinelSet {
 
 impl SentinelSet {
     pub fn start() -> SentinelSet {
-        SentinelSet::start_with(None)
+        SentinelSet::start_with(SentinelOptions::default())
     }
 
-    /// With `tls`, every server and Sentinel listens on TLS only, replication included.
-    pub fn start_with(tls: Option<TlsFiles>) -> SentinelSet {
+    /// As `options` say: TLS only everywhere, passwords.
+    pub fn start_with(options: SentinelOptions) -> SentinelSet {
+        let SentinelOptions {
+            tls,
+            master_password,
+            sentinel_password,
+        } = options;
         let master = RedisServer::start_with(ServerSpec {
             tls: tls.clone(),
+            password: master_password.clone(),
             args: if tls.is_some() {
                 vec!["--tls-replication".into(), "yes".into()]
             } else {
@@ -41,6 +58,7 @@ impl SentinelSet {
         }
         let replica = RedisServer::start_with(ServerSpec {
             tls: tls.clone(),
+            password: master_password.clone(),
             args,
             ..ServerSpec::default()
         });
@@ -55,12 +73,19 @@ impl SentinelSet {
             ),
             None => "port {port}\n".to_owned(),
         };
+        let mut listen = listen;
+        if let Some(password) = &sentinel_password {
+            listen.push_str(&format!("requirepass {password}\n"));
+        }
+        let auth_pass = master_password.as_ref().map_or(String::new(), |p| {
+            format!("sentinel auth-pass {MASTER_NAME} {p}\n")
+        });
         let conf = format!(
             "{listen}bind 127.0.0.1\ndir {{dir}}\n\
              sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2\n\
              sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
              sentinel failover-timeout {MASTER_NAME} 5000\n\
-             sentinel parallel-syncs {MASTER_NAME} 1\n",
+             sentinel parallel-syncs {MASTER_NAME} 1\n{auth_pass}",
             master.port()
         );
         let sentinels = (0..3)
@@ -68,6 +93,7 @@ impl SentinelSet {
                 RedisServer::start_with(ServerSpec {
                     sentinel_conf: Some(conf.clone()),
                     tls: tls.clone(),
+                    password: sentinel_password.clone(),
                     ..ServerSpec::default()
                 })
             })
