@@ -118,7 +118,11 @@ struct SentinelShared {
     db: i64,
     epochs: AtomicU64,
     current: Mutex<Option<Current>>,
+    /// The resolution under way, if any: its result, once there.
+    resolving: Mutex<Option<Resolution>>,
 }
+
+type Resolution = tokio::sync::watch::Receiver<Option<Result<Current, RedisError>>>;
 
 #[derive(Clone)]
 struct Current {
@@ -149,6 +153,7 @@ impl SentinelConnection {
                 db,
                 epochs: AtomicU64::new(0),
                 current: Mutex::new(None),
+                resolving: Mutex::new(None),
             }),
         };
         if !lazy {
@@ -165,9 +170,11 @@ impl SentinelConnection {
     }
 
     /// The current master connection, resolving it first if there is none (or it
-    /// stalled).
+    /// stalled). The resolution runs in a task of its own, so that callers giving up
+    /// (their deadlines are often shorter than a resolution) do not cancel it; callers
+    /// meanwhile wait for that one resolution.
     async fn connection(&self) -> Result<Current, RedisError> {
-        {
+        let mut done = {
             let mut current = self.current();
             match current.as_ref() {
                 Some(c)
@@ -180,29 +187,35 @@ impl SentinelConnection {
                 Some(c) => return Ok(c.clone()),
                 None => {}
             }
-        }
-        let mut client = self.shared.client.lock().await;
-        if let Some(c) = self.current().as_ref() {
-            return Ok(c.clone()); // resolved meanwhile
-        }
-        let resolve = client.get_async_connection_with_config(&self.shared.config);
-        let conn = match tokio::time::timeout(self.shared.resolve_timeout, resolve).await {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(RedisError::from((
-                    ErrorKind::Io,
-                    "no master from the Sentinels",
-                    format!("no answer within {:?}", self.shared.resolve_timeout),
-                )))
+            let mut resolving = self
+                .shared
+                .resolving
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match resolving.as_ref() {
+                Some(done) => done.clone(),
+                None => {
+                    let (tell, done) = tokio::sync::watch::channel(None);
+                    *resolving = Some(done.clone());
+                    let shared = Arc::clone(&self.shared);
+                    tokio::spawn(async move {
+                        let result = shared.resolve().await;
+                        *shared
+                            .resolving
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) = None;
+                        let _ = tell.send(Some(result));
+                    });
+                    done
+                }
             }
         };
-        let next = Current {
-            epoch: self.shared.epochs.fetch_add(1, Ordering::Relaxed) + 1,
-            conn,
-            stalled_since: None,
-        };
-        *self.current() = Some(next.clone());
-        Ok(next)
+        let result = done
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| RedisError::from((ErrorKind::Io, "the master resolution was dropped")))?
+            .clone();
+        result.expect("waited for Some")
     }
 
     /// Gives up the master connection of `epoch` (if still current).
@@ -247,6 +260,32 @@ impl SentinelConnection {
             Err(_) => self.answered(epoch),
         }
         result
+    }
+}
+
+impl SentinelShared {
+    /// Asks the Sentinels for the master and connects to it (bounded by
+    /// `resolve_timeout`), making it the current connection.
+    async fn resolve(&self) -> Result<Current, RedisError> {
+        let mut client = self.client.lock().await;
+        let resolve = client.get_async_connection_with_config(&self.config);
+        let conn = match tokio::time::timeout(self.resolve_timeout, resolve).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(RedisError::from((
+                    ErrorKind::Io,
+                    "no master from the Sentinels",
+                    format!("no answer within {:?}", self.resolve_timeout),
+                )))
+            }
+        };
+        let next = Current {
+            epoch: self.epochs.fetch_add(1, Ordering::Relaxed) + 1,
+            conn,
+            stalled_since: None,
+        };
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(next.clone());
+        Ok(next)
     }
 }
 
