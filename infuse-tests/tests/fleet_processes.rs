@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use support::redis_server::RedisServer;
+use support::topology::RedisCluster;
 
 const WORKERS: usize = 4;
 const FAIL_MAX: usize = 5;
@@ -154,6 +155,19 @@ fn ms(d: Duration) -> u128 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_trip_together_and_trial_one_at_a_time() {
     let server = RedisServer::start();
+    four_processes(server.url()).await;
+}
+
+/// The same on a Redis Cluster (three masters, three replicas): events reach every
+/// process through the cluster bus's broadcast of `PUBLISH`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    four_processes(format!("cluster:{}", cluster.urls().join(","))).await;
+}
+
+/// Four worker processes on `redis` (a worker's first argument).
+async fn four_processes(redis: String) {
     let downstream = Downstream::default();
     let address = downstream.listen().await;
     let namespace = format!("fleet-processes-{}", std::process::id());
@@ -165,7 +179,7 @@ async fn four_processes_trip_together_and_trial_one_at_a_time() {
         let id = format!("w{i}");
         let mut child = Command::new(env!("CARGO_BIN_EXE_infuse-fleet-worker"))
             .args([
-                server.url(),
+                redis.clone(),
                 namespace.clone(),
                 address.clone(),
                 ms(RUN).to_string(),

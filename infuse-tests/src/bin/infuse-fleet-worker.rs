@@ -3,9 +3,12 @@
 //! share one breaker through Redis.
 //!
 //! ```text
-//! infuse-fleet-worker <redis_url> <namespace> <downstream 127.0.0.1:port> <run_ms> \
+//! infuse-fleet-worker <redis> <namespace> <downstream 127.0.0.1:port> <run_ms> \
 //!     <fail_max> <reset_timeout_ms> <id>
 //! ```
+//!
+//! `<redis>` is a URL (`Config::redis`), `cluster:<url>,<url>,…` (`Config::redis_cluster`)
+//! or `sentinel:<master>@<url>,<url>,…` (`Config::redis_sentinel`).
 //!
 //! Every ~3 ms it calls the downstream through `infuse::breaker("users")`: one TCP
 //! connection per call, sending its id as one line and reading one line back (`ok` or
@@ -132,7 +135,18 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let config = Config::redis(args.redis_url.as_str())
+    let config = if let Some(nodes) = args.redis_url.strip_prefix("cluster:") {
+        Config::redis_cluster(nodes.split(','))
+    } else if let Some((master, sentinels)) = args
+        .redis_url
+        .strip_prefix("sentinel:")
+        .and_then(|rest| rest.split_once('@'))
+    {
+        Config::redis_sentinel(sentinels.split(','), master)
+    } else {
+        Config::redis(args.redis_url.as_str())
+    };
+    let config = config
         .namespace(args.namespace.as_str())
         .service(
             SERVICE,

@@ -4,6 +4,7 @@
 pub mod calls;
 pub mod http;
 pub mod redis_server;
+pub mod topology;
 
 use std::time::Duration;
 
@@ -131,4 +132,17 @@ impl Store for FleetServerStore {
     ) -> Result<Outcome, StorageError> {
         self.store.apply(service, settings, command).await
     }
+}
+
+/// A registry configuration on a shared topology (`base`, from `Config::redis_sentinel` or
+/// `Config::redis_cluster`), with its own namespace and no environment overrides.
+pub fn topology_config(base: Config, namespace: &str) -> Config {
+    base.namespace(namespace).env_overrides(false)
+}
+
+/// A unique namespace for one test on a shared topology.
+pub fn unique_namespace(what: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{what}-{}-{n}", std::process::id())
 }

@@ -16,6 +16,7 @@
 //! cannot answer. It keeps each bound breaker's [`Cell`] up to date, never naming the
 //! breaker handle.
 
+mod connection;
 mod options;
 mod sync;
 
@@ -26,11 +27,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 
 pub use options::UnavailablePolicy;
-pub(crate) use options::{redact, RedisOptions};
+pub(crate) use options::{RedisOptions, Topology};
 
 use crate::core::window::{bucket_ms, Window};
 use crate::core::{
@@ -93,46 +93,12 @@ impl Fleet {
     /// Connects, loads the scripts and starts the subscriber and resync tasks.
     pub(crate) async fn connect(options: &RedisOptions) -> Result<Arc<Fleet>, InitError> {
         options.validate()?;
-        let client =
-            redis::Client::open(options.url.as_str()).map_err(|e| InitError::InvalidSetting {
-                origin: format!("Config::redis({:?})", redact(&options.url)),
-                reason: format!(
-                    "{}; expected redis://[user:password@]host:port/db",
-                    options::scrub(&e.to_string(), &options.url)
-                ),
-            })?;
-        let info = client.get_connection_info();
-        let address = format!("{}/{}", info.addr(), info.redis_settings().db());
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.admin_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let connected = tokio::time::timeout(
-            options.connect_timeout,
-            ConnectionManager::new_with_config(client.clone(), manager_config.clone()),
-        )
-        .await;
-        let (conn, healthy) = match connected {
-            Ok(Ok(conn)) => (conn, true),
-            failed => {
-                let reason = match failed {
-                    Ok(Err(e)) => options::scrub(&e.to_string(), &options.url),
-                    _ => format!("no answer within {:?}", options.connect_timeout),
-                };
-                if !options.start_degraded {
-                    return Err(InitError::Unreachable { address, reason });
-                }
-                tracing::warn!(%address, %reason, policy = %options.policy,
-                    "Redis unreachable at boot; starting degraded");
-                let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-                    .map_err(|e| InitError::Unreachable {
-                        address: address.clone(),
-                        reason: options::scrub(&e.to_string(), &options.url),
-                    })?;
-                (conn, false)
-            }
-        };
+        let connection::Connected {
+            conn,
+            healthy,
+            address,
+            events,
+        } = connection::connect(options).await?;
         let store = RedisStore::new(
             conn,
             &options.namespace,
@@ -172,7 +138,7 @@ impl Fleet {
         }
         tokio::spawn(sync::subscribe(
             Arc::downgrade(&fleet),
-            client,
+            events,
             fleet.store.channel().to_owned(),
             closed.clone(),
         ));

@@ -31,10 +31,122 @@ impl fmt::Display for UnavailablePolicy {
     }
 }
 
+/// Which Redis deployment fleet mode talks to.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Topology {
+    /// One server (`redis://` or `rediss://`): [`Config::redis`](crate::Config::redis).
+    Single { url: String },
+    /// The master the Sentinels name: [`Config::redis_sentinel`](crate::Config::redis_sentinel).
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
+    /// A Redis Cluster, found from any of its nodes:
+    /// [`Config::redis_cluster`](crate::Config::redis_cluster).
+    Cluster { nodes: Vec<String> },
+}
+
+impl Topology {
+    /// Every URL it holds (each may carry a password).
+    pub(crate) fn urls(&self) -> &[String] {
+        match self {
+            Topology::Single { url } => std::slice::from_ref(url),
+            Topology::Sentinel { sentinels, .. } => sentinels,
+            Topology::Cluster { nodes } => nodes,
+        }
+    }
+
+    /// The `Config` call that set it, password-free (for errors).
+    pub(crate) fn origin(&self) -> String {
+        let list = |urls: &[String]| {
+            urls.iter()
+                .map(|url| format!("{:?}", redact(url)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            Topology::Single { url } => format!("Config::redis({:?})", redact(url)),
+            Topology::Sentinel { sentinels, master } => {
+                format!("Config::redis_sentinel([{}], {master:?})", list(sentinels))
+            }
+            Topology::Cluster { nodes } => format!("Config::redis_cluster([{}])", list(nodes)),
+        }
+    }
+
+    /// `text` (an error of the Redis client) without any password of these URLs.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        self.urls()
+            .iter()
+            .fold(text.to_owned(), |text, url| scrub(&text, url))
+    }
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |urls: &[String]| urls.iter().map(|u| redact(u)).collect::<Vec<_>>();
+        match self {
+            Topology::Single { url } => f.debug_tuple("Single").field(&redact(url)).finish(),
+            Topology::Sentinel { sentinels, master } => f
+                .debug_struct("Sentinel")
+                .field("sentinels", &redacted(sentinels))
+                .field("master", master)
+                .finish(),
+            Topology::Cluster { nodes } => {
+                f.debug_tuple("Cluster").field(&redacted(nodes)).finish()
+            }
+        }
+    }
+}
+
+/// TLS material beyond the system's roots (PEM), for `rediss://` URLs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct TlsMaterial {
+    /// The CA that signed the servers' certificates (instead of the system's roots).
+    pub(crate) root_cert: Option<Vec<u8>>,
+    /// The client's certificate chain and private key (mutual TLS).
+    pub(crate) client_cert: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TlsMaterial {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.root_cert.is_none() && self.client_cert.is_none()
+    }
+}
+
+impl fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |yes: bool| if yes { "<set>" } else { "<none>" };
+        f.debug_struct("TlsMaterial")
+            .field("root_cert", &set(self.root_cert.is_some()))
+            .field("client_cert", &set(self.client_cert.is_some()))
+            .finish()
+    }
+}
+
+/// Credentials of the master in Sentinel mode (the Sentinels' own are in their URLs).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct MasterAuth {
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) db: i64,
+}
+
+impl fmt::Debug for MasterAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterAuth")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("db", &self.db)
+            .finish()
+    }
+}
+
 /// Settings of fleet mode (see [`Config::redis`](crate::Config::redis)).
 #[derive(Clone)]
 pub(crate) struct RedisOptions {
-    pub(crate) url: String,
+    pub(crate) topology: Topology,
+    pub(crate) tls: TlsMaterial,
+    pub(crate) master_auth: MasterAuth,
     pub(crate) namespace: String,
     pub(crate) policy: UnavailablePolicy,
     pub(crate) call_timeout: Duration,
@@ -59,7 +171,9 @@ pub(crate) mod limits {
 impl Default for RedisOptions {
     fn default() -> Self {
         RedisOptions {
-            url: String::new(),
+            topology: Topology::Single { url: String::new() },
+            tls: TlsMaterial::default(),
+            master_auth: MasterAuth::default(),
             namespace: "default".to_owned(),
             policy: UnavailablePolicy::LocalFallback,
             call_timeout: Duration::from_millis(25),
@@ -79,6 +193,19 @@ impl RedisOptions {
             origin: origin.to_owned(),
             reason,
         };
+        let origin = self.topology.origin();
+        match &self.topology {
+            Topology::Sentinel { sentinels, .. } if sentinels.is_empty() => {
+                return Err(invalid(&origin, "the list of Sentinel addresses is empty; give at least one `redis://host:port` of a Sentinel (26379 by default), better three".into()));
+            }
+            Topology::Sentinel { master, .. } if master.is_empty() => {
+                return Err(invalid(&origin, "the master name is empty; give the name the Sentinels monitor (`sentinel monitor <name> …` in their configuration)".into()));
+            }
+            Topology::Cluster { nodes } if nodes.is_empty() => {
+                return Err(invalid(&origin, "the list of cluster nodes is empty; give at least one `redis://host:port` of a node of the cluster (the client discovers the others)".into()));
+            }
+            _ => {}
+        }
         if self.namespace.is_empty() || self.namespace.contains(['{', '}', '/']) {
             return Err(invalid(
                 "Config::namespace",
@@ -121,7 +248,9 @@ impl RedisOptions {
 impl fmt::Debug for RedisOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisOptions")
-            .field("url", &redact(&self.url))
+            .field("topology", &self.topology)
+            .field("tls", &self.tls)
+            .field("master_auth", &self.master_auth)
             .field("namespace", &self.namespace)
             .field("policy", &self.policy)
             .field("call_timeout", &self.call_timeout)
@@ -227,12 +356,44 @@ mod tests {
     #[test]
     fn debug_never_shows_the_password() {
         let options = RedisOptions {
-            url: "redis://u:pa/ss@host/0".into(),
+            topology: Topology::Single {
+                url: "redis://u:pa/ss@host/0".into(),
+            },
             ..RedisOptions::default()
         };
         let debug = format!("{options:?}");
         assert!(!debug.contains("pa/ss"), "{debug}");
         assert!(debug.contains("redis://u:***@host/0"), "{debug}");
+        let options = RedisOptions {
+            topology: Topology::Sentinel {
+                sentinels: vec!["redis://:s3cret@h1:26379".into(), "redis://h2".into()],
+                master: "mymaster".into(),
+            },
+            master_auth: MasterAuth {
+                username: Some("app".into()),
+                password: Some("m4ster".into()),
+                db: 0,
+            },
+            tls: TlsMaterial {
+                root_cert: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
+                client_cert: Some((b"cert".to_vec(), b"PRIVATE KEY".to_vec())),
+            },
+            ..RedisOptions::default()
+        };
+        let debug = format!("{options:?}");
+        for secret in ["s3cret", "m4ster", "BEGIN", "PRIVATE"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(debug.contains("redis://:***@h1:26379"), "{debug}");
+        let error = RedisOptions {
+            topology: Topology::Cluster { nodes: vec![] },
+            ..RedisOptions::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("Config::redis_cluster([])"), "{error}");
+        assert!(error.contains("empty"), "{error}");
     }
 
     #[test]

@@ -7,13 +7,15 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
+use crate::fleet::connection::Events;
 use crate::fleet::{jittered, Fleet};
 
-/// Keeps a subscription to the namespace's events, reconnecting with backoff and
-/// resyncing after every (re)subscribe.
+/// Keeps a subscription to the namespace's events, reconnecting with backoff (to the next
+/// cluster node, or to the master the Sentinels name now) and resyncing after every
+/// (re)subscribe.
 pub(crate) async fn subscribe(
     fleet: Weak<Fleet>,
-    client: redis::Client,
+    mut events: Events,
     channel: String,
     mut closed: watch::Receiver<()>,
 ) {
@@ -21,7 +23,7 @@ pub(crate) async fn subscribe(
     let mut lost = false;
     loop {
         let connect = async {
-            let mut pubsub = client.get_async_pubsub().await?;
+            let mut pubsub = events.pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::breaker::Breaker;
 use crate::core::{check_duration, InitError, Settings};
-use crate::fleet::{FleetStore, RedisOptions, UnavailablePolicy};
+use crate::fleet::{FleetStore, RedisOptions, Topology, UnavailablePolicy};
 use crate::local::Listener;
 use crate::registry::env;
 
@@ -89,8 +89,12 @@ impl Config {
     }
 
     /// Breakers shared by every process of the fleet through Redis
-    /// (`redis://[user:password@]host:port/db`). See the README's fleet section for the
-    /// key layout and ACL. The password never appears in `Debug` output or errors.
+    /// (`redis://[user:password@]host:port/db`, or `rediss://…` for TLS, which needs the
+    /// `tls` feature, on by default; see [`tls_root_cert`](Config::tls_root_cert) and
+    /// [`tls_client_cert`](Config::tls_client_cert)). See the README's fleet section for
+    /// the key layout and ACL, and [`redis_sentinel`](Config::redis_sentinel) and
+    /// [`redis_cluster`](Config::redis_cluster) for the other deployments. The password
+    /// never appears in `Debug` output or errors.
     ///
     /// ```no_run
     /// # async fn boot() -> Result<(), infuse::InitError> {
@@ -106,8 +110,103 @@ impl Config {
     pub fn redis(url: impl Into<String>) -> Config {
         let mut config = Config::in_memory();
         config.store = StoreConfig::Redis;
-        config.redis.url = url.into();
+        config.redis.topology = Topology::Single { url: url.into() };
         config
+    }
+
+    /// Breakers shared through the Redis master that these Sentinels monitor under
+    /// `master` (the name of `sentinel monitor <master> …`), following its failovers: when
+    /// the master stops answering as one (connection lost, `READONLY`, unanswered), the
+    /// Sentinels are asked again. Each address is a Sentinel's URL,
+    /// `redis[s]://[user:password@]host:port` (the Sentinels' own credentials, if they
+    /// require any); the master's credentials are given with
+    /// [`sentinel_master_auth`](Config::sentinel_master_auth). With `rediss://` Sentinel
+    /// URLs, the master is reached over TLS too, with the same
+    /// [`tls_root_cert`](Config::tls_root_cert) and
+    /// [`tls_client_cert`](Config::tls_client_cert).
+    ///
+    /// ```no_run
+    /// # async fn boot() -> Result<(), infuse::InitError> {
+    /// use infuse::Config;
+    /// infuse::init(Config::redis_sentinel(
+    ///     ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"],
+    ///     "mymaster",
+    /// ))
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn redis_sentinel(
+        sentinels: impl IntoIterator<Item = impl Into<String>>,
+        master: impl Into<String>,
+    ) -> Config {
+        let mut config = Config::in_memory();
+        config.store = StoreConfig::Redis;
+        config.redis.topology = Topology::Sentinel {
+            sentinels: sentinels.into_iter().map(Into::into).collect(),
+            master: master.into(),
+        };
+        config
+    }
+
+    /// Breakers shared through a Redis Cluster, found from any of these nodes
+    /// (`redis[s]://[user:password@]host:port`, credentials and TLS taken from the first).
+    /// Each breaker's keys share one hash slot, so its scripts run atomically on the node
+    /// that owns it; redirections (`MOVED`/`ASK`) and failovers are followed. Events use
+    /// classic `PUBLISH`, which the cluster broadcasts to every node: each process
+    /// subscribes on one node and moves to another if it fails.
+    ///
+    /// ```no_run
+    /// # async fn boot() -> Result<(), infuse::InitError> {
+    /// use infuse::Config;
+    /// infuse::init(Config::redis_cluster([
+    ///     "redis://10.0.0.1:7000",
+    ///     "redis://10.0.0.2:7000",
+    ///     "redis://10.0.0.3:7000",
+    /// ]))
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn redis_cluster(nodes: impl IntoIterator<Item = impl Into<String>>) -> Config {
+        let mut config = Config::in_memory();
+        config.store = StoreConfig::Redis;
+        config.redis.topology = Topology::Cluster {
+            nodes: nodes.into_iter().map(Into::into).collect(),
+        };
+        config
+    }
+
+    /// Trusts the CA in `pem` (PEM; one or more certificates) for `rediss://` servers,
+    /// instead of the system's roots: a private CA. `init` fails with
+    /// [`InitError::InvalidSetting`] naming this method if it does not parse.
+    pub fn tls_root_cert(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.redis.tls.root_cert = Some(pem.as_ref().to_vec());
+        self
+    }
+
+    /// Presents this client certificate (PEM chain) and private key (PEM) to `rediss://`
+    /// servers that require one (mutual TLS, `tls-auth-clients yes`). `init` fails with
+    /// [`InitError::InvalidSetting`] naming this method if either does not parse.
+    pub fn tls_client_cert(
+        mut self,
+        cert_pem: impl AsRef<[u8]>,
+        key_pem: impl AsRef<[u8]>,
+    ) -> Self {
+        self.redis.tls.client_cert = Some((cert_pem.as_ref().to_vec(), key_pem.as_ref().to_vec()));
+        self
+    }
+
+    /// The master's credentials in Sentinel mode (see
+    /// [`redis_sentinel`](Config::redis_sentinel)): an ACL user (an empty `username`
+    /// means the `default` user) and its password. Never shown in `Debug` or errors.
+    pub fn sentinel_master_auth(
+        mut self,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        let username = username.into();
+        self.redis.master_auth.username = (!username.is_empty()).then_some(username);
+        self.redis.master_auth.password = Some(password.into());
+        self
     }
 
     /// The namespace of the Redis keys (default `"default"`): breakers of different

@@ -19,13 +19,16 @@
 //! Channel `infuse:events:<ns>` carries those writes as
 //! `"<inc> <gen> <seq> <state> <fail> <succ> <open_pttl> <trial_pttl> <service>"`.
 
+mod connection;
 mod wire;
 
 use std::future::Future;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
+
+pub use connection::RedisConnection;
+pub(crate) use connection::SentinelConnection;
 
 pub(crate) use wire::parse_event;
 use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
@@ -110,7 +113,7 @@ impl Deadlines {
 /// errors as they are; [`Config::redis`](crate::Config::redis) wraps it with the policy
 /// for Redis being unavailable.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     namespace: String,
     channel: String,
     key_ttl: Duration,
@@ -119,16 +122,17 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// A store on `conn` for `namespace`. Keys expire `key_ttl` after their last write
+    /// A store on `conn` (a `ConnectionManager`, a `ClusterConnection`, or any
+    /// [`RedisConnection`]) for `namespace`. Keys expire `key_ttl` after their last write
     /// (at least twice the open time).
     pub fn new(
-        conn: ConnectionManager,
+        conn: impl Into<RedisConnection>,
         namespace: &str,
         key_ttl: Duration,
         deadlines: Deadlines,
     ) -> RedisStore {
         RedisStore {
-            conn,
+            conn: conn.into(),
             namespace: namespace.to_owned(),
             channel: events_channel(namespace),
             key_ttl,

@@ -1,0 +1,268 @@
+//! Fleet mode over TLS (`rediss://`) against TLS-only `redis-server`s, with certificates
+//! made here by `rcgen`: a private CA (`Config::tls_root_cert`), mutual TLS
+//! (`Config::tls_client_cert`), a wrong CA refused with a clear error, PEM arguments
+//! that do not parse, and a trip seen by a second registry (pub/sub over TLS).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use infuse::{BreakerError, Config, InitError, Registry, ServiceOverride, State};
+use infuse_tests::support::redis_server::{temp_dir, RedisServer, ServerSpec, TlsFiles};
+use infuse_tests::support::topology::{SentinelOptions, SentinelSet, MASTER_NAME};
+use infuse_tests::support::{self, calls};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+/// A CA with a server certificate (127.0.0.1, localhost) and a client certificate, as
+/// PEM text and as files.
+struct Pki {
+    ca_pem: String,
+    client_cert_pem: String,
+    client_key_pem: String,
+    files: TlsFiles,
+}
+
+fn ca() -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "infuse test CA");
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+fn leaf(
+    ca: &CertifiedIssuer<'static, KeyPair>,
+    names: &[&str],
+    usage: ExtendedKeyUsagePurpose,
+) -> (String, String) {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, names[0]);
+    params.extended_key_usages = vec![usage];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, ca).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let ca = ca();
+        let (server_cert, server_key) = leaf(
+            &ca,
+            &["127.0.0.1", "localhost"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let (client_cert, client_key) =
+            leaf(&ca, &["infuse-client"], ExtendedKeyUsagePurpose::ClientAuth);
+        let dir = temp_dir("tls");
+        let write = |name: &str, text: &str| -> PathBuf {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let files = TlsFiles {
+            cert: write("server.crt", &server_cert),
+            key: write("server.key", &server_key),
+            ca: write("ca.crt", &ca.pem()),
+            auth_clients: false,
+            client_cert: write("client.crt", &client_cert),
+            client_key: write("client.key", &client_key),
+        };
+        Pki {
+            ca_pem: ca.pem(),
+            client_cert_pem: client_cert,
+            client_key_pem: client_key,
+            files,
+        }
+    })
+}
+
+fn tls_server(auth_clients: bool) -> RedisServer {
+    RedisServer::start_with(ServerSpec {
+        tls: Some(TlsFiles {
+            auth_clients,
+            ..pki().files.clone()
+        }),
+        ..ServerSpec::default()
+    })
+}
+
+fn config(server: &RedisServer) -> Config {
+    support::topology_config(Config::redis(server.url()), "tls")
+        .redis_connect_timeout(Duration::from_secs(2))
+        .allow_undeclared_overrides(true)
+}
+
+#[tokio::test]
+async fn a_private_ca_is_trusted() {
+    let server = tls_server(false);
+    assert!(server.url().starts_with("rediss://"));
+    let store = config(&server)
+        .tls_root_cert(pki().ca_pem.as_str())
+        .fleet_store()
+        .await
+        .expect("TLS with a private CA");
+    assert!(store.is_healthy());
+    // The same, with the PEM as bytes.
+    let store = config(&server)
+        .tls_root_cert(pki().ca_pem.as_bytes())
+        .fleet_store()
+        .await
+        .expect("TLS with a private CA given as bytes");
+    assert!(store.is_healthy());
+}
+
+#[tokio::test]
+async fn mutual_tls_presents_the_client_certificate() {
+    let server = tls_server(true);
+    let pki = pki();
+    // Every PEM argument shape: `String`, `&str`, `&[u8]`, `Vec<u8>`.
+    let key: Vec<u8> = pki.client_key_pem.clone().into_bytes();
+    let store = config(&server)
+        .tls_root_cert(pki.ca_pem.clone())
+        .tls_client_cert(pki.client_cert_pem.clone(), key)
+        .fleet_store()
+        .await
+        .expect("mutual TLS");
+    assert!(store.is_healthy());
+    // Without a client certificate the server refuses the handshake.
+    let error = config(&server)
+        .tls_root_cert(&pki.ca_pem)
+        .fleet_store()
+        .await
+        .unwrap_err();
+    assert!(matches!(error, InitError::Unreachable { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_wrong_ca_is_refused_with_a_clear_error() {
+    let server = tls_server(false);
+    let other = ca().pem();
+    let error = config(&server)
+        .tls_root_cert(other)
+        .fleet_store()
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, InitError::Unreachable { .. }), "{text}");
+    assert!(text.contains("certificate"), "{text}");
+    assert!(text.contains("Config::tls_root_cert"), "{text}");
+    // No CA at all: the system's roots do not know the test CA (and the crypto provider
+    // is there out of the box: no panic).
+    let error = config(&server).fleet_store().await.unwrap_err().to_string();
+    assert!(error.contains("certificate"), "{error}");
+}
+
+#[tokio::test]
+async fn pem_that_does_not_parse_names_the_argument() {
+    let server = tls_server(false);
+    let error = config(&server)
+        .tls_root_cert("not a certificate")
+        .fleet_store()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("invalid setting Config::tls_root_cert"),
+        "{error}"
+    );
+    let error = config(&server)
+        .tls_root_cert(&pki().ca_pem)
+        .tls_client_cert(&pki().client_cert_pem, "garbage")
+        .fleet_store()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("invalid setting Config::tls_client_cert"),
+        "{error}"
+    );
+    assert!(error.contains("private key (second argument)"), "{error}");
+    // Certificates with a plain-TCP URL: a mistake, said so.
+    let plain = RedisServer::start();
+    let error = support::topology_config(Config::redis(plain.url()), "tls")
+        .tls_root_cert(&pki().ca_pem)
+        .fleet_store()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("rediss://"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trip_reaches_another_registry_over_tls() {
+    let server = tls_server(true);
+    let pki = pki();
+    let config = || {
+        config(&server)
+            .tls_root_cert(&pki.ca_pem)
+            .tls_client_cert(&pki.client_cert_pem, &pki.client_key_pem)
+            .redis_call_timeout(Duration::from_millis(500))
+            .service("users", ServiceOverride::new().fail_max(2))
+    };
+    let a = Registry::new(config()).await.unwrap();
+    let b = Registry::new(config()).await.unwrap();
+    b.breaker("users");
+    for _ in 0..2 {
+        let _ = calls::fail(&a.breaker("users")).await;
+    }
+    assert_eq!(a.breaker("users").state().await.unwrap(), State::Open);
+    let told = calls::eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        async || {
+            matches!(
+                calls::succeed(&b.breaker("users")).await,
+                Err(BreakerError::Open { .. })
+            )
+        },
+    )
+    .await;
+    assert!(told, "the trip did not reach the second registry over TLS");
+}
+
+/// Sentinels, master and replica all on TLS only: the Sentinels' `rediss://` URLs put the
+/// master on TLS too, with the same certificates; a trip reaches another registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_and_master_over_tls() {
+    let set = SentinelSet::start_with(SentinelOptions {
+        tls: Some(pki().files.clone()),
+        ..SentinelOptions::default()
+    });
+    assert!(set.urls()[0].starts_with("rediss://"));
+    let config = || {
+        support::topology_config(
+            Config::redis_sentinel(set.urls(), MASTER_NAME),
+            "tls-sentinel",
+        )
+        .tls_root_cert(&pki().ca_pem)
+        .redis_call_timeout(Duration::from_millis(500))
+        .allow_undeclared_overrides(true)
+        .service("users", ServiceOverride::new().fail_max(2))
+    };
+    let a = Registry::new(config()).await.expect("Sentinel over TLS");
+    let b = Registry::new(config()).await.unwrap();
+    b.breaker("users");
+    for _ in 0..2 {
+        let _ = calls::fail(&a.breaker("users")).await;
+    }
+    assert_eq!(a.breaker("users").state().await.unwrap(), State::Open);
+    let told = calls::eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        async || {
+            matches!(
+                calls::succeed(&b.breaker("users")).await,
+                Err(BreakerError::Open { .. })
+            )
+        },
+    )
+    .await;
+    assert!(told, "the trip did not reach the second registry");
+}
