@@ -22,6 +22,8 @@
 mod wire;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -43,8 +45,11 @@ macro_rules! script {
     };
 }
 
-/// One script per command.
+/// One script per command, and the two of the namespace's change log (no prelude: they
+/// touch no breaker).
 struct Scripts {
+    note_change: Script,
+    changes: Script,
     register: Script,
     snapshot: Script,
     record_failure: Script,
@@ -59,6 +64,8 @@ struct Scripts {
 impl Scripts {
     fn new() -> Scripts {
         Scripts {
+            note_change: Script::new(include_str!("../../../scripts/note_change.lua")),
+            changes: Script::new(include_str!("../../../scripts/changes.lua")),
             register: script!("register"),
             snapshot: script!("snapshot"),
             record_failure: script!("record_failure"),
@@ -71,8 +78,10 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 9] {
+    fn all(&self) -> [&Script; 11] {
         [
+            &self.note_change,
+            &self.changes,
             &self.register,
             &self.snapshot,
             &self.record_failure,
@@ -115,7 +124,86 @@ pub struct RedisStore {
     channel: String,
     key_ttl: Duration,
     deadlines: Deadlines,
-    scripts: Scripts,
+    scripts: Arc<Scripts>,
+    queue: Arc<Queue>,
+    log: Arc<ChangeLog>,
+}
+
+/// The namespace's change log (`infuse:{<ns>}:version` and `:changes`, see
+/// `scripts/note_change.lua`), and how far this store has read it.
+#[derive(Debug)]
+struct ChangeLog {
+    keys: [String; 2],
+    /// The version read last (`None`: never, or the log was gone).
+    seen: std::sync::Mutex<Option<u64>>,
+    reads: AtomicU64,
+}
+
+/// Every how many reads of the change log a process re-reads every breaker anyway
+/// (covers a change whose note was lost: the note is sent after the breaker's script,
+/// without waiting; and keys written by something else than infuse).
+pub const FULL_RESYNC_EVERY: u64 = 10;
+
+/// What changed since the change log was last read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changes {
+    /// Re-read every breaker: the first read, the log is gone or was recreated (Redis
+    /// restarted, flushed), or a periodic full pass is due.
+    All,
+    /// The breakers changed since the last read (empty: nothing changed).
+    Services(Vec<String>),
+}
+
+/// This process's commands in flight on the connection, and the replies it got: a
+/// timeout counts as Redis being down only when it is not this process's own queue.
+#[derive(Debug, Default)]
+struct Queue {
+    in_flight: AtomicUsize,
+    replies: AtomicU64,
+}
+
+/// A command sent behind at least this many commands of this process that times out
+/// while Redis answers others is [`StorageError::Congested`], not a timeout: at ~10 µs
+/// of Redis time per script this many fill well under a millisecond of Redis's time, so
+/// a queue this deep that misses a call deadline is the client's own backlog (a burst of
+/// calls on a busy process), which switching the registry to its fallback would not cure.
+pub const CONGESTED_QUEUE: usize = 16;
+
+impl Queue {
+    /// Runs `command`; a timeout behind a deep queue while replies came is `Congested`.
+    async fn run<T>(
+        &self,
+        future: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        let ahead = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let replies = self.replies.load(Ordering::Acquire);
+        let _sent = Sent(&self.in_flight);
+        match future.await {
+            Ok(value) => {
+                self.replies.fetch_add(1, Ordering::AcqRel);
+                Ok(value)
+            }
+            Err(StorageError::Timeout { operation, after })
+                if ahead >= CONGESTED_QUEUE && self.replies.load(Ordering::Acquire) > replies =>
+            {
+                Err(StorageError::Congested {
+                    operation,
+                    after,
+                    queued: ahead,
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Counts a command out of the queue however it ends (answered, failed or dropped).
+struct Sent<'a>(&'a AtomicUsize);
+
+impl Drop for Sent<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl RedisStore {
@@ -133,7 +221,16 @@ impl RedisStore {
             channel: events_channel(namespace),
             key_ttl,
             deadlines,
-            scripts: Scripts::new(),
+            scripts: Arc::new(Scripts::new()),
+            queue: Arc::default(),
+            log: Arc::new(ChangeLog {
+                keys: [
+                    format!("infuse:{{{namespace}}}:version"),
+                    format!("infuse:{{{namespace}}}:changes"),
+                ],
+                seen: std::sync::Mutex::new(None),
+                reads: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -158,6 +255,55 @@ impl RedisStore {
             .await?;
         }
         Ok(())
+    }
+
+    /// Reads the namespace's change log: one script, whatever the number of breakers.
+    /// Under the admin deadline.
+    pub async fn changes(&self) -> Result<Changes, StorageError> {
+        let log = &self.log;
+        let reads = log.reads.fetch_add(1, Ordering::AcqRel);
+        let last = *log.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut invocation = self.scripts.changes.prepare_invoke();
+        invocation
+            .key(&log.keys[0])
+            .key(&log.keys[1])
+            .arg(last.unwrap_or(0));
+        let mut conn = self.conn.clone();
+        let (version, services): (i64, Vec<String>) = self
+            .queue
+            .run(bounded("changes", self.deadlines.admin, async move {
+                invocation.invoke_async(&mut conn).await
+            }))
+            .await?;
+        let version = u64::try_from(version).ok();
+        *log.seen.lock().unwrap_or_else(PoisonError::into_inner) = version;
+        let due = reads % FULL_RESYNC_EVERY == 0;
+        Ok(match (last, version) {
+            (Some(last), Some(version)) if version >= last && !due => Changes::Services(services),
+            _ => Changes::All,
+        })
+    }
+
+    /// Notes in the change log that `service` changed, without waiting (see
+    /// `scripts/note_change.lua`); a note lost is repaired by pub/sub or the next full
+    /// resync.
+    fn note_change(&self, service: &'static str) -> impl FnOnce() + Send + 'static {
+        let (scripts, log) = (Arc::clone(&self.scripts), Arc::clone(&self.log));
+        let mut conn = self.conn.clone();
+        let deadline = self.deadlines.admin;
+        move || {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            runtime.spawn(async move {
+                let mut invocation = scripts.note_change.prepare_invoke();
+                invocation.key(&log.keys[0]).key(&log.keys[1]).arg(service);
+                let _ = bounded("note_change", deadline, async move {
+                    invocation.invoke_async::<i64>(&mut conn).await
+                })
+                .await;
+            });
+        }
     }
 
     /// Checks the connection with a `PING` under the call deadline.
@@ -225,10 +371,11 @@ impl RedisStore {
                 (&s.register, args)
             }
             Command::Snapshot => (&s.snapshot, Vec::new()),
-            Command::RecordFailure { generation } => (
+            Command::RecordFailure { generation, count } => (
                 &s.record_failure,
                 vec![
                     generation.to_string(),
+                    count.to_string(),
                     settings.fail_max.to_string(),
                     reset,
                     ttl,
@@ -358,14 +505,31 @@ impl Store for RedisStore {
         }
         let mut conn = self.conn.clone();
         let deadline = self.deadlines.of(&command);
+        let queue = Arc::clone(&self.queue);
+        let note = self.note_change(service);
         async move {
-            let reply = bounded(operation(&command), deadline, async move {
-                invocation.invoke_async::<Reply>(&mut conn).await
-            })
-            .await?;
-            outcome_from_reply(reply)
+            let reply = queue
+                .run(bounded(operation(&command), deadline, async move {
+                    invocation.invoke_async::<Reply>(&mut conn).await
+                }))
+                .await?;
+            let outcome = outcome_from_reply(reply)?;
+            if noted(&command, &outcome) {
+                note();
+            }
+            Ok(outcome)
         }
     }
+}
+
+/// Whether an answer shows a change the change log notes: a transition, a record
+/// created or replaced, an operator's command (a new generation). Counter changes (the
+/// fail counter's zero-ness, a trial's success below the threshold) are published but
+/// not noted: they reach a process that missed the event with the next full resync.
+fn noted(command: &Command, outcome: &Outcome) -> bool {
+    outcome.applied
+        && (outcome.changed_state()
+            || matches!(command, Command::Register { .. } | Command::Force(_)))
 }
 
 /// The events channel of a namespace.
