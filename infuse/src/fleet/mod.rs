@@ -474,14 +474,20 @@ impl Fleet {
     /// hold (repairs lost pub/sub messages): one read of the namespace's change log, then
     /// one script per breaker that changed. Every breaker is re-read (recreating records
     /// Redis lost, from this process's view) the first time, when the log is gone (Redis
-    /// restarted empty, flushed), or every [`FULL_RESYNC_EVERY`] resyncs.
+    /// restarted empty, flushed), or every `max(`[`FULL_RESYNC_EVERY`]`, B)` resyncs
+    /// (B breakers: at most one more command per resync, amortised).
     ///
     /// [`FULL_RESYNC_EVERY`]: crate::store::redis::FULL_RESYNC_EVERY
     pub(crate) async fn resync(&self) {
         if !self.is_healthy() {
             return;
         }
-        let cells = match self.store.changes().await {
+        let tracked = self
+            .cells
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        let cells = match self.store.changes(tracked).await {
             Ok(Changes::All) => self.cells(),
             Ok(Changes::Services(services)) => {
                 if services.is_empty() {

@@ -136,12 +136,16 @@ struct ChangeLog {
     keys: [String; 2],
     /// The version read last (`None`: never, or the log was gone).
     seen: std::sync::Mutex<Option<u64>>,
-    reads: AtomicU64,
+    /// Reads since the last full pass.
+    since_full: AtomicU64,
 }
 
-/// Every how many reads of the change log a process re-reads every breaker anyway
-/// (covers a change whose note was lost: the note is sent after the breaker's script,
-/// without waiting; and keys written by something else than infuse).
+/// A process re-reads every breaker anyway every `max(FULL_RESYNC_EVERY, B)` reads of
+/// the change log, B its number of breakers: at most one command per breaker per
+/// `FULL_RESYNC_EVERY` intervals, and amortised at most one more command per interval
+/// whatever B. This covers a change whose note was lost (the note is sent after the
+/// breaker's script, without waiting; its event normally reaches the process anyway),
+/// counter changes that are not noted, and keys written by something else than infuse.
 pub const FULL_RESYNC_EVERY: u64 = 10;
 
 /// What changed since the change log was last read.
@@ -229,7 +233,7 @@ impl RedisStore {
                     format!("infuse:{{{namespace}}}:changes"),
                 ],
                 seen: std::sync::Mutex::new(None),
-                reads: AtomicU64::new(0),
+                since_full: AtomicU64::new(0),
             }),
         }
     }
@@ -257,11 +261,13 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Reads the namespace's change log: one script, whatever the number of breakers.
-    /// Under the admin deadline.
-    pub async fn changes(&self) -> Result<Changes, StorageError> {
+    /// Reads the namespace's change log: one script, whatever the number of breakers
+    /// (`breakers`: how many this process has, which sets how often a full pass is due,
+    /// see [`FULL_RESYNC_EVERY`]). Under the admin deadline.
+    pub async fn changes(&self, breakers: usize) -> Result<Changes, StorageError> {
         let log = &self.log;
-        let reads = log.reads.fetch_add(1, Ordering::AcqRel);
+        let period = FULL_RESYNC_EVERY.max(breakers as u64);
+        let due = log.since_full.fetch_add(1, Ordering::AcqRel) + 1 >= period;
         let last = *log.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let mut invocation = self.scripts.changes.prepare_invoke();
         invocation
@@ -277,10 +283,12 @@ impl RedisStore {
             .await?;
         let version = u64::try_from(version).ok();
         *log.seen.lock().unwrap_or_else(PoisonError::into_inner) = version;
-        let due = reads % FULL_RESYNC_EVERY == 0;
         Ok(match (last, version) {
             (Some(last), Some(version)) if version >= last && !due => Changes::Services(services),
-            _ => Changes::All,
+            _ => {
+                log.since_full.store(0, Ordering::Release);
+                Changes::All
+            }
         })
     }
 
