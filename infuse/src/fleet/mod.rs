@@ -403,6 +403,10 @@ impl Fleet {
                         "unexpected data in this breaker's Redis keys; its calls follow the policy (`close()` repairs the keys)");
                 }
             }
+            // This process's own backlog, not Redis being down (see RedisStore).
+            StorageError::Congested { .. } => {
+                tracing::debug!(service, %error, "a Redis command waited behind this process's own queue");
+            }
             _ => self.degrade(error),
         }
     }
@@ -512,6 +516,8 @@ impl Fleet {
                 Ok(outcome) => {
                     cell.observe(&outcome.snapshot);
                 }
+                // Behind this process's own backlog: the next resync reads it again.
+                Err(StorageError::Congested { .. }) => {}
                 Err(error) => {
                     self.on_error(cell.service, &error);
                     if !self.is_healthy() {
