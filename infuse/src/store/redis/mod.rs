@@ -1,8 +1,10 @@
 //! Breaker state in Redis, shared by every process of the fleet: each [`Command`] is one
 //! Lua script (atomic on the server) mirroring its arm of the state machine, timing comes
-//! only from the server's key expiry, and every write is published so other processes
-//! learn of it at once (but a rate rule's report that neither changes the state nor the
-//! fail counter's zero-ness: counts alone reach the others with the next resync).
+//! only from the server's key expiry, and what other processes must learn is published
+//! so they learn of it at once: transitions, records created, the fail counter's 0 ↔
+//! non-zero edge (counts alone reach the others with the next full resync). Transitions
+//! and record creations are also noted in the namespace's change log, which a resync
+//! reads (one script) to re-read only the breakers that changed.
 //!
 //! Key layout, for breaker `<service>` in namespace `<ns>` (one Redis Cluster hash slot):
 //!
@@ -13,7 +15,15 @@
 //! | `infuse:{<ns>/<service>}:trial` | string | the trial holder's token | the trial lease |
 //! | `infuse:{<ns>/<service>}:window` | hash | rate rules only: `b0`…`b9` = `"<bucket> <calls> <failures> <slow>"` per bucket slot, `i<instance>` = its last bucket with failures or slow calls; deleted by every transition | two windows, renewed on writes |
 //!
-//! Every script gets the four keys. The window's buckets are keyed by the server's `TIME`
+//! The namespace's change log (written by `scripts/note_change.lua` after a breaker's
+//! script, read by `scripts/changes.lua`; in Cluster, the slot of `{<ns>}`):
+//!
+//! | key | type | content | expiry |
+//! |---|---|---|---|
+//! | `infuse:{<ns>}:version` | string | the namespace version (`INCR`) | none |
+//! | `infuse:{<ns>}:changes` | sorted set | service → version of its last noted change | none |
+//!
+//! Every breaker script gets the four keys. The window's buckets are keyed by the server's `TIME`
 //! (see `scripts/record_calls.lua`).
 //!
 //! Channel `infuse:events:<ns>` carries those writes as
