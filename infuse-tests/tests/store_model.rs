@@ -60,6 +60,7 @@ enum Step {
     Snapshot,
     RecordFailure {
         offset: i64,
+        count: u32,
     },
     RecordSuccess {
         offset: i64,
@@ -214,7 +215,8 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         2 => prop::option::of(seed()).prop_map(Step::Register),
         1 => Just(Step::Snapshot),
-        4 => offset().prop_map(|offset| Step::RecordFailure { offset }),
+        4 => (offset(), prop_oneof![3 => Just(1u32), 1 => 0u32..5])
+            .prop_map(|(offset, count)| Step::RecordFailure { offset, count }),
         2 => offset().prop_map(|offset| Step::RecordSuccess { offset }),
         4 => (offset(), counts(), 0..INSTANCES.len())
             .prop_map(|(offset, counts, instance)| Step::RecordCalls { offset, counts, instance }),
@@ -258,8 +260,9 @@ fn command(step: Step, current: u64) -> Command {
             }),
         },
         Step::Snapshot => Command::Snapshot,
-        Step::RecordFailure { offset } => Command::RecordFailure {
+        Step::RecordFailure { offset, count } => Command::RecordFailure {
             generation: near(offset),
+            count,
         },
         Step::RecordSuccess { offset } => Command::RecordSuccess {
             generation: near(offset),

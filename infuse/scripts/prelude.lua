@@ -49,6 +49,21 @@ local function check_timed(key)
   end
 end
 
+-- The record from its HMGET fields (nil when the hash is absent).
+local function parse(v)
+  local rec = {inc = v[1], gen = tonumber(v[2]), seq = tonumber(v[3]), state = tonumber(v[4]),
+               fail = tonumber(v[5]), succ = tonumber(v[6]), reo = tonumber(v[7] or 0)}
+  if not (rec.inc and rec.gen and rec.seq and rec.state and rec.fail and rec.succ and rec.reo)
+      or rec.state < CLOSED or rec.state > DISABLED or rec.state % 1 ~= 0 then
+    corrupt(KEYS[1] .. ' has missing or invalid fields')
+  end
+  return rec
+end
+
+local function fields()
+  return redis.call('HMGET', KEYS[1], 'inc', 'gen', 'seq', 'state', 'fail', 'succ', 'reo')
+end
+
 -- Reads the record, or nil when absent (Option<Record> in machine.rs).
 local function load()
   local kind = redis.call('TYPE', KEYS[1])['ok']
@@ -58,15 +73,26 @@ local function load()
   if kind ~= 'hash' then
     corrupt(KEYS[1] .. ' is a ' .. kind .. ', not a hash')
   end
-  local v = redis.call('HMGET', KEYS[1], 'inc', 'gen', 'seq', 'state', 'fail', 'succ', 'reo')
-  local rec = {inc = v[1], gen = tonumber(v[2]), seq = tonumber(v[3]), state = tonumber(v[4]),
-               fail = tonumber(v[5]), succ = tonumber(v[6]), reo = tonumber(v[7] or 0)}
-  if not (rec.inc and rec.gen and rec.seq and rec.state and rec.fail and rec.succ and rec.reo)
-      or rec.state < CLOSED or rec.state > DISABLED or rec.state % 1 ~= 0 then
-    corrupt(KEYS[1] .. ' has missing or invalid fields')
-  end
+  local rec = parse(fields())
   check_timed(KEYS[2])
   check_timed(KEYS[3])
+  return rec
+end
+
+-- load() for the commands of the calls' own path (record_failure, record_success): one
+-- HMGET (a key of another type fails it with WRONGTYPE, which the client reports as
+-- corrupt), and the timed keys checked only when the record is not letting calls
+-- through, the only time these commands read them. Nil when absent.
+local function load_calls()
+  local v = fields()
+  if not (v[1] or v[2] or v[3] or v[4] or v[5] or v[6] or v[7]) then
+    return nil
+  end
+  local rec = parse(v)
+  if rec.state ~= CLOSED and rec.state ~= DISABLED then
+    check_timed(KEYS[2])
+    check_timed(KEYS[3])
+  end
   return rec
 end
 
@@ -83,6 +109,16 @@ local function save(rec, ttl_ms)
   if rec.state == FORCED_OPEN or rec.state == DISABLED then
     redis.call('PERSIST', KEYS[1])
   else
+    redis.call('PEXPIRE', KEYS[1], ttl_ms)
+  end
+end
+
+-- save() of a write that changed only the fail counter (state, generation, successes and
+-- backoff as they were): two fields instead of seven.
+local function save_fail(rec, ttl_ms)
+  rec.seq = rec.seq + 1
+  redis.call('HSET', KEYS[1], 'seq', rec.seq, 'fail', rec.fail)
+  if rec.state ~= FORCED_OPEN and rec.state ~= DISABLED then
     redis.call('PEXPIRE', KEYS[1], ttl_ms)
   end
 end
@@ -144,8 +180,12 @@ end
 -- Outcome::absent: the answer about a breaker with no record.
 local ABSENT = {0, CLOSED, '0', 1, 0, CLOSED, 0, 0, -1, -1, ''}
 
--- Tells every process of the fleet (event fields above, space-separated).
-local function publish(channel, service, rec)
-  local r = reply(1, rec.state, rec)
+-- Tells every process of the fleet what a reply `r` holds (event fields above,
+-- space-separated).
+local function publish_reply(channel, service, r)
   redis.call('PUBLISH', channel, table.concat({r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], service}, ' '))
+end
+
+local function publish(channel, service, rec)
+  publish_reply(channel, service, reply(1, rec.state, rec))
 end

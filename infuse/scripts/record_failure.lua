@@ -1,19 +1,32 @@
--- record_failure (machine.rs: record_failure): count a failure of a call admitted at
+-- record_failure (machine.rs: record_failure): count ARGV[2] failures of calls admitted at
 -- generation ARGV[1] while calls ran (closed or disabled); a closed breaker trips at
--- fail_max (policy.rs: TripPolicy::ConsecutiveFailures).
--- ARGV: generation, fail_max, reset_timeout_ms, key_ttl_ms, channel, service
-local rec = load()
+-- fail_max (policy.rs: TripPolicy::ConsecutiveFailures). A process coalesces the
+-- failures that happen while its previous report is in flight into one count.
+-- ARGV: generation, count (>= 1), fail_max, reset_timeout_ms, key_ttl_ms, channel, service
+local rec = load_calls()
 if not rec then
   return ABSENT
 end
 local from = rec.state
-if rec.gen ~= tonumber(ARGV[1]) or (rec.state ~= CLOSED and rec.state ~= DISABLED) then
+local count = tonumber(ARGV[2])
+if rec.gen ~= tonumber(ARGV[1]) or (rec.state ~= CLOSED and rec.state ~= DISABLED)
+    or count < 1 then
   return reply(0, from, rec)
 end
-rec.fail = rec.fail + 1
-if rec.state == CLOSED and rec.fail >= tonumber(ARGV[2]) then
-  trip(rec, ARGV[3])
+local before = rec.fail
+rec.fail = math.min(rec.fail + count, 4294967295)
+if rec.state == CLOSED and rec.fail >= tonumber(ARGV[3]) then
+  trip(rec, ARGV[4])
+  save(rec, ARGV[5])
+else
+  save_fail(rec, ARGV[5])
 end
-save(rec, ARGV[4])
-publish(ARGV[5], ARGV[6], rec)
-return reply(1, from, rec)
+local r = reply(1, from, rec)
+-- Other processes must learn of a trip, and of the fail counter's 0 -> non-zero edge
+-- (their views' dirty bit: a success then resets the fleet's count); further failures
+-- reach them with the next read. Publishing every failure would send each process a
+-- message per failure of every other process.
+if rec.state ~= from or before == 0 then
+  publish_reply(ARGV[6], ARGV[7], r)
+end
+return r

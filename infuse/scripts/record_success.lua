@@ -2,7 +2,7 @@
 -- generation ARGV[1] while calls ran resets the consecutive-failure count (sent once
 -- after failures, not per call).
 -- ARGV: generation, key_ttl_ms, channel, service
-local rec = load()
+local rec = load_calls()
 if not rec then
   return ABSENT
 end
@@ -12,6 +12,7 @@ if rec.gen ~= tonumber(ARGV[1]) or (rec.state ~= CLOSED and rec.state ~= DISABLE
   return reply(0, from, rec)
 end
 rec.fail = 0
-save(rec, ARGV[2])
-publish(ARGV[3], ARGV[4], rec)
-return reply(1, from, rec)
+save_fail(rec, ARGV[2])
+local r = reply(1, from, rec)
+publish_reply(ARGV[3], ARGV[4], r)
+return r

@@ -62,6 +62,14 @@ impl Backend {
     }
 
     /// Whether commands leave the process (and are worth not waiting for).
+    /// How long a call waits on the store at most (zero in memory).
+    pub(crate) fn call_deadline(&self) -> std::time::Duration {
+        match self {
+            Backend::Memory(_) => std::time::Duration::ZERO,
+            Backend::Fleet(fleet) => fleet.call_deadline(),
+        }
+    }
+
     pub(crate) fn is_remote(&self) -> bool {
         matches!(self, Backend::Fleet(_))
     }

@@ -48,6 +48,7 @@ macro_rules! __conformance_cases {
             register_does_not_overwrite,
             independent_services,
             failures_trip_at_fail_max,
+            coalesced_failures_count_as_many,
             success_resets_fail_counter,
             stale_generation_not_counted,
             results_while_not_closed_not_counted,
@@ -171,7 +172,16 @@ async fn snap<S: Store>(store: &S, svc: &'static str, s: &Settings) -> Snapshot 
 }
 
 async fn fail<S: Store>(store: &S, svc: &'static str, s: &Settings, generation: u64) -> Outcome {
-    apply(store, svc, s, Command::RecordFailure { generation }).await
+    apply(
+        store,
+        svc,
+        s,
+        Command::RecordFailure {
+            generation,
+            count: 1,
+        },
+    )
+    .await
 }
 
 async fn succeed<S: Store>(store: &S, svc: &'static str, s: &Settings, generation: u64) -> Outcome {
@@ -405,6 +415,36 @@ pub async fn failures_trip_at_fail_max<S: Store>(store: &S, prefix: &str) {
     assert_eq!(read.state, State::Open);
     assert_eq!(read.fail_counter, 3);
     assert_eq!(read.generation, tripped.snapshot.generation);
+}
+
+/// A coalesced report of `count` failures counts as `count` failures in a row: below
+/// `fail_max` it only counts, reaching it trips (counting every failure of the batch), a
+/// count of 0 is refused, and a batch at a stale generation is not counted.
+pub async fn coalesced_failures_count_as_many<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "coalesced_failures_count_as_many");
+    let s = settings(5, 1);
+    let generation = register(store, svc, &s).await.generation;
+    let batch = |count| Command::RecordFailure { generation, count };
+    let none = apply(store, svc, &s, batch(0)).await;
+    assert!(!none.applied, "an empty batch: {none:?}");
+    assert_eq!(none.snapshot.fail_counter, 0);
+    let three = apply(store, svc, &s, batch(3)).await;
+    assert!(three.applied, "{three:?}");
+    assert_eq!(three.snapshot.state, State::Closed);
+    assert_eq!(three.snapshot.fail_counter, 3);
+    assert_eq!(three.snapshot.generation, generation);
+    let tripped = apply(store, svc, &s, batch(4)).await;
+    assert!(tripped.applied, "{tripped:?}");
+    assert!(tripped.changed_state());
+    assert_freshly_open(svc, &tripped.snapshot);
+    assert_eq!(
+        tripped.snapshot.fail_counter, 7,
+        "the whole batch is counted"
+    );
+    let stale = apply(store, svc, &s, batch(2)).await;
+    assert!(!stale.applied, "a stale batch: {stale:?}");
+    assert_eq!(stale.snapshot.fail_counter, 7);
+    assert_eq!(snap(store, svc, &s).await.fail_counter, 7);
 }
 
 /// A success resets the consecutive count (so `fail_max` counts consecutive failures);
@@ -1205,7 +1245,10 @@ pub async fn absent_records_stay_absent<S: Store>(store: &S, prefix: &str) {
     let s = settings(1, 1);
     for command in [
         Command::Snapshot,
-        Command::RecordFailure { generation: 1 },
+        Command::RecordFailure {
+            generation: 1,
+            count: 1,
+        },
         Command::RecordSuccess { generation: 1 },
         Command::RecordCalls {
             generation: 1,

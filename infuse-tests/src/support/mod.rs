@@ -90,7 +90,10 @@ impl FleetServerStore {
         let fleet = FleetServerStore::connect(Duration::from_millis(25)).await;
         fleet.server.pause();
         // A call-path command times out on the paused server and degrades the store.
-        let failure = Command::RecordFailure { generation: 1 };
+        let failure = Command::RecordFailure {
+            generation: 1,
+            count: 1,
+        };
         fleet
             .store
             .apply("fallback-degrade", &Settings::DEFAULT, failure)

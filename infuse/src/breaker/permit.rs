@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::breaker::counting::Counted;
 use crate::breaker::handle::{Breaker, Verdict};
 use crate::core::{Command, Outcome, State, StorageError, TransitionReason, TrialToken};
-use crate::local::{CallOutcome, COUNT};
+use crate::local::{CallOutcome, Joined, COUNT};
 
 /// Permission to run one call, from [`Breaker::acquire`] (borrowing the breaker) or
 /// [`Breaker::acquire_owned`] (owning a handle, to move into a task). Report the outcome
@@ -121,15 +121,17 @@ impl<B: Borrow<Breaker>> Permit<B> {
                             Counted::Reporting(reporting) => reporting.await,
                         };
                     }
-                    let outcome = breaker.apply(Command::RecordFailure { generation }).await;
-                    let tripped = Some(TransitionReason::ConsecutiveFailures);
-                    match breaker.record_outcome(outcome, tripped) {
-                        Some(o) if o.changed_state() && o.snapshot.state == State::Open => {
-                            Verdict::Tripped
-                        }
-                        Some(o) if o.applied => Verdict::Counted,
-                        _ => Verdict::Ignored,
+                    if breaker.is_remote() {
+                        return breaker.report_failure(generation).await;
                     }
+                    let command = Command::RecordFailure {
+                        generation,
+                        count: 1,
+                    };
+                    let outcome = breaker.apply(command).await;
+                    let tripped = Some(TransitionReason::ConsecutiveFailures);
+                    let outcome = breaker.record_outcome(outcome, tripped);
+                    verdict_in_batch(1, 1, outcome.as_ref(), breaker.fail_max())
                 }
                 PermitKind::Trial { token } => {
                     let outcome = permit.breaker.borrow().settle_trial(token, false).await;
@@ -164,8 +166,105 @@ impl<B: Borrow<Breaker>> Debug for Permit<B> {
     }
 }
 
+/// The verdict of the `index`-th (from 1) of `count` failures reported together, as if
+/// each had been reported alone in turn: the one that reached `fail_max` tripped the
+/// breaker, those before it were counted, those after it would have been stale.
+fn verdict_in_batch(index: u32, count: u32, outcome: Option<&Outcome>, fail_max: u32) -> Verdict {
+    match outcome {
+        Some(o) if o.changed_state() && o.snapshot.state == State::Open => {
+            let before = o.snapshot.fail_counter.saturating_sub(count);
+            let trips_at = fail_max.saturating_sub(before).max(1);
+            match index.cmp(&trips_at) {
+                std::cmp::Ordering::Less => Verdict::Counted,
+                std::cmp::Ordering::Equal => Verdict::Tripped,
+                std::cmp::Ordering::Greater => Verdict::Ignored,
+            }
+        }
+        Some(o) if o.applied => Verdict::Counted,
+        _ => Verdict::Ignored,
+    }
+}
+
+/// Reports the batch of failures waiting when its breaker's report in flight ends.
+struct Drain(Breaker);
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        self.0.report_next_batch();
+    }
+}
+
 /// Recording outcomes in the store.
 impl Breaker {
+    fn fail_max(&self) -> u32 {
+        crate::core::TripPolicy::of(&self.settings()).fail_max
+    }
+
+    /// Reports a failure to a remote store, at most one report per breaker in flight:
+    /// a failure while one is in flight joins the next report (a count) and shares its
+    /// answer, waiting at most the call deadline (then it is reported, its verdict
+    /// unknown: `Counted`). A storm of failures on one breaker thus sends a handful of
+    /// scripts, never a queue of them.
+    async fn report_failure(&self, generation: u64) -> Verdict {
+        match self.cell.failures.join(generation) {
+            Joined::Stale => Verdict::Ignored,
+            Joined::Lead => {
+                let drain = Drain(self.clone());
+                let command = Command::RecordFailure {
+                    generation,
+                    count: 1,
+                };
+                let outcome = self.apply(command).await;
+                let tripped = Some(TransitionReason::ConsecutiveFailures);
+                let outcome = self.record_outcome(outcome, tripped);
+                drop(drain);
+                verdict_in_batch(1, 1, outcome.as_ref(), self.fail_max())
+            }
+            Joined::Wait { index, mut answer } => {
+                let deadline = self.binding().backend.call_deadline();
+                let answered =
+                    tokio::time::timeout(deadline, answer.wait_for(Option::is_some)).await;
+                match answered {
+                    Ok(Ok(answer)) => {
+                        let Some((count, outcome)) = *answer else {
+                            return Verdict::Counted;
+                        };
+                        verdict_in_batch(index, count, outcome.as_ref(), self.fail_max())
+                    }
+                    Ok(Err(_)) => Verdict::Ignored, // the batch was dropped unsent
+                    Err(_) => Verdict::Counted,
+                }
+            }
+        }
+    }
+
+    /// Sends the next batch of failures, if one is waiting (in the background: whoever
+    /// ends a report does not wait for the next).
+    fn report_next_batch(&self) {
+        let Some(batch) = self.cell.failures.next() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            batch.answer(None);
+            while let Some(batch) = self.cell.failures.next() {
+                batch.answer(None);
+            }
+            return;
+        };
+        let breaker = self.clone();
+        runtime.spawn(async move {
+            let drain = Drain(breaker.clone());
+            let command = Command::RecordFailure {
+                generation: batch.generation,
+                count: batch.count,
+            };
+            let outcome = breaker.apply(command).await;
+            let tripped = Some(TransitionReason::ConsecutiveFailures);
+            batch.answer(breaker.record_outcome(outcome, tripped));
+            drop(drain);
+        });
+    }
+
     /// Tells listeners an unmeasured call succeeded. The closure captures nothing, so
     /// that without listeners the fast path pays one load.
     #[inline(always)]

@@ -22,11 +22,17 @@ pub enum Command {
     },
     /// Reads the record; writes nothing.
     Snapshot,
-    /// Counts a failure of a call admitted at `generation` while calls ran (closed or
-    /// disabled); trips a closed breaker when the trip policy says so.
+    /// Counts `count` failures of calls admitted at `generation` while calls ran (closed
+    /// or disabled); trips a closed breaker when the trip policy says so. A process sends
+    /// at most one per breaker at a time: failures that happen meanwhile are coalesced
+    /// into the next one's `count` (the same as `count` single failures in a row, except
+    /// that those after a trip would have been refused as stale anyway). A `count` of 0
+    /// is refused.
     RecordFailure {
-        /// The generation the call was admitted under.
+        /// The generation the calls were admitted under.
         generation: u64,
+        /// How many failures (at least 1).
+        count: u32,
     },
     /// Resets the consecutive-failure count after a success of a call admitted at
     /// `generation` (sent once after failures, not per call).

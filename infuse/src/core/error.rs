@@ -179,6 +179,19 @@ pub enum StorageError {
         /// The deadline that passed.
         after: Duration,
     },
+    /// The store did not answer within its deadline, but it answered other commands
+    /// meanwhile and this process had many commands queued ahead of this one: the delay
+    /// was this process's own queue, not the store being down. The command's outcome is
+    /// unknown; the registry stays on the store (no switch to the unavailable-policy).
+    #[error("{operation} on the breaker store timed out after {} ms behind {queued} commands of this process (the store answered others meanwhile)", .after.as_millis())]
+    Congested {
+        /// What was being done.
+        operation: &'static str,
+        /// The deadline that passed.
+        after: Duration,
+        /// How many commands of this process were in flight when it was sent.
+        queued: usize,
+    },
     /// The store could not be reached or refused the command.
     #[error("breaker store unavailable: {0}")]
     Unavailable(String),

@@ -10,7 +10,7 @@
 //! | command | applies when | effect |
 //! |---|---|---|
 //! | `Register { seed }` | no record, or `seed` is a newer generation | record = seed (or closed) |
-//! | `RecordFailure { gen }` | closed or disabled, at `gen` | count; closed + policy says so: **trip** |
+//! | `RecordFailure { gen, count }` | closed or disabled, at `gen`, `count` > 0 | count += `count`; closed + policy says so: **trip** |
 //! | `RecordSuccess { gen }` | closed or disabled, at `gen`, count > 0 | count = 0 |
 //! | `RecordCalls { gen, counts }` | closed or disabled, at `gen`, counts not empty | count, window += counts; closed + policy says so: **trip** |
 //! | `AcquireTrial { token }` | open and its time passed, or half-open; slot free (or ours) | half-open, slot = token |
@@ -167,9 +167,9 @@ pub fn apply(
     match *command {
         Command::Register { .. } | Command::Force(_) => unreachable!("handled above"),
         Command::Snapshot => answer(r, now, |_| true),
-        Command::RecordFailure { generation } => {
-            answer(r, now, |r| record_failure(r, generation, settings, now))
-        }
+        Command::RecordFailure { generation, count } => answer(r, now, |r| {
+            record_failure(r, generation, count, settings, now)
+        }),
         Command::RecordSuccess { generation } => answer(r, now, |r| record_success(r, generation)),
         Command::RecordCalls {
             generation,
@@ -252,11 +252,17 @@ fn register(
 }
 
 /// record_failure.lua
-fn record_failure(r: &mut Record, generation: u64, settings: &Settings, now: Instant) -> bool {
-    if r.generation != generation || !r.state.lets_calls_through() {
+fn record_failure(
+    r: &mut Record,
+    generation: u64,
+    count: u32,
+    settings: &Settings,
+    now: Instant,
+) -> bool {
+    if r.generation != generation || !r.state.lets_calls_through() || count == 0 {
         return false;
     }
-    r.fail = r.fail.saturating_add(1);
+    r.fail = r.fail.saturating_add(count);
     if r.state == State::Closed && TripPolicy::of(settings).trips(r.fail) {
         r.trip(now, open_time(settings, 0, 0));
     }

@@ -39,7 +39,7 @@ use crate::core::{
 };
 use crate::local::Cell;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::{parse_event, timer_for, Deadlines, RedisStore};
+use crate::store::redis::{parse_event, timer_for, Changes, Deadlines, RedisStore};
 use crate::store::Store;
 
 /// The Redis store with its failure policy and background tasks.
@@ -150,6 +150,11 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// How long a call waits on Redis at most.
+    pub(crate) fn call_deadline(&self) -> Duration {
+        self.store.deadlines().call
+    }
+
     /// Whether calls currently use Redis (false while degraded).
     pub(crate) fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
@@ -208,6 +213,18 @@ impl Fleet {
                         self.protect_locally(service, settings, &counts, &outcome);
                     }
                     return Ok(outcome);
+                }
+                // This process's own backlog, not Redis being down: this command's
+                // outcome is unknown (a call reports it as not counted), the registry
+                // stays on Redis.
+                Err(error @ StorageError::Congested { .. }) => {
+                    tracing::debug!(service, %error, "a Redis command waited behind this process's own queue");
+                    if let Command::AcquireTrial { token, .. }
+                    | Command::RecordTrial { token, .. } = command
+                    {
+                        self.release_in_redis(service, settings, token);
+                    }
+                    return Err(error);
                 }
                 Err(error) => {
                     self.on_error(service, &error);
@@ -352,6 +369,10 @@ impl Fleet {
                         "unexpected data in this breaker's Redis keys; its calls follow the policy (`close()` repairs the keys)");
                 }
             }
+            // This process's own backlog, not Redis being down (see RedisStore).
+            StorageError::Congested { .. } => {
+                tracing::debug!(service, %error, "a Redis command waited behind this process's own queue");
+            }
             _ => self.degrade(error),
         }
     }
@@ -419,18 +440,50 @@ impl Fleet {
         true
     }
 
-    /// Re-reads every breaker and applies what changed (repairs lost pub/sub messages;
-    /// recreates records Redis lost, from this process's view).
+    /// Re-reads the breakers that changed since the last resync and applies what they
+    /// hold (repairs lost pub/sub messages): one read of the namespace's change log, then
+    /// one script per breaker that changed. Every breaker is re-read (recreating records
+    /// Redis lost, from this process's view) the first time, when the log is gone (Redis
+    /// restarted empty, flushed), or every `max(`[`FULL_RESYNC_EVERY`]`, B)` resyncs
+    /// (B breakers: at most one more command per resync, amortised).
+    ///
+    /// [`FULL_RESYNC_EVERY`]: crate::store::redis::FULL_RESYNC_EVERY
     pub(crate) async fn resync(&self) {
         if !self.is_healthy() {
             return;
         }
-        let (cells, answers) = self.reconcile_all().await;
+        let tracked = self
+            .cells
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        let cells = match self.store.changes(tracked).await {
+            Ok(Changes::All) => self.cells(),
+            Ok(Changes::Services(services)) => {
+                if services.is_empty() {
+                    return;
+                }
+                let changed: HashSet<&str> = services.iter().map(String::as_str).collect();
+                let cells = self.cells.read().unwrap_or_else(PoisonError::into_inner);
+                cells
+                    .iter()
+                    .filter(|(service, _)| changed.contains(*service))
+                    .filter_map(|(_, cell)| cell.upgrade())
+                    .collect()
+            }
+            // Garbage in the log's keys: read everything (the log is not the record).
+            Err(StorageError::Corrupt(_)) => self.cells(),
+            Err(StorageError::Congested { .. }) => return,
+            Err(error) => return self.degrade(&error),
+        };
+        let answers = self.reconcile(&cells).await;
         for (cell, answer) in cells.iter().zip(answers) {
             match answer {
                 Ok(outcome) => {
                     cell.observe(&outcome.snapshot);
                 }
+                // Behind this process's own backlog: the next resync reads it again.
+                Err(StorageError::Congested { .. }) => {}
                 Err(error) => {
                     self.on_error(cell.service, &error);
                     if !self.is_healthy() {
@@ -448,15 +501,20 @@ impl Fleet {
     /// records, replaces older ones, and answers with what Redis holds now.
     async fn reconcile_all(&self) -> (Vec<Arc<Cell>>, Vec<Result<Outcome, StorageError>>) {
         let cells = self.cells();
-        let answers = futures_util::future::join_all(cells.iter().map(|cell| {
+        let answers = self.reconcile(&cells).await;
+        (cells, answers)
+    }
+
+    /// Registers `cells`' breakers with this process's view as the seed.
+    async fn reconcile(&self, cells: &[Arc<Cell>]) -> Vec<Result<Outcome, StorageError>> {
+        futures_util::future::join_all(cells.iter().map(|cell| {
             let command = Command::Register {
                 seed: Some(cell.seed()),
             };
             let settings = cell.settings();
             async move { self.store.apply(cell.service, &settings, command).await }
         }))
-        .await;
-        (cells, answers)
+        .await
     }
 
     /// Loads (or creates) a breaker's shared state for its first call, under the call

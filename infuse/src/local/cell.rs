@@ -14,7 +14,7 @@ use tokio::time::Sleep;
 
 use crate::core::{Seed, Settings, Snapshot, State, TransitionReason};
 use crate::local::view::{Applied, Arm, View};
-use crate::local::{Listener, Listeners, Tally, Transition};
+use crate::local::{FailureReports, Listener, Listeners, Tally, Transition};
 
 /// A breaker's per-process state. The call path reads it through a `Breaker`; the
 /// fleet layer updates it from pub/sub and resyncs, without knowing the handle.
@@ -27,6 +27,8 @@ pub(crate) struct Cell {
     measure: AtomicU8,
     /// This process's counts since its last report (rate rules only).
     pub(crate) tally: Tally,
+    /// The failure reports in flight to a remote store (consecutive rule only).
+    pub(crate) failures: FailureReports,
     settings: ArcSwap<Settings>,
     /// What the call path binds the breaker to (its store); opaque here, so that one
     /// `Arc<Cell>` is the whole breaker handle and this layer names no higher one.
@@ -47,6 +49,7 @@ impl Cell {
             listeners: Listeners::default(),
             measure: AtomicU8::new(measure_of(&settings)),
             tally: Tally::default(),
+            failures: FailureReports::default(),
             settings: ArcSwap::from_pointee(settings),
             binding: ArcSwap::from_pointee(binding),
             timer: Mutex::new(None),

@@ -1,12 +1,14 @@
 //! The in-process store: [`machine::apply`] under a lock. The reference implementation
 //! of [`Store`], and the default.
 //!
-//! One mutex guards the records; it is held only for the transition (never across a
-//! guarded call, never across an `.await`).
+//! Each breaker's record has a mutex of its own, so breakers never wait on each other:
+//! the map from service to record is read-locked to find a record (write-locked only
+//! the first time a service is seen). A record's lock is held only for the transition
+//! (never across a guarded call, never across an `.await`).
 
 use std::collections::HashMap;
 use std::future::{ready, Future};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokio::time::Instant;
 
@@ -14,16 +16,34 @@ use super::machine::{self, Record};
 use super::{Command, Outcome, Store};
 use crate::core::{fresh_incarnation, Settings, StorageError};
 
+type Slot = Arc<Mutex<Option<Record>>>;
+
 /// Breaker state kept in this process's memory.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    records: Mutex<HashMap<&'static str, Option<Record>>>,
+    records: RwLock<HashMap<&'static str, Slot>>,
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// The record slot of `service`, created empty on first use.
+    fn slot(&self, service: &'static str) -> Slot {
+        // Nothing panics while a lock is held, but never let a poisoned lock wedge
+        // every breaker.
+        if let Some(slot) = self
+            .records
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(service)
+        {
+            return Arc::clone(slot);
+        }
+        let mut records = self.records.write().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(records.entry(service).or_default())
     }
 
     /// The synchronous form of [`Store::apply`]: the in-memory store never waits.
@@ -33,12 +53,10 @@ impl MemoryStore {
         settings: &Settings,
         command: Command,
     ) -> Outcome {
+        let slot = self.slot(service);
         let now = Instant::now();
-        // Nothing panics while the lock is held, but never let a poisoned lock wedge
-        // every breaker.
-        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        let record = records.entry(service).or_default();
-        machine::apply(record, &command, settings, now, fresh_incarnation)
+        let mut record = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        machine::apply(&mut record, &command, settings, now, fresh_incarnation)
     }
 }
 

@@ -1,8 +1,10 @@
 //! Breaker state in Redis, shared by every process of the fleet: each [`Command`] is one
 //! Lua script (atomic on the server) mirroring its arm of the state machine, timing comes
-//! only from the server's key expiry, and every write is published so other processes
-//! learn of it at once (but a rate rule's report that neither changes the state nor the
-//! fail counter's zero-ness: counts alone reach the others with the next resync).
+//! only from the server's key expiry, and what other processes must learn is published
+//! so they learn of it at once: transitions, records created, the fail counter's 0 ↔
+//! non-zero edge (counts alone reach the others with the next full resync). Transitions
+//! and record creations are also noted in the namespace's change log, which a resync
+//! reads (one script) to re-read only the breakers that changed.
 //!
 //! Key layout, for breaker `<service>` in namespace `<ns>` (one Redis Cluster hash slot):
 //!
@@ -13,7 +15,15 @@
 //! | `infuse:{<ns>/<service>}:trial` | string | the trial holder's token | the trial lease |
 //! | `infuse:{<ns>/<service>}:window` | hash | rate rules only: `b0`…`b9` = `"<bucket> <calls> <failures> <slow>"` per bucket slot, `i<instance>` = its last bucket with failures or slow calls; deleted by every transition | two windows, renewed on writes |
 //!
-//! Every script gets the four keys. The window's buckets are keyed by the server's `TIME`
+//! The namespace's change log (written by `scripts/note_change.lua` after a breaker's
+//! script, read by `scripts/changes.lua`; in Cluster, the slot of `{<ns>}`):
+//!
+//! | key | type | content | expiry |
+//! |---|---|---|---|
+//! | `infuse:{<ns>}:version` | string | the namespace version (`INCR`) | none |
+//! | `infuse:{<ns>}:changes` | sorted set | service → version of its last noted change | none |
+//!
+//! Every breaker script gets the four keys. The window's buckets are keyed by the server's `TIME`
 //! (see `scripts/record_calls.lua`).
 //!
 //! Channel `infuse:events:<ns>` carries those writes as
@@ -23,6 +33,8 @@ mod connection;
 mod wire;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use redis::{RedisError, Script};
@@ -46,8 +58,11 @@ macro_rules! script {
     };
 }
 
-/// One script per command.
+/// One script per command, and the two of the namespace's change log (no prelude: they
+/// touch no breaker).
 struct Scripts {
+    note_change: Script,
+    changes: Script,
     register: Script,
     snapshot: Script,
     record_failure: Script,
@@ -62,6 +77,8 @@ struct Scripts {
 impl Scripts {
     fn new() -> Scripts {
         Scripts {
+            note_change: Script::new(include_str!("../../../scripts/note_change.lua")),
+            changes: Script::new(include_str!("../../../scripts/changes.lua")),
             register: script!("register"),
             snapshot: script!("snapshot"),
             record_failure: script!("record_failure"),
@@ -74,8 +91,10 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 9] {
+    fn all(&self) -> [&Script; 11] {
         [
+            &self.note_change,
+            &self.changes,
             &self.register,
             &self.snapshot,
             &self.record_failure,
@@ -118,7 +137,90 @@ pub struct RedisStore {
     channel: String,
     key_ttl: Duration,
     deadlines: Deadlines,
-    scripts: Scripts,
+    scripts: Arc<Scripts>,
+    queue: Arc<Queue>,
+    log: Arc<ChangeLog>,
+}
+
+/// The namespace's change log (`infuse:{<ns>}:version` and `:changes`, see
+/// `scripts/note_change.lua`), and how far this store has read it.
+#[derive(Debug)]
+struct ChangeLog {
+    keys: [String; 2],
+    /// The version read last (`None`: never, or the log was gone).
+    seen: std::sync::Mutex<Option<u64>>,
+    /// Reads since the last full pass.
+    since_full: AtomicU64,
+}
+
+/// A process re-reads every breaker anyway every `max(FULL_RESYNC_EVERY, B)` reads of
+/// the change log, B its number of breakers: at most one command per breaker per
+/// `FULL_RESYNC_EVERY` intervals, and amortised at most one more command per interval
+/// whatever B. This covers a change whose note was lost (the note is sent after the
+/// breaker's script, without waiting; its event normally reaches the process anyway),
+/// counter changes that are not noted, and keys written by something else than infuse.
+pub const FULL_RESYNC_EVERY: u64 = 10;
+
+/// What changed since the change log was last read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changes {
+    /// Re-read every breaker: the first read, the log is gone or was recreated (Redis
+    /// restarted, flushed), or a periodic full pass is due.
+    All,
+    /// The breakers changed since the last read (empty: nothing changed).
+    Services(Vec<String>),
+}
+
+/// This process's commands in flight on the connection, and the replies it got: a
+/// timeout counts as Redis being down only when it is not this process's own queue.
+#[derive(Debug, Default)]
+struct Queue {
+    in_flight: AtomicUsize,
+    replies: AtomicU64,
+}
+
+/// A command sent behind at least this many commands of this process that times out
+/// while Redis answers others is [`StorageError::Congested`], not a timeout: at ~10 µs
+/// of Redis time per script this many fill well under a millisecond of Redis's time, so
+/// a queue this deep that misses a call deadline is the client's own backlog (a burst of
+/// calls on a busy process), which switching the registry to its fallback would not cure.
+pub const CONGESTED_QUEUE: usize = 16;
+
+impl Queue {
+    /// Runs `command`; a timeout behind a deep queue while replies came is `Congested`.
+    async fn run<T>(
+        &self,
+        future: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        let ahead = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let replies = self.replies.load(Ordering::Acquire);
+        let _sent = Sent(&self.in_flight);
+        match future.await {
+            Ok(value) => {
+                self.replies.fetch_add(1, Ordering::AcqRel);
+                Ok(value)
+            }
+            Err(StorageError::Timeout { operation, after })
+                if ahead >= CONGESTED_QUEUE && self.replies.load(Ordering::Acquire) > replies =>
+            {
+                Err(StorageError::Congested {
+                    operation,
+                    after,
+                    queued: ahead,
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Counts a command out of the queue however it ends (answered, failed or dropped).
+struct Sent<'a>(&'a AtomicUsize);
+
+impl Drop for Sent<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl RedisStore {
@@ -137,7 +239,16 @@ impl RedisStore {
             channel: events_channel(namespace),
             key_ttl,
             deadlines,
-            scripts: Scripts::new(),
+            scripts: Arc::new(Scripts::new()),
+            queue: Arc::default(),
+            log: Arc::new(ChangeLog {
+                keys: [
+                    format!("infuse:{{{namespace}}}:version"),
+                    format!("infuse:{{{namespace}}}:changes"),
+                ],
+                seen: std::sync::Mutex::new(None),
+                since_full: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -162,6 +273,59 @@ impl RedisStore {
             .await?;
         }
         Ok(())
+    }
+
+    /// Reads the namespace's change log: one script, whatever the number of breakers
+    /// (`breakers`: how many this process has, which sets how often a full pass is due,
+    /// see [`FULL_RESYNC_EVERY`]). Under the admin deadline.
+    pub async fn changes(&self, breakers: usize) -> Result<Changes, StorageError> {
+        let log = &self.log;
+        let period = FULL_RESYNC_EVERY.max(breakers as u64);
+        let due = log.since_full.fetch_add(1, Ordering::AcqRel) + 1 >= period;
+        let last = *log.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut invocation = self.scripts.changes.prepare_invoke();
+        invocation
+            .key(&log.keys[0])
+            .key(&log.keys[1])
+            .arg(last.unwrap_or(0));
+        let mut conn = self.conn.clone();
+        let (version, services): (i64, Vec<String>) = self
+            .queue
+            .run(bounded("changes", self.deadlines.admin, async move {
+                invocation.invoke_async(&mut conn).await
+            }))
+            .await?;
+        let version = u64::try_from(version).ok();
+        *log.seen.lock().unwrap_or_else(PoisonError::into_inner) = version;
+        Ok(match (last, version) {
+            (Some(last), Some(version)) if version >= last && !due => Changes::Services(services),
+            _ => {
+                log.since_full.store(0, Ordering::Release);
+                Changes::All
+            }
+        })
+    }
+
+    /// Notes in the change log that `service` changed, without waiting (see
+    /// `scripts/note_change.lua`); a note lost is repaired by pub/sub or the next full
+    /// resync.
+    fn note_change(&self, service: &'static str) -> impl FnOnce() + Send + 'static {
+        let (scripts, log) = (Arc::clone(&self.scripts), Arc::clone(&self.log));
+        let mut conn = self.conn.clone();
+        let deadline = self.deadlines.admin;
+        move || {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            runtime.spawn(async move {
+                let mut invocation = scripts.note_change.prepare_invoke();
+                invocation.key(&log.keys[0]).key(&log.keys[1]).arg(service);
+                let _ = bounded("note_change", deadline, async move {
+                    invocation.invoke_async::<i64>(&mut conn).await
+                })
+                .await;
+            });
+        }
     }
 
     /// Checks the connection with a `PING` under the call deadline.
@@ -229,10 +393,11 @@ impl RedisStore {
                 (&s.register, args)
             }
             Command::Snapshot => (&s.snapshot, Vec::new()),
-            Command::RecordFailure { generation } => (
+            Command::RecordFailure { generation, count } => (
                 &s.record_failure,
                 vec![
                     generation.to_string(),
+                    count.to_string(),
                     settings.fail_max.to_string(),
                     reset,
                     ttl,
@@ -362,14 +527,31 @@ impl Store for RedisStore {
         }
         let mut conn = self.conn.clone();
         let deadline = self.deadlines.of(&command);
+        let queue = Arc::clone(&self.queue);
+        let note = self.note_change(service);
         async move {
-            let reply = bounded(operation(&command), deadline, async move {
-                invocation.invoke_async::<Reply>(&mut conn).await
-            })
-            .await?;
-            outcome_from_reply(reply)
+            let reply = queue
+                .run(bounded(operation(&command), deadline, async move {
+                    invocation.invoke_async::<Reply>(&mut conn).await
+                }))
+                .await?;
+            let outcome = outcome_from_reply(reply)?;
+            if noted(&command, &outcome) {
+                note();
+            }
+            Ok(outcome)
         }
     }
+}
+
+/// Whether an answer shows a change the change log notes: a transition, a record
+/// created or replaced, an operator's command (a new generation). Counter changes (the
+/// fail counter's zero-ness, a trial's success below the threshold) are published but
+/// not noted: they reach a process that missed the event with the next full resync.
+fn noted(command: &Command, outcome: &Outcome) -> bool {
+    outcome.applied
+        && (outcome.changed_state()
+            || matches!(command, Command::Register { .. } | Command::Force(_)))
 }
 
 /// The events channel of a namespace.
