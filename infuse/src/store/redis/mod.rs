@@ -27,7 +27,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
 
-pub(crate) use wire::parse_event;
+pub use wire::parse_event;
 use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
 
 use super::{Command, Outcome, Store, Target};
