@@ -20,6 +20,12 @@ pub(crate) enum Action {
 
 /// Applies `action` to `service`'s breaker, then prints what changed.
 pub(crate) async fn run(fleet: &Fleet, service: &str, action: Action) -> Result<(), Failure> {
+    println!("{}", apply(fleet, service, action).await?);
+    Ok(())
+}
+
+/// Applies `action` to `service`'s breaker; answers with what changed, in one line.
+pub(crate) async fn apply(fleet: &Fleet, service: &str, action: Action) -> Result<String, Failure> {
     // Never create a breaker by mistake: only act on one the namespace has.
     let Some(before) = fleet.record(service).await? else {
         return Err(unknown(fleet, service, &fleet.services().await?));
@@ -44,6 +50,5 @@ pub(crate) async fn run(fleet: &Fleet, service: &str, action: Action) -> Result<
     if let Some(left) = after.open_remaining {
         line.push_str(&format!(", open for {}", human(left)));
     }
-    println!("{line}");
-    Ok(())
+    Ok(line)
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! infuse [--redis URL] [--namespace NS] status [SERVICE…] [--json]
 //! infuse watch
+//! infuse dashboard [--listen 127.0.0.1:9090] [--token T]
 //! infuse open SERVICE [--for 30m] | close SERVICE | force-open SERVICE | disable SERVICE
 //! ```
 //!
@@ -10,6 +11,7 @@
 //! library's own atomic scripts, so every process of the fleet sees them at once.
 
 mod control;
+mod dashboard;
 mod fleet;
 mod status;
 mod watch;
@@ -65,6 +67,16 @@ enum Command {
     ForceOpen { service: String },
     /// Let every call through and count it, but never trip, until `infuse close`.
     Disable { service: String },
+    /// Serve a live page of every breaker of the namespace.
+    Dashboard {
+        /// Where to listen (port 0: any free port, printed at start).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: std::net::SocketAddr,
+        /// Allow open/close from the page for holders of this token (read-only
+        /// without it).
+        #[arg(long, env = "INFUSE_DASHBOARD_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -127,6 +139,7 @@ fn main() -> ExitCode {
             Command::Disable { service } => {
                 control::run(&fleet, &service, control::Action::Disable).await
             }
+            Command::Dashboard { listen, token } => dashboard::run(fleet, listen, token).await,
         }
     });
     match result {

@@ -49,7 +49,8 @@ pub(crate) fn unknown(fleet: &Fleet, service: &str, known: &[String]) -> Failure
     ))
 }
 
-fn to_json(r: &Record) -> Value {
+/// One breaker as JSON (`status --json`, the dashboard's API).
+pub(crate) fn to_json(r: &Record) -> Value {
     let window = r.window.map(
         |(calls, failures, slow)| json!({ "calls": calls, "failures": failures, "slow": slow }),
     );
