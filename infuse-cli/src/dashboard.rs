@@ -124,17 +124,11 @@ async fn config(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn breakers(State(app): State<Arc<App>>) -> Response {
-    let read = async {
-        let mut all = Vec::new();
-        for service in app.fleet.services().await? {
-            if let Some(record) = app.fleet.record(&service).await? {
-                all.push(status::to_json(&record));
-            }
-        }
-        Ok::<_, Failure>(all)
-    };
-    match read.await {
-        Ok(all) => json_response(StatusCode::OK, Value::Array(all)),
+    match status::rows(&app.fleet, &[]).await {
+        Ok(rows) => json_response(
+            StatusCode::OK,
+            Value::Array(rows.iter().map(status::to_json).collect()),
+        ),
         Err(failure) => json_response(StatusCode::BAD_GATEWAY, json!({ "error": failure.0 })),
     }
 }

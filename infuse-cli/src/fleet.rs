@@ -151,6 +151,47 @@ impl Fleet {
         }))
     }
 
+    /// The processes announced in the namespace (alive within their announcement's TTL).
+    pub(crate) async fn processes(&self) -> Result<Vec<Process>, Failure> {
+        let pattern = format!(
+            "{}*",
+            glob_escape(&format!("infuse:{{{}}}:process:", self.namespace))
+        );
+        let mut conn = self.conn.clone();
+        let scan = async {
+            let mut keys: Vec<String> = Vec::new();
+            let mut iter = conn.scan_match::<_, String>(&pattern).await?;
+            while let Some(key) = iter.next().await {
+                keys.push(key?);
+            }
+            Ok::<_, redis::RedisError>(keys)
+        };
+        let keys = within(scan).await?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let values: Vec<Option<String>> = within(async move { conn.mget(keys).await }).await?;
+        let mut processes: Vec<Process> = values
+            .into_iter()
+            .flatten()
+            .filter_map(|text| Process::parse(&text))
+            .collect();
+        processes.sort_by(|a, b| (&a.name, &a.host, a.pid).cmp(&(&b.name, &b.host, b.pid)));
+        Ok(processes)
+    }
+
+    /// `service`'s recent transitions, newest first.
+    pub(crate) async fn history(&self, service: &str) -> Result<Vec<Transition>, Failure> {
+        let key = format!("{}:history", self.tag(service));
+        let mut conn = self.conn.clone();
+        let entries: Vec<String> = within(async move { conn.lrange(key, 0, -1).await }).await?;
+        Ok(entries
+            .iter()
+            .filter_map(|e| Transition::parse(e))
+            .collect())
+    }
+
     /// A registry bound to the fleet, for changes through the library's scripts.
     pub(crate) async fn registry(&self) -> Result<Registry, Failure> {
         let config = Config::redis(self.url.clone())
@@ -232,6 +273,68 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// A process of the fleet, as it announced itself.
+#[derive(Debug, Clone)]
+pub(crate) struct Process {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) host: String,
+    pub(crate) pid: u64,
+    pub(crate) at_ms: u64,
+    /// Each breaker it uses, with the state it sees.
+    pub(crate) breakers: BTreeMap<String, String>,
+}
+
+impl Process {
+    fn parse(text: &str) -> Option<Process> {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        let breakers = value["breakers"]
+            .as_object()?
+            .iter()
+            .map(|(service, state)| (service.clone(), state.as_str().unwrap_or("?").to_owned()))
+            .collect();
+        Some(Process {
+            id: value["id"].as_str()?.to_owned(),
+            name: value["name"].as_str().unwrap_or("?").to_owned(),
+            host: value["host"].as_str().unwrap_or("?").to_owned(),
+            pid: value["pid"].as_u64().unwrap_or(0),
+            at_ms: value["at_ms"].as_u64().unwrap_or(0),
+            breakers,
+        })
+    }
+
+    /// `name@host (pid N)`.
+    pub(crate) fn label(&self) -> String {
+        format!("{}@{} (pid {})", self.name, self.host, self.pid)
+    }
+}
+
+/// One entry of a breaker's history: `"<unix ms> <from> <to> <generation> <reason>
+/// <process id>"`, written by the process whose command made the change.
+#[derive(Debug, Clone)]
+pub(crate) struct Transition {
+    pub(crate) at_ms: u64,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) generation: u64,
+    pub(crate) reason: String,
+    pub(crate) process: String,
+}
+
+impl Transition {
+    fn parse(entry: &str) -> Option<Transition> {
+        let mut parts = entry.split(' ');
+        Some(Transition {
+            at_ms: parts.next()?.parse().ok()?,
+            from: parts.next()?.to_owned(),
+            to: parts.next()?.to_owned(),
+            generation: parts.next()?.parse().ok()?,
+            reason: parts.next()?.to_owned(),
+            process: parts.next()?.to_owned(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +361,23 @@ mod tests {
             "redis://ops:***@host:6379/2"
         );
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+
+    #[test]
+    fn history_entries_and_announcements_parse() {
+        let t = Transition::parse("1764550000123 closed open 4 consecutive_failures 1f2e").unwrap();
+        assert_eq!(
+            (t.from.as_str(), t.to.as_str(), t.generation),
+            ("closed", "open", 4)
+        );
+        assert_eq!(
+            (t.reason.as_str(), t.process.as_str()),
+            ("consecutive_failures", "1f2e")
+        );
+        assert!(Transition::parse("garbage").is_none());
+        let p = Process::parse(r#"{"id":"1f2e","name":"api","host":"web-1","pid":42,"at_ms":1,"interval_ms":30000,"breakers":{"users":"open"}}"#).unwrap();
+        assert_eq!(p.label(), "api@web-1 (pid 42)");
+        assert_eq!(p.breakers["users"], "open");
     }
 
     #[test]

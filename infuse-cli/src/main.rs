@@ -3,6 +3,7 @@
 //! ```text
 //! infuse [--redis URL] [--namespace NS] status [SERVICE…] [--json]
 //! infuse watch
+//! infuse explain SERVICE [--json]
 //! infuse dashboard [--listen 127.0.0.1:9090] [--token T]
 //! infuse open SERVICE [--for 30m] | close SERVICE | force-open SERVICE | disable SERVICE
 //! ```
@@ -12,6 +13,7 @@
 
 mod control;
 mod dashboard;
+mod explain;
 mod fleet;
 mod status;
 mod watch;
@@ -53,6 +55,13 @@ enum Command {
     },
     /// Print the namespace's changes as they happen (until interrupted).
     Watch,
+    /// A breaker's recent transitions: when, why, and which process made them.
+    Explain {
+        service: String,
+        /// One JSON object: the breaker and its history.
+        #[arg(long)]
+        json: bool,
+    },
     /// Open a breaker for the whole fleet: calls are rejected until the time is up, then
     /// one trial call decides.
     Open {
@@ -127,6 +136,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Status { services, json } => status::run(&fleet, &services, json).await,
             Command::Watch => watch::run(&fleet).await,
+            Command::Explain { service, json } => explain::run(&fleet, &service, json).await,
             Command::Open { service, duration } => {
                 control::run(&fleet, &service, control::Action::Open(duration)).await
             }

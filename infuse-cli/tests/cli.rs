@@ -276,3 +276,71 @@ fn mistakes_end_with_one_line_on_stderr_and_a_failure_status() {
     );
     assert_eq!(status_json(&server, "cli-errors", &[]), Vec::<Value>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_explain_tell_who_sees_a_breaker_and_why_it_changed() {
+    let server = RedisServer::start();
+    let config = |ns| {
+        redis_service_config(&server, ns, "users", 2, Duration::from_secs(60))
+            .resync_interval(Duration::from_millis(200))
+    };
+    let first = Registry::new(config("cli-explain")).await.unwrap();
+    let second = Registry::new(config("cli-explain")).await.unwrap();
+    let (a, b) = (first.breaker("users"), second.breaker("users"));
+    assert!(succeed(&a).await.is_ok() && succeed(&b).await.is_ok());
+    for _ in 0..2 {
+        let _ = fail(&a).await;
+    }
+    // This OS process announces itself once (its registries share one identity), and
+    // sees the breaker open.
+    let seen = eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || {
+            let json = status_json(&server, "cli-explain", &["users"]);
+            let processes = json[0]["processes"].as_array().cloned().unwrap_or_default();
+            processes.len() == 1 && processes[0]["state"] == "open"
+        },
+    )
+    .await;
+    assert!(
+        seen,
+        "{:?}",
+        status_json(&server, "cli-explain", &["users"])
+    );
+    let json = status_json(&server, "cli-explain", &["users"]);
+    let process = &json[0]["processes"][0];
+    assert_eq!(process["pid"], std::process::id());
+    assert!(process["name"].as_str().unwrap().starts_with("cli"));
+    let last = &json[0]["last_transition"];
+    assert_eq!(
+        (last["from"].as_str(), last["to"].as_str()),
+        (Some("closed"), Some("open"))
+    );
+    assert_eq!(last["reason"], "consecutive_failures");
+
+    let said = stdout(&infuse(&server, "cli-explain", &["close", "users"]));
+    assert!(said.starts_with("users: open -> closed"), "{said}");
+    let text = stdout(&infuse(&server, "cli-explain", &["explain", "users"]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("users: closed (generation"), "{text}");
+    let history: Vec<&&str> = lines.iter().filter(|l| l.contains(" ago  ")).collect();
+    assert_eq!(history.len(), 2, "{text}");
+    assert!(history[0].contains("open -> closed  manual"), "{text}");
+    assert!(
+        history[1].contains("closed -> open  consecutive_failures"),
+        "{text}"
+    );
+    let explained: Value = serde_json::from_str(&stdout(&infuse(
+        &server,
+        "cli-explain",
+        &["explain", "users", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(explained["history"].as_array().unwrap().len(), 2);
+    assert_eq!(explained["history"][1]["reason"], "consecutive_failures");
+    assert!(explained["history"][1]["by"]
+        .as_str()
+        .unwrap()
+        .contains("(pid "));
+}

@@ -19,6 +19,7 @@
 //! Channel `infuse:events:<ns>` carries those writes as
 //! `"<inc> <gen> <seq> <state> <fail> <succ> <open_pttl> <trial_pttl> <service>"`.
 
+mod presence;
 mod wire;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
 
+pub use presence::HISTORY_LEN;
 pub use wire::parse_event;
 use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
 
