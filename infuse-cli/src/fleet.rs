@@ -36,6 +36,9 @@ pub(crate) struct Record {
     pub(crate) open_remaining: Option<Duration>,
     /// The trial in flight: the time left on its lease.
     pub(crate) trial_remaining: Option<Duration>,
+    /// The process holding the trial (its id, as it announces itself): a trial token
+    /// starts with its process's id.
+    pub(crate) trial_holder: Option<String>,
     /// The rate rules' window, summed over its live buckets: calls, failures, slow.
     pub(crate) window: Option<(u64, u64, u64)>,
     /// How long until the record expires (`None`: never, as in a forced state).
@@ -114,16 +117,18 @@ impl Fleet {
                 .pttl(format!("{tag}:open"))
                 .pttl(format!("{tag}:trial"))
                 .hgetall(format!("{tag}:window"))
+                .get(format!("{tag}:trial"))
                 .query_async::<(
                     HashMap<String, String>,
                     i64,
                     i64,
                     i64,
                     HashMap<String, String>,
+                    Option<String>,
                 )>(&mut conn)
                 .await
         };
-        let (hash, state_ttl, open_ttl, trial_ttl, window) = within(read).await?;
+        let (hash, state_ttl, open_ttl, trial_ttl, window, token) = within(read).await?;
         if hash.is_empty() {
             return Ok(None);
         }
@@ -146,6 +151,7 @@ impl Fleet {
             reopens: number("reo"),
             open_remaining: (state == State::Open).then(|| pttl(open_ttl).unwrap_or_default()),
             trial_remaining: pttl(trial_ttl),
+            trial_holder: token.as_deref().and_then(holder_of),
             window: window_totals(&window),
             expires_in: pttl(state_ttl),
         }))
@@ -247,6 +253,12 @@ fn window_totals(window: &HashMap<String, String>) -> Option<(u64, u64, u64)> {
                 (c + bc, f + bf, s + bs)
             }),
     )
+}
+
+/// The process id in a trial token (32 hex digits, the first 16 its process's id).
+fn holder_of(token: &str) -> Option<String> {
+    let id = u64::from_str_radix(token.get(..16)?, 16).ok()?;
+    Some(format!("{id:x}"))
 }
 
 /// `pattern` with Redis's glob characters escaped.
@@ -378,6 +390,15 @@ mod tests {
         let p = Process::parse(r#"{"id":"1f2e","name":"api","host":"web-1","pid":42,"at_ms":1,"interval_ms":30000,"breakers":{"users":"open"}}"#).unwrap();
         assert_eq!(p.label(), "api@web-1 (pid 42)");
         assert_eq!(p.breakers["users"], "open");
+    }
+
+    #[test]
+    fn a_trial_token_names_its_process() {
+        assert_eq!(
+            holder_of("001c0d7a01c8aa0e1234567890abcdef").as_deref(),
+            Some("1c0d7a01c8aa0e")
+        );
+        assert_eq!(holder_of("short"), None);
     }
 
     #[test]

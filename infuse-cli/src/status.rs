@@ -101,6 +101,7 @@ pub(crate) fn to_json(row: &Row) -> Value {
         "open_remaining_ms": r.open_remaining.map(|d| d.as_millis() as u64),
         "trial_in_flight": r.trial_remaining.is_some(),
         "trial_remaining_ms": r.trial_remaining.map(|d| d.as_millis() as u64),
+        "trial_holder": r.trial_holder,
         "window": window,
         "expires_in_ms": r.expires_in.map(|d| d.as_millis() as u64),
         "processes": processes,
@@ -166,7 +167,19 @@ fn print_table(rows: &[Row]) {
                     .map(human)
                     .unwrap_or_else(|| "-".to_owned()),
                 r.trial_remaining
-                    .map(|d| format!("in flight ({} left)", human(d)))
+                    .map(|d| {
+                        let by = r.trial_holder.as_ref().map(|id| {
+                            row.seen_by
+                                .iter()
+                                .find(|(p, _)| &p.id == id)
+                                .map(|(p, _)| p.label())
+                                .unwrap_or_else(|| format!("process {id}"))
+                        });
+                        match by {
+                            Some(by) => format!("in flight by {by} ({} left)", human(d)),
+                            None => format!("in flight ({} left)", human(d)),
+                        }
+                    })
                     .unwrap_or_else(|| "-".to_owned()),
                 r.generation.to_string(),
                 seen_by,

@@ -344,3 +344,38 @@ async fn status_and_explain_tell_who_sees_a_breaker_and_why_it_changed() {
         .unwrap()
         .contains("(pid "));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_the_process_holding_the_trial() {
+    let server = RedisServer::start();
+    let config = redis_service_config(&server, "cli-trial", "users", 2, Duration::from_millis(300))
+        .resync_interval(Duration::from_millis(200));
+    let registry = Registry::new(config).await.unwrap();
+    let users = registry.breaker("users");
+    for _ in 0..2 {
+        let _ = fail(&users).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let trial = users.acquire_owned().await.expect("the trial");
+    assert!(trial.is_trial());
+    let held = eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || {
+            let json = status_json(&server, "cli-trial", &["users"]);
+            let process = json[0]["processes"][0]["id"].clone();
+            json[0]["trial_in_flight"] == true
+                && process.is_string()
+                && json[0]["trial_holder"] == process
+        },
+    )
+    .await;
+    assert!(held, "{:?}", status_json(&server, "cli-trial", &["users"]));
+    let table = stdout(&infuse(&server, "cli-trial", &["status"]));
+    assert!(table.contains("in flight by cli"), "{table}");
+    assert!(
+        table.contains(&format!("(pid {})", std::process::id())),
+        "{table}"
+    );
+    trial.success().await;
+}
