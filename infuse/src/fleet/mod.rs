@@ -18,6 +18,7 @@
 
 mod connection;
 mod options;
+mod presence;
 mod sync;
 
 use std::collections::{HashMap, HashSet};
@@ -145,6 +146,11 @@ impl Fleet {
         tokio::spawn(sync::resync_periodically(
             Arc::downgrade(&fleet),
             options.resync_interval,
+            closed.clone(),
+        ));
+        tokio::spawn(presence::announce_periodically(
+            Arc::downgrade(&fleet),
+            options.resync_interval,
             closed,
         ));
         Ok(fleet)
@@ -211,6 +217,9 @@ impl Fleet {
                 Ok(outcome) => {
                     if let Command::RecordCalls { counts, .. } = command {
                         self.protect_locally(service, settings, &counts, &outcome);
+                    }
+                    if let Some(fleet) = self.me.upgrade() {
+                        fleet.record_history(service, &command, &outcome);
                     }
                     return Ok(outcome);
                 }

@@ -30,6 +30,7 @@
 //! `"<inc> <gen> <seq> <state> <fail> <succ> <open_pttl> <trial_pttl> <service>"`.
 
 mod connection;
+mod presence;
 mod wire;
 
 use std::future::Future;
@@ -41,8 +42,8 @@ use redis::{RedisError, Script};
 
 pub use connection::RedisConnection;
 pub(crate) use connection::SentinelConnection;
-
-pub(crate) use wire::parse_event;
+pub use presence::HISTORY_LEN;
+pub use wire::parse_event;
 use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
 
 use super::{Command, Outcome, Store, Target};

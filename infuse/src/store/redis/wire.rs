@@ -109,7 +109,7 @@ fn window_from(text: &str) -> Result<Option<Totals>, StorageError> {
 }
 
 /// Parses an event published on the namespace channel into `(service, snapshot)`.
-pub(crate) fn parse_event(payload: &str) -> Option<(&str, Snapshot)> {
+pub fn parse_event(payload: &str) -> Option<(&str, Snapshot)> {
     let mut parts = payload.splitn(EVENT_FIELDS.len(), ' ');
     let inc = parts.next()?;
     let mut fields = [0i64; 7];

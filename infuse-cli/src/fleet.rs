@@ -1,0 +1,408 @@
+//! The fleet's Redis, as the command sees it: the namespace's breakers and their records
+//! (read with plain commands, following the key layout in the README), and a registry for
+//! the changes (the library's own scripts).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use infuse::{Config, Registry, State};
+use redis::aio::MultiplexedConnection;
+use redis::AsyncCommands;
+
+use crate::Failure;
+
+/// How long any Redis command may take before the command gives up.
+const DEADLINE: Duration = Duration::from_secs(5);
+
+/// A connection to the fleet's Redis, for one namespace.
+pub(crate) struct Fleet {
+    client: redis::Client,
+    conn: MultiplexedConnection,
+    url: String,
+    pub(crate) namespace: String,
+}
+
+/// One breaker's record, as stored.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub(crate) service: String,
+    pub(crate) state: State,
+    pub(crate) generation: u64,
+    pub(crate) fail_counter: u64,
+    pub(crate) success_counter: u64,
+    /// Consecutive failed trials (the backoff exponent).
+    pub(crate) reopens: u64,
+    pub(crate) open_remaining: Option<Duration>,
+    /// The trial in flight: the time left on its lease.
+    pub(crate) trial_remaining: Option<Duration>,
+    /// The process holding the trial (its id, as it announces itself): a trial token
+    /// starts with its process's id.
+    pub(crate) trial_holder: Option<String>,
+    /// The rate rules' window, summed over its live buckets: calls, failures, slow.
+    pub(crate) window: Option<(u64, u64, u64)>,
+    /// How long until the record expires (`None`: never, as in a forced state).
+    pub(crate) expires_in: Option<Duration>,
+}
+
+impl Fleet {
+    /// Connects (within [`DEADLINE`]) to `url`, for `namespace`.
+    pub(crate) async fn connect(url: &str, namespace: &str) -> Result<Fleet, Failure> {
+        let shown = redact(url);
+        let client = redis::Client::open(url).map_err(|e| {
+            Failure(format!(
+                "--redis {shown}: {e}; expected redis://[user:password@]host:port[/db]"
+            ))
+        })?;
+        let conn = tokio::time::timeout(DEADLINE, client.get_multiplexed_async_connection())
+            .await
+            .map_err(|_| {
+                Failure(format!(
+                    "cannot reach Redis at {shown}: no answer within {DEADLINE:?}"
+                ))
+            })?
+            .map_err(|e| Failure(format!("cannot reach Redis at {shown}: {e}")))?;
+        Ok(Fleet {
+            client,
+            conn,
+            url: url.to_owned(),
+            namespace: namespace.to_owned(),
+        })
+    }
+
+    fn tag(&self, service: &str) -> String {
+        format!("infuse:{{{}/{}}}", self.namespace, service)
+    }
+
+    /// The pub/sub channel of the namespace.
+    pub(crate) fn channel(&self) -> String {
+        infuse::store::redis::events_channel(&self.namespace)
+    }
+
+    /// Every service with a record in the namespace, sorted.
+    pub(crate) async fn services(&self) -> Result<Vec<String>, Failure> {
+        let prefix = format!("infuse:{{{}/", self.namespace);
+        let pattern = format!("{}*}}:state", glob_escape(&prefix));
+        let mut conn = self.conn.clone();
+        let scan = async {
+            let mut keys: Vec<String> = Vec::new();
+            let mut iter = conn.scan_match::<_, String>(&pattern).await?;
+            while let Some(key) = iter.next().await {
+                keys.push(key?);
+            }
+            Ok::<_, redis::RedisError>(keys)
+        };
+        let keys = within(scan).await?;
+        let mut services: Vec<String> = keys
+            .into_iter()
+            .filter_map(|key| {
+                key.strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix("}:state"))
+                    .map(str::to_owned)
+            })
+            .collect();
+        services.sort();
+        services.dedup();
+        Ok(services)
+    }
+
+    /// The record of `service`, or `None` when the namespace has none.
+    pub(crate) async fn record(&self, service: &str) -> Result<Option<Record>, Failure> {
+        let tag = self.tag(service);
+        let mut conn = self.conn.clone();
+        let read = async {
+            redis::pipe()
+                .hgetall(format!("{tag}:state"))
+                .pttl(format!("{tag}:state"))
+                .pttl(format!("{tag}:open"))
+                .pttl(format!("{tag}:trial"))
+                .hgetall(format!("{tag}:window"))
+                .get(format!("{tag}:trial"))
+                .query_async::<(
+                    HashMap<String, String>,
+                    i64,
+                    i64,
+                    i64,
+                    HashMap<String, String>,
+                    Option<String>,
+                )>(&mut conn)
+                .await
+        };
+        let (hash, state_ttl, open_ttl, trial_ttl, window, token) = within(read).await?;
+        if hash.is_empty() {
+            return Ok(None);
+        }
+        let number = |field: &str| {
+            hash.get(field)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let code = number("state");
+        let state = u8::try_from(code)
+            .ok()
+            .and_then(State::from_code)
+            .ok_or_else(|| Failure(format!("{service}: the record holds an unknown state code {code} (infuse close {service} repairs it)")))?;
+        Ok(Some(Record {
+            service: service.to_owned(),
+            state,
+            generation: number("gen"),
+            fail_counter: number("fail"),
+            success_counter: number("succ"),
+            reopens: number("reo"),
+            open_remaining: (state == State::Open).then(|| pttl(open_ttl).unwrap_or_default()),
+            trial_remaining: pttl(trial_ttl),
+            trial_holder: token.as_deref().and_then(holder_of),
+            window: window_totals(&window),
+            expires_in: pttl(state_ttl),
+        }))
+    }
+
+    /// The processes announced in the namespace (alive within their announcement's TTL).
+    pub(crate) async fn processes(&self) -> Result<Vec<Process>, Failure> {
+        let pattern = format!(
+            "{}*",
+            glob_escape(&format!("infuse:{{{}}}:process:", self.namespace))
+        );
+        let mut conn = self.conn.clone();
+        let scan = async {
+            let mut keys: Vec<String> = Vec::new();
+            let mut iter = conn.scan_match::<_, String>(&pattern).await?;
+            while let Some(key) = iter.next().await {
+                keys.push(key?);
+            }
+            Ok::<_, redis::RedisError>(keys)
+        };
+        let keys = within(scan).await?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let values: Vec<Option<String>> = within(async move { conn.mget(keys).await }).await?;
+        let mut processes: Vec<Process> = values
+            .into_iter()
+            .flatten()
+            .filter_map(|text| Process::parse(&text))
+            .collect();
+        processes.sort_by(|a, b| (&a.name, &a.host, a.pid).cmp(&(&b.name, &b.host, b.pid)));
+        Ok(processes)
+    }
+
+    /// `service`'s recent transitions, newest first.
+    pub(crate) async fn history(&self, service: &str) -> Result<Vec<Transition>, Failure> {
+        let key = format!("{}:history", self.tag(service));
+        let mut conn = self.conn.clone();
+        let entries: Vec<String> = within(async move { conn.lrange(key, 0, -1).await }).await?;
+        Ok(entries
+            .iter()
+            .filter_map(|e| Transition::parse(e))
+            .collect())
+    }
+
+    /// A registry bound to the fleet, for changes through the library's scripts.
+    pub(crate) async fn registry(&self) -> Result<Registry, Failure> {
+        let config = Config::redis(self.url.clone())
+            .namespace(self.namespace.clone())
+            .env_overrides(false)
+            .allow_undeclared_overrides(true);
+        Registry::new(config).await.map_err(Failure::from)
+    }
+
+    /// Subscribes to the namespace's events.
+    pub(crate) async fn subscribe(&self) -> Result<redis::aio::PubSub, Failure> {
+        let mut pubsub = within(self.client.get_async_pubsub()).await?;
+        within(pubsub.subscribe(self.channel())).await?;
+        Ok(pubsub)
+    }
+}
+
+/// Runs a Redis request under the command's deadline.
+async fn within<T>(
+    request: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(DEADLINE, request).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(Failure(format!("Redis: {error}"))),
+        Err(_) => Err(Failure(format!("Redis did not answer within {DEADLINE:?}"))),
+    }
+}
+
+/// A `PTTL` answer as a duration (`None`: no key, or no expiry).
+fn pttl(ms: i64) -> Option<Duration> {
+    u64::try_from(ms).ok().map(Duration::from_millis)
+}
+
+/// The window's totals over its live buckets: slots `b0`…`b9` hold
+/// `"<bucket> <calls> <failures> <slow>"`; the live ones are the ten newest buckets.
+fn window_totals(window: &HashMap<String, String>) -> Option<(u64, u64, u64)> {
+    let buckets: BTreeMap<u64, (u64, u64, u64)> = window
+        .iter()
+        .filter(|(slot, _)| slot.starts_with('b'))
+        .filter_map(|(_, value)| {
+            let mut parts = value.split(' ').map(|p| p.parse::<u64>().ok());
+            Some((
+                parts.next()??,
+                (parts.next()??, parts.next()??, parts.next()??),
+            ))
+        })
+        .collect();
+    let newest = *buckets.keys().next_back()?;
+    Some(
+        buckets
+            .range(newest.saturating_sub(9)..)
+            .fold((0, 0, 0), |(c, f, s), (_, (bc, bf, bs))| {
+                (c + bc, f + bf, s + bs)
+            }),
+    )
+}
+
+/// The process id in a trial token (32 hex digits, the first 16 its process's id).
+fn holder_of(token: &str) -> Option<String> {
+    let id = u64::from_str_radix(token.get(..16)?, 16).ok()?;
+    Some(format!("{id:x}"))
+}
+
+/// `pattern` with Redis's glob characters escaped.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A process of the fleet, as it announced itself.
+#[derive(Debug, Clone)]
+pub(crate) struct Process {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) host: String,
+    pub(crate) pid: u64,
+    pub(crate) at_ms: u64,
+    /// Each breaker it uses, with the state it sees.
+    pub(crate) breakers: BTreeMap<String, String>,
+}
+
+impl Process {
+    fn parse(text: &str) -> Option<Process> {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        let breakers = value["breakers"]
+            .as_object()?
+            .iter()
+            .map(|(service, state)| (service.clone(), state.as_str().unwrap_or("?").to_owned()))
+            .collect();
+        Some(Process {
+            id: value["id"].as_str()?.to_owned(),
+            name: value["name"].as_str().unwrap_or("?").to_owned(),
+            host: value["host"].as_str().unwrap_or("?").to_owned(),
+            pid: value["pid"].as_u64().unwrap_or(0),
+            at_ms: value["at_ms"].as_u64().unwrap_or(0),
+            breakers,
+        })
+    }
+
+    /// `name@host (pid N)`.
+    pub(crate) fn label(&self) -> String {
+        format!("{}@{} (pid {})", self.name, self.host, self.pid)
+    }
+}
+
+/// One entry of a breaker's history: `"<unix ms> <from> <to> <generation> <reason>
+/// <process id>"`, written by the process whose command made the change.
+#[derive(Debug, Clone)]
+pub(crate) struct Transition {
+    pub(crate) at_ms: u64,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) generation: u64,
+    pub(crate) reason: String,
+    pub(crate) process: String,
+}
+
+impl Transition {
+    fn parse(entry: &str) -> Option<Transition> {
+        let mut parts = entry.split(' ');
+        Some(Transition {
+            at_ms: parts.next()?.parse().ok()?,
+            from: parts.next()?.to_owned(),
+            to: parts.next()?.to_owned(),
+            generation: parts.next()?.parse().ok()?,
+            reason: parts.next()?.to_owned(),
+            process: parts.next()?.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_sums_its_ten_newest_buckets() {
+        let mut window = HashMap::new();
+        window.insert("b0".to_owned(), "100 5 1 0".to_owned());
+        window.insert("b1".to_owned(), "109 3 3 1".to_owned());
+        window.insert("b2".to_owned(), "90 7 7 7".to_owned()); // older than the window
+        window.insert("i42".to_owned(), "109".to_owned());
+        assert_eq!(window_totals(&window), Some((8, 4, 1)));
+        assert_eq!(window_totals(&HashMap::new()), None);
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact("redis://:secret@host:6379"),
+            "redis://:***@host:6379"
+        );
+        assert_eq!(
+            redact("redis://ops:p@ss@host:6379/2"),
+            "redis://ops:***@host:6379/2"
+        );
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+
+    #[test]
+    fn history_entries_and_announcements_parse() {
+        let t = Transition::parse("1764550000123 closed open 4 consecutive_failures 1f2e").unwrap();
+        assert_eq!(
+            (t.from.as_str(), t.to.as_str(), t.generation),
+            ("closed", "open", 4)
+        );
+        assert_eq!(
+            (t.reason.as_str(), t.process.as_str()),
+            ("consecutive_failures", "1f2e")
+        );
+        assert!(Transition::parse("garbage").is_none());
+        let p = Process::parse(r#"{"id":"1f2e","name":"api","host":"web-1","pid":42,"at_ms":1,"interval_ms":30000,"breakers":{"users":"open"}}"#).unwrap();
+        assert_eq!(p.label(), "api@web-1 (pid 42)");
+        assert_eq!(p.breakers["users"], "open");
+    }
+
+    #[test]
+    fn a_trial_token_names_its_process() {
+        assert_eq!(
+            holder_of("001c0d7a01c8aa0e1234567890abcdef").as_deref(),
+            Some("1c0d7a01c8aa0e")
+        );
+        assert_eq!(holder_of("short"), None);
+    }
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+}
