@@ -90,7 +90,7 @@ pub use crate::core::{
     parse_duration, BreakerError, InitError, InvalidName, ParseStateError, RetryAt, Settings,
     State, StorageError, TransitionReason,
 };
-pub use crate::fleet::{FleetStore, UnavailablePolicy};
+pub use crate::fleet::{FleetConnection, FleetStore, UnavailablePolicy};
 pub use crate::local::{CallOutcome, Listener, Transition};
 pub use crate::registry::{
     breaker, env_prefix, init, try_breaker, Config, Registry, ServiceOverride, MAX_NAME_LEN,

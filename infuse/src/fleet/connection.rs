@@ -408,3 +408,76 @@ impl Events {
         }
     }
 }
+
+/// A connection to the fleet's Redis, made exactly as [`init`](crate::init) makes it
+/// from a [`Config`](crate::Config) (one server, Sentinel or Cluster; TLS, credentials,
+/// timeouts), for tools that read the documented key layout or follow the events
+/// channel themselves. The `infuse` command is built on it. Built by
+/// [`Config::redis_connection`](crate::Config::redis_connection).
+///
+/// ```no_run
+/// # async fn inspect() -> Result<(), Box<dyn std::error::Error>> {
+/// use redis::AsyncCommands;
+///
+/// let fleet = infuse::Config::redis_cluster(["redis://127.0.0.1:7000"])
+///     .redis_connection()
+///     .await?;
+/// let mut conn = fleet.commands();
+/// let state: Option<String> = conn.hget("infuse:{default/users}:state", "state").await?;
+/// println!("users at {}: {state:?}", fleet.address());
+/// # Ok(()) }
+/// ```
+pub struct FleetConnection {
+    conn: RedisConnection,
+    address: String,
+    events: tokio::sync::Mutex<Events>,
+}
+
+impl FleetConnection {
+    /// Connects; an unreachable Redis is an error (whatever `start_degraded` says: a
+    /// tool wants to know).
+    pub(crate) async fn connect(options: &RedisOptions) -> Result<FleetConnection, InitError> {
+        let options = RedisOptions {
+            start_degraded: false,
+            ..options.clone()
+        };
+        let Connected {
+            conn,
+            address,
+            events,
+            ..
+        } = connect(&options).await?;
+        Ok(FleetConnection {
+            conn,
+            address,
+            events: tokio::sync::Mutex::new(events),
+        })
+    }
+
+    /// A handle for commands (cheap to clone; a Redis Cluster routes each command by its
+    /// key's hash slot). Keys of one hash tag (one breaker's, or the namespace's own) can
+    /// share a pipeline in every mode.
+    pub fn commands(&self) -> RedisConnection {
+        self.conn.clone()
+    }
+
+    /// Where Redis is, without any password: for messages.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// A new pub/sub connection on a server that hears every event: the server itself,
+    /// the master the Sentinels name now, or a node of the cluster (each call after a
+    /// failure tries the next one).
+    pub async fn pubsub(&self) -> redis::RedisResult<PubSub> {
+        self.events.lock().await.pubsub().await
+    }
+}
+
+impl std::fmt::Debug for FleetConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetConnection")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}

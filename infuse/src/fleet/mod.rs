@@ -30,6 +30,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
+pub use connection::FleetConnection;
 pub use options::UnavailablePolicy;
 pub(crate) use options::{RedisOptions, Topology};
 

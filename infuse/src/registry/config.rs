@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::breaker::Breaker;
 use crate::core::{check_duration, InitError, Settings};
-use crate::fleet::{FleetStore, RedisOptions, Topology, UnavailablePolicy};
+use crate::fleet::{FleetConnection, FleetStore, RedisOptions, Topology, UnavailablePolicy};
 use crate::local::Listener;
 use crate::registry::env;
 
@@ -354,6 +354,25 @@ impl Config {
             StoreConfig::Redis => FleetStore::connect(&self.redis).await,
             StoreConfig::Memory => Err(invalid(
                 "Config::fleet_store".to_owned(),
+                "this configuration keeps breakers in memory; build it with Config::redis(url)"
+                    .to_owned(),
+            )),
+        }
+    }
+
+    /// Connects to this configuration's Redis as [`init`](crate::init) would, for a tool
+    /// of your own that reads the breakers' records or follows their events (see the
+    /// key layout in the README); no registry, nothing written. Fails like `init` on an
+    /// invalid setting or an unreachable Redis (even with
+    /// [`start_degraded`](Config::start_degraded)).
+    pub async fn redis_connection(&self) -> Result<FleetConnection, InitError> {
+        match self.store {
+            StoreConfig::Redis => {
+                self.redis.validate()?;
+                FleetConnection::connect(&self.redis).await
+            }
+            StoreConfig::Memory => Err(invalid(
+                "Config::redis_connection".to_owned(),
                 "this configuration keeps breakers in memory; build it with Config::redis(url)"
                     .to_owned(),
             )),
