@@ -59,10 +59,11 @@ macro_rules! script {
     };
 }
 
-/// One script per command, and the two of the namespace's change log (no prelude: they
-/// touch no breaker).
+/// One script per command, the two of the namespace's change log and the process
+/// announcement (no prelude: these touch no breaker).
 struct Scripts {
     note_change: Script,
+    announce: Script,
     changes: Script,
     register: Script,
     snapshot: Script,
@@ -79,6 +80,7 @@ impl Scripts {
     fn new() -> Scripts {
         Scripts {
             note_change: Script::new(include_str!("../../../scripts/note_change.lua")),
+            announce: Script::new(include_str!("../../../scripts/announce.lua")),
             changes: Script::new(include_str!("../../../scripts/changes.lua")),
             register: script!("register"),
             snapshot: script!("snapshot"),
@@ -92,9 +94,10 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 11] {
+    fn all(&self) -> [&Script; 12] {
         [
             &self.note_change,
+            &self.announce,
             &self.changes,
             &self.register,
             &self.snapshot,

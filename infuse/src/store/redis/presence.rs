@@ -17,31 +17,39 @@ impl RedisStore {
         format!("infuse:{{{}}}:process:{instance:x}", self.namespace)
     }
 
+    /// The namespace's index of live processes: `infuse:{<namespace>}:processes`, a
+    /// sorted set of process ids (hex) scored by when their announcement expires.
+    pub fn processes_key(&self) -> String {
+        format!("infuse:{{{}}}:processes", self.namespace)
+    }
+
     /// The list of a breaker's recent transitions, newest first:
     /// `infuse:{<namespace>/<service>}:history` (the breaker's hash tag).
     pub fn history_key(&self, service: &str) -> String {
         format!("infuse:{{{}/{}}}:history", self.namespace, service)
     }
 
-    /// Writes this process's announcement, to expire after `ttl` unless renewed.
+    /// Writes this process's announcement, to expire after `ttl` unless renewed, and
+    /// indexes it (see `scripts/announce.lua`).
     pub async fn announce(
         &self,
         instance: u64,
         payload: String,
         ttl: Duration,
     ) -> Result<(), StorageError> {
-        let key = self.process_key(instance);
+        let mut invocation = self.scripts.announce.prepare_invoke();
+        invocation
+            .key(self.process_key(instance))
+            .key(self.processes_key())
+            .arg(payload)
+            .arg(saturating_millis(ttl).max(1))
+            .arg(format!("{instance:x}"));
         let mut conn = self.conn.clone();
         bounded("announce", self.deadlines.admin, async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(payload)
-                .arg("PX")
-                .arg(saturating_millis(ttl).max(1))
-                .query_async::<()>(&mut conn)
-                .await
+            invocation.invoke_async::<i64>(&mut conn).await
         })
         .await
+        .map(drop)
     }
 
     /// Prepends `entry` to `service`'s history, keeping the newest [`HISTORY_LEN`]; the
