@@ -3,95 +3,13 @@
 //! (`Config::tls_client_cert`), a wrong CA refused with a clear error, PEM arguments
 //! that do not parse, and a trip seen by a second registry (pub/sub over TLS).
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use infuse::{BreakerError, Config, InitError, Registry, ServiceOverride, State};
-use infuse_tests::support::redis_server::{temp_dir, RedisServer, ServerSpec, TlsFiles};
+use infuse_tests::support::redis_server::RedisServer;
+use infuse_tests::support::tls::{ca, pki, tls_server};
 use infuse_tests::support::topology::{SentinelOptions, SentinelSet, MASTER_NAME};
 use infuse_tests::support::{self, calls};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
-
-/// A CA with a server certificate (127.0.0.1, localhost) and a client certificate, as
-/// PEM text and as files.
-struct Pki {
-    ca_pem: String,
-    client_cert_pem: String,
-    client_key_pem: String,
-    files: TlsFiles,
-}
-
-fn ca() -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "infuse test CA");
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
-}
-
-fn leaf(
-    ca: &CertifiedIssuer<'static, KeyPair>,
-    names: &[&str],
-    usage: ExtendedKeyUsagePurpose,
-) -> (String, String) {
-    let mut params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, names[0]);
-    params.extended_key_usages = vec![usage];
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, ca).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
-fn pki() -> &'static Pki {
-    static PKI: OnceLock<Pki> = OnceLock::new();
-    PKI.get_or_init(|| {
-        let ca = ca();
-        let (server_cert, server_key) = leaf(
-            &ca,
-            &["127.0.0.1", "localhost"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        let (client_cert, client_key) =
-            leaf(&ca, &["infuse-client"], ExtendedKeyUsagePurpose::ClientAuth);
-        let dir = temp_dir("tls");
-        let write = |name: &str, text: &str| -> PathBuf {
-            let path = dir.join(name);
-            std::fs::write(&path, text).unwrap();
-            path
-        };
-        let files = TlsFiles {
-            cert: write("server.crt", &server_cert),
-            key: write("server.key", &server_key),
-            ca: write("ca.crt", &ca.pem()),
-            auth_clients: false,
-            client_cert: write("client.crt", &client_cert),
-            client_key: write("client.key", &client_key),
-        };
-        Pki {
-            ca_pem: ca.pem(),
-            client_cert_pem: client_cert,
-            client_key_pem: client_key,
-            files,
-        }
-    })
-}
-
-fn tls_server(auth_clients: bool) -> RedisServer {
-    RedisServer::start_with(ServerSpec {
-        tls: Some(TlsFiles {
-            auth_clients,
-            ..pki().files.clone()
-        }),
-        ..ServerSpec::default()
-    })
-}
 
 fn config(server: &RedisServer) -> Config {
     support::topology_config(Config::redis(server.url()), "tls")

@@ -4,6 +4,7 @@
 pub mod calls;
 pub mod http;
 pub mod redis_server;
+pub mod tls;
 pub mod topology;
 
 use std::time::Duration;
