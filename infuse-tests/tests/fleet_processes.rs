@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use support::redis_server::RedisServer;
-use support::topology::RedisCluster;
+use support::topology::{RedisCluster, SentinelSet, MASTER_NAME};
 
 const WORKERS: usize = 4;
 const FAIL_MAX: usize = 5;
@@ -164,6 +164,18 @@ async fn four_processes_trip_together_and_trial_one_at_a_time() {
 async fn four_processes_on_a_cluster() {
     let cluster = RedisCluster::start();
     four_processes(format!("cluster:{}", cluster.urls().join(","))).await;
+}
+
+/// The same through Sentinels (a master, a replica, three Sentinels): the workers find
+/// the master by asking the Sentinels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_through_sentinels() {
+    let sentinels = SentinelSet::start();
+    four_processes(format!(
+        "sentinel:{MASTER_NAME}@{}",
+        sentinels.urls().join(",")
+    ))
+    .await;
 }
 
 /// Four worker processes on `redis` (a worker's first argument).
