@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use infuse::{Config, Registry, State};
-use redis::aio::MultiplexedConnection;
+use infuse::store::redis::RedisConnection;
+use infuse::{Config, FleetConnection, Registry, State};
 use redis::AsyncCommands;
 
 use crate::Failure;
@@ -17,9 +17,11 @@ const DEADLINE: Duration = Duration::from_secs(5);
 
 /// A connection to the fleet's Redis, for one namespace.
 pub(crate) struct Fleet {
-    client: redis::Client,
-    conn: MultiplexedConnection,
-    url: String,
+    config: Config,
+    link: FleetConnection,
+    conn: RedisConnection,
+    /// A Redis Cluster: no `SCAN` (it would see one node's keys).
+    cluster: bool,
     pub(crate) namespace: String,
 }
 
@@ -46,27 +48,33 @@ pub(crate) struct Record {
 }
 
 impl Fleet {
-    /// Connects (within [`DEADLINE`]) to `url`, for `namespace`.
-    pub(crate) async fn connect(url: &str, namespace: &str) -> Result<Fleet, Failure> {
-        let shown = redact(url);
-        let client = redis::Client::open(url).map_err(|e| {
-            Failure(format!(
-                "--redis {shown}: {e}; expected redis://[user:password@]host:port[/db]"
-            ))
-        })?;
-        let conn = tokio::time::timeout(DEADLINE, client.get_multiplexed_async_connection())
+    /// Connects (within [`DEADLINE`]) to the Redis `config` names, for its namespace.
+    pub(crate) async fn connect(
+        config: Config,
+        namespace: String,
+        cluster: bool,
+    ) -> Result<Fleet, Failure> {
+        let config = config
+            .redis_connect_timeout(DEADLINE)
+            .redis_admin_timeout(DEADLINE)
+            .env_overrides(false)
+            .allow_undeclared_overrides(true);
+        let link = config
+            .redis_connection()
             .await
-            .map_err(|_| {
-                Failure(format!(
-                    "cannot reach Redis at {shown}: no answer within {DEADLINE:?}"
-                ))
-            })?
-            .map_err(|e| Failure(format!("cannot reach Redis at {shown}: {e}")))?;
+            .map_err(|error| match error {
+                // Without the library's advice to boot degraded: a command has nothing to boot.
+                infuse::InitError::Unreachable { address, reason } => {
+                    Failure(format!("cannot reach Redis at {address}: {reason}"))
+                }
+                other => Failure::from(other),
+            })?;
         Ok(Fleet {
-            client,
-            conn,
-            url: url.to_owned(),
-            namespace: namespace.to_owned(),
+            conn: link.commands(),
+            namespace,
+            config,
+            link,
+            cluster,
         })
     }
 
@@ -79,28 +87,32 @@ impl Fleet {
         infuse::store::redis::events_channel(&self.namespace)
     }
 
-    /// Every service with a record in the namespace, sorted.
+    /// Every service with a record in the namespace, sorted: the namespace's change log
+    /// names every breaker created or changed, and (but in a cluster, whose keys are
+    /// spread over its nodes) a `SCAN` finds any whose note was lost.
     pub(crate) async fn services(&self) -> Result<Vec<String>, Failure> {
-        let prefix = format!("infuse:{{{}/", self.namespace);
-        let pattern = format!("{}*}}:state", glob_escape(&prefix));
+        let changes = format!("infuse:{{{}}}:changes", self.namespace);
         let mut conn = self.conn.clone();
-        let scan = async {
-            let mut keys: Vec<String> = Vec::new();
-            let mut iter = conn.scan_match::<_, String>(&pattern).await?;
-            while let Some(key) = iter.next().await {
-                keys.push(key?);
-            }
-            Ok::<_, redis::RedisError>(keys)
-        };
-        let keys = within(scan).await?;
-        let mut services: Vec<String> = keys
-            .into_iter()
-            .filter_map(|key| {
+        let mut services: Vec<String> =
+            within(async move { conn.zrange(changes, 0, -1).await }).await?;
+        if !self.cluster {
+            let prefix = format!("infuse:{{{}/", self.namespace);
+            let pattern = format!("{}*}}:state", glob_escape(&prefix));
+            let mut conn = self.conn.clone();
+            let scan = async {
+                let mut keys: Vec<String> = Vec::new();
+                let mut iter = conn.scan_match::<_, String>(&pattern).await?;
+                while let Some(key) = iter.next().await {
+                    keys.push(key?);
+                }
+                Ok::<_, redis::RedisError>(keys)
+            };
+            services.extend(within(scan).await?.into_iter().filter_map(|key| {
                 key.strip_prefix(&prefix)
                     .and_then(|rest| rest.strip_suffix("}:state"))
                     .map(str::to_owned)
-            })
-            .collect();
+            }));
+        }
         services.sort();
         services.dedup();
         Ok(services)
@@ -157,25 +169,19 @@ impl Fleet {
         }))
     }
 
-    /// The processes announced in the namespace (alive within their announcement's TTL).
+    /// The processes announced in the namespace (alive within their announcement's TTL),
+    /// from the namespace's index of processes.
     pub(crate) async fn processes(&self) -> Result<Vec<Process>, Failure> {
-        let pattern = format!(
-            "{}*",
-            glob_escape(&format!("infuse:{{{}}}:process:", self.namespace))
-        );
+        let index = format!("infuse:{{{}}}:processes", self.namespace);
         let mut conn = self.conn.clone();
-        let scan = async {
-            let mut keys: Vec<String> = Vec::new();
-            let mut iter = conn.scan_match::<_, String>(&pattern).await?;
-            while let Some(key) = iter.next().await {
-                keys.push(key?);
-            }
-            Ok::<_, redis::RedisError>(keys)
-        };
-        let keys = within(scan).await?;
-        if keys.is_empty() {
+        let ids: Vec<String> = within(async move { conn.zrange(index, 0, -1).await }).await?;
+        if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let keys: Vec<String> = ids
+            .iter()
+            .map(|id| format!("infuse:{{{}}}:process:{id}", self.namespace))
+            .collect();
         let mut conn = self.conn.clone();
         let values: Vec<Option<String>> = within(async move { conn.mget(keys).await }).await?;
         let mut processes: Vec<Process> = values
@@ -200,16 +206,19 @@ impl Fleet {
 
     /// A registry bound to the fleet, for changes through the library's scripts.
     pub(crate) async fn registry(&self) -> Result<Registry, Failure> {
-        let config = Config::redis(self.url.clone())
-            .namespace(self.namespace.clone())
-            .env_overrides(false)
-            .allow_undeclared_overrides(true);
-        Registry::new(config).await.map_err(Failure::from)
+        Registry::new(self.config.clone())
+            .await
+            .map_err(Failure::from)
+    }
+
+    /// Where Redis is (no password), for messages.
+    pub(crate) fn address(&self) -> &str {
+        self.link.address()
     }
 
     /// Subscribes to the namespace's events.
     pub(crate) async fn subscribe(&self) -> Result<redis::aio::PubSub, Failure> {
-        let mut pubsub = within(self.client.get_async_pubsub()).await?;
+        let mut pubsub = within(self.link.pubsub()).await?;
         within(pubsub.subscribe(self.channel())).await?;
         Ok(pubsub)
     }
@@ -271,18 +280,6 @@ fn glob_escape(text: &str) -> String {
         escaped.push(c);
     }
     escaped
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// A process of the fleet, as it announced itself.
@@ -360,19 +357,6 @@ mod tests {
         window.insert("i42".to_owned(), "109".to_owned());
         assert_eq!(window_totals(&window), Some((8, 4, 1)));
         assert_eq!(window_totals(&HashMap::new()), None);
-    }
-
-    #[test]
-    fn passwords_never_show() {
-        assert_eq!(
-            redact("redis://:secret@host:6379"),
-            "redis://:***@host:6379"
-        );
-        assert_eq!(
-            redact("redis://ops:p@ss@host:6379/2"),
-            "redis://ops:***@host:6379/2"
-        );
-        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `infuse`: inspect and control a fleet's circuit breakers, straight from Redis.
 //!
 //! ```text
-//! infuse [--redis URL] [--namespace NS] status [SERVICE…] [--json]
+//! infuse [--redis URL | --redis-sentinel URL… --sentinel-master NAME | --redis-cluster URL…]
+//!        [--tls-ca-cert FILE] [--tls-client-cert FILE --tls-client-key FILE]
+//!        [--namespace NS] status [SERVICE…] [--json]
 //! infuse watch
 //! infuse explain SERVICE [--json]
 //! infuse dashboard [--listen 127.0.0.1:9090] [--token T]
@@ -27,20 +29,125 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "infuse", version, about, propagate_version = true)]
 struct Cli {
-    /// The Redis server of the fleet (as `infuse::Config::redis`).
+    #[command(flatten)]
+    connection: Connection,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the fleet's Redis is: the options of `infuse::Config` (one server, Sentinel or
+/// Cluster; TLS and credentials).
+#[derive(Debug, clap::Args)]
+struct Connection {
+    /// The Redis server of the fleet, as `infuse::Config::redis` (`rediss://` for TLS)
+    /// [default: $REDIS_URL, else redis://127.0.0.1:6379]
+    #[arg(long, global = true, value_name = "URL")]
+    redis: Option<String>,
+    /// The Sentinels of the fleet's Redis, as `infuse::Config::redis_sentinel` (repeat
+    /// the option or separate the URLs with commas); needs --sentinel-master.
+    #[arg(long, global = true, value_name = "URL", value_delimiter = ',')]
+    redis_sentinel: Vec<String>,
+    /// The name the Sentinels monitor the master under (`sentinel monitor <name> …`).
+    #[arg(long, global = true, value_name = "NAME")]
+    sentinel_master: Option<String>,
+    /// The master's ACL user, in Sentinel mode (as `Config::sentinel_master_auth`).
+    #[arg(long, global = true, value_name = "USER")]
+    sentinel_master_user: Option<String>,
+    /// The master's password, in Sentinel mode.
     #[arg(
         long,
         global = true,
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
+        value_name = "PASSWORD",
+        env = "INFUSE_SENTINEL_MASTER_PASSWORD",
         hide_env_values = true
     )]
-    redis: String,
+    sentinel_master_password: Option<String>,
+    /// Nodes of the fleet's Redis Cluster, as `infuse::Config::redis_cluster` (repeat the
+    /// option or separate the URLs with commas).
+    #[arg(long, global = true, value_name = "URL", value_delimiter = ',')]
+    redis_cluster: Vec<String>,
+    /// A PEM file of the CA to trust for `rediss://` servers (as `Config::tls_root_cert`).
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_ca_cert: Option<std::path::PathBuf>,
+    /// A PEM client certificate for mutual TLS (as `Config::tls_client_cert`); needs
+    /// --tls-client-key.
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_client_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-client-cert.
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_client_key: Option<std::path::PathBuf>,
     /// The fleet's namespace (as `infuse::Config::namespace`).
     #[arg(long, global = true, default_value = "default")]
     namespace: String,
-    #[command(subcommand)]
-    command: Command,
+}
+
+impl Connection {
+    /// The `infuse::Config` these options describe (and whether it is a cluster).
+    fn config(&self) -> Result<(infuse::Config, bool), Failure> {
+        let mut config = match (
+            &self.redis,
+            self.redis_sentinel.is_empty(),
+            self.redis_cluster.is_empty(),
+        ) {
+            (Some(_), false, _) | (Some(_), _, false) | (None, false, false) => {
+                return Err(Failure(
+                    "give one of --redis, --redis-sentinel and --redis-cluster".to_owned(),
+                ))
+            }
+            (None, false, true) => {
+                let master = self.sentinel_master.clone().ok_or_else(|| {
+                    Failure("--redis-sentinel needs --sentinel-master NAME".to_owned())
+                })?;
+                infuse::Config::redis_sentinel(self.redis_sentinel.clone(), master)
+            }
+            (None, true, false) => infuse::Config::redis_cluster(self.redis_cluster.clone()),
+            (url, true, true) => infuse::Config::redis(url.clone().unwrap_or_else(|| {
+                std::env::var("REDIS_URL")
+                    .ok()
+                    .filter(|url| !url.is_empty())
+                    .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())
+            })),
+        };
+        if self.redis_sentinel.is_empty()
+            && (self.sentinel_master.is_some()
+                || self.sentinel_master_user.is_some()
+                || self.sentinel_master_password.is_some())
+        {
+            return Err(Failure(
+                "--sentinel-master and its credentials go with --redis-sentinel".to_owned(),
+            ));
+        }
+        if self.sentinel_master_user.is_some() || self.sentinel_master_password.is_some() {
+            config = config.sentinel_master_auth(
+                self.sentinel_master_user.clone().unwrap_or_default(),
+                self.sentinel_master_password.clone().unwrap_or_default(),
+            );
+        }
+        if let Some(path) = &self.tls_ca_cert {
+            config = config.tls_root_cert(read_pem("--tls-ca-cert", path)?);
+        }
+        match (&self.tls_client_cert, &self.tls_client_key) {
+            (Some(cert), Some(key)) => {
+                config = config.tls_client_cert(
+                    read_pem("--tls-client-cert", cert)?,
+                    read_pem("--tls-client-key", key)?,
+                );
+            }
+            (None, None) => {}
+            _ => {
+                return Err(Failure(
+                    "--tls-client-cert and --tls-client-key go together".to_owned(),
+                ))
+            }
+        }
+        let cluster = !self.redis_cluster.is_empty();
+        Ok((config.namespace(self.namespace.clone()), cluster))
+    }
+}
+
+/// The contents of the PEM file an option names.
+fn read_pem(option: &str, path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| Failure(format!("{option} {}: {e}", path.display())))
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,7 +239,9 @@ fn main() -> ExitCode {
         Err(error) => return fail(Failure(format!("cannot start the runtime: {error}"))),
     };
     let result = runtime.block_on(async {
-        let fleet = fleet::Fleet::connect(&cli.redis, &cli.namespace).await?;
+        let (config, cluster) = cli.connection.config()?;
+        let namespace = cli.connection.namespace.clone();
+        let fleet = fleet::Fleet::connect(config, namespace, cluster).await?;
         match cli.command {
             Command::Status { services, json } => status::run(&fleet, &services, json).await,
             Command::Watch => watch::run(&fleet).await,

@@ -22,8 +22,9 @@ pub(crate) async fn run(fleet: &Fleet) -> Result<(), Failure> {
     }
     let mut pubsub = fleet.subscribe().await?;
     println!(
-        "watching namespace {:?} (channel {})",
+        "watching namespace {:?} at {} (channel {})",
         fleet.namespace,
+        fleet.address(),
         fleet.channel()
     );
     let mut messages = pubsub.on_message();

@@ -247,7 +247,7 @@ fn mistakes_end_with_one_line_on_stderr_and_a_failure_status() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("cannot reach Redis at redis://127.0.0.1:1"),
+        stderr.contains("cannot reach Redis at 127.0.0.1:1"),
         "{stderr}"
     );
     // A password never shows.
