@@ -319,7 +319,7 @@ impl Process {
 }
 
 /// One entry of a breaker's history: `"<unix ms> <from> <to> <generation> <reason>
-/// <process id>"`, written by the process whose command made the change.
+/// <process id>"`, written by the script that made the change.
 #[derive(Debug, Clone)]
 pub(crate) struct Transition {
     pub(crate) at_ms: u64,

@@ -480,3 +480,140 @@ async fn the_documented_minimal_acl_covers_rates_and_backoff() {
         "commands were denied:\n{denied}"
     );
 }
+
+/// Each transition is appended to the breaker's history by the script that made it, with
+/// its reason and the process (as it announces itself): what `infuse explain` shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scripts_write_each_transition_to_the_history() {
+    let server = RedisServer::start();
+    let registry = Registry::new(
+        support::redis_service_config(&server, "history", SERVICE, 1, Duration::from_millis(100))
+            .resync_interval(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let breaker = registry.breaker(SERVICE);
+    let _ = calls::fail(&breaker).await; // closed -> open
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let _ = calls::fail(&breaker).await; // the trial: open -> half-open -> open
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(calls::succeed(&breaker).await.is_ok()); // open -> half-open -> closed
+    breaker.force_open().await.unwrap(); // closed -> forced-open
+    breaker.force_open().await.unwrap(); // no change: nothing written
+
+    let entries = server
+        .cli(&["LRANGE", "infuse:{history/users}:history", "0", "-1"])
+        .unwrap();
+    let entries: Vec<Vec<&str>> = entries
+        .lines()
+        .map(|line| line.split(' ').collect())
+        .collect();
+    let changes: Vec<(&str, &str, &str)> = entries.iter().map(|e| (e[1], e[2], e[4])).collect();
+    assert_eq!(
+        changes,
+        [
+            ("closed", "forced-open", "manual"),
+            ("half-open", "closed", "trial_succeeded"),
+            ("open", "half-open", "open_elapsed"),
+            ("half-open", "open", "trial_failed"),
+            ("open", "half-open", "open_elapsed"),
+            ("closed", "open", "consecutive_failures"),
+        ]
+    );
+    // Newest first, on Redis's clock; the generation after each change (taking the
+    // trial slot keeps it).
+    let times: Vec<u64> = entries.iter().map(|e| e[0].parse().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+    let generations: Vec<u64> = entries.iter().map(|e| e[3].parse().unwrap()).collect();
+    assert_eq!(generations, [5, 4, 3, 3, 2, 2]);
+    // The process is the one the namespace's index of processes lists.
+    let announced = calls::eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        async || {
+            server
+                .cli(&["ZRANGE", "infuse:{history}:processes", "0", "-1"])
+                .is_some_and(|ids| ids.trim() == entries[0][5])
+        },
+    )
+    .await;
+    assert!(announced, "history names {}", entries[0][5]);
+    assert!(entries.iter().all(|e| e[5] == entries[0][5]));
+}
+
+/// A process announces itself with its resync's read of the change log: written whole
+/// when what it says changes, renewed otherwise, and rewritten if the key is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_announcement_rides_on_the_resync_and_is_rewritten_only_on_change() {
+    let server = RedisServer::start();
+    let interval = Duration::from_millis(100);
+    let registry = Registry::new(
+        support::redis_service_config(&server, "announce", SERVICE, 1, Duration::from_secs(60))
+            .resync_interval(interval),
+    )
+    .await
+    .unwrap();
+    let breaker = registry.breaker(SERVICE);
+    assert!(calls::succeed(&breaker).await.is_ok());
+    let key = || -> Option<String> {
+        let id = server.cli(&["ZRANGE", "infuse:{announce}:processes", "0", "-1"])?;
+        let id = id.trim();
+        (!id.is_empty()).then(|| format!("infuse:{{announce}}:process:{id}"))
+    };
+    let announcement = |key: &str| -> Option<serde_like::Announcement> {
+        serde_like::parse(&server.cli(&["GET", key])?)
+    };
+    let written = calls::eventually(Duration::from_secs(5), interval / 2, async || {
+        key().and_then(|k| announcement(&k)).is_some()
+    })
+    .await;
+    assert!(written, "the process announced itself");
+    let key = key().unwrap();
+    let first = announcement(&key).unwrap();
+    assert!(
+        first.text.contains("\"users\":\"closed\""),
+        "{}",
+        first.text
+    );
+
+    // Nothing changes: renewed (its TTL keeps up), never rewritten (same time).
+    tokio::time::sleep(interval * 6).await;
+    let renewed = announcement(&key).unwrap();
+    assert_eq!(renewed.at_ms, first.at_ms, "not rewritten");
+    let ttl: u64 = server.cli(&["PTTL", &key]).unwrap().trim().parse().unwrap();
+    assert!(ttl > 150, "renewed: {ttl} ms left of 300");
+
+    // The breaker trips: rewritten, saying so.
+    let _ = calls::fail(&breaker).await;
+    let rewritten = calls::eventually(Duration::from_secs(5), interval / 2, async || {
+        announcement(&key).is_some_and(|a| a.text.contains("\"users\":\"open\""))
+    })
+    .await;
+    assert!(rewritten, "{:?}", announcement(&key).map(|a| a.text));
+
+    // Lost (deleted): written whole again.
+    server.cli(&["DEL", &key]).unwrap();
+    let back = calls::eventually(Duration::from_secs(5), interval / 2, async || {
+        announcement(&key).is_some()
+    })
+    .await;
+    assert!(back, "the announcement came back");
+}
+
+/// Just enough JSON reading for the announcement's `at_ms` (the tests crate has no JSON
+/// dependency).
+mod serde_like {
+    pub struct Announcement {
+        pub at_ms: u64,
+        pub text: String,
+    }
+
+    pub fn parse(text: &str) -> Option<Announcement> {
+        let rest = text.trim().strip_prefix("{\"at_ms\":")?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        Some(Announcement {
+            at_ms: digits.parse().ok()?,
+            text: text.trim().to_owned(),
+        })
+    }
+}

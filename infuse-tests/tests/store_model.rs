@@ -431,7 +431,7 @@ fn hidden_in_memory(record: &Option<Record>) -> Option<Hidden> {
 
 async fn hidden_in_redis(
     conn: &mut redis::aio::MultiplexedConnection,
-    keys: &[String; 4],
+    keys: &[String],
 ) -> Result<Option<Hidden>, redis::RedisError> {
     let (exists, reopens, window): (bool, Option<u32>, bool) = redis::pipe()
         .exists(&keys[0])

@@ -1,7 +1,7 @@
 -- acquire_trial (machine.rs: acquire_trial): take the single trial slot of the fleet,
 -- once the open key has expired (or half-open with the slot free). The holder asking
 -- again with its token is granted again (safe retry).
--- ARGV: token, lease_ms, key_ttl_ms, channel, service
+-- ARGV: token, lease_ms, key_ttl_ms, channel, service, process
 local rec = load()
 if not rec then
   return ABSENT
@@ -23,5 +23,6 @@ if rec.state == OPEN then
   rec.succ = 0
 end
 save(rec, ARGV[3])
+remember(from, rec, 'open_elapsed', ARGV[6], ARGV[3])
 publish(ARGV[4], ARGV[5], rec)
 return reply(1, from, rec)

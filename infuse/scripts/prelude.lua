@@ -12,6 +12,10 @@
 --          failures slow" per bucket slot, i<instance> = the last bucket that instance
 --          reported failures or slow calls in. Deleted by every transition (trip, close,
 --          force, register), as Record::window is reset.
+-- KEYS[5]  infuse:{<namespace>/<service>}:history LIST, the breaker's last HISTORY_LEN
+--          transitions, newest first, "<unix ms> <from> <to> <gen> <reason> <process>"
+--          (state names, the reason as TransitionReason::as_str, the process id in hex),
+--          written by the script that made the change (`infuse explain` reads it).
 --
 -- Reply fields: applied, from, inc, gen, seq, state, fail, succ, open_pttl, trial_pttl, window
 --   applied     1 if the command took effect, else 0
@@ -29,6 +33,9 @@
 
 -- State codes (infuse/src/core/state.rs: State::code).
 local CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = 0, 1, 2, 3, 4
+-- State names by code (State's Display).
+local STATE_NAMES = {[0] = 'closed', 'open', 'half-open', 'forced-open', 'disabled'}
+local HISTORY_LEN = 50
 
 local function corrupt(what)
   error({err = 'INFUSE_CORRUPT ' .. what})
@@ -156,6 +163,20 @@ local function open_ms(reopens, reset_ms, max_ms, jitter)
     doubled = math.min(base * 2 ^ reopens, max)
   end
   return doubled - math.floor(doubled * math.min(jitter, 999) / 5000)
+end
+
+-- Appends the change from -> rec.state, if any, to the breaker's history (KEYS[5]), with
+-- the server's clock; the list expires with the record.
+local function remember(from, rec, reason, process, ttl_ms)
+  if rec.state == from then
+    return
+  end
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('LPUSH', KEYS[5], table.concat({string.format('%d', ms), STATE_NAMES[from],
+             STATE_NAMES[rec.state], rec.gen, reason, process}, ' '))
+  redis.call('LTRIM', KEYS[5], 0, HISTORY_LEN - 1)
+  redis.call('PEXPIRE', KEYS[5], ttl_ms)
 end
 
 local function pttl(key)

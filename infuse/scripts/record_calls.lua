@@ -13,7 +13,7 @@
 -- ARGV: generation, calls, failures, slow, tail, instance, fail_max (>= 1),
 --       failure_rate ('' = unset), slow_call_rate ('' = unset), min_calls (>= 1),
 --       min_instances (>= 1), bucket_ms (window.rs: bucket_ms), reset_timeout_ms,
---       key_ttl_ms, channel, service
+--       key_ttl_ms, channel, service, process
 local rec = load()
 if not rec then
   return ABSENT
@@ -103,6 +103,7 @@ elseif rates then
   window = string.format('%d %d %d', tc, tf, ts)
 end
 save(rec, ARGV[14])
+remember(from, rec, 'tripped', ARGV[17], ARGV[14])
 -- Other processes must learn of a trip, and of the fail counter's 0 <-> non-zero edge
 -- (their views' dirty bit); counts alone reach them with the next resync. Publishing
 -- every report would send each process a message per report of every other process.

@@ -2,7 +2,8 @@
 -- generation ARGV[1] while calls ran (closed or disabled); a closed breaker trips at
 -- fail_max (policy.rs: TripPolicy::ConsecutiveFailures). A process coalesces the
 -- failures that happen while its previous report is in flight into one count.
--- ARGV: generation, count (>= 1), fail_max, reset_timeout_ms, key_ttl_ms, channel, service
+-- ARGV: generation, count (>= 1), fail_max, reset_timeout_ms, key_ttl_ms, channel, service,
+--       process
 local rec = load_calls()
 if not rec then
   return ABSENT
@@ -18,6 +19,7 @@ rec.fail = math.min(rec.fail + count, 4294967295)
 if rec.state == CLOSED and rec.fail >= tonumber(ARGV[3]) then
   trip(rec, ARGV[4])
   save(rec, ARGV[5])
+  remember(from, rec, 'consecutive_failures', ARGV[8], ARGV[5])
 else
   save_fail(rec, ARGV[5])
 end

@@ -5,7 +5,7 @@
 -- derived from the token (Settings::open_ms, TrialToken::jitter).
 -- ARGV: token, success (1/0), success_threshold, reset_timeout_ms,
 --       max_reset_timeout_ms (0 = no backoff), jitter (‰, < 1000), key_ttl_ms, channel,
---       service
+--       service, process
 local rec = load()
 if not rec then
   return ABSENT
@@ -28,5 +28,10 @@ else
   trip(rec, open_ms(rec.reo, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])))
 end
 save(rec, ARGV[7])
+if ARGV[2] == '1' then
+  remember(from, rec, 'trial_succeeded', ARGV[10], ARGV[7])
+else
+  remember(from, rec, 'trial_failed', ARGV[10], ARGV[7])
+end
 publish(ARGV[8], ARGV[9], rec)
 return reply(1, from, rec)

@@ -67,6 +67,10 @@ pub(crate) struct Fleet {
     /// and the fleet never keeps a breaker alive.
     cells: RwLock<HashMap<&'static str, Weak<Cell>>>,
     me: Weak<Fleet>,
+    resync_interval: Duration,
+    /// What Redis holds of this process's announcement (its JSON but for the time), as
+    /// far as this process knows: sent whole again only when it changes.
+    announced: Mutex<Option<String>>,
     /// Dropped with the fleet: background tasks end when it closes.
     closing: watch::Sender<()>,
 }
@@ -133,6 +137,8 @@ impl Fleet {
             monitoring: AtomicBool::new(false),
             cells: RwLock::default(),
             me: me.clone(),
+            resync_interval: options.resync_interval,
+            announced: Mutex::default(),
             closing,
         });
         if !healthy {
@@ -145,11 +151,6 @@ impl Fleet {
             closed.clone(),
         ));
         tokio::spawn(sync::resync_periodically(
-            Arc::downgrade(&fleet),
-            options.resync_interval,
-            closed.clone(),
-        ));
-        tokio::spawn(presence::announce_periodically(
             Arc::downgrade(&fleet),
             options.resync_interval,
             closed,
@@ -218,9 +219,6 @@ impl Fleet {
                 Ok(outcome) => {
                     if let Command::RecordCalls { counts, .. } = command {
                         self.protect_locally(service, settings, &counts, &outcome);
-                    }
-                    if let Some(fleet) = self.me.upgrade() {
-                        fleet.record_history(service, &command, &outcome);
                     }
                     return Ok(outcome);
                 }
@@ -467,7 +465,13 @@ impl Fleet {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len();
-        let cells = match self.store.changes(tracked).await {
+        let pending = self.pending_announcement();
+        let read = self
+            .store
+            .changes(tracked, Some(&pending.announcement))
+            .await;
+        self.announced(pending, read.as_ref().ok());
+        let cells = match read.map(|read| read.changes) {
             Ok(Changes::All) => self.cells(),
             Ok(Changes::Services(services)) => {
                 if services.is_empty() {

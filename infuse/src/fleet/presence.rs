@@ -1,61 +1,64 @@
-//! What the fleet tells its operators (`infuse status`, `infuse explain`, the dashboard):
-//! each process announces itself once per `resync_interval`, and the process whose
-//! command changed a breaker's state appends the transition to its history. Both are
-//! background writes: no call waits on them.
+//! What the fleet tells its operators (`infuse status`, the dashboard): each process
+//! announces itself with the read of the change log it makes every `resync_interval`
+//! anyway (no command of its own); the announcement is sent whole only when what it says
+//! changed. (A breaker's history, for `infuse explain`, is written by the scripts that
+//! change it.)
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::watch;
+use crate::core::process_instance;
+use crate::fleet::{lock, Fleet};
+use crate::store::redis::{Announcement, LogRead};
 
-use crate::core::{process_instance, Command, Outcome, TransitionReason};
-use crate::fleet::{jittered, Fleet};
-
-/// How many resync intervals an announcement outlives its writer by.
+/// How many resync intervals an announcement outlives its last renewal by.
 const ANNOUNCEMENT_LIFETIME: u32 = 3;
 
-/// Announces this process every `interval` until the fleet closes; the first time soon
-/// after boot (within a second), once `init` has bound the declared breakers.
-pub(crate) async fn announce_periodically(
-    fleet: Weak<Fleet>,
-    interval: Duration,
-    mut closed: watch::Receiver<()>,
-) {
-    tokio::select! {
-        _ = tokio::time::sleep(interval.min(Duration::from_secs(1))) => {}
-        _ = closed.changed() => return,
-    }
-    loop {
-        let Some(f) = fleet.upgrade() else { return };
-        if f.is_healthy() {
-            let payload = f.announcement(interval);
-            let ttl = interval * ANNOUNCEMENT_LIFETIME;
-            if let Err(error) = f.store.announce(process_instance(), payload, ttl).await {
-                tracing::debug!(%error, "announcing this process failed");
-            }
-        }
-        drop(f);
-        tokio::select! {
-            _ = tokio::time::sleep(jittered(interval)) => {}
-            _ = closed.changed() => return,
-        }
-    }
+/// What this process announces: `body` is the JSON without its time, to tell a change.
+pub(crate) struct Pending {
+    pub(crate) announcement: Announcement,
+    body: String,
 }
 
 impl Fleet {
-    /// This process as JSON: `{"id","name","host","pid","at_ms","interval_ms","breakers":
-    /// {service: state}}` (each breaker's state as this process sees it).
-    fn announcement(&self, interval: Duration) -> String {
+    /// The announcement to send with this resync's read of the change log: whole when
+    /// what it says changed since it was last written (or may be gone), else a renewal.
+    pub(crate) fn pending_announcement(&self) -> Pending {
+        let interval = self.resync_interval;
+        let body = self.announcement_body(interval);
+        let payload = (lock(&self.announced).as_deref() != Some(body.as_str()))
+            .then(|| format!("{{\"at_ms\":{},{}", unix_ms(), &body[1..]));
+        Pending {
+            announcement: Announcement {
+                instance: process_instance(),
+                ttl: interval.saturating_mul(ANNOUNCEMENT_LIFETIME),
+                payload,
+            },
+            body,
+        }
+    }
+
+    /// Remembers what Redis now holds of this process's announcement, after `read`
+    /// (`None`: the read failed; the next one sends it whole).
+    pub(crate) fn announced(&self, pending: Pending, read: Option<&LogRead>) {
+        *lock(&self.announced) = match read {
+            Some(read) if read.announced => Some(pending.body),
+            _ => None,
+        };
+    }
+
+    /// This process as JSON, but for the time (`at_ms`, when it was written):
+    /// `{"id","name","host","pid","interval_ms","breakers": {service: state}}` (each
+    /// breaker's state as this process sees it).
+    fn announcement_body(&self, interval: Duration) -> String {
         let mut json = String::from("{");
         let _ = write!(
             json,
-            "\"id\":\"{:x}\",\"name\":{},\"host\":{},\"pid\":{},\"at_ms\":{},\"interval_ms\":{},\"breakers\":{{",
+            "\"id\":\"{:x}\",\"name\":{},\"host\":{},\"pid\":{},\"interval_ms\":{},\"breakers\":{{",
             process_instance(),
             quoted(&process_name()),
             quoted(&host_name()),
             std::process::id(),
-            unix_ms(),
             interval.as_millis(),
         );
         let mut cells = self.cells();
@@ -71,44 +74,6 @@ impl Fleet {
         }
         json.push_str("}}");
         json
-    }
-
-    /// Appends the transition `outcome` shows, if this process's `command` made one, to
-    /// the breaker's history: `"<unix ms> <from> <to> <generation> <reason> <process id>"`.
-    pub(crate) fn record_history(
-        self: &Arc<Self>,
-        service: &'static str,
-        command: &Command,
-        outcome: &Outcome,
-    ) {
-        if !outcome.applied || !outcome.changed_state() {
-            return;
-        }
-        let hint = match command {
-            Command::RecordFailure { .. } => Some(TransitionReason::ConsecutiveFailures),
-            Command::RecordCalls { .. } => Some(TransitionReason::Tripped),
-            Command::RecordTrial { success: true, .. } => Some(TransitionReason::TrialSucceeded),
-            Command::RecordTrial { success: false, .. } => Some(TransitionReason::TrialFailed),
-            Command::AcquireTrial { .. } => Some(TransitionReason::OpenElapsed),
-            Command::Force(_) => Some(TransitionReason::Manual),
-            _ => None,
-        };
-        let (from, to) = (outcome.from, outcome.snapshot.state);
-        let reason = TransitionReason::resolve(hint, from, to);
-        let entry = format!(
-            "{} {from} {to} {} {reason} {:x}",
-            unix_ms(),
-            outcome.snapshot.generation,
-            process_instance()
-        );
-        let fleet = self.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(error) = fleet.store.append_history(service, entry).await {
-                    tracing::debug!(service, %error, "recording a transition in the history failed");
-                }
-            });
-        }
     }
 }
 

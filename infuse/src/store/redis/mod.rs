@@ -48,7 +48,9 @@ use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
 
 use super::{Command, Outcome, Store, Target};
 use crate::core::window::bucket_ms;
-use crate::core::{fresh_incarnation, saturating_millis, Settings, StorageError, TripPolicy};
+use crate::core::{
+    fresh_incarnation, process_instance, saturating_millis, Settings, StorageError, TripPolicy,
+};
 
 macro_rules! script {
     ($name:literal) => {
@@ -59,11 +61,10 @@ macro_rules! script {
     };
 }
 
-/// One script per command, the two of the namespace's change log and the process
-/// announcement (no prelude: these touch no breaker).
+/// One script per command, and the two of the namespace's change log (no prelude: they
+/// touch no breaker).
 struct Scripts {
     note_change: Script,
-    announce: Script,
     changes: Script,
     register: Script,
     snapshot: Script,
@@ -80,7 +81,6 @@ impl Scripts {
     fn new() -> Scripts {
         Scripts {
             note_change: Script::new(include_str!("../../../scripts/note_change.lua")),
-            announce: Script::new(include_str!("../../../scripts/announce.lua")),
             changes: Script::new(include_str!("../../../scripts/changes.lua")),
             register: script!("register"),
             snapshot: script!("snapshot"),
@@ -94,10 +94,9 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 12] {
+    fn all(&self) -> [&Script; 11] {
         [
             &self.note_change,
-            &self.announce,
             &self.changes,
             &self.register,
             &self.snapshot,
@@ -173,6 +172,28 @@ pub enum Changes {
     All,
     /// The breakers changed since the last read (empty: nothing changed).
     Services(Vec<String>),
+}
+
+/// A process's announcement to the fleet's operators (`infuse status`), renewed by each
+/// read of the change log: its key lives `ttl` after the last read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// The process's id (written in hex).
+    pub instance: u64,
+    /// How long the announcement lives after this read.
+    pub ttl: Duration,
+    /// What it says (JSON), when it changed since it was last written; `None` renews it.
+    pub payload: Option<String>,
+}
+
+/// What a read of the change log found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRead {
+    /// What to re-read.
+    pub changes: Changes,
+    /// Whether the announcement was written or renewed (`false` with a `None` payload:
+    /// its key had expired or was lost; send it whole next time).
+    pub announced: bool,
 }
 
 /// This process's commands in flight on the connection, and the replies it got: a
@@ -281,8 +302,13 @@ impl RedisStore {
 
     /// Reads the namespace's change log: one script, whatever the number of breakers
     /// (`breakers`: how many this process has, which sets how often a full pass is due,
-    /// see [`FULL_RESYNC_EVERY`]). Under the admin deadline.
-    pub async fn changes(&self, breakers: usize) -> Result<Changes, StorageError> {
+    /// see [`FULL_RESYNC_EVERY`]), which also renews this process's `announcement`
+    /// (see `scripts/changes.lua`). Under the admin deadline.
+    pub async fn changes(
+        &self,
+        breakers: usize,
+        announcement: Option<&Announcement>,
+    ) -> Result<LogRead, StorageError> {
         let log = &self.log;
         let period = FULL_RESYNC_EVERY.max(breakers as u64);
         let due = log.since_full.fetch_add(1, Ordering::AcqRel) + 1 >= period;
@@ -292,8 +318,22 @@ impl RedisStore {
             .key(&log.keys[0])
             .key(&log.keys[1])
             .arg(last.unwrap_or(0));
+        match announcement {
+            Some(a) => invocation
+                .key(self.process_key(a.instance))
+                .key(self.processes_key())
+                .arg(format!("{:x}", a.instance))
+                .arg(saturating_millis(a.ttl).max(1))
+                .arg(a.payload.as_deref().unwrap_or("")),
+            None => invocation
+                .key(self.process_key(0))
+                .key(self.processes_key())
+                .arg("")
+                .arg(0)
+                .arg(""),
+        };
         let mut conn = self.conn.clone();
-        let (version, services): (i64, Vec<String>) = self
+        let (version, services, announced): (i64, Vec<String>, i64) = self
             .queue
             .run(bounded("changes", self.deadlines.admin, async move {
                 invocation.invoke_async(&mut conn).await
@@ -301,12 +341,16 @@ impl RedisStore {
             .await?;
         let version = u64::try_from(version).ok();
         *log.seen.lock().unwrap_or_else(PoisonError::into_inner) = version;
-        Ok(match (last, version) {
+        let changes = match (last, version) {
             (Some(last), Some(version)) if version >= last && !due => Changes::Services(services),
             _ => {
                 log.since_full.store(0, Ordering::Release);
                 Changes::All
             }
+        };
+        Ok(LogRead {
+            changes,
+            announced: announced == 1,
         })
     }
 
@@ -342,14 +386,16 @@ impl RedisStore {
         .map(drop)
     }
 
-    /// The four keys of a breaker (state, open, trial, window), sharing one hash tag.
-    pub fn keys(&self, service: &str) -> [String; 4] {
+    /// The five keys of a breaker (state, open, trial, window, history), sharing one hash
+    /// tag.
+    pub fn keys(&self, service: &str) -> [String; 5] {
         let tag = format!("infuse:{{{}/{}}}", self.namespace, service);
         [
             format!("{tag}:state"),
             format!("{tag}:open"),
             format!("{tag}:trial"),
             format!("{tag}:window"),
+            format!("{tag}:history"),
         ]
     }
 
@@ -380,6 +426,8 @@ impl RedisStore {
         let channel = self.channel.clone();
         let service = service.to_owned();
         let reset = saturating_millis(settings.reset_timeout).to_string();
+        // Who made a change, in the breaker's history (scripts/prelude.lua: remember).
+        let process = format!("{:x}", process_instance());
         let s = &self.scripts;
         match *command {
             Command::Register { seed } => {
@@ -407,6 +455,7 @@ impl RedisStore {
                     ttl,
                     channel,
                     service,
+                    process,
                 ],
             ),
             Command::RecordSuccess { generation } => (
@@ -442,6 +491,7 @@ impl RedisStore {
                         ttl,
                         channel,
                         service,
+                        process,
                     ],
                 )
             }
@@ -453,6 +503,7 @@ impl RedisStore {
                     ttl,
                     channel,
                     service,
+                    process,
                 ],
             ),
             Command::RecordTrial { token, success } => (
@@ -472,6 +523,7 @@ impl RedisStore {
                     ttl,
                     channel,
                     service,
+                    process,
                 ],
             ),
             Command::ReleaseTrial { token } => (
@@ -492,6 +544,7 @@ impl RedisStore {
                         channel,
                         service,
                         fresh_incarnation().to_string(),
+                        process,
                     ],
                 )
             }

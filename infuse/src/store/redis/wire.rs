@@ -123,6 +123,7 @@ pub fn parse_event(payload: &str) -> Option<(&str, Snapshot)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::TransitionReason;
 
     const PRELUDE: &str = include_str!("../../../scripts/prelude.lua");
 
@@ -150,6 +151,54 @@ mod tests {
             .collect();
         let actual: Vec<(String, u8)> = names.into_iter().zip(codes).collect();
         assert_eq!(actual, expected);
+    }
+
+    #[test]
+    fn prelude_state_names_are_the_states_display() {
+        // `local STATE_NAMES = {[0] = 'closed', 'open', …}`: by code, from 0.
+        let line = prelude_line("local STATE_NAMES = {[0] = ");
+        let names: Vec<&str> = line
+            .trim_end_matches('}')
+            .split(',')
+            .map(|n| n.trim().trim_matches('\''))
+            .collect();
+        let expected: Vec<String> = State::ALL.iter().map(|s| s.to_string()).collect();
+        assert_eq!(names, expected);
+        for (code, state) in State::ALL.iter().enumerate() {
+            assert_eq!(usize::from(state.code()), code);
+        }
+    }
+
+    #[test]
+    fn history_reasons_written_by_the_scripts_are_transition_reasons() {
+        let scripts = [
+            include_str!("../../../scripts/record_failure.lua"),
+            include_str!("../../../scripts/record_calls.lua"),
+            include_str!("../../../scripts/acquire_trial.lua"),
+            include_str!("../../../scripts/record_trial.lua"),
+            include_str!("../../../scripts/force.lua"),
+        ];
+        let known = [
+            TransitionReason::ConsecutiveFailures,
+            TransitionReason::Tripped,
+            TransitionReason::TrialSucceeded,
+            TransitionReason::TrialFailed,
+            TransitionReason::OpenElapsed,
+            TransitionReason::Manual,
+        ]
+        .map(TransitionReason::as_str);
+        let mut seen = Vec::new();
+        for script in scripts {
+            for call in script.split("remember(from, rec, '").skip(1) {
+                let reason = call.split('\'').next().unwrap();
+                assert!(known.contains(&reason), "unknown reason {reason:?}");
+                seen.push(reason);
+            }
+        }
+        seen.sort_unstable();
+        let mut all = known.to_vec();
+        all.sort_unstable();
+        assert_eq!(seen, all, "each reason a script can give is written by one");
     }
 
     #[test]
