@@ -406,3 +406,36 @@ async fn local_counts_are_not_pushed_into_the_fleets_window() {
     assert_eq!(fleet.state, State::Closed, "{fleet:?}");
     assert_eq!(a.breaker(SERVICE).state().await.unwrap(), State::Closed);
 }
+
+/// After a short outage a process reconciles only the breakers it used on its own
+/// meanwhile (and any the change log says changed), not all of them: with a fleet
+/// recovering at once, one script per breaker per process would flood the Redis that
+/// just came back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_after_a_short_outage_costs_a_few_scripts_not_one_per_breaker() {
+    const B: usize = 200;
+    let server = RedisServer::start();
+    let registry = start_registry(&server, 3, Duration::from_secs(60)).await;
+    for i in 0..B {
+        let name: &'static str = Box::leak(format!("svc-{i}").into_boxed_str());
+        calls::succeed(&registry.breaker(name)).await.unwrap();
+    }
+    succeed(&registry).await.0.unwrap();
+    // The registrations' change-log notes (sent without waiting) are behind us.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.command_calls("evalsha") + server.command_calls("eval");
+    server.pause();
+    // A failure waits out the deadline: the registry switches to its local fallback.
+    let _ = fail(&registry).await;
+    server.resume();
+    let _ = fail(&registry).await;
+    assert!(
+        eventually(async || registry.breaker(SERVICE).fail_counter().await.ok() == Some(1)).await,
+        "failures reach Redis again after it resumes"
+    );
+    let sent = server.command_calls("evalsha") + server.command_calls("eval") - before;
+    assert!(
+        sent < 20,
+        "{sent} scripts to recover (one per breaker would be {B})"
+    );
+}

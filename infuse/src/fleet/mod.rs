@@ -41,7 +41,7 @@ use crate::core::{
 };
 use crate::local::Cell;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::{parse_event, timer_for, Changes, Deadlines, RedisStore};
+use crate::store::redis::{parse_event, timer_for, Changes, Deadlines, LogRead, RedisStore};
 use crate::store::Store;
 
 /// The Redis store with its failure policy and background tasks.
@@ -54,6 +54,8 @@ pub(crate) struct Fleet {
     fallback: ArcSwap<MemoryStore>,
     /// Services whose fallback record was seeded from the view.
     seeded: Mutex<HashSet<&'static str>>,
+    /// Breakers a failed recovery meant to reconcile (the next attempt does).
+    unreconciled: Mutex<HashSet<&'static str>>,
     /// Trials the fallback granted: their results and releases go to it, not to Redis.
     local_trials: Mutex<HashSet<TrialToken>>,
     corrupt_reported: Mutex<HashSet<&'static str>>,
@@ -68,9 +70,9 @@ pub(crate) struct Fleet {
     cells: RwLock<HashMap<&'static str, Weak<Cell>>>,
     me: Weak<Fleet>,
     resync_interval: Duration,
-    /// What Redis holds of this process's announcement (its JSON but for the time), as
-    /// far as this process knows: sent whole again only when it changes.
-    announced: Mutex<Option<String>>,
+    /// A digest of what Redis holds of this process's announcement, as far as this
+    /// process knows: sent whole again only when it changes.
+    announced: Mutex<Option<u64>>,
     /// Dropped with the fleet: background tasks end when it closes.
     closing: watch::Sender<()>,
 }
@@ -131,6 +133,7 @@ impl Fleet {
             healthy: AtomicBool::new(healthy),
             fallback: ArcSwap::from_pointee(MemoryStore::new()),
             seeded: Mutex::default(),
+            unreconciled: Mutex::default(),
             local_trials: Mutex::default(),
             own_windows: Mutex::default(),
             corrupt_reported: Mutex::default(),
@@ -424,19 +427,55 @@ impl Fleet {
         });
     }
 
-    /// Back to shared state: reconcile every breaker with its record (a record older
-    /// than this process's view is replaced by the view; see [`Command::Register`]),
-    /// then adopt what Redis holds and drop the local fallback.
+    /// Back to shared state: reconcile the breakers that may differ from their records
+    /// (a record older than this process's view is replaced by the view; see
+    /// [`Command::Register`]), then adopt what Redis holds and drop the local fallback.
+    ///
+    /// Under the local fallback those are the breakers this process used on its own
+    /// meanwhile and the ones the change log says changed since its last read: a short
+    /// outage costs a few scripts, not one per breaker (with every process recovering at
+    /// once, that would be processes × breakers scripts on a Redis that just came back).
+    /// Every breaker is reconciled when the log is gone or went back (Redis restarted
+    /// empty or was flushed: lost records are recreated from the views), when a full
+    /// pass is due, and under the other policies (every view holds the policy's state).
     async fn recover(&self) -> bool {
         if self.store.load_scripts().await.is_err() {
             return false;
         }
-        let (cells, answers) = self.reconcile_all().await;
+        let cells = if self.policy == UnavailablePolicy::LocalFallback {
+            let tracked = self
+                .cells
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len();
+            match self.store.changes(tracked, None).await {
+                Ok(LogRead {
+                    changes: Changes::Services(changed),
+                    ..
+                }) => {
+                    let mut wanted: HashSet<&str> = changed.iter().map(String::as_str).collect();
+                    wanted.extend(lock(&self.seeded).iter());
+                    wanted.extend(lock(&self.unreconciled).iter());
+                    self.cells()
+                        .into_iter()
+                        .filter(|cell| wanted.contains(cell.service))
+                        .collect()
+                }
+                Ok(_) => self.cells(),
+                Err(_) => return false,
+            }
+        } else {
+            self.cells()
+        };
+        let answers = self.reconcile(&cells).await;
         if answers.iter().any(|answer| answer.is_err()) {
+            // The change log was read past these: the next attempt must not forget them.
+            lock(&self.unreconciled).extend(cells.iter().map(|cell| cell.service));
             return false;
         }
         self.fallback.store(Arc::new(MemoryStore::new()));
         lock(&self.seeded).clear();
+        lock(&self.unreconciled).clear();
         lock(&self.local_trials).clear();
         self.healthy.store(true, Ordering::Release);
         for (cell, answer) in cells.iter().zip(answers) {
@@ -444,7 +483,8 @@ impl Fleet {
                 cell.adopt(&outcome.snapshot);
             }
         }
-        tracing::info!(address = %self.address, "Redis available again; breakers follow the fleet state");
+        tracing::info!(address = %self.address, reconciled = cells.len(),
+            "Redis available again; breakers follow the fleet state");
         true
     }
 
@@ -509,14 +549,6 @@ impl Fleet {
                 }
             }
         }
-    }
-
-    /// Registers every breaker with this process's view as the seed: recreates lost
-    /// records, replaces older ones, and answers with what Redis holds now.
-    async fn reconcile_all(&self) -> (Vec<Arc<Cell>>, Vec<Result<Outcome, StorageError>>) {
-        let cells = self.cells();
-        let answers = self.reconcile(&cells).await;
-        (cells, answers)
     }
 
     /// Registers `cells`' breakers with this process's view as the seed.
