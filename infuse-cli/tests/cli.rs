@@ -11,36 +11,25 @@ use infuse_tests::support::redis_server::RedisServer;
 use infuse_tests::support::redis_service_config;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_infuse");
+mod common;
+
+use common::{stdout, BIN};
 
 /// Runs `infuse --redis <server> --namespace <ns> args…` to completion.
 fn infuse(server: &RedisServer, namespace: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(["--redis", &server.url(), "--namespace", namespace])
-        .args(args)
-        .env_remove("REDIS_URL")
-        .output()
-        .expect("run the infuse binary")
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "infuse failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
+    let url = server.url();
+    common::infuse(
+        ["--redis", &url, "--namespace", namespace]
+            .iter()
+            .chain(args),
+    )
 }
 
 /// `status --json`, parsed.
 fn status_json(server: &RedisServer, namespace: &str, services: &[&str]) -> Vec<Value> {
     let mut args = vec!["status", "--json"];
     args.extend_from_slice(services);
-    let text = stdout(&infuse(server, namespace, &args));
-    match serde_json::from_str(&text).expect("status --json prints JSON") {
-        Value::Array(items) => items,
-        other => panic!("not an array: {other}"),
-    }
+    common::json_array(&infuse(server, namespace, &args))
 }
 
 /// A registry of the fleet with `service` (fail_max 2, reset `reset`).

@@ -3,7 +3,7 @@
 //! TLS (all started by the harness). The same options as `infuse::Config`, and the
 //! same answers.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use infuse::{Config, Registry, ServiceOverride, State};
@@ -13,42 +13,23 @@ use infuse_tests::support::topology::{RedisCluster, SentinelSet, MASTER_NAME};
 use infuse_tests::support::topology_config;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_infuse");
+mod common;
+
+use common::{failure, stdout};
 
 /// Runs `infuse <connection…> args…` to completion.
 fn infuse(connection: &[String], args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(connection)
-        .args(args)
-        .env_remove("REDIS_URL")
-        .output()
-        .expect("run the infuse binary")
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "infuse failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-/// The one line a failed command writes on stderr.
-fn failure(output: &Output) -> String {
-    assert!(!output.status.success(), "expected a failure");
-    let text = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(text.lines().count(), 1, "one line: {text}");
-    text
+    common::infuse(
+        connection
+            .iter()
+            .map(String::as_str)
+            .chain(args.iter().copied()),
+    )
 }
 
 /// `status --json`, parsed.
 fn status(connection: &[String]) -> Vec<Value> {
-    let text = stdout(&infuse(connection, &["status", "--json"]));
-    match serde_json::from_str(&text).expect("status --json prints JSON") {
-        Value::Array(items) => items,
-        other => panic!("not an array: {other}"),
-    }
+    common::json_array(&infuse(connection, &["status", "--json"]))
 }
 
 /// `users` (fail_max 2, open 60 s) and `payments`, in `config`'s namespace.

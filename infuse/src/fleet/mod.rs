@@ -70,9 +70,9 @@ pub(crate) struct Fleet {
     cells: RwLock<HashMap<&'static str, Weak<Cell>>>,
     me: Weak<Fleet>,
     resync_interval: Duration,
-    /// A digest of what Redis holds of this process's announcement, as far as this
-    /// process knows: sent whole again only when it changes.
-    announced: Mutex<Option<u64>>,
+    /// What Redis holds of this process's announcement, as far as this process knows:
+    /// sent whole again only when it changes.
+    announced: Mutex<presence::Announced>,
     /// Dropped with the fleet: background tasks end when it closes.
     closing: watch::Sender<()>,
 }
@@ -508,7 +508,7 @@ impl Fleet {
         let pending = self.pending_announcement();
         let read = self
             .store
-            .changes(tracked, Some(&pending.announcement))
+            .changes(tracked, pending.announcement.as_ref())
             .await;
         self.announced(pending, read.as_ref().ok());
         let cells = match read.map(|read| read.changes) {

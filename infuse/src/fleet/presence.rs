@@ -14,29 +14,46 @@ use crate::fleet::{lock, Fleet};
 use crate::store::redis::{Announcement, LogRead};
 
 /// How many resync intervals an announcement outlives its last renewal by.
-const ANNOUNCEMENT_LIFETIME: u32 = 3;
+const ANNOUNCEMENT_LIFETIME: u32 = 10;
 
-/// What this process announces, and a digest of what it says (to tell a change).
+/// An unchanged announcement is renewed with every this many reads of the change log
+/// (renewing costs the read about as much again in Redis: every read would double the
+/// idle fleet's Redis time).
+const RENEW_EVERY: u32 = 5;
+
+/// What this process sends of its announcement with one read of the change log, and a
+/// digest of what it says (to tell a change).
 pub(crate) struct Pending {
-    pub(crate) announcement: Announcement,
+    pub(crate) announcement: Option<Announcement>,
     digest: u64,
 }
 
+/// What Redis holds of this process's announcement, as far as this process knows.
+#[derive(Debug, Default)]
+pub(crate) struct Announced {
+    /// The digest of what it says (`None`: nothing, or unknown).
+    digest: Option<u64>,
+    /// Reads of the change log since it was last written or renewed.
+    reads: u32,
+}
+
 impl Fleet {
-    /// The announcement to send with this resync's read of the change log: whole when
-    /// what it says changed since it was last written (or may be gone), else a renewal.
-    /// An unchanged announcement costs a pass over the breakers' states, no allocation.
+    /// What to send of the announcement with this resync's read of the change log: the
+    /// whole of it when what it says changed since it was last written (or may be gone),
+    /// a renewal every [`RENEW_EVERY`] reads, else nothing. An unchanged announcement
+    /// costs a pass over the breakers' states, no allocation.
     pub(crate) fn pending_announcement(&self) -> Pending {
         let interval = self.resync_interval;
         let digest = self.announcement_digest();
-        let payload = (*lock(&self.announced) != Some(digest))
-            .then(|| self.announcement_json(interval, unix_ms()));
+        let announced = lock(&self.announced);
+        let changed = announced.digest != Some(digest);
+        let announcement = (changed || announced.reads + 1 >= RENEW_EVERY).then(|| Announcement {
+            instance: process_instance(),
+            ttl: interval.saturating_mul(ANNOUNCEMENT_LIFETIME),
+            payload: changed.then(|| self.announcement_json(interval, unix_ms())),
+        });
         Pending {
-            announcement: Announcement {
-                instance: process_instance(),
-                ttl: interval.saturating_mul(ANNOUNCEMENT_LIFETIME),
-                payload,
-            },
+            announcement,
             digest,
         }
     }
@@ -44,10 +61,17 @@ impl Fleet {
     /// Remembers what Redis now holds of this process's announcement, after `read`
     /// (`None`: the read failed; the next one sends it whole).
     pub(crate) fn announced(&self, pending: Pending, read: Option<&LogRead>) {
-        *lock(&self.announced) = match read {
-            Some(read) if read.announced => Some(pending.digest),
-            _ => None,
-        };
+        let mut announced = lock(&self.announced);
+        match (read, pending.announcement) {
+            (Some(read), Some(_)) if read.announced => {
+                *announced = Announced {
+                    digest: Some(pending.digest),
+                    reads: 0,
+                };
+            }
+            (Some(_), None) => announced.reads += 1,
+            _ => *announced = Announced::default(),
+        }
     }
 
     /// The breakers and the state this process sees each in, as one number (order
