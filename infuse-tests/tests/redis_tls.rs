@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use infuse::{BreakerError, Config, InitError, Registry, ServiceOverride, State};
-use infuse_tests::support::redis_server::RedisServer;
+use infuse_tests::support::redis_server::{RedisServer, TlsFiles};
 use infuse_tests::support::tls::{ca, pki, tls_server};
-use infuse_tests::support::topology::{SentinelOptions, SentinelSet, MASTER_NAME};
+use infuse_tests::support::topology::{RedisCluster, SentinelOptions, SentinelSet, MASTER_NAME};
 use infuse_tests::support::{self, calls};
 
 fn config(server: &RedisServer) -> Config {
@@ -143,6 +143,58 @@ async fn a_trip_reaches_another_registry_over_tls() {
     )
     .await;
     assert!(told, "the trip did not reach the second registry over TLS");
+}
+
+/// A Redis Cluster on TLS only (clients, bus, replication) with mutual TLS: the cluster
+/// client connects to every node it learns of with the same certificates, and a trip on
+/// one registry reaches another through a node's pub/sub over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_mutual_tls() {
+    let cluster = RedisCluster::start_with(Some(TlsFiles {
+        auth_clients: true,
+        ..pki().files.clone()
+    }));
+    assert!(cluster
+        .urls()
+        .iter()
+        .all(|url| url.starts_with("rediss://")));
+    let pki = pki();
+    let config = || {
+        support::topology_config(Config::redis_cluster(cluster.urls()), "tls-cluster")
+            .redis_connect_timeout(Duration::from_secs(2))
+            .tls_root_cert(&pki.ca_pem)
+            .tls_client_cert(&pki.client_cert_pem, &pki.client_key_pem)
+            .redis_call_timeout(Duration::from_millis(500))
+            .service("users", ServiceOverride::new().fail_max(2))
+    };
+    let a = Registry::new(config()).await.unwrap();
+    let b = Registry::new(config()).await.unwrap();
+    b.breaker("users");
+    for _ in 0..2 {
+        let _ = calls::fail(&a.breaker("users")).await;
+    }
+    assert_eq!(a.breaker("users").state().await.unwrap(), State::Open);
+    let told = calls::eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        async || {
+            matches!(
+                calls::succeed(&b.breaker("users")).await,
+                Err(BreakerError::Open { .. })
+            )
+        },
+    )
+    .await;
+    assert!(told, "the trip did not reach the second registry over TLS");
+    // Without the client certificate, the cluster refuses the connection: a clear error.
+    let error = support::topology_config(Config::redis_cluster(cluster.urls()), "tls-cluster")
+        .redis_connect_timeout(Duration::from_secs(2))
+        .tls_root_cert(&pki.ca_pem)
+        .fleet_store()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("cannot reach Redis"), "{error}");
 }
 
 /// Sentinels, master and replica all on TLS only: the Sentinels' `rediss://` URLs put the

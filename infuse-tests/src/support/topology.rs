@@ -168,29 +168,50 @@ impl SentinelSet {
     }
 }
 
-/// Three masters and three replicas, joined by `redis-cli --cluster create`.
+/// Three masters and three replicas, joined by `redis-cli --cluster create` (plain, or
+/// TLS only).
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
+        RedisCluster::start_with(None)
+    }
+
+    /// With `tls`: TLS only, for clients, the cluster bus and replication alike.
+    pub fn start_with(tls: Option<TlsFiles>) -> RedisCluster {
         let nodes: Vec<RedisServer> = (0..6)
             .map(|_| {
+                let mut args = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    // A replica takes over however long it was cut from its master.
+                    "--cluster-replica-validity-factor",
+                    "0",
+                ]
+                .map(String::from)
+                .to_vec();
+                if let Some(tls) = &tls {
+                    args.extend(
+                        ["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from),
+                    );
+                    // Towards other nodes a node is a client: with mutual TLS it presents
+                    // a client certificate (the server's is for server authentication).
+                    args.extend([
+                        "--tls-client-cert-file".to_owned(),
+                        tls.client_cert.display().to_string(),
+                        "--tls-client-key-file".to_owned(),
+                        tls.client_key.display().to_string(),
+                    ]);
+                }
                 RedisServer::start_with(ServerSpec {
-                    args: [
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        "1000",
-                        // A replica takes over however long it was cut from its master.
-                        "--cluster-replica-validity-factor",
-                        "0",
-                    ]
-                    .map(String::from)
-                    .to_vec(),
+                    args,
+                    tls: tls.clone(),
                     ..ServerSpec::default()
                 })
             })
@@ -199,7 +220,13 @@ impl RedisCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port()))
             .collect();
-        let output = std::process::Command::new("redis-cli")
+        let mut create = std::process::Command::new("redis-cli");
+        if let Some(tls) = &tls {
+            create.arg("--tls").arg("--cacert").arg(&tls.ca);
+            create.arg("--cert").arg(&tls.client_cert);
+            create.arg("--key").arg(&tls.client_key);
+        }
+        let output = create
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "1", "--cluster-yes"])
