@@ -113,19 +113,11 @@ async fn pem_that_does_not_parse_names_the_argument() {
     assert!(error.contains("rediss://"), "{error}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trip_reaches_another_registry_over_tls() {
-    let server = tls_server(true);
-    let pki = pki();
-    let config = || {
-        config(&server)
-            .tls_root_cert(&pki.ca_pem)
-            .tls_client_cert(&pki.client_cert_pem, &pki.client_key_pem)
-            .redis_call_timeout(Duration::from_millis(500))
-            .service("users", ServiceOverride::new().fail_max(2))
-    };
-    let a = Registry::new(config()).await.unwrap();
-    let b = Registry::new(config()).await.unwrap();
+/// Two registries of `config` (`users` trips at 2 failures): a trip in one reaches the
+/// other through pub/sub.
+async fn trip_reaches_another_registry(config: impl Fn() -> Config) {
+    let a = Registry::new(config()).await.expect("the first registry");
+    let b = Registry::new(config()).await.expect("the second registry");
     b.breaker("users");
     for _ in 0..2 {
         let _ = calls::fail(&a.breaker("users")).await;
@@ -143,6 +135,20 @@ async fn a_trip_reaches_another_registry_over_tls() {
     )
     .await;
     assert!(told, "the trip did not reach the second registry over TLS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trip_reaches_another_registry_over_tls() {
+    let server = tls_server(true);
+    let pki = pki();
+    let config = || {
+        config(&server)
+            .tls_root_cert(&pki.ca_pem)
+            .tls_client_cert(&pki.client_cert_pem, &pki.client_key_pem)
+            .redis_call_timeout(Duration::from_millis(500))
+            .service("users", ServiceOverride::new().fail_max(2))
+    };
+    trip_reaches_another_registry(config).await;
 }
 
 /// A Redis Cluster on TLS only (clients, bus, replication) with mutual TLS: the cluster
@@ -167,25 +173,7 @@ async fn a_cluster_over_mutual_tls() {
             .redis_call_timeout(Duration::from_millis(500))
             .service("users", ServiceOverride::new().fail_max(2))
     };
-    let a = Registry::new(config()).await.unwrap();
-    let b = Registry::new(config()).await.unwrap();
-    b.breaker("users");
-    for _ in 0..2 {
-        let _ = calls::fail(&a.breaker("users")).await;
-    }
-    assert_eq!(a.breaker("users").state().await.unwrap(), State::Open);
-    let told = calls::eventually(
-        Duration::from_secs(5),
-        Duration::from_millis(10),
-        async || {
-            matches!(
-                calls::succeed(&b.breaker("users")).await,
-                Err(BreakerError::Open { .. })
-            )
-        },
-    )
-    .await;
-    assert!(told, "the trip did not reach the second registry over TLS");
+    trip_reaches_another_registry(config).await;
     // Without the client certificate, the cluster refuses the connection: a clear error.
     let error = support::topology_config(Config::redis_cluster(cluster.urls()), "tls-cluster")
         .redis_connect_timeout(Duration::from_secs(2))
@@ -216,23 +204,5 @@ async fn sentinels_and_master_over_tls() {
         .allow_undeclared_overrides(true)
         .service("users", ServiceOverride::new().fail_max(2))
     };
-    let a = Registry::new(config()).await.expect("Sentinel over TLS");
-    let b = Registry::new(config()).await.unwrap();
-    b.breaker("users");
-    for _ in 0..2 {
-        let _ = calls::fail(&a.breaker("users")).await;
-    }
-    assert_eq!(a.breaker("users").state().await.unwrap(), State::Open);
-    let told = calls::eventually(
-        Duration::from_secs(5),
-        Duration::from_millis(10),
-        async || {
-            matches!(
-                calls::succeed(&b.breaker("users")).await,
-                Err(BreakerError::Open { .. })
-            )
-        },
-    )
-    .await;
-    assert!(told, "the trip did not reach the second registry");
+    trip_reaches_another_registry(config).await;
 }
