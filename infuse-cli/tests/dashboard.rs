@@ -129,7 +129,32 @@ async fn changes_need_the_token() {
 struct Browser {
     http: reqwest::Client,
     session: String,
+    /// chromedriver's port and the session's id, to end it when dropped.
+    port: u16,
+    id: String,
     _driver: Running,
+}
+
+impl Drop for Browser {
+    /// Ends the session, so that chromedriver quits Chromium (killing chromedriver alone
+    /// leaves Chromium running, its page's event stream reconnecting to whatever next
+    /// listens on the dashboard's port — another test's server). Synchronous, so it runs
+    /// on a failed test too; chromedriver answers once Chromium is gone.
+    fn drop(&mut self) {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let request = format!(
+            "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.id, self.port
+        );
+        if stream.write_all(request.as_bytes()).is_ok() {
+            // The answer's first bytes: Chromium has quit.
+            let _ = stream.read(&mut [0; 512]);
+        }
+    }
 }
 
 impl Browser {
@@ -175,6 +200,8 @@ impl Browser {
         Browser {
             http,
             session: format!("{base}/session/{session}"),
+            port,
+            id: session,
             _driver: driver,
         }
     }
