@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use infuse::store::redis::RedisConnection;
 use infuse::{Config, FleetConnection, Registry, State};
 use redis::AsyncCommands;
 
@@ -19,7 +18,6 @@ const DEADLINE: Duration = Duration::from_secs(5);
 pub(crate) struct Fleet {
     config: Config,
     link: FleetConnection,
-    conn: RedisConnection,
     /// A Redis Cluster: no `SCAN` (it would see one node's keys).
     cluster: bool,
     pub(crate) namespace: String,
@@ -70,7 +68,6 @@ impl Fleet {
                 other => Failure::from(other),
             })?;
         Ok(Fleet {
-            conn: link.commands(),
             namespace,
             config,
             link,
@@ -92,13 +89,13 @@ impl Fleet {
     /// spread over its nodes) a `SCAN` finds any whose note was lost.
     pub(crate) async fn services(&self) -> Result<Vec<String>, Failure> {
         let changes = format!("infuse:{{{}}}:changes", self.namespace);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.commands();
         let mut services: Vec<String> =
             within(async move { conn.zrange(changes, 0, -1).await }).await?;
         if !self.cluster {
             let prefix = format!("infuse:{{{}/", self.namespace);
             let pattern = format!("{}*}}:state", glob_escape(&prefix));
-            let mut conn = self.conn.clone();
+            let mut conn = self.link.commands();
             let scan = async {
                 let mut keys: Vec<String> = Vec::new();
                 let mut iter = conn.scan_match::<_, String>(&pattern).await?;
@@ -121,7 +118,7 @@ impl Fleet {
     /// The record of `service`, or `None` when the namespace has none.
     pub(crate) async fn record(&self, service: &str) -> Result<Option<Record>, Failure> {
         let tag = self.tag(service);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.commands();
         let read = async {
             redis::pipe()
                 .hgetall(format!("{tag}:state"))
@@ -173,7 +170,7 @@ impl Fleet {
     /// from the namespace's index of processes.
     pub(crate) async fn processes(&self) -> Result<Vec<Process>, Failure> {
         let index = format!("infuse:{{{}}}:processes", self.namespace);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.commands();
         let ids: Vec<String> = within(async move { conn.zrange(index, 0, -1).await }).await?;
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -182,7 +179,7 @@ impl Fleet {
             .iter()
             .map(|id| format!("infuse:{{{}}}:process:{id}", self.namespace))
             .collect();
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.commands();
         let values: Vec<Option<String>> = within(async move { conn.mget(keys).await }).await?;
         let mut processes: Vec<Process> = values
             .into_iter()
@@ -196,7 +193,7 @@ impl Fleet {
     /// `service`'s recent transitions, newest first.
     pub(crate) async fn history(&self, service: &str) -> Result<Vec<Transition>, Failure> {
         let key = format!("{}:history", self.tag(service));
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.commands();
         let entries: Vec<String> = within(async move { conn.lrange(key, 0, -1).await }).await?;
         Ok(entries
             .iter()

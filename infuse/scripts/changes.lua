@@ -14,8 +14,9 @@
 --          note_change.lua)
 -- KEYS[3]  infuse:{<namespace>}:process:<id>  STRING, the announcement (JSON)
 -- KEYS[4]  infuse:{<namespace>}:processes     ZSET, process id -> expiry (server ms)
--- ARGV: the version last read (0: none), process id ('' = no announcement), the
---       announcement's ttl ms, the announcement ('' = unchanged: renew it)
+-- ARGV: the version last read (0: none), process id ('' = no announcement: then neither
+--       KEYS[3..4] nor the rest of ARGV are given), the announcement's ttl ms, the
+--       announcement ('' = unchanged: renew it)
 local announced = 0
 if ARGV[2] ~= '' then
   local ttl = tonumber(ARGV[3])

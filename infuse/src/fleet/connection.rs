@@ -55,7 +55,6 @@ pub(crate) async fn connect(options: &RedisOptions) -> Result<Connected, InitErr
         reason: explain(&scrub_master(&topology.scrub(&reason), options)),
     };
     let connect_timeout = options.connect_timeout;
-    let timed_out = || format!("no answer within {connect_timeout:?}");
     let (conn, healthy, events) = match topology {
         Topology::Single { url } => {
             let client =
@@ -65,18 +64,14 @@ pub(crate) async fn connect(options: &RedisOptions) -> Result<Connected, InitErr
                 .set_response_timeout(Some(options.admin_timeout))
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_secs(1));
-            let connected = tokio::time::timeout(
+            let connected = within(
                 connect_timeout,
                 ConnectionManager::new_with_config(client.clone(), config.clone()),
             )
             .await;
             let (conn, healthy) = match connected {
-                Ok(Ok(conn)) => (conn, true),
-                failed => {
-                    let reason = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => timed_out(),
-                    };
+                Ok(conn) => (conn, true),
+                Err(reason) => {
                     degraded(options, &address, unreachable(reason))?;
                     let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
                         .map_err(|e| unreachable(e.to_string()))?;
@@ -142,15 +137,10 @@ pub(crate) async fn connect(options: &RedisOptions) -> Result<Connected, InitErr
                 None => builder,
             };
             let cluster = builder.build().map_err(|e| invalid(e.to_string()))?;
-            let connected =
-                tokio::time::timeout(connect_timeout, cluster.get_async_connection()).await;
+            let connected = within(connect_timeout, cluster.get_async_connection()).await;
             let (conn, healthy) = match connected {
-                Ok(Ok(conn)) => (conn, true),
-                failed => {
-                    let reason = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => timed_out(),
-                    };
+                Ok(conn) => (conn, true),
+                Err(reason) => {
                     degraded(options, &address, unreachable(reason))?;
                     let conn =
                         cluster.get_pending_async_connection_with_config(ClusterConfig::new());
@@ -173,6 +163,18 @@ pub(crate) async fn connect(options: &RedisOptions) -> Result<Connected, InitErr
         address,
         events,
     })
+}
+
+/// A connection attempt under `limit`; its failure as a reason for an error.
+async fn within<T>(
+    limit: Duration,
+    attempt: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(Ok(connected)) => Ok(connected),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {limit:?}")),
+    }
 }
 
 /// `text` without the master's password (Sentinel mode).

@@ -427,6 +427,14 @@ impl Fleet {
         });
     }
 
+    /// How many breakers this fleet tracks (which sets how often a full resync is due).
+    fn tracked(&self) -> usize {
+        self.cells
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// Back to shared state: reconcile the breakers that may differ from their records
     /// (a record older than this process's view is replaced by the view; see
     /// [`Command::Register`]), then adopt what Redis holds and drop the local fallback.
@@ -443,12 +451,7 @@ impl Fleet {
             return false;
         }
         let cells = if self.policy == UnavailablePolicy::LocalFallback {
-            let tracked = self
-                .cells
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .len();
-            match self.store.changes(tracked, None).await {
+            match self.store.changes(self.tracked(), None).await {
                 Ok(LogRead {
                     changes: Changes::Services(changed),
                     ..
@@ -500,15 +503,10 @@ impl Fleet {
         if !self.is_healthy() {
             return;
         }
-        let tracked = self
-            .cells
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
         let pending = self.pending_announcement();
         let read = self
             .store
-            .changes(tracked, pending.announcement.as_ref())
+            .changes(self.tracked(), pending.announcement.as_ref())
             .await;
         self.announced(pending, read.as_ref().ok());
         let cells = match read.map(|read| read.changes) {

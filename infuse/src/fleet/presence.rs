@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::PoisonError;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::core::process_instance;
 use crate::fleet::{lock, Fleet};
@@ -50,7 +50,7 @@ impl Fleet {
         let announcement = (changed || announced.reads + 1 >= RENEW_EVERY).then(|| Announcement {
             instance: process_instance(),
             ttl: interval.saturating_mul(ANNOUNCEMENT_LIFETIME),
-            payload: changed.then(|| self.announcement_json(interval, unix_ms())),
+            payload: changed.then(|| self.announcement_json()),
         });
         Pending {
             announcement,
@@ -89,18 +89,19 @@ impl Fleet {
     }
 
     /// This process as JSON: `{"at_ms","id","name","host","pid","interval_ms","breakers":
-    /// {service: state}}` (`at_ms`: when written; each breaker's state as this process
-    /// sees it).
-    fn announcement_json(&self, interval: Duration, at_ms: u128) -> String {
+    /// {service: state}}` (`at_ms`: now, when written; each breaker's state as this
+    /// process sees it).
+    fn announcement_json(&self) -> String {
         let mut json = String::from("{");
         let _ = write!(
             json,
-            "\"at_ms\":{at_ms},\"id\":\"{:x}\",\"name\":{},\"host\":{},\"pid\":{},\"interval_ms\":{},\"breakers\":{{",
+            "\"at_ms\":{},\"id\":\"{:x}\",\"name\":{},\"host\":{},\"pid\":{},\"interval_ms\":{},\"breakers\":{{",
+            unix_ms(),
             process_instance(),
             quoted(&process_name()),
             quoted(&host_name()),
             std::process::id(),
-            interval.as_millis(),
+            self.resync_interval.as_millis(),
         );
         let mut cells = self.cells();
         cells.sort_by_key(|cell| cell.service);

@@ -325,12 +325,8 @@ impl RedisStore {
                 .arg(format!("{:x}", a.instance))
                 .arg(saturating_millis(a.ttl).max(1))
                 .arg(a.payload.as_deref().unwrap_or("")),
-            None => invocation
-                .key(self.process_key(0))
-                .key(self.processes_key())
-                .arg("")
-                .arg(0)
-                .arg(""),
+            // No announcement: the script reads neither KEYS[3..4] nor ARGV[3..4].
+            None => invocation.arg(""),
         };
         let mut conn = self.conn.clone();
         let (version, services, announced): (i64, Vec<String>, i64) = self

@@ -170,6 +170,12 @@ mod tests {
     }
 
     #[test]
+    fn prelude_history_length_is_the_rust_constant() {
+        let length: usize = prelude_line("local HISTORY_LEN = ").trim().parse().unwrap();
+        assert_eq!(length, crate::store::redis::HISTORY_LEN);
+    }
+
+    #[test]
     fn history_reasons_written_by_the_scripts_are_transition_reasons() {
         let scripts = [
             include_str!("../../../scripts/record_failure.lua"),
