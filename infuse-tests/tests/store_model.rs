@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use infuse::store::machine::{self, Record};
 use infuse::store::window::Window;
-use infuse::store::{Command, Counts, Outcome, Seed, Store, Target, TrialToken};
+use infuse::store::{Command, Counts, Outcome, Seed, Store, Target, TrialToken, Version};
 use infuse::{Settings, State};
 use infuse_tests::support::ServerStore;
 use proptest::prelude::*;
@@ -89,6 +89,10 @@ struct SeedStep {
     offset: i64,
     fail_counter: u32,
     open_remaining: Option<Duration>,
+    /// The seq the seeding process read last, relative to the record's current one, in
+    /// the record's own incarnation (each store's); `None`: it read none. Above zero,
+    /// the store lost writes the process saw: the seed replaces the record.
+    confirmed: Option<i64>,
 }
 
 /// One case: settings and a sequence of steps.
@@ -169,13 +173,17 @@ fn seed() -> impl Strategy<Value = SeedStep> {
         prop_oneof![Just(-1i64), Just(0i64), Just(1i64), Just(2i64)],
         0u32..5,
         prop::option::of(Just(MINUTES)),
+        prop::option::of(prop_oneof![Just(-1i64), Just(0i64), Just(1i64), Just(3i64)]),
     )
-        .prop_map(|(state, offset, fail_counter, open_remaining)| SeedStep {
-            state,
-            offset,
-            fail_counter,
-            open_remaining,
-        })
+        .prop_map(
+            |(state, offset, fail_counter, open_remaining, confirmed)| SeedStep {
+                state,
+                offset,
+                fail_counter,
+                open_remaining,
+                confirmed,
+            },
+        )
 }
 
 /// A batch of up to 6 calls (sometimes none), consistent as a process reports it: the
@@ -247,8 +255,9 @@ fn case() -> impl Strategy<Value = Case> {
         )
 }
 
-/// The command of `step` for a breaker now at `current`.
-fn command(step: Step, current: u64) -> Command {
+/// The command of `step` for a breaker now at generation `current` and, in the store
+/// it is sent to, at `version`.
+fn command(step: Step, current: u64, version: Version) -> Command {
     let near = |offset: i64| current.saturating_add_signed(offset);
     match step {
         Step::Register(seed) => Command::Register {
@@ -257,6 +266,10 @@ fn command(step: Step, current: u64) -> Command {
                 generation: near(s.offset),
                 fail_counter: s.fail_counter,
                 open_remaining: s.open_remaining,
+                confirmed: s.confirmed.map(|offset| Version {
+                    incarnation: version.incarnation,
+                    seq: version.seq.saturating_add_signed(offset),
+                }),
             }),
         },
         Step::Snapshot => Command::Snapshot,
@@ -456,11 +469,19 @@ async fn check(
     let keys = redis.store.keys(service);
     let settings = case.settings();
     let mut current = 1;
+    let mut incarnations = 0;
+    let mut redis_version = Version::default();
     for (i, &step) in case.steps.iter().enumerate() {
-        let command = command(step, current);
-        let expected = machine::apply(&mut memory, &command, &settings, Instant::now(), || 1);
+        let in_memory = memory.as_ref().map(Record::version).unwrap_or_default();
+        let command = command(step, current, in_memory);
+        let expected = machine::apply(&mut memory, &command, &settings, Instant::now(), || {
+            incarnations += 1;
+            incarnations
+        });
+        let in_redis = redis_version;
+        let redis_command = self::command(step, current, in_redis);
         let actual = redis
-            .apply(service, &settings, command)
+            .apply(service, &settings, redis_command)
             .await
             .map_err(|e| TestCaseError::fail(format!("step {i}: {command:?}: Redis: {e}")))?;
         if observed(&expected) != observed(&actual) || !close_in_time(&expected, &actual) {
@@ -477,6 +498,7 @@ async fn check(
                 hidden_in_memory(&memory)
             )));
         }
+        redis_version = actual.snapshot.version;
         reached.insert(arm(&command, &expected, &settings));
         if expected.snapshot.exists() {
             current = expected.snapshot.generation;

@@ -165,18 +165,22 @@ local function open_ms(reopens, reset_ms, max_ms, jitter)
   return doubled - math.floor(doubled * math.min(jitter, 999) / 5000)
 end
 
--- Appends the change from -> rec.state, if any, to the breaker's history (KEYS[5]), with
--- the server's clock; the list expires with the record.
-local function remember(from, rec, reason, process, ttl_ms)
-  if rec.state == from then
-    return
-  end
+-- Appends the change from -> rec.state to the breaker's history (KEYS[5]), with the
+-- server's clock; the list expires with the record. `remember` only when the state
+-- changed; `write_history` always (a record re-seeded in the same state).
+local function write_history(from, rec, reason, process, ttl_ms)
   local t = redis.call('TIME')
   local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('LPUSH', KEYS[5], table.concat({string.format('%d', ms), STATE_NAMES[from],
              STATE_NAMES[rec.state], rec.gen, reason, process}, ' '))
   redis.call('LTRIM', KEYS[5], 0, HISTORY_LEN - 1)
   redis.call('PEXPIRE', KEYS[5], ttl_ms)
+end
+
+local function remember(from, rec, reason, process, ttl_ms)
+  if rec.state ~= from then
+    write_history(from, rec, reason, process, ttl_ms)
+  end
 end
 
 local function pttl(key)

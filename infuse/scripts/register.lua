@@ -1,19 +1,27 @@
 -- register (machine.rs: register): create the record if absent, from the seed when one
--- is given, else closed; replace a record by a seed of a newer generation (a store that
--- lost writes). Never otherwise overwrites what the fleet knows. A created or replaced
--- record starts with no backoff and an empty window.
+-- is given, else closed. Replace an existing record by the seed only when the store lost
+-- history: the seeding process read a newer version of this very record before (same
+-- incarnation, higher seq: Redis restarted from an old snapshot, or failed over to a
+-- lagging replica). Never otherwise overwrites what the fleet knows: a process that was
+-- merely cut off finds the record at or past what it read, and takes it in. A created or
+-- replaced record gets a new incarnation (the first process to notice re-seeds, the
+-- others adopt), no backoff and an empty window; a seeded one is written to the history
+-- ('reseeded': the record was missing; 'replaced_after_failover': it was older).
 -- ARGV: inc (for a new record), key_ttl_ms, channel, service,
---       seeded (1/0), seed_state, seed_gen, seed_fail, seed_open_ms
+--       seeded (1/0), seed_state, seed_gen, seed_fail, seed_open_ms,
+--       confirmed_inc ('' = none), confirmed_seq, process
 local rec = load()
 local seeded = ARGV[5] == '1'
-if rec and not (seeded and tonumber(ARGV[7]) > rec.gen) then
-  return reply(0, rec.state, rec)
+local reason = 'reseeded'
+if rec then
+  local lost = seeded and ARGV[10] ~= '' and ARGV[10] == rec.inc
+      and tonumber(ARGV[11]) > rec.seq
+  if not lost then
+    return reply(0, rec.state, rec)
+  end
+  reason = 'replaced_after_failover'
 end
 local new = fresh(ARGV[1])
-if rec then
-  new.inc = rec.inc
-  new.seq = rec.seq
-end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 if seeded then
   new.state = tonumber(ARGV[6])
@@ -28,5 +36,8 @@ if rec then
   from = rec.state
 end
 save(new, ARGV[2])
+if seeded then
+  write_history(from, new, reason, ARGV[12], ARGV[2])
+end
 publish(ARGV[3], ARGV[4], new)
 return reply(1, from, new)

@@ -25,7 +25,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::future::join_all;
-use infuse::store::{Command, Counts, Outcome, Snapshot, Store, Target, TrialToken};
+use infuse::store::{Command, Counts, Outcome, Seed, Snapshot, Store, Target, TrialToken, Version};
 use infuse::{Settings, State};
 
 /// The open timeout of every case.
@@ -75,7 +75,7 @@ macro_rules! __conformance_cases {
             forced_open_holds_until_closed,
             disabled_counts_but_never_trips,
             open_for_sets_the_open_time,
-            register_seeds_absent_and_stale_records,
+            register_replaces_only_when_the_store_lost_history,
             absent_records_stay_absent,
             record_calls_stale_generation_ignored,
             record_calls_counts_consecutive_failures_by_tail,
@@ -1180,15 +1180,19 @@ pub async fn open_for_sets_the_open_time<S: Store>(store: &S, prefix: &str) {
     );
 }
 
-/// A seed recreates an absent record, replaces an older one, and never a newer one.
-pub async fn register_seeds_absent_and_stale_records<S: Store>(store: &S, prefix: &str) {
-    let svc = service(prefix, "register_seeds_absent_and_stale_records");
+/// A seed recreates an absent record; it replaces an existing one only when the store
+/// lost history (the record is older than what the seeding process read from it: same
+/// incarnation, lower seq), never merely because the seed's generation is newer (a
+/// process cut off from the store, whatever it decided meanwhile).
+pub async fn register_replaces_only_when_the_store_lost_history<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "register_replaces_only_when_the_store_lost_history");
     let s = settings(3, 1);
-    let seed = infuse::store::Seed {
+    let seed = Seed {
         state: State::Open,
         generation: 7,
         fail_counter: 3,
         open_remaining: Some(Duration::from_secs(60)),
+        confirmed: None,
     };
     let created = apply(store, svc, &s, Command::Register { seed: Some(seed) }).await;
     assert!(created.applied, "{svc}: {created:?}");
@@ -1200,43 +1204,77 @@ pub async fn register_seeds_absent_and_stale_records<S: Store>(store: &S, prefix
     );
     let left = snapshot.open_remaining.expect("open");
     assert!(left > Duration::from_secs(55), "{svc}: {left:?}");
+    let version = snapshot.version;
 
-    let older = infuse::store::Seed {
-        state: State::Closed,
-        generation: 5,
-        fail_counter: 0,
-        open_remaining: None,
-    };
-    let kept = apply(store, svc, &s, Command::Register { seed: Some(older) }).await;
-    assert!(
-        !kept.applied,
-        "{svc}: an older seed is not adopted: {kept:?}"
-    );
-    assert_eq!(kept.snapshot.state, State::Open, "{svc}: {kept:?}");
-
-    let newer = infuse::store::Seed {
+    let newer = Seed {
         state: State::Closed,
         generation: 9,
         fail_counter: 0,
         open_remaining: None,
+        confirmed: None,
     };
-    let replaced = apply(store, svc, &s, Command::Register { seed: Some(newer) }).await;
+    let seen = |incarnation, seq| Some(Version { incarnation, seq });
+    // A newer generation is no evidence: nor is a version at or behind the record's,
+    // nor one of another incarnation.
+    for confirmed in [
+        None,
+        seen(version.incarnation, version.seq),
+        seen(version.incarnation, version.seq - 1),
+        seen(version.incarnation.wrapping_add(1), version.seq + 5),
+    ] {
+        let kept = apply(
+            store,
+            svc,
+            &s,
+            Command::Register {
+                seed: Some(newer.with_confirmed(confirmed)),
+            },
+        )
+        .await;
+        assert!(
+            !kept.applied,
+            "{svc}: a seed confirmed at {confirmed:?} does not replace the record at {version:?}: {kept:?}"
+        );
+        assert_eq!(kept.snapshot.state, State::Open, "{svc}: {kept:?}");
+        assert_eq!(kept.snapshot.version, version, "{svc}: nothing written");
+    }
+
+    // The process read seq + 2 of this record: the store lost those writes.
+    let lost = seen(version.incarnation, version.seq + 2);
+    let replaced = apply(
+        store,
+        svc,
+        &s,
+        Command::Register {
+            seed: Some(newer.with_confirmed(lost)),
+        },
+    )
+    .await;
     assert!(
         replaced.applied,
-        "{svc}: a newer seed replaces a stale record: {replaced:?}"
+        "{svc}: a record older than what the process read is replaced: {replaced:?}"
     );
+    assert_eq!(replaced.from, State::Open, "{svc}: {replaced:?}");
     assert_eq!(
         (replaced.snapshot.state, replaced.snapshot.generation),
         (State::Closed, 9)
     );
-    assert_eq!(
-        replaced.snapshot.version.incarnation,
-        snapshot.version.incarnation
+    assert_ne!(
+        replaced.snapshot.version.incarnation, version.incarnation,
+        "{svc}: a replaced record is a new incarnation: {replaced:?}"
     );
-    assert!(
-        replaced.snapshot.version.seq > snapshot.version.seq,
-        "{svc}: {replaced:?}"
-    );
+    // The first process to notice re-seeds; another with the same old evidence adopts.
+    let again = apply(
+        store,
+        svc,
+        &s,
+        Command::Register {
+            seed: Some(seed.with_confirmed(lost)),
+        },
+    )
+    .await;
+    assert!(!again.applied, "{svc}: {again:?}");
+    assert_eq!(again.snapshot.version, replaced.snapshot.version);
 }
 
 /// Commands about a breaker with no record change nothing and say it is absent.

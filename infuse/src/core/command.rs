@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::core::{Counts, Snapshot, State, TrialToken};
+use crate::core::{Counts, Snapshot, State, TrialToken, Version};
 
 /// One atomic transition of one breaker's stored state. [`machine::apply`] gives every
 /// command's rules; each store applies a command as one step (under a lock in memory,
@@ -13,9 +13,14 @@ use crate::core::{Counts, Snapshot, State, TrialToken};
 #[non_exhaustive]
 pub enum Command {
     /// Creates the record if it is absent — from `seed` when given, else closed — and
-    /// replaces an existing record with `seed` when the seed holds a newer generation
-    /// (a store that lost writes, e.g. restarted from an old snapshot). Never otherwise
-    /// overwrites what the fleet knows.
+    /// replaces an existing record with `seed` only when the store demonstrably lost
+    /// history: the record is older than the one this process last read from the store
+    /// itself ([`Seed::confirmed`]: same incarnation, lower `seq`), as after a restart from
+    /// an old snapshot or a failover to a lagging replica. The replacement gets a new
+    /// incarnation, so the first process to notice re-seeds the record and the others
+    /// adopt it. Never otherwise overwrites what the fleet knows: a process that was
+    /// merely cut off from the store, whatever it decided meanwhile, finds the record
+    /// ahead of what it confirmed and takes the record in.
     Register {
         /// This process's view, when it has one worth keeping.
         seed: Option<Seed>,
@@ -123,6 +128,10 @@ pub struct Seed {
     pub fail_counter: u32,
     /// While open, the time left.
     pub open_remaining: Option<Duration>,
+    /// The newest version of the record this process read from the store itself (never
+    /// one its local fallback made): the evidence that the store lost history when the
+    /// record it holds now is older. `None`: this process never read the record.
+    pub confirmed: Option<Version>,
 }
 
 impl Seed {
@@ -141,6 +150,21 @@ impl Seed {
             generation: snapshot.generation,
             fail_counter: snapshot.fail_counter,
             open_remaining,
+            confirmed: None,
         }
+    }
+
+    /// The same seed, with the version this process last read from the store.
+    pub fn with_confirmed(mut self, version: Option<Version>) -> Seed {
+        self.confirmed = version;
+        self
+    }
+
+    /// Whether the stored record at `version` is older than what this process read from
+    /// the store before: the store lost the writes in between (see
+    /// [`Command::Register`]).
+    pub fn shows_lost_history(&self, version: Version) -> bool {
+        self.confirmed
+            .is_some_and(|seen| seen.incarnation == version.incarnation && seen.seq > version.seq)
     }
 }

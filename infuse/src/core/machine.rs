@@ -9,7 +9,7 @@
 //!
 //! | command | applies when | effect |
 //! |---|---|---|
-//! | `Register { seed }` | no record, or `seed` is a newer generation | record = seed (or closed) |
+//! | `Register { seed }` | no record, or the record is older than what `seed`'s process read from the store (lost history) | record = seed (or closed), new incarnation |
 //! | `RecordFailure { gen, count }` | closed or disabled, at `gen`, `count` > 0 | count += `count`; closed + policy says so: **trip** |
 //! | `RecordSuccess { gen }` | closed or disabled, at `gen`, count > 0 | count = 0 |
 //! | `RecordCalls { gen, counts }` | closed or disabled, at `gen`, counts not empty | count, window += counts; closed + policy says so: **trip** |
@@ -83,6 +83,14 @@ impl Record {
         record
     }
 
+    /// Where the record stands in its history.
+    pub fn version(&self) -> Version {
+        Version {
+            incarnation: self.incarnation,
+            seq: self.seq,
+        }
+    }
+
     /// The record as a snapshot at `now`.
     pub fn snapshot(&self, now: Instant) -> Snapshot {
         Snapshot {
@@ -99,10 +107,7 @@ impl Record {
                 .trial_holder(now)
                 .and(self.trial)
                 .map(|(_, until)| until - now),
-            version: Version {
-                incarnation: self.incarnation,
-                seq: self.seq,
-            },
+            version: self.version(),
         }
     }
 
@@ -219,36 +224,26 @@ fn register(
     now: Instant,
     incarnation: impl FnOnce() -> u64,
 ) -> Outcome {
-    match (record.as_mut(), seed) {
-        (None, seed) => {
-            let mut created = match seed {
-                Some(seed) => Record::seeded(incarnation(), seed, now),
-                None => Record::closed(incarnation()),
-            };
-            created.seq = 1;
-            let outcome = Outcome {
-                applied: true,
-                from: created.state,
-                snapshot: created.snapshot(now),
-                window: None,
-            };
-            *record = Some(created);
-            outcome
-        }
-        (Some(r), Some(seed)) if seed.generation > r.generation => {
-            let from = r.state;
-            let seq = r.seq;
-            *r = Record::seeded(r.incarnation, seed, now);
-            r.seq = seq + 1;
-            Outcome {
-                applied: true,
-                from,
-                snapshot: r.snapshot(now),
-                window: None,
-            }
-        }
-        (Some(r), _) => answer(r, now, |_| false),
-    }
+    let replaced = match record {
+        None => None,
+        Some(r) if seed.is_some_and(|seed| seed.shows_lost_history(r.version())) => Some(r.state),
+        Some(r) => return answer(r, now, |_| false),
+    };
+    // Absent, or older than what the seeding process read from this store: (re)created
+    // with a new incarnation, from the seed when one is given.
+    let mut created = match seed {
+        Some(seed) => Record::seeded(incarnation(), seed, now),
+        None => Record::closed(incarnation()),
+    };
+    created.seq = 1;
+    let outcome = Outcome {
+        applied: true,
+        from: replaced.unwrap_or(created.state),
+        snapshot: created.snapshot(now),
+        window: None,
+    };
+    *record = Some(created);
+    outcome
 }
 
 /// record_failure.lua

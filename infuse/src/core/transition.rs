@@ -37,11 +37,19 @@ pub enum TransitionReason {
     /// Learned from the store: another process made the change (or the record was
     /// taken in at boot or after an outage), for a reason this process did not see.
     Observed,
+    /// The store had lost the record (flushed, restarted empty, evicted, expired): it was
+    /// recreated from a process's view.
+    Reseeded,
+    /// The store's record was older than what a process had read from it before (Redis
+    /// restarted from an old snapshot, or failed over to a replica that missed writes):
+    /// it was replaced by that process's view.
+    ReplacedAfterFailover,
 }
 
 impl TransitionReason {
     /// The stable name logged and exported: `consecutive_failures`, `tripped`,
-    /// `trial_succeeded`, `trial_failed`, `open_elapsed`, `manual`, `observed`.
+    /// `trial_succeeded`, `trial_failed`, `open_elapsed`, `manual`, `observed`, `reseeded`,
+    /// `replaced_after_failover`.
     pub const fn as_str(self) -> &'static str {
         match self {
             TransitionReason::ConsecutiveFailures => "consecutive_failures",
@@ -51,6 +59,8 @@ impl TransitionReason {
             TransitionReason::OpenElapsed => "open_elapsed",
             TransitionReason::Manual => "manual",
             TransitionReason::Observed => "observed",
+            TransitionReason::Reseeded => "reseeded",
+            TransitionReason::ReplacedAfterFailover => "replaced_after_failover",
         }
     }
 
@@ -66,8 +76,7 @@ impl TransitionReason {
             TrialSucceeded => from == HalfOpen && to == Closed,
             TrialFailed => from == HalfOpen && to == Open,
             OpenElapsed => from == Open && to == HalfOpen,
-            Manual => true,
-            Observed => true,
+            Manual | Observed | Reseeded | ReplacedAfterFailover => true,
         };
         match hint {
             Some(reason) if fits(reason) => reason,

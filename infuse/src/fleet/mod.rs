@@ -7,10 +7,15 @@
 //! - When Redis times out or is unreachable, the whole registry switches once (logged
 //!   once) to the [`UnavailablePolicy`], so calls stop waiting on it; a health monitor
 //!   pings with backoff and, on recovery, reconciles every breaker with the fleet.
-//! - A lost record (Redis restarted empty, flushed, evicted) is recreated from the first
-//!   writer's view, and a stale record (older generation than this process's view, e.g.
-//!   after a failover to a lagging replica or an outage the fallback ran through) is
-//!   replaced by the view: see [`Command::Register`].
+//! - Redis's record is the fleet's authority. What a process decides on its local
+//!   fallback (a trip, a trial's verdict, counts) protects that process only: after the
+//!   outage it keeps its own open period locally ([`Cell::quarantine`]) and takes in the
+//!   record; it never writes its decisions over the record. Only when Redis lost history
+//!   does a view replace it: a record missing (Redis restarted empty, flushed, evicted)
+//!   is recreated from the first writer's view, and a record older than what this
+//!   process read from Redis before (a restart from an old snapshot, a failover to a
+//!   lagging replica) is replaced by the first process to notice: see
+//!   [`Command::Register`].
 //!
 //! The fleet is a [`Store`]: it applies commands to Redis, or to the policy when Redis
 //! cannot answer. It keeps each bound breaker's [`Cell`] up to date, never naming the
@@ -58,6 +63,9 @@ pub(crate) struct Fleet {
     unreconciled: Mutex<HashSet<&'static str>>,
     /// Trials the fallback granted: their results and releases go to it, not to Redis.
     local_trials: Mutex<HashSet<TrialToken>>,
+    /// Breakers the fallback opened (a trip, a failed trial), and until when on the
+    /// fast-path clock: after recovery that protection stays this process's own.
+    local_trips: Mutex<HashMap<&'static str, u64>>,
     corrupt_reported: Mutex<HashSet<&'static str>>,
     /// This process's own windows, for breakers with `min_instances > 1`: when its calls
     /// alone trip a rate rule that the fleet does not (too few processes report
@@ -135,6 +143,7 @@ impl Fleet {
             seeded: Mutex::default(),
             unreconciled: Mutex::default(),
             local_trials: Mutex::default(),
+            local_trips: Mutex::default(),
             own_windows: Mutex::default(),
             corrupt_reported: Mutex::default(),
             monitoring: AtomicBool::new(false),
@@ -275,21 +284,45 @@ impl Fleet {
         settings: &Settings,
         command: Command,
     ) -> Result<Outcome, StorageError> {
+        let cell = self.cell(service);
         let outcome = self.store.apply(service, settings, command).await?;
         if outcome.snapshot.exists() || matches!(command, Command::Register { .. }) {
+            if let Some(cell) = &cell {
+                cell.confirm(outcome.snapshot.version);
+            }
             return Ok(outcome);
         }
         // The record is gone (Redis restarted empty, flushed, evicted): recreate it from
         // what this process's breaker knows, then run the command on it. Without a
         // breaker (a `FleetStore` driven by hand) there is no view: absent stays absent.
-        let Some(cell) = self.cell(service) else {
+        let Some(cell) = cell else {
             return Ok(outcome);
         };
         let seed = Some(cell.seed());
-        self.store
+        let reseeded = self
+            .store
             .apply(service, settings, Command::Register { seed })
             .await?;
-        self.store.apply(service, settings, command).await
+        self.tell_reseeded(&cell, &reseeded);
+        let outcome = self.store.apply(service, settings, command).await?;
+        cell.confirm(outcome.snapshot.version);
+        Ok(outcome)
+    }
+
+    /// Logs a record this process (re)created from its view: Redis had lost it.
+    fn tell_reseeded(&self, cell: &Cell, outcome: &Outcome) {
+        if !outcome.applied {
+            return;
+        }
+        if outcome.from == outcome.snapshot.state {
+            tracing::info!(service = cell.service, state = %outcome.snapshot.state,
+                generation = outcome.snapshot.generation,
+                "Redis had lost this breaker's record: recreated it from this process's view");
+        } else {
+            tracing::warn!(service = cell.service, from = %outcome.from, to = %outcome.snapshot.state,
+                generation = outcome.snapshot.generation,
+                "Redis's record of this breaker was older than what this process had read from it (a restart from an old snapshot, or a failover to a lagging replica): replaced it with this process's view");
+        }
     }
 
     /// Adds a batch to this process's own window; when the fleet's breaker stays closed
@@ -358,6 +391,12 @@ impl Fleet {
             }
         }
         let outcome = local.apply_now(service, settings, command);
+        if outcome.applied && outcome.from != State::Open && outcome.snapshot.state == State::Open {
+            // This process's own decision: it protects this process, never the fleet.
+            let open_for = outcome.snapshot.open_remaining.unwrap_or_default();
+            let until = now_nanos().saturating_add(saturating_nanos(open_for));
+            lock(&self.local_trips).insert(service, until);
+        }
         match command {
             Command::AcquireTrial { token, .. } if outcome.applied => {
                 lock(&self.local_trials).insert(token);
@@ -480,10 +519,26 @@ impl Fleet {
         lock(&self.seeded).clear();
         lock(&self.unreconciled).clear();
         lock(&self.local_trials).clear();
+        let local_trips = std::mem::take(&mut *lock(&self.local_trips));
         self.healthy.store(true, Ordering::Release);
+        let now = now_nanos();
         for (cell, answer) in cells.iter().zip(answers) {
-            if let Ok(outcome) = answer {
-                cell.adopt(&outcome.snapshot);
+            let Ok(outcome) = answer else { continue };
+            self.tell_reseeded(cell, &outcome);
+            cell.confirm(outcome.snapshot.version);
+            cell.adopt(&outcome.snapshot);
+            // A trip of the fallback's that the fleet did not make: it keeps protecting
+            // this process until its own open period ends (or the fleet's record moves
+            // on), and the record stays the fleet's.
+            match local_trips.get(cell.service) {
+                Some(&until) if until > now && !outcome.applied => {
+                    if outcome.snapshot.state == State::Closed {
+                        tracing::info!(service = cell.service,
+                            "Redis is back and the fleet's breaker is closed: the trip this process made on its fallback protects this process alone until its open time ends");
+                        cell.quarantine(until);
+                    }
+                }
+                _ => {}
             }
         }
         tracing::info!(address = %self.address, reconciled = cells.len(),
@@ -532,6 +587,8 @@ impl Fleet {
         for (cell, answer) in cells.iter().zip(answers) {
             match answer {
                 Ok(outcome) => {
+                    self.tell_reseeded(cell, &outcome);
+                    cell.confirm(outcome.snapshot.version);
                     cell.observe(&outcome.snapshot);
                 }
                 // Behind this process's own backlog: the next resync reads it again.
@@ -577,7 +634,12 @@ impl Fleet {
                 }),
             };
             match result {
-                Ok(outcome) => return outcome.snapshot,
+                Ok(outcome) => {
+                    if let Some(cell) = self.cell(service) {
+                        cell.confirm(outcome.snapshot.version);
+                    }
+                    return outcome.snapshot;
+                }
                 Err(error) => self.on_error(service, &error),
             }
         }
@@ -598,6 +660,7 @@ impl Fleet {
         match parse_event(payload) {
             Some((service, snapshot)) => {
                 if let Some(cell) = self.cell(service) {
+                    cell.confirm(snapshot.version);
                     cell.observe(&snapshot);
                 }
             }

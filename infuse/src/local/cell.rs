@@ -12,7 +12,7 @@ use std::task::{Context, Wake, Waker};
 use arc_swap::ArcSwap;
 use tokio::time::Sleep;
 
-use crate::core::{Seed, Settings, Snapshot, State, TransitionReason};
+use crate::core::{Seed, Settings, Snapshot, State, TransitionReason, Version};
 use crate::local::view::{Applied, Arm, View};
 use crate::local::{FailureReports, Listener, Listeners, Tally, Transition};
 
@@ -35,6 +35,9 @@ pub(crate) struct Cell {
     binding: ArcSwap<Box<dyn Any + Send + Sync>>,
     /// The timer of the current open period, if one is armed.
     timer: Mutex<Option<Pin<Box<Sleep>>>>,
+    /// The newest version of the record read from the shared store itself (see
+    /// [`Seed::confirmed`]); the fleet layer keeps it, never from its fallback.
+    confirmed: Mutex<Option<Version>>,
 }
 
 impl Cell {
@@ -53,6 +56,7 @@ impl Cell {
             settings: ArcSwap::from_pointee(settings),
             binding: ArcSwap::from_pointee(binding),
             timer: Mutex::new(None),
+            confirmed: Mutex::new(None),
         })
     }
 
@@ -103,9 +107,35 @@ impl Cell {
         self.binding.store(Arc::new(binding));
     }
 
-    /// What this process knows, to recreate a record a store lost.
+    /// Notes that the shared store itself answered with `version` of the record: within
+    /// one incarnation the newest seq is kept (a late answer does not move it back).
+    pub(crate) fn confirm(&self, version: Version) {
+        if version.incarnation == 0 {
+            return; // no record
+        }
+        let mut confirmed = self
+            .confirmed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match *confirmed {
+            Some(seen) if seen.incarnation == version.incarnation && seen.seq >= version.seq => {}
+            _ => *confirmed = Some(version),
+        }
+    }
+
+    /// The newest version of the record read from the shared store (see
+    /// [`confirm`](Cell::confirm)).
+    pub(crate) fn confirmed(&self) -> Option<Version> {
+        *self
+            .confirmed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What this process knows, to recreate a record a store lost, with the version it
+    /// last read from the store (the evidence of a loss, see [`Seed::confirmed`]).
     pub(crate) fn seed(&self) -> Seed {
-        let mut seed = Seed::of(&self.view.local_snapshot());
+        let mut seed = Seed::of(&self.view.local_snapshot()).with_confirmed(self.confirmed());
         if self.view.quarantined() {
             // This process's own protection, not the fleet's state.
             seed.state = State::Closed;

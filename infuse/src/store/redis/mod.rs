@@ -435,9 +435,13 @@ impl RedisStore {
                         seed.generation.to_string(),
                         seed.fail_counter.to_string(),
                         seed.open_remaining.map_or(0, saturating_millis).to_string(),
+                        seed.confirmed
+                            .map_or_else(String::new, |v| v.incarnation.to_string()),
+                        seed.confirmed.map_or(0, |v| v.seq).to_string(),
                     ]),
-                    None => args.extend(["0", "0", "0", "0", "0"].map(String::from)),
+                    None => args.extend(["0", "0", "0", "0", "0", "", "0"].map(String::from)),
                 }
+                args.push(process);
                 (&s.register, args)
             }
             Command::Snapshot => (&s.snapshot, Vec::new()),

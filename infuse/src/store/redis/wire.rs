@@ -191,15 +191,21 @@ mod tests {
             TransitionReason::TrialFailed,
             TransitionReason::OpenElapsed,
             TransitionReason::Manual,
+            TransitionReason::Reseeded,
+            TransitionReason::ReplacedAfterFailover,
         ]
         .map(TransitionReason::as_str);
         let mut seen = Vec::new();
-        for script in scripts {
-            for call in script.split("remember(from, rec, '").skip(1) {
-                let reason = call.split('\'').next().unwrap();
-                assert!(known.contains(&reason), "unknown reason {reason:?}");
-                seen.push(reason);
-            }
+        let register = include_str!("../../../scripts/register.lua");
+        let calls = scripts
+            .iter()
+            .flat_map(|script| script.split("remember(from, rec, '").skip(1))
+            // register.lua names its reason once per case, then writes it.
+            .chain(register.split("reason = '").skip(1));
+        for call in calls {
+            let reason = call.split('\'').next().unwrap();
+            assert!(known.contains(&reason), "unknown reason {reason:?}");
+            seen.push(reason);
         }
         seen.sort_unstable();
         let mut all = known.to_vec();
