@@ -103,14 +103,16 @@ async fn hung_redis_costs_at_most_one_deadline_then_nothing() {
     );
 }
 
-/// The rule on recovery: a record older than a process's view (a lower generation) is
-/// replaced by the view. A process that tripped its fallback while Redis hung brings the
-/// trip to the fleet.
+/// The rule on recovery: Redis's record is the fleet's authority. A process that
+/// tripped its local fallback while Redis hung (it was merely cut off: Redis lost
+/// nothing) keeps that protection for itself until its own open time ends; the fleet's
+/// record never takes it in, and the other processes never reject.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recovery_keeps_the_newer_generation() {
+async fn a_trip_on_the_fallback_stays_with_its_process() {
     let server = RedisServer::start();
-    let a = start_registry(&server, 2, Duration::from_secs(60)).await;
-    let b = start_registry(&server, 2, Duration::from_secs(60)).await;
+    let a = start_registry(&server, 2, Duration::from_millis(1500)).await;
+    let b = start_registry(&server, 2, Duration::from_millis(1500)).await;
+    assert!(succeed(&a).await.0.is_ok() && succeed(&b).await.0.is_ok());
     server.pause();
     // `a` trips its local fallback while Redis hangs…
     let _ = fail(&a).await;
@@ -120,13 +122,42 @@ async fn recovery_keeps_the_newer_generation() {
         Err(BreakerError::Open { .. })
     ));
     server.resume();
-    // …and its newer generation replaces the fleet's older record: `b` learns of the trip.
+    // …and once `a` is back on Redis, the fleet's record is still closed: `b` never
+    // rejects, and `a` keeps rejecting on its own until its open time ends.
+    let back = tokio::time::Instant::now();
     assert!(
-        eventually(async || matches!(succeed(&b).await.0, Err(BreakerError::Open { .. }))).await,
-        "b never learned of a's trip"
+        eventually(async || a.breaker(SERVICE).state().await.ok() == Some(State::Closed)).await,
+        "the fleet's record took in a's local trip"
     );
-    assert_eq!(a.breaker(SERVICE).state().await.unwrap(), State::Open);
-    assert_eq!(b.breaker(SERVICE).state().await.unwrap(), State::Open);
+    assert!(
+        matches!(succeed(&a).await.0, Err(BreakerError::Open { .. }))
+            || back.elapsed() > Duration::from_millis(1000),
+        "a forgot its own protection as soon as Redis answered"
+    );
+    for _ in 0..50 {
+        assert!(
+            succeed(&b).await.0.is_ok(),
+            "b rejected because of a's trip"
+        );
+    }
+    assert_eq!(b.breaker(SERVICE).state().await.unwrap(), State::Closed);
+    // After its open time `a` follows the fleet again.
+    assert!(
+        eventually(async || succeed(&a).await.0.is_ok()).await,
+        "a never came back to the fleet's closed breaker"
+    );
+    let history = server
+        .cli(&[
+            "LRANGE",
+            &format!("infuse:{{faults/{SERVICE}}}:history"),
+            "0",
+            "-1",
+        ])
+        .unwrap_or_default();
+    assert!(
+        !history.contains("open"),
+        "the fleet's history shows a trip: {history}"
+    );
 }
 
 /// The defect this rule fixes: the fleet's record says open, Redis hangs, the local

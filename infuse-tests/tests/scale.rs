@@ -237,6 +237,7 @@ fn the_memory_store_locks_per_breaker() {
                     let command = Command::RecordFailure {
                         generation,
                         count: 1,
+                        instance: 1,
                     };
                     assert!(store.apply_now(name, &settings, command).applied);
                 }

@@ -61,6 +61,7 @@ enum Step {
     RecordFailure {
         offset: i64,
         count: u32,
+        instance: usize,
     },
     RecordSuccess {
         offset: i64,
@@ -223,8 +224,8 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         2 => prop::option::of(seed()).prop_map(Step::Register),
         1 => Just(Step::Snapshot),
-        4 => (offset(), prop_oneof![3 => Just(1u32), 1 => 0u32..5])
-            .prop_map(|(offset, count)| Step::RecordFailure { offset, count }),
+        4 => (offset(), prop_oneof![3 => Just(1u32), 1 => 0u32..5], 0..INSTANCES.len())
+            .prop_map(|(offset, count, instance)| Step::RecordFailure { offset, count, instance }),
         2 => offset().prop_map(|offset| Step::RecordSuccess { offset }),
         4 => (offset(), counts(), 0..INSTANCES.len())
             .prop_map(|(offset, counts, instance)| Step::RecordCalls { offset, counts, instance }),
@@ -273,9 +274,14 @@ fn command(step: Step, current: u64, version: Version) -> Command {
             }),
         },
         Step::Snapshot => Command::Snapshot,
-        Step::RecordFailure { offset, count } => Command::RecordFailure {
+        Step::RecordFailure {
+            offset,
+            count,
+            instance,
+        } => Command::RecordFailure {
             generation: near(offset),
             count,
+            instance: INSTANCES[instance],
         },
         Step::RecordSuccess { offset } => Command::RecordSuccess {
             generation: near(offset),
@@ -433,12 +439,16 @@ const MUST_REACH: &[&str] = &[
 struct Hidden {
     reopens: u32,
     window_empty: bool,
+    /// Reporters of the current failure streak (min_instances' quorum of the
+    /// consecutive rule).
+    streak: usize,
 }
 
 fn hidden_in_memory(record: &Option<Record>) -> Option<Hidden> {
     record.as_ref().map(|r| Hidden {
         reopens: r.reopens,
         window_empty: r.window == Window::default(),
+        streak: r.streak.len(),
     })
 }
 
@@ -446,15 +456,18 @@ async fn hidden_in_redis(
     conn: &mut redis::aio::MultiplexedConnection,
     keys: &[String],
 ) -> Result<Option<Hidden>, redis::RedisError> {
-    let (exists, reopens, window): (bool, Option<u32>, bool) = redis::pipe()
-        .exists(&keys[0])
-        .hget(&keys[0], "reo")
-        .exists(&keys[3])
-        .query_async(conn)
-        .await?;
+    let (exists, reopens, window, streak): (bool, Option<u32>, bool, Option<String>) =
+        redis::pipe()
+            .exists(&keys[0])
+            .hget(&keys[0], "reo")
+            .exists(&keys[3])
+            .hget(&keys[0], "str")
+            .query_async(conn)
+            .await?;
     Ok(exists.then(|| Hidden {
         reopens: reopens.unwrap_or(0),
         window_empty: !window,
+        streak: streak.unwrap_or_default().split_whitespace().count(),
     }))
 }
 

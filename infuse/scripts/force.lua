@@ -23,6 +23,7 @@ else
   rec.state = to
   rec.gen = rec.gen + 1
   rec.succ = 0
+  rec.str = ''
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 end
 save(rec, ARGV[3])

@@ -2,9 +2,11 @@
 -- one arm of the state machine (infuse/src/core/machine.rs); `trip` and `close` below
 -- mirror Record::trip and Record::close.
 --
--- KEYS[1]  infuse:{<namespace>/<service>}:state   HASH  inc, gen, seq, state, fail, succ, reo
---          (reo: consecutive re-opens after failed trials, the backoff exponent; a record
---          written before it existed has none, read as 0)
+-- KEYS[1]  infuse:{<namespace>/<service>}:state   HASH  inc, gen, seq, state, fail, succ, reo,
+--          str (reo: consecutive re-opens after failed trials, the backoff exponent; str:
+--          the ids of the distinct processes that reported failures since fail was last 0,
+--          space-separated, kept up to min_instances when it is above 1 — Record::streak;
+--          a record written before they existed has neither, read as 0 and '')
 -- KEYS[2]  infuse:{<namespace>/<service>}:open    STRING, exists while open (PX = open time)
 -- KEYS[3]  infuse:{<namespace>/<service>}:trial   STRING, the trial holder's token (PX = lease)
 -- KEYS[4]  infuse:{<namespace>/<service>}:window  HASH, the calls of the current closed
@@ -59,16 +61,20 @@ end
 -- The record from its HMGET fields (nil when the hash is absent).
 local function parse(v)
   local rec = {inc = v[1], gen = tonumber(v[2]), seq = tonumber(v[3]), state = tonumber(v[4]),
-               fail = tonumber(v[5]), succ = tonumber(v[6]), reo = tonumber(v[7] or 0)}
+               fail = tonumber(v[5]), succ = tonumber(v[6]), reo = tonumber(v[7] or 0),
+               str = v[8] or ''}
   if not (rec.inc and rec.gen and rec.seq and rec.state and rec.fail and rec.succ and rec.reo)
       or rec.state < CLOSED or rec.state > DISABLED or rec.state % 1 ~= 0 then
     corrupt(KEYS[1] .. ' has missing or invalid fields')
+  end
+  if not string.match(rec.str, '^[%d ]*$') then
+    corrupt(KEYS[1] .. ' field str is not a list of process ids')
   end
   return rec
 end
 
 local function fields()
-  return redis.call('HMGET', KEYS[1], 'inc', 'gen', 'seq', 'state', 'fail', 'succ', 'reo')
+  return redis.call('HMGET', KEYS[1], 'inc', 'gen', 'seq', 'state', 'fail', 'succ', 'reo', 'str')
 end
 
 -- Reads the record, or nil when absent (Option<Record> in machine.rs).
@@ -92,7 +98,7 @@ end
 -- through, the only time these commands read them. Nil when absent.
 local function load_calls()
   local v = fields()
-  if not (v[1] or v[2] or v[3] or v[4] or v[5] or v[6] or v[7]) then
+  if not (v[1] or v[2] or v[3] or v[4] or v[5] or v[6] or v[7] or v[8]) then
     return nil
   end
   local rec = parse(v)
@@ -105,14 +111,15 @@ end
 
 -- Record::closed
 local function fresh(inc)
-  return {inc = inc, gen = 1, seq = 0, state = CLOSED, fail = 0, succ = 0, reo = 0}
+  return {inc = inc, gen = 1, seq = 0, state = CLOSED, fail = 0, succ = 0, reo = 0, str = ''}
 end
 
 -- Writes the record. Forced states hold until closed by hand: their record never expires.
 local function save(rec, ttl_ms)
   rec.seq = rec.seq + 1
   redis.call('HSET', KEYS[1], 'inc', rec.inc, 'gen', rec.gen, 'seq', rec.seq,
-             'state', rec.state, 'fail', rec.fail, 'succ', rec.succ, 'reo', rec.reo)
+             'state', rec.state, 'fail', rec.fail, 'succ', rec.succ, 'reo', rec.reo,
+             'str', rec.str)
   if rec.state == FORCED_OPEN or rec.state == DISABLED then
     redis.call('PERSIST', KEYS[1])
   else
@@ -120,11 +127,11 @@ local function save(rec, ttl_ms)
   end
 end
 
--- save() of a write that changed only the fail counter (state, generation, successes and
--- backoff as they were): two fields instead of seven.
+-- save() of a write that changed only the fail counter and its streak (state, generation,
+-- successes and backoff as they were): three fields instead of eight.
 local function save_fail(rec, ttl_ms)
   rec.seq = rec.seq + 1
-  redis.call('HSET', KEYS[1], 'seq', rec.seq, 'fail', rec.fail)
+  redis.call('HSET', KEYS[1], 'seq', rec.seq, 'fail', rec.fail, 'str', rec.str)
   if rec.state ~= FORCED_OPEN and rec.state ~= DISABLED then
     redis.call('PEXPIRE', KEYS[1], ttl_ms)
   end
@@ -135,6 +142,7 @@ local function trip(rec, open_ms)
   rec.state = OPEN
   rec.gen = rec.gen + 1
   rec.succ = 0
+  rec.str = ''
   redis.call('SET', KEYS[2], rec.gen, 'PX', open_ms)
   redis.call('DEL', KEYS[3], KEYS[4])
 end
@@ -146,7 +154,49 @@ local function close(rec)
   rec.succ = 0
   rec.fail = 0
   rec.reo = 0
+  rec.str = ''
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+end
+
+-- Record::note_streak: counts `instance` (nil: none) among the reporters of the current
+-- failure streak, after rec.fail was updated; the streak ends when fail is 0.
+local function note_streak(rec, instance, quorum)
+  if rec.fail == 0 or quorum <= 1 then
+    rec.str = ''
+    return
+  end
+  if not instance then
+    return
+  end
+  local n = 0
+  for id in string.gmatch(rec.str, '%d+') do
+    if id == instance then
+      return
+    end
+    n = n + 1
+  end
+  if n < quorum then
+    if rec.str == '' then
+      rec.str = instance
+    else
+      rec.str = rec.str .. ' ' .. instance
+    end
+  end
+end
+
+-- Record::streak_trips: fail_max failures in a row, from at least `quorum` processes.
+local function streak_trips(rec, fail_max, quorum)
+  if rec.fail < fail_max then
+    return false
+  end
+  if quorum <= 1 then
+    return true
+  end
+  local n = 0
+  for _ in string.gmatch(rec.str, '%d+') do
+    n = n + 1
+  end
+  return n >= quorum
 end
 
 -- Settings::open_ms: how long the reopens-th consecutive re-open lasts (reopens = 0: a

@@ -24,13 +24,19 @@ if rec.gen ~= tonumber(ARGV[1]) or (rec.state ~= CLOSED and rec.state ~= DISABLE
     or calls == 0 then
   return reply(0, from, rec)
 end
-local before = rec.fail
+local before, streak_before = rec.fail, rec.str
+local tail, quorum = tonumber(ARGV[5]), tonumber(ARGV[11])
 if calls > failures then
-  rec.fail = tonumber(ARGV[5])
-else
-  rec.fail = math.min(rec.fail + tonumber(ARGV[5]), 4294967295)
+  rec.fail = 0 -- a success ends the streak
+  note_streak(rec, nil, quorum)
 end
-local trips = rec.fail >= tonumber(ARGV[7])
+rec.fail = math.min(rec.fail + tail, 4294967295)
+if tail > 0 then
+  note_streak(rec, ARGV[6], quorum)
+else
+  note_streak(rec, nil, quorum)
+end
+local trips = streak_trips(rec, tonumber(ARGV[7]), quorum)
 local failure_rate, slow_rate = tonumber(ARGV[8]), tonumber(ARGV[9])
 local rates = failure_rate ~= nil or slow_rate ~= nil
 local tc, tf, ts = 0, 0, 0
@@ -94,7 +100,7 @@ end
 local window = nil
 if trips and rec.state == CLOSED then
   trip(rec, ARGV[13])
-elseif rec.fail == before and not rates then
+elseif rec.fail == before and rec.str == streak_before and not rates then
   -- Nothing changed (machine.rs: no write, no new seq).
   return reply(1, from, rec)
 elseif rates then

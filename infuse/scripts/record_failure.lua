@@ -1,9 +1,10 @@
 -- record_failure (machine.rs: record_failure): count ARGV[2] failures of calls admitted at
 -- generation ARGV[1] while calls ran (closed or disabled); a closed breaker trips at
--- fail_max (policy.rs: TripPolicy::ConsecutiveFailures). A process coalesces the
+-- fail_max (policy.rs: TripPolicy::ConsecutiveFailures) once the streak holds failures of
+-- min_instances distinct processes (Record::streak_trips). A process coalesces the
 -- failures that happen while its previous report is in flight into one count.
 -- ARGV: generation, count (>= 1), fail_max, reset_timeout_ms, key_ttl_ms, channel, service,
---       process
+--       process, instance, min_instances (>= 1)
 local rec = load_calls()
 if not rec then
   return ABSENT
@@ -16,7 +17,9 @@ if rec.gen ~= tonumber(ARGV[1]) or (rec.state ~= CLOSED and rec.state ~= DISABLE
 end
 local before = rec.fail
 rec.fail = math.min(rec.fail + count, 4294967295)
-if rec.state == CLOSED and rec.fail >= tonumber(ARGV[3]) then
+local quorum = tonumber(ARGV[10])
+note_streak(rec, ARGV[9], quorum)
+if rec.state == CLOSED and streak_trips(rec, tonumber(ARGV[3]), quorum) then
   trip(rec, ARGV[4])
   save(rec, ARGV[5])
   remember(from, rec, 'consecutive_failures', ARGV[8], ARGV[5])

@@ -12,6 +12,7 @@ if rec.gen ~= tonumber(ARGV[1]) or (rec.state ~= CLOSED and rec.state ~= DISABLE
   return reply(0, from, rec)
 end
 rec.fail = 0
+rec.str = ''
 save_fail(rec, ARGV[2])
 local r = reply(1, from, rec)
 publish_reply(ARGV[3], ARGV[4], r)

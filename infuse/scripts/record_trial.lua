@@ -17,6 +17,7 @@ end
 redis.call('DEL', KEYS[3])
 if ARGV[2] == '1' then
   rec.fail = 0
+  rec.str = ''
   rec.succ = rec.succ + 1
   if rec.succ >= tonumber(ARGV[3]) then
     close(rec)

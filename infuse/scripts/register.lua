@@ -1,12 +1,14 @@
 -- register (machine.rs: register): create the record if absent, from the seed when one
 -- is given, else closed. Replace an existing record by the seed only when the store lost
--- history: the seeding process read a newer version of this very record before (same
--- incarnation, higher seq: Redis restarted from an old snapshot, or failed over to a
--- lagging replica). Never otherwise overwrites what the fleet knows: a process that was
--- merely cut off finds the record at or past what it read, and takes it in. A created or
--- replaced record gets a new incarnation (the first process to notice re-seeds, the
--- others adopt), no backoff and an empty window; a seeded one is written to the history
--- ('reseeded': the record was missing; 'replaced_after_failover': it was older).
+-- history (Seed::shows_lost_history): the seeding process read a newer version of this
+-- very record before (same incarnation, higher seq: Redis restarted from an old
+-- snapshot, or failed over to a lagging replica), or the record it read is gone and a
+-- blank one (generation 1) stands in its place while the seed knows of a transition.
+-- Never otherwise overwrites what the fleet knows: a process that was merely cut off
+-- finds the record at or past what it read, and takes it in. A created or replaced
+-- record gets a new incarnation (the first process to notice re-seeds, the others
+-- adopt), no backoff and an empty window; a seeded one is written to the history
+-- ('reseeded': the record was missing or blank; 'replaced_after_failover': it was older).
 -- ARGV: inc (for a new record), key_ttl_ms, channel, service,
 --       seeded (1/0), seed_state, seed_gen, seed_fail, seed_open_ms,
 --       confirmed_inc ('' = none), confirmed_seq, process
@@ -14,12 +16,18 @@ local rec = load()
 local seeded = ARGV[5] == '1'
 local reason = 'reseeded'
 if rec then
-  local lost = seeded and ARGV[10] ~= '' and ARGV[10] == rec.inc
-      and tonumber(ARGV[11]) > rec.seq
+  local lost = false
+  if seeded and ARGV[10] ~= '' then
+    if ARGV[10] == rec.inc then
+      lost = tonumber(ARGV[11]) > rec.seq
+      reason = 'replaced_after_failover'
+    else
+      lost = rec.gen == 1 and tonumber(ARGV[7]) > 1
+    end
+  end
   if not lost then
     return reply(0, rec.state, rec)
   end
-  reason = 'replaced_after_failover'
 end
 local new = fresh(ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])

@@ -82,6 +82,7 @@ macro_rules! __conformance_cases {
             failure_rate_trips_only_past_min_calls,
             slow_call_rate_trips,
             min_instances_needs_distinct_instances,
+            min_instances_holds_for_consecutive_failures,
             disabled_counts_calls_but_never_trips,
             trip_clears_the_window,
             window_slides,
@@ -179,6 +180,7 @@ async fn fail<S: Store>(store: &S, svc: &'static str, s: &Settings, generation: 
         Command::RecordFailure {
             generation,
             count: 1,
+            instance: 1,
         },
     )
     .await
@@ -424,7 +426,11 @@ pub async fn coalesced_failures_count_as_many<S: Store>(store: &S, prefix: &str)
     let svc = service(prefix, "coalesced_failures_count_as_many");
     let s = settings(5, 1);
     let generation = register(store, svc, &s).await.generation;
-    let batch = |count| Command::RecordFailure { generation, count };
+    let batch = |count| Command::RecordFailure {
+        generation,
+        count,
+        instance: 1,
+    };
     let none = apply(store, svc, &s, batch(0)).await;
     assert!(!none.applied, "an empty batch: {none:?}");
     assert_eq!(none.snapshot.fail_counter, 0);
@@ -1275,6 +1281,59 @@ pub async fn register_replaces_only_when_the_store_lost_history<S: Store>(store:
     .await;
     assert!(!again.applied, "{svc}: {again:?}");
     assert_eq!(again.snapshot.version, replaced.snapshot.version);
+
+    // The record a process read is gone and a blank one (made by a process that knew
+    // nothing: still at generation 1) stands in its place: a seed that knows of a
+    // transition re-seeds it; a seed that knows nothing more does not.
+    let blank_svc = service(
+        prefix,
+        "register_replaces_only_when_the_store_lost_history-2",
+    );
+    let blank = apply(store, blank_svc, &s, Command::Register { seed: None }).await;
+    assert!(blank.applied && blank.snapshot.generation == 1, "{blank:?}");
+    let other = seen(blank.snapshot.version.incarnation.wrapping_add(1), 3);
+    let knows_nothing = Seed {
+        generation: 1,
+        ..seed
+    };
+    let kept = apply(
+        store,
+        blank_svc,
+        &s,
+        Command::Register {
+            seed: Some(knows_nothing.with_confirmed(other)),
+        },
+    )
+    .await;
+    assert!(!kept.applied, "{blank_svc}: {kept:?}");
+    let reseeded = apply(
+        store,
+        blank_svc,
+        &s,
+        Command::Register {
+            seed: Some(seed.with_confirmed(other)),
+        },
+    )
+    .await;
+    assert!(reseeded.applied, "{blank_svc}: {reseeded:?}");
+    assert_eq!(
+        (reseeded.snapshot.state, reseeded.snapshot.generation),
+        (State::Open, 7),
+        "{blank_svc}"
+    );
+    let twice = apply(
+        store,
+        blank_svc,
+        &s,
+        Command::Register {
+            seed: Some(newer.with_confirmed(other)),
+        },
+    )
+    .await;
+    assert!(
+        !twice.applied,
+        "{blank_svc}: once re-seeded, the record is no longer blank: {twice:?}"
+    );
 }
 
 /// Commands about a breaker with no record change nothing and say it is absent.
@@ -1286,6 +1345,7 @@ pub async fn absent_records_stay_absent<S: Store>(store: &S, prefix: &str) {
         Command::RecordFailure {
             generation: 1,
             count: 1,
+            instance: 1,
         },
         Command::RecordSuccess { generation: 1 },
         Command::RecordCalls {
@@ -1476,6 +1536,63 @@ pub async fn slow_call_rate_trips<S: Store>(store: &S, prefix: &str) {
     assert!(tripped.changed_state(), "{svc}: {tripped:?}");
     assert_freshly_open(svc, &tripped.snapshot);
     assert_eq!(tripped.snapshot.fail_counter, 0, "{svc}: {tripped:?}");
+}
+
+/// `min_instances` covers the consecutive rule too: `fail_max` failures in a row trip only
+/// once the streak holds failures of that many distinct processes; a success (any
+/// process's) ends the streak and its reporters.
+pub async fn min_instances_holds_for_consecutive_failures<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "min_instances_holds_for_consecutive_failures");
+    let s = settings(5, 1).min_instances(2);
+    let g = register(store, svc, &s).await.generation;
+    let failures = |count, instance| Command::RecordFailure {
+        generation: g,
+        count,
+        instance,
+    };
+    // One sick process, far past fail_max: counted, never tripped.
+    for _ in 0..4 {
+        let outcome = apply(store, svc, &s, failures(3, 1)).await;
+        assert!(outcome.applied, "{svc}: {outcome:?}");
+        assert_eq!(
+            outcome.snapshot.state,
+            State::Closed,
+            "{svc}: one reporter: {outcome:?}"
+        );
+    }
+    // A success ends the streak and its reporters: process 2's failures alone, then
+    // process 1's again in the same streak, trip it.
+    let reset = apply(store, svc, &s, Command::RecordSuccess { generation: g }).await;
+    assert!(
+        reset.applied && reset.snapshot.fail_counter == 0,
+        "{svc}: {reset:?}"
+    );
+    let two = apply(store, svc, &s, failures(5, 2)).await;
+    assert_eq!(two.snapshot.state, State::Closed, "{svc}: {two:?}");
+    let tripped = apply(store, svc, &s, failures(1, 1)).await;
+    assert!(
+        tripped.changed_state(),
+        "{svc}: 6 failures in a row from two processes: {tripped:?}"
+    );
+    assert_freshly_open(svc, &tripped.snapshot);
+
+    // The same through batches (RecordCalls), which a process with `min_instances`
+    // sends: a batch with a success restarts the streak with its own tail.
+    let svc = service(prefix, "min_instances_holds_for_consecutive_failures-2");
+    let g = register(store, svc, &s).await.generation;
+    let one = report(store, svc, &s, g, counts(9, 9, 0, 9), 1).await;
+    assert_eq!(one.snapshot.state, State::Closed, "{svc}: {one:?}");
+    let restarted = report(store, svc, &s, g, counts(3, 2, 0, 2), 2).await;
+    assert_eq!(
+        (restarted.snapshot.state, restarted.snapshot.fail_counter),
+        (State::Closed, 2),
+        "{svc}: {restarted:?}"
+    );
+    let tripped = report(store, svc, &s, g, counts(3, 3, 0, 3), 1).await;
+    assert!(
+        tripped.changed_state(),
+        "{svc}: 5 in a row from processes 2 and 1: {tripped:?}"
+    );
 }
 
 /// With `min_instances = 2`, a rate trips only once two distinct processes reported

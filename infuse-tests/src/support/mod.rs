@@ -94,6 +94,7 @@ impl FleetServerStore {
         let failure = Command::RecordFailure {
             generation: 1,
             count: 1,
+            instance: 1,
         };
         fleet
             .store

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::breaker::counting::Counted;
 use crate::breaker::handle::{Breaker, Verdict};
-use crate::core::{Command, Outcome, State, StorageError, TransitionReason, TrialToken};
+use crate::core::{
+    process_instance, Command, Outcome, State, StorageError, TransitionReason, TrialToken,
+};
 use crate::local::{CallOutcome, Joined, COUNT};
 
 /// Permission to run one call, from [`Breaker::acquire`] (borrowing the breaker) or
@@ -127,6 +129,7 @@ impl<B: Borrow<Breaker>> Permit<B> {
                     let command = Command::RecordFailure {
                         generation,
                         count: 1,
+                        instance: process_instance(),
                     };
                     let outcome = breaker.apply(command).await;
                     let tripped = Some(TransitionReason::ConsecutiveFailures);
@@ -213,6 +216,7 @@ impl Breaker {
                 let command = Command::RecordFailure {
                     generation,
                     count: 1,
+                    instance: process_instance(),
                 };
                 let outcome = self.apply(command).await;
                 let tripped = Some(TransitionReason::ConsecutiveFailures);
@@ -257,6 +261,7 @@ impl Breaker {
             let command = Command::RecordFailure {
                 generation: batch.generation,
                 count: batch.count,
+                instance: process_instance(),
             };
             let outcome = breaker.apply(command).await;
             let tripped = Some(TransitionReason::ConsecutiveFailures);

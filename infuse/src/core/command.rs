@@ -14,13 +14,16 @@ use crate::core::{Counts, Snapshot, State, TrialToken, Version};
 pub enum Command {
     /// Creates the record if it is absent — from `seed` when given, else closed — and
     /// replaces an existing record with `seed` only when the store demonstrably lost
-    /// history: the record is older than the one this process last read from the store
-    /// itself ([`Seed::confirmed`]: same incarnation, lower `seq`), as after a restart from
-    /// an old snapshot or a failover to a lagging replica. The replacement gets a new
-    /// incarnation, so the first process to notice re-seeds the record and the others
-    /// adopt it. Never otherwise overwrites what the fleet knows: a process that was
-    /// merely cut off from the store, whatever it decided meanwhile, finds the record
-    /// ahead of what it confirmed and takes the record in.
+    /// history ([`Seed::shows_lost_history`]): the record is older than the one this
+    /// process last read from the store itself (same incarnation, lower `seq`), as after
+    /// a restart from an old snapshot or a failover to a lagging replica; or the record
+    /// this process read is gone and a blank one stands in its place (a new incarnation
+    /// that never left its first generation, made by a process that knew nothing, e.g.
+    /// after Redis restarted empty) while the seed knows of a transition. The replacement
+    /// gets a new incarnation, so the first process to notice re-seeds the record and
+    /// the others adopt it. Never otherwise overwrites what the fleet knows: a process
+    /// that was merely cut off from the store, whatever it decided meanwhile, finds the
+    /// record at or ahead of what it read, and takes the record in.
     Register {
         /// This process's view, when it has one worth keeping.
         seed: Option<Seed>,
@@ -32,12 +35,15 @@ pub enum Command {
     /// at most one per breaker at a time: failures that happen meanwhile are coalesced
     /// into the next one's `count` (the same as `count` single failures in a row, except
     /// that those after a trip would have been refused as stale anyway). A `count` of 0
-    /// is refused.
+    /// is refused. With [`Settings::min_instances`](crate::Settings) above 1, the streak
+    /// must also hold failures of that many distinct processes to trip.
     RecordFailure {
         /// The generation the calls were admitted under.
         generation: u64,
         /// How many failures (at least 1).
         count: u32,
+        /// The reporting process (see [`Settings::min_instances`](crate::Settings)).
+        instance: u64,
     },
     /// Resets the consecutive-failure count after a success of a call admitted at
     /// `generation` (sent once after failures, not per call).
@@ -50,7 +56,8 @@ pub enum Command {
     /// its last success continue the consecutive-failure count (any success resets it
     /// first), and the counts go into the window's current bucket. A closed breaker then
     /// trips when its [`TripPolicy`](crate::store::TripPolicy) says so. Used instead of
-    /// `RecordFailure`/`RecordSuccess` when a rate rule is set.
+    /// `RecordFailure`/`RecordSuccess` when a rate rule is set, or `min_instances` (which
+    /// needs every process's successes too).
     RecordCalls {
         /// The generation the calls were admitted under.
         generation: u64,
@@ -160,11 +167,18 @@ impl Seed {
         self
     }
 
-    /// Whether the stored record at `version` is older than what this process read from
-    /// the store before: the store lost the writes in between (see
-    /// [`Command::Register`]).
-    pub fn shows_lost_history(&self, version: Version) -> bool {
-        self.confirmed
-            .is_some_and(|seen| seen.incarnation == version.incarnation && seen.seq > version.seq)
+    /// Whether the stored record, at `version` and `generation`, shows that the store
+    /// lost history this process had read (see [`Command::Register`]): the record is
+    /// older than what it read (same incarnation, lower seq), or another, blank record
+    /// (still at generation 1) replaced the one it read while this seed knows of a
+    /// transition (generation above 1).
+    pub fn shows_lost_history(&self, version: Version, generation: u64) -> bool {
+        self.confirmed.is_some_and(|seen| {
+            if seen.incarnation == version.incarnation {
+                seen.seq > version.seq
+            } else {
+                generation == 1 && self.generation > 1
+            }
+        })
     }
 }

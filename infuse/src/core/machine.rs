@@ -9,8 +9,8 @@
 //!
 //! | command | applies when | effect |
 //! |---|---|---|
-//! | `Register { seed }` | no record, or the record is older than what `seed`'s process read from the store (lost history) | record = seed (or closed), new incarnation |
-//! | `RecordFailure { gen, count }` | closed or disabled, at `gen`, `count` > 0 | count += `count`; closed + policy says so: **trip** |
+//! | `Register { seed }` | no record, or `seed` shows the store lost history ([`Seed::shows_lost_history`]) | record = seed (or closed), new incarnation |
+//! | `RecordFailure { gen, count, instance }` | closed or disabled, at `gen`, `count` > 0 | count += `count`, `instance` joins the streak; closed + policy says so: **trip** |
 //! | `RecordSuccess { gen }` | closed or disabled, at `gen`, count > 0 | count = 0 |
 //! | `RecordCalls { gen, counts }` | closed or disabled, at `gen`, counts not empty | count, window += counts; closed + policy says so: **trip** |
 //! | `AcquireTrial { token }` | open and its time passed, or half-open; slot free (or ours) | half-open, slot = token |
@@ -52,6 +52,10 @@ pub struct Record {
     pub reopens: u32,
     /// The calls of the current closed period, by bucket (rate rules only).
     pub window: Window,
+    /// The distinct processes that reported failures since the fail counter was last
+    /// zero, kept up to `min_instances` (only when it is above 1): the consecutive rule's
+    /// quorum.
+    pub streak: Vec<u64>,
 }
 
 impl Record {
@@ -68,6 +72,7 @@ impl Record {
             trial: None,
             reopens: 0,
             window: Window::default(),
+            streak: Vec::new(),
         }
     }
 
@@ -135,6 +140,7 @@ impl Record {
         self.open_until = Some(now + open_for);
         self.trial = None;
         self.window = Window::default();
+        self.streak.clear();
     }
 
     /// Closes the breaker and resets its counters (prelude.lua: `close`).
@@ -147,6 +153,29 @@ impl Record {
         self.trial = None;
         self.reopens = 0;
         self.window = Window::default();
+        self.streak.clear();
+    }
+
+    /// Counts `instance` among the reporters of the current failure streak (after the
+    /// fail counter was updated): the streak ends when the counter is zero.
+    fn note_streak(&mut self, instance: Option<u64>, policy: &TripPolicy) {
+        if self.fail == 0 || policy.min_instances <= 1 {
+            self.streak.clear();
+            return;
+        }
+        if let Some(instance) = instance {
+            if !self.streak.contains(&instance) && self.streak.len() < policy.min_instances as usize
+            {
+                self.streak.push(instance);
+            }
+        }
+    }
+
+    /// Whether the consecutive rule trips: `fail_max` failures in a row, reported by at
+    /// least `min_instances` processes.
+    fn streak_trips(&self, policy: &TripPolicy) -> bool {
+        policy.trips(self.fail)
+            && (policy.min_instances <= 1 || self.streak.len() >= policy.min_instances as usize)
     }
 }
 
@@ -172,8 +201,12 @@ pub fn apply(
     match *command {
         Command::Register { .. } | Command::Force(_) => unreachable!("handled above"),
         Command::Snapshot => answer(r, now, |_| true),
-        Command::RecordFailure { generation, count } => answer(r, now, |r| {
-            record_failure(r, generation, count, settings, now)
+        Command::RecordFailure {
+            generation,
+            count,
+            instance,
+        } => answer(r, now, |r| {
+            record_failure(r, generation, count, instance, settings, now)
         }),
         Command::RecordSuccess { generation } => answer(r, now, |r| record_success(r, generation)),
         Command::RecordCalls {
@@ -226,7 +259,9 @@ fn register(
 ) -> Outcome {
     let replaced = match record {
         None => None,
-        Some(r) if seed.is_some_and(|seed| seed.shows_lost_history(r.version())) => Some(r.state),
+        Some(r) if seed.is_some_and(|seed| seed.shows_lost_history(r.version(), r.generation)) => {
+            Some(r.state)
+        }
         Some(r) => return answer(r, now, |_| false),
     };
     // Absent, or older than what the seeding process read from this store: (re)created
@@ -251,14 +286,17 @@ fn record_failure(
     r: &mut Record,
     generation: u64,
     count: u32,
+    instance: u64,
     settings: &Settings,
     now: Instant,
 ) -> bool {
     if r.generation != generation || !r.state.lets_calls_through() || count == 0 {
         return false;
     }
+    let policy = TripPolicy::of(settings);
     r.fail = r.fail.saturating_add(count);
-    if r.state == State::Closed && TripPolicy::of(settings).trips(r.fail) {
+    r.note_streak(Some(instance), &policy);
+    if r.state == State::Closed && r.streak_trips(&policy) {
         r.trip(now, open_time(settings, 0, 0));
     }
     true
@@ -276,13 +314,14 @@ fn record_calls(
     if r.generation != generation || !r.state.lets_calls_through() || counts.is_empty() {
         return false;
     }
-    r.fail = if counts.has_success() {
-        counts.tail
-    } else {
-        r.fail.saturating_add(counts.tail)
-    };
     let policy = TripPolicy::of(settings);
-    let mut trips = policy.trips(r.fail);
+    if counts.has_success() {
+        r.fail = 0;
+        r.note_streak(None, &policy); // a success ends the streak
+    }
+    r.fail = r.fail.saturating_add(counts.tail);
+    r.note_streak((counts.tail > 0).then_some(instance), &policy);
+    let mut trips = r.streak_trips(&policy);
     if settings.has_rates() {
         let bucket = store_millis(now) / bucket_ms(settings.window);
         r.window.add(bucket, counts, instance);
@@ -311,6 +350,7 @@ fn record_success(r: &mut Record, generation: u64) -> bool {
         return false;
     }
     r.fail = 0;
+    r.streak.clear();
     true
 }
 
@@ -350,6 +390,7 @@ fn record_trial(
     r.trial = None;
     if success {
         r.fail = 0;
+        r.streak.clear();
         r.success = r.success.saturating_add(1);
         if r.success >= settings.success_threshold {
             r.close();
@@ -385,6 +426,7 @@ fn force(r: &mut Record, target: Target, now: Instant) -> bool {
             r.open_until = None;
             r.trial = None;
             r.window = Window::default();
+            r.streak.clear();
         }
     }
     true

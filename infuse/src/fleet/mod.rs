@@ -67,10 +67,10 @@ pub(crate) struct Fleet {
     /// fast-path clock: after recovery that protection stays this process's own.
     local_trips: Mutex<HashMap<&'static str, u64>>,
     corrupt_reported: Mutex<HashSet<&'static str>>,
-    /// This process's own windows, for breakers with `min_instances > 1`: when its calls
-    /// alone trip a rate rule that the fleet does not (too few processes report
-    /// failures), it protects itself (see [`Cell::quarantine`]).
-    own_windows: Mutex<HashMap<&'static str, Window>>,
+    /// This process's own window and failure streak, for breakers with
+    /// `min_instances > 1`: when its calls alone trip a rule that the fleet does not (too
+    /// few processes report failures), it protects itself (see [`Cell::quarantine`]).
+    own_windows: Mutex<HashMap<&'static str, (Window, u32)>>,
     monitoring: AtomicBool,
     /// The cells of the breakers bound to this fleet, held weakly: a breaker keeps
     /// following the fleet as long as any handle of it lives (even past its registry),
@@ -325,9 +325,9 @@ impl Fleet {
         }
     }
 
-    /// Adds a batch to this process's own window; when the fleet's breaker stays closed
-    /// although these counts alone trip a rate rule (`min_instances` not met), opens the
-    /// breaker for this process only, for `reset_timeout`.
+    /// Adds a batch to this process's own window and failure streak; when the fleet's
+    /// breaker stays closed although these counts alone trip a rule (`min_instances` not
+    /// met), opens the breaker for this process only, for `reset_timeout`.
     fn protect_locally(
         &self,
         service: &'static str,
@@ -335,27 +335,36 @@ impl Fleet {
         counts: &Counts,
         outcome: &Outcome,
     ) {
-        if settings.min_instances <= 1 || !settings.has_rates() {
+        if settings.min_instances <= 1 {
             return;
         }
         let bucket = store_millis(tokio::time::Instant::now()) / bucket_ms(settings.window);
         let mut windows = lock(&self.own_windows);
-        let window = windows.entry(service).or_default();
+        let (window, streak) = windows.entry(service).or_default();
         if !outcome.applied || outcome.snapshot.state != State::Closed {
-            *window = Window::default(); // the fleet's period ended: start afresh
+            // The fleet's period ended: start afresh.
+            (*window, *streak) = (Window::default(), 0);
             return;
         }
-        window.add(bucket, counts, 0);
+        if counts.has_success() {
+            *streak = 0;
+        }
+        *streak = streak.saturating_add(counts.tail);
         let policy = TripPolicy::of(&settings.alone());
-        if policy.trips_on(&window.totals(bucket), 1).is_none() {
+        let trips = policy.trips(*streak)
+            || (settings.has_rates() && {
+                window.add(bucket, counts, 0);
+                policy.trips_on(&window.totals(bucket), 1).is_some()
+            });
+        if !trips {
             return;
         }
-        *window = Window::default();
+        (*window, *streak) = (Window::default(), 0);
         drop(windows);
         tracing::warn!(
             service,
             min_instances = settings.min_instances,
-            "this process's calls alone trip the breaker's rate rule, but too few processes report failures for a fleet-wide trip: open for this process only"
+            "this process's calls alone trip the breaker, but too few processes report failures for a fleet-wide trip: open for this process only"
         );
         if let Some(cell) = self.cell(service) {
             cell.quarantine(now_nanos().saturating_add(saturating_nanos(settings.reset_timeout)));
@@ -530,15 +539,13 @@ impl Fleet {
             // A trip of the fallback's that the fleet did not make: it keeps protecting
             // this process until its own open period ends (or the fleet's record moves
             // on), and the record stays the fleet's.
-            match local_trips.get(cell.service) {
-                Some(&until) if until > now && !outcome.applied => {
-                    if outcome.snapshot.state == State::Closed {
-                        tracing::info!(service = cell.service,
-                            "Redis is back and the fleet's breaker is closed: the trip this process made on its fallback protects this process alone until its open time ends");
-                        cell.quarantine(until);
-                    }
+            let tripped_here = local_trips.get(cell.service).copied();
+            if let Some(until) = tripped_here.filter(|&until| until > now) {
+                if !outcome.applied && outcome.snapshot.state == State::Closed {
+                    tracing::info!(service = cell.service,
+                        "Redis is back and the fleet's breaker is closed: the trip this process made on its fallback protects this process alone until its open time ends");
+                    cell.quarantine(until);
                 }
-                _ => {}
             }
         }
         tracing::info!(address = %self.address, reconciled = cells.len(),

@@ -319,7 +319,9 @@ pub(crate) const CLOCK: u8 = 4;
 
 fn measure_of(settings: &Settings) -> u8 {
     let mut measure = 0;
-    if settings.has_rates() {
+    // min_instances needs every process's successes too (the consecutive rule's quorum
+    // counts the reporters of a streak that only a success ends): reported in batches.
+    if settings.has_rates() || settings.min_instances > 1 {
         measure |= COUNT;
     }
     if settings.timeout.is_some()

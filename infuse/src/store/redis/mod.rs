@@ -445,19 +445,28 @@ impl RedisStore {
                 (&s.register, args)
             }
             Command::Snapshot => (&s.snapshot, Vec::new()),
-            Command::RecordFailure { generation, count } => (
-                &s.record_failure,
-                vec![
-                    generation.to_string(),
-                    count.to_string(),
-                    settings.fail_max.to_string(),
-                    reset,
-                    ttl,
-                    channel,
-                    service,
-                    process,
-                ],
-            ),
+            Command::RecordFailure {
+                generation,
+                count,
+                instance,
+            } => {
+                let policy = TripPolicy::of(settings);
+                (
+                    &s.record_failure,
+                    vec![
+                        generation.to_string(),
+                        count.to_string(),
+                        policy.fail_max.to_string(),
+                        reset,
+                        ttl,
+                        channel,
+                        service,
+                        process,
+                        instance.to_string(),
+                        policy.min_instances.to_string(),
+                    ],
+                )
+            }
             Command::RecordSuccess { generation } => (
                 &s.record_success,
                 vec![generation.to_string(), ttl, channel, service],
