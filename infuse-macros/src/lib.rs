@@ -123,9 +123,10 @@
 //!
 //! ## `min_instances = 2`
 //!
-//! With Redis: a rate-based trip needs failures (or slow calls) reported by at least this
-//! many processes in the window, so that one sick caller cannot open the breaker for the
-//! whole fleet; an integer literal ≥ 1. Default: `1`. Only with a rate.
+//! With Redis: a trip needs failures (or slow calls) reported by at least this many
+//! processes — in the window for a rate rule, in the current failure streak for
+//! `fail_max` — so that one sick caller cannot open the breaker for the whole fleet; an
+//! integer literal ≥ 1. Default: `1`.
 //!
 //! ## `max_reset_timeout = "5m"`
 //!

@@ -99,10 +99,11 @@ fn check_combinations(attr: &Attr, valid: &[&Arg]) -> Vec<Error> {
         }
     }
 
-    // The window and its thresholds only serve the rate rules.
+    // The window and its thresholds only serve the rate rules (`min_instances` also holds
+    // the consecutive rule to a quorum of processes).
     let rates = given("failure_rate") || given("slow_call_rate");
     if !rates {
-        for name in ["window", "min_calls", "min_instances"] {
+        for name in ["window", "min_calls"] {
             if let Some(arg) = arg(name) {
                 errors.push(whole_argument(
                     arg,
@@ -551,10 +552,6 @@ mod tests {
             (
                 quote!(service = "a", min_calls = 20),
                 "`min_calls` has no effect without `failure_rate` or `slow_call_rate`",
-            ),
-            (
-                quote!(service = "a", min_instances = 2),
-                "`min_instances` has no effect without `failure_rate` or `slow_call_rate`",
             ),
             (
                 quote!(service = "a", reset_timeout = "10m", max_reset_timeout = "5m"),

@@ -160,11 +160,12 @@ async fn a_trip_on_the_fallback_stays_with_its_process() {
     );
 }
 
-/// The defect this rule fixes: the fleet's record says open, Redis hangs, the local
-/// fallback's trial closes the breaker; when Redis resumes, the stale open record must
-/// not flip the healthy breaker back to open or half-open.
+/// The fleet's record says open, Redis hangs, the local fallback's trial closes the
+/// breaker for this process. When Redis resumes the record is still the fleet's (a local
+/// close does not overwrite it), but its open time has passed: the next call takes the
+/// fleet's trial, which closes it for everyone — the healthy breaker does not flap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_open_record_does_not_win_over_a_newer_local_close() {
+async fn after_a_local_close_the_fleet_closes_through_its_own_trial() {
     let server = RedisServer::start();
     let registry = start_registry(&server, 1, Duration::from_millis(300)).await;
     let _ = fail(&registry).await; // trips the fleet record (open)

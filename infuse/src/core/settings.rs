@@ -50,10 +50,12 @@ pub struct Settings {
     /// No rate decision below this many calls in the window (≥ 1; default 20). With
     /// Redis, the fleet's calls.
     pub min_calls: u32,
-    /// With Redis: a rate-based trip needs failures (or slow calls) reported by at least
-    /// this many distinct processes in the window (≥ 1; default 1), so that one sick
-    /// caller cannot open the breaker for the whole fleet. That caller still protects
-    /// its own calls: its local counts open the breaker for it alone.
+    /// With Redis: a trip needs failures (or slow calls) reported by at least this many
+    /// distinct processes (≥ 1; default 1) — in the window for a rate rule, in the
+    /// current failure streak for `fail_max` — so that one sick caller cannot open the
+    /// breaker for the whole fleet. That caller still protects its own calls: its own
+    /// counts open the breaker for it alone. Above 1, a breaker reports its calls in
+    /// batches (as with a rate rule), so that every process's successes count.
     pub min_instances: u32,
     /// When set, each re-open after a failed trial doubles the open time (less up to
     /// 20 % of jitter), up to this bound; a close resets it. `None` (the default): every

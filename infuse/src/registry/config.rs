@@ -553,8 +553,8 @@ impl ServiceOverride {
         self
     }
 
-    /// Overrides [`min_instances`](Settings::min_instances): with Redis, a rate-based trip
-    /// needs reports from at least this many processes (≥ 1).
+    /// Overrides [`min_instances`](Settings::min_instances): with Redis, a trip (by a
+    /// rate rule or by `fail_max`) needs failures from at least this many processes (≥ 1).
     pub fn min_instances(mut self, n: u32) -> Self {
         self.min_instances = Some(n);
         self

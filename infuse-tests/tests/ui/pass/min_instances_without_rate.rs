@@ -1,3 +1,5 @@
+// `min_instances` also holds the consecutive rule (`fail_max`) to a quorum of processes:
+// it needs no rate rule.
 #[derive(Debug)]
 struct ApiError;
 
