@@ -8,6 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use infuse_tests::support::calls;
 use infuse_tests::support::proxy::{FaultProxy, Mode};
 use infuse_tests::support::redis_server::RedisServer;
 
@@ -170,10 +171,17 @@ async fn reset_closes_connections_and_refuses_new_ones_until_healed() {
 
     proxy.set(Mode::Reset);
     assert_closed(&mut conn, "a connection open when Reset was set").await;
-    // A new connection is accepted, then closed at once.
-    let mut refused = connect(&proxy).await;
-    let _ = refused.write_all(&resp(&["PING"])).await;
-    assert_closed(&mut refused, "a connection made during Reset").await;
+    // A new connection is accepted, then closed at once (the reset may even reach the
+    // client while it is still connecting).
+    if let Ok(Ok(mut refused)) = tokio::time::timeout(
+        ANSWER_WITHIN,
+        TcpStream::connect(("127.0.0.1", proxy.port())),
+    )
+    .await
+    {
+        let _ = refused.write_all(&resp(&["PING"])).await;
+        assert_closed(&mut refused, "a connection made during Reset").await;
+    }
     // Healed: new connections work.
     proxy.set(Mode::Pass);
     let mut fresh = connect(&proxy).await;
@@ -305,13 +313,33 @@ async fn the_redis_client_through_the_proxy() {
 async fn dropping_the_proxy_closes_everything() {
     let server = RedisServer::start();
     let proxy = proxy_to(&server);
-    let port = proxy.port();
     let mut conn = connect(&proxy).await;
     ping(&mut conn).await;
+    assert_eq!(
+        upstream_clients(&server),
+        1,
+        "the proxy's upstream connection"
+    );
     drop(proxy);
     assert_closed(&mut conn, "a connection through a dropped proxy").await;
+    // Its upstream side is closed too.
+    let closed = calls::eventually(ANSWER_WITHIN, Duration::from_millis(20), async || {
+        upstream_clients(&server) == 0
+    })
+    .await;
     assert!(
-        TcpStream::connect(("127.0.0.1", port)).await.is_err(),
-        "the proxy's port still accepts connections"
+        closed,
+        "the server still has the dropped proxy's connection"
     );
+}
+
+/// The server's clients other than the `redis-cli` asking.
+fn upstream_clients(server: &RedisServer) -> usize {
+    let info = server.cli(&["INFO", "clients"]).expect("INFO clients");
+    let connected: usize = info
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("connected_clients in INFO");
+    connected - 1
 }
