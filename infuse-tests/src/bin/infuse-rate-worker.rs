@@ -34,20 +34,33 @@
 //!   process's view of it as its state changes told (which shows a breaker open for this
 //!   process alone, see `min_instances`). Reading the store refreshes the view.
 //! - `view`: `VIEW <id> <state>`: the view alone, without asking the store.
+//! - `run <ok|fail> <every_ms>`: calls as `go` does (`CALL` lines), in the background (the
+//!   commands go on), until `stop`, which prints
+//!   `STOPPED <id> ok=<n> failed=<n> rejected=<n>` (after the flush wait).
+//! - `hold <ok|fail>`: one call, admitted now and kept running while the commands go on:
+//!   `HELD <id> <unix_us> <trial fleet|trial local|normal|rejected|failed>` once admitted
+//!   (or not); it ends
+//!   with the next `release`: `RELEASED <id> <unix_us> <ok|failed>` (not counted in the
+//!   totals).
 //! - `quit` (or end of input): prints
 //!   `SUMMARY <id> ok=<n> failed=<n> rejected=<n> final=<state> view=<state>` and exits.
 //!
 //! Every state change of its breaker prints `EVENT <unix_us> <id> <from> <to>` and
 //! `TRANSITION <unix_us> <id> <from> <to> <generation> <reason>`; every call that was the
-//! half-open trial prints `TRIAL <id> <start_us> <end_us> <ok|failed>` when it ends (just
-//! before that call's `CALL` line, if it has one). Exits 0 unless the arguments are
+//! half-open trial prints `TRIAL <id> <start_us> <end_us> <ok|failed> <fleet|local>` when
+//! it ends (just before that call's `CALL` line, if it has one): `fleet` when Redis
+//! granted it, `local` when the local fallback did (the process was degraded). Each time
+//! the fleet layer goes degraded or back on Redis (as its log says) it prints
+//! `HEALTH <id> <unix_us> <down|up>`. Exits 0 unless the arguments are
 //! wrong (2) or `init` fails (1).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use infuse::{Breaker, Config, Listener, ServiceOverride, State, Transition};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 
 const SERVICE: &str = "users";
@@ -149,6 +162,73 @@ impl Listener for Events {
     }
 }
 
+/// Whether this process's fleet uses Redis (false while its calls follow the local
+/// fallback), as the library's log tells it: `Redis unavailable; …` (degraded) and
+/// `Redis available again; …` (recovered). Each change prints
+/// `HEALTH <id> <unix_us> <down|up>`.
+static HEALTHY: AtomicBool = AtomicBool::new(true);
+
+/// A `tracing` subscriber that only watches the library's health messages.
+struct HealthLog {
+    id: String,
+}
+
+/// The `message` of an event.
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl tracing::Subscriber for HealthLog {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.is_event()
+            && *metadata.level() <= tracing::Level::INFO
+            && metadata.target().starts_with("infuse")
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        let healthy = if message.0.starts_with("Redis unavailable") {
+            false
+        } else if message.0.starts_with("Redis available again") {
+            true
+        } else {
+            return;
+        };
+        if HEALTHY.swap(healthy, Ordering::AcqRel) != healthy {
+            let word = if healthy { "up" } else { "down" };
+            println!("HEALTH {} {} {word}", self.id, unix_us());
+        }
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// `fleet` for a trial Redis granted, `local` for one the local fallback did.
+fn trial_kind() -> &'static str {
+    if HEALTHY.load(Ordering::Acquire) {
+        "fleet"
+    } else {
+        "local"
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
     Ok,
@@ -175,7 +255,7 @@ async fn call(breaker: &Breaker, id: &str, fail: bool, latency: Duration) -> Ver
         // Another breaker error (none is configured): a failure.
         Err(_) => return Verdict::Failed,
     };
-    let trial = permit.is_trial();
+    let trial = permit.is_trial().then(trial_kind);
     let start = unix_us();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -187,8 +267,12 @@ async fn call(breaker: &Breaker, id: &str, fail: bool, latency: Duration) -> Ver
         permit.success().await;
         Verdict::Ok
     };
-    if trial {
-        println!("TRIAL {id} {start} {} {}", unix_us(), verdict.as_str());
+    if let Some(kind) = trial {
+        println!(
+            "TRIAL {id} {start} {} {} {kind}",
+            unix_us(),
+            verdict.as_str()
+        );
     }
     verdict
 }
@@ -293,6 +377,88 @@ async fn go(
     Ok(())
 }
 
+/// `run <pattern> <every_ms>`: calls as `go` does, in a task of its own, until `stop`.
+fn run(
+    breaker: &Breaker,
+    id: &str,
+    latency: Duration,
+    words: &[&str],
+) -> Result<(Arc<AtomicBool>, tokio::task::JoinHandle<Totals>), String> {
+    let [pattern, every_ms] = words else {
+        return Err("run: expected <pattern> <every_ms>".to_owned());
+    };
+    let fail = match *pattern {
+        "fail" => true,
+        "ok" => false,
+        other => return Err(format!("run: unknown pattern {other:?} (fail, ok)")),
+    };
+    let every: u64 = every_ms
+        .parse()
+        .ok()
+        .filter(|ms| *ms > 0)
+        .ok_or_else(|| format!("run: every_ms: expected a number > 0, got {every_ms:?}"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (breaker, id, stopped) = (breaker.clone(), id.to_owned(), stop.clone());
+    let task = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_millis(every));
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut totals = Totals::default();
+        while !stopped.load(Ordering::Acquire) {
+            ticks.tick().await;
+            let verdict = call(&breaker, &id, fail, latency).await;
+            println!("CALL {id} {} {}", unix_us(), verdict.as_str());
+            totals.add(verdict);
+        }
+        totals
+    });
+    Ok((stop, task))
+}
+
+/// `hold <ok|fail>`: one call, admitted now and left running (in a task of its own: the
+/// commands go on) until `release`.
+fn hold(breaker: &Breaker, id: &str, pattern: &str, release: &Arc<Notify>) -> Result<(), String> {
+    let fail = match pattern {
+        "ok" => false,
+        "fail" => true,
+        other => return Err(format!("hold: unknown pattern {other:?} (ok, fail)")),
+    };
+    let (breaker, id, release) = (breaker.clone(), id.to_owned(), release.clone());
+    tokio::spawn(async move {
+        let permit = match breaker.acquire_owned().await {
+            Ok(permit) => permit,
+            Err(e) => {
+                let why = if e.is_rejection() {
+                    "rejected"
+                } else {
+                    "failed"
+                };
+                println!("HELD {id} {} {why}", unix_us());
+                return;
+            }
+        };
+        let trial = permit.is_trial().then(trial_kind);
+        let start = unix_us();
+        match trial {
+            Some(kind) => println!("HELD {id} {start} trial {kind}"),
+            None => println!("HELD {id} {start} normal"),
+        }
+        release.notified().await;
+        let verdict = if fail {
+            let _ = permit.failure(&"downstream failed").await;
+            Verdict::Failed
+        } else {
+            permit.success().await;
+            Verdict::Ok
+        };
+        let end = unix_us();
+        if let Some(kind) = trial {
+            println!("TRIAL {id} {start} {end} {} {kind}", verdict.as_str());
+        }
+        println!("RELEASED {id} {end} {}", verdict.as_str());
+    });
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = match parse_args() {
@@ -303,6 +469,9 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    let _ = tracing::subscriber::set_global_default(HealthLog {
+        id: args.id.clone(),
+    });
     let view = Arc::new(Mutex::new(State::Closed));
     let fleet = |config: Config| {
         // The default 25 ms deadline on Redis is meant for production latency budgets; on
@@ -366,6 +535,8 @@ async fn main() {
     println!("READY {id} {}", unix_us());
 
     let mut totals = Totals::default();
+    let release = Arc::new(Notify::new());
+    let mut running: Option<(Arc<AtomicBool>, tokio::task::JoinHandle<Totals>)> = None;
     let mut commands = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = commands.next_line().await {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -391,6 +562,31 @@ async fn main() {
             ["view"] => {
                 let view = *view.lock().unwrap();
                 println!("VIEW {id} {view}");
+                Ok(())
+            }
+            ["run", rest @ ..] if running.is_none() => {
+                run(&breaker, id, args.call_latency, rest).map(|r| running = Some(r))
+            }
+            ["run", ..] => Err("run: already running (stop first)".to_owned()),
+            ["stop"] => match running.take() {
+                Some((stop, task)) => {
+                    stop.store(true, Ordering::Release);
+                    let round = task.await.unwrap_or_default();
+                    tokio::time::sleep(FLUSH_WAIT).await;
+                    println!(
+                        "STOPPED {id} ok={} failed={} rejected={}",
+                        round.ok, round.failed, round.rejected
+                    );
+                    totals.ok += round.ok;
+                    totals.failed += round.failed;
+                    totals.rejected += round.rejected;
+                    Ok(())
+                }
+                None => Err("stop: nothing runs".to_owned()),
+            },
+            ["hold", pattern] => hold(&breaker, id, pattern, &release),
+            ["release"] => {
+                release.notify_one();
                 Ok(())
             }
             ["quit"] => break,
