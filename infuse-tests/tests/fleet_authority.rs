@@ -607,8 +607,25 @@ fn describe_history(
 }
 
 /// Each worker's fleet instance id (hex, as the history names processes), from the
-/// processes' announcements: `{instance hex → worker id}`.
+/// processes' announcements: `{instance hex → worker id}`. A process announces itself with
+/// its periodic resync: waits until every worker has, for at most `within`.
 async fn instance_names(
+    conn: &mut redis::aio::MultiplexedConnection,
+    ns: &str,
+    workers: &[&Worker],
+    within: Duration,
+) -> BTreeMap<String, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let names = announced_names(conn, ns, workers).await;
+        if names.len() == workers.len() || Instant::now() >= deadline {
+            return names;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn announced_names(
     conn: &mut redis::aio::MultiplexedConnection,
     ns: &str,
     workers: &[&Worker],
@@ -639,6 +656,15 @@ async fn instance_names(
         }
     }
     names
+}
+
+/// Fails unless every worker is named (the assertions that follow judge who wrote what).
+fn assert_all_named(test: &str, names: &BTreeMap<String, String>, workers: usize) {
+    assert_eq!(
+        names.len(),
+        workers,
+        "{test}: not every worker announced itself: {names:?}"
+    );
 }
 
 /// Polls a worker's `state` until it reads the record from Redis (the record's
@@ -770,7 +796,7 @@ async fn sick_caller_cut_off(scenario: SickCaller) {
     let record_text = watch.describe(t0);
     drop(watch);
     let workers: Vec<&Worker> = fleet.iter().map(|(w, _)| w).collect();
-    let names = instance_names(&mut direct, &ns, &workers).await;
+    let names = instance_names(&mut direct, &ns, &workers, SETTLE_WITHIN).await;
     let entries = history(&mut direct, &ns).await;
 
     // ----- Report ------------------------------------------------------------------------
@@ -999,8 +1025,9 @@ async fn a_fleet_wide_failure_during_the_cut_opens_the_fleet_and_the_cut_off_one
     let record_text = watch.describe(t0);
     drop(watch);
     let workers: Vec<&Worker> = fleet.iter().map(|(w, _)| w).collect();
-    let names = instance_names(&mut direct, &ns, &workers).await;
+    let names = instance_names(&mut direct, &ns, &workers, SETTLE_WITHIN).await;
     let entries = history(&mut direct, &ns).await;
+    assert_all_named(test, &names, workers.len());
 
     eprintln!("--- {test} ---");
     eprintln!(
@@ -1176,9 +1203,10 @@ async fn a_whole_fleet_outage_rejects_nothing_and_everyone_comes_back() {
     let generations = watch.generations();
     drop(watch);
     let workers: Vec<&Worker> = fleet.iter().map(|(w, _)| w).collect();
-    let names = instance_names(&mut direct, &ns, &workers).await;
+    let names = instance_names(&mut direct, &ns, &workers, SETTLE_WITHIN).await;
     let entries = history(&mut direct, &ns).await;
     eprintln!("history:\n{}", describe_history(&entries, &names, t0));
+    assert_all_named(test, &names, workers.len());
     let trips: Vec<&HistoryEntry> = entries.iter().filter(|e| e.to == "open").collect();
     assert!(
         trips.len() == 1 && names.get(&trips[0].process).map(String::as_str) == Some("w0"),
@@ -1500,7 +1528,8 @@ async fn report_history(
 ) -> (Vec<HistoryEntry>, BTreeMap<String, String>) {
     let mut direct = connect_direct(master).await;
     let workers: Vec<&Worker> = f.workers.iter().collect();
-    let names = instance_names(&mut direct, &f.ns, &workers).await;
+    // Only to name the writers in the report: announcements may be lost with the master.
+    let names = instance_names(&mut direct, &f.ns, &workers, Duration::from_secs(2)).await;
     let entries = history(&mut direct, &f.ns).await;
     eprintln!(
         "{}: the new master's history:\n{}",
