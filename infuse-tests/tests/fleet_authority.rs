@@ -8,12 +8,22 @@
 //! that process only; being cut off never lets it overrule the fleet. A process's view
 //! replaces the record only when Redis lost history, and the history says so.
 //!
+//! The scenarios: a sick caller cut off while the others stay connected (the consecutive
+//! rule; the rate rule with `min_instances = 2`, failing only while cut off, or all the
+//! time); a fleet-wide failure during the cut (the fleet does open, the cut-off process
+//! follows it after the heal); a whole-fleet outage and heal; lost events (convergence by
+//! the periodic resync); Sentinel failovers to a lagging replica that lose a trip or a
+//! trial's acquisition (no double trial, no wedged breaker, the history says what
+//! happened).
+//!
 //! How the tests watch: a task of the test polls the breaker's record (`HGETALL
 //! infuse:{<ns>/users}:state`) on the server directly every 20 ms, and the history list
-//! is read at the end; the workers print every call's verdict and every change of their
-//! view. Bounds on time are generous (a loaded 2-core machine) and every wait is bounded;
-//! latencies are printed, not asserted exactly. Worker processes are killed when their
-//! handle drops (a failed test included).
+//! is read at the end; the workers print every call's verdict, every change of their
+//! view, every trial call (granted by Redis, or by their local fallback while degraded)
+//! and every change of their fleet layer's health. Bounds on time are generous (a loaded
+//! 2-core machine) and every wait is bounded; latencies are printed, not asserted exactly
+//! (`cargo test -p infuse-tests --test fleet_authority -- --nocapture` shows them). Worker
+//! processes are killed when their handle drops (a failed test included).
 
 use infuse_tests::support;
 
