@@ -1,16 +1,22 @@
 //! One member of a fleet whose breaker has a failure-rate rule, as its own OS process:
 //! `tests/fleet_rates.rs` starts several, tells them when to call (so that they call at
 //! the same time), and checks that the rate rule counts the calls of the whole fleet.
+//! `tests/fleet_authority.rs` drives it through a fault proxy.
 //!
 //! ```text
 //! infuse-rate-worker <store> <namespace> <id> [failure_rate=50] [min_calls=20] \
-//!     [min_instances=1] [fail_max=1000] [reset_timeout_ms=30000] [window_ms=10000]
+//!     [min_instances=1] [fail_max=1000] [reset_timeout_ms=30000] [window_ms=10000] \
+//!     [call_timeout_ms=500] [resync_ms=N] [trial_lease_ms=N] [call_ms=0]
 //! ```
 //!
-//! `<store>` is a `redis://...` URL (the fleet's store) or `memory` (this process's own
-//! store; `<namespace>` is then unused). The breaker is `infuse::breaker("users")` with
-//! these settings; `fail_max` defaults high, so that only the rate rule trips. Its calls
-//! are in-process futures that fail or succeed as told: no downstream is involved.
+//! `<store>` is a `redis://...` URL (the fleet's store), `sentinel:<master>@<url>,<url>,…`
+//! (`Config::redis_sentinel`) or `memory` (this process's own store; `<namespace>` is
+//! then unused). The breaker is `infuse::breaker("users")` with these settings;
+//! `fail_max` defaults high, so that only the rate rule trips; `failure_rate=0` sets no
+//! rate rule (only `fail_max` trips). `call_timeout_ms` is `Config::redis_call_timeout`,
+//! `resync_ms` `Config::resync_interval` and `trial_lease_ms` `Config::trial_lease` (the
+//! library's defaults when not given). Its calls are in-process futures that fail or
+//! succeed as told, each taking `call_ms`: no downstream is involved.
 //!
 //! Once `init` succeeded it prints `READY <id> <unix_us>`, then reads commands on stdin,
 //! one a line:
@@ -22,29 +28,48 @@
 //!   per call, then waits ~300 ms (past the 100 ms flush of the counts) and prints
 //!   `DONE <id> ok=<n> failed=<n> rejected=<n> last_failure_us=<unix_us or 0>`.
 //! - `probe`: one succeeding call: `PROBE <id> <unix_us> <passed|rejected>`.
-//! - `state`: `STATE <id> <state> view=<state>`: the store's state of the breaker (with
-//!   Redis, the fleet's), and this process's view of it as its state changes told (which
-//!   shows a breaker open for this process alone, see `min_instances`).
+//! - `state`: `STATE <id> <state> view=<state> inc=<n> gen=<n> seq=<n>`: the store's
+//!   state of the breaker (with Redis, the fleet's, or the local fallback's while Redis
+//!   is unavailable) with the record's incarnation, generation and write count, and this
+//!   process's view of it as its state changes told (which shows a breaker open for this
+//!   process alone, see `min_instances`). Reading the store refreshes the view.
+//! - `view`: `VIEW <id> <state>`: the view alone, without asking the store.
+//! - `run <ok|fail> <every_ms>`: calls as `go` does (`CALL` lines), in the background (the
+//!   commands go on), until `stop`, which prints
+//!   `STOPPED <id> ok=<n> failed=<n> rejected=<n>` (after the flush wait).
+//! - `hold <ok|fail>`: one call, admitted now and kept running while the commands go on:
+//!   `HELD <id> <unix_us> <trial fleet|trial local|normal|rejected|failed>` once admitted
+//!   (or not); it ends
+//!   with the next `release`: `RELEASED <id> <unix_us> <ok|failed>` (not counted in the
+//!   totals).
 //! - `quit` (or end of input): prints
 //!   `SUMMARY <id> ok=<n> failed=<n> rejected=<n> final=<state> view=<state>` and exits.
 //!
-//! Every state change of its breaker prints `EVENT <unix_us> <id> <from> <to>`. Exits 0
-//! unless the arguments are wrong (2) or `init` fails (1).
+//! Every state change of its breaker prints `EVENT <unix_us> <id> <from> <to>` and
+//! `TRANSITION <unix_us> <id> <from> <to> <generation> <reason>`; every call that was the
+//! half-open trial prints `TRIAL <id> <start_us> <end_us> <ok|failed> <fleet|local>` when
+//! it ends (just before that call's `CALL` line, if it has one): `fleet` when Redis
+//! granted it, `local` when the local fallback did (the process was degraded). Each time
+//! the fleet layer goes degraded or back on Redis (as its log says) it prints
+//! `HEALTH <id> <unix_us> <down|up>`. Exits 0 unless the arguments are
+//! wrong (2) or `init` fails (1).
 
-use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use infuse::{Breaker, BreakerError, Config, Listener, ServiceOverride, State};
+use infuse::{Breaker, Config, Listener, ServiceOverride, State, Transition};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 
 const SERVICE: &str = "users";
 /// After a `go`: past the background flush (at most every 100 ms) and its answer.
 const FLUSH_WAIT: Duration = Duration::from_millis(300);
-const USAGE: &str = "usage: infuse-rate-worker <redis://...|memory> <namespace> <id> \
-    [failure_rate=N] [min_calls=N] [min_instances=N] [fail_max=N] [reset_timeout_ms=N] \
-    [window_ms=N]";
+const USAGE: &str = "usage: infuse-rate-worker <redis://...|sentinel:<master>@<url>,...|memory> \
+    <namespace> <id> [failure_rate=N] [min_calls=N] [min_instances=N] [fail_max=N] \
+    [reset_timeout_ms=N] [window_ms=N] [call_timeout_ms=N] [resync_ms=N] [trial_lease_ms=N] \
+    [call_ms=N]";
 
 fn unix_us() -> u128 {
     SystemTime::now()
@@ -62,6 +87,10 @@ struct Args {
     fail_max: u32,
     reset_timeout: Duration,
     window: Duration,
+    call_timeout: Duration,
+    resync: Option<Duration>,
+    trial_lease: Option<Duration>,
+    call_latency: Duration,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -79,6 +108,10 @@ fn parse_args() -> Result<Args, String> {
         fail_max: 1000,
         reset_timeout: Duration::from_secs(30),
         window: Duration::from_secs(10),
+        call_timeout: Duration::from_millis(500),
+        resync: None,
+        trial_lease: None,
+        call_latency: Duration::ZERO,
     };
     for setting in settings {
         let (name, value) = setting
@@ -94,6 +127,10 @@ fn parse_args() -> Result<Args, String> {
             "fail_max" => parsed.fail_max = number,
             "reset_timeout_ms" => parsed.reset_timeout = Duration::from_millis(number.into()),
             "window_ms" => parsed.window = Duration::from_millis(number.into()),
+            "call_timeout_ms" => parsed.call_timeout = Duration::from_millis(number.into()),
+            "resync_ms" => parsed.resync = Some(Duration::from_millis(number.into())),
+            "trial_lease_ms" => parsed.trial_lease = Some(Duration::from_millis(number.into())),
+            "call_ms" => parsed.call_latency = Duration::from_millis(number.into()),
             _ => return Err(format!("unknown setting {name:?}")),
         }
     }
@@ -111,27 +148,84 @@ impl Listener for Events {
         *self.view.lock().unwrap() = to;
         println!("EVENT {} {} {from} {to}", unix_us(), self.id);
     }
-}
 
-/// Why a call failed: the breaker refused it, or the (simulated) downstream did.
-#[derive(Debug)]
-enum CallError {
-    Breaker(BreakerError),
-    Downstream,
-}
-
-impl From<BreakerError> for CallError {
-    fn from(err: BreakerError) -> Self {
-        CallError::Breaker(err)
+    fn on_transition(&self, t: &Transition) {
+        println!(
+            "TRANSITION {} {} {} {} {} {}",
+            unix_us(),
+            self.id,
+            t.from,
+            t.to,
+            t.generation,
+            t.reason.as_str()
+        );
     }
 }
 
-impl fmt::Display for CallError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CallError::Breaker(e) => write!(f, "{e}"),
-            CallError::Downstream => f.write_str("downstream failed"),
+/// Whether this process's fleet uses Redis (false while its calls follow the local
+/// fallback), as the library's log tells it: `Redis unavailable; …` (degraded) and
+/// `Redis available again; …` (recovered). Each change prints
+/// `HEALTH <id> <unix_us> <down|up>`.
+static HEALTHY: AtomicBool = AtomicBool::new(true);
+
+/// A `tracing` subscriber that only watches the library's health messages.
+struct HealthLog {
+    id: String,
+}
+
+/// The `message` of an event.
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
         }
+    }
+}
+
+impl tracing::Subscriber for HealthLog {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.is_event()
+            && *metadata.level() <= tracing::Level::INFO
+            && metadata.target().starts_with("infuse")
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        let healthy = if message.0.starts_with("Redis unavailable") {
+            false
+        } else if message.0.starts_with("Redis available again") {
+            true
+        } else {
+            return;
+        };
+        if HEALTHY.swap(healthy, Ordering::AcqRel) != healthy {
+            let word = if healthy { "up" } else { "down" };
+            println!("HEALTH {} {} {word}", self.id, unix_us());
+        }
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// `fleet` for a trial Redis granted, `local` for one the local fallback did.
+fn trial_kind() -> &'static str {
+    if HEALTHY.load(Ordering::Acquire) {
+        "fleet"
+    } else {
+        "local"
     }
 }
 
@@ -152,24 +246,35 @@ impl Verdict {
     }
 }
 
-/// One call through the breaker, to a downstream that fails when told to.
-async fn call(breaker: &Breaker, fail: bool) -> Verdict {
-    let outcome = breaker
-        .call(async move {
-            if fail {
-                Err(CallError::Downstream)
-            } else {
-                Ok(())
-            }
-        })
-        .await;
-    match outcome {
-        Ok(()) => Verdict::Ok,
-        Err(CallError::Downstream) => Verdict::Failed,
-        Err(CallError::Breaker(e)) if e.is_rejection() => Verdict::Rejected,
-        // A timeout or another breaker error (none is configured): a failure.
-        Err(CallError::Breaker(_)) => Verdict::Failed,
+/// One call through the breaker, to a (simulated) downstream that takes `latency` and
+/// fails when told to. A call that was the half-open trial prints a `TRIAL` line.
+async fn call(breaker: &Breaker, id: &str, fail: bool, latency: Duration) -> Verdict {
+    let permit = match breaker.acquire().await {
+        Ok(permit) => permit,
+        Err(e) if e.is_rejection() => return Verdict::Rejected,
+        // Another breaker error (none is configured): a failure.
+        Err(_) => return Verdict::Failed,
+    };
+    let trial = permit.is_trial().then(trial_kind);
+    let start = unix_us();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
+    let verdict = if fail {
+        let _ = permit.failure(&"downstream failed").await;
+        Verdict::Failed
+    } else {
+        permit.success().await;
+        Verdict::Ok
+    };
+    if let Some(kind) = trial {
+        println!(
+            "TRIAL {id} {start} {} {} {kind}",
+            unix_us(),
+            verdict.as_str()
+        );
+    }
+    verdict
 }
 
 #[derive(Default)]
@@ -196,10 +301,29 @@ async fn store_state(breaker: &Breaker) -> String {
     }
 }
 
+/// The store's snapshot: `<state> inc=<n> gen=<n> seq=<n>` (`error(...)` and zeros if it
+/// cannot be read). The view is printed by the caller after the read (which refreshes it).
+async fn store_snapshot(breaker: &Breaker) -> (String, String) {
+    match breaker.snapshot().await {
+        Ok(s) => (
+            s.state.to_string(),
+            format!(
+                "inc={} gen={} seq={}",
+                s.version.incarnation, s.generation, s.version.seq
+            ),
+        ),
+        Err(e) => (
+            format!("error({})", e.to_string().replace(' ', "_")),
+            "inc=0 gen=0 seq=0".to_owned(),
+        ),
+    }
+}
+
 /// `go <calls> <pattern> <every_ms>`.
 async fn go(
     breaker: &Breaker,
     id: &str,
+    latency: Duration,
     words: &[&str],
     totals: &mut Totals,
 ) -> Result<(), String> {
@@ -236,7 +360,7 @@ async fn go(
             // Back to back, but let the flush and pub/sub tasks run in between.
             None => tokio::task::yield_now().await,
         }
-        let verdict = call(breaker, fails(n)?).await;
+        let verdict = call(breaker, id, fails(n)?, latency).await;
         let at = unix_us();
         if verdict == Verdict::Failed {
             last_failure = at;
@@ -253,6 +377,88 @@ async fn go(
     Ok(())
 }
 
+/// `run <pattern> <every_ms>`: calls as `go` does, in a task of its own, until `stop`.
+fn run(
+    breaker: &Breaker,
+    id: &str,
+    latency: Duration,
+    words: &[&str],
+) -> Result<(Arc<AtomicBool>, tokio::task::JoinHandle<Totals>), String> {
+    let [pattern, every_ms] = words else {
+        return Err("run: expected <pattern> <every_ms>".to_owned());
+    };
+    let fail = match *pattern {
+        "fail" => true,
+        "ok" => false,
+        other => return Err(format!("run: unknown pattern {other:?} (fail, ok)")),
+    };
+    let every: u64 = every_ms
+        .parse()
+        .ok()
+        .filter(|ms| *ms > 0)
+        .ok_or_else(|| format!("run: every_ms: expected a number > 0, got {every_ms:?}"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (breaker, id, stopped) = (breaker.clone(), id.to_owned(), stop.clone());
+    let task = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_millis(every));
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut totals = Totals::default();
+        while !stopped.load(Ordering::Acquire) {
+            ticks.tick().await;
+            let verdict = call(&breaker, &id, fail, latency).await;
+            println!("CALL {id} {} {}", unix_us(), verdict.as_str());
+            totals.add(verdict);
+        }
+        totals
+    });
+    Ok((stop, task))
+}
+
+/// `hold <ok|fail>`: one call, admitted now and left running (in a task of its own: the
+/// commands go on) until `release`.
+fn hold(breaker: &Breaker, id: &str, pattern: &str, release: &Arc<Notify>) -> Result<(), String> {
+    let fail = match pattern {
+        "ok" => false,
+        "fail" => true,
+        other => return Err(format!("hold: unknown pattern {other:?} (ok, fail)")),
+    };
+    let (breaker, id, release) = (breaker.clone(), id.to_owned(), release.clone());
+    tokio::spawn(async move {
+        let permit = match breaker.acquire_owned().await {
+            Ok(permit) => permit,
+            Err(e) => {
+                let why = if e.is_rejection() {
+                    "rejected"
+                } else {
+                    "failed"
+                };
+                println!("HELD {id} {} {why}", unix_us());
+                return;
+            }
+        };
+        let trial = permit.is_trial().then(trial_kind);
+        let start = unix_us();
+        match trial {
+            Some(kind) => println!("HELD {id} {start} trial {kind}"),
+            None => println!("HELD {id} {start} normal"),
+        }
+        release.notified().await;
+        let verdict = if fail {
+            let _ = permit.failure(&"downstream failed").await;
+            Verdict::Failed
+        } else {
+            permit.success().await;
+            Verdict::Ok
+        };
+        let end = unix_us();
+        if let Some(kind) = trial {
+            println!("TRIAL {id} {start} {end} {} {kind}", verdict.as_str());
+        }
+        println!("RELEASED {id} {end} {}", verdict.as_str());
+    });
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = match parse_args() {
@@ -263,28 +469,51 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    let _ = tracing::subscriber::set_global_default(HealthLog {
+        id: args.id.clone(),
+    });
     let view = Arc::new(Mutex::new(State::Closed));
-    let config = match args.store.as_str() {
-        "memory" => Config::in_memory(),
-        url => Config::redis(url)
+    let fleet = |config: Config| {
+        // The default 25 ms deadline on Redis is meant for production latency budgets; on
+        // a loaded test machine it can pass, which switches this process to its local
+        // fallback and takes it out of the fleet (see infuse-fleet-worker). This worker
+        // demonstrates the fleet's window: 500 ms unless told otherwise.
+        let config = config
             .namespace(args.namespace.as_str())
-            // The default 25 ms deadline on Redis is meant for production latency
-            // budgets; on a loaded test machine it can pass, which switches this process
-            // to its local fallback and takes it out of the fleet (see
-            // infuse-fleet-worker). This worker demonstrates the fleet's window.
-            .redis_call_timeout(Duration::from_millis(500)),
+            .redis_call_timeout(args.call_timeout);
+        let config = match args.resync {
+            Some(interval) => config.resync_interval(interval),
+            None => config,
+        };
+        match args.trial_lease {
+            Some(lease) => config.trial_lease(lease),
+            None => config,
+        }
+    };
+    let config = if args.store == "memory" {
+        Config::in_memory()
+    } else if let Some((master, sentinels)) = args
+        .store
+        .strip_prefix("sentinel:")
+        .and_then(|rest| rest.split_once('@'))
+    {
+        fleet(Config::redis_sentinel(sentinels.split(','), master))
+    } else {
+        fleet(Config::redis(args.store.as_str()))
+    };
+    let overrides = ServiceOverride::new()
+        .fail_max(args.fail_max)
+        .reset_timeout(args.reset_timeout)
+        .min_calls(args.min_calls)
+        .min_instances(args.min_instances)
+        .window(args.window);
+    // failure_rate=0: no rate rule.
+    let overrides = match args.failure_rate {
+        0 => overrides,
+        rate => overrides.failure_rate(rate),
     };
     let config = config
-        .service(
-            SERVICE,
-            ServiceOverride::new()
-                .fail_max(args.fail_max)
-                .reset_timeout(args.reset_timeout)
-                .failure_rate(args.failure_rate)
-                .min_calls(args.min_calls)
-                .min_instances(args.min_instances)
-                .window(args.window),
-        )
+        .service(SERVICE, overrides)
         // `users` is created at run time with `infuse::breaker`, not declared.
         .allow_undeclared_overrides(true)
         .env_overrides(false)
@@ -306,13 +535,15 @@ async fn main() {
     println!("READY {id} {}", unix_us());
 
     let mut totals = Totals::default();
+    let release = Arc::new(Notify::new());
+    let mut running: Option<(Arc<AtomicBool>, tokio::task::JoinHandle<Totals>)> = None;
     let mut commands = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = commands.next_line().await {
         let words: Vec<&str> = line.split_whitespace().collect();
         let done = match words.as_slice() {
-            ["go", rest @ ..] => go(&breaker, id, rest, &mut totals).await,
+            ["go", rest @ ..] => go(&breaker, id, args.call_latency, rest, &mut totals).await,
             ["probe"] => {
-                let verdict = call(&breaker, false).await;
+                let verdict = call(&breaker, id, false, args.call_latency).await;
                 totals.add(verdict);
                 let passed = if verdict == Verdict::Rejected {
                     "rejected"
@@ -323,9 +554,39 @@ async fn main() {
                 Ok(())
             }
             ["state"] => {
-                let state = store_state(&breaker).await;
+                let (state, version) = store_snapshot(&breaker).await;
                 let view = *view.lock().unwrap();
-                println!("STATE {id} {state} view={view}");
+                println!("STATE {id} {state} view={view} {version}");
+                Ok(())
+            }
+            ["view"] => {
+                let view = *view.lock().unwrap();
+                println!("VIEW {id} {view}");
+                Ok(())
+            }
+            ["run", rest @ ..] if running.is_none() => {
+                run(&breaker, id, args.call_latency, rest).map(|r| running = Some(r))
+            }
+            ["run", ..] => Err("run: already running (stop first)".to_owned()),
+            ["stop"] => match running.take() {
+                Some((stop, task)) => {
+                    stop.store(true, Ordering::Release);
+                    let round = task.await.unwrap_or_default();
+                    tokio::time::sleep(FLUSH_WAIT).await;
+                    println!(
+                        "STOPPED {id} ok={} failed={} rejected={}",
+                        round.ok, round.failed, round.rejected
+                    );
+                    totals.ok += round.ok;
+                    totals.failed += round.failed;
+                    totals.rejected += round.rejected;
+                    Ok(())
+                }
+                None => Err("stop: nothing runs".to_owned()),
+            },
+            ["hold", pattern] => hold(&breaker, id, pattern, &release),
+            ["release"] => {
+                release.notify_one();
                 Ok(())
             }
             ["quit"] => break,

@@ -3,6 +3,7 @@
 
 pub mod calls;
 pub mod http;
+pub mod proxy;
 pub mod redis_server;
 pub mod tls;
 pub mod topology;

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::proxy::FaultProxy;
 use super::redis_server::{RedisServer, ServerSpec, TlsFiles};
 
 /// The master name the Sentinels monitor.
@@ -17,6 +18,11 @@ pub struct SentinelOptions {
     pub master_password: Option<String>,
     /// The Sentinels' own `requirepass`.
     pub sentinel_password: Option<String>,
+    /// The replica replicates through a [`FaultProxy`] ([`SentinelSet::replication`]), so
+    /// that a test can hold back replication (asynchronous replication losing the
+    /// master's last writes in a failover). Clients and Sentinels reach both servers
+    /// directly.
+    pub replication_proxy: bool,
 }
 
 /// A master, its replica and three Sentinels (quorum 2, down after 1 s).
@@ -24,6 +30,9 @@ pub struct SentinelSet {
     /// The two data servers; which one is master changes with failovers.
     pub servers: Vec<RedisServer>,
     pub sentinels: Vec<RedisServer>,
+    /// The proxy the replica replicates through, with
+    /// [`SentinelOptions::replication_proxy`].
+    pub replication: Option<FaultProxy>,
 }
 
 impl SentinelSet {
@@ -37,6 +46,7 @@ impl SentinelSet {
             tls,
             master_password,
             sentinel_password,
+            replication_proxy,
         } = options;
         let master = RedisServer::start_with(ServerSpec {
             tls: tls.clone(),
@@ -48,10 +58,12 @@ impl SentinelSet {
             },
             ..ServerSpec::default()
         });
+        let replication = replication_proxy.then(|| FaultProxy::to_port(master.port()));
+        let upstream = replication.as_ref().map_or(master.port(), FaultProxy::port);
         let mut args = vec![
             "--replicaof".into(),
             "127.0.0.1".into(),
-            master.port().to_string(),
+            upstream.to_string(),
         ];
         if tls.is_some() {
             args.extend(["--tls-replication".into(), "yes".into()]);
@@ -80,11 +92,15 @@ impl SentinelSet {
         let auth_pass = master_password.as_ref().map_or(String::new(), |p| {
             format!("sentinel auth-pass {MASTER_NAME} {p}\n")
         });
+        // A replica replicating from another address than the master's (the proxy) is
+        // "fixed" by the Sentinels once failover-timeout has passed: with a proxy, that
+        // is made longer than any test.
+        let failover_timeout = if replication.is_some() { 600_000 } else { 5000 };
         let conf = format!(
             "{listen}bind 127.0.0.1\ndir {{dir}}\n\
              sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2\n\
              sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-             sentinel failover-timeout {MASTER_NAME} 5000\n\
+             sentinel failover-timeout {MASTER_NAME} {failover_timeout}\n\
              sentinel parallel-syncs {MASTER_NAME} 1\n{auth_pass}",
             master.port()
         );
@@ -101,6 +117,7 @@ impl SentinelSet {
         let set = SentinelSet {
             servers: vec![master, replica],
             sentinels,
+            replication,
         };
         // Ready once every Sentinel knows the replica and the other Sentinels.
         let ready = wait_until(Duration::from_secs(20), || {
