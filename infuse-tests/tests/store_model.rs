@@ -90,6 +90,8 @@ struct SeedStep {
     offset: i64,
     fail_counter: u32,
     open_remaining: Option<Duration>,
+    /// A half-open seed's trial in flight (the slot is recreated held).
+    trial_remaining: Option<Duration>,
     /// The seq the seeding process read last, relative to the record's current one, in
     /// the record's own incarnation (each store's); `None`: it read none. Above zero,
     /// the store lost writes the process saw: the seed replaces the record.
@@ -174,14 +176,16 @@ fn seed() -> impl Strategy<Value = SeedStep> {
         prop_oneof![Just(-1i64), Just(0i64), Just(1i64), Just(2i64)],
         0u32..5,
         prop::option::of(Just(MINUTES)),
+        prop::option::of(Just(MINUTES)),
         prop::option::of(prop_oneof![Just(-1i64), Just(0i64), Just(1i64), Just(3i64)]),
     )
         .prop_map(
-            |(state, offset, fail_counter, open_remaining, confirmed)| SeedStep {
+            |(state, offset, fail_counter, open_remaining, trial_remaining, confirmed)| SeedStep {
                 state,
                 offset,
                 fail_counter,
                 open_remaining,
+                trial_remaining,
                 confirmed,
             },
         )
@@ -267,6 +271,7 @@ fn command(step: Step, current: u64, version: Version) -> Command {
                 generation: near(s.offset),
                 fail_counter: s.fail_counter,
                 open_remaining: s.open_remaining,
+                trial_remaining: s.trial_remaining,
                 confirmed: s.confirmed.map(|offset| Version {
                     incarnation: version.incarnation,
                     seq: version.seq.saturating_add_signed(offset),

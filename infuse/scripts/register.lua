@@ -11,7 +11,8 @@
 -- ('reseeded': the record was missing or blank; 'replaced_after_failover': it was older).
 -- ARGV: inc (for a new record), key_ttl_ms, channel, service,
 --       seeded (1/0), seed_state, seed_gen, seed_fail, seed_open_ms,
---       confirmed_inc ('' = none), confirmed_seq, process
+--       confirmed_inc ('' = none), confirmed_seq, process, seed_trial_ms (half-open: the
+--       slot is held by TrialToken::UNKNOWN, 32 zeros, that long)
 local rec = load()
 local seeded = ARGV[5] == '1'
 local reason = 'reseeded'
@@ -37,6 +38,8 @@ if seeded then
   new.fail = tonumber(ARGV[8])
   if new.state == OPEN and tonumber(ARGV[9]) > 0 then
     redis.call('SET', KEYS[2], new.gen, 'PX', ARGV[9])
+  elseif new.state == HALF_OPEN and tonumber(ARGV[13]) > 0 then
+    redis.call('SET', KEYS[3], string.rep('0', 32), 'PX', ARGV[13])
   end
 end
 local from = new.state

@@ -1198,6 +1198,7 @@ pub async fn register_replaces_only_when_the_store_lost_history<S: Store>(store:
         generation: 7,
         fail_counter: 3,
         open_remaining: Some(Duration::from_secs(60)),
+        trial_remaining: None,
         confirmed: None,
     };
     let created = apply(store, svc, &s, Command::Register { seed: Some(seed) }).await;
@@ -1217,6 +1218,7 @@ pub async fn register_replaces_only_when_the_store_lost_history<S: Store>(store:
         generation: 9,
         fail_counter: 0,
         open_remaining: None,
+        trial_remaining: None,
         confirmed: None,
     };
     let seen = |incarnation, seq| Some(Version { incarnation, seq });
@@ -1334,6 +1336,44 @@ pub async fn register_replaces_only_when_the_store_lost_history<S: Store>(store:
         !twice.applied,
         "{blank_svc}: once re-seeded, the record is no longer blank: {twice:?}"
     );
+
+    // A half-open view with a trial in flight re-seeds a half-open record whose slot is
+    // held until the lease ends: no second trial starts while that one may still run,
+    // and no result claims it.
+    let trial_svc = service(
+        prefix,
+        "register_replaces_only_when_the_store_lost_history-3",
+    );
+    let half_open = Seed {
+        state: State::HalfOpen,
+        open_remaining: None,
+        trial_remaining: Some(LONG_LEASE),
+        ..seed
+    };
+    let held = apply(
+        store,
+        trial_svc,
+        &s,
+        Command::Register {
+            seed: Some(half_open),
+        },
+    )
+    .await;
+    assert!(held.applied, "{trial_svc}: {held:?}");
+    assert_eq!(
+        held.snapshot.state,
+        State::HalfOpen,
+        "{trial_svc}: {held:?}"
+    );
+    assert!(
+        held.snapshot.trial_remaining.is_some(),
+        "{trial_svc}: {held:?}"
+    );
+    let token = TrialToken::new();
+    let second = acquire(store, trial_svc, &s, token, LONG_LEASE).await;
+    assert!(!second.applied, "{trial_svc}: a second trial: {second:?}");
+    let claimed = trial(store, trial_svc, &s, token, true).await;
+    assert!(!claimed.applied, "{trial_svc}: {claimed:?}");
 }
 
 /// Commands about a breaker with no record change nothing and say it is absent.

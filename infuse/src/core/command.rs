@@ -126,8 +126,11 @@ impl Target {
 /// [`Command::Register`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seed {
-    /// The state to recreate. A half-open breaker is seeded open with no time left: the
-    /// trial held elsewhere is not this process's.
+    /// The state to recreate. A half-open breaker with a trial in flight is seeded
+    /// half-open with its slot held until the lease ends ([`trial_remaining`]); without
+    /// one, open with no time left (a trial may start at once).
+    ///
+    /// [`trial_remaining`]: Seed::trial_remaining
     pub state: State,
     /// The generation the process has seen.
     pub generation: u64,
@@ -135,6 +138,11 @@ pub struct Seed {
     pub fail_counter: u32,
     /// While open, the time left.
     pub open_remaining: Option<Duration>,
+    /// While half-open, the lease left on the trial in flight. The record is recreated
+    /// with the slot held by [`TrialToken::UNKNOWN`] until then: no second trial starts
+    /// while that one may still run (its verdict is lost with the record; the lease
+    /// bounds the wait).
+    pub trial_remaining: Option<Duration>,
     /// The newest version of the record this process read from the store itself (never
     /// one its local fallback made): the evidence that the store lost history when the
     /// record it holds now is older. `None`: this process never read the record.
@@ -144,19 +152,23 @@ pub struct Seed {
 impl Seed {
     /// The seed of a snapshot.
     pub fn of(snapshot: &Snapshot) -> Seed {
-        let (state, open_remaining) = match snapshot.state {
-            State::HalfOpen => (State::Open, Some(Duration::ZERO)),
+        let trial = snapshot.trial_remaining.filter(|lease| !lease.is_zero());
+        let (state, open_remaining, trial_remaining) = match snapshot.state {
+            State::HalfOpen if trial.is_some() => (State::HalfOpen, None, trial),
+            State::HalfOpen => (State::Open, Some(Duration::ZERO), None),
             State::Open => (
                 State::Open,
                 Some(snapshot.open_remaining.unwrap_or(Duration::ZERO)),
+                None,
             ),
-            state => (state, None),
+            state => (state, None, None),
         };
         Seed {
             state,
             generation: snapshot.generation,
             fail_counter: snapshot.fail_counter,
             open_remaining,
+            trial_remaining,
             confirmed: None,
         }
     }

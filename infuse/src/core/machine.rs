@@ -82,8 +82,15 @@ impl Record {
         record.state = seed.state;
         record.generation = seed.generation.max(1);
         record.fail = seed.fail_counter;
-        if seed.state == State::Open {
-            record.open_until = Some(now + seed.open_remaining.unwrap_or_default());
+        match seed.state {
+            State::Open => record.open_until = Some(now + seed.open_remaining.unwrap_or_default()),
+            State::HalfOpen => {
+                record.trial = seed
+                    .trial_remaining
+                    .filter(|lease| !lease.is_zero())
+                    .map(|lease| (TrialToken::UNKNOWN, now + lease));
+            }
+            _ => {}
         }
         record
     }

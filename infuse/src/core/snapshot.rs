@@ -118,6 +118,11 @@ impl TrialToken {
 }
 
 impl TrialToken {
+    /// The holder of a trial slot recreated from a process's view of a half-open breaker
+    /// (see [`Seed::trial_remaining`](crate::store::Seed::trial_remaining)): no real token
+    /// is zero (its high half is the process's non-zero id), so no result matches it.
+    pub const UNKNOWN: TrialToken = TrialToken(0);
+
     /// The jitter (‰, below 1000) of the open time when this trial fails and the breaker
     /// backs off (see [`Settings::open_ms`](crate::Settings::open_ms)): derived from the
     /// token, so both stores compute the same open time.

@@ -148,14 +148,19 @@ impl View {
         snapshot.state = state;
         snapshot.generation = word & GEN_MASK;
         snapshot.fail_counter = self.fail_counter.load(Ordering::Acquire);
+        let now = now_nanos();
         snapshot.open_remaining = (state == State::Open).then(|| {
             let until = self.open_until.load(Ordering::Acquire);
             if word & DUE != 0 {
                 Duration::ZERO
             } else {
-                Duration::from_nanos(until.saturating_sub(now_nanos()))
+                Duration::from_nanos(until.saturating_sub(now))
             }
         });
+        // The trial in flight, as far as this process knows (its own, or one it saw).
+        let trial_until = self.trial_until.load(Ordering::Acquire);
+        snapshot.trial_remaining = (state == State::HalfOpen && trial_until > now)
+            .then(|| Duration::from_nanos(trial_until - now));
         snapshot
     }
 

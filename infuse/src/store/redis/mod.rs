@@ -442,6 +442,8 @@ impl RedisStore {
                     None => args.extend(["0", "0", "0", "0", "0", "", "0"].map(String::from)),
                 }
                 args.push(process);
+                let trial = seed.and_then(|seed| seed.trial_remaining);
+                args.push(trial.map_or(0, saturating_millis).to_string());
                 (&s.register, args)
             }
             Command::Snapshot => (&s.snapshot, Vec::new()),
