@@ -49,7 +49,8 @@ use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
 use super::{Command, Outcome, Store, Target};
 use crate::core::window::bucket_ms;
 use crate::core::{
-    fresh_incarnation, process_instance, saturating_millis, Settings, StorageError, TripPolicy,
+    fresh_incarnation, process_instance, saturating_millis, Settings, State, StorageError,
+    TripPolicy,
 };
 
 macro_rules! script {
@@ -61,10 +62,20 @@ macro_rules! script {
     };
 }
 
-/// One script per command, and the two of the namespace's change log (no prelude: they
-/// touch no breaker).
+/// The change log's scripts: `scripts/log.lua` (no breaker prelude: they touch no breaker).
+macro_rules! log_script {
+    ($name:literal) => {
+        Script::new(concat!(
+            include_str!("../../../scripts/log.lua"),
+            include_str!(concat!("../../../scripts/", $name, ".lua"))
+        ))
+    };
+}
+
+/// One script per command, and the three of the namespace's change log.
 struct Scripts {
     note_change: Script,
+    touch: Script,
     changes: Script,
     register: Script,
     snapshot: Script,
@@ -80,8 +91,9 @@ struct Scripts {
 impl Scripts {
     fn new() -> Scripts {
         Scripts {
-            note_change: Script::new(include_str!("../../../scripts/note_change.lua")),
-            changes: Script::new(include_str!("../../../scripts/changes.lua")),
+            note_change: log_script!("note_change"),
+            touch: log_script!("touch"),
+            changes: log_script!("changes"),
             register: script!("register"),
             snapshot: script!("snapshot"),
             record_failure: script!("record_failure"),
@@ -94,9 +106,10 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 11] {
+    fn all(&self) -> [&Script; 12] {
         [
             &self.note_change,
+            &self.touch,
             &self.changes,
             &self.register,
             &self.snapshot,
@@ -145,16 +158,33 @@ pub struct RedisStore {
     log: Arc<ChangeLog>,
 }
 
-/// The namespace's change log (`infuse:{<ns>}:version` and `:changes`, see
-/// `scripts/note_change.lua`), and how far this store has read it.
+/// The namespace's change log (`infuse:{<ns>}:version`, `:changes` and `:listed`, see
+/// `scripts/log.lua`), and how far this store has read it.
 #[derive(Debug)]
 struct ChangeLog {
-    keys: [String; 2],
+    keys: [String; 3],
     /// The version read last (`None`: never, or the log was gone).
     seen: std::sync::Mutex<Option<u64>>,
     /// Reads since the last full pass.
     since_full: AtomicU64,
+    /// Reads so far (every [`PRUNE_EVERY`]-th prunes the log).
+    reads: AtomicU64,
 }
+
+/// Every this many reads of the change log, the read also forgets the services whose
+/// time in the log is up (see `scripts/changes.lua`); the other reads cost what they did
+/// before the log was pruned. With every process of the fleet reading once per resync
+/// interval, the log is pruned about `processes / PRUNE_EVERY` times per interval.
+pub const PRUNE_EVERY: u64 = 10;
+
+/// A touch (see [`RedisStore::touch`]) sends at most this many services per command, so
+/// that no script holds Redis for long: a full pass over B breakers sends
+/// `ceil(B / TOUCH_BATCH)` touches.
+pub const TOUCH_BATCH: usize = 256;
+
+/// How many of its full-pass periods a touched service stays listed at least (see
+/// [`RedisStore::touch`]): the period is jittered, and a pass may be late.
+pub const TOUCH_PERIODS: u32 = 3;
 
 /// A process re-reads every breaker anyway every `max(FULL_RESYNC_EVERY, B)` reads of
 /// the change log, B its number of breakers: at most one command per breaker per
@@ -270,9 +300,11 @@ impl RedisStore {
                 keys: [
                     format!("infuse:{{{namespace}}}:version"),
                     format!("infuse:{{{namespace}}}:changes"),
+                    format!("infuse:{{{namespace}}}:listed"),
                 ],
                 seen: std::sync::Mutex::new(None),
                 since_full: AtomicU64::new(0),
+                reads: AtomicU64::new(0),
             }),
         }
     }
@@ -303,7 +335,8 @@ impl RedisStore {
     /// Reads the namespace's change log: one script, whatever the number of breakers
     /// (`breakers`: how many this process has, which sets how often a full pass is due,
     /// see [`FULL_RESYNC_EVERY`]), which also renews this process's `announcement`
-    /// (see `scripts/changes.lua`). Under the admin deadline.
+    /// and, every [`PRUNE_EVERY`] reads, forgets the services whose time in the log is
+    /// up (see `scripts/changes.lua`). Under the admin deadline.
     pub async fn changes(
         &self,
         breakers: usize,
@@ -312,12 +345,16 @@ impl RedisStore {
         let log = &self.log;
         let period = FULL_RESYNC_EVERY.max(breakers as u64);
         let due = log.since_full.fetch_add(1, Ordering::AcqRel) + 1 >= period;
+        let prune = log.reads.fetch_add(1, Ordering::AcqRel) % PRUNE_EVERY == 0;
         let last = *log.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let mut invocation = self.scripts.changes.prepare_invoke();
         invocation
             .key(&log.keys[0])
             .key(&log.keys[1])
-            .arg(last.unwrap_or(0));
+            .key(&log.keys[2])
+            .arg(last.unwrap_or(0))
+            .arg(saturating_millis(self.key_ttl).max(1))
+            .arg(if prune { "1" } else { "0" });
         match announcement {
             Some(a) => invocation
                 .key(self.process_key(a.instance))
@@ -325,7 +362,7 @@ impl RedisStore {
                 .arg(format!("{:x}", a.instance))
                 .arg(saturating_millis(a.ttl).max(1))
                 .arg(a.payload.as_deref().unwrap_or("")),
-            // No announcement: the script reads neither KEYS[3..4] nor ARGV[3..4].
+            // No announcement: the script reads neither KEYS[4..5] nor ARGV[5..6].
             None => invocation.arg(""),
         };
         let mut conn = self.conn.clone();
@@ -350,20 +387,53 @@ impl RedisStore {
         })
     }
 
+    /// Keeps `services` listed in the change log for at least `max(key_ttl,`
+    /// [`TOUCH_PERIODS`]` × every)` more, `every` being how often this process touches
+    /// them (its full-pass period), and lists those that are missing (see
+    /// `scripts/touch.lua`): a breaker in use stays listed although nothing is noted
+    /// about it. One command per [`TOUCH_BATCH`] services, under the admin deadline.
+    pub async fn touch(&self, services: &[&str], every: Duration) -> Result<(), StorageError> {
+        let keep = self.key_ttl.max(every.saturating_mul(TOUCH_PERIODS));
+        let keep = saturating_millis(keep).max(1);
+        for batch in services.chunks(TOUCH_BATCH) {
+            let mut invocation = self.scripts.touch.prepare_invoke();
+            for key in &self.log.keys {
+                invocation.key(key);
+            }
+            invocation.arg(keep);
+            for service in batch {
+                invocation.arg(*service);
+            }
+            let mut conn = self.conn.clone();
+            self.queue
+                .run(bounded("touch", self.deadlines.admin, async move {
+                    invocation.invoke_async::<i64>(&mut conn).await
+                }))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Notes in the change log that `service` changed, without waiting (see
-    /// `scripts/note_change.lua`); a note lost is repaired by pub/sub or the next full
-    /// resync.
-    fn note_change(&self, service: &'static str) -> impl FnOnce() + Send + 'static {
+    /// `scripts/note_change.lua`), keeping it listed as long as its record lives after
+    /// the change (`None`: for good, a forced state); a note lost is repaired by pub/sub
+    /// or the next full resync.
+    fn note_change(&self, service: &'static str) -> impl FnOnce(Option<u64>) + Send + 'static {
         let (scripts, log) = (Arc::clone(&self.scripts), Arc::clone(&self.log));
         let mut conn = self.conn.clone();
         let deadline = self.deadlines.admin;
-        move || {
+        move |keep_ms| {
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                 return;
             };
             runtime.spawn(async move {
                 let mut invocation = scripts.note_change.prepare_invoke();
-                invocation.key(&log.keys[0]).key(&log.keys[1]).arg(service);
+                for key in &log.keys {
+                    invocation.key(key);
+                }
+                invocation
+                    .arg(service)
+                    .arg(keep_ms.map_or_else(String::new, |ms| ms.to_string()));
                 let _ = bounded("note_change", deadline, async move {
                     invocation.invoke_async::<i64>(&mut conn).await
                 })
@@ -571,6 +641,7 @@ impl Store for RedisStore {
         command: Command,
     ) -> impl Future<Output = Result<Outcome, StorageError>> + Send {
         let (script, args) = self.encode(service, settings, &command);
+        let ttl_ms = self.ttl_ms(settings, &command);
         let mut invocation = script.prepare_invoke();
         for key in self.keys(service) {
             invocation.key(key);
@@ -590,7 +661,9 @@ impl Store for RedisStore {
                 .await?;
             let outcome = outcome_from_reply(reply)?;
             if noted(&command, &outcome) {
-                note();
+                // How long the record lives now (see `save` in scripts/prelude.lua).
+                let forced = matches!(outcome.snapshot.state, State::ForcedOpen | State::Disabled);
+                note((!forced).then_some(ttl_ms));
             }
             Ok(outcome)
         }
