@@ -4,26 +4,34 @@
 //! so they learn of it at once: transitions, records created, the fail counter's 0 ↔
 //! non-zero edge (counts alone reach the others with the next full resync). Transitions
 //! and record creations are also noted in the namespace's change log, which a resync
-//! reads (one script) to re-read only the breakers that changed.
+//! reads (one script) to re-read only the breakers that changed, and which lists the
+//! namespace's breakers for tools (`infuse status`) until their records expire.
 //!
-//! Key layout, for breaker `<service>` in namespace `<ns>` (one Redis Cluster hash slot):
+//! Key layout, for breaker `<service>` in namespace `<ns>` (one Redis Cluster hash slot),
+//! with what bounds each key and when it goes away:
 //!
-//! | key | type | content | expiry |
+//! | key | type | content | bound, and when it goes away |
 //! |---|---|---|---|
-//! | `infuse:{<ns>/<service>}:state` | hash | `inc gen seq state fail succ reo` (`reo`: re-opens, the backoff exponent; absent = 0) | `key_ttl`, renewed on writes; none in forced states |
-//! | `infuse:{<ns>/<service>}:open` | string | generation that opened it | the open time |
-//! | `infuse:{<ns>/<service>}:trial` | string | the trial holder's token | the trial lease |
-//! | `infuse:{<ns>/<service>}:window` | hash | rate rules only: `b0`…`b9` = `"<bucket> <calls> <failures> <slow>"` per bucket slot, `i<instance>` = its last bucket with failures or slow calls; deleted by every transition | two windows, renewed on writes |
+//! | `infuse:{<ns>/<service>}:state` | hash | `inc gen seq state fail succ reo` (`reo`: re-opens, the backoff exponent; absent = 0) | one per breaker (a registry creates at most `max_breakers`); `key_ttl` after the last write (at least 2 × the longest open time); none in forced states, until closed |
+//! | `infuse:{<ns>/<service>}:open` | string | generation that opened it | the open time; deleted by the next transition |
+//! | `infuse:{<ns>/<service>}:trial` | string | the trial holder's token | the trial lease; deleted by the trial's result |
+//! | `infuse:{<ns>/<service>}:window` | hash | rate rules only: `b0`…`b9` = `"<bucket> <calls> <failures> <slow>"` per bucket slot, `i<instance>` = its last bucket with failures or slow calls | 10 bucket fields and one per process reporting failures within the window (dropped as they leave it); deleted by every transition; two windows after the last write |
+//! | `infuse:{<ns>/<service>}:history` | list | the last transitions (see `presence.rs`) | [`HISTORY_LEN`] entries; the record's TTL after the last append |
 //!
-//! The namespace's change log (written by `scripts/note_change.lua` after a breaker's
-//! script, read by `scripts/changes.lua`; in Cluster, the slot of `{<ns>}`):
+//! The namespace's keys (in Cluster, the slot of `{<ns>}`): the change log (written by
+//! `scripts/note_change.lua` after a breaker's script and by `scripts/touch.lua` with a
+//! full resync, read and pruned by `scripts/changes.lua`; see `scripts/log.lua`) and the
+//! processes' announcements (renewed by the same read):
 //!
-//! | key | type | content | expiry |
+//! | key | type | content | bound, and when it goes away |
 //! |---|---|---|---|
-//! | `infuse:{<ns>}:version` | string | the namespace version (`INCR`) | none |
-//! | `infuse:{<ns>}:changes` | sorted set | service → version of its last noted change | none |
+//! | `infuse:{<ns>}:version` | string | the namespace version (`INCR`) | one; lives as long as the log's longest-listed service (for good while a forced one is listed); a touch recreates it at 0 if lost |
+//! | `infuse:{<ns>}:changes` | sorted set | service → version of its last noted change (0: listed by a touch) | one member per listed service, pruned with it; lives as long as the version |
+//! | `infuse:{<ns>}:listed` | sorted set | service → until when it stays listed (server ms; `+inf` in a forced state) | one member per service whose record may live or that a process uses: a note lists it for the record's TTL, a touch for `max(key_ttl,` [`TOUCH_PERIODS`]` ×` the toucher's full-pass period`)`; every [`PRUNE_EVERY`]-th read forgets those whose time is up; lives as long as its longest member |
+//! | `infuse:{<ns>}:process:<id>` | string | a process's announcement (JSON; at most 1,000 breakers in 64 KiB, those not closed first) | one per live process; 10 resync intervals after its last renewal |
+//! | `infuse:{<ns>}:processes` | sorted set | process id → when its announcement expires (server ms) | one member per live process, expired ones dropped at each renewal; the longest-lived announcement's TTL |
 //!
-//! Every breaker script gets the four keys. The window's buckets are keyed by the server's `TIME`
+//! Every breaker script gets the five keys. The window's buckets are keyed by the server's `TIME`
 //! (see `scripts/record_calls.lua`).
 //!
 //! Channel `infuse:events:<ns>` carries those writes as
