@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use infuse::{
-    Breaker, BreakerError, CallOptions, Config, InitError, Registry, ServiceOverride, Settings,
-    State, StorageError, UnavailablePolicy, MAX_OPEN_FOR,
+    Breaker, BreakerError, CallOptions, Config, InitError, Registry, RegistryError,
+    ServiceOverride, Settings, State, StorageError, UnavailablePolicy, MAX_OPEN_FOR,
 };
 use infuse_tests::support;
 use infuse_tests::support::calls::{eventually, fail, succeed, DOWNSTREAM};
@@ -779,9 +779,11 @@ fn try_breaker_refuses_reserved_empty_control_and_long_names() {
             ("infuse::try_breaker", infuse::try_breaker(&name)),
             ("Registry::try_breaker", registry.try_breaker(&name)),
         ] {
-            let error = result
-                .err()
-                .unwrap_or_else(|| panic!("{what}({name:?}) accepted"));
+            let error = match result {
+                Err(RegistryError::InvalidName(error)) => error,
+                Err(other) => panic!("{what}({name:?}): expected InvalidName, got {other:?}"),
+                Ok(_) => panic!("{what}({name:?}) accepted"),
+            };
             assert_eq!(error.name, name);
             let text = error.to_string();
             assert!(text.contains(why), "{what}({name:?}): {text}");

@@ -474,6 +474,20 @@ async fn the_documented_minimal_acl_covers_rates_and_backoff() {
     })
     .await;
     assert_eq!(reopened.snapshot.state, State::Open, "{reopened:?}");
+    // The change log: a touch, and a pruning read that forgets a service whose time is
+    // up (the store's first read prunes).
+    store
+        .touch(&[SERVICE], Duration::from_secs(1))
+        .await
+        .unwrap();
+    server
+        .cli(&["ZADD", "infuse:{acl}:listed", "1", SERVICE])
+        .unwrap();
+    store.changes(1, None).await.unwrap();
+    let left = server
+        .cli(&["ZSCORE", "infuse:{acl}:changes", SERVICE])
+        .unwrap();
+    assert!(left.trim().is_empty(), "not pruned: {left:?}");
     let denied = server.cli(&["ACL", "LOG"]).unwrap();
     assert!(
         !denied.contains("infuse"),

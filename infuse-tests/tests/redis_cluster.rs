@@ -227,3 +227,78 @@ async fn healthy_calls_send_no_commands() {
         .collect();
     assert!(sent.is_empty(), "1000 healthy calls sent {sent:?}");
 }
+
+/// The change log on a cluster: breakers on different slots are listed in the
+/// namespace's slot, a full resync's touch brings a lost log back, and a pruning read
+/// forgets a breaker whose time is up (every script of the log stays in one slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_log_is_listed_touched_and_pruned_on_a_cluster() {
+    use redis::AsyncCommands;
+
+    let cluster = cluster();
+    let namespace = support::unique_namespace("log");
+    let registry = Registry::new(
+        config(cluster, &namespace)
+            .resync_interval(Duration::from_millis(100))
+            .redis_call_timeout(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap();
+    let services: Vec<String> = (0..8).map(|i| format!("svc{i}")).collect();
+    for service in &services {
+        assert_eq!(
+            registry.breaker(service).state().await.unwrap(),
+            State::Closed
+        );
+    }
+    let mut conn = redis::cluster::ClusterClient::new(cluster.urls())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    let [version, changes, listed] =
+        ["version", "changes", "listed"].map(|k| format!("infuse:{{{namespace}}}:{k}"));
+    let all_listed = async |conn: &mut redis::cluster_async::ClusterConnection| {
+        let names: Vec<String> = conn.zrange(&listed, 0, -1).await.unwrap();
+        services.iter().all(|s| names.contains(s))
+    };
+    assert!(
+        eventually(async || all_listed(&mut conn).await).await,
+        "not every breaker is listed"
+    );
+
+    // Lost: the next full resync's touch lists them again (the log at version 0).
+    let _: () = redis::pipe()
+        .atomic()
+        .del(&version)
+        .del(&changes)
+        .del(&listed)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        eventually(async || all_listed(&mut conn).await).await,
+        "the touch did not list them again"
+    );
+    let now: Option<String> = conn.get(&version).await.unwrap();
+    assert!(now.is_some(), "the version came back");
+
+    // A breaker no process uses, whose time is up: forgotten by a pruning read.
+    let _: () = redis::pipe()
+        .atomic()
+        .zadd(&changes, "retired", 1)
+        .zadd(&listed, "retired", 1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        eventually(async || {
+            let score: Option<f64> = conn.zscore(&listed, "retired").await.unwrap();
+            let noted: Option<f64> = conn.zscore(&changes, "retired").await.unwrap();
+            score.is_none() && noted.is_none()
+        })
+        .await,
+        "not pruned"
+    );
+    assert!(all_listed(&mut conn).await);
+}

@@ -87,8 +87,8 @@ pub use crate::breaker::{
     MAX_OPEN_FOR,
 };
 pub use crate::core::{
-    parse_duration, BreakerError, InitError, InvalidName, ParseStateError, RetryAt, Settings,
-    State, StorageError, TransitionReason,
+    parse_duration, BreakerError, InitError, InvalidName, ParseStateError, RegistryError, RetryAt,
+    Settings, State, StorageError, TransitionReason,
 };
 pub use crate::fleet::{FleetConnection, FleetStore, UnavailablePolicy};
 pub use crate::local::{CallOutcome, Listener, Transition};

@@ -61,13 +61,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use http::Extensions;
 use reqwest::{Request, Response, Url};
 use reqwest_middleware::{Middleware, Next};
 
-use crate::{Breaker, BreakerError, CallOptions, InvalidName};
+use crate::{Breaker, BreakerError, CallOptions, RegistryError};
 
 /// A `reqwest_middleware` middleware that runs each request through a circuit breaker.
 ///
@@ -82,8 +83,16 @@ pub struct CircuitBreakerMiddleware {
 #[derive(Clone)]
 enum Target {
     Service(Breaker),
-    /// By `host:port`: the breakers mapped with `host()` and those created so far.
-    PerHost(Arc<RwLock<HashMap<String, Breaker>>>),
+    PerHost(Arc<Hosts>),
+}
+
+/// The breakers of a `per_host()` middleware, by `host:port`: those mapped with `host()`
+/// and those created so far.
+#[derive(Default)]
+struct Hosts {
+    breakers: RwLock<HashMap<String, Breaker>>,
+    /// Whether a request was sent unguarded because the registry is full (logged once).
+    full: AtomicBool,
 }
 
 impl CircuitBreakerMiddleware {
@@ -98,9 +107,10 @@ impl CircuitBreakerMiddleware {
         CircuitBreakerMiddleware::new(crate::breaker(service))
     }
 
-    /// Like [`service`](CircuitBreakerMiddleware::service), or the reason the name is
-    /// invalid.
-    pub fn try_service(service: &str) -> Result<CircuitBreakerMiddleware, InvalidName> {
+    /// Like [`service`](CircuitBreakerMiddleware::service), or the reason there is no
+    /// breaker for the name (invalid, or the registry is full: see
+    /// [`Config::max_breakers`](crate::Config::max_breakers)).
+    pub fn try_service(service: &str) -> Result<CircuitBreakerMiddleware, RegistryError> {
         crate::try_breaker(service).map(CircuitBreakerMiddleware::new)
     }
 
@@ -121,7 +131,11 @@ impl CircuitBreakerMiddleware {
     ///
     /// Breakers are created on a host's first request and kept: meant for a client
     /// that talks to a known set of hosts. A request whose URL has no host, or a host
-    /// too long to be a breaker name, is sent without a breaker.
+    /// too long to be a breaker name, is sent without a breaker. So is a request to a
+    /// new host once the process-wide registry holds
+    /// [`Config::max_breakers`](crate::Config::max_breakers) breakers: hosts that have
+    /// a breaker keep it, the others are not protected, and the first such request logs
+    /// a warning (once per middleware) naming the limit.
     pub fn per_host() -> CircuitBreakerMiddleware {
         CircuitBreakerMiddleware {
             target: Target::PerHost(Arc::default()),
@@ -149,7 +163,7 @@ impl CircuitBreakerMiddleware {
             "CircuitBreakerMiddleware::host({authority:?}): give the host with its port, as in \"users.internal:8080\""
         );
         let breaker = crate::breaker(service);
-        write(hosts).insert(authority.to_ascii_lowercase(), breaker);
+        write(&hosts.breakers).insert(authority.to_ascii_lowercase(), breaker);
         self
     }
 
@@ -171,18 +185,28 @@ impl CircuitBreakerMiddleware {
     }
 
     /// The breaker for a request to `url`; `None`: send it unguarded.
-    fn breaker_for(hosts: &RwLock<HashMap<String, Breaker>>, url: &Url) -> Option<Breaker> {
+    fn breaker_for(hosts: &Hosts, url: &Url) -> Option<Breaker> {
         let key = host_key(url)?;
-        if let Some(breaker) = read(hosts).get(key.as_ref()) {
+        if let Some(breaker) = read(&hosts.breakers).get(key.as_ref()) {
             return Some(breaker.clone());
         }
         match crate::try_breaker(&key) {
             Ok(breaker) => Some(
-                write(hosts)
+                write(&hosts.breakers)
                     .entry(key.into_owned())
                     .or_insert(breaker)
                     .clone(),
             ),
+            Err(RegistryError::TooManyBreakers { limit, .. }) => {
+                if !hosts.full.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        host = %key,
+                        limit,
+                        "the registry holds Config::max_breakers breakers: requests to hosts without a breaker are sent unguarded (logged once)"
+                    );
+                }
+                None
+            }
             Err(error) => {
                 tracing::warn!(%error, "request sent without a circuit breaker");
                 None
@@ -257,7 +281,7 @@ impl fmt::Debug for CircuitBreakerMiddleware {
                 .field("service", &breaker.service())
                 .finish(),
             Target::PerHost(hosts) => {
-                let hosts = read(hosts);
+                let hosts = read(&hosts.breakers);
                 let mut names: Vec<_> = hosts.iter().map(|(k, b)| (k, b.service())).collect();
                 names.sort_unstable();
                 f.debug_struct("CircuitBreakerMiddleware")

@@ -215,6 +215,42 @@ pub struct InvalidName {
     pub reason: &'static str,
 }
 
+/// Why a registry gives no breaker for a service: the name is not one a breaker can have,
+/// or the registry already holds as many breakers as
+/// [`Config::max_breakers`](crate::Config::max_breakers) allows.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), infuse::InitError> {
+/// use infuse::{Config, Registry, RegistryError};
+///
+/// let registry = Registry::new(Config::in_memory().max_breakers(1)).await?;
+/// assert!(registry.try_breaker("users").is_ok());
+/// let error = registry.try_breaker("orders").unwrap_err();
+/// assert!(matches!(error, RegistryError::TooManyBreakers { limit: 1, .. }));
+/// assert!(error.to_string().contains("Config::max_breakers"));
+/// assert!(matches!(registry.try_breaker("a{b}"), Err(RegistryError::InvalidName(_))));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The name is not one a breaker can have (see [`InvalidName`]).
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    /// The name is fine, but the registry already has `limit` breakers, the most
+    /// [`Config::max_breakers`](crate::Config::max_breakers) allows. Breakers are kept for
+    /// the life of the registry, so names taken from unbounded input (request paths,
+    /// user ids, every host a client meets) would otherwise grow it without end.
+    #[error("no breaker for `{service}`: the registry already has {limit} breakers, the most Config::max_breakers allows (raise it if this many services are expected; otherwise name breakers after a bounded set of services, not after input)")]
+    TooManyBreakers {
+        /// The service whose breaker was asked for.
+        service: String,
+        /// The limit ([`Config::max_breakers`](crate::Config::max_breakers)).
+        limit: usize,
+    },
+}
+
 /// `infuse::init` failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -14,7 +14,7 @@ pub mod window;
 
 pub(crate) use clock::{now_nanos, saturating_millis, saturating_nanos, store_millis};
 pub use command::{Command, Seed, Target};
-pub use error::{BreakerError, InitError, InvalidName, RetryAt, StorageError};
+pub use error::{BreakerError, InitError, InvalidName, RegistryError, RetryAt, StorageError};
 pub use policy::{TripPolicy, TripReason};
 pub(crate) use settings::check_duration;
 pub use settings::{parse_duration, Settings};

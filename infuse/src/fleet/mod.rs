@@ -572,7 +572,11 @@ impl Fleet {
             .await;
         self.announced(pending, read.as_ref().ok());
         let cells = match read.map(|read| read.changes) {
-            Ok(Changes::All) => self.cells(),
+            Ok(Changes::All) => {
+                let cells = self.cells();
+                self.touch(&cells); // keeps them listed in the change log (presence.rs)
+                cells
+            }
             Ok(Changes::Services(services)) => {
                 if services.is_empty() {
                     return;

@@ -9,9 +9,20 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::PoisonError;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::core::process_instance;
+use crate::core::{process_instance, State};
 use crate::fleet::{lock, Fleet};
-use crate::store::redis::{Announcement, LogRead};
+use crate::local::Cell;
+use crate::store::redis::{Announcement, LogRead, FULL_RESYNC_EVERY};
+
+/// The most breakers an announcement lists, and the most bytes their list takes: a
+/// process with more lists those not closed first (what operators look for), then
+/// closed ones, by name, and says how many it left out (`breakers_omitted`). Without a
+/// cap, 10,000 breakers would make each rewrite (at most one per resync interval, when
+/// a state changes) about 250 KB, and up to 2.6 MB with 256-byte names.
+pub(crate) const ANNOUNCED_BREAKERS: usize = 1_000;
+
+/// See [`ANNOUNCED_BREAKERS`]: the list of breakers stops before this many bytes.
+pub(crate) const ANNOUNCED_BYTES: usize = 64 * 1024;
 
 /// How many resync intervals an announcement outlives its last renewal by.
 const ANNOUNCEMENT_LIFETIME: u32 = 10;
@@ -38,6 +49,35 @@ pub(crate) struct Announced {
 }
 
 impl Fleet {
+    /// Keeps `cells`' breakers listed in the namespace's change log (`infuse status`
+    /// lists breakers from it) although nothing is noted about them, in the background:
+    /// called with each full resync, which registers every one of them anyway. The log
+    /// forgets a breaker no process uses once its record has expired (see
+    /// `scripts/log.lua`). `ceil(B / TOUCH_BATCH)` commands per full pass over B
+    /// breakers, which comes every `max(FULL_RESYNC_EVERY, B)` resyncs: far less than one
+    /// more command per resync interval, amortised.
+    pub(crate) fn touch(&self, cells: &[std::sync::Arc<Cell>]) {
+        let (Some(fleet), Ok(runtime)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let services: Vec<&'static str> = cells.iter().map(|cell| cell.service).collect();
+        if services.is_empty() {
+            return;
+        }
+        // How often this process touches them: its full-pass period, jitter included.
+        let passes = FULL_RESYNC_EVERY.max(services.len() as u64);
+        let every = self
+            .resync_interval
+            .mul_f64(1.2)
+            .saturating_mul(u32::try_from(passes).unwrap_or(u32::MAX));
+        runtime.spawn(async move {
+            // Lost: the next full pass touches them again; their records' own notes and
+            // the log's margin (3 periods) keep them listed meanwhile.
+            let _ = fleet.store.touch(&services, every).await;
+        });
+    }
+
     /// What to send of the announcement with this resync's read of the change log: the
     /// whole of it when what it says changed since it was last written (or may be gone),
     /// a renewal every [`RENEW_EVERY`] reads, else nothing. An unchanged announcement
@@ -88,14 +128,16 @@ impl Fleet {
             })
     }
 
-    /// This process as JSON: `{"at_ms","id","name","host","pid","interval_ms","breakers":
-    /// {service: state}}` (`at_ms`: now, when written; each breaker's state as this
-    /// process sees it).
+    /// This process as JSON: `{"at_ms","id","name","host","pid","interval_ms",
+    /// "breakers_total","breakers_omitted","breakers":{service: state}}` (`at_ms`: now,
+    /// when written; each breaker's state as this process sees it; at most
+    /// [`ANNOUNCED_BREAKERS`] of them in at most [`ANNOUNCED_BYTES`], those not closed
+    /// first).
     fn announcement_json(&self) -> String {
         let mut json = String::from("{");
         let _ = write!(
             json,
-            "\"at_ms\":{},\"id\":\"{:x}\",\"name\":{},\"host\":{},\"pid\":{},\"interval_ms\":{},\"breakers\":{{",
+            "\"at_ms\":{},\"id\":\"{:x}\",\"name\":{},\"host\":{},\"pid\":{},\"interval_ms\":{},",
             unix_ms(),
             process_instance(),
             quoted(&process_name()),
@@ -103,18 +145,32 @@ impl Fleet {
             std::process::id(),
             self.resync_interval.as_millis(),
         );
-        let mut cells = self.cells();
-        cells.sort_by_key(|cell| cell.service);
-        for (i, cell) in cells.iter().enumerate() {
-            let comma = if i == 0 { "" } else { "," };
-            let _ = write!(
-                json,
-                "{comma}{}:\"{}\"",
-                quoted(cell.service),
-                cell.view.state()
-            );
+        let mut cells: Vec<(&'static str, State)> = self
+            .cells()
+            .iter()
+            .map(|cell| (cell.service, cell.view.state()))
+            .collect();
+        // Not closed first, then by name.
+        cells.sort_by_key(|&(service, state)| (state == State::Closed, service));
+        let mut listed = String::new();
+        let mut count = 0;
+        for (service, state) in &cells {
+            let entry = format!("{}:\"{state}\"", quoted(service));
+            if count == ANNOUNCED_BREAKERS || listed.len() + entry.len() + 1 > ANNOUNCED_BYTES {
+                break;
+            }
+            if count > 0 {
+                listed.push(',');
+            }
+            listed.push_str(&entry);
+            count += 1;
         }
-        json.push_str("}}");
+        let _ = write!(
+            json,
+            "\"breakers_total\":{},\"breakers_omitted\":{},\"breakers\":{{{listed}}}}}",
+            cells.len(),
+            cells.len() - count
+        );
         json
     }
 }

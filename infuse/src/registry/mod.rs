@@ -16,7 +16,7 @@ pub use env::env_prefix;
 
 use crate::backend::Backend;
 use crate::breaker::{Binding, Breaker};
-use crate::core::{InitError, InvalidName, Settings};
+use crate::core::{InitError, InvalidName, RegistryError, Settings};
 use crate::fleet::Fleet;
 use crate::local::Cell;
 use crate::store::memory::MemoryStore;
@@ -106,17 +106,21 @@ impl Registry {
     ///
     /// # Panics
     ///
-    /// If `service` is not a valid name (see [`try_breaker`](Registry::try_breaker)):
-    /// names are meant to be literals; use `try_breaker` for names from input.
+    /// If `service` is not a valid name, or if creating it would exceed
+    /// [`Config::max_breakers`] (see [`try_breaker`](Registry::try_breaker)): names are
+    /// meant to be literals; use `try_breaker` for names from input.
     pub fn breaker(&self, service: &str) -> Breaker {
         match self.try_breaker(service) {
             Ok(breaker) => breaker,
-            Err(error) => panic!("{error}; use try_breaker() for names that come from input"),
+            Err(error) => panic!("{}", panic_message(&error)),
         }
     }
 
     /// The breaker of `service`, or an error if the name is empty, longer than
-    /// [`MAX_NAME_LEN`] bytes, or contains `{`, `}` or a control character.
+    /// [`MAX_NAME_LEN`] bytes, or contains `{`, `}` or a control character
+    /// ([`RegistryError::InvalidName`]), or if the registry already holds
+    /// [`Config::max_breakers`] breakers ([`RegistryError::TooManyBreakers`]; services
+    /// declared with `#[circuit_breaker]` are always created).
     ///
     /// ```
     /// let registry = infuse::Registry::in_memory();
@@ -124,15 +128,15 @@ impl Registry {
     /// assert!(registry.try_breaker("a{b}c").is_err());
     /// assert!(registry.try_breaker("").is_err());
     /// ```
-    pub fn try_breaker(&self, service: &str) -> Result<Breaker, InvalidName> {
+    pub fn try_breaker(&self, service: &str) -> Result<Breaker, RegistryError> {
         if let Some(b) = self.inner.breakers.read().get(service) {
             return Ok(b.clone());
         }
         validate_name(service)?;
-        let declared = declarations()
-            .find(|d| d.service == service)
-            .map(|d| d.settings);
-        Ok(self.breaker_with(service, declared))
+        match declarations().find(|d| d.service == service) {
+            Some(declared) => Ok(self.breaker_with(service, Some(declared.settings))),
+            None => self.create(service, None, Limit::Bounded),
+        }
     }
 
     /// The breaker of `service` if this registry has one (never creates it).
@@ -153,15 +157,37 @@ impl Registry {
             .clone()
     }
 
+    /// The breaker of a declared service (created whatever the limit: declared services
+    /// are a fixed set, checked against the limit by `init`).
     pub(crate) fn breaker_with(&self, service: &str, declared: Option<Settings>) -> Breaker {
-        if let Some(b) = self.inner.breakers.read().get(service) {
-            return b.clone();
+        match self.create(service, declared, Limit::Exempt) {
+            Ok(breaker) => breaker,
+            Err(_) => unreachable!("an exempt breaker is never refused"),
+        }
+    }
+
+    /// The breaker of `service`, created if needed (unless `limit` refuses it).
+    fn create(
+        &self,
+        service: &str,
+        declared: Option<Settings>,
+        limit: Limit,
+    ) -> Result<Breaker, RegistryError> {
+        let max = self.max_breakers();
+        {
+            // Refused without cloning the setup: a request path may ask again and again.
+            let breakers = self.inner.breakers.read();
+            if let Some(b) = breakers.get(service) {
+                return Ok(b.clone());
+            }
+            limit.check(service, breakers.len(), max)?;
         }
         let setup = self.setup();
         let mut breakers = self.inner.breakers.write();
         if let Some(b) = breakers.get(service) {
-            return b.clone();
+            return Ok(b.clone());
         }
+        limit.check(service, breakers.len(), max)?;
         let declared = declared.unwrap_or_default();
         let settings = setup
             .config
@@ -182,7 +208,17 @@ impl Registry {
         setup.config.add_listeners_to(&breaker);
         setup.backend.attach(&breaker.cell);
         breakers.insert(service, breaker.clone());
-        breaker
+        Ok(breaker)
+    }
+
+    /// The registry's [`Config::max_breakers`].
+    fn max_breakers(&self) -> usize {
+        self.inner
+            .setup
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .config
+            .max_breakers
     }
 
     /// Applies `config`: checks declarations and overrides, connects the store, and
@@ -203,9 +239,19 @@ impl Registry {
             }
         }
         let existing = self.breakers();
+        let mut known: HashSet<&str> = declared.keys().copied().collect();
+        known.extend(existing.iter().map(|b| b.service()));
+        if known.len() > config.max_breakers {
+            return Err(config::invalid(
+                "Config::max_breakers".to_owned(),
+                format!(
+                    "max_breakers = {} is below the {} services that #[circuit_breaker] declares or that have a breaker already; raise it",
+                    config.max_breakers,
+                    known.len()
+                ),
+            ));
+        }
         if overrides == Overrides::ForKnownServices && !config.allow_undeclared_overrides {
-            let mut known: HashSet<&str> = declared.keys().copied().collect();
-            known.extend(existing.iter().map(|b| b.service()));
             check_overrides(&config, &known)?;
         }
         let backend = match config.store {
@@ -241,6 +287,37 @@ impl Registry {
             config.add_listeners_to(&breaker);
         }
         Ok(())
+    }
+}
+
+/// Whether creating a breaker counts against [`Config::max_breakers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    /// Refused once the registry holds `max_breakers` breakers.
+    Bounded,
+    /// Always created: a service declared with `#[circuit_breaker]`.
+    Exempt,
+}
+
+impl Limit {
+    fn check(self, service: &str, count: usize, max: usize) -> Result<(), RegistryError> {
+        if self == Limit::Bounded && count >= max {
+            return Err(RegistryError::TooManyBreakers {
+                service: service.to_owned(),
+                limit: max,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What `breaker()` panics with: the error, and what to do instead.
+fn panic_message(error: &RegistryError) -> String {
+    match error {
+        RegistryError::TooManyBreakers { .. } => {
+            format!("{error}; use try_breaker() to handle the limit where names come from input")
+        }
+        _ => format!("{error}; use try_breaker() for names that come from input"),
     }
 }
 
@@ -302,19 +379,20 @@ pub fn global() -> &'static Registry {
 /// # Panics
 ///
 /// If `service` is not a valid name: empty, longer than 256 bytes, or containing `{`,
-/// `}` or a control character. Use [`try_breaker`] for names that come from input.
+/// `}` or a control character; or if creating it would exceed [`Config::max_breakers`].
+/// Use [`try_breaker`] for names that come from input.
 pub fn breaker(service: &str) -> Breaker {
     global().breaker(service)
 }
 
 /// The breaker of `service` in the process-wide registry, or an error naming what is
-/// wrong with the name (see [`breaker`]).
+/// wrong with the name, or the limit it would exceed (see [`Registry::try_breaker`]).
 ///
 /// ```
 /// let err = infuse::try_breaker("users{eu}").unwrap_err();
 /// assert!(err.to_string().contains("must not contain `{` or `}`"));
 /// ```
-pub fn try_breaker(service: &str) -> Result<Breaker, InvalidName> {
+pub fn try_breaker(service: &str) -> Result<Breaker, RegistryError> {
     global().try_breaker(service)
 }
 

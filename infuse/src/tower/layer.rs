@@ -41,7 +41,10 @@ impl<F> CircuitBreakerLayer<PerKey<F>> {
     /// [`Error::InvalidName`](crate::tower::Error::InvalidName) without sending it:
     /// a misconfigured key shows at once instead of silently leaving a target
     /// unprotected. Names should come from a bounded set: each keeps its breaker for the
-    /// life of the process.
+    /// life of the process. Once the registry holds
+    /// [`Config::max_breakers`](crate::Config::max_breakers) breakers, a request whose
+    /// name has no breaker yet goes through unguarded, and the first one logs a warning
+    /// (once per layer) naming the limit.
     pub fn per_key<Req>(key: F) -> Self
     where
         F: Fn(&Req) -> Option<&str>,

@@ -80,8 +80,9 @@ where
 }
 
 /// With [`PerKey`]: a request whose key function returns `None` goes to the inner
-/// service unguarded; one whose key is not a valid service name fails with
-/// [`Error::InvalidName`] without being sent.
+/// service unguarded, as does one whose name has no breaker once the registry is full
+/// ([`Config::max_breakers`](crate::Config::max_breakers)); one whose key is not a valid
+/// service name fails with [`Error::InvalidName`] without being sent.
 impl<S, Req, F, C> Service<Req> for CircuitBreaker<S, PerKey<F>, C>
 where
     S: Service<Req> + Clone,

@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
 use crate::breaker::Breaker;
-use crate::core::InvalidName;
+use crate::core::{InvalidName, RegistryError};
 use crate::registry::{global, Registry};
 
 /// One breaker guards every request (from [`CircuitBreakerLayer::new`]).
@@ -25,7 +26,9 @@ pub struct Single {
 /// Handles already resolved are cached in a map read without a lock (an `ArcSwap`): a
 /// request for a known name costs one hash lookup and no allocation; a new name copies
 /// the map once. Names come from a bounded set by design (a breaker per target
-/// service): every name ever seen keeps its breaker for the life of the process.
+/// service): every name ever seen keeps its breaker for the life of the process, up to
+/// the registry's [`Config::max_breakers`](crate::Config::max_breakers); past it, a
+/// request for a name without a breaker goes through unguarded (logged once).
 ///
 /// [`CircuitBreakerLayer::per_key`]: crate::tower::CircuitBreakerLayer::per_key
 pub struct PerKey<F> {
@@ -37,12 +40,16 @@ struct Keyed<F> {
     /// Where breakers are created: `None` for the process-wide registry.
     registry: Option<Registry>,
     breakers: ArcSwap<HashMap<Box<str>, Breaker>>,
+    /// Whether a request went through unguarded because the registry is full (logged
+    /// once).
+    full: AtomicBool,
 }
 
 /// What the key function chose for one request.
 pub(crate) enum Choice {
     Guard(Breaker),
-    /// The key function returned `None`: the request goes through unguarded.
+    /// The key function returned `None`, or the registry is full: the request goes
+    /// through unguarded.
     Pass,
     Invalid(InvalidName),
 }
@@ -54,6 +61,7 @@ impl<F> PerKey<F> {
                 key,
                 registry,
                 breakers: ArcSwap::from_pointee(HashMap::new()),
+                full: AtomicBool::new(false),
             }),
         }
     }
@@ -70,27 +78,39 @@ impl<F> PerKey<F> {
         if let Some(breaker) = self.shared.breakers.load().get(name) {
             return Choice::Guard(breaker.clone());
         }
-        match self.resolve(name) {
-            Ok(breaker) => Choice::Guard(breaker),
-            Err(invalid) => Choice::Invalid(invalid),
-        }
+        self.resolve(name)
     }
 
-    /// A name not cached yet: from the registry, then into the cache. Invalid names are
-    /// not cached (the map would grow with whatever the requests carry).
+    /// A name not cached yet: from the registry, then into the cache. Invalid names and
+    /// names refused by a full registry are not cached (the map would grow with
+    /// whatever the requests carry).
     #[cold]
     #[inline(never)]
-    fn resolve(&self, name: &str) -> Result<Breaker, InvalidName> {
-        let breaker = match &self.shared.registry {
-            Some(registry) => registry.try_breaker(name)?,
-            None => global().try_breaker(name)?,
+    fn resolve(&self, name: &str) -> Choice {
+        let created = match &self.shared.registry {
+            Some(registry) => registry.try_breaker(name),
+            None => global().try_breaker(name),
+        };
+        let breaker = match created {
+            Ok(breaker) => breaker,
+            Err(RegistryError::InvalidName(invalid)) => return Choice::Invalid(invalid),
+            Err(RegistryError::TooManyBreakers { limit, .. }) => {
+                if !self.shared.full.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        service = name,
+                        limit,
+                        "the registry holds Config::max_breakers breakers: requests for names without a breaker go through unguarded (logged once)"
+                    );
+                }
+                return Choice::Pass;
+            }
         };
         self.shared.breakers.rcu(|breakers| {
             let mut breakers = HashMap::clone(breakers);
             breakers.insert(name.into(), breaker.clone());
             breakers
         });
-        Ok(breaker)
+        Choice::Guard(breaker)
     }
 }
 

@@ -4,26 +4,34 @@
 //! so they learn of it at once: transitions, records created, the fail counter's 0 ↔
 //! non-zero edge (counts alone reach the others with the next full resync). Transitions
 //! and record creations are also noted in the namespace's change log, which a resync
-//! reads (one script) to re-read only the breakers that changed.
+//! reads (one script) to re-read only the breakers that changed, and which lists the
+//! namespace's breakers for tools (`infuse status`) until their records expire.
 //!
-//! Key layout, for breaker `<service>` in namespace `<ns>` (one Redis Cluster hash slot):
+//! Key layout, for breaker `<service>` in namespace `<ns>` (one Redis Cluster hash slot),
+//! with what bounds each key and when it goes away:
 //!
-//! | key | type | content | expiry |
+//! | key | type | content | bound, and when it goes away |
 //! |---|---|---|---|
-//! | `infuse:{<ns>/<service>}:state` | hash | `inc gen seq state fail succ reo` (`reo`: re-opens, the backoff exponent; absent = 0) | `key_ttl`, renewed on writes; none in forced states |
-//! | `infuse:{<ns>/<service>}:open` | string | generation that opened it | the open time |
-//! | `infuse:{<ns>/<service>}:trial` | string | the trial holder's token | the trial lease |
-//! | `infuse:{<ns>/<service>}:window` | hash | rate rules only: `b0`…`b9` = `"<bucket> <calls> <failures> <slow>"` per bucket slot, `i<instance>` = its last bucket with failures or slow calls; deleted by every transition | two windows, renewed on writes |
+//! | `infuse:{<ns>/<service>}:state` | hash | `inc gen seq state fail succ reo` (`reo`: re-opens, the backoff exponent; absent = 0) | one per breaker (a registry creates at most `max_breakers`); `key_ttl` after the last write (at least 2 × the longest open time); none in forced states, until closed |
+//! | `infuse:{<ns>/<service>}:open` | string | generation that opened it | the open time; deleted by the next transition |
+//! | `infuse:{<ns>/<service>}:trial` | string | the trial holder's token | the trial lease; deleted by the trial's result |
+//! | `infuse:{<ns>/<service>}:window` | hash | rate rules only: `b0`…`b9` = `"<bucket> <calls> <failures> <slow>"` per bucket slot, `i<instance>` = its last bucket with failures or slow calls | 10 bucket fields and one per process reporting failures within the window (dropped as they leave it); deleted by every transition; two windows after the last write |
+//! | `infuse:{<ns>/<service>}:history` | list | the last transitions (see `presence.rs`) | [`HISTORY_LEN`] entries; the record's TTL after the last append |
 //!
-//! The namespace's change log (written by `scripts/note_change.lua` after a breaker's
-//! script, read by `scripts/changes.lua`; in Cluster, the slot of `{<ns>}`):
+//! The namespace's keys (in Cluster, the slot of `{<ns>}`): the change log (written by
+//! `scripts/note_change.lua` after a breaker's script and by `scripts/touch.lua` with a
+//! full resync, read and pruned by `scripts/changes.lua`; see `scripts/log.lua`) and the
+//! processes' announcements (renewed by the same read):
 //!
-//! | key | type | content | expiry |
+//! | key | type | content | bound, and when it goes away |
 //! |---|---|---|---|
-//! | `infuse:{<ns>}:version` | string | the namespace version (`INCR`) | none |
-//! | `infuse:{<ns>}:changes` | sorted set | service → version of its last noted change | none |
+//! | `infuse:{<ns>}:version` | string | the namespace version (`INCR`) | one; lives as long as the log's longest-listed service (for good while a forced one is listed); a touch recreates it at 0 if lost |
+//! | `infuse:{<ns>}:changes` | sorted set | service → version of its last noted change (0: listed by a touch) | one member per listed service, pruned with it; lives as long as the version |
+//! | `infuse:{<ns>}:listed` | sorted set | service → until when it stays listed (server ms; `+inf` in a forced state) | one member per service whose record may live or that a process uses: a note lists it for the record's TTL, a touch for `max(key_ttl,` [`TOUCH_PERIODS`]` ×` the toucher's full-pass period`)`; every [`PRUNE_EVERY`]-th read forgets those whose time is up; lives as long as its longest member |
+//! | `infuse:{<ns>}:process:<id>` | string | a process's announcement (JSON; at most 1,000 breakers in 64 KiB, those not closed first) | one per live process; 10 resync intervals after its last renewal |
+//! | `infuse:{<ns>}:processes` | sorted set | process id → when its announcement expires (server ms) | one member per live process, expired ones dropped at each renewal; the longest-lived announcement's TTL |
 //!
-//! Every breaker script gets the four keys. The window's buckets are keyed by the server's `TIME`
+//! Every breaker script gets the five keys. The window's buckets are keyed by the server's `TIME`
 //! (see `scripts/record_calls.lua`).
 //!
 //! Channel `infuse:events:<ns>` carries those writes as
@@ -49,7 +57,8 @@ use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
 use super::{Command, Outcome, Store, Target};
 use crate::core::window::bucket_ms;
 use crate::core::{
-    fresh_incarnation, process_instance, saturating_millis, Settings, StorageError, TripPolicy,
+    fresh_incarnation, process_instance, saturating_millis, Settings, State, StorageError,
+    TripPolicy,
 };
 
 macro_rules! script {
@@ -61,10 +70,20 @@ macro_rules! script {
     };
 }
 
-/// One script per command, and the two of the namespace's change log (no prelude: they
-/// touch no breaker).
+/// The change log's scripts: `scripts/log.lua` (no breaker prelude: they touch no breaker).
+macro_rules! log_script {
+    ($name:literal) => {
+        Script::new(concat!(
+            include_str!("../../../scripts/log.lua"),
+            include_str!(concat!("../../../scripts/", $name, ".lua"))
+        ))
+    };
+}
+
+/// One script per command, and the three of the namespace's change log.
 struct Scripts {
     note_change: Script,
+    touch: Script,
     changes: Script,
     register: Script,
     snapshot: Script,
@@ -80,8 +99,9 @@ struct Scripts {
 impl Scripts {
     fn new() -> Scripts {
         Scripts {
-            note_change: Script::new(include_str!("../../../scripts/note_change.lua")),
-            changes: Script::new(include_str!("../../../scripts/changes.lua")),
+            note_change: log_script!("note_change"),
+            touch: log_script!("touch"),
+            changes: log_script!("changes"),
             register: script!("register"),
             snapshot: script!("snapshot"),
             record_failure: script!("record_failure"),
@@ -94,9 +114,10 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 11] {
+    fn all(&self) -> [&Script; 12] {
         [
             &self.note_change,
+            &self.touch,
             &self.changes,
             &self.register,
             &self.snapshot,
@@ -145,16 +166,33 @@ pub struct RedisStore {
     log: Arc<ChangeLog>,
 }
 
-/// The namespace's change log (`infuse:{<ns>}:version` and `:changes`, see
-/// `scripts/note_change.lua`), and how far this store has read it.
+/// The namespace's change log (`infuse:{<ns>}:version`, `:changes` and `:listed`, see
+/// `scripts/log.lua`), and how far this store has read it.
 #[derive(Debug)]
 struct ChangeLog {
-    keys: [String; 2],
+    keys: [String; 3],
     /// The version read last (`None`: never, or the log was gone).
     seen: std::sync::Mutex<Option<u64>>,
     /// Reads since the last full pass.
     since_full: AtomicU64,
+    /// Reads so far (every [`PRUNE_EVERY`]-th prunes the log).
+    reads: AtomicU64,
 }
+
+/// Every this many reads of the change log, the read also forgets the services whose
+/// time in the log is up (see `scripts/changes.lua`); the other reads cost what they did
+/// before the log was pruned. With every process of the fleet reading once per resync
+/// interval, the log is pruned about `processes / PRUNE_EVERY` times per interval.
+pub const PRUNE_EVERY: u64 = 10;
+
+/// A touch (see [`RedisStore::touch`]) sends at most this many services per command, so
+/// that no script holds Redis for long: a full pass over B breakers sends
+/// `ceil(B / TOUCH_BATCH)` touches.
+pub const TOUCH_BATCH: usize = 256;
+
+/// How many of its full-pass periods a touched service stays listed at least (see
+/// [`RedisStore::touch`]): the period is jittered, and a pass may be late.
+pub const TOUCH_PERIODS: u32 = 3;
 
 /// A process re-reads every breaker anyway every `max(FULL_RESYNC_EVERY, B)` reads of
 /// the change log, B its number of breakers: at most one command per breaker per
@@ -270,9 +308,11 @@ impl RedisStore {
                 keys: [
                     format!("infuse:{{{namespace}}}:version"),
                     format!("infuse:{{{namespace}}}:changes"),
+                    format!("infuse:{{{namespace}}}:listed"),
                 ],
                 seen: std::sync::Mutex::new(None),
                 since_full: AtomicU64::new(0),
+                reads: AtomicU64::new(0),
             }),
         }
     }
@@ -303,7 +343,8 @@ impl RedisStore {
     /// Reads the namespace's change log: one script, whatever the number of breakers
     /// (`breakers`: how many this process has, which sets how often a full pass is due,
     /// see [`FULL_RESYNC_EVERY`]), which also renews this process's `announcement`
-    /// (see `scripts/changes.lua`). Under the admin deadline.
+    /// and, every [`PRUNE_EVERY`] reads, forgets the services whose time in the log is
+    /// up (see `scripts/changes.lua`). Under the admin deadline.
     pub async fn changes(
         &self,
         breakers: usize,
@@ -312,12 +353,16 @@ impl RedisStore {
         let log = &self.log;
         let period = FULL_RESYNC_EVERY.max(breakers as u64);
         let due = log.since_full.fetch_add(1, Ordering::AcqRel) + 1 >= period;
+        let prune = log.reads.fetch_add(1, Ordering::AcqRel) % PRUNE_EVERY == 0;
         let last = *log.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let mut invocation = self.scripts.changes.prepare_invoke();
         invocation
             .key(&log.keys[0])
             .key(&log.keys[1])
-            .arg(last.unwrap_or(0));
+            .key(&log.keys[2])
+            .arg(last.unwrap_or(0))
+            .arg(saturating_millis(self.key_ttl).max(1))
+            .arg(if prune { "1" } else { "0" });
         match announcement {
             Some(a) => invocation
                 .key(self.process_key(a.instance))
@@ -325,7 +370,7 @@ impl RedisStore {
                 .arg(format!("{:x}", a.instance))
                 .arg(saturating_millis(a.ttl).max(1))
                 .arg(a.payload.as_deref().unwrap_or("")),
-            // No announcement: the script reads neither KEYS[3..4] nor ARGV[3..4].
+            // No announcement: the script reads neither KEYS[4..5] nor ARGV[5..6].
             None => invocation.arg(""),
         };
         let mut conn = self.conn.clone();
@@ -350,20 +395,53 @@ impl RedisStore {
         })
     }
 
+    /// Keeps `services` listed in the change log for at least `max(key_ttl,`
+    /// [`TOUCH_PERIODS`]` × every)` more, `every` being how often this process touches
+    /// them (its full-pass period), and lists those that are missing (see
+    /// `scripts/touch.lua`): a breaker in use stays listed although nothing is noted
+    /// about it. One command per [`TOUCH_BATCH`] services, under the admin deadline.
+    pub async fn touch(&self, services: &[&str], every: Duration) -> Result<(), StorageError> {
+        let keep = self.key_ttl.max(every.saturating_mul(TOUCH_PERIODS));
+        let keep = saturating_millis(keep).max(1);
+        for batch in services.chunks(TOUCH_BATCH) {
+            let mut invocation = self.scripts.touch.prepare_invoke();
+            for key in &self.log.keys {
+                invocation.key(key);
+            }
+            invocation.arg(keep);
+            for service in batch {
+                invocation.arg(*service);
+            }
+            let mut conn = self.conn.clone();
+            self.queue
+                .run(bounded("touch", self.deadlines.admin, async move {
+                    invocation.invoke_async::<i64>(&mut conn).await
+                }))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Notes in the change log that `service` changed, without waiting (see
-    /// `scripts/note_change.lua`); a note lost is repaired by pub/sub or the next full
-    /// resync.
-    fn note_change(&self, service: &'static str) -> impl FnOnce() + Send + 'static {
+    /// `scripts/note_change.lua`), keeping it listed as long as its record lives after
+    /// the change (`None`: for good, a forced state); a note lost is repaired by pub/sub
+    /// or the next full resync.
+    fn note_change(&self, service: &'static str) -> impl FnOnce(Option<u64>) + Send + 'static {
         let (scripts, log) = (Arc::clone(&self.scripts), Arc::clone(&self.log));
         let mut conn = self.conn.clone();
         let deadline = self.deadlines.admin;
-        move || {
+        move |keep_ms| {
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                 return;
             };
             runtime.spawn(async move {
                 let mut invocation = scripts.note_change.prepare_invoke();
-                invocation.key(&log.keys[0]).key(&log.keys[1]).arg(service);
+                for key in &log.keys {
+                    invocation.key(key);
+                }
+                invocation
+                    .arg(service)
+                    .arg(keep_ms.map_or_else(String::new, |ms| ms.to_string()));
                 let _ = bounded("note_change", deadline, async move {
                     invocation.invoke_async::<i64>(&mut conn).await
                 })
@@ -586,6 +664,7 @@ impl Store for RedisStore {
         command: Command,
     ) -> impl Future<Output = Result<Outcome, StorageError>> + Send {
         let (script, args) = self.encode(service, settings, &command);
+        let ttl_ms = self.ttl_ms(settings, &command);
         let mut invocation = script.prepare_invoke();
         for key in self.keys(service) {
             invocation.key(key);
@@ -605,7 +684,9 @@ impl Store for RedisStore {
                 .await?;
             let outcome = outcome_from_reply(reply)?;
             if noted(&command, &outcome) {
-                note();
+                // How long the record lives now (see `save` in scripts/prelude.lua).
+                let forced = matches!(outcome.snapshot.state, State::ForcedOpen | State::Disabled);
+                note((!forced).then_some(ttl_ms));
             }
             Ok(outcome)
         }
