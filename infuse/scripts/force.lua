@@ -1,18 +1,61 @@
--- force (machine.rs: force): put the breaker in a state by hand. Always applied; a
--- record holding garbage is replaced, so an operator recovers with close(). Every target
--- resets the backoff and the window.
+-- force (machine.rs: force): put the breaker in a state by hand. Always applied, and
+-- repairs every key of the breaker in the same script, so an operator recovers with
+-- close(): a record that fails load() (garbage in the state hash, the open or the trial
+-- key) is deleted with both timed keys and recreated closed, with a new incarnation; so
+-- is one whose generation or seq is at its maximum (machine.rs does the same). A history
+-- that is not a list of at most HISTORY_LEN entries "<ms> <from> <to> <gen> <reason>
+-- <process>" with an expiry is deleted (the entry this command writes starts it afresh).
+-- Every target resets the backoff and the window (deleted, whatever it holds). A repair
+-- is written to the history even when the state does not change.
 -- ARGV: target state code, open_ms (target open), key_ttl_ms, channel, service, inc,
 --       process
-local ok, rec = pcall(load)
-if not ok then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-  rec = nil
+
+-- Whether the history holds only what remember() writes.
+local function history_ok()
+  local kind = redis.call('TYPE', KEYS[5])['ok']
+  if kind == 'none' then
+    return true
+  end
+  if kind ~= 'list' or redis.call('PTTL', KEYS[5]) < 0
+      or redis.call('LLEN', KEYS[5]) > HISTORY_LEN then
+    return false
+  end
+  for _, entry in ipairs(redis.call('LRANGE', KEYS[5], 0, -1)) do
+    if not string.find(entry, '^%d+ [%w-]+ [%w-]+ %d+ [%w_]+ %w+$') then
+      return false
+    end
+  end
+  return true
 end
+
+local repaired = false
+local ok, rec = pcall(load)
+local from = CLOSED
+if not ok then
+  -- The state a corrupt record claims, if it names one, as where the change is from.
+  local code = redis.pcall('HGET', KEYS[1], 'state')
+  from = integer(code, CLOSED, DISABLED) or CLOSED
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  rec = nil
+  repaired = true
+elseif rec then
+  from = rec.state
+  if rec.gen >= MAX_GENERATION or rec.seq >= MAX_EXACT then
+    rec = nil -- it cannot be bumped: recreated
+    repaired = true
+  end
+end
+if not pcall(read_window) then
+  repaired = true
+end
+if not history_ok() then
+  redis.call('DEL', KEYS[5])
+  repaired = true
+end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 if not rec then
   rec = fresh(ARGV[6])
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 end
-local from = rec.state
 local to = tonumber(ARGV[1])
 rec.reo = 0
 if to == CLOSED then
@@ -23,9 +66,8 @@ else
   rec.state = to
   rec.gen = rec.gen + 1
   rec.succ = 0
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 end
 save(rec, ARGV[3])
-remember(from, rec, 'manual', ARGV[7], ARGV[3])
+remember(from, rec, 'manual', ARGV[7], ARGV[3], repaired)
 publish(ARGV[4], ARGV[5], rec)
 return reply(1, from, rec)

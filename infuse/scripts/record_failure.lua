@@ -15,8 +15,11 @@ if rec.gen ~= tonumber(ARGV[1]) or (rec.state ~= CLOSED and rec.state ~= DISABLE
   return reply(0, from, rec)
 end
 local before = rec.fail
-rec.fail = math.min(rec.fail + count, 4294967295)
-if rec.state == CLOSED and rec.fail >= tonumber(ARGV[3]) then
+rec.fail = math.min(rec.fail + count, MAX_COUNT)
+local trips = rec.state == CLOSED and rec.fail >= tonumber(ARGV[3])
+room(rec, trips)
+if trips then
+  check_history()
   trip(rec, ARGV[4])
   save(rec, ARGV[5])
   remember(from, rec, 'consecutive_failures', ARGV[8], ARGV[5])

@@ -49,7 +49,8 @@ use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
 use super::{Command, Outcome, Store, Target};
 use crate::core::window::bucket_ms;
 use crate::core::{
-    fresh_incarnation, process_instance, saturating_millis, Settings, StorageError, TripPolicy,
+    fresh_incarnation, process_instance, saturating_millis, store_ms, Settings, StorageError,
+    TripPolicy, MAX_GENERATION,
 };
 
 macro_rules! script {
@@ -397,7 +398,8 @@ impl RedisStore {
 
     /// How long the record lives after a write: `key_ttl`, and at least twice the
     /// longest open time the command may set (a backed-off re-open lasts up to
-    /// `max_reset_timeout`).
+    /// `max_reset_timeout`). Every time sent to a script is at most 2^53 - 1 ms
+    /// (`store_ms`), as the memory store takes it.
     fn ttl_ms(&self, settings: &Settings, command: &Command) -> u64 {
         let longest = settings
             .max_reset_timeout
@@ -408,7 +410,7 @@ impl RedisStore {
             Command::Force(Target::Open(open_for)) => (*open_for).max(longest),
             _ => longest,
         };
-        saturating_millis(self.key_ttl.max(open.saturating_mul(2)))
+        store_ms(self.key_ttl.max(open.saturating_mul(2)))
     }
 
     /// The script and arguments of a command (see each script's header).
@@ -421,7 +423,7 @@ impl RedisStore {
         let ttl = self.ttl_ms(settings, command).to_string();
         let channel = self.channel.clone();
         let service = service.to_owned();
-        let reset = saturating_millis(settings.reset_timeout).to_string();
+        let reset = store_ms(settings.reset_timeout).to_string();
         // Who made a change, in the breaker's history (scripts/prelude.lua: remember).
         let process = format!("{:x}", process_instance());
         let s = &self.scripts;
@@ -429,12 +431,13 @@ impl RedisStore {
             Command::Register { seed } => {
                 let mut args = vec![fresh_incarnation().to_string(), ttl, channel, service];
                 match seed {
+                    // As machine.rs takes a seed: a generation of at most MAX_GENERATION.
                     Some(seed) => args.extend([
                         "1".to_owned(),
                         seed.state.code().to_string(),
-                        seed.generation.to_string(),
+                        seed.generation.min(MAX_GENERATION).to_string(),
                         seed.fail_counter.to_string(),
-                        seed.open_remaining.map_or(0, saturating_millis).to_string(),
+                        seed.open_remaining.map_or(0, store_ms).to_string(),
                     ]),
                     None => args.extend(["0", "0", "0", "0", "0"].map(String::from)),
                 }
@@ -495,7 +498,7 @@ impl RedisStore {
                 &s.acquire_trial,
                 vec![
                     token.to_string(),
-                    saturating_millis(lease).max(1).to_string(),
+                    store_ms(lease).max(1).to_string(),
                     ttl,
                     channel,
                     service,
@@ -513,7 +516,7 @@ impl RedisStore {
                     // sent as 1: Settings::open_ms raises it to reset_timeout anyway).
                     settings
                         .max_reset_timeout
-                        .map_or(0, |max| saturating_millis(max).max(1))
+                        .map_or(0, |max| store_ms(max).max(1))
                         .to_string(),
                     token.jitter().to_string(),
                     ttl,
@@ -528,7 +531,7 @@ impl RedisStore {
             ),
             Command::Force(target) => {
                 let open_ms = match target {
-                    Target::Open(open_for) => saturating_millis(open_for).max(1),
+                    Target::Open(open_for) => store_ms(open_for).max(1),
                     _ => 0,
                 };
                 (
