@@ -1,12 +1,13 @@
 -- force (machine.rs: force): put the breaker in a state by hand. Always applied, and
 -- repairs every key of the breaker in the same script, so an operator recovers with
--- close(): a record that fails load() (garbage in the state hash, the open or the trial
--- key) is deleted with both timed keys and recreated closed, with a new incarnation; so
--- is one whose generation or seq is at its maximum (machine.rs does the same). A history
--- that is not a list of at most HISTORY_LEN entries "<ms> <from> <to> <gen> <reason>
--- <process>" with an expiry is deleted (the entry this command writes starts it afresh).
--- Every target resets the backoff and the window (deleted, whatever it holds). A repair
--- is written to the history even when the state does not change.
+-- close(): a state hash holding garbage (parse: a field missing or out of range) is
+-- deleted and the record recreated closed with a new incarnation, as is one whose
+-- generation or seq is at its maximum (machine.rs does the same); the open, trial and
+-- window keys are deleted whatever they hold (every target resets the backoff and the
+-- window); a history that is not a list of at most HISTORY_LEN entries "<ms> <from> <to>
+-- <gen> <reason> <process>" with an expiry is deleted (the entry this command writes
+-- starts it afresh). A repair is written to the history even when the state does not
+-- change.
 -- ARGV: target state code, open_ms (target open), key_ttl_ms, channel, service, inc,
 --       process
 
@@ -29,24 +30,27 @@ local function history_ok()
 end
 
 local repaired = false
-local ok, rec = pcall(load)
+local rec = nil
 local from = CLOSED
-if not ok then
-  -- The state a corrupt record claims, if it names one, as where the change is from.
-  local code = redis.pcall('HGET', KEYS[1], 'state')
-  from = integer(code, CLOSED, DISABLED) or CLOSED
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-  rec = nil
-  repaired = true
-elseif rec then
-  from = rec.state
-  if rec.gen >= MAX_GENERATION or rec.seq >= MAX_EXACT then
-    rec = nil -- it cannot be bumped: recreated
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'hash' then
+  local ok, parsed = pcall(parse, fields())
+  if ok and parsed.gen < MAX_GENERATION and parsed.seq < MAX_EXACT then
+    rec = parsed
+    from = rec.state
+  else
+    -- Garbage, or a record that cannot be bumped: recreated. The change is from the
+    -- state it claims, if it names one.
+    from = integer(redis.call('HGET', KEYS[1], 'state'), CLOSED, DISABLED) or CLOSED
+    redis.call('DEL', KEYS[1])
     repaired = true
   end
-end
-if not pcall(read_window) then
+elseif kind ~= 'none' then
+  redis.call('DEL', KEYS[1])
   repaired = true
+end
+if not (pcall(check_timed, KEYS[2]) and pcall(check_timed, KEYS[3]) and pcall(read_window)) then
+  repaired = true -- deleted below, as by every force
 end
 if not history_ok() then
   redis.call('DEL', KEYS[5])
