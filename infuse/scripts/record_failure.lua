@@ -17,6 +17,10 @@ end
 local before = rec.fail
 rec.fail = math.min(rec.fail + count, MAX_COUNT)
 local trips = rec.state == CLOSED and rec.fail >= tonumber(ARGV[3])
+if not trips and rec.fail == before then
+  -- The counter is saturated: nothing changed (machine.rs: no write, no new seq).
+  return reply(1, from, rec)
+end
 room(rec, trips)
 if trips then
   check_history()
