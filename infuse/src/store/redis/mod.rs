@@ -14,6 +14,24 @@
 //! | `infuse:{<ns>/<service>}:open` | string | generation that opened it | the open time |
 //! | `infuse:{<ns>/<service>}:trial` | string | the trial holder's token | the trial lease |
 //! | `infuse:{<ns>/<service>}:window` | hash | rate rules only: `b0`…`b9` = `"<bucket> <calls> <failures> <slow>"` per bucket slot, `i<instance>` = its last bucket with failures or slow calls; deleted by every transition | two windows, renewed on writes |
+//! | `infuse:{<ns>/<service>}:history` | list | the last [`HISTORY_LEN`] transitions, newest first: `"<unix ms> <from> <to> <gen> <reason> <process>"` | `key_ttl`, renewed on appends |
+//!
+//! Every script checks every key and field it reads before its first write (see
+//! `scripts/prelude.lua`): the state hash's numbers are decimal integers in their ranges
+//! (`gen` 1..=[`MAX_GENERATION`], `seq` below 2^53, `state`
+//! a state code, `fail`/`succ`/`reo` at most `u32::MAX`, `inc` a non-zero `u64`: `nan`,
+//! `inf`, `-1`, `1.5`, `1e400`, 2^63 are all garbage), the open and trial keys are strings
+//! with an expiry, the window holds only bucket and instance fields of integers below 2^53
+//! (checked by a rate rule's batch, its only reader), and the history is a list (checked
+//! by the changes of state that append to it). Anything else fails the command with
+//! [`StorageError::Corrupt`] naming the key and field, and the script writes nothing: no
+//! half-applied command, no event. Until an operator forces the breaker (`close()`,
+//! `open()`, `force_open()`, `disable()`: `scripts/force.lua` deletes whatever holds
+//! garbage in all five keys and recreates the record in the same script, writing the
+//! repair to the history), its calls follow the unavailable-policy and the fleet logs the
+//! corruption once. A record at `MAX_GENERATION` cannot make a transition (`Corrupt`, as
+//! in the memory store); force recreates it too. Counts saturate (the window's at 2^53 -
+//! 1), and every time sent to a script is at most 2^53 - 1 ms.
 //!
 //! The namespace's change log (written by `scripts/note_change.lua` after a breaker's
 //! script, read by `scripts/changes.lua`; in Cluster, the slot of `{<ns>}`):
@@ -23,8 +41,8 @@
 //! | `infuse:{<ns>}:version` | string | the namespace version (`INCR`) | none |
 //! | `infuse:{<ns>}:changes` | sorted set | service → version of its last noted change | none |
 //!
-//! Every breaker script gets the four keys. The window's buckets are keyed by the server's `TIME`
-//! (see `scripts/record_calls.lua`).
+//! Every breaker script gets the five keys. The window's buckets are keyed by the server's
+//! `TIME` (see `scripts/record_calls.lua`).
 //!
 //! Channel `infuse:events:<ns>` carries those writes as
 //! `"<inc> <gen> <seq> <state> <fail> <succ> <open_pttl> <trial_pttl> <service>"`.
