@@ -11,7 +11,8 @@
 //! on a healthy breaker (its writes replace the key whole, e.g. a trip's `SET` of the open
 //! key). `Force` (what `close()`, `open()`, `force_open()`, `disable()` run) must repair
 //! every key in the same script and succeed: a clean record, a history that starts with
-//! the manual change, and a normal trip cycle afterwards.
+//! the manual change, and a normal trip cycle afterwards. The store connects as the user
+//! of the README's minimal ACL: no check or repair may need a command outside it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -332,12 +333,26 @@ struct Harness {
 }
 
 impl Harness {
+    /// The store connects as the user of the README's minimal ACL, so that every check
+    /// and repair stays within it (a command outside it fails the case); the test looks
+    /// and writes as the default user.
     async fn start() -> Harness {
         let server = RedisServer::start();
-        let client = redis::Client::open(server.url()).unwrap();
-        let manager = redis::aio::ConnectionManager::new(client.clone())
+        let readme = include_str!("../../README.md");
+        let acl = readme
+            .lines()
+            .find(|l| l.trim_start().starts_with("ACL SETUSER infuse "))
+            .expect("README documents the ACL");
+        let args: Vec<&str> = acl
+            .split_whitespace()
+            .map(|arg| if arg == ">CHANGE-ME" { ">s3cret" } else { arg })
+            .collect();
+        server.cli(&args).expect("ACL SETUSER");
+        let url = format!("redis://infuse:s3cret@127.0.0.1:{}/0", server.port());
+        let manager = redis::aio::ConnectionManager::new(redis::Client::open(url).unwrap())
             .await
             .unwrap();
+        let client = redis::Client::open(server.url()).unwrap();
         let deadlines = Deadlines {
             call: Duration::from_secs(5),
             admin: Duration::from_secs(5),
@@ -359,6 +374,12 @@ impl Harness {
         command: Command,
     ) -> Result<Outcome, StorageError> {
         self.store.apply(service, settings, command).await
+    }
+
+    /// Fails if Redis refused any command of the store's user (the minimal ACL).
+    async fn assert_no_denials(&self) {
+        let log: Vec<redis::Value> = self.query(&["ACL", "LOG"]).await;
+        assert!(log.is_empty(), "commands were denied: {log:?}");
     }
 
     /// `apply`, which must succeed (set-up steps).
@@ -634,7 +655,7 @@ async fn every_command_against(key: Key) {
             let mut problems = Vec::new();
             match &result {
                 Err(StorageError::Corrupt(detail)) => {
-                    if !detail.contains(key.suffix()) {
+                    if !detail.contains("INFUSE_CORRUPT") || !detail.contains(key.suffix()) {
                         problems.push(format!("the error does not name the key: {detail}"));
                     }
                     if let Some(field) = hostile.field {
@@ -661,6 +682,7 @@ async fn every_command_against(key: Key) {
             }
         }
     }
+    h.assert_no_denials().await;
     assert!(
         detected >= hostiles.len(),
         "every value is read by some case"
@@ -837,6 +859,7 @@ async fn force_repairs(key: Key) {
             }
         }
     }
+    h.assert_no_denials().await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -894,6 +917,7 @@ async fn force_of_a_sound_breaker_keeps_its_record_and_history() {
         .query(&["LRANGE", &h.store.history_key(svc), "0", "-1"])
         .await;
     assert_eq!(history.len(), 1, "{history:?}");
+    h.assert_no_denials().await;
 }
 
 /// A record whose generation is at `MAX_GENERATION` (the most any record holds) counts
@@ -941,6 +965,7 @@ async fn a_generation_at_its_maximum_is_corrupt_for_a_transition_and_force_recre
         history[0].contains(" closed closed 2 manual "),
         "{history:?}"
     );
+    h.assert_no_denials().await;
 }
 
 // ---- The fleet layer: a corrupt breaker is reported, follows the policy, and close()
