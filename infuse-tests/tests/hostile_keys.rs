@@ -968,6 +968,60 @@ async fn a_generation_at_its_maximum_is_corrupt_for_a_transition_and_force_recre
     h.assert_no_denials().await;
 }
 
+/// A record whose seq is at its maximum (2^53 - 1) reads as usual but cannot be written
+/// again: a write is `Corrupt` and writes nothing; force recreates the record.
+#[tokio::test]
+async fn a_seq_at_its_maximum_is_corrupt_for_a_write_and_force_recreates_the_record() {
+    let h = Harness::start().await;
+    let settings = Settings::DEFAULT.fail_max(5).reset_timeout(LONG);
+    let svc = service("max-seq".to_owned());
+    let created = h
+        .run(svc, &settings, Command::Register { seed: None })
+        .await;
+    let keys = h.store.keys(svc);
+    let _: i64 = h
+        .query(&["HSET", &keys[0], "seq", "9007199254740991"])
+        .await;
+    let read = h.run(svc, &settings, Command::Snapshot).await;
+    assert_eq!(read.snapshot.version.seq, (1 << 53) - 1);
+    let before = h.dump(svc).await;
+    let writes = h.writes().await;
+    let fail = Command::RecordFailure {
+        generation: 1,
+        count: 1,
+    };
+    match h.apply(svc, &settings, fail).await {
+        Err(StorageError::Corrupt(detail)) => {
+            assert!(detail.contains("field seq is at its maximum"), "{detail}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(changes(&before, &h.dump(svc).await), Vec::<String>::new());
+    assert_eq!(h.writes().await, writes);
+    let closed = h.run(svc, &settings, Command::Force(Target::Closed)).await;
+    assert_ne!(
+        closed.snapshot.version.incarnation,
+        created.snapshot.version.incarnation
+    );
+    assert_eq!(closed.snapshot.version.seq, 1);
+    let generation = closed.snapshot.generation;
+    let counted = h
+        .run(
+            svc,
+            &settings,
+            Command::RecordFailure {
+                generation,
+                count: 1,
+            },
+        )
+        .await;
+    assert!(
+        counted.applied && counted.snapshot.version.seq == 2,
+        "{counted:?}"
+    );
+    h.assert_no_denials().await;
+}
+
 // ---- The fleet layer: a corrupt breaker is reported, follows the policy, and close()
 // repairs it.
 
