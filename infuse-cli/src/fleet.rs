@@ -252,13 +252,17 @@ fn window_totals(window: &HashMap<String, String>) -> Option<(u64, u64, u64)> {
         })
         .collect();
     let newest = *buckets.keys().next_back()?;
-    Some(
-        buckets
-            .range(newest.saturating_sub(9)..)
-            .fold((0, 0, 0), |(c, f, s), (_, (bc, bf, bs))| {
-                (c + bc, f + bf, s + bs)
-            }),
-    )
+    Some(buckets.range(newest.saturating_sub(9)..).fold(
+        (0u64, 0u64, 0u64),
+        |(c, f, s), (_, (bc, bf, bs))| {
+            // Saturating: the keys may hold anything.
+            (
+                c.saturating_add(*bc),
+                f.saturating_add(*bf),
+                s.saturating_add(*bs),
+            )
+        },
+    ))
 }
 
 /// The process id in a trial token (32 hex digits, the first 16 its process's id).
@@ -354,6 +358,10 @@ mod tests {
         window.insert("i42".to_owned(), "109".to_owned());
         assert_eq!(window_totals(&window), Some((8, 4, 1)));
         assert_eq!(window_totals(&HashMap::new()), None);
+        let mut huge = HashMap::new();
+        huge.insert("b0".to_owned(), format!("100 {} 1 0", u64::MAX));
+        huge.insert("b1".to_owned(), "101 5 1 0".to_owned());
+        assert_eq!(window_totals(&huge), Some((u64::MAX, 2, 0)), "saturates");
     }
 
     #[test]

@@ -15,6 +15,12 @@
 //! open times are compared to within a second, which tells backed-off re-opens (twice
 //! the reset timeout, less the trial token's jitter) apart.
 //!
+//! Extreme but legal values are in the mix: seeds at and around
+//! [`MAX_GENERATION`](infuse::store::MAX_GENERATION) (and above it, which both stores take
+//! as it), fail counters and batch counts near `u32::MAX`, a `fail_max` of `u32::MAX`. A
+//! record at the maximum generation cannot make a transition: both stores must refuse it
+//! as `StorageError::Corrupt` (changing nothing), and `Force` must recreate it in both.
+//!
 //! Reproducing a failure: the runner is seeded, by default with [`DEFAULT_SEED`], so a
 //! plain `cargo test -p infuse-tests --test store_model` replays the same sequences every
 //! time. `INFUSE_STORE_MODEL_SEED=<u64>` explores other sequences and
@@ -30,8 +36,10 @@ use tokio::time::Instant;
 
 use infuse::store::machine::{self, Record};
 use infuse::store::window::Window;
-use infuse::store::{Command, Counts, Outcome, Seed, Store, Target, TrialToken, Version};
-use infuse::{Settings, State};
+use infuse::store::{
+    Command, Counts, Outcome, Seed, Store, Target, TrialToken, Version, MAX_GENERATION,
+};
+use infuse::{Settings, State, StorageError};
 use infuse_tests::support::ServerStore;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
@@ -87,7 +95,7 @@ enum Step {
 #[derive(Debug, Clone, Copy)]
 struct SeedStep {
     state: State,
-    offset: i64,
+    generation: SeedGeneration,
     fail_counter: u32,
     open_remaining: Option<Duration>,
     /// A half-open seed's trial in flight (the slot is recreated held).
@@ -96,6 +104,13 @@ struct SeedStep {
     /// the record's own incarnation (each store's); `None`: it read none. Above zero,
     /// the store lost writes the process saw: the seed replaces the record.
     confirmed: Option<i64>,
+}
+
+/// A seed's generation: near the breaker's, or an absolute one (near the bound).
+#[derive(Debug, Clone, Copy)]
+enum SeedGeneration {
+    Offset(i64),
+    Absolute(u64),
 }
 
 /// One case: settings and a sequence of steps.
@@ -171,22 +186,36 @@ fn target() -> impl Strategy<Value = Target> {
 }
 
 fn seed() -> impl Strategy<Value = SeedStep> {
+    let generation = prop_oneof![
+        2 => prop_oneof![Just(-1i64), Just(0i64), Just(1i64), Just(2i64)]
+            .prop_map(SeedGeneration::Offset),
+        1 => prop_oneof![
+            Just(MAX_GENERATION - 2),
+            Just(MAX_GENERATION - 1),
+            Just(MAX_GENERATION),
+            Just(MAX_GENERATION + 1),
+            Just(u64::MAX),
+        ]
+        .prop_map(SeedGeneration::Absolute),
+    ];
     (
         state(),
-        prop_oneof![Just(-1i64), Just(0i64), Just(1i64), Just(2i64)],
-        0u32..5,
+        generation,
+        prop_oneof![3 => 0u32..5, 1 => Just(u32::MAX - 1), 1 => Just(u32::MAX)],
         prop::option::of(Just(MINUTES)),
         prop::option::of(Just(MINUTES)),
         prop::option::of(prop_oneof![Just(-1i64), Just(0i64), Just(1i64), Just(3i64)]),
     )
         .prop_map(
-            |(state, offset, fail_counter, open_remaining, trial_remaining, confirmed)| SeedStep {
-                state,
-                offset,
-                fail_counter,
-                open_remaining,
-                trial_remaining,
-                confirmed,
+            |(state, generation, fail_counter, open_remaining, trial_remaining, confirmed)| {
+                SeedStep {
+                    state,
+                    generation,
+                    fail_counter,
+                    open_remaining,
+                    trial_remaining,
+                    confirmed,
+                }
             },
         )
 }
@@ -194,8 +223,12 @@ fn seed() -> impl Strategy<Value = SeedStep> {
 /// A batch of up to 6 calls (sometimes none), consistent as a process reports it: the
 /// tail is at most the failures, and all of them when the batch holds no success.
 fn counts() -> impl Strategy<Value = Counts> {
-    (0u32..7)
-        .prop_flat_map(|calls| (Just(calls), 0..=calls, 0..=calls))
+    // Now and then a batch near u32::MAX, its parts at the edges.
+    let huge = (u32::MAX - 1..=u32::MAX).prop_flat_map(|calls| {
+        let part = move || prop_oneof![Just(0), Just(calls / 2), Just(calls - 1), Just(calls)];
+        (Just(calls), part(), part())
+    });
+    prop_oneof![5 => (0u32..7).prop_flat_map(|calls| (Just(calls), 0..=calls, 0..=calls)), 1 => huge]
         .prop_flat_map(|(calls, failures, slow)| {
             let tail = if failures == calls {
                 Just(failures).boxed()
@@ -228,7 +261,11 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         2 => prop::option::of(seed()).prop_map(Step::Register),
         1 => Just(Step::Snapshot),
-        4 => (offset(), prop_oneof![3 => Just(1u32), 1 => 0u32..5], 0..INSTANCES.len())
+        4 => (
+            offset(),
+            prop_oneof![6 => Just(1u32), 2 => 0u32..5, 1 => Just(u32::MAX)],
+            0..INSTANCES.len()
+        )
             .prop_map(|(offset, count, instance)| Step::RecordFailure { offset, count, instance }),
         2 => offset().prop_map(|offset| Step::RecordSuccess { offset }),
         4 => (offset(), counts(), 0..INSTANCES.len())
@@ -242,8 +279,9 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn case() -> impl Strategy<Value = Case> {
     (
-        // A large fail_max now and then, so that rates trip before consecutive failures.
-        prop_oneof![4 => 1u32..4, 1 => Just(50u32)],
+        // A large fail_max now and then, so that rates trip before consecutive failures
+        // (u32::MAX: only a saturated counter trips).
+        prop_oneof![8 => 1u32..4, 2 => Just(50u32), 1 => Just(u32::MAX)],
         1u32..3,
         rates(),
         any::<bool>(),
@@ -268,7 +306,10 @@ fn command(step: Step, current: u64, version: Version) -> Command {
         Step::Register(seed) => Command::Register {
             seed: seed.map(|s| Seed {
                 state: s.state,
-                generation: near(s.offset),
+                generation: match s.generation {
+                    SeedGeneration::Offset(offset) => near(offset),
+                    SeedGeneration::Absolute(generation) => generation,
+                },
                 fail_counter: s.fail_counter,
                 open_remaining: s.open_remaining,
                 trial_remaining: s.trial_remaining,
@@ -368,8 +409,15 @@ fn fresh_service() -> &'static str {
 }
 
 /// What a command did, for the coverage check: its kind, whether it was applied, and
-/// whether it changed the state (and why, where the rules differ).
-fn arm(command: &Command, outcome: &Outcome, settings: &Settings) -> String {
+/// whether it changed the state (and why, where the rules differ); or that it was refused
+/// as corrupt (a transition at the maximum generation), or that a force recreated a
+/// record at it.
+fn arm(
+    command: &Command,
+    result: &Result<Outcome, StorageError>,
+    settings: &Settings,
+    at_max: bool,
+) -> String {
     let kind = match command {
         Command::Register { seed: None } => "Register",
         Command::Register { seed: Some(_) } => "Register(seed)",
@@ -384,6 +432,13 @@ fn arm(command: &Command, outcome: &Outcome, settings: &Settings) -> String {
         Command::Force(_) => "Force",
         _ => "another command",
     };
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(_) => return format!("{kind} corrupt"),
+    };
+    if at_max && kind == "Force" {
+        return "Force at the maximum generation".to_owned();
+    }
     let applied = if outcome.applied {
         "applied"
     } else {
@@ -434,6 +489,9 @@ const MUST_REACH: &[&str] = &[
     "RecordTrial(err) applied, moved",
     "RecordTrial(err) applied, moved backing off",
     "RecordTrial(err) refused",
+    "RecordFailure corrupt",
+    "RecordCalls corrupt",
+    "Force at the maximum generation",
     "ReleaseTrial applied",
     "ReleaseTrial refused",
     "Force applied, moved",
@@ -492,16 +550,36 @@ async fn check(
     for (i, &step) in case.steps.iter().enumerate() {
         let in_memory = memory.as_ref().map(Record::version).unwrap_or_default();
         let command = command(step, current, in_memory);
-        let expected = machine::apply(&mut memory, &command, &settings, Instant::now(), || {
+        let redis_command = self::command(step, current, redis_version);
+        let at_max = memory
+            .as_ref()
+            .is_some_and(|r| r.generation >= MAX_GENERATION);
+        let result = machine::try_apply(&mut memory, &command, &settings, Instant::now(), || {
             incarnations += 1;
             incarnations
         });
-        let in_redis = redis_version;
-        let redis_command = self::command(step, current, in_redis);
-        let actual = redis
-            .apply(service, &settings, redis_command)
-            .await
-            .map_err(|e| TestCaseError::fail(format!("step {i}: {command:?}: Redis: {e}")))?;
+        let answer = redis.apply(service, &settings, redis_command).await;
+        let (expected, actual) = match (&result, answer) {
+            (Ok(expected), Ok(actual)) => (*expected, actual),
+            // Both refuse the transition: then both still answer alike.
+            (Err(StorageError::Corrupt(_)), Err(StorageError::Corrupt(_))) => {
+                let snapshot = Command::Snapshot;
+                let expected =
+                    machine::apply(&mut memory, &snapshot, &settings, Instant::now(), || 1);
+                let actual = redis
+                    .apply(service, &settings, snapshot)
+                    .await
+                    .map_err(|e| {
+                        TestCaseError::fail(format!("step {i}: then a snapshot: Redis: {e}"))
+                    })?;
+                (expected, actual)
+            }
+            (memory, redis) => {
+                return Err(TestCaseError::fail(format!(
+                    "step {i}: {command:?}\n  memory: {memory:?}\n  redis:  {redis:?}"
+                )))
+            }
+        };
         if observed(&expected) != observed(&actual) || !close_in_time(&expected, &actual) {
             return Err(TestCaseError::fail(format!(
                 "step {i}: {command:?}\n  memory: {expected:?}\n  redis:  {actual:?}"
@@ -517,7 +595,7 @@ async fn check(
             )));
         }
         redis_version = actual.snapshot.version;
-        reached.insert(arm(&command, &expected, &settings));
+        reached.insert(arm(&command, &result, &settings, at_max));
         if expected.snapshot.exists() {
             current = expected.snapshot.generation;
         }

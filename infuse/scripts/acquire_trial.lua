@@ -17,6 +17,10 @@ if holder then
   end
   return reply(0, from, rec)
 end
+room(rec, false)
+if rec.state == OPEN then
+  check_history()
+end
 redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
 if rec.state == OPEN then
   rec.state = HALF_OPEN

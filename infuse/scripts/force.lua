@@ -1,18 +1,53 @@
--- force (machine.rs: force): put the breaker in a state by hand. Always applied; a
--- record holding garbage is replaced, so an operator recovers with close(). Every target
--- resets the backoff and the window.
+-- force (machine.rs: force): put the breaker in a state by hand. Always applied, and
+-- repairs every key of the breaker in the same script, so an operator recovers with
+-- close(): a state hash holding garbage (parse: a field missing or out of range) is
+-- deleted and the record recreated closed with a new incarnation, as is one whose
+-- generation or seq is at its maximum (machine.rs does the same); the open, trial and
+-- window keys are deleted whatever they hold (every target resets the backoff and the
+-- window); a history that is not a list with an expiry is deleted (the entry this
+-- command writes starts it afresh). A repair is written to the history even when the
+-- state does not change. (Only commands of the README's minimal ACL.)
 -- ARGV: target state code, open_ms (target open), key_ttl_ms, channel, service, inc,
 --       process
-local ok, rec = pcall(load)
-if not ok then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-  rec = nil
+
+-- Whether the history is what remember() leaves: a list with an expiry (its entries are
+-- read only by `infuse explain`, which skips any it cannot parse, and LTRIM bounds it).
+local function history_ok()
+  local kind = redis.call('TYPE', KEYS[5])['ok']
+  return kind == 'none' or (kind == 'list' and redis.call('PTTL', KEYS[5]) >= 0)
 end
+
+local repaired = false
+local rec = nil
+local from = CLOSED
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'hash' then
+  local ok, parsed = pcall(parse, fields())
+  if ok and parsed.gen < MAX_GENERATION and parsed.seq < MAX_EXACT then
+    rec = parsed
+    from = rec.state
+  else
+    -- Garbage, or a record that cannot be bumped: recreated. The change is from the
+    -- state it claims, if it names one.
+    from = integer(redis.call('HMGET', KEYS[1], 'state')[1], CLOSED, DISABLED) or CLOSED
+    redis.call('DEL', KEYS[1])
+    repaired = true
+  end
+elseif kind ~= 'none' then
+  redis.call('DEL', KEYS[1])
+  repaired = true
+end
+if not (pcall(check_timed, KEYS[2]) and pcall(check_timed, KEYS[3]) and pcall(read_window)) then
+  repaired = true -- deleted below, as by every force
+end
+if not history_ok() then
+  redis.call('DEL', KEYS[5])
+  repaired = true
+end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 if not rec then
   rec = fresh(ARGV[6])
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 end
-local from = rec.state
 local to = tonumber(ARGV[1])
 rec.reo = 0
 if to == CLOSED then
@@ -24,9 +59,8 @@ else
   rec.gen = rec.gen + 1
   rec.succ = 0
   rec.str = ''
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 end
 save(rec, ARGV[3])
-remember(from, rec, 'manual', ARGV[7], ARGV[3])
+remember(from, rec, 'manual', ARGV[7], ARGV[3], repaired)
 publish(ARGV[4], ARGV[5], rec)
 return reply(1, from, rec)

@@ -32,15 +32,76 @@
 -- Event fields: inc, gen, seq, state, fail, succ, open_pttl, trial_pttl, service
 -- Time comes only from the server: PX expiry of the open and trial keys, and TIME for the
 -- window's buckets.
+--
+-- Validation: every script checks every key and field it reads before its first write
+-- and raises INFUSE_CORRUPT (StorageError::Corrupt, naming the key and field) without
+-- writing anything (no history entry, no window write, no PUBLISH) when one is wrong:
+--   state    absent, or a hash whose inc, gen, seq, state, fail, succ (and reo, if
+--            present) are integers in their ranges (parse below; "nan", "inf", "-1",
+--            "1.5", "1e400", 2^63 are all corrupt)
+--   open     absent, or a string with an expiry (check_timed); so is trial
+--   window   (record_calls with a rate rule, the only reader) absent, or a hash of
+--            bucket and instance fields (read_window)
+--   history  (arms that append to it) absent, or a list (check_history)
+-- and a transition needs room to bump the generation, a write room to bump seq (room).
+-- A key a command neither reads nor appends to is not checked (a closed breaker's
+-- record_failure does not look at the open key; a trip replaces it). A breaker whose
+-- keys are corrupt follows the unavailable-policy until force (close(), open(), ...)
+-- repairs it: force.lua deletes every key holding garbage and recreates the record, in
+-- the same script.
 
 -- State codes (infuse/src/core/state.rs: State::code).
 local CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = 0, 1, 2, 3, 4
 -- State names by code (State's Display).
 local STATE_NAMES = {[0] = 'closed', 'open', 'half-open', 'forced-open', 'disabled'}
 local HISTORY_LEN = 50
+-- Bounds (the Rust constants of the same meaning are pinned to these by wire.rs's tests).
+-- Every number a script reads or writes is an integer a Lua double holds exactly.
+-- The largest generation (core::MAX_GENERATION, 2^53 - 2): a record at it cannot make a
+-- transition (a script that would bump it raises INFUSE_CORRUPT; force recreates it).
+local MAX_GENERATION = 9007199254740990
+-- 2^53 - 1: the largest seq (a record at it cannot be written again), and the largest
+-- count a window bucket or total holds (window::MAX_TOTAL; sums saturate at it).
+local MAX_EXACT = 9007199254740991
+-- u32::MAX: the largest fail, succ and reo (saturating, as in machine.rs).
+local MAX_COUNT = 4294967295
 
 local function corrupt(what)
   error({err = 'INFUSE_CORRUPT ' .. what})
+end
+
+-- A value as an error message shows it: quoted, and cut short.
+local function shown(text)
+  if #text > 40 then
+    text = string.sub(text, 1, 40) .. '...'
+  end
+  return "'" .. text .. "'"
+end
+
+-- The integer `text` spells, if it is one in min..max: decimal digits only (no sign,
+-- fraction, exponent, nan or inf). Nil otherwise.
+local function integer(text, min, max)
+  if type(text) ~= 'string' or not string.find(text, '^%d+$') then
+    return nil
+  end
+  local n = tonumber(text)
+  if n < min or n > max then
+    return nil
+  end
+  return n
+end
+
+-- Field `name` of hash `key`, an integer in min..max (HMGET answers false for a missing
+-- field).
+local function field(key, name, text, min, max)
+  if not text then
+    corrupt(key .. ' has no field ' .. name)
+  end
+  local n = integer(text, min, max)
+  if not n then
+    corrupt(string.format('%s field %s is %s, not an integer in %d..%d', key, name, shown(text), min, max))
+  end
+  return n
 end
 
 -- A timed key must be absent, or a string that expires; anything else would wedge the
@@ -58,26 +119,45 @@ local function check_timed(key)
   end
 end
 
--- The record from its HMGET fields (nil when the hash is absent).
+-- The record from its HMGET fields, every one checked: inc a non-zero decimal u64 (the
+-- incarnation Rust parses; "0" answers "no record"), gen 1..MAX_GENERATION, seq
+-- 0..MAX_EXACT, state a state code, fail, succ and reo 0..MAX_COUNT (reo absent = 0: a
+-- record written before it existed).
 local function parse(v)
-  local rec = {inc = v[1], gen = tonumber(v[2]), seq = tonumber(v[3]), state = tonumber(v[4]),
-               fail = tonumber(v[5]), succ = tonumber(v[6]), reo = tonumber(v[7] or 0),
-               str = v[8] or ''}
-  if not (rec.inc and rec.gen and rec.seq and rec.state and rec.fail and rec.succ and rec.reo)
-      or rec.state < CLOSED or rec.state > DISABLED or rec.state % 1 ~= 0 then
-    corrupt(KEYS[1] .. ' has missing or invalid fields')
+  local key = KEYS[1]
+  local inc = v[1]
+  if not inc then
+    corrupt(key .. ' has no field inc')
   end
-  if not string.match(rec.str, '^[%d ]*$') then
-    corrupt(KEYS[1] .. ' field str is not a list of process ids')
+  if not string.find(inc, '^%d+$') or not string.find(inc, '[1-9]') or #inc > 20
+      or (#inc == 20 and inc > '18446744073709551615') then
+    corrupt(key .. ' field inc is ' .. shown(inc) .. ', not a non-zero decimal u64')
+  end
+  local rec = {inc = inc, gen = field(key, 'gen', v[2], 1, MAX_GENERATION),
+               seq = field(key, 'seq', v[3], 0, MAX_EXACT),
+               state = field(key, 'state', v[4], CLOSED, DISABLED),
+               fail = field(key, 'fail', v[5], 0, MAX_COUNT),
+               succ = field(key, 'succ', v[6], 0, MAX_COUNT), reo = 0}
+  if v[7] then
+    rec.reo = field(key, 'reo', v[7], 0, MAX_COUNT)
+  end
+  rec.str = v[8] or ''
+  if not string.find(rec.str, '^[%d ]*$') or #rec.str > 65536 then
+    corrupt(key .. ' field str is ' .. shown(rec.str) .. ', not a list of process ids')
   end
   return rec
 end
 
 local function fields()
-  return redis.call('HMGET', KEYS[1], 'inc', 'gen', 'seq', 'state', 'fail', 'succ', 'reo', 'str')
+  local v = redis.pcall('HMGET', KEYS[1], 'inc', 'gen', 'seq', 'state', 'fail', 'succ', 'reo', 'str')
+  if v.err then
+    corrupt(KEYS[1] .. ' is a ' .. redis.call('TYPE', KEYS[1])['ok'] .. ', not a hash')
+  end
+  return v
 end
 
--- Reads the record, or nil when absent (Option<Record> in machine.rs).
+-- Reads the record, or nil when absent (Option<Record> in machine.rs), checking the
+-- state hash and the open and trial keys.
 local function load()
   local kind = redis.call('TYPE', KEYS[1])['ok']
   if kind == 'none' then
@@ -93,12 +173,15 @@ local function load()
 end
 
 -- load() for the commands of the calls' own path (record_failure, record_success): one
--- HMGET (a key of another type fails it with WRONGTYPE, which the client reports as
--- corrupt), and the timed keys checked only when the record is not letting calls
--- through, the only time these commands read them. Nil when absent.
+-- HMGET, and the timed keys checked only when the record is not letting calls through,
+-- the only time these commands read them (a closed breaker's trip replaces the open
+-- key whatever it holds). Nil when absent.
 local function load_calls()
   local v = fields()
   if not (v[1] or v[2] or v[3] or v[4] or v[5] or v[6] or v[7] or v[8]) then
+    if redis.call('EXISTS', KEYS[1]) == 1 then
+      corrupt(KEYS[1] .. ' has none of the fields inc gen seq state fail succ reo str')
+    end
     return nil
   end
   local rec = parse(v)
@@ -107,6 +190,66 @@ local function load_calls()
     check_timed(KEYS[3])
   end
   return rec
+end
+
+-- Checked by an arm before its first write, so that a command is applied whole or not
+-- at all: every write bumps seq, and every transition (`bumps`) the generation; one at
+-- its maximum cannot be bumped, and the record is corrupt (force recreates it).
+local function room(rec, bumps)
+  if rec.seq >= MAX_EXACT then
+    corrupt(string.format('%s field seq is at its maximum %d: it cannot be bumped', KEYS[1], MAX_EXACT))
+  end
+  if bumps and rec.gen >= MAX_GENERATION then
+    corrupt(string.format('%s field gen is at its maximum %d: it cannot be bumped', KEYS[1], MAX_GENERATION))
+  end
+end
+
+-- Checked by an arm that appends to the history (remember), before its first write.
+local function check_history()
+  local kind = redis.call('TYPE', KEYS[5])['ok']
+  if kind ~= 'none' and kind ~= 'list' then
+    corrupt(KEYS[5] .. ' is a ' .. kind .. ', not a list')
+  end
+end
+
+-- Reads the window (KEYS[4]; see record_calls.lua), checking every field: b<slot> =
+-- "index calls failures slow", integers in 0..MAX_EXACT with index % 10 = slot;
+-- i<instance> = an integer in 0..MAX_EXACT; nothing else. Returns the buckets as
+-- {index, calls, failures, slow, field} and the instances as {field, last bucket}.
+local function read_window()
+  local w = redis.pcall('HGETALL', KEYS[4])
+  if w.err then
+    corrupt(KEYS[4] .. ' is a ' .. redis.call('TYPE', KEYS[4])['ok'] .. ', not a hash')
+  end
+  local buckets, instances = {}, {}
+  for i = 1, #w, 2 do
+    local name, value = w[i], w[i + 1]
+    local slot = string.match(name, '^b(%d)$')
+    if slot then
+      local b, c, f, s = string.match(value, '^(%d+) (%d+) (%d+) (%d+)$')
+      b, c, f, s = integer(b, 0, MAX_EXACT), integer(c, 0, MAX_EXACT),
+                   integer(f, 0, MAX_EXACT), integer(s, 0, MAX_EXACT)
+      if not (b and c and f and s) or b % 10 ~= tonumber(slot) then
+        corrupt(KEYS[4] .. ' field ' .. name .. ' is ' .. shown(value)
+                .. ', not "index calls failures slow" (integers below 2^53, index % 10 = ' .. slot .. ')')
+      end
+      buckets[#buckets + 1] = {b, c, f, s, name}
+    elseif #name <= 21 and string.find(name, '^i%d+$') then
+      local last = integer(value, 0, MAX_EXACT)
+      if not last then
+        corrupt(KEYS[4] .. ' field ' .. name .. ' is ' .. shown(value) .. ', not a bucket index')
+      end
+      instances[#instances + 1] = {name, last}
+    else
+      corrupt(KEYS[4] .. ' has an unknown field ' .. shown(name))
+    end
+  end
+  return buckets, instances
+end
+
+-- a + b, saturating at MAX_EXACT (window::MAX_TOTAL): exact below it.
+local function add(a, b)
+  return math.min(a + b, MAX_EXACT)
 end
 
 -- Record::closed
@@ -200,8 +343,9 @@ local function streak_trips(rec, fail_max, quorum)
 end
 
 -- Settings::open_ms: how long the reopens-th consecutive re-open lasts (reopens = 0: a
--- first trip), in ms. max_ms = 0: no backoff. Integers below 2^53 throughout (times are
--- at most 24 h), so the doubles of Lua compute exactly what Rust does.
+-- first trip), in ms. max_ms = 0: no backoff. Integers below 2^53 throughout (the store
+-- sends times of at most 2^53 - 1 ms, and the jitter's share is computed as Rust does,
+-- by quotient and remainder), so the doubles of Lua compute exactly what Rust does.
 local function open_ms(reopens, reset_ms, max_ms, jitter)
   local base = math.max(reset_ms, 1)
   if max_ms == 0 or reopens == 0 then
@@ -212,25 +356,24 @@ local function open_ms(reopens, reset_ms, max_ms, jitter)
   if reopens < 40 then
     doubled = math.min(base * 2 ^ reopens, max)
   end
-  return doubled - math.floor(doubled * math.min(jitter, 999) / 5000)
+  local j = math.min(jitter, 999)
+  local r = math.fmod(doubled, 5000)
+  return doubled - ((doubled - r) / 5000 * j + math.floor(r * j / 5000))
 end
 
--- Appends the change from -> rec.state to the breaker's history (KEYS[5]), with the
--- server's clock; the list expires with the record. `remember` only when the state
--- changed; `write_history` always (a record re-seeded in the same state).
-local function write_history(from, rec, reason, process, ttl_ms)
+-- Appends the change from -> rec.state, if any (or in any case when `always`), to the
+-- breaker's history (KEYS[5]), with the server's clock; the list expires with the record.
+-- The arm checks the history first (check_history).
+local function remember(from, rec, reason, process, ttl_ms, always)
+  if rec.state == from and not always then
+    return
+  end
   local t = redis.call('TIME')
   local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('LPUSH', KEYS[5], table.concat({string.format('%d', ms), STATE_NAMES[from],
-             STATE_NAMES[rec.state], rec.gen, reason, process}, ' '))
+  redis.call('LPUSH', KEYS[5], string.format('%d %s %s %d %s %s', ms, STATE_NAMES[from],
+             STATE_NAMES[rec.state], rec.gen, reason, process))
   redis.call('LTRIM', KEYS[5], 0, HISTORY_LEN - 1)
   redis.call('PEXPIRE', KEYS[5], ttl_ms)
-end
-
-local function remember(from, rec, reason, process, ttl_ms)
-  if rec.state ~= from then
-    write_history(from, rec, reason, process, ttl_ms)
-  end
 end
 
 local function pttl(key)
@@ -257,8 +400,11 @@ local ABSENT = {0, CLOSED, '0', 1, 0, CLOSED, 0, 0, -1, -1, ''}
 
 -- Tells every process of the fleet what a reply `r` holds (event fields above,
 -- space-separated).
+-- (string.format: table.concat would write a number of 15 digits or more in exponent
+-- notation.)
 local function publish_reply(channel, service, r)
-  redis.call('PUBLISH', channel, table.concat({r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], service}, ' '))
+  redis.call('PUBLISH', channel, string.format('%s %d %d %d %d %d %d %d %s', r[3], r[4], r[5],
+             r[6], r[7], r[8], r[9], r[10], service))
 end
 
 local function publish(channel, service, rec)

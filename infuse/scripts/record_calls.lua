@@ -10,6 +10,8 @@
 -- field i<instance> = the last bucket it did; buckets and instances older than ten buckets
 -- are out of the window (instance fields are pruned here). The bucket index is the
 -- server's TIME in ms / bucket_ms. The key expires two windows after its last write.
+-- Counts saturate at 2^53 - 1 (window::MAX_TOTAL); a field that is none of these, or not
+-- integers below 2^53, makes the window corrupt (read_window).
 -- ARGV: generation, calls, failures, slow, tail, instance, fail_max (>= 1),
 --       failure_rate ('' = unset), slow_call_rate ('' = unset), min_calls (>= 1),
 --       min_instances (>= 1), bucket_ms (window.rs: bucket_ms), reset_timeout_ms,
@@ -30,7 +32,7 @@ if calls > failures then
   rec.fail = 0 -- a success ends the streak
   note_streak(rec, nil, quorum)
 end
-rec.fail = math.min(rec.fail + tail, 4294967295)
+rec.fail = math.min(rec.fail + tail, MAX_COUNT)
 if tail > 0 then
   note_streak(rec, ARGV[6], quorum)
 else
@@ -39,70 +41,74 @@ end
 local trips = streak_trips(rec, tonumber(ARGV[7]), quorum)
 local failure_rate, slow_rate = tonumber(ARGV[8]), tonumber(ARGV[9])
 local rates = failure_rate ~= nil or slow_rate ~= nil
+-- The window's totals at `index`, the batch's bucket (field `slot`), and what to write.
 local tc, tf, ts = 0, 0, 0
+local bucket_ms, index, slot, me, reporting, bc, bf, bs
+local stale = {}
 -- A closed breaker the consecutive rule trips loses its window anyway: skip it.
 if rates and not (trips and rec.state == CLOSED) then
-  local bucket_ms = tonumber(ARGV[12])
+  bucket_ms = tonumber(ARGV[12])
   local time = redis.call('TIME')
-  local index = math.floor((tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)) / bucket_ms)
-  local slot = 'b' .. (index % 10)
-  local me = 'i' .. ARGV[6]
-  local reporting = failures > 0 or slow > 0
-  -- The batch's bucket, and the totals and instances of the window at `index`.
-  local bc, bf, bs = calls, failures, slow
-  local instances, stale = 0, {}
+  index = math.floor((tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)) / bucket_ms)
+  slot = 'b' .. string.format('%d', index % 10)
+  me = 'i' .. ARGV[6]
+  reporting = failures > 0 or slow > 0
+  bc, bf, bs = calls, failures, slow
+  local instances = 0
   if reporting then
     instances = 1
   end
-  local w = redis.call('HGETALL', KEYS[4])
-  for i = 1, #w, 2 do
-    local field, value = w[i], w[i + 1]
-    if string.byte(field) == 98 then -- 'b': a bucket
-      local b, c, f, s = string.match(value, '^(%d+) (%d+) (%d+) (%d+)$')
-      if not b then
-        corrupt(KEYS[4] .. ' field ' .. field .. ' is not "index calls failures slow"')
+  local buckets, reporters = read_window()
+  for _, bucket in ipairs(buckets) do
+    local b, c, f, s, name = bucket[1], bucket[2], bucket[3], bucket[4], bucket[5]
+    if name == slot then
+      if b == index then
+        bc, bf, bs = add(bc, c), add(bf, f), add(bs, s)
       end
-      b = tonumber(b)
-      if field == slot then
-        if b == index then
-          bc, bf, bs = bc + c, bf + f, bs + s
-        end
-      elseif b <= index and index - b < 10 then
-        tc, tf, ts = tc + c, tf + f, ts + s
-      end
-    elseif field ~= me or not reporting then -- an instance (this one counted above)
-      local last = tonumber(value)
-      if last and last <= index and index - last < 10 then
+    elseif b <= index and index - b < 10 then
+      tc, tf, ts = add(tc, c), add(tf, f), add(ts, s)
+    end
+  end
+  for _, reporter in ipairs(reporters) do
+    local name, last = reporter[1], reporter[2]
+    if name ~= me or not reporting then -- (this one counted above)
+      if last <= index and index - last < 10 then
         instances = instances + 1
       else
-        stale[#stale + 1] = field
+        stale[#stale + 1] = name
       end
     end
   end
-  tc, tf, ts = tc + bc, tf + bf, ts + bs
+  tc, tf, ts = add(tc, bc), add(tf, bf), add(ts, bs)
   if not trips and tc >= tonumber(ARGV[10]) and instances >= tonumber(ARGV[11]) then
     trips = (failure_rate ~= nil and tf * 100 >= failure_rate * tc)
         or (slow_rate ~= nil and ts * 100 >= slow_rate * tc)
   end
-  if not (trips and rec.state == CLOSED) then
-    local bucket = string.format('%d %d %d %d', index, bc, bf, bs)
-    if reporting then
-      redis.call('HSET', KEYS[4], slot, bucket, me, string.format('%d', index))
-    else
-      redis.call('HSET', KEYS[4], slot, bucket)
-    end
-    for i = 1, #stale, 1000 do -- (unpack takes a few thousand values at most)
-      redis.call('HDEL', KEYS[4], unpack(stale, i, math.min(i + 999, #stale)))
-    end
-    redis.call('PEXPIRE', KEYS[4], 20 * bucket_ms)
-  end
 end
-local window = nil
-if trips and rec.state == CLOSED then
-  trip(rec, ARGV[13])
-elseif rec.fail == before and rec.str == streak_before and not rates then
+local tripping = trips and rec.state == CLOSED
+if not tripping and rec.fail == before and rec.str == streak_before and not rates then
   -- Nothing changed (machine.rs: no write, no new seq).
   return reply(1, from, rec)
+end
+-- Everything read is valid; what the writes need is checked before the first.
+room(rec, tripping)
+if tripping then
+  check_history()
+elseif rates then
+  local bucket = string.format('%d %d %d %d', index, bc, bf, bs)
+  if reporting then
+    redis.call('HSET', KEYS[4], slot, bucket, me, string.format('%d', index))
+  else
+    redis.call('HSET', KEYS[4], slot, bucket)
+  end
+  for i = 1, #stale, 1000 do -- (unpack takes a few thousand values at most)
+    redis.call('HDEL', KEYS[4], unpack(stale, i, math.min(i + 999, #stale)))
+  end
+  redis.call('PEXPIRE', KEYS[4], 20 * bucket_ms)
+end
+local window = nil
+if tripping then
+  trip(rec, ARGV[13])
 elseif rates then
   -- The window's totals, so the reporting process can tell when its next counts
   -- could trip (machine.rs: Outcome::window).

@@ -15,11 +15,18 @@ if rec.gen ~= tonumber(ARGV[1]) or (rec.state ~= CLOSED and rec.state ~= DISABLE
     or count < 1 then
   return reply(0, from, rec)
 end
-local before = rec.fail
-rec.fail = math.min(rec.fail + count, 4294967295)
+local before, streak_before = rec.fail, rec.str
+rec.fail = math.min(rec.fail + count, MAX_COUNT)
 local quorum = tonumber(ARGV[10])
 note_streak(rec, ARGV[9], quorum)
-if rec.state == CLOSED and streak_trips(rec, tonumber(ARGV[3]), quorum) then
+local trips = rec.state == CLOSED and streak_trips(rec, tonumber(ARGV[3]), quorum)
+if not trips and rec.fail == before and rec.str == streak_before then
+  -- The counter is saturated: nothing changed (machine.rs: no write, no new seq).
+  return reply(1, from, rec)
+end
+room(rec, trips)
+if trips then
+  check_history()
   trip(rec, ARGV[4])
   save(rec, ARGV[5])
   remember(from, rec, 'consecutive_failures', ARGV[8], ARGV[5])

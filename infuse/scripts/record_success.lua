@@ -11,6 +11,7 @@ if rec.gen ~= tonumber(ARGV[1]) or (rec.state ~= CLOSED and rec.state ~= DISABLE
     or rec.fail == 0 then
   return reply(0, from, rec)
 end
+room(rec, false)
 rec.fail = 0
 rec.str = ''
 save_fail(rec, ARGV[2])

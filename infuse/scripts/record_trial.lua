@@ -14,22 +14,28 @@ local from = rec.state
 if rec.state ~= HALF_OPEN or redis.call('GET', KEYS[3]) ~= ARGV[1] then
   return reply(0, from, rec)
 end
+local success = ARGV[2] == '1'
+local moves = not success or rec.succ + 1 >= tonumber(ARGV[3])
+room(rec, moves)
+if moves then
+  check_history()
+end
 redis.call('DEL', KEYS[3])
-if ARGV[2] == '1' then
+if success then
   rec.fail = 0
   rec.str = ''
-  rec.succ = rec.succ + 1
+  rec.succ = math.min(rec.succ + 1, MAX_COUNT)
   if rec.succ >= tonumber(ARGV[3]) then
     close(rec)
   end
 else
   -- As pybreaker: the fail counter keeps counting through half-open.
-  rec.fail = rec.fail + 1
-  rec.reo = rec.reo + 1
+  rec.fail = math.min(rec.fail + 1, MAX_COUNT)
+  rec.reo = math.min(rec.reo + 1, MAX_COUNT)
   trip(rec, open_ms(rec.reo, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])))
 end
 save(rec, ARGV[7])
-if ARGV[2] == '1' then
+if success then
   remember(from, rec, 'trial_succeeded', ARGV[10], ARGV[7])
 else
   remember(from, rec, 'trial_failed', ARGV[10], ARGV[7])

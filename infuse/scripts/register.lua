@@ -30,6 +30,9 @@ if rec then
     return reply(0, rec.state, rec)
   end
 end
+if seeded then
+  check_history() -- written below, before anything is
+end
 local new = fresh(ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 if seeded then
@@ -48,7 +51,7 @@ if rec then
 end
 save(new, ARGV[2])
 if seeded then
-  write_history(from, new, reason, ARGV[12], ARGV[2])
+  remember(from, new, reason, ARGV[12], ARGV[2], true)
 end
 publish(ARGV[3], ARGV[4], new)
 return reply(1, from, new)

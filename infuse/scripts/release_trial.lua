@@ -8,6 +8,7 @@ end
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then
   return reply(0, rec.state, rec)
 end
+room(rec, false)
 redis.call('DEL', KEYS[3])
 save(rec, ARGV[2])
 publish(ARGV[3], ARGV[4], rec)

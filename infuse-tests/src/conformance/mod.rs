@@ -89,6 +89,10 @@ macro_rules! __conformance_cases {
             reporters_leave_the_window,
             backoff_doubles_open_time_up_to_max,
             close_and_force_reset_backoff,
+            counts_saturate_at_their_bounds,
+            seeds_above_the_generation_bound_are_taken_at_it,
+            a_generation_at_its_bound_cannot_be_bumped_and_force_recreates_the_record,
+            times_beyond_any_bound_are_capped,
         }
     };
 }
@@ -1866,4 +1870,211 @@ pub async fn close_and_force_reset_backoff<S: Store>(store: &S, prefix: &str) {
     assert!(acquire(store, svc, &s, token, LONG_LEASE).await.applied);
     let reopened = trial(store, svc, &s, token, false).await;
     assert_open_for(svc, &reopened.snapshot, s.open_ms(1, token.jitter()));
+}
+
+// ---------------------------------------------------------------------------------------
+// Extreme values through the Store API: nothing panics, wraps, or wedges
+
+/// Counters saturate instead of wrapping: the fail counter at `u32::MAX`, and a window's
+/// totals (batches of `u32::MAX` calls add up exactly, far below the window's bound).
+pub async fn counts_saturate_at_their_bounds<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "counts_saturate_at_their_bounds");
+    let s = settings(u32::MAX, 1).failure_rate(50).min_calls(1);
+    register(store, svc, &s).await;
+    // Disabled: counted, never tripped.
+    let generation = force(store, svc, &s, State::Disabled)
+        .await
+        .snapshot
+        .generation;
+    let many = Command::RecordFailure {
+        generation,
+        count: u32::MAX,
+        instance: 1,
+    };
+    for _ in 0..2 {
+        let outcome = apply(store, svc, &s, many).await;
+        assert!(outcome.applied, "{svc}: {outcome:?}");
+        assert_eq!(
+            outcome.snapshot.fail_counter,
+            u32::MAX,
+            "{svc}: {outcome:?}"
+        );
+        assert_eq!(
+            outcome.snapshot.state,
+            State::Disabled,
+            "{svc}: {outcome:?}"
+        );
+    }
+    let reset = succeed(store, svc, &s, generation).await;
+    assert_eq!(reset.snapshot.fail_counter, 0, "{svc}: {reset:?}");
+    let max = u32::MAX;
+    let mut last = None;
+    for instance in 1..=3 {
+        let outcome = report(
+            store,
+            svc,
+            &s,
+            generation,
+            counts(max, max, max, max),
+            instance,
+        )
+        .await;
+        assert!(outcome.applied, "{svc}: {outcome:?}");
+        assert_eq!(
+            outcome.snapshot.state,
+            State::Disabled,
+            "{svc}: {outcome:?}"
+        );
+        last = Some(outcome);
+    }
+    let last = last.unwrap();
+    let total = 3 * u64::from(max);
+    let window = last.window.expect("a rate rule's batch answers the window");
+    assert_eq!(
+        (window.calls, window.failures, window.slow),
+        (total, total, total),
+        "{svc}: {last:?}"
+    );
+    assert_eq!(last.snapshot.fail_counter, u32::MAX, "{svc}: {last:?}");
+}
+
+fn seed_of(state: State, generation: u64, fail_counter: u32) -> infuse::store::Seed {
+    let mut snapshot = Snapshot::closed(infuse::store::Version::default());
+    snapshot.state = state;
+    snapshot.generation = generation;
+    snapshot.fail_counter = fail_counter;
+    infuse::store::Seed::of(&snapshot)
+}
+
+/// A seed whose generation is beyond [`MAX_GENERATION`](infuse::store::MAX_GENERATION)
+/// (`u64::MAX` included) creates the record at that generation: stored exactly, read
+/// back exactly.
+pub async fn seeds_above_the_generation_bound_are_taken_at_it<S: Store>(store: &S, prefix: &str) {
+    let max = infuse::store::MAX_GENERATION;
+    for (n, generation) in [max + 1, u64::MAX, max].into_iter().enumerate() {
+        let svc = service(
+            prefix,
+            &format!("seeds_above_the_generation_bound_are_taken_at_it-{n}"),
+        );
+        let s = settings(u32::MAX, 1);
+        let seed = seed_of(State::Closed, generation, u32::MAX - 2);
+        let created = apply(store, svc, &s, Command::Register { seed: Some(seed) }).await;
+        assert!(created.applied, "{svc}: {created:?}");
+        let snapshot = snap(store, svc, &s).await;
+        assert_eq!(
+            (snapshot.state, snapshot.generation, snapshot.fail_counter),
+            (State::Closed, max, u32::MAX - 2),
+            "{svc}: {snapshot:?}"
+        );
+        // Counting does not bump the generation.
+        let counted = fail(store, svc, &s, max).await;
+        assert!(counted.applied, "{svc}: {counted:?}");
+        assert_eq!(
+            (counted.snapshot.generation, counted.snapshot.fail_counter),
+            (max, u32::MAX - 1),
+            "{svc}: {counted:?}"
+        );
+    }
+}
+
+/// A record at [`MAX_GENERATION`](infuse::store::MAX_GENERATION) cannot make a
+/// transition: the command is refused as corrupt (a store behind the unavailable-policy
+/// answers for it, as not applied) and changes nothing; a force recreates the record
+/// (a new incarnation, the target at generation 2) and it trips as usual afterwards. A
+/// record one below the bound still makes its last transition.
+pub async fn a_generation_at_its_bound_cannot_be_bumped_and_force_recreates_the_record<S: Store>(
+    store: &S,
+    prefix: &str,
+) {
+    let max = infuse::store::MAX_GENERATION;
+    let svc = service(prefix, "a_generation_at_its_bound_cannot_be_bumped-last");
+    let s = settings(1, 1);
+    let seed = seed_of(State::Closed, max - 1, 0);
+    apply(store, svc, &s, Command::Register { seed: Some(seed) }).await;
+    let tripped = fail(store, svc, &s, max - 1).await;
+    assert_eq!(
+        (tripped.snapshot.state, tripped.snapshot.generation),
+        (State::Open, max),
+        "{svc}: {tripped:?}"
+    );
+
+    let svc = service(prefix, "a_generation_at_its_bound_cannot_be_bumped");
+    let seed = seed_of(State::Closed, max, 0);
+    let created = apply(store, svc, &s, Command::Register { seed: Some(seed) }).await;
+    let trip = Command::RecordFailure {
+        generation: max,
+        count: 1,
+        instance: 1,
+    };
+    match store.apply(svc, &s, trip).await {
+        Err(infuse::StorageError::Corrupt(detail)) => {
+            assert!(detail.contains("maximum"), "{svc}: {detail}")
+        }
+        Ok(outcome) => assert!(
+            !outcome.applied,
+            "{svc}: the trip bumped past the bound: {outcome:?}"
+        ),
+        Err(other) => panic!("{svc}: {other}"),
+    }
+    let unchanged = snap(store, svc, &s).await;
+    assert_eq!(
+        (
+            unchanged.state,
+            unchanged.generation,
+            unchanged.fail_counter,
+            unchanged.version
+        ),
+        (State::Closed, max, 0, created.snapshot.version),
+        "{svc}: nothing changed"
+    );
+    let forced = force(store, svc, &s, State::HalfOpen).await;
+    assert!(forced.applied, "{svc}: {forced:?}");
+    assert_eq!(forced.from, State::Closed, "{svc}: {forced:?}");
+    assert_eq!(
+        (forced.snapshot.state, forced.snapshot.generation),
+        (State::HalfOpen, 2),
+        "{svc}: {forced:?}"
+    );
+    assert_ne!(
+        forced.snapshot.version.incarnation, created.snapshot.version.incarnation,
+        "{svc}: the record was recreated"
+    );
+    let closed = force(store, svc, &s, State::Closed).await.snapshot;
+    let tripped = fail(store, svc, &s, closed.generation).await;
+    assert_eq!(
+        (tripped.snapshot.state, tripped.snapshot.generation),
+        (State::Open, closed.generation + 1),
+        "{svc}: {tripped:?}"
+    );
+}
+
+/// Times beyond any bound (`Duration::MAX`: an open time, a trial lease, a reset timeout)
+/// are taken as the longest a store sets (2^53 - 1 ms, 285,000 years): nothing panics or
+/// overflows, and the breaker is open (or the trial held) for that long.
+pub async fn times_beyond_any_bound_are_capped<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "times_beyond_any_bound_are_capped");
+    let s = settings(1, 1)
+        .reset_timeout(Duration::MAX)
+        .max_reset_timeout(Duration::MAX);
+    let eons = Duration::from_secs(1 << 40); // 35,000 years
+    register(store, svc, &s).await;
+    let opened = apply(store, svc, &s, Command::Force(Target::Open(Duration::MAX))).await;
+    let left = opened.snapshot.open_remaining.expect("open");
+    assert!(left > eons, "{svc}: {left:?}");
+    force(store, svc, &s, State::HalfOpen).await;
+    let token = TrialToken::new();
+    let acquired = acquire(store, svc, &s, token, Duration::MAX).await;
+    assert!(acquired.applied, "{svc}: {acquired:?}");
+    let lease = acquired.snapshot.trial_remaining.expect("held");
+    assert!(lease > eons, "{svc}: {lease:?}");
+    let reopened = trial(store, svc, &s, token, false).await;
+    assert_eq!(reopened.snapshot.state, State::Open, "{svc}: {reopened:?}");
+    let left = reopened.snapshot.open_remaining.expect("open");
+    assert!(left > eons, "{svc}: {left:?}");
+    let closed = force(store, svc, &s, State::Closed).await.snapshot;
+    let tripped = fail(store, svc, &s, closed.generation).await;
+    assert!(
+        tripped.snapshot.open_remaining.expect("open") > eons,
+        "{svc}: {tripped:?}"
+    );
 }

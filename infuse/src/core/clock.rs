@@ -33,6 +33,23 @@ pub(crate) fn saturating_millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The longest time a store sets (an open time, a trial lease, a key's expiry), in
+/// milliseconds: 2^53 - 1 (285,000 years), exact in Lua and far below what Redis's `PX`
+/// accepts. Longer durations are taken as this long.
+pub(crate) const MAX_EXPIRY_MS: u64 = (1 << 53) - 1;
+
+/// Whole milliseconds of `d`, at most [`MAX_EXPIRY_MS`]: a time as a store sets it.
+pub(crate) fn store_ms(d: Duration) -> u64 {
+    saturating_millis(d).min(MAX_EXPIRY_MS)
+}
+
+/// `d` after `now`, `d` taken as at most [`MAX_EXPIRY_MS`] (as the Redis store sends
+/// it): never overflows.
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    let d = d.min(Duration::from_millis(MAX_EXPIRY_MS));
+    now.checked_add(d).unwrap_or(now)
+}
+
 pub(crate) fn saturating_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

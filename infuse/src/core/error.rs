@@ -195,8 +195,11 @@ pub enum StorageError {
     /// The store could not be reached or refused the command.
     #[error("breaker store unavailable: {0}")]
     Unavailable(String),
-    /// The store holds data infuse did not write (a wrong type, a key without expiry,
-    /// garbage). The breaker's calls follow the unavailable-policy; `close()` repairs it.
+    /// The store holds data infuse did not write (a wrong type, a key without expiry, a
+    /// number out of range: the message names the key and field), or a record whose
+    /// generation is at [`MAX_GENERATION`](crate::store::MAX_GENERATION) met a transition.
+    /// Nothing was written. The breaker's calls follow the unavailable-policy; `close()`
+    /// (any force) repairs it.
     #[error("breaker store holds unexpected data (close() repairs it): {0}")]
     Corrupt(String),
     /// The request was refused before reaching the store (e.g. an `open_for` duration

@@ -20,13 +20,20 @@
 //!
 //! A command about a breaker with no record changes nothing and answers "absent", except
 //! `Register` and `Force`, which create it.
+//!
+//! Extreme values never panic or wrap: counters saturate (`fail`, `success`, `reopens` at
+//! `u32::MAX`, the window at [`MAX_TOTAL`](crate::store::window::MAX_TOTAL)), times are
+//! taken as at most 2^53 - 1 ms, a seed's generation as at most [`MAX_GENERATION`], and
+//! a command that would bump the generation past [`MAX_GENERATION`] changes nothing
+//! ([`try_apply`] reports it as corrupt, as the Redis scripts do); `Force` recreates such
+//! a record.
 
 use tokio::time::Instant;
 
 use crate::core::window::{bucket_ms, Window};
 use crate::core::{
-    store_millis, Command, Counts, Outcome, Seed, Settings, Snapshot, State, Target, TrialToken,
-    TripPolicy, Version,
+    later, store_millis, Command, Counts, Outcome, Seed, Settings, Snapshot, State, StorageError,
+    Target, TrialToken, TripPolicy, Version, MAX_EXPIRY_MS, MAX_GENERATION,
 };
 
 /// One breaker's record, as a store keeps it.
@@ -139,12 +146,18 @@ impl Record {
         }
     }
 
+    /// Bumps the generation, saturating (a bump past [`MAX_GENERATION`] is undone by
+    /// [`try_apply`]).
+    fn bump(&mut self) {
+        self.generation = self.generation.saturating_add(1);
+    }
+
     /// Opens the breaker for `open_for` (prelude.lua: `trip`).
     fn trip(&mut self, now: Instant, open_for: std::time::Duration) {
         self.state = State::Open;
-        self.generation += 1;
+        self.bump();
         self.success = 0;
-        self.open_until = Some(now + open_for);
+        self.open_until = Some(later(now, open_for));
         self.trial = None;
         self.window = Window::default();
         self.streak.clear();
@@ -153,7 +166,7 @@ impl Record {
     /// Closes the breaker and resets its counters (prelude.lua: `close`).
     fn close(&mut self) {
         self.state = State::Closed;
-        self.generation += 1;
+        self.bump();
         self.success = 0;
         self.fail = 0;
         self.open_until = None;
@@ -187,7 +200,9 @@ impl Record {
 }
 
 /// Applies `command` to a breaker's record (`None`: no record) at `now`, and answers.
-/// `incarnation` is called only when a record is created.
+/// `incarnation` is called only when a record is created. A command that would bump the
+/// generation past [`MAX_GENERATION`] changes nothing and is answered as not applied
+/// ([`try_apply`] reports it as an error).
 pub fn apply(
     record: &mut Option<Record>,
     command: &Command,
@@ -195,12 +210,75 @@ pub fn apply(
     now: Instant,
     incarnation: impl FnOnce() -> u64,
 ) -> Outcome {
+    match try_apply(record, command, settings, now, incarnation) {
+        Ok(outcome) => outcome,
+        Err(_) => match record.as_mut() {
+            Some(r) => answer(r, now, |_| false),
+            None => Outcome::absent(),
+        },
+    }
+}
+
+/// [`apply`], but a command that would bump the generation past [`MAX_GENERATION`] is
+/// [`StorageError::Corrupt`] (nothing changed), as in the Redis store: what the memory
+/// store answers.
+pub fn try_apply(
+    record: &mut Option<Record>,
+    command: &Command,
+    settings: &Settings,
+    now: Instant,
+    incarnation: impl FnOnce() -> u64,
+) -> Result<Outcome, StorageError> {
+    let generation = match record {
+        Some(r) if r.generation >= MAX_GENERATION => r.generation,
+        _ => return Ok(transition(record, command, settings, now, incarnation)),
+    };
+    let before = record.clone();
+    let outcome = transition(record, command, settings, now, incarnation);
+    if record
+        .as_ref()
+        .is_some_and(|r| r.generation > MAX_GENERATION)
+    {
+        *record = before;
+        return Err(StorageError::Corrupt(format!(
+            "the record's generation {generation} is at its maximum ({MAX_GENERATION}): it cannot be bumped (close() recreates the record)"
+        )));
+    }
+    Ok(outcome)
+}
+
+/// A seed as the stores take it: a generation of at most [`MAX_GENERATION`], an open
+/// time of at most 2^53 - 1 ms.
+fn bounded(seed: Seed) -> Seed {
+    Seed {
+        generation: seed.generation.min(MAX_GENERATION),
+        open_remaining: seed
+            .open_remaining
+            .map(|d| d.min(std::time::Duration::from_millis(MAX_EXPIRY_MS))),
+        ..seed
+    }
+}
+
+fn transition(
+    record: &mut Option<Record>,
+    command: &Command,
+    settings: &Settings,
+    now: Instant,
+    incarnation: impl FnOnce() -> u64,
+) -> Outcome {
     if let Command::Register { seed } = command {
-        return register(record, seed.as_ref(), now, incarnation);
+        return register(record, seed.map(bounded).as_ref(), now, incarnation);
     }
     if let Command::Force(target) = command {
-        let r = record.get_or_insert_with(|| Record::closed(incarnation()));
-        return answer(r, now, |r| force(r, *target, now));
+        // A record that cannot be bumped is recreated (force.lua does the same).
+        let from = record.as_ref().map(|r| r.state);
+        let r = match record {
+            Some(r) if r.generation < MAX_GENERATION => r,
+            _ => record.insert(Record::closed(incarnation())),
+        };
+        let mut outcome = answer(r, now, |r| force(r, *target, now));
+        outcome.from = from.unwrap_or(outcome.from);
+        return outcome;
     }
     let Some(r) = record.as_mut() else {
         return Outcome::absent();
@@ -247,7 +325,7 @@ fn answer(r: &mut Record, now: Instant, arm: impl FnOnce(&mut Record) -> bool) -
     let before = r.clone();
     let applied = arm(r);
     if *r != before {
-        r.seq += 1;
+        r.seq = r.seq.saturating_add(1);
     }
     Outcome {
         applied,
@@ -379,7 +457,7 @@ fn acquire_trial(
         r.open_until = None;
         r.success = 0;
     }
-    r.trial = Some((token, now + lease));
+    r.trial = Some((token, later(now, lease)));
     true
 }
 
@@ -428,7 +506,7 @@ fn force(r: &mut Record, target: Target, now: Instant) -> bool {
         Target::Open(open_for) => r.trip(now, open_for),
         Target::HalfOpen | Target::ForcedOpen | Target::Disabled => {
             r.state = target.state();
-            r.generation += 1;
+            r.bump();
             r.success = 0;
             r.open_until = None;
             r.trial = None;
@@ -437,4 +515,164 @@ fn force(r: &mut Record, target: Target, now: Instant) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn run(record: &mut Option<Record>, command: Command, settings: &Settings) -> Outcome {
+        apply(record, &command, settings, Instant::now(), || 7)
+    }
+
+    fn seed(generation: u64, fail_counter: u32) -> Command {
+        Command::Register {
+            seed: Some(Seed {
+                state: State::Closed,
+                generation,
+                fail_counter,
+                open_remaining: None,
+                trial_remaining: None,
+                confirmed: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_generation_that_cannot_be_bumped_refuses_transitions_and_force_recreates() {
+        let settings = Settings::DEFAULT.fail_max(1);
+        let mut record = None;
+        // A seed above the bound is taken at the bound.
+        let created = run(&mut record, seed(u64::MAX, u32::MAX), &settings);
+        assert_eq!(created.snapshot.generation, MAX_GENERATION);
+        assert_eq!(created.snapshot.fail_counter, u32::MAX);
+        let before = record.clone();
+        let trip = Command::RecordFailure {
+            generation: MAX_GENERATION,
+            count: 1,
+            instance: 1,
+        };
+        let error = try_apply(&mut record, &trip, &settings, Instant::now(), || 7).unwrap_err();
+        assert!(
+            matches!(&error, StorageError::Corrupt(m) if m.contains("maximum")),
+            "{error}"
+        );
+        assert_eq!(record, before, "nothing changed");
+        let refused = run(&mut record, trip, &settings);
+        assert!(!refused.applied, "{refused:?}");
+        assert_eq!(record, before, "nothing changed");
+        // What does not bump the generation still runs.
+        let counted = run(
+            &mut record,
+            Command::RecordSuccess {
+                generation: MAX_GENERATION,
+            },
+            &settings,
+        );
+        assert!(counted.applied && counted.snapshot.fail_counter == 0);
+        // Force recreates the record (a new incarnation), then applies.
+        let forced = run(&mut record, Command::Force(Target::Closed), &settings);
+        assert!(forced.applied);
+        assert_eq!(forced.from, State::Closed);
+        assert_eq!(forced.snapshot.generation, 2);
+        assert_eq!(
+            forced.snapshot.version,
+            Version {
+                incarnation: 7,
+                seq: 1
+            }
+        );
+        let tripped = run(
+            &mut record,
+            Command::RecordFailure {
+                generation: 2,
+                count: 1,
+                instance: 1,
+            },
+            &settings,
+        );
+        assert_eq!(tripped.snapshot.state, State::Open);
+        assert_eq!(tripped.snapshot.generation, 3);
+    }
+
+    #[test]
+    fn the_generation_below_the_bound_can_still_be_bumped_once() {
+        let settings = Settings::DEFAULT.fail_max(1);
+        let mut record = None;
+        run(&mut record, seed(MAX_GENERATION - 1, 0), &settings);
+        let tripped = run(
+            &mut record,
+            Command::RecordFailure {
+                generation: MAX_GENERATION - 1,
+                count: u32::MAX,
+                instance: 1,
+            },
+            &settings,
+        );
+        assert_eq!(tripped.snapshot.state, State::Open);
+        assert_eq!(tripped.snapshot.generation, MAX_GENERATION);
+        assert_eq!(tripped.snapshot.fail_counter, u32::MAX);
+    }
+
+    #[test]
+    fn extreme_times_and_counts_neither_panic_nor_wrap() {
+        let settings = Settings::DEFAULT
+            .fail_max(u32::MAX)
+            .success_threshold(u32::MAX)
+            .reset_timeout(Duration::MAX)
+            .max_reset_timeout(Duration::MAX)
+            .failure_rate(100)
+            .window(Duration::MAX);
+        let mut record = None;
+        run(&mut record, Command::Register { seed: None }, &settings);
+        for _ in 0..3 {
+            let counts = Counts {
+                calls: u32::MAX,
+                failures: u32::MAX - 1,
+                slow: u32::MAX,
+                tail: u32::MAX - 1,
+            };
+            let outcome = run(
+                &mut record,
+                Command::RecordCalls {
+                    generation: 1,
+                    counts,
+                    instance: u64::MAX,
+                },
+                &settings,
+            );
+            assert!(outcome.applied, "{outcome:?}");
+            assert_eq!(outcome.snapshot.state, State::Closed, "{outcome:?}");
+        }
+        let opened = run(
+            &mut record,
+            Command::Force(Target::Open(Duration::MAX)),
+            &settings,
+        );
+        let remaining = opened.snapshot.open_remaining.unwrap();
+        assert!(remaining > Duration::from_secs(1 << 40), "{remaining:?}");
+        run(&mut record, Command::Force(Target::HalfOpen), &settings);
+        let token = TrialToken(999);
+        let lease = Duration::MAX;
+        assert!(
+            run(
+                &mut record,
+                Command::AcquireTrial { token, lease },
+                &settings
+            )
+            .applied
+        );
+        let reopened = run(
+            &mut record,
+            Command::RecordTrial {
+                token,
+                success: false,
+            },
+            &settings,
+        );
+        assert_eq!(reopened.snapshot.state, State::Open);
+        assert!(reopened.snapshot.open_remaining.unwrap() > Duration::from_secs(1 << 40));
+    }
 }

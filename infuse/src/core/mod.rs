@@ -12,13 +12,17 @@ mod state;
 mod transition;
 pub mod window;
 
-pub(crate) use clock::{now_nanos, saturating_millis, saturating_nanos, store_millis};
+pub(crate) use clock::{
+    later, now_nanos, saturating_millis, saturating_nanos, store_millis, store_ms, MAX_EXPIRY_MS,
+};
 pub use command::{Command, Seed, Target};
 pub use error::{BreakerError, InitError, InvalidName, RegistryError, RetryAt, StorageError};
 pub use policy::{TripPolicy, TripReason};
 pub(crate) use settings::check_duration;
 pub use settings::{parse_duration, Settings};
-pub use snapshot::{fresh_incarnation, process_instance, Outcome, Snapshot, TrialToken, Version};
+pub use snapshot::{
+    fresh_incarnation, process_instance, Outcome, Snapshot, TrialToken, Version, MAX_GENERATION,
+};
 pub use state::{ParseStateError, State};
 pub use transition::TransitionReason;
 pub use window::{Counts, Totals};

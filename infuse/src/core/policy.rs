@@ -52,13 +52,17 @@ impl TripPolicy {
     }
 
     /// Whether the window's totals trip, reported by `instances` distinct processes.
-    /// Integer arithmetic only, so that `record_calls.lua` decides exactly the same.
+    /// Integer arithmetic only (in 128 bits: no overflow whatever the totals), so that
+    /// `record_calls.lua` decides exactly the same (its doubles are exact while a count
+    /// times 100 stays below 2^53: 90 trillion calls in one window).
     pub fn trips_on(&self, totals: &Totals, instances: u32) -> Option<TripReason> {
         if totals.calls < u64::from(self.min_calls) || instances < self.min_instances {
             return None;
         }
         let reached = |count: u64, percent: Option<u32>| {
-            percent.is_some_and(|p| count * 100 >= u64::from(p) * totals.calls)
+            percent.is_some_and(|p| {
+                u128::from(count) * 100 >= u128::from(p) * u128::from(totals.calls)
+            })
         };
         if reached(totals.failures, self.failure_rate) {
             Some(TripReason::FailureRate)

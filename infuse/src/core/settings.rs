@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::core::saturating_millis;
+use crate::core::store_ms;
 
 /// The thresholds of one service's breaker: pybreaker's `fail_max`, `reset_timeout` and
 /// `success_threshold`, and the backpressure rules (call timeouts, slow calls, failure
@@ -190,22 +190,25 @@ impl Settings {
     /// How long the `reopens`-th consecutive re-open lasts (`reopens = 0`: a first trip),
     /// in milliseconds. With `max_reset_timeout`, `reset_timeout` doubles per re-open up
     /// to the bound, less `jitter`‰ of a fifth (`jitter < 1000`); the Lua scripts compute
-    /// the same from the same integers.
+    /// the same from the same integers. Times are taken as at most 2^53 - 1 ms (as the
+    /// Redis store sends them), so that nothing overflows whatever the settings.
     pub fn open_ms(&self, reopens: u32, jitter: u32) -> u64 {
-        let base = saturating_millis(self.reset_timeout).max(1);
+        let base = store_ms(self.reset_timeout).max(1);
         let Some(max) = self.max_reset_timeout else {
             return base;
         };
         if reopens == 0 {
             return base;
         }
-        let max = saturating_millis(max).max(base);
+        let max = store_ms(max).max(base);
         let doubled = if reopens >= 40 {
             max
         } else {
             base.saturating_mul(1 << reopens).min(max)
         };
-        doubled - doubled * u64::from(jitter.min(999)) / 5000
+        // doubled * jitter / 5000, by quotient and remainder (no overflow).
+        let jitter = u64::from(jitter.min(999));
+        doubled - (doubled / 5000 * jitter + doubled % 5000 * jitter / 5000)
     }
 
     /// Checks the invariants (`fail_max ≥ 1`, `0 < reset_timeout ≤ 24 h`,
@@ -371,6 +374,37 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_times_never_overflow_and_round_as_the_exact_product() {
+        let open_ms = |reset: Duration, max: Duration, reopens: u32, jitter: u32| {
+            Settings::DEFAULT
+                .reset_timeout(reset)
+                .max_reset_timeout(max)
+                .open_ms(reopens, jitter)
+        };
+        let bound = crate::core::MAX_EXPIRY_MS;
+        let exact = |doubled: u64, jitter: u64| {
+            doubled - u64::try_from(u128::from(doubled) * u128::from(jitter) / 5000).unwrap()
+        };
+        assert_eq!(open_ms(Duration::MAX, Duration::MAX, 0, 999), bound);
+        assert_eq!(
+            open_ms(Duration::MAX, Duration::MAX, 39, 999),
+            exact(bound, 999)
+        );
+        assert_eq!(
+            open_ms(Duration::from_secs(1), Duration::MAX, u32::MAX, 999),
+            exact(bound, 999)
+        );
+        for (doubled, jitter) in [(8_000, 437), (4_999, 999), (86_400_000, 1), (bound, 0)] {
+            let reset = Duration::from_millis(doubled);
+            assert_eq!(
+                open_ms(reset, reset, 1, jitter),
+                exact(doubled, u64::from(jitter)),
+                "{doubled} ms, {jitter}"
+            );
+        }
+    }
 
     #[test]
     fn limits_name_the_setting() {

@@ -31,6 +31,21 @@ pub struct Snapshot {
     pub version: Version,
 }
 
+/// The largest generation a breaker's record holds: 2^53 - 2, so that every generation
+/// and the one after it are integers a Lua double (Redis's scripts) holds exactly.
+///
+/// A record at this generation cannot make a transition: a command that would bump the
+/// generation past it changes nothing and fails with [`StorageError::Corrupt`] (both
+/// stores; [`machine::apply`] answers it as not applied), and a
+/// [`Force`](crate::store::Command::Force) (`close()`, `open()`, …) recreates the record
+/// (new incarnation, generation 1) before applying. A seed above it is taken as this
+/// generation. Only a seed or garbage written into Redis gets a record near it: at a
+/// transition per millisecond, counting up to it would take 285,000 years.
+///
+/// [`StorageError::Corrupt`]: crate::StorageError::Corrupt
+/// [`machine::apply`]: crate::store::machine::apply
+pub const MAX_GENERATION: u64 = (1 << 53) - 2;
+
 /// The position of a [`Snapshot`] in its breaker's history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct Version {

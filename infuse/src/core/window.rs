@@ -4,10 +4,19 @@
 
 use std::time::Duration;
 
-use crate::core::saturating_millis;
+use crate::core::store_ms;
 
 /// How many buckets a window holds.
 pub const BUCKETS: u64 = 10;
+
+/// The largest count a bucket or a window's total holds: 2^53 - 1, exact in Lua (the
+/// Redis store keeps the same bound). Counts saturate at it instead of wrapping.
+pub const MAX_TOTAL: u64 = (1 << 53) - 1;
+
+/// `a + b`, saturating at [`MAX_TOTAL`].
+fn add(a: u64, b: u64) -> u64 {
+    a.saturating_add(b).min(MAX_TOTAL)
+}
 
 /// The outcomes of a batch of calls one process reports at once
 /// ([`Command::RecordCalls`](crate::store::Command::RecordCalls)).
@@ -47,9 +56,10 @@ pub struct Totals {
     pub slow: u64,
 }
 
-/// The width of one bucket of `window`, in milliseconds (at least 1).
+/// The width of one bucket of `window`, in milliseconds (at least 1; a window is taken as
+/// at most 2^53 - 1 ms).
 pub fn bucket_ms(window: Duration) -> u64 {
-    (saturating_millis(window) / BUCKETS).max(1)
+    (store_ms(window) / BUCKETS).max(1)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,9 +89,9 @@ impl Window {
                 ..Bucket::default()
             };
         }
-        slot.calls += u64::from(counts.calls);
-        slot.failures += u64::from(counts.failures);
-        slot.slow += u64::from(counts.slow);
+        slot.calls = add(slot.calls, u64::from(counts.calls));
+        slot.failures = add(slot.failures, u64::from(counts.failures));
+        slot.slow = add(slot.slow, u64::from(counts.slow));
         self.instances.retain(|&(_, last)| live(last, index));
         if counts.failures > 0 || counts.slow > 0 {
             match self.instances.iter_mut().find(|(id, _)| *id == instance) {
@@ -91,15 +101,16 @@ impl Window {
         }
     }
 
-    /// The sums over the buckets still in the window at bucket `index`.
+    /// The sums over the buckets still in the window at bucket `index` (saturating at
+    /// [`MAX_TOTAL`]).
     pub fn totals(&self, index: u64) -> Totals {
         self.buckets
             .iter()
             .filter(|b| live(b.index, index) && b.calls > 0)
             .fold(Totals::default(), |t, b| Totals {
-                calls: t.calls + b.calls,
-                failures: t.failures + b.failures,
-                slow: t.slow + b.slow,
+                calls: add(t.calls, b.calls),
+                failures: add(t.failures, b.failures),
+                slow: add(t.slow, b.slow),
             })
     }
 
@@ -164,6 +175,49 @@ mod tests {
         assert_eq!(w.instances(2), 2);
         assert_eq!(w.instances(11), 1, "instance 2 last reported in bucket 1");
         assert_eq!(w.instances(12), 0);
+    }
+
+    #[test]
+    fn counts_saturate_instead_of_wrapping() {
+        let max = counts(u32::MAX, u32::MAX, u32::MAX);
+        let mut w = Window::default();
+        w.add(7, &max, 1);
+        w.add(7, &max, 2);
+        let twice = 2 * u64::from(u32::MAX);
+        assert_eq!(
+            w.totals(7),
+            Totals {
+                calls: twice,
+                failures: twice,
+                slow: twice
+            },
+            "exact below the bound"
+        );
+        // Buckets near the bound: each saturates, and so do their sums.
+        let mut w = Window {
+            buckets: [Bucket {
+                index: 3,
+                calls: MAX_TOTAL - 1,
+                failures: MAX_TOTAL,
+                slow: 0,
+            }; BUCKETS as usize],
+            ..Window::default()
+        };
+        w.add(3, &counts(5, 5, 5), 1);
+        let slot = w.buckets[3];
+        assert_eq!(
+            (slot.calls, slot.failures, slot.slow),
+            (MAX_TOTAL, MAX_TOTAL, 5)
+        );
+        for (i, bucket) in w.buckets.iter_mut().enumerate() {
+            bucket.index = i as u64; // ten live buckets at index 9
+        }
+        let totals = w.totals(9);
+        assert_eq!(
+            (totals.calls, totals.failures, totals.slow),
+            (MAX_TOTAL, MAX_TOTAL, 5),
+            "u64 sums of these would wrap or pass 2^53"
+        );
     }
 
     #[test]

@@ -46,7 +46,9 @@ impl MemoryStore {
         Arc::clone(records.entry(service).or_default())
     }
 
-    /// The synchronous form of [`Store::apply`]: the in-memory store never waits.
+    /// The synchronous form of [`Store::apply`], answering a command that cannot be
+    /// applied (a generation at [`MAX_GENERATION`](crate::store::MAX_GENERATION)) as not
+    /// applied (see [`machine::apply`]): the in-memory store never waits.
     pub fn apply_now(
         &self,
         service: &'static str,
@@ -58,6 +60,19 @@ impl MemoryStore {
         let mut record = slot.lock().unwrap_or_else(PoisonError::into_inner);
         machine::apply(&mut record, &command, settings, now, fresh_incarnation)
     }
+
+    /// The synchronous form of [`Store::apply`] (see [`machine::try_apply`]).
+    pub fn try_apply_now(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        command: Command,
+    ) -> Result<Outcome, StorageError> {
+        let slot = self.slot(service);
+        let now = Instant::now();
+        let mut record = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        machine::try_apply(&mut record, &command, settings, now, fresh_incarnation)
+    }
 }
 
 impl Store for MemoryStore {
@@ -67,6 +82,6 @@ impl Store for MemoryStore {
         settings: &Settings,
         command: Command,
     ) -> impl Future<Output = Result<Outcome, StorageError>> + Send {
-        ready(Ok(self.apply_now(service, settings, command)))
+        ready(self.try_apply_now(service, settings, command))
     }
 }

@@ -17,7 +17,7 @@ pub use crate::core::machine;
 pub use crate::core::window;
 pub use crate::core::{
     Command, Counts, Outcome, Seed, Snapshot, Target, Totals, TrialToken, TripPolicy, TripReason,
-    Version,
+    Version, MAX_GENERATION,
 };
 use crate::core::{Settings, StorageError};
 

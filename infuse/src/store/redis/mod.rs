@@ -12,11 +12,28 @@
 //!
 //! | key | type | content | bound, and when it goes away |
 //! |---|---|---|---|
-//! | `infuse:{<ns>/<service>}:state` | hash | `inc gen seq state fail succ reo` (`reo`: re-opens, the backoff exponent; absent = 0) | one per breaker (a registry creates at most `max_breakers`); `key_ttl` after the last write (at least 2 × the longest open time); none in forced states, until closed |
+//! | `infuse:{<ns>/<service>}:state` | hash | `inc gen seq state fail succ reo str` (`reo`: re-opens, the backoff exponent; `str`: the processes of the current failure streak, up to `min_instances`; absent = 0 / empty) | one per breaker (a registry creates at most `max_breakers`); `key_ttl` after the last write (at least 2 × the longest open time); none in forced states, until closed |
 //! | `infuse:{<ns>/<service>}:open` | string | generation that opened it | the open time; deleted by the next transition |
 //! | `infuse:{<ns>/<service>}:trial` | string | the trial holder's token | the trial lease; deleted by the trial's result |
 //! | `infuse:{<ns>/<service>}:window` | hash | rate rules only: `b0`…`b9` = `"<bucket> <calls> <failures> <slow>"` per bucket slot, `i<instance>` = its last bucket with failures or slow calls | 10 bucket fields and one per process reporting failures within the window (dropped as they leave it); deleted by every transition; two windows after the last write |
-//! | `infuse:{<ns>/<service>}:history` | list | the last transitions (see `presence.rs`) | [`HISTORY_LEN`] entries; the record's TTL after the last append |
+//! | `infuse:{<ns>/<service>}:history` | list | the last transitions, newest first: `"<unix ms> <from> <to> <gen> <reason> <process>"` | [`HISTORY_LEN`] entries; the record's TTL after the last append |
+//!
+//! Every script checks every key and field it reads before its first write (see
+//! `scripts/prelude.lua`): the state hash's numbers are decimal integers in their ranges
+//! (`gen` 1..=[`MAX_GENERATION`], `seq` below 2^53, `state`
+//! a state code, `fail`/`succ`/`reo` at most `u32::MAX`, `inc` a non-zero `u64`: `nan`,
+//! `inf`, `-1`, `1.5`, `1e400`, 2^63 are all garbage), the open and trial keys are strings
+//! with an expiry, the window holds only bucket and instance fields of integers below 2^53
+//! (checked by a rate rule's batch, its only reader), and the history is a list (checked
+//! by the changes of state that append to it). Anything else fails the command with
+//! [`StorageError::Corrupt`] naming the key and field, and the script writes nothing: no
+//! half-applied command, no event. Until an operator forces the breaker (`close()`,
+//! `open()`, `force_open()`, `disable()`: `scripts/force.lua` deletes whatever holds
+//! garbage in all five keys and recreates the record in the same script, writing the
+//! repair to the history), its calls follow the unavailable-policy and the fleet logs the
+//! corruption once. A record at `MAX_GENERATION` cannot make a transition (`Corrupt`, as
+//! in the memory store); force recreates it too. Counts saturate (the window's at 2^53 -
+//! 1), and every time sent to a script is at most 2^53 - 1 ms.
 //!
 //! The namespace's keys (in Cluster, the slot of `{<ns>}`): the change log (written by
 //! `scripts/note_change.lua` after a breaker's script and by `scripts/touch.lua` with a
@@ -31,8 +48,8 @@
 //! | `infuse:{<ns>}:process:<id>` | string | a process's announcement (JSON; at most 1,000 breakers in 64 KiB, those not closed first) | one per live process; 10 resync intervals after its last renewal |
 //! | `infuse:{<ns>}:processes` | sorted set | process id → when its announcement expires (server ms) | one member per live process, expired ones dropped at each renewal; the longest-lived announcement's TTL |
 //!
-//! Every breaker script gets the five keys. The window's buckets are keyed by the server's `TIME`
-//! (see `scripts/record_calls.lua`).
+//! Every breaker script gets the five keys. The window's buckets are keyed by the server's
+//! `TIME` (see `scripts/record_calls.lua`).
 //!
 //! Channel `infuse:events:<ns>` carries those writes as
 //! `"<inc> <gen> <seq> <state> <fail> <succ> <open_pttl> <trial_pttl> <service>"`.
@@ -57,8 +74,8 @@ use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
 use super::{Command, Outcome, Store, Target};
 use crate::core::window::bucket_ms;
 use crate::core::{
-    fresh_incarnation, process_instance, saturating_millis, Settings, State, StorageError,
-    TripPolicy,
+    fresh_incarnation, process_instance, saturating_millis, store_ms, Settings, State,
+    StorageError, TripPolicy, MAX_GENERATION,
 };
 
 macro_rules! script {
@@ -475,7 +492,8 @@ impl RedisStore {
 
     /// How long the record lives after a write: `key_ttl`, and at least twice the
     /// longest open time the command may set (a backed-off re-open lasts up to
-    /// `max_reset_timeout`).
+    /// `max_reset_timeout`). Every time sent to a script is at most 2^53 - 1 ms
+    /// (`store_ms`), as the memory store takes it.
     fn ttl_ms(&self, settings: &Settings, command: &Command) -> u64 {
         let longest = settings
             .max_reset_timeout
@@ -486,7 +504,7 @@ impl RedisStore {
             Command::Force(Target::Open(open_for)) => (*open_for).max(longest),
             _ => longest,
         };
-        saturating_millis(self.key_ttl.max(open.saturating_mul(2)))
+        store_ms(self.key_ttl.max(open.saturating_mul(2)))
     }
 
     /// The script and arguments of a command (see each script's header).
@@ -499,7 +517,7 @@ impl RedisStore {
         let ttl = self.ttl_ms(settings, command).to_string();
         let channel = self.channel.clone();
         let service = service.to_owned();
-        let reset = saturating_millis(settings.reset_timeout).to_string();
+        let reset = store_ms(settings.reset_timeout).to_string();
         // Who made a change, in the breaker's history (scripts/prelude.lua: remember).
         let process = format!("{:x}", process_instance());
         let s = &self.scripts;
@@ -507,12 +525,13 @@ impl RedisStore {
             Command::Register { seed } => {
                 let mut args = vec![fresh_incarnation().to_string(), ttl, channel, service];
                 match seed {
+                    // As machine.rs takes a seed: a generation of at most MAX_GENERATION.
                     Some(seed) => args.extend([
                         "1".to_owned(),
                         seed.state.code().to_string(),
-                        seed.generation.to_string(),
+                        seed.generation.min(MAX_GENERATION).to_string(),
                         seed.fail_counter.to_string(),
-                        seed.open_remaining.map_or(0, saturating_millis).to_string(),
+                        seed.open_remaining.map_or(0, store_ms).to_string(),
                         seed.confirmed
                             .map_or_else(String::new, |v| v.incarnation.to_string()),
                         seed.confirmed.map_or(0, |v| v.seq).to_string(),
@@ -521,7 +540,7 @@ impl RedisStore {
                 }
                 args.push(process);
                 let trial = seed.and_then(|seed| seed.trial_remaining);
-                args.push(trial.map_or(0, saturating_millis).to_string());
+                args.push(trial.map_or(0, store_ms).to_string());
                 (&s.register, args)
             }
             Command::Snapshot => (&s.snapshot, Vec::new()),
@@ -588,7 +607,7 @@ impl RedisStore {
                 &s.acquire_trial,
                 vec![
                     token.to_string(),
-                    saturating_millis(lease).max(1).to_string(),
+                    store_ms(lease).max(1).to_string(),
                     ttl,
                     channel,
                     service,
@@ -606,7 +625,7 @@ impl RedisStore {
                     // sent as 1: Settings::open_ms raises it to reset_timeout anyway).
                     settings
                         .max_reset_timeout
-                        .map_or(0, |max| saturating_millis(max).max(1))
+                        .map_or(0, |max| store_ms(max).max(1))
                         .to_string(),
                     token.jitter().to_string(),
                     ttl,
@@ -621,7 +640,7 @@ impl RedisStore {
             ),
             Command::Force(target) => {
                 let open_ms = match target {
-                    Target::Open(open_for) => saturating_millis(open_for).max(1),
+                    Target::Open(open_for) => store_ms(open_for).max(1),
                     _ => 0,
                 };
                 (

@@ -90,14 +90,23 @@ pub(crate) fn outcome_from_reply(reply: Reply) -> Result<Outcome, StorageError> 
     })
 }
 
+/// A count of the `window` field: decimal digits, saturating at `u64::MAX` (the scripts
+/// saturate at 2^53 - 1 already; a count never wraps).
+fn saturating_count(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse().unwrap_or(u64::MAX))
+}
+
 /// The `window` field: `""`, or `"calls failures slow"`.
 fn window_from(text: &str) -> Result<Option<Totals>, StorageError> {
     if text.is_empty() {
         return Ok(None);
     }
-    let mut fields = text.split(' ').map(str::parse::<u64>);
+    let mut fields = text.split(' ').map(saturating_count);
     match (fields.next(), fields.next(), fields.next(), fields.next()) {
-        (Some(Ok(calls)), Some(Ok(failures)), Some(Ok(slow)), None) => Ok(Some(Totals {
+        (Some(Some(calls)), Some(Some(failures)), Some(Some(slow)), None) => Ok(Some(Totals {
             calls,
             failures,
             slow,
@@ -173,6 +182,58 @@ mod tests {
     fn prelude_history_length_is_the_rust_constant() {
         let length: usize = prelude_line("local HISTORY_LEN = ").trim().parse().unwrap();
         assert_eq!(length, crate::store::redis::HISTORY_LEN);
+    }
+
+    /// `local NAME = <integer>` of the prelude.
+    fn prelude_constant(name: &str) -> u64 {
+        let value = prelude_line(&format!("local {name} = "));
+        value
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("prelude.lua's {name} is {value:?}, not an integer"))
+    }
+
+    #[test]
+    fn prelude_bounds_are_the_rust_constants() {
+        assert_eq!(
+            prelude_constant("MAX_GENERATION"),
+            crate::core::MAX_GENERATION
+        );
+        assert_eq!(crate::core::MAX_GENERATION, (1 << 53) - 2);
+        assert_eq!(
+            prelude_constant("MAX_EXACT"),
+            crate::core::window::MAX_TOTAL
+        );
+        assert_eq!(crate::core::window::MAX_TOTAL, (1 << 53) - 1);
+        assert_eq!(crate::core::MAX_EXPIRY_MS, (1 << 53) - 1);
+        assert_eq!(prelude_constant("MAX_COUNT"), u64::from(u32::MAX));
+        // Each is an integer a double holds exactly, and so is the one after it.
+        for bound in [crate::core::MAX_GENERATION, crate::core::window::MAX_TOTAL] {
+            assert_eq!(bound as f64 as u64, bound);
+            assert_eq!((bound + 1) as f64 as u64, bound + 1);
+        }
+    }
+
+    #[test]
+    fn window_totals_saturate_instead_of_failing_or_wrapping() {
+        let huge = "18446744073709551620 5 99999999999999999999999";
+        assert_eq!(
+            window_from(huge).unwrap(),
+            Some(Totals {
+                calls: u64::MAX,
+                failures: 5,
+                slow: u64::MAX
+            })
+        );
+        assert_eq!(
+            window_from("9007199254740991 0 0").unwrap().unwrap().calls,
+            (1 << 53) - 1
+        );
+        for garbage in [
+            "-1 0 0", "1.5 0 0", "nan 0 0", "1 2", "1 2 3 4", " 1 2 3", "1e3 0 0",
+        ] {
+            assert!(window_from(garbage).is_err(), "{garbage:?}");
+        }
     }
 
     #[test]
