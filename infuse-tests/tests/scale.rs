@@ -163,6 +163,55 @@ async fn failures_below_fail_max_publish_one_event() {
 
 /// 1,024 concurrent failing calls on one breaker: a handful of scripts, no switch to
 /// the fallback, and exactly one failure learns it tripped the breaker.
+/// `max_breakers` breakers made at once (`try_breaker` in a loop, as a per-host client
+/// meeting many hosts), then their first calls all at once: the registry never mistakes
+/// its own backlog for Redis being down (before, the first calls' loads timed out behind
+/// thousands of scripts on a loaded machine, the registry switched to its fallback, and
+/// its recovery re-sent them all at once and failed again, in a loop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_breakers_at_once_do_not_degrade_the_registry() {
+    const BREAKERS: usize = 10_000;
+    let server = RedisServer::start();
+    let config = support::redis_config(&server, "many").resync_interval(Duration::from_secs(1));
+    let registry = Registry::new(config).await.unwrap();
+    let pings = server.command_calls("ping"); // the harness's own, at start
+    let started = Instant::now();
+    let breakers: Vec<_> = names(BREAKERS)
+        .iter()
+        .map(|name| registry.try_breaker(name).unwrap())
+        .collect();
+    let calls = futures::future::join_all(breakers.iter().map(calls::succeed)).await;
+    assert!(calls.iter().all(Result::is_ok), "a first call was rejected");
+    println!(
+        "{BREAKERS} breakers made and called once in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        server.command_calls("ping"),
+        pings,
+        "the registry switched to its fallback (its health monitor pinged)"
+    );
+    // Still on Redis: a trip reaches the fleet's record (a failure reported while the
+    // backlog drains may be `Congested`, its outcome unknown: keep failing a while).
+    let tripped = calls::eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        async || {
+            let _ = calls::fail(&breakers[1]).await;
+            server
+                .cli(&["HGET", "infuse:{many/svc-1}:state", "state"])
+                .is_some_and(|state| state.trim() == "1")
+        },
+    )
+    .await;
+    assert!(tripped, "a trip did not reach Redis");
+    assert_eq!(
+        server.command_calls("ping"),
+        pings,
+        "the registry switched to its fallback (its health monitor pinged)"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_failures_sends_a_few_scripts_and_trips_once() {
     const CALLS: usize = 1_024;

@@ -46,7 +46,7 @@ use crate::core::{
 };
 use crate::local::Cell;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::{parse_event, timer_for, Changes, Deadlines, LogRead, RedisStore};
+use crate::store::redis::{parse_event, Changes, Deadlines, LogRead, RedisStore};
 use crate::store::Store;
 
 /// The Redis store with its failure policy and background tasks.
@@ -94,6 +94,9 @@ impl fmt::Debug for Fleet {
             .finish()
     }
 }
+
+/// How many breakers a recovery or a full resync re-reads at once.
+const RECONCILE_AT_ONCE: usize = 256;
 
 /// ±20%, so a fleet's processes do not move in lockstep.
 pub(crate) fn jittered(d: Duration) -> Duration {
@@ -183,7 +186,11 @@ impl Fleet {
     /// Keeps `cell` up to date from now on (pub/sub, resync, recovery).
     pub(crate) fn track(&self, cell: &Arc<Cell>) {
         let mut cells = self.cells.write().unwrap_or_else(PoisonError::into_inner);
-        cells.retain(|_, cell| cell.strong_count() > 0);
+        // Forget dropped breakers at every doubling: amortised O(1) per breaker (a pass
+        // per insertion made registering B breakers cost B²).
+        if cells.len().is_power_of_two() {
+            cells.retain(|_, cell| cell.strong_count() > 0);
+        }
         cells.insert(cell.service, Arc::downgrade(cell));
     }
 
@@ -618,15 +625,23 @@ impl Fleet {
     }
 
     /// Registers `cells`' breakers with this process's view as the seed.
+    /// At most [`RECONCILE_AT_ONCE`] scripts in flight: thousands sent at once would wait
+    /// behind each other past the deadline, fail the recovery and start it over.
     async fn reconcile(&self, cells: &[Arc<Cell>]) -> Vec<Result<Outcome, StorageError>> {
-        futures_util::future::join_all(cells.iter().map(|cell| {
-            let command = Command::Register {
-                seed: Some(cell.seed()),
-            };
-            let settings = cell.settings();
-            async move { self.store.apply(cell.service, &settings, command).await }
-        }))
-        .await
+        let mut answers = Vec::with_capacity(cells.len());
+        for chunk in cells.chunks(RECONCILE_AT_ONCE) {
+            answers.extend(
+                futures_util::future::join_all(chunk.iter().map(|cell| {
+                    let command = Command::Register {
+                        seed: Some(cell.seed()),
+                    };
+                    let settings = cell.settings();
+                    async move { self.store.apply(cell.service, &settings, command).await }
+                }))
+                .await,
+            );
+        }
+        answers
     }
 
     /// Loads (or creates) a breaker's shared state for its first call, under the call
@@ -634,16 +649,14 @@ impl Fleet {
     pub(crate) async fn load(&self, service: &'static str, settings: &Settings) -> Snapshot {
         if self.is_healthy() {
             let deadline = self.store.deadlines().call;
-            let register = self
+            // Under the call deadline, timed by the store itself: behind this process's
+            // own backlog (thousands of breakers loading at once) a timeout is
+            // `Congested`, not Redis being down.
+            let register = Command::Register { seed: None };
+            let result = self
                 .store
-                .apply(service, settings, Command::Register { seed: None });
-            let result = match tokio::time::timeout(timer_for(deadline), register).await {
-                Ok(result) => result,
-                Err(_) => Err(StorageError::Timeout {
-                    operation: "register",
-                    after: deadline,
-                }),
-            };
+                .apply_within(service, settings, register, deadline)
+                .await;
             match result {
                 Ok(outcome) => {
                     if let Some(cell) = self.cell(service) {

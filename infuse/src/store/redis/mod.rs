@@ -280,8 +280,13 @@ impl Queue {
                 self.replies.fetch_add(1, Ordering::AcqRel);
                 Ok(value)
             }
+            // Behind its own queue, or with one built up behind it meanwhile (thousands
+            // of calls starting at once keep the process's two cores from reading even
+            // the first replies in time), while Redis answered others: the process's
+            // own backlog.
             Err(StorageError::Timeout { operation, after })
-                if ahead >= CONGESTED_QUEUE && self.replies.load(Ordering::Acquire) > replies =>
+                if ahead.max(self.in_flight.load(Ordering::Acquire)) >= CONGESTED_QUEUE
+                    && self.replies.load(Ordering::Acquire) > replies =>
             {
                 Err(StorageError::Congested {
                     operation,
@@ -675,13 +680,17 @@ pub(crate) fn operation(command: &Command) -> &'static str {
     }
 }
 
-impl Store for RedisStore {
-    fn apply(
+impl RedisStore {
+    /// [`Store::apply`] under `deadline` instead of the command's own (a first call
+    /// loading its breaker waits at most the call deadline): a timeout behind this
+    /// process's own backlog is still [`StorageError::Congested`].
+    pub(crate) fn apply_within(
         &self,
         service: &'static str,
         settings: &Settings,
         command: Command,
-    ) -> impl Future<Output = Result<Outcome, StorageError>> + Send {
+        deadline: Duration,
+    ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + '_ {
         let (script, args) = self.encode(service, settings, &command);
         let ttl_ms = self.ttl_ms(settings, &command);
         let mut invocation = script.prepare_invoke();
@@ -692,7 +701,6 @@ impl Store for RedisStore {
             invocation.arg(arg);
         }
         let mut conn = self.conn.clone();
-        let deadline = self.deadlines.of(&command);
         let queue = Arc::clone(&self.queue);
         let note = self.note_change(service);
         async move {
@@ -709,6 +717,18 @@ impl Store for RedisStore {
             }
             Ok(outcome)
         }
+    }
+}
+
+impl Store for RedisStore {
+    fn apply(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        command: Command,
+    ) -> impl Future<Output = Result<Outcome, StorageError>> + Send {
+        let deadline = self.deadlines.of(&command);
+        self.apply_within(service, settings, command, deadline)
     }
 }
 
@@ -740,6 +760,13 @@ pub(crate) async fn bounded<T>(
             after: deadline,
         }),
         Ok(Ok(value)) => Ok(value),
+        // The client's own response timeout: a timeout like ours, so that one behind this
+        // process's own backlog is told apart (`Queue::run`) instead of degrading the
+        // registry.
+        Ok(Err(error)) if error.is_timeout() => Err(StorageError::Timeout {
+            operation,
+            after: deadline,
+        }),
         Ok(Err(error)) => Err(classify(operation, &error)),
     }
 }
