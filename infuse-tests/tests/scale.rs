@@ -164,10 +164,11 @@ async fn failures_below_fail_max_publish_one_event() {
 /// 1,024 concurrent failing calls on one breaker: a handful of scripts, no switch to
 /// the fallback, and exactly one failure learns it tripped the breaker.
 /// `max_breakers` breakers made at once (`try_breaker` in a loop, as a per-host client
-/// meeting many hosts), then their first calls all at once: the registry never mistakes
-/// its own backlog for Redis being down (before, the first calls' loads timed out behind
-/// thousands of scripts on a loaded machine, the registry switched to its fallback, and
-/// its recovery re-sent them all at once and failed again, in a loop).
+/// meeting many hosts), then their first calls all at once: the registry does not take
+/// its own backlog for Redis being down, and never stays on its fallback (before, the
+/// first calls' loads timed out behind thousands of scripts, the registry switched to its
+/// fallback, and its recovery re-sent them all at once and failed on its own backlog, in
+/// a loop, for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_breakers_at_once_do_not_degrade_the_registry() {
     const BREAKERS: usize = 10_000;
@@ -186,29 +187,29 @@ async fn ten_thousand_breakers_at_once_do_not_degrade_the_registry() {
         "{BREAKERS} breakers made and called once in {:?}",
         started.elapsed()
     );
-    assert_eq!(
-        server.command_calls("ping"),
-        pings,
-        "the registry switched to its fallback (its health monitor pinged)"
-    );
-    // Still on Redis: a trip reaches the fleet's record (a failure reported while the
-    // backlog drains may be `Congested`, its outcome unknown: keep failing a while).
-    let tripped = calls::eventually(
+    // On Redis, or back on it soon: the health monitor stops pinging, and a breaker's
+    // snapshot is Redis's record, not the fallback's. (On a quiet machine the registry
+    // never leaves Redis; on a loaded one a call deadline missed for want of CPU may
+    // switch it to its fallback for a moment, never for good.)
+    let on_redis = calls::eventually(
         Duration::from_secs(20),
-        Duration::from_millis(50),
+        Duration::from_millis(100),
         async || {
-            let _ = calls::fail(&breakers[1]).await;
-            server
-                .cli(&["HGET", "infuse:{many/svc-1}:state", "state"])
-                .is_some_and(|state| state.trim() == "1")
+            let before = server.command_calls("ping");
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let stored = server
+                .cli(&["HGET", "infuse:{many/svc-1}:state", "inc"])
+                .unwrap_or_default();
+            let seen = breakers[1].snapshot().await.map(|s| s.version.incarnation);
+            server.command_calls("ping") == before
+                && seen.is_ok_and(|inc| inc.to_string() == stored.trim())
         },
     )
     .await;
-    assert!(tripped, "a trip did not reach Redis");
-    assert_eq!(
-        server.command_calls("ping"),
-        pings,
-        "the registry switched to its fallback (its health monitor pinged)"
+    assert!(on_redis, "the registry is stuck on its fallback");
+    println!(
+        "health monitor pings meanwhile: {}",
+        server.command_calls("ping") - pings
     );
 }
 

@@ -526,7 +526,11 @@ impl Fleet {
             self.cells()
         };
         let answers = self.reconcile(&cells).await;
-        if answers.iter().any(|answer| answer.is_err()) {
+        // Redis down or slow again: the next attempt. A breaker's own garbage, or a
+        // script behind this process's own backlog, is no reason to stay degraded: the
+        // first follows the policy, the second is re-read by the next resync.
+        let down = |answer: &Result<Outcome, StorageError>| matches!(answer, Err(e) if !matches!(e, StorageError::Congested { .. } | StorageError::Corrupt(_)));
+        if answers.iter().any(down) {
             // The change log was read past these: the next attempt must not forget them.
             lock(&self.unreconciled).extend(cells.iter().map(|cell| cell.service));
             return false;
@@ -538,8 +542,20 @@ impl Fleet {
         let local_trips = std::mem::take(&mut *lock(&self.local_trips));
         self.healthy.store(true, Ordering::Release);
         let now = now_nanos();
+        let mut behind = Vec::new();
         for (cell, answer) in cells.iter().zip(answers) {
-            let Ok(outcome) = answer else { continue };
+            let outcome = match answer {
+                Ok(outcome) => outcome,
+                Err(StorageError::Congested { .. }) => {
+                    behind.push(cell.service);
+                    continue;
+                }
+                Err(error) => {
+                    self.on_error(cell.service, &error);
+                    self.follow_policy(cell);
+                    continue;
+                }
+            };
             self.tell_reseeded(cell, &outcome);
             cell.confirm(outcome.snapshot.version);
             cell.adopt(&outcome.snapshot);
@@ -555,6 +571,7 @@ impl Fleet {
                 }
             }
         }
+        lock(&self.unreconciled).extend(behind); // for the next resync
         tracing::info!(address = %self.address, reconciled = cells.len(),
             "Redis available again; breakers follow the fleet state");
         true
@@ -585,10 +602,14 @@ impl Fleet {
                 cells
             }
             Ok(Changes::Services(services)) => {
-                if services.is_empty() {
+                // And those a recovery or the last resync could not read (behind this
+                // process's own backlog).
+                let behind = std::mem::take(&mut *lock(&self.unreconciled));
+                if services.is_empty() && behind.is_empty() {
                     return;
                 }
-                let changed: HashSet<&str> = services.iter().map(String::as_str).collect();
+                let mut changed: HashSet<&str> = services.iter().map(String::as_str).collect();
+                changed.extend(behind);
                 let cells = self.cells.read().unwrap_or_else(PoisonError::into_inner);
                 cells
                     .iter()
@@ -610,7 +631,9 @@ impl Fleet {
                     cell.observe(&outcome.snapshot);
                 }
                 // Behind this process's own backlog: the next resync reads it again.
-                Err(StorageError::Congested { .. }) => {}
+                Err(StorageError::Congested { .. }) => {
+                    lock(&self.unreconciled).insert(cell.service);
+                }
                 Err(error) => {
                     self.on_error(cell.service, &error);
                     if !self.is_healthy() {
