@@ -1390,20 +1390,50 @@ impl LaggingFailover {
             .set(Mode::Blackhole);
     }
 
-    /// Kills the master and waits for the Sentinels to promote the replica: answers the
-    /// new master's port, when the master was killed and when the new one was known.
-    fn fail_over(&mut self) -> (u16, u128, u128) {
+    /// Kills the master and waits for the Sentinels to promote the replica, then watches
+    /// the record on the new master.
+    async fn fail_over(&mut self) -> Failover {
         let replica = self.replica();
         let killed_at = unix_us();
         let old = self.set.kill_master();
         let new = self.set.wait_failover(old, Duration::from_secs(30));
         assert_eq!(new, replica, "{}: another server became master", self.test);
-        (new, killed_at, unix_us())
+        let at = unix_us();
+        let watch = RecordWatch::start(self.set.server(new), &self.ns).await;
+        eprintln!("{}: failed over to {new} at +{} ms", self.test, self.ms(at));
+        Failover {
+            new,
+            killed_at,
+            at,
+            watch,
+        }
     }
 
     fn ms(&self, at: u128) -> i128 {
         ms_since(self.t0, at)
     }
+}
+
+/// A failover of a [`LaggingFailover`].
+struct Failover {
+    /// The new master's port.
+    new: u16,
+    /// When the old master was killed.
+    killed_at: u128,
+    /// When the new master was known.
+    at: u128,
+    /// The record on the new master, from `at` on.
+    watch: RecordWatch,
+}
+
+/// What a failover lost, for [`assert_recovers`].
+struct Lost {
+    /// What it was, for the messages: "the trip".
+    what: &'static str,
+    /// Its short name, for the messages: "trip".
+    name: &'static str,
+    /// Whether a history entry re-does it.
+    redone_by: fn(&HistoryEntry) -> bool,
 }
 
 /// A trial call: `(start_us, end_us, verdict, worker, kind)`.
@@ -1554,6 +1584,70 @@ fn is_replacement(e: &HistoryEntry) -> bool {
     matches!(e.reason.as_str(), "replaced_after_failover" | "reseeded")
 }
 
+/// The end of a failover test, once every worker calls a healthy downstream: the breaker
+/// closes on the new master within the open time + the trial lease + 5 s of `from`
+/// (`since`: what happened at `from`, for the report), every worker went down and came
+/// back, no two trials overlapped, the new master's history says what happened to what
+/// the failover `lost` (since the failover: a replacement, or an entry re-doing it), and
+/// every generation the record showed is explained.
+async fn assert_recovers(
+    f: &mut LaggingFailover,
+    failover: Failover,
+    from: u128,
+    since: &str,
+    lost: Lost,
+) {
+    let test = f.test;
+    let Failover {
+        new,
+        killed_at,
+        watch,
+        ..
+    } = failover;
+    let bound = f.rules.reset + f.rules.trial_lease.unwrap() + Duration::from_secs(5);
+    let closed_after = assert_not_wedged(f, new, from, bound).await;
+    stop_all(&mut f.workers).await;
+    let generations = watch.generations();
+    eprintln!(
+        "{test}: the record on the new master:\n{}",
+        watch.describe(f.t0)
+    );
+    drop(watch);
+    let trials = all_trials(&f.workers);
+    eprintln!(
+        "{test}: closed {closed_after:?} after {since}; trials: {:?}",
+        describe_trials(&trials, f.t0)
+    );
+    for worker in &f.workers {
+        eprintln!(
+            "{}: {:?}; health {:?}",
+            worker.id,
+            worker.events(),
+            worker.health()
+        );
+    }
+    let (entries, names) = report_history(f, new).await;
+
+    assert_went_down_and_up(test, &f.workers, killed_at);
+    assert_no_double_trial(test, &trials, f.rules.trial_lease.unwrap(), f.t0);
+    let since_failover: Vec<&HistoryEntry> = entries
+        .iter()
+        .filter(|e| e.at_ms >= killed_at / 1000)
+        .collect();
+    assert!(
+        since_failover
+            .iter()
+            .any(|e| is_replacement(e) || (lost.redone_by)(e)),
+        "{test}: the new master's history does not say what happened to {} the failover \
+         lost (since the failover: no replaced_after_failover / reseeded entry, no re-done \
+         {}):\n{}",
+        lost.what,
+        lost.name,
+        describe_history(&entries, &names, f.t0)
+    );
+    assert_generations_explained(test, &generations, &entries, &names, f.t0);
+}
+
 /// The trip reaches only the master; the replica becomes master without it. The
 /// processes saw the trip (from Redis): after the failover the fleet must not forget it
 /// silently nor wedge, and the history must say how the record got its state.
@@ -1596,57 +1690,19 @@ async fn a_failover_that_loses_the_trip() {
     }
 
     // The failover loses it.
-    let (new, killed_at, failed_over_at) = f.fail_over();
-    let watch = RecordWatch::start(f.set.server(new), &f.ns).await;
-    eprintln!(
-        "{test}: failed over to {new} at +{} ms",
-        f.ms(failed_over_at)
-    );
+    let failover = f.fail_over().await;
 
     // The downstream is healthy: everyone calls.
     for worker in &mut f.workers {
         worker.send("run ok 50").await;
     }
-    let bound = f.rules.reset + f.rules.trial_lease.unwrap() + Duration::from_secs(5);
-    let closed_after = assert_not_wedged(&mut f, new, failed_over_at, bound).await;
-    stop_all(&mut f.workers).await;
-    let generations = watch.generations();
-    eprintln!(
-        "{test}: the record on the new master:\n{}",
-        watch.describe(f.t0)
-    );
-    drop(watch);
-    let trials = all_trials(&f.workers);
-    eprintln!(
-        "{test}: closed {closed_after:?} after the failover; trials: {:?}",
-        describe_trials(&trials, f.t0)
-    );
-    for worker in &f.workers {
-        eprintln!(
-            "{}: {:?}; health {:?}",
-            worker.id,
-            worker.events(),
-            worker.health()
-        );
-    }
-    let (entries, names) = report_history(&f, new).await;
-
-    assert_went_down_and_up(test, &f.workers, killed_at);
-    assert_no_double_trial(test, &trials, f.rules.trial_lease.unwrap(), f.t0);
-    let since_failover: Vec<&HistoryEntry> = entries
-        .iter()
-        .filter(|e| e.at_ms >= killed_at / 1000)
-        .collect();
-    assert!(
-        since_failover
-            .iter()
-            .any(|e| is_replacement(e) || e.to == "open"),
-        "{test}: the new master's history does not say what happened to the trip the failover \
-         lost (since the failover: no replaced_after_failover / reseeded entry, no re-done \
-         trip):\n{}",
-        describe_history(&entries, &names, f.t0)
-    );
-    assert_generations_explained(test, &generations, &entries, &names, f.t0);
+    let from = failover.at;
+    let lost = Lost {
+        what: "the trip",
+        name: "trip",
+        redone_by: |e| e.to == "open",
+    };
+    assert_recovers(&mut f, failover, from, "the failover", lost).await;
 }
 
 /// The breaker is open on both servers; then `w0` takes the trial on the master only (its
@@ -1716,12 +1772,8 @@ async fn a_failover_that_loses_the_trial_acquisition() {
     for worker in &mut f.workers[1..] {
         worker.send("run ok 50").await;
     }
-    let (new, killed_at, failed_over_at) = f.fail_over();
-    let watch = RecordWatch::start(f.set.server(new), &f.ns).await;
-    eprintln!(
-        "{test}: failed over to {new} at +{} ms",
-        f.ms(failed_over_at)
-    );
+    let failover = f.fail_over().await;
+    let killed_at = failover.killed_at;
 
     // w0's trial runs on past the failover, while the others are back on the new master
     // (their fleet layer says so) and keep calling.
@@ -1750,44 +1802,10 @@ async fn a_failover_that_loses_the_trial_acquisition() {
         f.ms(released_at)
     );
     f.workers[0].send("run ok 50").await;
-    let bound = f.rules.reset + f.rules.trial_lease.unwrap() + Duration::from_secs(5);
-    let closed_after = assert_not_wedged(&mut f, new, released_at, bound).await;
-    stop_all(&mut f.workers).await;
-    let generations = watch.generations();
-    eprintln!(
-        "{test}: the record on the new master:\n{}",
-        watch.describe(f.t0)
-    );
-    drop(watch);
-    let trials = all_trials(&f.workers);
-    eprintln!(
-        "{test}: closed {closed_after:?} after w0's trial ended; trials: {:?}",
-        describe_trials(&trials, f.t0)
-    );
-    for worker in &f.workers {
-        eprintln!(
-            "{}: {:?}; health {:?}",
-            worker.id,
-            worker.events(),
-            worker.health()
-        );
-    }
-    let (entries, names) = report_history(&f, new).await;
-
-    assert_went_down_and_up(test, &f.workers, killed_at);
-    assert_no_double_trial(test, &trials, f.rules.trial_lease.unwrap(), f.t0);
-    let since_failover: Vec<&HistoryEntry> = entries
-        .iter()
-        .filter(|e| e.at_ms >= killed_at / 1000)
-        .collect();
-    assert!(
-        since_failover
-            .iter()
-            .any(|e| is_replacement(e) || (e.from == "open" && e.to == "half-open")),
-        "{test}: the new master's history does not say what happened to the trial's \
-         acquisition the failover lost (since the failover: no replaced_after_failover / \
-         reseeded entry, no re-done acquisition):\n{}",
-        describe_history(&entries, &names, f.t0)
-    );
-    assert_generations_explained(test, &generations, &entries, &names, f.t0);
+    let lost = Lost {
+        what: "the trial's acquisition",
+        name: "acquisition",
+        redone_by: |e| e.from == "open" && e.to == "half-open",
+    };
+    assert_recovers(&mut f, failover, released_at, "w0's trial ended", lost).await;
 }

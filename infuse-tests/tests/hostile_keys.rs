@@ -389,16 +389,6 @@ impl Harness {
             .unwrap_or_else(|e| panic!("{service}: set-up {command:?}: {e}"))
     }
 
-    async fn redis(&self, args: &[String]) -> redis::Value {
-        let mut cmd = redis::cmd(&args[0]);
-        for arg in &args[1..] {
-            cmd.arg(arg);
-        }
-        cmd.query_async(&mut self.conn.clone())
-            .await
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-    }
-
     async fn query<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
         let mut cmd = redis::cmd(args[0]);
         for arg in &args[1..] {
@@ -418,6 +408,11 @@ impl Harness {
             count: 1,
             instance: 1,
         };
+        let report = |counts, instance| Command::RecordCalls {
+            generation: 1,
+            counts,
+            instance,
+        };
         match case {
             Case::Snapshot => Command::Snapshot,
             Case::Register => Command::Register { seed: None },
@@ -431,20 +426,10 @@ impl Harness {
                 Command::RecordSuccess { generation: 1 }
             }
             Case::CallsCounted => {
-                let report = |counts, instance| Command::RecordCalls {
-                    generation: 1,
-                    counts,
-                    instance,
-                };
                 self.run(service, s, report(counts(2, 0, 0), 1)).await;
                 report(counts(1, 0, 0), 2)
             }
             Case::CallsTrip => {
-                let report = |counts, instance| Command::RecordCalls {
-                    generation: 1,
-                    counts,
-                    instance,
-                };
                 self.run(service, s, report(counts(2, 1, 0), 1)).await;
                 report(counts(2, 2, 2), 2)
             }
@@ -492,11 +477,17 @@ impl Harness {
     async fn spoil(&self, service: &str, hostile: &Hostile) {
         let key = &self.store.keys(service)[hostile.key.index()];
         for op in &hostile.ops {
-            let op: Vec<String> = op
+            let op: Vec<&str> = op
                 .iter()
-                .map(|a| if a == "{key}" { key.clone() } else { a.clone() })
+                .map(|a| {
+                    if a == "{key}" {
+                        key.as_str()
+                    } else {
+                        a.as_str()
+                    }
+                })
                 .collect();
-            self.redis(&op).await;
+            let _: redis::Value = self.query(&op).await;
         }
     }
 
@@ -530,6 +521,41 @@ impl Harness {
             });
         }
         dumps
+    }
+
+    /// `command` on `service`, whose state field `field` is at its maximum, must fail as
+    /// `Corrupt` naming it and write nothing; then a force recreates the record (another
+    /// incarnation than `old`'s): answers the force's outcome.
+    async fn refused_at_maximum_then_recreated(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        command: Command,
+        field: &str,
+        old: &Outcome,
+    ) -> Outcome {
+        let before = self.dump(service).await;
+        let writes = self.writes().await;
+        match self.apply(service, settings, command).await {
+            Err(StorageError::Corrupt(detail)) => assert!(
+                detail.contains(&format!("field {field} is at its maximum")),
+                "{detail}"
+            ),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert_eq!(
+            changes(&before, &self.dump(service).await),
+            Vec::<String>::new()
+        );
+        assert_eq!(self.writes().await, writes);
+        let closed = self
+            .run(service, settings, Command::Force(Target::Closed))
+            .await;
+        assert_ne!(
+            closed.snapshot.version.incarnation,
+            old.snapshot.version.incarnation
+        );
+        closed
     }
 
     /// How many write commands (those the scripts use, and PUBLISH) Redis ran.
@@ -697,30 +723,25 @@ async fn every_command_against(key: Key) {
     );
 }
 
-#[tokio::test]
-async fn every_command_refuses_a_corrupt_state_hash_and_writes_nothing() {
-    every_command_against(Key::State).await;
+/// One test a key: each `name: Key` runs `check(Key::Key)`.
+macro_rules! a_test_per_key {
+    ($check:ident { $($name:ident: $key:ident),* $(,)? }) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                $check(Key::$key).await;
+            }
+        )*
+    };
 }
 
-#[tokio::test]
-async fn every_reader_refuses_a_corrupt_open_key_and_writes_nothing() {
-    every_command_against(Key::Open).await;
-}
-
-#[tokio::test]
-async fn every_reader_refuses_a_corrupt_trial_key_and_writes_nothing() {
-    every_command_against(Key::Trial).await;
-}
-
-#[tokio::test]
-async fn a_rate_rule_s_batch_refuses_a_corrupt_window_and_writes_nothing() {
-    every_command_against(Key::Window).await;
-}
-
-#[tokio::test]
-async fn a_change_of_state_refuses_a_corrupt_history_and_writes_nothing() {
-    every_command_against(Key::History).await;
-}
+a_test_per_key!(every_command_against {
+    every_command_refuses_a_corrupt_state_hash_and_writes_nothing: State,
+    every_reader_refuses_a_corrupt_open_key_and_writes_nothing: Open,
+    every_reader_refuses_a_corrupt_trial_key_and_writes_nothing: Trial,
+    a_rate_rule_s_batch_refuses_a_corrupt_window_and_writes_nothing: Window,
+    a_change_of_state_refuses_a_corrupt_history_and_writes_nothing: History,
+});
 
 fn target_name(target: Target) -> &'static str {
     match target.state() {
@@ -865,30 +886,13 @@ async fn force_repairs(key: Key) {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-#[tokio::test]
-async fn force_repairs_a_corrupt_state_hash() {
-    force_repairs(Key::State).await;
-}
-
-#[tokio::test]
-async fn force_repairs_a_corrupt_open_key() {
-    force_repairs(Key::Open).await;
-}
-
-#[tokio::test]
-async fn force_repairs_a_corrupt_trial_key() {
-    force_repairs(Key::Trial).await;
-}
-
-#[tokio::test]
-async fn force_repairs_a_corrupt_window() {
-    force_repairs(Key::Window).await;
-}
-
-#[tokio::test]
-async fn force_repairs_a_corrupt_history() {
-    force_repairs(Key::History).await;
-}
+a_test_per_key!(force_repairs {
+    force_repairs_a_corrupt_state_hash: State,
+    force_repairs_a_corrupt_open_key: Open,
+    force_repairs_a_corrupt_trial_key: Trial,
+    force_repairs_a_corrupt_window: Window,
+    force_repairs_a_corrupt_history: History,
+});
 
 /// A force of a breaker that is not corrupt repairs nothing: a change to the same state
 /// writes no history entry (as before), and the record keeps its incarnation.
@@ -944,21 +948,9 @@ async fn a_generation_at_its_maximum_is_corrupt_for_a_transition_and_force_recre
     let counted = h.run(svc, &settings, fail).await;
     assert_eq!(counted.snapshot.fail_counter, 1);
     assert_eq!(counted.snapshot.generation, generation);
-    let before = h.dump(svc).await;
-    let writes = h.writes().await;
-    match h.apply(svc, &settings, fail).await {
-        Err(StorageError::Corrupt(detail)) => {
-            assert!(detail.contains("field gen is at its maximum"), "{detail}")
-        }
-        other => panic!("expected Corrupt, got {other:?}"),
-    }
-    assert_eq!(changes(&before, &h.dump(svc).await), Vec::<String>::new());
-    assert_eq!(h.writes().await, writes);
-    let closed = h.run(svc, &settings, Command::Force(Target::Closed)).await;
-    assert_ne!(
-        closed.snapshot.version.incarnation,
-        counted.snapshot.version.incarnation
-    );
+    let closed = h
+        .refused_at_maximum_then_recreated(svc, &settings, fail, "gen", &counted)
+        .await;
     assert_eq!(
         (closed.snapshot.state, closed.snapshot.generation),
         (State::Closed, 2)
@@ -987,26 +979,14 @@ async fn a_seq_at_its_maximum_is_corrupt_for_a_write_and_force_recreates_the_rec
         .await;
     let read = h.run(svc, &settings, Command::Snapshot).await;
     assert_eq!(read.snapshot.version.seq, (1 << 53) - 1);
-    let before = h.dump(svc).await;
-    let writes = h.writes().await;
     let fail = Command::RecordFailure {
         generation: 1,
         count: 1,
         instance: 1,
     };
-    match h.apply(svc, &settings, fail).await {
-        Err(StorageError::Corrupt(detail)) => {
-            assert!(detail.contains("field seq is at its maximum"), "{detail}")
-        }
-        other => panic!("expected Corrupt, got {other:?}"),
-    }
-    assert_eq!(changes(&before, &h.dump(svc).await), Vec::<String>::new());
-    assert_eq!(h.writes().await, writes);
-    let closed = h.run(svc, &settings, Command::Force(Target::Closed)).await;
-    assert_ne!(
-        closed.snapshot.version.incarnation,
-        created.snapshot.version.incarnation
-    );
+    let closed = h
+        .refused_at_maximum_then_recreated(svc, &settings, fail, "seq", &created)
+        .await;
     assert_eq!(closed.snapshot.version.seq, 1);
     let generation = closed.snapshot.generation;
     let counted = h

@@ -59,6 +59,27 @@ async fn listed(conn: &mut MultiplexedConnection, ns: &str, service: &str) -> bo
     changes.is_some()
 }
 
+/// Whether the log's version key `version` comes to satisfy `want` within 5 s (read every
+/// 20 ms; `None` while the key is missing).
+async fn version_comes_to(
+    conn: &mut MultiplexedConnection,
+    version: &str,
+    want: impl Fn(Option<&str>) -> bool,
+) -> bool {
+    eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        async || {
+            want(
+                query::<Option<String>>(conn, &["GET", version])
+                    .await
+                    .as_deref(),
+            )
+        },
+    )
+    .await
+}
+
 async fn store(server: &RedisServer, ns: &str, key_ttl: Duration) -> RedisStore {
     let conn = redis::aio::ConnectionManager::new(redis::Client::open(server.url()).unwrap())
         .await
@@ -102,17 +123,7 @@ async fn an_expired_breaker_leaves_the_change_log_while_a_live_one_stays_listed(
     let version = format!("infuse:{{{ns}}}:version");
     // Both creations noted (the notes are sent after the scripts, without waiting).
     assert!(
-        eventually(
-            Duration::from_secs(5),
-            Duration::from_millis(20),
-            async || {
-                query::<Option<String>>(&mut conn, &["GET", &version])
-                    .await
-                    .as_deref()
-                    == Some("2")
-            }
-        )
-        .await,
+        version_comes_to(&mut conn, &version, |v| v == Some("2")).await,
         "the two creations were not noted"
     );
     assert!(listed(&mut conn, ns, "gone").await && listed(&mut conn, ns, "live").await);
@@ -524,32 +535,11 @@ async fn a_lost_log_comes_back_with_the_next_full_resync() {
         assert_eq!(registry.breaker(name).state().await.unwrap(), State::Closed);
     }
     let keys = ["version", "changes", "listed"].map(|k| format!("infuse:{{{ns}}}:{k}"));
-    let version = keys[0].clone();
-    assert!(
-        eventually(
-            Duration::from_secs(5),
-            Duration::from_millis(20),
-            async || {
-                query::<Option<String>>(&mut conn, &["GET", &version])
-                    .await
-                    .is_some()
-            }
-        )
-        .await
-    );
+    let version = &keys[0];
+    assert!(version_comes_to(&mut conn, version, |v| v.is_some()).await);
     let _: () = query(&mut conn, &["DEL", &keys[0], &keys[1], &keys[2]]).await;
     assert!(
-        eventually(
-            Duration::from_secs(5),
-            Duration::from_millis(20),
-            async || {
-                query::<Option<String>>(&mut conn, &["GET", &version])
-                    .await
-                    .as_deref()
-                    == Some("0")
-            }
-        )
-        .await,
+        version_comes_to(&mut conn, version, |v| v == Some("0")).await,
         "the log did not come back"
     );
     for name in ["a", "b"] {
