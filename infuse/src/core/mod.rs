@@ -6,6 +6,7 @@ mod command;
 mod error;
 pub mod machine;
 mod policy;
+pub(crate) mod random;
 mod settings;
 mod snapshot;
 mod state;

@@ -28,6 +28,8 @@ mod sync;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
@@ -39,6 +41,7 @@ pub use connection::FleetConnection;
 pub use options::UnavailablePolicy;
 pub(crate) use options::{RedisOptions, Topology};
 
+use crate::core::random::random_u64;
 use crate::core::window::{bucket_ms, Window};
 use crate::core::{
     now_nanos, saturating_nanos, store_millis, Command, Counts, InitError, Outcome, Settings,
@@ -46,12 +49,74 @@ use crate::core::{
 };
 use crate::local::Cell;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::{parse_event, timer_for, Changes, Deadlines, LogRead, RedisStore};
+use crate::store::redis::{
+    parse_event, timer_for, Announcement, Changes, Deadlines, LogRead, RedisStore,
+};
 use crate::store::Store;
+
+/// A boxed answer of the [`Remote`] store.
+pub(crate) type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageError>> + Send + 'a>>;
+
+/// What the fleet asks of its shared store: [`RedisStore`] (the simulation in this
+/// crate's tests puts a store of its own, with a fault injector, behind it). Only the
+/// slow path goes through it (a call in the closed state never reaches the fleet), so
+/// one boxed future per command costs nothing that matters.
+pub(crate) trait Remote: Send + Sync + 'static {
+    /// Applies one command (see [`Store::apply`]), under its deadline.
+    fn apply<'a>(
+        &'a self,
+        service: &'static str,
+        settings: &'a Settings,
+        command: Command,
+    ) -> Answer<'a, Outcome>;
+    /// Reads the namespace's change log (see [`RedisStore::changes`]).
+    fn changes<'a>(
+        &'a self,
+        breakers: usize,
+        announcement: Option<&'a Announcement>,
+    ) -> Answer<'a, LogRead>;
+    /// Checks that the store answers (see [`RedisStore::ping`]).
+    fn ping(&self) -> Answer<'_, ()>;
+    /// Readies the store after a reconnect (see [`RedisStore::load_scripts`]).
+    fn load_scripts(&self) -> Answer<'_, ()>;
+    /// The deadlines in force.
+    fn deadlines(&self) -> Deadlines;
+}
+
+impl Remote for RedisStore {
+    fn apply<'a>(
+        &'a self,
+        service: &'static str,
+        settings: &'a Settings,
+        command: Command,
+    ) -> Answer<'a, Outcome> {
+        Box::pin(Store::apply(self, service, settings, command))
+    }
+
+    fn changes<'a>(
+        &'a self,
+        breakers: usize,
+        announcement: Option<&'a Announcement>,
+    ) -> Answer<'a, LogRead> {
+        Box::pin(RedisStore::changes(self, breakers, announcement))
+    }
+
+    fn ping(&self) -> Answer<'_, ()> {
+        Box::pin(RedisStore::ping(self))
+    }
+
+    fn load_scripts(&self) -> Answer<'_, ()> {
+        Box::pin(RedisStore::load_scripts(self))
+    }
+
+    fn deadlines(&self) -> Deadlines {
+        RedisStore::deadlines(self)
+    }
+}
 
 /// The Redis store with its failure policy and background tasks.
 pub(crate) struct Fleet {
-    store: RedisStore,
+    store: Box<dyn Remote>,
     policy: UnavailablePolicy,
     address: String,
     healthy: AtomicBool,
@@ -97,7 +162,7 @@ impl fmt::Debug for Fleet {
 
 /// ±20%, so a fleet's processes do not move in lockstep.
 pub(crate) fn jittered(d: Duration) -> Duration {
-    let r = (TrialToken::new().0 % 401) as u32; // 0..=400
+    let r = (random_u64(0) % 401) as u32; // 0..=400
     d * (800 + r) / 1000
 }
 
@@ -133,10 +198,44 @@ impl Fleet {
                     reason: format!("loading the scripts failed: {e}"),
                 })?;
         }
-        let (closing, closed) = watch::channel(());
+        let channel = store.channel().to_owned();
+        let fleet = Fleet::over(
+            Box::new(store),
+            options.policy,
+            address,
+            healthy,
+            options.resync_interval,
+        );
+        let closed = fleet.closing.subscribe();
+        tokio::spawn(sync::subscribe(
+            Arc::downgrade(&fleet),
+            events,
+            channel,
+            closed.clone(),
+        ));
+        tokio::spawn(sync::resync_periodically(
+            Arc::downgrade(&fleet),
+            options.resync_interval,
+            closed,
+        ));
+        Ok(fleet)
+    }
+
+    /// A fleet over any [`Remote`] store, without the subscriber and the periodic resync
+    /// (what [`Fleet::connect`] adds; the simulation drives [`Fleet::on_event`] and
+    /// [`Fleet::resync`] itself). Degraded (`healthy` false), it starts its health
+    /// monitor.
+    pub(crate) fn over(
+        store: Box<dyn Remote>,
+        policy: UnavailablePolicy,
+        address: String,
+        healthy: bool,
+        resync_interval: Duration,
+    ) -> Arc<Fleet> {
+        let (closing, _) = watch::channel(());
         let fleet = Arc::new_cyclic(|me| Fleet {
             store,
-            policy: options.policy,
+            policy,
             address,
             healthy: AtomicBool::new(healthy),
             fallback: ArcSwap::from_pointee(MemoryStore::new()),
@@ -149,25 +248,14 @@ impl Fleet {
             monitoring: AtomicBool::new(false),
             cells: RwLock::default(),
             me: me.clone(),
-            resync_interval: options.resync_interval,
+            resync_interval,
             announced: Mutex::default(),
             closing,
         });
         if !healthy {
             fleet.start_monitor();
         }
-        tokio::spawn(sync::subscribe(
-            Arc::downgrade(&fleet),
-            events,
-            fleet.store.channel().to_owned(),
-            closed.clone(),
-        ));
-        tokio::spawn(sync::resync_periodically(
-            Arc::downgrade(&fleet),
-            options.resync_interval,
-            closed,
-        ));
-        Ok(fleet)
+        fleet
     }
 
     /// How long a call waits on Redis at most.
@@ -192,9 +280,13 @@ impl Fleet {
         cells.get(service).and_then(Weak::upgrade)
     }
 
+    /// The live cells, by service: every pass over the breakers (recovery, resync) sends
+    /// its commands in one order, so that a seeded simulation replays exactly.
     fn cells(&self) -> Vec<Arc<Cell>> {
         let cells = self.cells.read().unwrap_or_else(PoisonError::into_inner);
-        cells.values().filter_map(Weak::upgrade).collect()
+        let mut cells: Vec<Arc<Cell>> = cells.values().filter_map(Weak::upgrade).collect();
+        cells.sort_unstable_by_key(|cell| cell.service);
+        cells
     }
 
     /// Applies a command to Redis; when Redis cannot answer, calls follow the policy.
@@ -578,12 +670,16 @@ impl Fleet {
                     return;
                 }
                 let changed: HashSet<&str> = services.iter().map(String::as_str).collect();
-                let cells = self.cells.read().unwrap_or_else(PoisonError::into_inner);
+                let mut cells: Vec<Arc<Cell>> = {
+                    let cells = self.cells.read().unwrap_or_else(PoisonError::into_inner);
+                    cells
+                        .iter()
+                        .filter(|(service, _)| changed.contains(*service))
+                        .filter_map(|(_, cell)| cell.upgrade())
+                        .collect()
+                };
+                cells.sort_unstable_by_key(|cell| cell.service);
                 cells
-                    .iter()
-                    .filter(|(service, _)| changed.contains(*service))
-                    .filter_map(|(_, cell)| cell.upgrade())
-                    .collect()
             }
             // Garbage in the log's keys: read everything (the log is not the record).
             Err(StorageError::Corrupt(_)) => self.cells(),
