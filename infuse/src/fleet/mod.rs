@@ -666,10 +666,13 @@ impl Fleet {
         let cells = match read.map(|read| read.changes) {
             Ok(Changes::All) => self.cells(),
             Ok(Changes::Services(services)) => {
-                if services.is_empty() {
+                // The breakers an earlier pass read the log past but could not re-read.
+                let owed = lock(&self.unreconciled).clone();
+                if services.is_empty() && owed.is_empty() {
                     return;
                 }
-                let changed: HashSet<&str> = services.iter().map(String::as_str).collect();
+                let mut changed: HashSet<&str> = services.iter().map(String::as_str).collect();
+                changed.extend(owed);
                 let mut cells: Vec<Arc<Cell>> = {
                     let cells = self.cells.read().unwrap_or_else(PoisonError::into_inner);
                     cells
@@ -687,18 +690,26 @@ impl Fleet {
             Err(error) => return self.degrade(&error),
         };
         let answers = self.reconcile(&cells).await;
-        for (cell, answer) in cells.iter().zip(answers) {
+        for (i, (cell, answer)) in cells.iter().zip(answers).enumerate() {
             match answer {
                 Ok(outcome) => {
+                    lock(&self.unreconciled).remove(cell.service);
                     self.tell_reseeded(cell, &outcome);
                     cell.confirm(outcome.snapshot.version);
                     cell.observe(&outcome.snapshot);
                 }
-                // Behind this process's own backlog: the next resync reads it again.
-                Err(StorageError::Congested { .. }) => {}
+                // Behind this process's own backlog. The log was read past its change:
+                // the breaker is owed to the next resync (or the recovery), or its view
+                // would stay stale until a full pass.
+                Err(StorageError::Congested { .. }) => {
+                    lock(&self.unreconciled).insert(cell.service);
+                }
                 Err(error) => {
                     self.on_error(cell.service, &error);
                     if !self.is_healthy() {
+                        // These are owed to the recovery, as above.
+                        let owed = cells[i..].iter().map(|cell| cell.service);
+                        lock(&self.unreconciled).extend(owed);
                         return;
                     }
                     // Garbage in this breaker's keys: its calls follow the policy (a
