@@ -596,28 +596,47 @@ impl Store for RedisStore {
         let queue = Arc::clone(&self.queue);
         let note = self.note_change(service);
         async move {
-            let reply = queue
+            let outcome = queue
                 .run(bounded(operation(&command), deadline, async move {
                     invocation.invoke_async::<Reply>(&mut conn).await
                 }))
-                .await?;
-            let outcome = outcome_from_reply(reply)?;
-            if noted(&command, &outcome) {
+                .await
+                .and_then(outcome_from_reply);
+            let unanswered = matches!(
+                outcome,
+                Err(StorageError::Timeout { .. }
+                    | StorageError::Congested { .. }
+                    | StorageError::Unavailable(_))
+            );
+            if noted(&command, outcome.as_ref().ok()) || (unanswered && noted(&command, None)) {
                 note();
             }
-            Ok(outcome)
+            outcome
         }
     }
 }
 
-/// Whether an answer shows a change the change log notes: a transition, a record
-/// created or replaced, an operator's command (a new generation). Counter changes (the
-/// fail counter's zero-ness, a trial's success below the threshold) are published but
-/// not noted: they reach a process that missed the event with the next full resync.
-fn noted(command: &Command, outcome: &Outcome) -> bool {
-    outcome.applied
-        && (outcome.changed_state()
-            || matches!(command, Command::Register { .. } | Command::Force(_)))
+/// Whether the change log notes a command's change (`outcome`: its answer; `None`: it
+/// went unanswered). An answer is noted when it shows a transition, a record created or
+/// replaced, or an operator's command (a new generation). Counter changes (the fail
+/// counter's zero-ness, a trial's success below the threshold) are published but not
+/// noted: they reach a process that missed the event with the next full resync. A
+/// command that could make such a change but whose answer never came (a timeout, a
+/// broken connection) is noted anyway: its script may have run, and a transition
+/// missing from the log would reach a process that also missed its event only with the
+/// next full resync (a spurious note costs a re-read).
+pub(crate) fn noted(command: &Command, outcome: Option<&Outcome>) -> bool {
+    match outcome {
+        Some(outcome) => {
+            outcome.applied
+                && (outcome.changed_state()
+                    || matches!(command, Command::Register { .. } | Command::Force(_)))
+        }
+        None => !matches!(
+            command,
+            Command::Snapshot | Command::RecordSuccess { .. } | Command::ReleaseTrial { .. }
+        ),
+    }
 }
 
 /// The events channel of a namespace.
