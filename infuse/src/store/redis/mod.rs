@@ -351,24 +351,37 @@ impl RedisStore {
     }
 
     /// Notes in the change log that `service` changed, without waiting (see
-    /// `scripts/note_change.lua`); a note lost is repaired by pub/sub or the next full
-    /// resync.
+    /// `scripts/note_change.lua`). A note that fails (Redis unreachable, the connection
+    /// broke) is sent again (see [`note_until_noted`]) until it is noted or the store is
+    /// dropped: a change missing from the log would reach a process that also missed
+    /// its event (its subscription lost, or it was degraded meanwhile and recovered from
+    /// the log) only with the next full resync.
     fn note_change(&self, service: &'static str) -> impl FnOnce() + Send + 'static {
-        let (scripts, log) = (Arc::clone(&self.scripts), Arc::clone(&self.log));
-        let mut conn = self.conn.clone();
+        let (scripts, log) = (Arc::clone(&self.scripts), Arc::downgrade(&self.log));
+        let conn = self.conn.clone();
         let deadline = self.deadlines.admin;
         move || {
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                 return;
             };
-            runtime.spawn(async move {
-                let mut invocation = scripts.note_change.prepare_invoke();
-                invocation.key(&log.keys[0]).key(&log.keys[1]).arg(service);
-                let _ = bounded("note_change", deadline, async move {
-                    invocation.invoke_async::<i64>(&mut conn).await
-                })
-                .await;
-            });
+            runtime.spawn(note_until_noted(move || {
+                let (scripts, mut conn, log) = (Arc::clone(&scripts), conn.clone(), log.upgrade());
+                async move {
+                    let log = log?; // the store is gone
+                    let mut invocation = scripts.note_change.prepare_invoke();
+                    invocation.key(&log.keys[0]).key(&log.keys[1]).arg(service);
+                    let noted = bounded("note_change", deadline, async move {
+                        invocation.invoke_async::<i64>(&mut conn).await
+                    })
+                    .await;
+                    match noted {
+                        Ok(_) => Some(true),
+                        // Garbage in the log's keys: readers re-read everything anyway.
+                        Err(StorageError::Corrupt(_)) => None,
+                        Err(_) => Some(false),
+                    }
+                }
+            }));
         }
     }
 
@@ -636,6 +649,25 @@ pub(crate) fn noted(command: &Command, outcome: Option<&Outcome>) -> bool {
             command,
             Command::Snapshot | Command::RecordSuccess { .. } | Command::ReleaseTrial { .. }
         ),
+    }
+}
+
+/// The longest wait between two attempts of a note that failed.
+pub(crate) const NOTE_RETRY_CAP: Duration = Duration::from_millis(250);
+
+/// Runs `attempt` until it answers `Some(true)` (noted) or `None` (give up: the store
+/// is gone, or the log's keys hold garbage):
+/// after a failure, waits 50 ms, doubling up to [`NOTE_RETRY_CAP`] (about the fleet's
+/// health monitor's pace: a note lands soon after Redis answers again).
+pub(crate) async fn note_until_noted<F, A>(mut attempt: F)
+where
+    F: FnMut() -> A,
+    A: Future<Output = Option<bool>>,
+{
+    let mut delay = Duration::from_millis(50);
+    while attempt().await == Some(false) {
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(NOTE_RETRY_CAP);
     }
 }
 
