@@ -590,7 +590,7 @@ impl Fleet {
         if self.store.load_scripts().await.is_err() {
             return false;
         }
-        let cells = if self.policy == UnavailablePolicy::LocalFallback {
+        let mut cells = if self.policy == UnavailablePolicy::LocalFallback {
             match self.store.changes(self.tracked(), None).await {
                 Ok(LogRead {
                     changes: Changes::Services(changed),
@@ -610,11 +610,31 @@ impl Fleet {
         } else {
             self.cells()
         };
-        let answers = self.reconcile(&cells).await;
-        if answers.iter().any(|answer| answer.is_err()) {
-            // The change log was read past these: the next attempt must not forget them.
-            lock(&self.unreconciled).extend(cells.iter().map(|cell| cell.service));
-            return false;
+        let mut answers = self.reconcile(&cells).await;
+        loop {
+            if answers.iter().any(|answer| answer.is_err()) {
+                // The change log was read past these: the next attempt must not forget
+                // them.
+                lock(&self.unreconciled).extend(cells.iter().map(|cell| cell.service));
+                return false;
+            }
+            // Breakers first used on the fallback while those were reconciled: theirs
+            // too, or their views would keep the fallback's state (its decisions) as if
+            // it were the fleet's once healthy. (No await from the last check to the
+            // switch below.)
+            let late: Vec<Arc<Cell>> = {
+                let seeded = lock(&self.seeded);
+                self.cells()
+                    .into_iter()
+                    .filter(|cell| seeded.contains(cell.service))
+                    .filter(|cell| !cells.iter().any(|done| done.service == cell.service))
+                    .collect()
+            };
+            if late.is_empty() {
+                break;
+            }
+            answers.extend(self.reconcile(&late).await);
+            cells.extend(late);
         }
         self.fallback.store(Arc::new(MemoryStore::new()));
         lock(&self.seeded).clear();
