@@ -432,6 +432,33 @@ mod tests {
         );
     }
 
+    /// Found by the fleet simulation: once the store's snapshot was taken in whole (the
+    /// recovery adopts what Redis holds), a late answer or event of the same record,
+    /// older, replaced it.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_older_answer_does_not_undo_an_adopted_snapshot() {
+        let cell = Cell::new("adopted", Settings::DEFAULT, Box::new(()));
+        let mut open = Snapshot::closed(Version {
+            incarnation: 7,
+            seq: 12,
+        });
+        open.state = State::Open;
+        open.generation = 14;
+        open.open_remaining = Some(Duration::from_secs(1));
+        cell.adopt(&open);
+        let mut late = Snapshot::closed(Version {
+            incarnation: 7,
+            seq: 10,
+        });
+        late.generation = 13;
+        cell.observe(&late);
+        assert_eq!(
+            (cell.view.state(), cell.view.generation()),
+            (State::Open, 14),
+            "an older answer of the same record was taken in"
+        );
+    }
+
     /// The end of a protection that the fleet's breaker overtook changes nothing.
     #[tokio::test(start_paused = true)]
     async fn a_protection_the_fleet_moved_past_ends_silently() {

@@ -251,10 +251,13 @@ impl View {
         self.store_snapshot(snapshot, timers)
     }
 
-    /// Overwrites the view regardless of versions (e.g. a fallback taking over).
+    /// Overwrites the view regardless of versions (e.g. a fallback taking over, or the
+    /// store again after an outage). From then on the usual rule holds against the
+    /// snapshot taken in: a late answer or event older than it (same incarnation, lower
+    /// seq) is ignored, whatever the view held before.
     pub(crate) fn force(&self, snapshot: &Snapshot, timers: bool) -> Applied {
         let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
-        *applied = None;
+        *applied = Some(snapshot.version);
         self.store_snapshot(snapshot, timers)
     }
 
