@@ -13,6 +13,8 @@ mod state;
 mod transition;
 pub mod window;
 
+#[cfg(test)]
+pub(crate) use clock::test_epoch;
 pub(crate) use clock::{now_nanos, saturating_millis, saturating_nanos, store_millis};
 pub use command::{Command, Seed, Target};
 pub use error::{BreakerError, InitError, InvalidName, RetryAt, StorageError};

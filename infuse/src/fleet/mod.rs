@@ -24,6 +24,8 @@
 mod connection;
 mod options;
 mod presence;
+#[cfg(test)]
+mod sim;
 mod sync;
 
 use std::collections::{HashMap, HashSet};

@@ -299,6 +299,12 @@ impl View {
         self.store_snapshot(&snapshot, timers)
     }
 
+    /// Until when this process keeps the breaker open on its own (fast-path clock).
+    #[cfg(test)]
+    pub(crate) fn quarantine_until(&self) -> u64 {
+        self.quarantine_until.load(Ordering::Acquire)
+    }
+
     /// Whether this process keeps the breaker open on its own (see [`View::quarantine`]).
     pub(crate) fn quarantined(&self) -> bool {
         now_nanos() < self.quarantine_until.load(Ordering::Acquire)
