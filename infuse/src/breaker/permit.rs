@@ -42,6 +42,16 @@ impl<B: Borrow<Breaker>> Permit<B> {
         matches!(self.kind, PermitKind::Trial { .. })
     }
 
+    /// The token of the trial this permit holds, if it is the trial (the fleet
+    /// simulation counts trials by it).
+    #[cfg(test)]
+    pub(crate) fn trial_token(&self) -> Option<TrialToken> {
+        match self.kind {
+            PermitKind::Trial { token } => Some(token),
+            _ => None,
+        }
+    }
+
     /// The breaker this permit belongs to.
     pub fn breaker(&self) -> &Breaker {
         self.breaker.borrow()

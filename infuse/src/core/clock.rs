@@ -7,6 +7,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 fn epoch() -> Instant {
+    #[cfg(test)]
+    if let Some(epoch) = test_epoch::get() {
+        return epoch;
+    }
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
@@ -58,4 +62,26 @@ pub(crate) fn saturating_nanos(d: Duration) -> u64 {
 /// Redis keys them by its own `TIME`).
 pub(crate) fn store_millis(instant: Instant) -> u64 {
     to_nanos(instant) / 1_000_000
+}
+
+/// A seeded simulation pins the epoch to its own start on its thread: the window's
+/// buckets (keyed by [`store_millis`]) then fall at the same instants of every run.
+#[cfg(test)]
+pub(crate) mod test_epoch {
+    use std::cell::Cell;
+
+    use tokio::time::Instant;
+
+    thread_local! {
+        static EPOCH: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+
+    pub(super) fn get() -> Option<Instant> {
+        EPOCH.with(Cell::get)
+    }
+
+    /// Pins the epoch to `epoch` on this thread (`None`: back to the process's).
+    pub(crate) fn set(epoch: Option<Instant>) {
+        EPOCH.with(|cell| cell.set(epoch));
+    }
 }

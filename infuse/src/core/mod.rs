@@ -6,12 +6,15 @@ mod command;
 mod error;
 pub mod machine;
 mod policy;
+pub(crate) mod random;
 mod settings;
 mod snapshot;
 mod state;
 mod transition;
 pub mod window;
 
+#[cfg(test)]
+pub(crate) use clock::test_epoch;
 pub(crate) use clock::{
     later, now_nanos, saturating_millis, saturating_nanos, store_millis, store_ms, MAX_EXPIRY_MS,
 };

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::core::random::random_u64;
 use crate::core::{State, Totals};
 
 /// A breaker's shared state as a store sees it.
@@ -126,9 +127,7 @@ impl TrialToken {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let seed = process_instance();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(n);
-        TrialToken(((seed as u128) << 64) | (h.finish() ^ n) as u128)
+        TrialToken(((seed as u128) << 64) | random_u64(n) as u128)
     }
 }
 
@@ -161,6 +160,11 @@ impl std::fmt::Display for TrialToken {
 /// This process's identity in the fleet: random, drawn once (it reports its calls under
 /// it, see [`Settings::min_instances`](crate::Settings::min_instances)).
 pub fn process_instance() -> u64 {
+    // A seeded simulation replays exactly: not even this may differ between runs.
+    #[cfg(test)]
+    if crate::core::random::seeded::active() {
+        return 0x5eed;
+    }
     static SEED: OnceLock<u64> = OnceLock::new();
     *SEED.get_or_init(|| {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();

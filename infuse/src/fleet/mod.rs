@@ -24,10 +24,14 @@
 mod connection;
 mod options;
 mod presence;
+#[cfg(test)]
+mod sim;
 mod sync;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
@@ -39,6 +43,7 @@ pub use connection::FleetConnection;
 pub use options::UnavailablePolicy;
 pub(crate) use options::{RedisOptions, Topology};
 
+use crate::core::random::random_u64;
 use crate::core::window::{bucket_ms, Window};
 use crate::core::{
     now_nanos, saturating_nanos, store_millis, Command, Counts, InitError, Outcome, Settings,
@@ -46,12 +51,107 @@ use crate::core::{
 };
 use crate::local::Cell;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::{parse_event, Changes, Deadlines, LogRead, RedisStore};
+use crate::store::redis::{parse_event, Announcement, Changes, Deadlines, LogRead, RedisStore};
 use crate::store::Store;
+
+/// A boxed answer of the [`Remote`] store.
+pub(crate) type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageError>> + Send + 'a>>;
+
+/// What the fleet asks of its shared store: [`RedisStore`] (the simulation in this
+/// crate's tests puts a store of its own, with a fault injector, behind it). Only the
+/// slow path goes through it (a call in the closed state never reaches the fleet), so
+/// one boxed future per command costs nothing that matters.
+pub(crate) trait Remote: Send + Sync + 'static {
+    /// Applies one command (see [`Store::apply`]), under its deadline.
+    fn apply<'a>(
+        &'a self,
+        service: &'static str,
+        settings: &'a Settings,
+        command: Command,
+    ) -> Answer<'a, Outcome>;
+    /// Reads the namespace's change log (see [`RedisStore::changes`]).
+    fn changes<'a>(
+        &'a self,
+        breakers: usize,
+        announcement: Option<&'a Announcement>,
+    ) -> Answer<'a, LogRead>;
+    /// Checks that the store answers (see [`RedisStore::ping`]).
+    fn ping(&self) -> Answer<'_, ()>;
+    /// Readies the store after a reconnect (see [`RedisStore::load_scripts`]).
+    fn load_scripts(&self) -> Answer<'_, ()>;
+    /// The deadlines in force.
+    fn deadlines(&self) -> Deadlines;
+    /// [`apply`](Remote::apply) under `deadline` instead of the command's own (see
+    /// [`RedisStore::apply_within`]). A store that times commands some other way may
+    /// keep its own deadline.
+    fn apply_within<'a>(
+        &'a self,
+        service: &'static str,
+        settings: &'a Settings,
+        command: Command,
+        deadline: Duration,
+    ) -> Answer<'a, Outcome> {
+        let _ = deadline;
+        self.apply(service, settings, command)
+    }
+    /// Keeps `services` listed in the namespace's change log (see
+    /// [`RedisStore::touch`]); a store without a listing has nothing to do.
+    fn touch<'a>(&'a self, services: &'a [&'a str], every: Duration) -> Answer<'a, ()> {
+        let _ = (services, every);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+impl Remote for RedisStore {
+    fn apply<'a>(
+        &'a self,
+        service: &'static str,
+        settings: &'a Settings,
+        command: Command,
+    ) -> Answer<'a, Outcome> {
+        Box::pin(Store::apply(self, service, settings, command))
+    }
+
+    fn changes<'a>(
+        &'a self,
+        breakers: usize,
+        announcement: Option<&'a Announcement>,
+    ) -> Answer<'a, LogRead> {
+        Box::pin(RedisStore::changes(self, breakers, announcement))
+    }
+
+    fn ping(&self) -> Answer<'_, ()> {
+        Box::pin(RedisStore::ping(self))
+    }
+
+    fn load_scripts(&self) -> Answer<'_, ()> {
+        Box::pin(RedisStore::load_scripts(self))
+    }
+
+    fn deadlines(&self) -> Deadlines {
+        RedisStore::deadlines(self)
+    }
+
+    fn apply_within<'a>(
+        &'a self,
+        service: &'static str,
+        settings: &'a Settings,
+        command: Command,
+        deadline: Duration,
+    ) -> Answer<'a, Outcome> {
+        Box::pin(RedisStore::apply_within(
+            self, service, settings, command, deadline,
+        ))
+    }
+
+    fn touch<'a>(&'a self, services: &'a [&'a str], every: Duration) -> Answer<'a, ()> {
+        Box::pin(RedisStore::touch(self, services, every))
+    }
+}
 
 /// The Redis store with its failure policy and background tasks.
 pub(crate) struct Fleet {
-    store: RedisStore,
+    store: Box<dyn Remote>,
     policy: UnavailablePolicy,
     address: String,
     healthy: AtomicBool,
@@ -100,7 +200,7 @@ const RECONCILE_AT_ONCE: usize = 256;
 
 /// ±20%, so a fleet's processes do not move in lockstep.
 pub(crate) fn jittered(d: Duration) -> Duration {
-    let r = (TrialToken::new().0 % 401) as u32; // 0..=400
+    let r = (random_u64(0) % 401) as u32; // 0..=400
     d * (800 + r) / 1000
 }
 
@@ -136,10 +236,44 @@ impl Fleet {
                     reason: format!("loading the scripts failed: {e}"),
                 })?;
         }
-        let (closing, closed) = watch::channel(());
+        let channel = store.channel().to_owned();
+        let fleet = Fleet::over(
+            Box::new(store),
+            options.policy,
+            address,
+            healthy,
+            options.resync_interval,
+        );
+        let closed = fleet.closing.subscribe();
+        tokio::spawn(sync::subscribe(
+            Arc::downgrade(&fleet),
+            events,
+            channel,
+            closed.clone(),
+        ));
+        tokio::spawn(sync::resync_periodically(
+            Arc::downgrade(&fleet),
+            options.resync_interval,
+            closed,
+        ));
+        Ok(fleet)
+    }
+
+    /// A fleet over any [`Remote`] store, without the subscriber and the periodic resync
+    /// (what [`Fleet::connect`] adds; the simulation drives [`Fleet::on_event`] and
+    /// [`Fleet::resync`] itself). Degraded (`healthy` false), it starts its health
+    /// monitor.
+    pub(crate) fn over(
+        store: Box<dyn Remote>,
+        policy: UnavailablePolicy,
+        address: String,
+        healthy: bool,
+        resync_interval: Duration,
+    ) -> Arc<Fleet> {
+        let (closing, _) = watch::channel(());
         let fleet = Arc::new_cyclic(|me| Fleet {
             store,
-            policy: options.policy,
+            policy,
             address,
             healthy: AtomicBool::new(healthy),
             fallback: ArcSwap::from_pointee(MemoryStore::new()),
@@ -152,25 +286,14 @@ impl Fleet {
             monitoring: AtomicBool::new(false),
             cells: RwLock::default(),
             me: me.clone(),
-            resync_interval: options.resync_interval,
+            resync_interval,
             announced: Mutex::default(),
             closing,
         });
         if !healthy {
             fleet.start_monitor();
         }
-        tokio::spawn(sync::subscribe(
-            Arc::downgrade(&fleet),
-            events,
-            fleet.store.channel().to_owned(),
-            closed.clone(),
-        ));
-        tokio::spawn(sync::resync_periodically(
-            Arc::downgrade(&fleet),
-            options.resync_interval,
-            closed,
-        ));
-        Ok(fleet)
+        fleet
     }
 
     /// How long a call waits on Redis at most.
@@ -199,9 +322,13 @@ impl Fleet {
         cells.get(service).and_then(Weak::upgrade)
     }
 
+    /// The live cells, by service: every pass over the breakers (recovery, resync) sends
+    /// its commands in one order, so that a seeded simulation replays exactly.
     fn cells(&self) -> Vec<Arc<Cell>> {
         let cells = self.cells.read().unwrap_or_else(PoisonError::into_inner);
-        cells.values().filter_map(Weak::upgrade).collect()
+        let mut cells: Vec<Arc<Cell>> = cells.values().filter_map(Weak::upgrade).collect();
+        cells.sort_unstable_by_key(|cell| cell.service);
+        cells
     }
 
     /// Applies a command to Redis; when Redis cannot answer, calls follow the policy.
@@ -505,7 +632,7 @@ impl Fleet {
         if self.store.load_scripts().await.is_err() {
             return false;
         }
-        let cells = if self.policy == UnavailablePolicy::LocalFallback {
+        let mut cells = if self.policy == UnavailablePolicy::LocalFallback {
             match self.store.changes(self.tracked(), None).await {
                 Ok(LogRead {
                     changes: Changes::Services(changed),
@@ -525,15 +652,35 @@ impl Fleet {
         } else {
             self.cells()
         };
-        let answers = self.reconcile(&cells).await;
-        // Redis down or slow again: the next attempt. A breaker's own garbage, or a
-        // script behind this process's own backlog, is no reason to stay degraded: the
-        // first follows the policy, the second is re-read by the next resync.
-        let down = |answer: &Result<Outcome, StorageError>| matches!(answer, Err(e) if !matches!(e, StorageError::Congested { .. } | StorageError::Corrupt(_)));
-        if answers.iter().any(down) {
-            // The change log was read past these: the next attempt must not forget them.
-            lock(&self.unreconciled).extend(cells.iter().map(|cell| cell.service));
-            return false;
+        let mut answers = self.reconcile(&cells).await;
+        loop {
+            // Redis down or slow again: the next attempt. A breaker's own garbage, or a
+            // script behind this process's own backlog, is no reason to stay degraded:
+            // the first follows the policy, the second is owed to the next resync.
+            let down = |answer: &Result<Outcome, StorageError>| matches!(answer, Err(e) if !matches!(e, StorageError::Congested { .. } | StorageError::Corrupt(_)));
+            if answers.iter().any(down) {
+                // The change log was read past these: the next attempt must not forget
+                // them.
+                lock(&self.unreconciled).extend(cells.iter().map(|cell| cell.service));
+                return false;
+            }
+            // Breakers first used on the fallback while those were reconciled: theirs
+            // too, or their views would keep the fallback's state (its decisions) as if
+            // it were the fleet's once healthy. (No await from the last check to the
+            // switch below.)
+            let late: Vec<Arc<Cell>> = {
+                let seeded = lock(&self.seeded);
+                self.cells()
+                    .into_iter()
+                    .filter(|cell| seeded.contains(cell.service))
+                    .filter(|cell| !cells.iter().any(|done| done.service == cell.service))
+                    .collect()
+            };
+            if late.is_empty() {
+                break;
+            }
+            answers.extend(self.reconcile(&late).await);
+            cells.extend(late);
         }
         self.fallback.store(Arc::new(MemoryStore::new()));
         lock(&self.seeded).clear();
@@ -602,20 +749,23 @@ impl Fleet {
                 cells
             }
             Ok(Changes::Services(services)) => {
-                // And those a recovery or the last resync could not read (behind this
-                // process's own backlog).
-                let behind = std::mem::take(&mut *lock(&self.unreconciled));
-                if services.is_empty() && behind.is_empty() {
+                // The breakers an earlier pass read the log past but could not re-read.
+                let owed = lock(&self.unreconciled).clone();
+                if services.is_empty() && owed.is_empty() {
                     return;
                 }
                 let mut changed: HashSet<&str> = services.iter().map(String::as_str).collect();
-                changed.extend(behind);
-                let cells = self.cells.read().unwrap_or_else(PoisonError::into_inner);
+                changed.extend(owed);
+                let mut cells: Vec<Arc<Cell>> = {
+                    let cells = self.cells.read().unwrap_or_else(PoisonError::into_inner);
+                    cells
+                        .iter()
+                        .filter(|(service, _)| changed.contains(*service))
+                        .filter_map(|(_, cell)| cell.upgrade())
+                        .collect()
+                };
+                cells.sort_unstable_by_key(|cell| cell.service);
                 cells
-                    .iter()
-                    .filter(|(service, _)| changed.contains(*service))
-                    .filter_map(|(_, cell)| cell.upgrade())
-                    .collect()
             }
             // Garbage in the log's keys: read everything (the log is not the record).
             Err(StorageError::Corrupt(_)) => self.cells(),
@@ -623,20 +773,26 @@ impl Fleet {
             Err(error) => return self.degrade(&error),
         };
         let answers = self.reconcile(&cells).await;
-        for (cell, answer) in cells.iter().zip(answers) {
+        for (i, (cell, answer)) in cells.iter().zip(answers).enumerate() {
             match answer {
                 Ok(outcome) => {
+                    lock(&self.unreconciled).remove(cell.service);
                     self.tell_reseeded(cell, &outcome);
                     cell.confirm(outcome.snapshot.version);
                     cell.observe(&outcome.snapshot);
                 }
-                // Behind this process's own backlog: the next resync reads it again.
+                // Behind this process's own backlog. The log was read past its change:
+                // the breaker is owed to the next resync (or the recovery), or its view
+                // would stay stale until a full pass.
                 Err(StorageError::Congested { .. }) => {
                     lock(&self.unreconciled).insert(cell.service);
                 }
                 Err(error) => {
                     self.on_error(cell.service, &error);
                     if !self.is_healthy() {
+                        // These are owed to the recovery, as above.
+                        let owed = cells[i..].iter().map(|cell| cell.service);
+                        lock(&self.unreconciled).extend(owed);
                         return;
                     }
                     // Garbage in this breaker's keys: its calls follow the policy (a

@@ -8,11 +8,12 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Wake, Waker};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::time::Sleep;
 
-use crate::core::{Seed, Settings, Snapshot, State, TransitionReason, Version};
+use crate::core::{now_nanos, Seed, Settings, Snapshot, State, TransitionReason, Version};
 use crate::local::view::{Applied, Arm, View};
 use crate::local::{FailureReports, Listener, Listeners, Tally, Transition};
 
@@ -96,6 +97,22 @@ impl Cell {
         let applied = self.view.quarantine(until, timers_available());
         let generation = self.view.generation();
         self.settle(applied, generation, Some(TransitionReason::Tripped));
+        // When it ends, the view shows the fleet's (closed) breaker again at once, and
+        // listeners hear of it: not only at the next call (an idle breaker would show
+        // open, in `infuse status` and metrics, until the next full resync).
+        let left = Duration::from_nanos(until.saturating_sub(now_nanos()));
+        let timer = sleep_until(tokio::time::Instant::now() + left);
+        if let (Ok(runtime), Some(timer)) = (tokio::runtime::Handle::try_current(), timer) {
+            let cell = Arc::downgrade(self);
+            runtime.spawn(async move {
+                timer.await;
+                if let Some(cell) = cell.upgrade() {
+                    let generation = cell.view.generation();
+                    let applied = cell.view.end_quarantine(until, timers_available());
+                    cell.settle(applied, generation, None);
+                }
+            });
+        }
     }
 
     /// The binding, for a slow path (a load of the `ArcSwap`).
@@ -340,4 +357,130 @@ static TIMERS_UNAVAILABLE: AtomicBool = AtomicBool::new(false);
 /// Whether a timer can be armed here (a tokio runtime with timers is running).
 pub(crate) fn timers_available() -> bool {
     !TIMERS_UNAVAILABLE.load(Ordering::Relaxed) && tokio::runtime::Handle::try_current().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Changes(Mutex<Vec<(State, State)>>);
+
+    impl Listener for Changes {
+        fn on_state_change(&self, _service: &str, from: State, to: State) {
+            self.0.lock().unwrap().push((from, to));
+        }
+    }
+
+    /// Found by the fleet simulation: a process's own protection ended, yet its view
+    /// (and its listeners) said open until its next call, or the next full resync.
+    #[tokio::test(start_paused = true)]
+    async fn a_process_own_protection_ends_on_time_without_a_call() {
+        let cell = Cell::new("quarantined", Settings::DEFAULT, Box::new(()));
+        let changes = Arc::new(Changes::default());
+        cell.add_listener(changes.clone());
+        let mut closed = Snapshot::closed(Version {
+            incarnation: 7,
+            seq: 3,
+        });
+        closed.generation = 4;
+        cell.observe(&closed);
+        cell.quarantine(now_nanos() + 100_000_000);
+        assert_eq!(cell.view.state(), State::Open);
+        tokio::time::sleep(Duration::from_millis(99)).await;
+        assert_eq!(cell.view.state(), State::Open, "protected for 100 ms");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_eq!(cell.view.state(), State::Closed, "the protection is over");
+        assert_eq!(
+            cell.view.generation(),
+            4,
+            "the fleet's generation, unchanged"
+        );
+        assert!(!cell.view.quarantined());
+        assert_eq!(
+            *changes.0.lock().unwrap(),
+            [(State::Closed, State::Open), (State::Open, State::Closed)]
+        );
+    }
+
+    /// Found by the fleet simulation: the fleet's record was recreated open at the same
+    /// generation (Redis lost it, a process's view re-seeded it) while this process's
+    /// protection lasted; when the protection ends, the view shows the fleet's open
+    /// breaker still.
+    #[tokio::test(start_paused = true)]
+    async fn the_end_of_a_protection_leaves_the_fleets_open_breaker_open() {
+        let cell = Cell::new("reseeded", Settings::DEFAULT, Box::new(()));
+        let mut snapshot = Snapshot::closed(Version {
+            incarnation: 7,
+            seq: 3,
+        });
+        snapshot.generation = 3;
+        cell.observe(&snapshot);
+        cell.quarantine(now_nanos() + 100_000_000);
+        snapshot.state = State::Open;
+        snapshot.version = Version {
+            incarnation: 8,
+            seq: 1,
+        };
+        snapshot.open_remaining = Some(Duration::ZERO);
+        cell.adopt(&snapshot);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            cell.view.state(),
+            State::Open,
+            "the fleet's breaker is open"
+        );
+    }
+
+    /// Found by the fleet simulation: once the store's snapshot was taken in whole (the
+    /// recovery adopts what Redis holds), a late answer or event of the same record,
+    /// older, replaced it.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_older_answer_does_not_undo_an_adopted_snapshot() {
+        let cell = Cell::new("adopted", Settings::DEFAULT, Box::new(()));
+        let mut open = Snapshot::closed(Version {
+            incarnation: 7,
+            seq: 12,
+        });
+        open.state = State::Open;
+        open.generation = 14;
+        open.open_remaining = Some(Duration::from_secs(1));
+        cell.adopt(&open);
+        let mut late = Snapshot::closed(Version {
+            incarnation: 7,
+            seq: 10,
+        });
+        late.generation = 13;
+        cell.observe(&late);
+        assert_eq!(
+            (cell.view.state(), cell.view.generation()),
+            (State::Open, 14),
+            "an older answer of the same record was taken in"
+        );
+    }
+
+    /// The end of a protection that the fleet's breaker overtook changes nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_protection_the_fleet_moved_past_ends_silently() {
+        let cell = Cell::new("overtaken", Settings::DEFAULT, Box::new(()));
+        let mut snapshot = Snapshot::closed(Version {
+            incarnation: 7,
+            seq: 3,
+        });
+        cell.observe(&snapshot);
+        cell.quarantine(now_nanos() + 100_000_000);
+        // The fleet trips meanwhile, for longer.
+        snapshot.state = State::Open;
+        snapshot.generation = 2;
+        snapshot.version.seq = 4;
+        snapshot.open_remaining = Some(Duration::from_secs(1));
+        cell.observe(&snapshot);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            cell.view.state(),
+            State::Open,
+            "the fleet's open period goes on"
+        );
+        assert_eq!(cell.view.generation(), 2);
+    }
 }

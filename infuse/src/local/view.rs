@@ -77,6 +77,9 @@ pub(crate) struct View {
     pub(crate) resetting: AtomicBool,
     /// Until when this process keeps the breaker open on its own (fast-path clock).
     quarantine_until: AtomicU64,
+    /// The open state the view shows is this process's own protection over the fleet's
+    /// closed breaker (not an open period of the fleet's).
+    overlaid: AtomicBool,
     /// Serialises updates so that an older snapshot never overwrites a newer one.
     applied: Mutex<Option<Version>>,
 }
@@ -102,6 +105,7 @@ impl View {
             trial_until: AtomicU64::new(0),
             resetting: AtomicBool::new(false),
             quarantine_until: AtomicU64::new(0),
+            overlaid: AtomicBool::new(false),
             applied: Mutex::new(None),
         }
     }
@@ -252,10 +256,13 @@ impl View {
         self.store_snapshot(snapshot, timers)
     }
 
-    /// Overwrites the view regardless of versions (e.g. a fallback taking over).
+    /// Overwrites the view regardless of versions (e.g. a fallback taking over, or the
+    /// store again after an outage). From then on the usual rule holds against the
+    /// snapshot taken in: a late answer or event older than it (same incarnation, lower
+    /// seq) is ignored, whatever the view held before.
     pub(crate) fn force(&self, snapshot: &Snapshot, timers: bool) -> Applied {
         let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
-        *applied = None;
+        *applied = Some(snapshot.version);
         self.store_snapshot(snapshot, timers)
     }
 
@@ -271,10 +278,36 @@ impl View {
         if state_of(word) != Some(State::Closed) {
             return Applied::default();
         }
-        let mut snapshot = self.local_snapshot();
-        snapshot.state = State::Open;
-        snapshot.open_remaining = Some(Duration::from_nanos(until.saturating_sub(now_nanos())));
+        // The fleet's closed breaker, which `store_snapshot` shows open until `until`.
+        let snapshot = self.local_snapshot();
         self.store_snapshot(&snapshot, timers)
+    }
+
+    /// Ends this process's own protection that was to last `until` (see
+    /// [`View::quarantine`]): if the view still shows it over the fleet's closed breaker,
+    /// it shows the breaker closed again. Nothing changes if the protection was replaced
+    /// (a new one) or the view shows something else now (the fleet's breaker moved on,
+    /// or is open itself).
+    pub(crate) fn end_quarantine(&self, until: u64, timers: bool) -> Applied {
+        let _applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        if self.quarantine_until.load(Ordering::Acquire) != until {
+            return Applied::default();
+        }
+        self.quarantine_until.store(0, Ordering::Release);
+        let word = self.word.load(Ordering::Acquire);
+        if word >> STATE_SHIFT != OPEN || !self.overlaid.load(Ordering::Acquire) {
+            return Applied::default();
+        }
+        let mut snapshot = self.local_snapshot();
+        snapshot.state = State::Closed;
+        snapshot.open_remaining = None;
+        self.store_snapshot(&snapshot, timers)
+    }
+
+    /// Until when this process keeps the breaker open on its own (fast-path clock).
+    #[cfg(test)]
+    pub(crate) fn quarantine_until(&self) -> u64 {
+        self.quarantine_until.load(Ordering::Acquire)
     }
 
     /// Whether this process keeps the breaker open on its own (see [`View::quarantine`]).
@@ -291,7 +324,9 @@ impl View {
         }
         let quarantine = self.quarantine_until.load(Ordering::Acquire);
         let quarantined;
-        let snapshot = if snapshot.state == State::Closed && now < quarantine {
+        let overlaid = snapshot.state == State::Closed && now < quarantine;
+        self.overlaid.store(overlaid, Ordering::Release);
+        let snapshot = if overlaid {
             quarantined = Snapshot {
                 state: State::Open,
                 open_remaining: Some(Duration::from_nanos(quarantine - now)),

@@ -446,29 +446,42 @@ impl RedisStore {
 
     /// Notes in the change log that `service` changed, without waiting (see
     /// `scripts/note_change.lua`), keeping it listed as long as its record lives after
-    /// the change (`None`: for good, a forced state); a note lost is repaired by pub/sub
-    /// or the next full resync.
+    /// the change (`None`: for good, a forced state). A note that fails (Redis
+    /// unreachable, the connection broke) is sent again (see [`note_until_noted`]) until
+    /// it is noted or the store is dropped: a change missing from the log would reach a
+    /// process that also missed its event (its subscription lost, or it was degraded
+    /// meanwhile and recovered from the log) only with the next full resync.
     fn note_change(&self, service: &'static str) -> impl FnOnce(Option<u64>) + Send + 'static {
-        let (scripts, log) = (Arc::clone(&self.scripts), Arc::clone(&self.log));
-        let mut conn = self.conn.clone();
+        let (scripts, log) = (Arc::clone(&self.scripts), Arc::downgrade(&self.log));
+        let conn = self.conn.clone();
         let deadline = self.deadlines.admin;
         move |keep_ms| {
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                 return;
             };
-            runtime.spawn(async move {
-                let mut invocation = scripts.note_change.prepare_invoke();
-                for key in &log.keys {
-                    invocation.key(key);
+            let keep = keep_ms.map_or_else(String::new, |ms| ms.to_string());
+            runtime.spawn(note_until_noted(move || {
+                let (scripts, mut conn, log) = (Arc::clone(&scripts), conn.clone(), log.upgrade());
+                let keep = keep.clone();
+                async move {
+                    let log = log?; // the store is gone
+                    let mut invocation = scripts.note_change.prepare_invoke();
+                    for key in &log.keys {
+                        invocation.key(key);
+                    }
+                    invocation.arg(service).arg(keep);
+                    let noted = bounded("note_change", deadline, async move {
+                        invocation.invoke_async::<i64>(&mut conn).await
+                    })
+                    .await;
+                    match noted {
+                        Ok(_) => Some(true),
+                        // Garbage in the log's keys: readers re-read everything anyway.
+                        Err(StorageError::Corrupt(_)) => None,
+                        Err(_) => Some(false),
+                    }
                 }
-                invocation
-                    .arg(service)
-                    .arg(keep_ms.map_or_else(String::new, |ms| ms.to_string()));
-                let _ = bounded("note_change", deadline, async move {
-                    invocation.invoke_async::<i64>(&mut conn).await
-                })
-                .await;
-            });
+            }));
         }
     }
 
@@ -704,18 +717,34 @@ impl RedisStore {
         let queue = Arc::clone(&self.queue);
         let note = self.note_change(service);
         async move {
-            let reply = queue
+            let outcome = queue
                 .run(bounded(operation(&command), deadline, async move {
                     invocation.invoke_async::<Reply>(&mut conn).await
                 }))
-                .await?;
-            let outcome = outcome_from_reply(reply)?;
-            if noted(&command, &outcome) {
-                // How long the record lives now (see `save` in scripts/prelude.lua).
-                let forced = matches!(outcome.snapshot.state, State::ForcedOpen | State::Disabled);
+                .await
+                .and_then(outcome_from_reply);
+            let unanswered = matches!(
+                outcome,
+                Err(StorageError::Timeout { .. }
+                    | StorageError::Congested { .. }
+                    | StorageError::Unavailable(_))
+            );
+            if noted(&command, outcome.as_ref().ok()) || (unanswered && noted(&command, None)) {
+                // How long the record lives now (see `save` in scripts/prelude.lua):
+                // for good in a forced state.
+                let forced = match &outcome {
+                    Ok(outcome) => {
+                        matches!(outcome.snapshot.state, State::ForcedOpen | State::Disabled)
+                    }
+                    Err(_) => matches!(
+                        command,
+                        Command::Force(target)
+                            if matches!(target.state(), State::ForcedOpen | State::Disabled)
+                    ),
+                };
                 note((!forced).then_some(ttl_ms));
             }
-            Ok(outcome)
+            outcome
         }
     }
 }
@@ -732,14 +761,46 @@ impl Store for RedisStore {
     }
 }
 
-/// Whether an answer shows a change the change log notes: a transition, a record
-/// created or replaced, an operator's command (a new generation). Counter changes (the
-/// fail counter's zero-ness, a trial's success below the threshold) are published but
-/// not noted: they reach a process that missed the event with the next full resync.
-fn noted(command: &Command, outcome: &Outcome) -> bool {
-    outcome.applied
-        && (outcome.changed_state()
-            || matches!(command, Command::Register { .. } | Command::Force(_)))
+/// Whether the change log notes a command's change (`outcome`: its answer; `None`: it
+/// went unanswered). An answer is noted when it shows a transition, a record created or
+/// replaced, or an operator's command (a new generation). Counter changes (the fail
+/// counter's zero-ness, a trial's success below the threshold) are published but not
+/// noted: they reach a process that missed the event with the next full resync. A
+/// command that could make such a change but whose answer never came (a timeout, a
+/// broken connection) is noted anyway: its script may have run, and a transition
+/// missing from the log would reach a process that also missed its event only with the
+/// next full resync (a spurious note costs a re-read).
+pub(crate) fn noted(command: &Command, outcome: Option<&Outcome>) -> bool {
+    match outcome {
+        Some(outcome) => {
+            outcome.applied
+                && (outcome.changed_state()
+                    || matches!(command, Command::Register { .. } | Command::Force(_)))
+        }
+        None => !matches!(
+            command,
+            Command::Snapshot | Command::RecordSuccess { .. } | Command::ReleaseTrial { .. }
+        ),
+    }
+}
+
+/// The longest wait between two attempts of a note that failed.
+pub(crate) const NOTE_RETRY_CAP: Duration = Duration::from_millis(250);
+
+/// Runs `attempt` until it answers `Some(true)` (noted) or `None` (give up: the store
+/// is gone, or the log's keys hold garbage):
+/// after a failure, waits 50 ms, doubling up to [`NOTE_RETRY_CAP`] (about the fleet's
+/// health monitor's pace: a note lands soon after Redis answers again).
+pub(crate) async fn note_until_noted<F, A>(mut attempt: F)
+where
+    F: FnMut() -> A,
+    A: Future<Output = Option<bool>>,
+{
+    let mut delay = Duration::from_millis(50);
+    while attempt().await == Some(false) {
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(NOTE_RETRY_CAP);
+    }
 }
 
 /// The events channel of a namespace.
