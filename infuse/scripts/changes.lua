@@ -53,9 +53,16 @@ local function failed(reply)
 end
 
 -- The log holds what infuse did not write: start it over.
+-- The server's run id (new at every restart, another on a promoted replica): a log that
+-- was lost and rebuilt up to the reader's version again reads the same otherwise, so a
+-- reader that meets another server than at its last read re-reads every breaker.
+local function server_id()
+  return string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
+end
+
 local function gone()
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-  return {-1, {}, announced}
+  return {-1, {}, announced, server_id()}
 end
 
 local version = redis.pcall('GET', KEYS[1])
@@ -63,7 +70,7 @@ if failed(version) then
   return gone()
 end
 if not version then
-  return {-1, {}, announced}
+  return {-1, {}, announced, server_id()}
 end
 version = tonumber(version)
 if not version or version < 0 or version % 1 ~= 0 then
@@ -99,10 +106,10 @@ end
 
 local last = tonumber(ARGV[1])
 if version <= last then
-  return {version, {}, announced}
+  return {version, {}, announced, server_id()}
 end
 local changed = redis.pcall('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')
 if failed(changed) then
   return gone()
 end
-return {version, changed, announced}
+return {version, changed, announced, server_id()}

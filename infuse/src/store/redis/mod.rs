@@ -190,6 +190,9 @@ struct ChangeLog {
     keys: [String; 3],
     /// The version read last (`None`: never, or the log was gone).
     seen: std::sync::Mutex<Option<u64>>,
+    /// The run id of the server the log was read on last: another one (a restart, a
+    /// failover) may have lost changes and rebuilt the log up to the version seen.
+    server: std::sync::Mutex<Option<String>>,
     /// Reads since the last full pass.
     since_full: AtomicU64,
     /// Reads so far (every [`PRUNE_EVERY`]-th prunes the log).
@@ -333,6 +336,7 @@ impl RedisStore {
                     format!("infuse:{{{namespace}}}:listed"),
                 ],
                 seen: std::sync::Mutex::new(None),
+                server: std::sync::Mutex::new(None),
                 since_full: AtomicU64::new(0),
                 reads: AtomicU64::new(0),
             }),
@@ -396,7 +400,7 @@ impl RedisStore {
             None => invocation.arg(""),
         };
         let mut conn = self.conn.clone();
-        let (version, services, announced): (i64, Vec<String>, i64) = self
+        let (version, services, announced, server): (i64, Vec<String>, i64, String) = self
             .queue
             .run(bounded("changes", self.deadlines.admin, async move {
                 invocation.invoke_async(&mut conn).await
@@ -404,8 +408,16 @@ impl RedisStore {
             .await?;
         let version = u64::try_from(version).ok();
         *log.seen.lock().unwrap_or_else(PoisonError::into_inner) = version;
+        let before = log
+            .server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(server.clone());
+        let same_server = before.is_none_or(|before| before == server);
         let changes = match (last, version) {
-            (Some(last), Some(version)) if version >= last && !due => Changes::Services(services),
+            (Some(last), Some(version)) if version >= last && !due && same_server => {
+                Changes::Services(services)
+            }
             _ => {
                 log.since_full.store(0, Ordering::Release);
                 Changes::All
