@@ -741,7 +741,12 @@ impl RedisStore {
                     | StorageError::Congested { .. }
                     | StorageError::Unavailable(_))
             );
-            if noted(&command, outcome.as_ref().ok()) || (unanswered && noted(&command, None)) {
+            // A refused command (garbage in the keys) changed nothing: no note.
+            let note_it = match &outcome {
+                Ok(outcome) => noted(&command, Some(outcome)),
+                Err(_) => unanswered && noted(&command, None),
+            };
+            if note_it {
                 // How long the record lives now (see `save` in scripts/prelude.lua):
                 // for good in a forced state.
                 let forced = match &outcome {
