@@ -1,5 +1,5 @@
 //! The fleet's Redis, as the command sees it: the namespace's breakers and their records
-//! (read with plain commands, following the key layout in the README), and a registry for
+//! (read with plain commands, following the key layout in the guide's fleet chapter), and a registry for
 //! the changes (the library's own scripts).
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,5 +1,5 @@
 //! The Grafana board in `docs/grafana/` is valid JSON and queries only the metrics
-//! infuse exports (`infuse::metrics`: the names are the README's stable contract).
+//! infuse exports (`infuse::metrics`: the names are the guide's stable contract).
 
 use serde_json::Value;
 

@@ -278,15 +278,15 @@ async fn invalid_urls_and_namespaces_are_init_errors() {
     assert!(error.to_string().contains("namespace"), "{error}");
 }
 
-/// The minimal ACL documented in the README is enough for everything infuse does.
+/// The minimal ACL documented in the guide (fleet chapter) is enough for everything infuse does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_minimal_acl_is_enough() {
     let server = RedisServer::start();
-    let readme = include_str!("../../README.md");
-    let acl = readme
+    let guide = include_str!("../../infuse/src/guide/fleet.md");
+    let acl = guide
         .lines()
         .find(|l| l.trim_start().starts_with("ACL SETUSER infuse "))
-        .expect("README documents the ACL");
+        .expect("the guide documents the ACL");
     let mut args: Vec<String> = acl.split_whitespace().map(str::to_owned).collect();
     for arg in &mut args {
         if arg == ">CHANGE-ME" {
@@ -421,10 +421,10 @@ async fn the_documented_minimal_acl_covers_rates_and_backoff() {
     use infuse::Settings;
 
     let server = RedisServer::start();
-    let acl = include_str!("../../README.md")
+    let acl = include_str!("../../infuse/src/guide/fleet.md")
         .lines()
         .find(|l| l.trim_start().starts_with("ACL SETUSER infuse "))
-        .expect("README documents the ACL")
+        .expect("the guide documents the ACL")
         .replace(">CHANGE-ME", ">s3cret");
     server
         .cli(&acl.split_whitespace().collect::<Vec<_>>())

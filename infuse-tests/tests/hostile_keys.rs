@@ -12,7 +12,7 @@
 //! key). `Force` (what `close()`, `open()`, `force_open()`, `disable()` run) must repair
 //! every key in the same script and succeed: a clean record, a history that starts with
 //! the manual change, and a normal trip cycle afterwards. The store connects as the user
-//! of the README's minimal ACL: no check or repair may need a command outside it.
+//! of the guide's minimal ACL: no check or repair may need a command outside it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -333,16 +333,16 @@ struct Harness {
 }
 
 impl Harness {
-    /// The store connects as the user of the README's minimal ACL, so that every check
+    /// The store connects as the user of the guide's minimal ACL, so that every check
     /// and repair stays within it (a command outside it fails the case); the test looks
     /// and writes as the default user.
     async fn start() -> Harness {
         let server = RedisServer::start();
-        let readme = include_str!("../../README.md");
-        let acl = readme
+        let guide = include_str!("../../infuse/src/guide/fleet.md");
+        let acl = guide
             .lines()
             .find(|l| l.trim_start().starts_with("ACL SETUSER infuse "))
-            .expect("README documents the ACL");
+            .expect("the guide documents the ACL");
         let args: Vec<&str> = acl
             .split_whitespace()
             .map(|arg| if arg == ">CHANGE-ME" { ">s3cret" } else { arg })

@@ -1,4 +1,4 @@
-//! Every Redis key has a bound (the README's key table says which): the namespace's change
+//! Every Redis key has a bound (the guide's key table says which): the namespace's change
 //! log forgets a breaker once its record expired and no process uses it, while a breaker
 //! in use stays listed although nothing is noted about it; the log's own keys expire
 //! when the namespace goes unused; the index of processes and their announcements shrink

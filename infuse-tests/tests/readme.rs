@@ -1,6 +1,8 @@
 //! The README's Rust snippets are complete programs, each kept identical to an example
-//! (`examples/readme_*.rs`) that `cargo test` compiles: what readers see on GitHub is
-//! exactly what is built, with no hidden lines.
+//! (`examples/readme_*.rs`, `examples/integrations/readme_*.rs`) that `cargo test`
+//! compiles: what readers see on GitHub is exactly what is built, with no hidden lines.
+//! Its install section names every cargo feature of `infuse`, and the version to ask for.
+//! (The guide's examples are doctests of the `infuse` crate.)
 
 const README: &str = include_str!("../../README.md");
 
@@ -25,43 +27,19 @@ fn rust_blocks() -> Vec<String> {
     blocks
 }
 
-const EXAMPLES: [(&str, &str); 13] = [
+/// The README's snippets, in order: the attribute, fleet mode, the client stack.
+const EXAMPLES: [(&str, &str); 3] = [
     (
-        "readme_guard",
+        "examples/readme_guard.rs",
         include_str!("../../examples/readme_guard.rs"),
     ),
-    ("readme_boot", include_str!("../../examples/readme_boot.rs")),
     (
-        "readme_backpressure",
-        include_str!("../../examples/readme_backpressure.rs"),
-    ),
-    (
-        "readme_manual",
-        include_str!("../../examples/readme_manual.rs"),
-    ),
-    (
-        "readme_control",
-        include_str!("../../examples/readme_control.rs"),
-    ),
-    (
-        "readme_listeners",
-        include_str!("../../examples/readme_listeners.rs"),
-    ),
-    (
-        "readme_metrics",
-        include_str!("../../examples/readme_metrics.rs"),
-    ),
-    ("readme_skip", include_str!("../../examples/readme_skip.rs")),
-    (
-        "readme_reqwest",
-        include_str!("../../examples/readme_reqwest.rs"),
-    ),
-    ("readme_axum", include_str!("../../examples/readme_axum.rs")),
-    ("readme_tower", include_str!("../examples/readme_tower.rs")),
-    ("readme_tonic", include_str!("../examples/readme_tonic.rs")),
-    (
-        "readme_fleet",
+        "examples/readme_fleet.rs",
         include_str!("../../examples/readme_fleet.rs"),
+    ),
+    (
+        "examples/integrations/readme_reqwest.rs",
+        include_str!("../../examples/integrations/readme_reqwest.rs"),
     ),
 ];
 
@@ -78,7 +56,7 @@ fn every_rust_snippet_is_an_example_verbatim() {
         assert_eq!(
             block.trim(),
             example.trim(),
-            "the README's snippet differs from examples/{name}.rs"
+            "the README's snippet differs from {name}"
         );
     }
 }
@@ -93,4 +71,46 @@ fn no_snippet_has_hidden_lines() {
             );
         }
     }
+}
+
+const INFUSE_MANIFEST: &str = include_str!("../../infuse/Cargo.toml");
+
+/// The feature names of `infuse/Cargo.toml`'s `[features]` table, `default` aside.
+fn infuse_features() -> Vec<&'static str> {
+    INFUSE_MANIFEST
+        .lines()
+        .skip_while(|line| line.trim() != "[features]")
+        .skip(1)
+        .take_while(|line| !line.starts_with('['))
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name.trim()))
+        .filter(|name| !name.is_empty() && !name.starts_with('#') && *name != "default")
+        .collect()
+}
+
+#[test]
+fn the_feature_table_names_every_feature() {
+    let features = infuse_features();
+    assert!(features.contains(&"tls"), "read no features: {features:?}");
+    for feature in features {
+        assert!(
+            README.contains(&format!("| `{feature}` |")),
+            "the README's feature table lacks `{feature}`"
+        );
+    }
+}
+
+#[test]
+fn the_dependency_line_asks_for_this_version() {
+    let version = env!("CARGO_PKG_VERSION"); // the workspace's, which infuse shares
+    let mut parts = version.split('.');
+    let (major, minor) = (parts.next().unwrap(), parts.next().unwrap());
+    let wanted = if major == "0" {
+        format!("infuse = \"0.{minor}\"")
+    } else {
+        format!("infuse = \"{major}\"")
+    };
+    assert!(
+        README.lines().any(|line| line == wanted),
+        "the README's [dependencies] should say {wanted}"
+    );
 }

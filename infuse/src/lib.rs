@@ -39,27 +39,29 @@
 //! ```
 //!
 //! Where to go next:
-//! - [`circuit_breaker`] — the attribute and its arguments, backpressure included
-//!   (`timeout`, `slow_call`, `failure_rate` over a `window`, `max_reset_timeout`: see
-//!   [`Settings`]);
+//! - [the guide](guide) — the tour, chapter by chapter: [getting
+//!   started](guide::getting_started), [settings](guide::settings),
+//!   [semantics](guide::semantics) (when a breaker trips), [fleet mode](guide::fleet)
+//!   (Redis, and what it holds), [operator controls](guide::controls),
+//!   [events and metrics](guide::observability), [the client stack](guide::integrations),
+//!   [testing your code](guide::testing);
+//! - [`circuit_breaker`] — the attribute and each of its arguments;
 //! - [`Breaker`] — calls without the attribute ([`Breaker::call`], [`Breaker::call_owned`],
-//!   [`Breaker::acquire`]), inspection and operator controls ([`Breaker::open_for`],
-//!   [`Breaker::force_open`], [`Breaker::disable`], [`Breaker::close`]);
+//!   [`Breaker::acquire`]), inspection and operator controls;
 //! - [`init`] and [`Config`] — the store (in memory, or Redis), overrides, listeners;
 //! - [`BreakerError`] — what a rejected call returns, with its retry hint;
-//! - [`store`] — the state machine ([`store::machine`]) and the [`store::Store`] trait;
-//! - [`Listener`] — call and state events ([`Transition`] with its [`TransitionReason`],
-//!   [`CallOutcome`]); every transition is also a `tracing` event.
+//! - [`Listener`] — call and state events; every transition is also a `tracing` event.
 //!
 //! Integrations, each behind the cargo feature of the same name (all off by default):
 //! `tower` (`infuse::tower::CircuitBreakerLayer`), `reqwest`
 //! (`infuse::reqwest::CircuitBreakerMiddleware` for reqwest-middleware), `tonic` (a gRPC
 //! classifier for the layer, `From<BreakerError> for tonic::Status`), `axum`
 //! (`IntoResponse for BreakerError`: 503 + `Retry-After`) and `metrics`
-//! (`Config::metrics`, through the `metrics` facade).
-//!
-//! The README (tour, fleet semantics, key layout, measured costs) is the long form.
+//! (`Config::metrics`, through the `metrics` facade). The `tls` feature (on by default)
+//! adds `rediss://`.
 #![warn(missing_docs)]
+
+pub mod guide;
 
 // Layers, lowest first; each depends only on the ones above it in this list.
 mod backend;

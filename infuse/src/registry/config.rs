@@ -93,8 +93,9 @@ impl Config {
     /// Breakers shared by every process of the fleet through Redis
     /// (`redis://[user:password@]host:port/db`, or `rediss://…` for TLS, which needs the
     /// `tls` feature, on by default; see [`tls_root_cert`](Config::tls_root_cert) and
-    /// [`tls_client_cert`](Config::tls_client_cert)). See the README's fleet section for
-    /// the key layout and ACL, and [`redis_sentinel`](Config::redis_sentinel) and
+    /// [`tls_client_cert`](Config::tls_client_cert)). See the guide's
+    /// [fleet chapter](crate::guide::fleet) for the key layout and ACL, and
+    /// [`redis_sentinel`](Config::redis_sentinel) and
     /// [`redis_cluster`](Config::redis_cluster) for the other deployments. The password
     /// never appears in `Debug` output or errors.
     ///
@@ -400,7 +401,7 @@ impl Config {
 
     /// Connects to this configuration's Redis as [`init`](crate::init) would, for a tool
     /// of your own that reads the breakers' records or follows their events (see the
-    /// key layout in the README); no registry, nothing written. Fails like `init` on an
+    /// [key layout](crate::guide::fleet#what-redis-holds)); no registry, nothing written. Fails like `init` on an
     /// invalid setting or an unreachable Redis (even with
     /// [`start_degraded`](Config::start_degraded)).
     pub async fn redis_connection(&self) -> Result<FleetConnection, InitError> {

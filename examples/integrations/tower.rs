@@ -1,3 +1,7 @@
+//! The guide's tower section as a complete program: hyper's client under the breaker's
+//! layer, asking 127.0.0.1:8080 (`cargo run -p infuse-integration-examples --example tower`;
+//! without a server there, the request fails and counts as a failure).
+
 use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};

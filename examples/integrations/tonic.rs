@@ -1,3 +1,7 @@
+//! The guide's tonic section as a complete program: a gRPC health check through the
+//! breaker's layer, to 127.0.0.1:50051 (`cargo run -p infuse-integration-examples --example
+//! tonic`; without a server there, the call fails with UNAVAILABLE and counts as a failure).
+
 use infuse::tonic::{status_error, GrpcClassifier};
 use infuse::tower::CircuitBreakerLayer;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};

@@ -1,3 +1,7 @@
+//! The guide's axum section as a complete program: `/users/{id}` on 127.0.0.1:3000, a
+//! breaker's rejection answered 503 + `Retry-After`
+//! (`cargo run -p infuse-integration-examples --example axum`).
+
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;

@@ -4,9 +4,9 @@
 //! finds it healthy again.
 //!
 //! ```text
-//! cargo run --example gateway                      # a scripted demo, then exits
-//! cargo run --example gateway -- --serve           # gateway on :3000, users on :3001
-//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example gateway   # a fleet's breaker
+//! cargo run -p infuse-integration-examples --example gateway             # a scripted demo
+//! cargo run -p infuse-integration-examples --example gateway -- --serve  # :3000, users :3001
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run -p infuse-integration-examples --example gateway
 //! ```
 //!
 //! The `users` service runs in this process, on its own port, so that one command shows
