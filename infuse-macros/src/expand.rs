@@ -3,6 +3,7 @@
 //! code names the runtime only by absolute paths, to its public API and its hidden
 //! `__private` module.
 
+use infuse_settings::Kind as SettingKind;
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
@@ -10,7 +11,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
 use syn::{Path, ReturnType, Token, Type, TypeInfer};
 
-use crate::attr::{Arg, Attr, Target, Value, ARGUMENTS};
+use crate::attr::{arguments, Arg, Attr, Kind, Target, Value};
 use crate::item::ItemFn;
 
 /// What the attribute emits when there are errors: the errors, and the function as
@@ -43,7 +44,7 @@ pub(crate) fn expand(attr: &Attr, item: &ItemFn) -> TokenStream {
     let ret_span = ret.span();
     let mut settings = quote!(#krate::Settings::DEFAULT);
     let mut options = quote_spanned!(ret_span=> #krate::CallOptions::new());
-    for arg in ARGUMENTS.iter().filter_map(|argument| attr.get(argument)) {
+    for arg in arguments().iter().filter_map(|argument| attr.get(argument)) {
         match arg.argument.target {
             Target::Settings => settings.extend(builder_call(arg)),
             Target::CallOptions => options.extend(builder_call(arg)),
@@ -108,13 +109,21 @@ fn builder_call(arg: &Arg) -> TokenStream {
     let method = Ident::new(arg.argument.name, arg.name.span());
     let span = arg.value.span();
     let value = match &arg.value {
-        Value::Duration(_, millis) => {
-            let millis = u64::try_from(*millis).expect("validated: a duration fits in u64 ms");
-            let millis = Literal::u64_unsuffixed(millis);
-            quote_spanned!(span=> ::core::time::Duration::from_millis(#millis))
-        }
+        Value::Setting(_, value) => match arg.argument.kind {
+            Kind::Setting(setting) if setting.kind == SettingKind::Duration => {
+                let millis = value.as_duration().as_millis();
+                let millis = u64::try_from(millis).expect("validated: a duration fits in u64 ms");
+                let millis = Literal::u64_unsuffixed(millis);
+                quote_spanned!(span=> ::core::time::Duration::from_millis(#millis))
+            }
+            _ => {
+                let n = u32::try_from(value.0).expect("validated: a count fits in u32");
+                let mut lit = Literal::u32_unsuffixed(n);
+                lit.set_span(span);
+                lit.into_token_stream()
+            }
+        },
         Value::Service(lit) | Value::CratePath(lit, _) => lit.to_token_stream(),
-        Value::Int(lit) => lit.to_token_stream(),
         Value::Bool(lit) => lit.to_token_stream(),
         Value::Predicate(path) => path.to_token_stream(),
     };

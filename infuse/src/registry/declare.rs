@@ -139,45 +139,17 @@ pub(crate) fn check_declarations() -> Result<HashMap<&'static str, &'static Brea
     Ok(seen)
 }
 
-/// The settings as declared: the three of pybreaker, then each backpressure setting that
-/// differs from the default (two declarations may differ in those alone).
+/// The settings as declared: the three of pybreaker, then each other setting that
+/// differs from its default (two declarations may differ in those alone).
 fn describe_settings(s: &Settings) -> String {
-    let mut text = format!(
-        "fail_max = {}, reset_timeout = {:?}, success_threshold = {}",
-        s.fail_max, s.reset_timeout, s.success_threshold
-    );
-    let d = Settings::DEFAULT;
-    let durations = [
-        ("timeout", s.timeout),
-        ("trial_timeout", s.trial_timeout),
-        ("slow_call", s.slow_call),
-    ];
-    for (name, value) in durations {
-        if let Some(value) = value {
-            text.push_str(&format!(", {name} = {value:?}"));
-        }
-    }
-    for (name, value) in [
-        ("slow_call_rate", s.slow_call_rate),
-        ("failure_rate", s.failure_rate),
-    ] {
-        if let Some(value) = value {
-            text.push_str(&format!(", {name} = {value}"));
-        }
-    }
-    if s.window != d.window {
-        text.push_str(&format!(", window = {:?}", s.window));
-    }
-    if s.min_calls != d.min_calls {
-        text.push_str(&format!(", min_calls = {}", s.min_calls));
-    }
-    if s.min_instances != d.min_instances {
-        text.push_str(&format!(", min_instances = {}", s.min_instances));
-    }
-    if let Some(max) = s.max_reset_timeout {
-        text.push_str(&format!(", max_reset_timeout = {max:?}"));
-    }
-    text
+    let parts: Vec<String> = infuse_settings::SETTINGS
+        .iter()
+        .filter_map(|setting| {
+            let value = s.value(setting)?;
+            (setting.pybreaker || Some(value) != setting.default).then(|| setting.assignment(value))
+        })
+        .collect();
+    parts.join(", ")
 }
 
 #[cfg(test)]
@@ -190,7 +162,7 @@ mod tests {
     fn settings_are_described_as_declared() {
         assert_eq!(
             describe_settings(&Settings::DEFAULT),
-            "fail_max = 5, reset_timeout = 60s, success_threshold = 1"
+            "fail_max = 5, reset_timeout = \"1m\", success_threshold = 1"
         );
         let s = Settings::DEFAULT
             .timeout(Duration::from_secs(2))
@@ -204,9 +176,9 @@ mod tests {
             .max_reset_timeout(Duration::from_secs(300));
         assert_eq!(
             describe_settings(&s),
-            "fail_max = 5, reset_timeout = 60s, success_threshold = 1, timeout = 2s, \
-             trial_timeout = 5s, slow_call = 500ms, slow_call_rate = 40, failure_rate = 50, \
-             window = 30s, min_calls = 10, min_instances = 2, max_reset_timeout = 300s"
+            "fail_max = 5, reset_timeout = \"1m\", success_threshold = 1, timeout = \"2s\", \
+             trial_timeout = \"5s\", slow_call = \"500ms\", slow_call_rate = 40, failure_rate = 50, \
+             window = \"30s\", min_calls = 10, min_instances = 2, max_reset_timeout = \"5m\""
         );
     }
 }
