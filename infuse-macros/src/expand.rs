@@ -79,8 +79,26 @@ pub(crate) fn expand(attr: &Attr, item: &ItemFn) -> TokenStream {
             #block
         }
     };
+    // The call goes through `Returns<R>`, which picks the breaker's `guard` when `R` is a
+    // guardable `Result`, and otherwise a stand-in whose bound fails once, at the return
+    // type, saying what to add (`impl From<infuse::BreakerError> for E`). The body is
+    // bound first, so that the traits imported for that choice are not in its scope; the
+    // options stay in the call, which gives them their error type. The binding has the
+    // return type's context (not `mixed_site`), so that an error about it is shown there
+    // rather than at the attribute; nothing the user wrote can name it.
+    let body_var = Ident::new("__infuse_body", ret_span);
     let call = quote_spanned! {ret_span=>
-        __INFUSE_BREAKER.get().guard::<#guarded, _>(#options, #body).await
+        let #body_var = #body;
+        {
+            #[allow(unused_imports)]
+            use #private::{ErrorCarries as _, Guard as _, IsResult as _};
+            (&&#private::Returns::<#guarded>::new()).guard(
+                __INFUSE_BREAKER.get(),
+                #options,
+                #body_var,
+            )
+        }
+        .await
     };
 
     let name = sig.ident.unraw().to_string();
@@ -215,8 +233,11 @@ mod tests {
             ":: core :: concat ! (:: core :: module_path ! () , \"::\" , \"get_user\") , :: core :: file ! () , :: core :: line ! () ,) ;",
             "static __INFUSE_BREAKER : :: infuse :: __private :: StaticBreaker = :: infuse :: __private :: StaticBreaker :: new (& __INFUSE_SPEC) ;",
             ":: infuse :: __private :: register ! (__INFUSE_SPEC) ;",
-            "__INFUSE_BREAKER . get () . guard :: < Result < User , ApiError > , _ > (:: infuse :: CallOptions :: new () . exclude (is_not_found) . error_on_trip (true) , async move {",
-            "if false { let __infuse_return : Result < User , ApiError > = loop { } ; return __infuse_return ; } { fetch (id) . await } }) . await",
+            "let __infuse_body = async move {",
+            "if false { let __infuse_return : Result < User , ApiError > = loop { } ; return __infuse_return ; } { fetch (id) . await } } ;",
+            "{ # [allow (unused_imports)] use :: infuse :: __private :: { ErrorCarries as _ , Guard as _ , IsResult as _ } ; \
+             (&& :: infuse :: __private :: Returns :: < Result < User , ApiError > > :: new ()) \
+             . guard (__INFUSE_BREAKER . get () , :: infuse :: CallOptions :: new () . exclude (is_not_found) . error_on_trip (true) , __infuse_body ,) } . await",
         ] {
             assert!(out.contains(expected), "missing {expected}\nin {out}");
         }
@@ -257,7 +278,7 @@ mod tests {
              . max_reset_timeout (:: core :: time :: Duration :: from_millis (300000)) ,";
         assert!(out.contains(settings), "{out}");
         let options = ":: infuse :: CallOptions :: new () . exclude (is_not_found) \
-             . ignore (errors :: is_cancelled) , async move";
+             . ignore (errors :: is_cancelled) , __infuse_body";
         assert!(out.contains(options), "{out}");
     }
 

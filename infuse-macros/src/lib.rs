@@ -138,12 +138,17 @@
 //! }
 //! ```
 //!
+//! (The call itself goes through `::infuse::__private::Returns::<Result<User, ApiError>>`,
+//! which picks `guard` when the return type can be guarded and otherwise a stand-in whose
+//! one error, at the return type, says what is missing.)
+//!
 //! # Errors
 //!
 //! Every misuse is a compile error at the offending token that says what to write
 //! instead, and all of them are reported at once; the function is then left as written,
-//! so no follow-on errors appear. A return type that is not a guardable `Result` is
-//! reported at the return type.
+//! so no follow-on errors appear. A return type that is not a guardable `Result`, or whose
+//! error type cannot carry an `infuse::BreakerError`, is one error at the return type
+//! saying what to add (`impl From<infuse::BreakerError> for MyError`).
 
 use proc_macro::TokenStream;
 
