@@ -728,13 +728,7 @@ mod tests {
                 "unknown argument `fail_mx`; did you mean `fail_max`?",
             ),
         ];
-        for (tokens, expected) in cases {
-            let found = messages(tokens.clone());
-            assert!(
-                found.iter().any(|m| m.contains(expected)),
-                "{tokens}: expected {expected:?}, found {found:?}"
-            );
-        }
+        crate::assert_each_message(cases, messages);
     }
 
     #[test]

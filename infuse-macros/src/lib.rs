@@ -221,3 +221,18 @@ impl Errors {
             .collect()
     }
 }
+
+/// Checks that each case's messages (by `messages`) include its expected text.
+#[cfg(test)]
+fn assert_each_message(
+    cases: impl IntoIterator<Item = (proc_macro2::TokenStream, &'static str)>,
+    messages: impl Fn(proc_macro2::TokenStream) -> Vec<String>,
+) {
+    for (tokens, expected) in cases {
+        let found = messages(tokens.clone());
+        assert!(
+            found.iter().any(|m| m.contains(expected)),
+            "{tokens}: expected {expected:?}, found {found:?}"
+        );
+    }
+}

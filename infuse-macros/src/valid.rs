@@ -379,13 +379,7 @@ mod tests {
                 "`max_reset_timeout` must be greater than zero",
             ),
         ];
-        for (tokens, expected) in cases {
-            let found = messages(tokens.clone());
-            assert!(
-                found.iter().any(|m| m.contains(expected)),
-                "{tokens}: expected {expected:?}, found {found:?}"
-            );
-        }
+        crate::assert_each_message(cases, messages);
     }
 
     /// A comparison or a combination is not reported again when one of its arguments is
@@ -568,13 +562,7 @@ mod tests {
                 "does not support `extern`",
             ),
         ];
-        for (tokens, expected) in cases {
-            let found = fn_messages(tokens.clone());
-            assert!(
-                found.iter().any(|m| m.contains(expected)),
-                "{tokens}: expected {expected:?}, found {found:?}"
-            );
-        }
+        crate::assert_each_message(cases, fn_messages);
         assert_eq!(
             fn_messages(quote!(
                 fn f() {}
