@@ -35,9 +35,7 @@ pub fn read_duration(text: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_millis(millis))
 }
 
-/// Parses the duration syntax shared by the attribute and environment variables:
-/// an integer with a unit `ms`, `s` or `m` (`"500ms"`, `"15s"`, `"2m"`), or a bare
-/// integer number of seconds (`"15"`).
+/// [`read_duration`], with an error in words (`infuse::parse_duration`).
 ///
 /// ```
 /// use std::time::Duration;

@@ -12,9 +12,9 @@
 /// ```
 ///
 /// - the `#[doc]` attributes: the rustdoc of the `Settings` field;
-/// - `$kind`: `Count`, `Percent` or `Duration` (the Rust type, by [`value_type!`]);
+/// - `$kind`: `Count`, `Percent` or `Duration` (the Rust type, by [`value_type!`](crate::value_type!));
 /// - `[$default]`: the default, or `[]` for a setting that is unset (`None`) by default
-///   (its field is then an `Option`: see [`field_type!`]);
+///   (its field is then an `Option`: see [`field_type!`](crate::field_type!));
 /// - `{ $data }`: the fields of its [`Setting`](crate::Setting) (limits, meaning,
 ///   example, aliases, rules), which only this crate reads.
 ///

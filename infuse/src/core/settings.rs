@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-pub use infuse_settings::parse_duration;
 use infuse_settings::{describe, Setting, SettingValue, Slot, Value};
 
 use crate::core::store_ms;
@@ -151,6 +150,20 @@ impl Default for Settings {
     fn default() -> Self {
         Settings::DEFAULT
     }
+}
+
+/// Parses the duration syntax shared by the attribute and environment variables:
+/// an integer with a unit `ms`, `s` or `m` (`"500ms"`, `"15s"`, `"2m"`), or a bare
+/// integer number of seconds (`"15"`).
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(infuse::parse_duration("250ms"), Ok(Duration::from_millis(250)));
+/// assert_eq!(infuse::parse_duration("2m"), Ok(Duration::from_secs(120)));
+/// assert!(infuse::parse_duration("soon").is_err());
+/// ```
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    infuse_settings::parse_duration(text)
 }
 
 /// Checks that a duration setting of `Config` (not of a breaker) is above zero and at most
