@@ -3,6 +3,7 @@
 //! code names the runtime only by absolute paths, to its public API and its hidden
 //! `__private` module.
 
+use infuse_settings::Kind as SettingKind;
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
@@ -10,7 +11,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
 use syn::{Path, ReturnType, Token, Type, TypeInfer};
 
-use crate::attr::{Arg, Attr, Target, Value, ARGUMENTS};
+use crate::attr::{arguments, Arg, Attr, Kind, Target, Value};
 use crate::item::ItemFn;
 
 /// What the attribute emits when there are errors: the errors, and the function as
@@ -43,7 +44,7 @@ pub(crate) fn expand(attr: &Attr, item: &ItemFn) -> TokenStream {
     let ret_span = ret.span();
     let mut settings = quote!(#krate::Settings::DEFAULT);
     let mut options = quote_spanned!(ret_span=> #krate::CallOptions::new());
-    for arg in ARGUMENTS.iter().filter_map(|argument| attr.get(argument)) {
+    for arg in arguments().iter().filter_map(|argument| attr.get(argument)) {
         match arg.argument.target {
             Target::Settings => settings.extend(builder_call(arg)),
             Target::CallOptions => options.extend(builder_call(arg)),
@@ -78,8 +79,26 @@ pub(crate) fn expand(attr: &Attr, item: &ItemFn) -> TokenStream {
             #block
         }
     };
+    // The call goes through `Returns<R>`, which picks the breaker's `guard` when `R` is a
+    // guardable `Result`, and otherwise a stand-in whose bound fails once, at the return
+    // type, saying what to add (`impl From<infuse::BreakerError> for E`). The body is
+    // bound first, so that the traits imported for that choice are not in its scope; the
+    // options stay in the call, which gives them their error type. The binding has the
+    // return type's context (not `mixed_site`), so that an error about it is shown there
+    // rather than at the attribute; nothing the user wrote can name it.
+    let body_var = Ident::new("__infuse_body", ret_span);
     let call = quote_spanned! {ret_span=>
-        __INFUSE_BREAKER.get().guard::<#guarded, _>(#options, #body).await
+        let #body_var = #body;
+        {
+            #[allow(unused_imports)]
+            use #private::{ErrorCarries as _, Guard as _, IsResult as _};
+            (&&#private::Returns::<#guarded>::new()).guard(
+                __INFUSE_BREAKER.get(),
+                #options,
+                #body_var,
+            )
+        }
+        .await
     };
 
     let name = sig.ident.unraw().to_string();
@@ -108,13 +127,21 @@ fn builder_call(arg: &Arg) -> TokenStream {
     let method = Ident::new(arg.argument.name, arg.name.span());
     let span = arg.value.span();
     let value = match &arg.value {
-        Value::Duration(_, millis) => {
-            let millis = u64::try_from(*millis).expect("validated: a duration fits in u64 ms");
-            let millis = Literal::u64_unsuffixed(millis);
-            quote_spanned!(span=> ::core::time::Duration::from_millis(#millis))
-        }
+        Value::Setting(_, value) => match arg.argument.kind {
+            Kind::Setting(setting) if setting.kind == SettingKind::Duration => {
+                let millis = value.as_duration().as_millis();
+                let millis = u64::try_from(millis).expect("validated: a duration fits in u64 ms");
+                let millis = Literal::u64_unsuffixed(millis);
+                quote_spanned!(span=> ::core::time::Duration::from_millis(#millis))
+            }
+            _ => {
+                let n = u32::try_from(value.0).expect("validated: a count fits in u32");
+                let mut lit = Literal::u32_unsuffixed(n);
+                lit.set_span(span);
+                lit.into_token_stream()
+            }
+        },
         Value::Service(lit) | Value::CratePath(lit, _) => lit.to_token_stream(),
-        Value::Int(lit) => lit.to_token_stream(),
         Value::Bool(lit) => lit.to_token_stream(),
         Value::Predicate(path) => path.to_token_stream(),
     };
@@ -206,8 +233,11 @@ mod tests {
             ":: core :: concat ! (:: core :: module_path ! () , \"::\" , \"get_user\") , :: core :: file ! () , :: core :: line ! () ,) ;",
             "static __INFUSE_BREAKER : :: infuse :: __private :: StaticBreaker = :: infuse :: __private :: StaticBreaker :: new (& __INFUSE_SPEC) ;",
             ":: infuse :: __private :: register ! (__INFUSE_SPEC) ;",
-            "__INFUSE_BREAKER . get () . guard :: < Result < User , ApiError > , _ > (:: infuse :: CallOptions :: new () . exclude (is_not_found) . error_on_trip (true) , async move {",
-            "if false { let __infuse_return : Result < User , ApiError > = loop { } ; return __infuse_return ; } { fetch (id) . await } }) . await",
+            "let __infuse_body = async move {",
+            "if false { let __infuse_return : Result < User , ApiError > = loop { } ; return __infuse_return ; } { fetch (id) . await } } ;",
+            "{ # [allow (unused_imports)] use :: infuse :: __private :: { ErrorCarries as _ , Guard as _ , IsResult as _ } ; \
+             (&& :: infuse :: __private :: Returns :: < Result < User , ApiError > > :: new ()) \
+             . guard (__INFUSE_BREAKER . get () , :: infuse :: CallOptions :: new () . exclude (is_not_found) . error_on_trip (true) , __infuse_body ,) } . await",
         ] {
             assert!(out.contains(expected), "missing {expected}\nin {out}");
         }
@@ -248,7 +278,7 @@ mod tests {
              . max_reset_timeout (:: core :: time :: Duration :: from_millis (300000)) ,";
         assert!(out.contains(settings), "{out}");
         let options = ":: infuse :: CallOptions :: new () . exclude (is_not_found) \
-             . ignore (errors :: is_cancelled) , async move";
+             . ignore (errors :: is_cancelled) , __infuse_body";
         assert!(out.contains(options), "{out}");
     }
 

@@ -36,105 +36,23 @@
 //! #[infuse::circuit_breaker(service = "payments")]
 //! ```
 //!
-//! ## `fail_max = N`
+//! ## The settings: `fail_max = 5`, `reset_timeout = "15s"`, …
 //!
-//! Consecutive failures that open the breaker; an integer literal ≥ 1 that fits in `u32`.
-//! Default: `5`.
-//!
-//! ```ignore
-//! #[infuse::circuit_breaker(service = "payments", fail_max = 3)]
-//! ```
-//!
-//! ## `reset_timeout = "15s"`
-//!
-//! How long the breaker stays open before a trial call is let through: a string with an
-//! integer amount and a unit `ms`, `s` or `m` (`"500ms"`, `"15s"`, `"2m"`), or an integer
-//! literal number of seconds (`reset_timeout = 15`). Must be greater than zero and at
-//! most 24 hours (`"1440m"`, `86400`). Default: 60 seconds.
+//! Every breaker setting of `infuse::Settings` is an argument of the same name: a count or
+//! a percentage as an integer literal (`fail_max = 3`, `failure_rate = 50`), a duration as
+//! a string with a unit `ms`, `s` or `m` (`"500ms"`, `"15s"`, `"2m"`) or an integer
+//! literal number of seconds (`reset_timeout = 15`). Each is checked here by the same
+//! rules, in the same words, as `Settings::validate` and the `INFUSE_<SERVICE>_<SETTING>`
+//! environment variables: the table of every setting (type, default, limits, meaning) is
+//! in the documentation of [`infuse::Settings`](https://docs.rs/infuse/latest/infuse/struct.Settings.html).
+//! A setting that has no effect alone is an error where it is written alone (`window` or
+//! `min_calls` without `failure_rate` or `slow_call_rate`).
 //!
 //! ```ignore
-//! #[infuse::circuit_breaker(service = "payments", reset_timeout = "500ms")]
-//! ```
-//!
-//! ## `success_threshold = N`
-//!
-//! Successful trial calls needed in the half-open state to close the breaker again; an
-//! integer literal ≥ 1. Default: `1`.
-//!
-//! ```ignore
-//! #[infuse::circuit_breaker(service = "payments", success_threshold = 2)]
-//! ```
-//!
-//! ## `timeout = "2s"`
-//!
-//! A call still running after this long is dropped (cancelled), counts as a failure and
-//! returns `BreakerError::Timeout`, converted into `E`. A duration as for
-//! `reset_timeout`, greater than zero and at most 1 hour (`"60m"`). Default: no limit.
-//!
-//! ```ignore
-//! #[infuse::circuit_breaker(service = "payments", timeout = "2s")]
-//! ```
-//!
-//! ## `trial_timeout = "5s"`
-//!
-//! The limit of a half-open trial call, when it should differ from `timeout` (a trial
-//! may be given longer, to let a cold service answer). Greater than zero, at most 1 hour.
-//! Default: `timeout`.
-//!
-//! ```ignore
+//! #[infuse::circuit_breaker(service = "payments", fail_max = 3, reset_timeout = "500ms")]
 //! #[infuse::circuit_breaker(service = "payments", timeout = "2s", trial_timeout = "5s")]
-//! ```
-//!
-//! ## `slow_call = "500ms"`
-//!
-//! Calls slower than this count as slow (they still return their own result): the breaker
-//! trips when slow calls reach `slow_call_rate` percent of the calls in the `window`.
-//! Greater than zero, at most 1 hour, shorter than `timeout`; requires `slow_call_rate`.
-//!
-//! ```ignore
 //! #[infuse::circuit_breaker(service = "payments", slow_call = "500ms", slow_call_rate = 50)]
-//! ```
-//!
-//! ## `slow_call_rate = 50`
-//!
-//! The percentage (an integer literal from 1 to 100) of slow calls in the window that
-//! trips the breaker; requires `slow_call`.
-//!
-//! ## `failure_rate = 50`
-//!
-//! The percentage (an integer literal from 1 to 100) of failed calls in the window that
-//! trips the breaker. `fail_max` still applies: whichever rule trips first opens the
-//! breaker.
-//!
-//! ```ignore
 //! #[infuse::circuit_breaker(service = "payments", failure_rate = 50, window = "30s", min_calls = 10)]
-//! ```
-//!
-//! ## `window = "10s"`
-//!
-//! The sliding window over which `failure_rate` and `slow_call_rate` are measured: at
-//! least 1 second, at most 1 hour. Default: 10 seconds. Only with a rate: alone it would
-//! have no effect, so it is an error.
-//!
-//! ## `min_calls = 20`
-//!
-//! No rate decision is taken below this many calls in the window (with Redis, the fleet's
-//! calls); an integer literal ≥ 1. Default: `20`. Only with a rate.
-//!
-//! ## `min_instances = 2`
-//!
-//! With Redis: a trip needs failures (or slow calls) reported by at least this many
-//! processes — in the window for a rate rule, in the current failure streak for
-//! `fail_max` — so that one sick caller cannot open the breaker for the whole fleet; an
-//! integer literal ≥ 1. Default: `1`.
-//!
-//! ## `max_reset_timeout = "5m"`
-//!
-//! Backoff: each re-open after a failed trial doubles the open time (less some jitter), up
-//! to this bound; closing resets it. At least `reset_timeout`, at most 24 hours. Default:
-//! no backoff, every open lasts `reset_timeout`.
-//!
-//! ```ignore
 //! #[infuse::circuit_breaker(service = "payments", reset_timeout = "10s", max_reset_timeout = "5m")]
 //! ```
 //!
@@ -220,12 +138,17 @@
 //! }
 //! ```
 //!
+//! (The call itself goes through `::infuse::__private::Returns::<Result<User, ApiError>>`,
+//! which picks `guard` when the return type can be guarded and otherwise a stand-in whose
+//! one error, at the return type, says what is missing.)
+//!
 //! # Errors
 //!
 //! Every misuse is a compile error at the offending token that says what to write
 //! instead, and all of them are reported at once; the function is then left as written,
-//! so no follow-on errors appear. A return type that is not a guardable `Result` is
-//! reported at the return type.
+//! so no follow-on errors appear. A return type that is not a guardable `Result`, or whose
+//! error type cannot carry an `infuse::BreakerError`, is one error at the return type
+//! saying what to add (`impl From<infuse::BreakerError> for MyError`).
 
 use proc_macro::TokenStream;
 
@@ -241,12 +164,10 @@ mod valid;
 /// async fn get_user(id: u64) -> Result<User, ApiError> { /* ... */ }
 /// ```
 ///
-/// Arguments: `service = "name"` (required), `fail_max = N`, `reset_timeout = "15s"`,
-/// `success_threshold = N`, `timeout = "2s"`, `trial_timeout = "5s"`,
-/// `slow_call = "500ms"`, `slow_call_rate = N`, `failure_rate = N`, `window = "10s"`,
-/// `min_calls = N`, `min_instances = N`, `max_reset_timeout = "5m"`,
-/// `exclude = path::to_fn`, `ignore = path::to_fn`, `error_on_trip = true|false`,
-/// `crate = "path"`. See the [crate documentation](crate) for each.
+/// Arguments: `service = "name"` (required), every setting of `infuse::Settings` by its
+/// name (`fail_max = 5`, `reset_timeout = "15s"`, …), `exclude = path::to_fn`,
+/// `ignore = path::to_fn`, `error_on_trip = true|false`, `crate = "path"`. See the
+/// [crate documentation](crate) for each.
 #[proc_macro_attribute]
 pub fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
     circuit_breaker_impl(args.into(), item.into()).into()
@@ -298,5 +219,20 @@ impl Errors {
             .flatten()
             .map(|error| error.to_string())
             .collect()
+    }
+}
+
+/// Checks that each case's messages (by `messages`) include its expected text.
+#[cfg(test)]
+fn assert_each_message(
+    cases: impl IntoIterator<Item = (proc_macro2::TokenStream, &'static str)>,
+    messages: impl Fn(proc_macro2::TokenStream) -> Vec<String>,
+) {
+    for (tokens, expected) in cases {
+        let found = messages(tokens.clone());
+        assert!(
+            found.iter().any(|m| m.contains(expected)),
+            "{tokens}: expected {expected:?}, found {found:?}"
+        );
     }
 }

@@ -1,25 +1,24 @@
 //! The validation pass: what parsed must also make sense. Every misuse becomes an error at
 //! its own token and all of them are collected, so that one compilation reports them all.
 
+use infuse_settings::{Site, Slot};
 use proc_macro2::{Punct, Spacing, Span, TokenStream, TokenTree};
-use quote::ToTokens;
-use syn::{Error, Lit, LitInt, LitStr, Result, ReturnType};
+use syn::{Error, LitStr, Result, ReturnType};
 
-use crate::attr::{Arg, Argument, Attr, Kind, Value, DEFAULT_RESET_TIMEOUT_MS};
+use crate::attr::{Arg, Attr, Kind, Value};
 use crate::item::ItemFn;
 use crate::Errors;
 
-/// Checks the arguments: each value in its range, the combinations (the same rules as
-/// the runtime's `Settings::validate`, in its words), and the required `service`.
+/// Checks the arguments: the service, and the settings by the checks of `infuse-settings`
+/// (each value within its limits, then the rules between them, in the words of every other
+/// entry point), each error at its own argument; then the required `service`.
 pub(crate) fn check_attr(attr: &Attr, errors: &mut Errors) {
-    let mut valid = Vec::new();
-    for arg in &attr.args {
-        match check_value(arg) {
-            Ok(()) => valid.push(arg),
-            Err(error) => errors.push(error),
+    if let Some(lit) = attr.service() {
+        if let Err(error) = service(lit) {
+            errors.push(error);
         }
     }
-    for error in check_combinations(attr, &valid) {
+    for error in check_settings(attr) {
         errors.push(error);
     }
     let service_mentioned = attr.service().is_some()
@@ -36,135 +35,31 @@ pub(crate) fn check_attr(attr: &Attr, errors: &mut Errors) {
     }
 }
 
-fn check_value(arg: &Arg) -> Result<()> {
-    let argument = arg.argument;
-    // Parsing gives each kind its own value; the other kinds have no rules beyond syntax.
-    match (&arg.value, argument.kind) {
-        (Value::Service(lit), _) => service(lit),
-        (Value::Int(lit), Kind::Int { min, max }) => int_in_range(argument, lit, min, max),
-        (Value::Int(lit), Kind::Percent) => percent(argument, lit),
-        (Value::Duration(lit, millis), Kind::Duration { min_ms, max_ms }) => {
-            duration_in_range(argument, lit, *millis, min_ms, max_ms)
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The rules between arguments. `valid` are the arguments whose own value is valid: a
-/// comparison with an invalid value would only repeat its error. An argument whose value
-/// was malformed (already reported) still counts as given, so that it is not also
-/// reported missing.
-fn check_combinations(attr: &Attr, valid: &[&Arg]) -> Vec<Error> {
-    let mut errors = Vec::new();
-    let given = |name: &str| {
-        attr.args.iter().any(|arg| arg.argument.name == name)
-            || attr.reported.iter().any(|argument| argument.name == name)
-    };
-    let millis = |name: &str| {
-        valid.iter().find_map(|arg| match &arg.value {
-            Value::Duration(lit, millis) if arg.argument.name == name => Some((lit, *millis)),
-            _ => None,
-        })
-    };
+/// The refusals of the settings as written, each spanned at its value or argument. A
+/// setting whose value was malformed (already reported) counts as given but is compared
+/// with nothing.
+fn check_settings(attr: &Attr) -> Vec<Error> {
     let arg = |name: &str| attr.args.iter().find(|arg| arg.argument.name == name);
-
-    // `slow_call` and `slow_call_rate` make one rule: each needs the other.
-    if let (Some(slow_call), false) = (arg("slow_call"), given("slow_call_rate")) {
-        errors.push(whole_argument(
-            slow_call,
-            "`slow_call` needs `slow_call_rate`: the percentage of slow calls in the window \
-             that trips the breaker, e.g. `slow_call_rate = 50`",
-        ));
-    }
-    if let (Some(rate), false) = (arg("slow_call_rate"), given("slow_call")) {
-        errors.push(whole_argument(
-            rate,
-            "`slow_call_rate` needs `slow_call`: the duration above which a call is slow, \
-             e.g. `slow_call = \"500ms\"`",
-        ));
-    }
-    if let (Some((slow, slow_ms)), Some((timeout, timeout_ms))) =
-        (millis("slow_call"), millis("timeout"))
-    {
-        if slow_ms >= timeout_ms {
-            errors.push(Error::new(
-                slow.span(),
-                format!(
-                    "`slow_call = {}` must be shorter than `timeout = {}` (a call that times \
-                     out is already a failure)",
-                    slow.to_token_stream(),
-                    timeout.to_token_stream(),
-                ),
-            ));
-        }
-    }
-
-    // The window and its thresholds only serve the rate rules (`min_instances` also holds
-    // the consecutive rule to a quorum of processes).
-    let rates = given("failure_rate") || given("slow_call_rate");
-    if !rates {
-        for name in ["window", "min_calls"] {
-            if let Some(arg) = arg(name) {
-                errors.push(whole_argument(
-                    arg,
-                    &format!(
-                        "`{name}` has no effect without `failure_rate` or `slow_call_rate`: \
-                         it applies to the rate of failed or slow calls in the window; add \
-                         a rate, e.g. `failure_rate = 50`, or remove `{name}`"
-                    ),
-                ));
-            }
-        }
-    }
-
-    // Backoff only lengthens the open time.
-    if let Some((max, max_ms)) = millis("max_reset_timeout") {
-        let reset = match (millis("reset_timeout"), given("reset_timeout")) {
-            (Some((lit, ms)), _) => {
-                Some((format!("`reset_timeout = {}`", lit.to_token_stream()), ms))
-            }
-            (None, false) => Some((
-                format!(
-                    "the default `reset_timeout` of {}",
-                    shortest(DEFAULT_RESET_TIMEOUT_MS)
-                ),
-                i128::from(DEFAULT_RESET_TIMEOUT_MS),
-            )),
-            (None, true) => None,
-        };
-        if let Some((reset, reset_ms)) = reset {
-            if max_ms < reset_ms {
-                errors.push(Error::new(
-                    max.span(),
-                    format!(
-                        "`max_reset_timeout = {}` is shorter than {reset}: backoff doubles the \
-                         open time from `reset_timeout` up to `max_reset_timeout`",
-                        max.to_token_stream(),
-                    ),
-                ));
-            }
-        }
-    }
-    errors
-}
-
-/// An error spanning a whole `name = value`.
-fn whole_argument(arg: &Arg, message: &str) -> Error {
-    Error::new_spanned(spanning(arg.name.span(), arg.value.span()), message)
-}
-
-fn percent(argument: &Argument, lit: &LitInt) -> Result<()> {
-    let value: i128 = lit.base10_parse().unwrap_or(i128::MAX);
-    if (1..=100).contains(&value) {
-        return Ok(());
-    }
-    Err(Error::new(
-        lit.span(),
-        format!(
-            "`{} = {}` is not a percentage from 1 to 100, e.g. `{}`",
-            argument.name, lit, argument.example
-        ),
-    ))
+    let slot = |setting: &infuse_settings::Setting| match arg(setting.name) {
+        Some(Arg {
+            value: Value::Setting(_, value),
+            ..
+        }) => Slot::Set(*value),
+        _ if attr.reported.iter().any(|a| a.name == setting.name) => Slot::Invalid,
+        _ => Slot::Unset,
+    };
+    infuse_settings::check(slot, true)
+        .into_iter()
+        .filter_map(|refusal| {
+            let arg = arg(refusal.setting.name)?;
+            Some(match refusal.site {
+                Site::Value => Error::new(arg.value.span(), refusal.message),
+                Site::Argument => {
+                    Error::new_spanned(spanning(arg.name.span(), arg.value.span()), refusal.message)
+                }
+            })
+        })
+        .collect()
 }
 
 fn service(lit: &LitStr) -> Result<()> {
@@ -184,93 +79,6 @@ fn service(lit: &LitStr) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn int_in_range(argument: &Argument, lit: &LitInt, min: u64, max: u64) -> Result<()> {
-    // Too many digits for an i128 is too large (syn reads `-1` as one negative literal).
-    let value: i128 = lit.base10_parse().unwrap_or(i128::MAX);
-    if value < i128::from(min) {
-        return Err(Error::new(
-            lit.span(),
-            format!(
-                "`{}` must be at least {min}, e.g. `{}`",
-                argument.name, argument.example
-            ),
-        ));
-    }
-    if value > i128::from(max) {
-        return Err(Error::new(
-            lit.span(),
-            format!("`{}` must be at most {max}", argument.name),
-        ));
-    }
-    Ok(())
-}
-
-fn duration_in_range(
-    argument: &Argument,
-    lit: &Lit,
-    millis: i128,
-    min_ms: u64,
-    max_ms: u64,
-) -> Result<()> {
-    if min_ms > 1 && millis < i128::from(min_ms) {
-        return Err(Error::new(
-            lit.span(),
-            format!(
-                "`{name} = {written}` is shorter than the minimum of {minimum}: use at least \
-                 `{name} = \"{smallest}\"`",
-                name = argument.name,
-                written = lit.to_token_stream(),
-                minimum = describe(min_ms),
-                smallest = shortest(min_ms),
-            ),
-        ));
-    }
-    if millis <= 0 {
-        return Err(Error::new(
-            lit.span(),
-            format!(
-                "`{}` must be greater than zero, e.g. `{}`",
-                argument.name, argument.example
-            ),
-        ));
-    }
-    if millis > i128::from(max_ms) {
-        return Err(Error::new(
-            lit.span(),
-            format!(
-                "`{name} = {written}` exceeds the maximum of {maximum}: use at most \
-                 `{name} = \"{largest}\"`",
-                name = argument.name,
-                written = lit.to_token_stream(),
-                maximum = describe(max_ms),
-                largest = shortest(max_ms),
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// A duration in words: `24 hours (86400s)`.
-fn describe(ms: u64) -> String {
-    let (amount, unit) = match ms {
-        _ if ms % 3_600_000 == 0 => (ms / 3_600_000, "hour"),
-        _ if ms % 60_000 == 0 => (ms / 60_000, "minute"),
-        _ if ms % 1_000 == 0 => return format!("{}s", ms / 1_000),
-        _ => return format!("{ms}ms"),
-    };
-    let plural = if amount == 1 { "" } else { "s" };
-    format!("{amount} {unit}{plural} ({}s)", ms / 1_000)
-}
-
-/// A duration in the argument syntax, in its largest exact unit: `"1440m"`.
-fn shortest(ms: u64) -> String {
-    match ms {
-        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        _ if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
-        _ => format!("{ms}ms"),
-    }
 }
 
 /// Checks that the function is one the breaker can wrap: an `async fn` with a return type
@@ -325,6 +133,7 @@ fn spanning(start: Span, end: Span) -> TokenStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use infuse_settings::{Setting, SETTINGS};
     use quote::quote;
 
     /// The errors of both passes over the arguments.
@@ -440,24 +249,24 @@ mod tests {
             ),
             (
                 quote!(service = "a", reset_timeout = -1),
-                "`reset_timeout` must be greater than zero",
+                "`reset_timeout` expects a duration",
             ),
             (
                 quote!(service = "a", reset_timeout = "1441m"),
-                "`reset_timeout = \"1441m\"` exceeds the maximum of 24 hours (86400s): \
+                "`reset_timeout = \"1441m\"` exceeds the maximum of 24h: \
                  use at most `reset_timeout = \"1440m\"`",
             ),
             (
                 quote!(service = "a", reset_timeout = 86401),
-                "`reset_timeout = 86401` exceeds the maximum of 24 hours (86400s)",
+                "`reset_timeout = \"86401s\"` exceeds the maximum of 24h",
             ),
             (
                 quote!(service = "a", reset_timeout = "86400001ms"),
-                "exceeds the maximum of 24 hours",
+                "exceeds the maximum of 24h",
             ),
             (
                 quote!(service = "a", reset_timeout = 18446744073709552),
-                "exceeds the maximum of 24 hours",
+                "`reset_timeout`: duration \"18446744073709552\" is too large",
             ),
             (
                 quote!(fail_max = 5),
@@ -494,11 +303,11 @@ mod tests {
             ),
             (
                 quote!(service = "a", failure_rate = 5, window = 0),
-                "`window = 0` is shorter than the minimum of 1s",
+                "`window = \"0s\"` is shorter than the minimum of 1s",
             ),
             (
                 quote!(service = "a", failure_rate = 5, window = "61m"),
-                "`window = \"61m\"` exceeds the maximum of 1 hour (3600s): use at most \
+                "`window = \"61m\"` exceeds the maximum of 1h: use at most \
                  `window = \"60m\"`",
             ),
             (
@@ -507,7 +316,7 @@ mod tests {
             ),
             (
                 quote!(service = "a", timeout = 3601),
-                "`timeout = 3601` exceeds the maximum of 1 hour (3600s): use at most \
+                "`timeout = \"3601s\"` exceeds the maximum of 1h: use at most \
                  `timeout = \"60m\"`",
             ),
             (
@@ -516,7 +325,7 @@ mod tests {
             ),
             (
                 quote!(service = "a", trial_timeout = "61m"),
-                "`trial_timeout = \"61m\"` exceeds the maximum of 1 hour",
+                "`trial_timeout = \"61m\"` exceeds the maximum of 1h",
             ),
             (
                 quote!(service = "a", slow_call = "0s", slow_call_rate = 50),
@@ -524,7 +333,7 @@ mod tests {
             ),
             (
                 quote!(service = "a", slow_call = "61m", slow_call_rate = 50),
-                "`slow_call = \"61m\"` exceeds the maximum of 1 hour",
+                "`slow_call = \"61m\"` exceeds the maximum of 1h",
             ),
             (
                 quote!(service = "a", timeout = "2s", slow_call = "2s", slow_call_rate = 50),
@@ -533,7 +342,7 @@ mod tests {
             ),
             (
                 quote!(service = "a", timeout = 1, slow_call = "1500ms", slow_call_rate = 50),
-                "`slow_call = \"1500ms\"` must be shorter than `timeout = 1`",
+                "`slow_call = \"1500ms\"` must be shorter than `timeout = \"1s\"`",
             ),
             (
                 quote!(service = "a", slow_call = "500ms"),
@@ -559,24 +368,18 @@ mod tests {
             ),
             (
                 quote!(service = "a", max_reset_timeout = "30s"),
-                "`max_reset_timeout = \"30s\"` is shorter than the default `reset_timeout` of 1m",
+                "`max_reset_timeout = \"30s\"` is shorter than `reset_timeout = \"1m\"` (the default)",
             ),
             (
                 quote!(service = "a", max_reset_timeout = "1441m"),
-                "`max_reset_timeout = \"1441m\"` exceeds the maximum of 24 hours (86400s)",
+                "`max_reset_timeout = \"1441m\"` exceeds the maximum of 24h",
             ),
             (
                 quote!(service = "a", max_reset_timeout = 0),
                 "`max_reset_timeout` must be greater than zero",
             ),
         ];
-        for (tokens, expected) in cases {
-            let found = messages(tokens.clone());
-            assert!(
-                found.iter().any(|m| m.contains(expected)),
-                "{tokens}: expected {expected:?}, found {found:?}"
-            );
-        }
+        crate::assert_each_message(cases, messages);
     }
 
     /// A comparison or a combination is not reported again when one of its arguments is
@@ -595,7 +398,7 @@ mod tests {
             ),
             (
                 quote!(service = "a", slow_call = "1s", slow_call_rate = "half"),
-                "`slow_call_rate` expects an integer literal",
+                "`slow_call_rate` expects a percentage",
             ),
             (
                 quote!(service = "a", slow_call = "soon", slow_call_rate = 5),
@@ -612,7 +415,7 @@ mod tests {
             ),
             (
                 quote!(service = "a", failure_rate = "x", min_instances = 3),
-                "`failure_rate` expects an integer literal",
+                "`failure_rate` expects a percentage",
             ),
             (
                 quote!(
@@ -646,16 +449,33 @@ mod tests {
         assert_eq!(found.len(), 4, "{found:?}");
     }
 
+    /// Every setting of the table: its example (with what its rules need) is accepted,
+    /// and the values just outside its limits are refused in the words of
+    /// `Setting::check`, which `Settings::validate` and the environment use too.
     #[test]
-    fn durations_in_words() {
-        assert_eq!(describe(86_400_000), "24 hours (86400s)");
-        assert_eq!(describe(3_600_000), "1 hour (3600s)");
-        assert_eq!(describe(300_000), "5 minutes (300s)");
-        assert_eq!(describe(90_000), "90s");
-        assert_eq!(describe(1_500), "1500ms");
-        assert_eq!(shortest(86_400_000), "1440m");
-        assert_eq!(shortest(90_000), "90s");
-        assert_eq!(shortest(1_500), "1500ms");
+    fn every_setting_of_the_table() {
+        let tokens = |written: &[(&Setting, infuse_settings::Value)]| -> TokenStream {
+            let mut text = String::from("service = \"a\"");
+            for (setting, value) in written {
+                text.push_str(&format!(", {}", setting.assignment(*value)));
+            }
+            text.parse().unwrap()
+        };
+        for setting in SETTINGS {
+            let accepted = setting.with_companions();
+            assert_eq!(
+                messages(tokens(&accepted)),
+                Vec::<String>::new(),
+                "{}",
+                setting.name
+            );
+            for value in setting.just_outside() {
+                let mut written = accepted.clone();
+                written[0].1 = value;
+                let expected = setting.check(value).unwrap_err();
+                assert_eq!(messages(tokens(&written)), [expected], "{}", setting.name);
+            }
+        }
     }
 
     #[test]
@@ -665,7 +485,7 @@ mod tests {
             found,
             [
                 "unknown argument `fail_mx`; did you mean `fail_max`?",
-                "`reset_timeout` expects a duration like \"500ms\", \"15s\" or \"2m\", or an integer number of seconds",
+                "`reset_timeout` expects a duration like \"500ms\", \"15s\" or \"2m\", or a whole number of seconds, e.g. `reset_timeout = \"15s\"`, found \"soon\"",
                 "`fail_max` must be at least 1, e.g. `fail_max = 5`",
                 "missing `service = \"...\"`: name the target service this breaker protects, e.g. `#[circuit_breaker(service = \"users\")]`",
             ]
@@ -742,13 +562,7 @@ mod tests {
                 "does not support `extern`",
             ),
         ];
-        for (tokens, expected) in cases {
-            let found = fn_messages(tokens.clone());
-            assert!(
-                found.iter().any(|m| m.contains(expected)),
-                "{tokens}: expected {expected:?}, found {found:?}"
-            );
-        }
+        crate::assert_each_message(cases, fn_messages);
         assert_eq!(
             fn_messages(quote!(
                 fn f() {}

@@ -116,7 +116,8 @@ async fn unparsable_values_fail_init_naming_the_variable() {
         ),
     ] {
         let (origin, reason, message) = init_with(var, value).await;
-        assert!(reason.starts_with(setting), "{var}={value:?}: {message:?}");
+        let named = format!("`{setting}");
+        assert!(reason.starts_with(&named), "{var}={value:?}: {message:?}");
         assert_eq!(
             origin,
             format!("{var} (service `bad-env`)"),
@@ -219,7 +220,7 @@ async fn backpressure_variables_are_accepted_and_checked_together() {
         panic!("expected InvalidSetting, got {err:?}");
     };
     assert!(
-        reason.starts_with("slow_call = 500ms must be shorter than timeout = 500ms"),
+        reason.starts_with("`slow_call = \"500ms\"` must be shorter than `timeout = \"500ms\"`"),
         "{reason}"
     );
     assert_eq!(
@@ -237,7 +238,8 @@ async fn backpressure_variables_are_accepted_and_checked_together() {
         panic!("expected InvalidSetting, got {err:?}");
     };
     assert!(
-        reason.starts_with("max_reset_timeout = 5s is shorter than reset_timeout = 10s"),
+        reason
+            .starts_with("`max_reset_timeout = \"5s\"` is shorter than `reset_timeout = \"10s\"`"),
         "{reason}"
     );
     assert_eq!(

@@ -251,7 +251,8 @@ async fn backpressure_settings_through_service_override() {
         match error {
             InitError::InvalidSetting { origin, reason } => {
                 assert_eq!(origin, "Config::service(\"backpressure\")", "{text}");
-                assert!(reason.starts_with(setting), "{setting}: {reason}");
+                let named = format!("`{setting}");
+                assert!(reason.starts_with(&named), "{setting}: {reason}");
             }
             other => panic!("{setting}: expected InvalidSetting, got {other:?}"),
         }
@@ -269,7 +270,7 @@ async fn backpressure_settings_through_service_override() {
                 .err()
                 .unwrap_or_else(|| panic!("{service_override:?} accepted"));
         assert!(
-            matches!(&error, InitError::InvalidSetting { reason, .. } if reason.starts_with("max_reset_timeout")),
+            matches!(&error, InitError::InvalidSetting { reason, .. } if reason.starts_with("`max_reset_timeout")),
             "{error}"
         );
     }

@@ -105,6 +105,9 @@ pub use infuse_macros::circuit_breaker;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::__infuse_register as register;
-    pub use crate::registry::{declarations, global, BreakerSpec, Declaration, StaticBreaker};
+    pub use crate::registry::{
+        declarations, global, BreakerSpec, CarriesBreakerError, Declaration, ErrorCarries, Guard,
+        IsResult, Returns, StaticBreaker,
+    };
     pub use inventory;
 }

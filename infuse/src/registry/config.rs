@@ -28,22 +28,8 @@ use crate::registry::env;
 /// Unless disabled with [`Config::env_overrides`], `init` reads, for every service it
 /// knows, `INFUSE_<SERVICE>_<SETTING>`, where `<SERVICE>` is the service name upper-cased
 /// with every other character than `A-Z0-9` replaced by `_` (`users-api` →
-/// `INFUSE_USERS_API_FAIL_MAX`) and `<SETTING>` one of (see [`Settings`] for each):
-///
-/// | `<SETTING>`         | value                                              |
-/// |---------------------|----------------------------------------------------|
-/// | `FAIL_MAX`          | a whole number ≥ 1                                 |
-/// | `RESET_TIMEOUT`     | a duration (`30s`, `500ms`, `2m`, or seconds), ≤ 24 h |
-/// | `SUCCESS_THRESHOLD` | a whole number ≥ 1                                 |
-/// | `TIMEOUT`           | a duration, ≤ 1 h                                  |
-/// | `TRIAL_TIMEOUT`     | a duration, ≤ 1 h                                  |
-/// | `SLOW_CALL`         | a duration, ≤ 1 h and below the timeout            |
-/// | `SLOW_CALL_RATE`    | a percentage, 1 to 100                             |
-/// | `FAILURE_RATE`      | a percentage, 1 to 100                             |
-/// | `WINDOW`            | a duration, 1 s to 1 h                             |
-/// | `MIN_CALLS`         | a whole number ≥ 1                                 |
-/// | `MIN_INSTANCES`     | a whole number ≥ 1                                 |
-/// | `MAX_RESET_TIMEOUT` | a duration, from the reset timeout to 24 h         |
+/// `INFUSE_USERS_API_FAIL_MAX`) and `<SETTING>` the setting's name upper-cased (the
+/// table of [`Settings`] lists each with its values).
 ///
 /// A variable has one meaning, with the longest setting name that fits:
 /// `INFUSE_USERS_MAX_RESET_TIMEOUT` is the `MAX_RESET_TIMEOUT` of `users`, never the
@@ -487,169 +473,73 @@ impl fmt::Debug for Config {
     }
 }
 
-/// Operator overrides for one service: only the fields set replace the declared ones.
-///
-/// Each value is checked by `init` together with the rest of the service's settings (see
-/// [`Settings`] for every rule): an invalid one, or an invalid combination, makes `init`
-/// fail with [`InitError::InvalidSetting`] naming `Config::service("…")` and the setting.
-///
-/// ```
-/// use std::time::Duration;
-/// use infuse::ServiceOverride;
-///
-/// // Trip when half the calls of the last 30 s fail or take over 800 ms, with backoff.
-/// let o = ServiceOverride::new()
-///     .timeout(Duration::from_secs(2))
-///     .failure_rate(50)
-///     .slow_call(Duration::from_millis(800))
-///     .slow_call_rate(50)
-///     .window(Duration::from_secs(30))
-///     .max_reset_timeout(Duration::from_secs(300));
-/// # let _ = o;
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ServiceOverride {
-    fail_max: Option<u32>,
-    reset_timeout: Option<Duration>,
-    success_threshold: Option<u32>,
-    timeout: Option<Duration>,
-    trial_timeout: Option<Duration>,
-    slow_call: Option<Duration>,
-    slow_call_rate: Option<u32>,
-    failure_rate: Option<u32>,
-    window: Option<Duration>,
-    min_calls: Option<u32>,
-    min_instances: Option<u32>,
-    max_reset_timeout: Option<Duration>,
+/// Generates [`ServiceOverride`] from the table of `infuse-settings`: an optional field and
+/// a setter per setting.
+macro_rules! service_override {
+    ($( $(#[$doc:meta])* $name:ident : $kind:ident [$($default:expr)?] { $($data:tt)* } )*) => {
+        /// Operator overrides for one service: only the fields set replace the declared ones.
+        ///
+        /// Each value is checked by `init` together with the rest of the service's settings
+        /// (see [`Settings`] for every setting and rule): an invalid one, or an invalid
+        /// combination, makes `init` fail with [`InitError::InvalidSetting`] naming
+        /// `Config::service("…")` and the setting.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use infuse::ServiceOverride;
+        ///
+        /// // Trip when half the calls of the last 30 s fail or take over 800 ms, with backoff.
+        /// let o = ServiceOverride::new()
+        ///     .timeout(Duration::from_secs(2))
+        ///     .failure_rate(50)
+        ///     .slow_call(Duration::from_millis(800))
+        ///     .slow_call_rate(50)
+        ///     .window(Duration::from_secs(30))
+        ///     .max_reset_timeout(Duration::from_secs(300));
+        /// # let _ = o;
+        /// ```
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct ServiceOverride {
+            $( $name: Option<infuse_settings::value_type!($kind)>, )*
+        }
+
+        impl ServiceOverride {
+            $(
+                #[doc = concat!("Overrides [`", stringify!($name), "`](Settings::", stringify!($name), ").")]
+                pub fn $name(mut self, value: infuse_settings::value_type!($kind)) -> Self {
+                    self.$name = Some(value);
+                    self
+                }
+            )*
+
+            /// Sets `setting` by name, as its setter does.
+            #[cfg(test)]
+            fn with_value(self, setting: &infuse_settings::Setting, value: infuse_settings::Value) -> Self {
+                match setting.name {
+                    $( stringify!($name) => self.$name(infuse_settings::SettingValue::from_value(value)), )*
+                    _ => self,
+                }
+            }
+
+            /// `s` with the fields set replaced: the declared values stay otherwise.
+            fn apply(&self, mut s: Settings) -> Settings {
+                $(
+                    if let Some(value) = self.$name {
+                        s = s.$name(value);
+                    }
+                )*
+                s
+            }
+        }
+    };
 }
+
+infuse_settings::for_each_setting!(service_override);
 
 impl ServiceOverride {
     /// Overrides nothing yet.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Overrides `fail_max`.
-    pub fn fail_max(mut self, n: u32) -> Self {
-        self.fail_max = Some(n);
-        self
-    }
-
-    /// Overrides `reset_timeout` (at most [`Settings::MAX_RESET_TIMEOUT`]; `init` names a
-    /// larger value as invalid).
-    pub fn reset_timeout(mut self, d: Duration) -> Self {
-        self.reset_timeout = Some(d);
-        self
-    }
-
-    /// Overrides `success_threshold`.
-    pub fn success_threshold(mut self, n: u32) -> Self {
-        self.success_threshold = Some(n);
-        self
-    }
-
-    /// Sets [`timeout`](Settings::timeout): a call still running after `d` is cancelled
-    /// and counts as a failure. Greater than zero, at most [`Settings::MAX_CALL_TIMEOUT`].
-    pub fn timeout(mut self, d: Duration) -> Self {
-        self.timeout = Some(d);
-        self
-    }
-
-    /// Sets [`trial_timeout`](Settings::trial_timeout): the limit of a half-open trial
-    /// call (otherwise `timeout`). Greater than zero, at most
-    /// [`Settings::MAX_CALL_TIMEOUT`].
-    pub fn trial_timeout(mut self, d: Duration) -> Self {
-        self.trial_timeout = Some(d);
-        self
-    }
-
-    /// Sets [`slow_call`](Settings::slow_call): calls slower than `d` count as slow.
-    /// Greater than zero, at most [`Settings::MAX_CALL_TIMEOUT`], shorter than `timeout`;
-    /// the resulting settings need a `slow_call_rate` too.
-    pub fn slow_call(mut self, d: Duration) -> Self {
-        self.slow_call = Some(d);
-        self
-    }
-
-    /// Sets [`slow_call_rate`](Settings::slow_call_rate): the percentage (1–100) of slow
-    /// calls in the window that trips the breaker; the resulting settings need a
-    /// `slow_call` too.
-    pub fn slow_call_rate(mut self, percent: u32) -> Self {
-        self.slow_call_rate = Some(percent);
-        self
-    }
-
-    /// Sets [`failure_rate`](Settings::failure_rate): the percentage (1–100) of failed
-    /// calls in the window that trips the breaker.
-    pub fn failure_rate(mut self, percent: u32) -> Self {
-        self.failure_rate = Some(percent);
-        self
-    }
-
-    /// Overrides [`window`](Settings::window), over which the rates are measured: at least
-    /// [`Settings::MIN_WINDOW`], at most [`Settings::MAX_WINDOW`].
-    pub fn window(mut self, d: Duration) -> Self {
-        self.window = Some(d);
-        self
-    }
-
-    /// Overrides [`min_calls`](Settings::min_calls): no rate decision below this many
-    /// calls in the window (≥ 1).
-    pub fn min_calls(mut self, n: u32) -> Self {
-        self.min_calls = Some(n);
-        self
-    }
-
-    /// Overrides [`min_instances`](Settings::min_instances): with Redis, a trip (by a
-    /// rate rule or by `fail_max`) needs failures from at least this many processes (≥ 1).
-    pub fn min_instances(mut self, n: u32) -> Self {
-        self.min_instances = Some(n);
-        self
-    }
-
-    /// Sets [`max_reset_timeout`](Settings::max_reset_timeout): each re-open after a
-    /// failed trial doubles the open time up to `d`. At least `reset_timeout`, at most
-    /// [`Settings::MAX_RESET_TIMEOUT`].
-    pub fn max_reset_timeout(mut self, d: Duration) -> Self {
-        self.max_reset_timeout = Some(d);
-        self
-    }
-
-    fn apply(&self, s: Settings) -> Settings {
-        let ServiceOverride {
-            fail_max,
-            reset_timeout,
-            success_threshold,
-            timeout,
-            trial_timeout,
-            slow_call,
-            slow_call_rate,
-            failure_rate,
-            window,
-            min_calls,
-            min_instances,
-            max_reset_timeout,
-        } = *self;
-        // Each builder is applied only when its field is set, so that the declared value
-        // stays otherwise.
-        fn set<T>(s: Settings, value: Option<T>, builder: fn(Settings, T) -> Settings) -> Settings {
-            match value {
-                Some(value) => builder(s, value),
-                None => s,
-            }
-        }
-        let s = set(s, fail_max, Settings::fail_max);
-        let s = set(s, reset_timeout, Settings::reset_timeout);
-        let s = set(s, success_threshold, Settings::success_threshold);
-        let s = set(s, timeout, Settings::timeout);
-        let s = set(s, trial_timeout, Settings::trial_timeout);
-        let s = set(s, slow_call, Settings::slow_call);
-        let s = set(s, slow_call_rate, Settings::slow_call_rate);
-        let s = set(s, failure_rate, Settings::failure_rate);
-        let s = set(s, window, Settings::window);
-        let s = set(s, min_calls, Settings::min_calls);
-        let s = set(s, min_instances, Settings::min_instances);
-        set(s, max_reset_timeout, Settings::max_reset_timeout)
     }
 }
 
@@ -664,37 +554,21 @@ mod tests {
             .timeout(Duration::from_secs(1))
             .failure_rate(20);
         assert_eq!(ServiceOverride::new().apply(declared), declared);
-        let d = Duration::from_millis;
-        let all = ServiceOverride::new()
-            .fail_max(9)
-            .reset_timeout(d(10_000))
-            .success_threshold(2)
-            .timeout(d(2_000))
-            .trial_timeout(d(5_000))
-            .slow_call(d(500))
-            .slow_call_rate(40)
-            .failure_rate(50)
-            .window(d(30_000))
-            .min_calls(10)
-            .min_instances(2)
-            .max_reset_timeout(d(300_000));
-        let expected = Settings::DEFAULT
-            .fail_max(9)
-            .reset_timeout(d(10_000))
-            .success_threshold(2)
-            .timeout(d(2_000))
-            .trial_timeout(d(5_000))
-            .slow_call(d(500))
-            .slow_call_rate(40)
-            .failure_rate(50)
-            .window(d(30_000))
-            .min_calls(10)
-            .min_instances(2)
-            .max_reset_timeout(d(300_000));
+        let mut all = ServiceOverride::new();
+        let mut expected = declared;
+        for setting in infuse_settings::SETTINGS {
+            let value = setting.example_value();
+            let one = ServiceOverride::new().with_value(setting, value);
+            assert_eq!(
+                one.apply(declared),
+                declared.with_value(setting, value),
+                "{}",
+                setting.name
+            );
+            all = all.with_value(setting, value);
+            expected = expected.with_value(setting, value);
+        }
         assert_eq!(all.apply(declared), expected);
-        assert_eq!(
-            ServiceOverride::new().window(d(1_000)).apply(declared),
-            declared.window(d(1_000))
-        );
+        assert_ne!(expected, declared);
     }
 }

@@ -1,12 +1,16 @@
 //! What `#[circuit_breaker]` declares: a service with its settings, collected
-//! binary-wide so that `init` knows every service before its first call. Plumbing of the
-//! attribute, reached through `infuse::__private`.
+//! binary-wide so that `init` knows every service before its first call; and how its
+//! call reaches the breaker ([`Returns`]). Plumbing of the attribute, reached through
+//! `infuse::__private`.
 
 use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::OnceLock;
 
-use crate::breaker::Breaker;
-use crate::core::{InitError, Settings};
+use crate::breaker::{Breaker, CallOptions, Guarded, GuardedResult};
+use crate::core::{BreakerError, InitError, Settings};
 
 /// One `#[circuit_breaker]` declaration: which service, with which settings, where.
 #[derive(Debug)]
@@ -111,6 +115,110 @@ impl StaticBreaker {
     }
 }
 
+/// How a `#[circuit_breaker]` function calls its breaker, chosen by its return type `R`
+/// (autoref specialization: the call is made on `&&Returns<R>`, and method lookup takes the
+/// first of these that applies):
+///
+/// 1. [`Guard`], for `&&Returns<R>` where `R:` [`GuardedResult`]: the call.
+/// 2. [`ErrorCarries`], for `&Returns<Result<T, E>>`: `E` cannot carry a `BreakerError`,
+///    so the one error is [`CarriesBreakerError`]'s, at the return type.
+/// 3. [`IsResult`], for `Returns<R>`: not a `Result` at all; the one error is
+///    `GuardedResult`'s.
+///
+/// Without this, the guard call and its future's type each report the missing
+/// `From<BreakerError>`, inside the runtime.
+pub struct Returns<R>(PhantomData<fn() -> R>);
+
+impl<R> Returns<R> {
+    /// The chooser for return type `R`.
+    #[inline(always)]
+    pub const fn new() -> Self {
+        Returns(PhantomData)
+    }
+}
+
+impl<R> Default for Returns<R> {
+    fn default() -> Self {
+        Returns::new()
+    }
+}
+
+/// The call of a function whose return type a breaker can guard.
+pub trait Guard<R: GuardedResult> {
+    /// [`Breaker::guard`].
+    fn guard<F: Future<Output = R>>(
+        self,
+        breaker: &Breaker,
+        options: CallOptions<R::Err>,
+        body: F,
+    ) -> Guarded<&Breaker, R, F>;
+}
+
+impl<R: GuardedResult> Guard<R> for &&Returns<R> {
+    #[inline(always)]
+    fn guard<F: Future<Output = R>>(
+        self,
+        breaker: &Breaker,
+        options: CallOptions<R::Err>,
+        body: F,
+    ) -> Guarded<&Breaker, R, F> {
+        breaker.guard(options, body)
+    }
+}
+
+/// An error type a `#[circuit_breaker]` function may return: one that converts from
+/// [`BreakerError`] (what the call returns while the breaker is open).
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` cannot carry an `infuse::BreakerError`",
+    label = "a #[circuit_breaker] function returns `Err(BreakerError::Open {{ .. }}.into())` while its breaker is open: its error type needs `From<infuse::BreakerError>`",
+    note = "add `impl From<infuse::BreakerError> for {Self}`; for an error type of another crate, return a type of yours that wraps it and has that impl (`std::io::Error` and `anyhow::Error` have it already)"
+)]
+pub trait CarriesBreakerError {}
+
+impl<E: From<BreakerError>> CarriesBreakerError for E {}
+
+/// Reached only when [`Guard`] does not apply to a `Result<T, E>`: `E` cannot carry a
+/// `BreakerError` (or is not `Debug`), which its bound reports once, at the return type.
+/// (The options are any `O`, so that the compiler blames the call, not them.)
+pub trait ErrorCarries<T, E> {
+    /// Never runs: the function does not compile.
+    fn guard<O, F: Future<Output = Result<T, E>>>(
+        self,
+        breaker: &Breaker,
+        options: O,
+        body: F,
+    ) -> F
+    where
+        E: CarriesBreakerError + Debug;
+}
+
+impl<T, E> ErrorCarries<T, E> for &Returns<Result<T, E>> {
+    fn guard<O, F: Future<Output = Result<T, E>>>(self, _: &Breaker, _: O, body: F) -> F
+    where
+        E: CarriesBreakerError + Debug,
+    {
+        body
+    }
+}
+
+/// Reached only for a return type that is no `Result`: `GuardedResult`'s bound says so,
+/// once, at the return type.
+pub trait IsResult<R> {
+    /// Never runs: the function does not compile.
+    fn guard<O, F: Future<Output = R>>(self, breaker: &Breaker, options: O, body: F) -> F
+    where
+        R: GuardedResult;
+}
+
+impl<R> IsResult<R> for Returns<R> {
+    fn guard<O, F: Future<Output = R>>(self, _: &Breaker, _: O, body: F) -> F
+    where
+        R: GuardedResult,
+    {
+        body
+    }
+}
+
 /// Groups declarations by service; conflicting settings are an error naming both
 /// functions.
 pub(crate) fn check_declarations() -> Result<HashMap<&'static str, &'static BreakerSpec>, InitError>
@@ -139,45 +247,17 @@ pub(crate) fn check_declarations() -> Result<HashMap<&'static str, &'static Brea
     Ok(seen)
 }
 
-/// The settings as declared: the three of pybreaker, then each backpressure setting that
-/// differs from the default (two declarations may differ in those alone).
+/// The settings as declared: the three of pybreaker, then each other setting that
+/// differs from its default (two declarations may differ in those alone).
 fn describe_settings(s: &Settings) -> String {
-    let mut text = format!(
-        "fail_max = {}, reset_timeout = {:?}, success_threshold = {}",
-        s.fail_max, s.reset_timeout, s.success_threshold
-    );
-    let d = Settings::DEFAULT;
-    let durations = [
-        ("timeout", s.timeout),
-        ("trial_timeout", s.trial_timeout),
-        ("slow_call", s.slow_call),
-    ];
-    for (name, value) in durations {
-        if let Some(value) = value {
-            text.push_str(&format!(", {name} = {value:?}"));
-        }
-    }
-    for (name, value) in [
-        ("slow_call_rate", s.slow_call_rate),
-        ("failure_rate", s.failure_rate),
-    ] {
-        if let Some(value) = value {
-            text.push_str(&format!(", {name} = {value}"));
-        }
-    }
-    if s.window != d.window {
-        text.push_str(&format!(", window = {:?}", s.window));
-    }
-    if s.min_calls != d.min_calls {
-        text.push_str(&format!(", min_calls = {}", s.min_calls));
-    }
-    if s.min_instances != d.min_instances {
-        text.push_str(&format!(", min_instances = {}", s.min_instances));
-    }
-    if let Some(max) = s.max_reset_timeout {
-        text.push_str(&format!(", max_reset_timeout = {max:?}"));
-    }
-    text
+    let parts: Vec<String> = infuse_settings::SETTINGS
+        .iter()
+        .filter_map(|setting| {
+            let value = s.value(setting)?;
+            (setting.pybreaker || Some(value) != setting.default).then(|| setting.assignment(value))
+        })
+        .collect();
+    parts.join(", ")
 }
 
 #[cfg(test)]
@@ -190,7 +270,7 @@ mod tests {
     fn settings_are_described_as_declared() {
         assert_eq!(
             describe_settings(&Settings::DEFAULT),
-            "fail_max = 5, reset_timeout = 60s, success_threshold = 1"
+            "fail_max = 5, reset_timeout = \"1m\", success_threshold = 1"
         );
         let s = Settings::DEFAULT
             .timeout(Duration::from_secs(2))
@@ -204,9 +284,9 @@ mod tests {
             .max_reset_timeout(Duration::from_secs(300));
         assert_eq!(
             describe_settings(&s),
-            "fail_max = 5, reset_timeout = 60s, success_threshold = 1, timeout = 2s, \
-             trial_timeout = 5s, slow_call = 500ms, slow_call_rate = 40, failure_rate = 50, \
-             window = 30s, min_calls = 10, min_instances = 2, max_reset_timeout = 300s"
+            "fail_max = 5, reset_timeout = \"1m\", success_threshold = 1, timeout = \"2s\", \
+             trial_timeout = \"5s\", slow_call = \"500ms\", slow_call_rate = 40, failure_rate = 50, \
+             window = \"30s\", min_calls = 10, min_instances = 2, max_reset_timeout = \"5m\""
         );
     }
 }

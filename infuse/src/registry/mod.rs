@@ -11,7 +11,10 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 pub(crate) use config::StoreConfig;
 pub use config::{Config, ServiceOverride};
-pub use declare::{declarations, BreakerSpec, Declaration, StaticBreaker};
+pub use declare::{
+    declarations, BreakerSpec, CarriesBreakerError, Declaration, ErrorCarries, Guard, IsResult,
+    Returns, StaticBreaker,
+};
 pub use env::env_prefix;
 
 use crate::backend::Backend;
