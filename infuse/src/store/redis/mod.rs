@@ -245,7 +245,7 @@ struct Queue {
 /// of Redis time per script this many fill well under a millisecond of Redis's time, so
 /// a queue this deep that misses a call deadline is the client's own backlog (a burst of
 /// calls on a busy process), which switching the registry to its fallback would not cure.
-pub const CONGESTED_QUEUE: usize = 16;
+pub(crate) const CONGESTED_QUEUE: usize = 16;
 
 impl Queue {
     /// Runs `command`; a timeout behind a deep queue while replies came is `Congested`.
