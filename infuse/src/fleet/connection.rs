@@ -228,7 +228,7 @@ type Certificates = redis::TlsCertificates;
 type Certificates = ();
 
 /// The TLS certificates to connect with, checked; `None` without TLS material. Any TLS
-/// use installs the `ring` crypto provider unless the process has one.
+/// use needs the process's crypto provider (see [`crypto_provider`]).
 fn tls_in_use(
     infos: &[ConnectionInfo],
     material: &TlsMaterial,
@@ -266,7 +266,7 @@ fn tls_in_use(
         if !wants_tls {
             return Ok(None);
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crypto_provider()?;
         check_pem(material)?;
         if material.is_empty() {
             return Ok(None);
@@ -282,6 +282,29 @@ fn tls_in_use(
             root_cert: material.root_cert.clone(),
         }))
     }
+}
+
+/// Makes sure the process has a rustls crypto provider, which redis builds its TLS
+/// configurations on: the one the application installed, else the one rustls's crate
+/// features name (*ring*, which this crate enables), installed now as the process's
+/// default. A library relies on the process's default, rustls says; installing *ring*
+/// itself took `rustls::crypto::ring::default_provider`, deprecated since rustls 0.23.48
+/// (no post-quantum key exchange). With several providers compiled in (another crate
+/// enables rustls's `aws-lc-rs`), rustls cannot choose and the application must install
+/// one: `init` says so here, instead of a panic in a later reconnect.
+#[cfg(feature = "tls")]
+fn crypto_provider() -> Result<(), InitError> {
+    if rustls::crypto::CryptoProvider::get_default().is_some() {
+        return Ok(());
+    }
+    // `builder` installs the default that the crate features name, or panics when they
+    // name none or several.
+    std::panic::catch_unwind(rustls::ClientConfig::builder)
+        .map(drop)
+        .map_err(|_| InitError::InvalidSetting {
+            origin: "Config::redis".to_owned(),
+            reason: "a `rediss://` URL needs a rustls crypto provider, and this build has several (another crate enables rustls's `aws-lc-rs`): install one early in `main`, e.g. `rustls::crypto::aws_lc_rs::default_provider().install_default()`".to_owned(),
+        })
 }
 
 /// Each PEM argument parses (naming the argument that does not, and what to pass).
@@ -481,5 +504,16 @@ impl std::fmt::Debug for FleetConnection {
         f.debug_struct("FleetConnection")
             .field("address", &self.address)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    /// With only the provider this crate's features name (*ring*), TLS use installs it
+    /// as the process's default: what redis builds its TLS configurations on.
+    #[test]
+    fn tls_use_leaves_the_process_a_crypto_provider() {
+        super::crypto_provider().unwrap();
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
     }
 }
