@@ -821,7 +821,7 @@ struct Stopped {
     /// Redis commands executed from the recovery to the end of the section.
     recovered_commands: Vec<(String, u64)>,
     /// The mix breaker's shared state at the end.
-    final_snapshot: Option<infuse::store::Snapshot>,
+    final_snapshot: Option<infuse::Snapshot>,
     /// From SIGCONT until an admin read (`state()`) of the breaker answered.
     answering_after: Option<Duration>,
     /// From SIGCONT until a failing call was recorded in Redis again.

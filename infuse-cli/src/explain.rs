@@ -52,7 +52,7 @@ pub(crate) async fn run(fleet: &Fleet, service: &str, json: bool) -> Result<(), 
     if history.is_empty() {
         println!(
             "no transitions recorded (the history keeps the last {} of each breaker)",
-            infuse::store::redis::HISTORY_LEN
+            infuse::store::redis::keys::HISTORY_LEN
         );
         return Ok(());
     }

@@ -1,11 +1,12 @@
 //! The fleet's Redis, as the command sees it: the namespace's breakers and their records
-//! (read with plain commands, following the key layout in the guide's fleet chapter), and a registry for
-//! the changes (the library's own scripts).
+//! (read with plain commands, following the library's key layout, `keys`), and a registry
+//! for the changes (the library's own scripts).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use infuse::store::redis::keys::{self, BreakerKey, StateHash};
 use infuse::{Config, FleetConnection, Registry, State};
 use redis::AsyncCommands;
 
@@ -75,26 +76,21 @@ impl Fleet {
         })
     }
 
-    fn tag(&self, service: &str) -> String {
-        format!("infuse:{{{}/{}}}", self.namespace, service)
-    }
-
     /// The pub/sub channel of the namespace.
     pub(crate) fn channel(&self) -> String {
-        infuse::store::redis::events_channel(&self.namespace)
+        keys::events_channel(&self.namespace)
     }
 
     /// Every service with a record in the namespace, sorted: the namespace's change log
     /// names every breaker created or changed, and (but in a cluster, whose keys are
     /// spread over its nodes) a `SCAN` finds any whose note was lost.
     pub(crate) async fn services(&self) -> Result<Vec<String>, Failure> {
-        let changes = format!("infuse:{{{}}}:changes", self.namespace);
+        let changes = keys::changes_key(&self.namespace);
         let mut conn = self.link.commands();
         let mut services: Vec<String> =
             within(async move { conn.zrange(changes, 0, -1).await }).await?;
         if !self.cluster {
-            let prefix = format!("infuse:{{{}/", self.namespace);
-            let pattern = format!("{}*}}:state", glob_escape(&prefix));
+            let pattern = keys::state_keys_pattern(&self.namespace);
             let mut conn = self.link.commands();
             let scan = async {
                 let mut keys: Vec<String> = Vec::new();
@@ -104,10 +100,8 @@ impl Fleet {
                 }
                 Ok::<_, redis::RedisError>(keys)
             };
-            services.extend(within(scan).await?.into_iter().filter_map(|key| {
-                key.strip_prefix(&prefix)
-                    .and_then(|rest| rest.strip_suffix("}:state"))
-                    .map(str::to_owned)
+            services.extend(within(scan).await?.iter().filter_map(|key| {
+                keys::service_of_state_key(&self.namespace, key).map(str::to_owned)
             }));
         }
         services.sort();
@@ -117,16 +111,17 @@ impl Fleet {
 
     /// The record of `service`, or `None` when the namespace has none.
     pub(crate) async fn record(&self, service: &str) -> Result<Option<Record>, Failure> {
-        let tag = self.tag(service);
+        let [state_key, open_key, trial_key, window_key, _] =
+            keys::breaker_keys(&self.namespace, service);
         let mut conn = self.link.commands();
         let read = async {
             redis::pipe()
-                .hgetall(format!("{tag}:state"))
-                .pttl(format!("{tag}:state"))
-                .pttl(format!("{tag}:open"))
-                .pttl(format!("{tag}:trial"))
-                .hgetall(format!("{tag}:window"))
-                .get(format!("{tag}:trial"))
+                .hgetall(&state_key)
+                .pttl(&state_key)
+                .pttl(&open_key)
+                .pttl(&trial_key)
+                .hgetall(&window_key)
+                .get(&trial_key)
                 .query_async::<(
                     HashMap<String, String>,
                     i64,
@@ -141,27 +136,26 @@ impl Fleet {
         if hash.is_empty() {
             return Ok(None);
         }
-        let number = |field: &str| {
-            hash.get(field)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        let code = number("state");
-        let state = u8::try_from(code)
-            .ok()
-            .and_then(State::from_code)
-            .ok_or_else(|| Failure(format!("{service}: the record holds an unknown state code {code} (infuse close {service} repairs it)")))?;
+        let record = StateHash::parse(&hash).map_err(|unknown| {
+            Failure(format!(
+                "{service}: the record holds an {unknown} (infuse close {service} repairs it)"
+            ))
+        })?;
+        let state = record.state;
         Ok(Some(Record {
             service: service.to_owned(),
             state,
-            generation: number("gen"),
-            fail_counter: number("fail"),
-            success_counter: number("succ"),
-            reopens: number("reo"),
+            generation: record.generation,
+            fail_counter: record.fail_counter,
+            success_counter: record.success_counter,
+            reopens: record.reopens,
             open_remaining: (state == State::Open).then(|| pttl(open_ttl).unwrap_or_default()),
             trial_remaining: pttl(trial_ttl),
-            trial_holder: token.as_deref().and_then(holder_of),
-            window: window_totals(&window),
+            trial_holder: token
+                .as_deref()
+                .and_then(keys::trial_holder)
+                .map(keys::process_id),
+            window: keys::window_totals(&window).map(|t| (t.calls, t.failures, t.slow)),
             expires_in: pttl(state_ttl),
         }))
     }
@@ -169,18 +163,19 @@ impl Fleet {
     /// The processes announced in the namespace (alive within their announcement's TTL),
     /// from the namespace's index of processes.
     pub(crate) async fn processes(&self) -> Result<Vec<Process>, Failure> {
-        let index = format!("infuse:{{{}}}:processes", self.namespace);
+        let index = keys::processes_key(&self.namespace);
         let mut conn = self.link.commands();
         let ids: Vec<String> = within(async move { conn.zrange(index, 0, -1).await }).await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = ids
+        let announcements: Vec<String> = ids
             .iter()
-            .map(|id| format!("infuse:{{{}}}:process:{id}", self.namespace))
+            .map(|id| keys::process_key(&self.namespace, id))
             .collect();
         let mut conn = self.link.commands();
-        let values: Vec<Option<String>> = within(async move { conn.mget(keys).await }).await?;
+        let values: Vec<Option<String>> =
+            within(async move { conn.mget(announcements).await }).await?;
         let mut processes: Vec<Process> = values
             .into_iter()
             .flatten()
@@ -192,7 +187,7 @@ impl Fleet {
 
     /// `service`'s recent transitions, newest first.
     pub(crate) async fn history(&self, service: &str) -> Result<Vec<Transition>, Failure> {
-        let key = format!("{}:history", self.tag(service));
+        let key = keys::breaker_key(&self.namespace, service, BreakerKey::History);
         let mut conn = self.link.commands();
         let entries: Vec<String> = within(async move { conn.lrange(key, 0, -1).await }).await?;
         Ok(entries
@@ -237,52 +232,6 @@ fn pttl(ms: i64) -> Option<Duration> {
     u64::try_from(ms).ok().map(Duration::from_millis)
 }
 
-/// The window's totals over its live buckets: slots `b0`…`b9` hold
-/// `"<bucket> <calls> <failures> <slow>"`; the live ones are the ten newest buckets.
-fn window_totals(window: &HashMap<String, String>) -> Option<(u64, u64, u64)> {
-    let buckets: BTreeMap<u64, (u64, u64, u64)> = window
-        .iter()
-        .filter(|(slot, _)| slot.starts_with('b'))
-        .filter_map(|(_, value)| {
-            let mut parts = value.split(' ').map(|p| p.parse::<u64>().ok());
-            Some((
-                parts.next()??,
-                (parts.next()??, parts.next()??, parts.next()??),
-            ))
-        })
-        .collect();
-    let newest = *buckets.keys().next_back()?;
-    Some(buckets.range(newest.saturating_sub(9)..).fold(
-        (0u64, 0u64, 0u64),
-        |(c, f, s), (_, (bc, bf, bs))| {
-            // Saturating: the keys may hold anything.
-            (
-                c.saturating_add(*bc),
-                f.saturating_add(*bf),
-                s.saturating_add(*bs),
-            )
-        },
-    ))
-}
-
-/// The process id in a trial token (32 hex digits, the first 16 its process's id).
-fn holder_of(token: &str) -> Option<String> {
-    let id = u64::from_str_radix(token.get(..16)?, 16).ok()?;
-    Some(format!("{id:x}"))
-}
-
-/// `pattern` with Redis's glob characters escaped.
-fn glob_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
 /// A process of the fleet, as it announced itself.
 #[derive(Debug, Clone)]
 pub(crate) struct Process {
@@ -319,79 +268,17 @@ impl Process {
     }
 }
 
-/// One entry of a breaker's history: `"<unix ms> <from> <to> <generation> <reason>
-/// <process id>"`, written by the script that made the change.
-#[derive(Debug, Clone)]
-pub(crate) struct Transition {
-    pub(crate) at_ms: u64,
-    pub(crate) from: String,
-    pub(crate) to: String,
-    pub(crate) generation: u64,
-    pub(crate) reason: String,
-    pub(crate) process: String,
-}
-
-impl Transition {
-    fn parse(entry: &str) -> Option<Transition> {
-        let mut parts = entry.split(' ');
-        Some(Transition {
-            at_ms: parts.next()?.parse().ok()?,
-            from: parts.next()?.to_owned(),
-            to: parts.next()?.to_owned(),
-            generation: parts.next()?.parse().ok()?,
-            reason: parts.next()?.to_owned(),
-            process: parts.next()?.to_owned(),
-        })
-    }
-}
+/// One entry of a breaker's history, as the library writes it.
+pub(crate) use keys::HistoryEntry as Transition;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_window_sums_its_ten_newest_buckets() {
-        let mut window = HashMap::new();
-        window.insert("b0".to_owned(), "100 5 1 0".to_owned());
-        window.insert("b1".to_owned(), "109 3 3 1".to_owned());
-        window.insert("b2".to_owned(), "90 7 7 7".to_owned()); // older than the window
-        window.insert("i42".to_owned(), "109".to_owned());
-        assert_eq!(window_totals(&window), Some((8, 4, 1)));
-        assert_eq!(window_totals(&HashMap::new()), None);
-        let mut huge = HashMap::new();
-        huge.insert("b0".to_owned(), format!("100 {} 1 0", u64::MAX));
-        huge.insert("b1".to_owned(), "101 5 1 0".to_owned());
-        assert_eq!(window_totals(&huge), Some((u64::MAX, 2, 0)), "saturates");
-    }
-
-    #[test]
-    fn history_entries_and_announcements_parse() {
-        let t = Transition::parse("1764550000123 closed open 4 consecutive_failures 1f2e").unwrap();
-        assert_eq!(
-            (t.from.as_str(), t.to.as_str(), t.generation),
-            ("closed", "open", 4)
-        );
-        assert_eq!(
-            (t.reason.as_str(), t.process.as_str()),
-            ("consecutive_failures", "1f2e")
-        );
-        assert!(Transition::parse("garbage").is_none());
+    fn announcements_parse() {
         let p = Process::parse(r#"{"id":"1f2e","name":"api","host":"web-1","pid":42,"at_ms":1,"interval_ms":30000,"breakers":{"users":"open"}}"#).unwrap();
         assert_eq!(p.label(), "api@web-1 (pid 42)");
         assert_eq!(p.breakers["users"], "open");
-    }
-
-    #[test]
-    fn a_trial_token_names_its_process() {
-        assert_eq!(
-            holder_of("001c0d7a01c8aa0e1234567890abcdef").as_deref(),
-            Some("1c0d7a01c8aa0e")
-        );
-        assert_eq!(holder_of("short"), None);
-    }
-
-    #[test]
-    fn glob_characters_are_escaped() {
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
     }
 }

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use infuse::store::redis::keys::{breaker_key, BreakerKey as Key};
 use infuse::store::redis::{Deadlines, RedisStore};
 use infuse::store::{Command, Counts, Outcome, Store, Target, Totals, TrialToken};
 use infuse::{Settings, State, StorageError};
@@ -30,27 +31,6 @@ const LONG: Duration = Duration::from_secs(600);
 /// (to `LONG` or the store's `key_ttl`) shows in the dump.
 const SET_UP_TTL_MS: i64 = 3_600_000;
 const TOKEN: TrialToken = TrialToken(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
-
-/// The five keys of a breaker, in the order of `RedisStore::keys`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Key {
-    State,
-    Open,
-    Trial,
-    Window,
-    History,
-}
-
-impl Key {
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    /// How the key's name ends (what a corrupt error must name).
-    fn suffix(self) -> &'static str {
-        [":state", ":open", ":trial", ":window", ":history"][self.index()]
-    }
-}
 
 /// One hostile value: Redis commands run against one key (`{key}` stands for its name).
 #[derive(Debug, Clone)]
@@ -437,7 +417,7 @@ impl Harness {
                 self.run(service, s, Command::Force(Target::Open(LONG)))
                     .await;
                 // Its time passed.
-                let open = &self.store.keys(service)[Key::Open.index()];
+                let open = &self.store.keys(service)[Key::Open as usize];
                 let _: i64 = self.query(&["DEL", open]).await;
                 let acquire = Command::AcquireTrial {
                     token: TOKEN,
@@ -475,7 +455,7 @@ impl Harness {
     }
 
     async fn spoil(&self, service: &str, hostile: &Hostile) {
-        let key = &self.store.keys(service)[hostile.key.index()];
+        let key = &self.store.keys(service)[hostile.key as usize];
         for op in &hostile.ops {
             let op: Vec<&str> = op
                 .iter()
@@ -698,7 +678,9 @@ async fn every_command_against(key: Key) {
             let mut problems = Vec::new();
             match &result {
                 Err(StorageError::Corrupt(detail)) => {
-                    if !detail.contains("INFUSE_CORRUPT") || !detail.contains(key.suffix()) {
+                    if !detail.contains("INFUSE_CORRUPT")
+                        || !detail.contains(&format!(":{}", key.suffix()))
+                    {
                         problems.push(format!("the error does not name the key: {detail}"));
                     }
                     if let Some(field) = hostile.field {
@@ -804,7 +786,7 @@ async fn force_repairs(key: Key) {
             h.run(svc, &rates, batch).await;
             let keys = h.store.keys(svc);
             let _: () = h
-                .query(&["SET", &keys[Key::Trial.index()], "x", "PX", "600000"])
+                .query(&["SET", &keys[Key::Trial as usize], "x", "PX", "600000"])
                 .await;
             h.mark_expiries(svc).await;
             h.spoil(svc, hostile).await;
@@ -841,15 +823,14 @@ async fn force_repairs(key: Key) {
                 (Key::History, "list"),
             ];
             for (k, kind) in expect {
-                if dump[k.index()].kind != kind {
+                if dump[k as usize].kind != kind {
                     problems.push(format!(
                         "{:?} is a {}, not a {kind}",
-                        k,
-                        dump[k.index()].kind
+                        k, dump[k as usize].kind
                     ));
                 }
             }
-            let history = &dump[Key::History.index()];
+            let history = &dump[Key::History as usize];
             match history
                 .content
                 .first()
@@ -884,7 +865,7 @@ async fn force_repairs(key: Key) {
                 problems.push(format!("two failures then answered {tripped:?}"));
             }
             let newest: Vec<String> = h
-                .query(&["LRANGE", &keys[Key::History.index()], "0", "0"])
+                .query(&["LRANGE", &keys[Key::History as usize], "0", "0"])
                 .await;
             if !newest.first().is_some_and(|e| {
                 e.contains(" closed open ") && e.contains(" consecutive_failures ")
@@ -936,7 +917,12 @@ async fn force_of_a_sound_breaker_keeps_its_record_and_history() {
     );
     assert_eq!(second.snapshot.generation, first.snapshot.generation + 1);
     let history: Vec<String> = h
-        .query(&["LRANGE", &h.store.history_key(svc), "0", "-1"])
+        .query(&[
+            "LRANGE",
+            &breaker_key(NAMESPACE, svc, Key::History),
+            "0",
+            "-1",
+        ])
         .await;
     assert_eq!(history.len(), 1, "{history:?}");
     h.assert_no_denials().await;

@@ -5,11 +5,13 @@
 //! when processes stop; an announcement lists at most 1,000 breakers. Against real
 //! `redis-server` processes.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
+use infuse::store::redis::keys::{self, BreakerKey, HistoryEntry, StateHash};
 use infuse::store::redis::{Announcement, Changes, Deadlines, RedisStore, PRUNE_EVERY};
-use infuse::store::{Command, Store, Target};
+use infuse::store::{Command, Counts, Store, Target, TrialToken};
 use infuse::{Registry, RegistryError, ServiceOverride, Settings, State};
 use infuse_tests::support::calls::{self, eventually};
 use infuse_tests::support::redis_config;
@@ -545,4 +547,143 @@ async fn a_lost_log_comes_back_with_the_next_full_resync() {
     for name in ["a", "b"] {
         assert!(listed(&mut conn, ns, name).await, "{name} listed again");
     }
+}
+
+/// The key layout (`keys`, which the `infuse` command reads with plain commands) is what
+/// the scripts write: a record, its window, its trial and its history read back to what
+/// the scripts answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_scripts_write_reads_back_through_the_key_layout() {
+    let server = RedisServer::start();
+    let mut conn = connection(&server).await;
+    let (ns, service) = ("layout", "users");
+    let store = store(&server, ns, Duration::from_secs(60)).await;
+    let key = |key: BreakerKey| keys::breaker_key(ns, service, key);
+    let settings = Settings::DEFAULT
+        .fail_max(3)
+        .failure_rate(90)
+        .min_calls(1000);
+    let state_of = async |conn: &mut MultiplexedConnection| -> StateHash {
+        let hash: HashMap<String, String> =
+            query(conn, &["HGETALL", &key(BreakerKey::State)]).await;
+        StateHash::parse(&hash).unwrap()
+    };
+
+    let created = store
+        .apply(service, &settings, Command::Register { seed: None })
+        .await
+        .unwrap();
+    let generation = created.snapshot.generation;
+    let counts = Counts {
+        calls: 5,
+        failures: 2,
+        slow: 1,
+        tail: 2,
+    };
+    let batch = store
+        .apply(
+            service,
+            &settings,
+            Command::RecordCalls {
+                generation,
+                counts,
+                instance: 7,
+            },
+        )
+        .await
+        .unwrap();
+    let read = state_of(&mut conn).await;
+    let snapshot = batch.snapshot;
+    assert_eq!(
+        (read.state, read.generation, read.fail_counter),
+        (snapshot.state, snapshot.generation, 2)
+    );
+    assert_eq!(
+        (read.incarnation, read.seq),
+        (snapshot.version.incarnation, snapshot.version.seq)
+    );
+    let window: HashMap<String, String> =
+        query(&mut conn, &["HGETALL", &key(BreakerKey::Window)]).await;
+    assert!(batch.window.is_some());
+    assert_eq!(keys::window_totals(&window), batch.window);
+
+    let failure = Command::RecordFailure {
+        generation,
+        count: 1,
+        instance: 7,
+    };
+    let tripped = store.apply(service, &settings, failure).await.unwrap();
+    assert_eq!(tripped.snapshot.state, State::Open);
+    let read = state_of(&mut conn).await;
+    assert_eq!(
+        (read.state, read.generation, read.seq),
+        (
+            State::Open,
+            tripped.snapshot.generation,
+            tripped.snapshot.version.seq
+        )
+    );
+
+    // Half-open, its trial held by this process's token. (Forcing an open breaker open
+    // writes no history: its state does not change.)
+    let forced = store
+        .apply(
+            service,
+            &settings,
+            Command::Force(Target::Open(Duration::from_millis(1))),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let token = TrialToken::new();
+    let lease = Duration::from_secs(30);
+    let trial = store
+        .apply(service, &settings, Command::AcquireTrial { token, lease })
+        .await
+        .unwrap();
+    assert!(trial.applied);
+    assert_eq!(trial.snapshot.generation, forced.snapshot.generation);
+    let held: String = query(&mut conn, &["GET", &key(BreakerKey::Trial)]).await;
+    let instance = (token.0 >> 64) as u64;
+    assert_eq!(keys::trial_holder(&held), Some(instance));
+    assert_eq!(state_of(&mut conn).await.state, State::HalfOpen);
+
+    let history: Vec<String> =
+        query(&mut conn, &["LRANGE", &key(BreakerKey::History), "0", "-1"]).await;
+    let entries: Vec<HistoryEntry> = history
+        .iter()
+        .filter_map(|e| HistoryEntry::parse(e))
+        .collect();
+    assert_eq!(entries.len(), history.len(), "{history:?}");
+    let steps: Vec<(&str, &str, u64, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.from.as_str(),
+                e.to.as_str(),
+                e.generation,
+                e.reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (
+                "open",
+                "half-open",
+                trial.snapshot.generation,
+                "open_elapsed"
+            ),
+            (
+                "closed",
+                "open",
+                tripped.snapshot.generation,
+                "consecutive_failures"
+            ),
+        ]
+    );
+    assert!(entries
+        .iter()
+        .all(|e| e.process == keys::process_id(instance)));
 }

@@ -1,5 +1,7 @@
 //! Static dispatch over the built-in stores, so a breaker's store needs no boxing per
-//! call.
+//! call. There is no third arm for a user's store: the fleet's guarantees (views kept
+//! in step by events and resyncs, the health gate, the fallback) come with Redis only,
+//! so the `Store` trait stays internal.
 
 use std::sync::Arc;
 
@@ -61,7 +63,6 @@ impl Backend {
         }
     }
 
-    /// Whether commands leave the process (and are worth not waiting for).
     /// How long a call waits on the store at most (zero in memory).
     pub(crate) fn call_deadline(&self) -> std::time::Duration {
         match self {
@@ -70,6 +71,7 @@ impl Backend {
         }
     }
 
+    /// Whether commands leave the process (and are worth not waiting for).
     pub(crate) fn is_remote(&self) -> bool {
         matches!(self, Backend::Fleet(_))
     }

@@ -50,7 +50,10 @@
 //!   [`Breaker::acquire`]), inspection and operator controls;
 //! - [`init`] and [`Config`] — the store (in memory, or Redis), overrides, listeners;
 //! - [`BreakerError`] — what a rejected call returns, with its retry hint;
-//! - [`Listener`] — call and state events; every transition is also a `tracing` event.
+//! - [`Snapshot`] — a breaker's shared state, as [`Breaker::snapshot`] reads it (the rules
+//!   that change it are one function, `core/machine.rs`, mirrored by the Redis scripts);
+//! - [`Listener`] — call and state events ([`Transition`] with its [`TransitionReason`],
+//!   [`CallOutcome`]); every transition is also a `tracing` event.
 //!
 //! Integrations, each behind the cargo feature of the same name (all off by default):
 //! `tower` (`infuse::tower::CircuitBreakerLayer`), `reqwest`
@@ -70,6 +73,9 @@ mod core;
 mod fleet;
 mod local;
 mod registry;
+// The built-in stores and the key layout: for the conformance suite, the benchmarks and
+// the `infuse` command, not a stable interface (a registry cannot take a user's store).
+#[doc(hidden)]
 pub mod store;
 
 // Integrations: each depends on the layers above, never the reverse.
@@ -90,13 +96,16 @@ pub use crate::breaker::{
 };
 pub use crate::core::{
     parse_duration, BreakerError, InitError, InvalidName, ParseStateError, RegistryError, RetryAt,
-    Settings, State, StorageError, TransitionReason,
+    Settings, Snapshot, State, StorageError, TransitionReason, Version,
 };
-pub use crate::fleet::{FleetConnection, FleetStore, UnavailablePolicy};
+#[doc(hidden)]
+pub use crate::fleet::FleetStore;
+pub use crate::fleet::{FleetConnection, UnavailablePolicy};
 pub use crate::local::{CallOutcome, Listener, Transition};
 pub use crate::registry::{
     breaker, env_prefix, init, try_breaker, Config, Registry, ServiceOverride, MAX_NAME_LEN,
 };
+pub use crate::store::redis::RedisConnection;
 
 /// Puts a circuit breaker on an `async fn` returning `Result`; see the crate docs.
 pub use infuse_macros::circuit_breaker;

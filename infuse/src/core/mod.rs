@@ -4,6 +4,7 @@
 mod clock;
 mod command;
 mod error;
+pub(crate) mod local_trip;
 pub mod machine;
 mod policy;
 pub(crate) mod random;

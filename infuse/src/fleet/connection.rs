@@ -228,7 +228,7 @@ type Certificates = redis::TlsCertificates;
 type Certificates = ();
 
 /// The TLS certificates to connect with, checked; `None` without TLS material. Any TLS
-/// use installs the `ring` crypto provider unless the process has one.
+/// use needs the process's crypto provider (see [`crypto_provider`]).
 fn tls_in_use(
     infos: &[ConnectionInfo],
     material: &TlsMaterial,
@@ -266,7 +266,7 @@ fn tls_in_use(
         if !wants_tls {
             return Ok(None);
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crypto_provider();
         check_pem(material)?;
         if material.is_empty() {
             return Ok(None);
@@ -281,6 +281,26 @@ fn tls_in_use(
                 }),
             root_cert: material.root_cert.clone(),
         }))
+    }
+}
+
+/// Makes sure the process has a rustls crypto provider, which redis builds its TLS
+/// configurations on: the one the application installed, else *ring* (which this crate
+/// enables), installed now as the process's default.
+///
+/// `rustls::crypto::ring::default_provider` is deprecated since rustls 0.23.48 (no
+/// post-quantum key exchange), yet it is the only way to name *ring*: rustls itself
+/// calls it, under the same `allow`, when *ring* is the one provider compiled in. Asking
+/// rustls to choose instead would panic when another crate also enables `aws-lc-rs`
+/// (reqwest's default), breaking `init` for a common application; an application that
+/// wants another provider installs it in `main`, before `init`, and infuse uses it.
+#[cfg(feature = "tls")]
+fn crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        #[allow(deprecated)]
+        let ring = rustls::crypto::ring::default_provider();
+        // Another thread may have installed one meanwhile: then that one is used.
+        let _ = ring.install_default();
     }
 }
 
@@ -481,5 +501,16 @@ impl std::fmt::Debug for FleetConnection {
         f.debug_struct("FleetConnection")
             .field("address", &self.address)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    /// With only the provider this crate's features name (*ring*), TLS use installs it
+    /// as the process's default: what redis builds its TLS configurations on.
+    #[test]
+    fn tls_use_leaves_the_process_a_crypto_provider() {
+        super::crypto_provider();
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
     }
 }

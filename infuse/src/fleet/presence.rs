@@ -6,11 +6,11 @@
 
 use std::fmt::Write as _;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::PoisonError;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::{lock, Fleet};
 use crate::core::{process_instance, State};
-use crate::fleet::{lock, Fleet};
 use crate::local::Cell;
 use crate::store::redis::{Announcement, LogRead, FULL_RESYNC_EVERY};
 
@@ -48,131 +48,126 @@ pub(crate) struct Announced {
     reads: u32,
 }
 
-impl Fleet {
-    /// Keeps `cells`' breakers listed in the namespace's change log (`infuse status`
-    /// lists breakers from it) although nothing is noted about them, in the background:
-    /// called with each full resync, which registers every one of them anyway. The log
-    /// forgets a breaker no process uses once its record has expired (see
-    /// `scripts/log.lua`). `ceil(B / TOUCH_BATCH)` commands per full pass over B
-    /// breakers, which comes every `max(FULL_RESYNC_EVERY, B)` resyncs: far less than one
-    /// more command per resync interval, amortised.
-    pub(crate) fn touch(&self, cells: &[std::sync::Arc<Cell>]) {
-        let (Some(fleet), Ok(runtime)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())
-        else {
-            return;
-        };
-        let services: Vec<&'static str> = cells.iter().map(|cell| cell.service).collect();
-        if services.is_empty() {
-            return;
-        }
-        // How often this process touches them: its full-pass period, jitter included.
-        let passes = FULL_RESYNC_EVERY.max(services.len() as u64);
-        let every = self
-            .resync_interval
-            .mul_f64(1.2)
-            .saturating_mul(u32::try_from(passes).unwrap_or(u32::MAX));
-        runtime.spawn(async move {
-            // Lost: the next full pass touches them again; their records' own notes and
-            // the log's margin (3 periods) keep them listed meanwhile.
-            let _ = fleet.store.touch(&services, every).await;
-        });
+/// Keeps `cells`' breakers listed in the namespace's change log (`infuse status`
+/// lists breakers from it) although nothing is noted about them, in the background:
+/// called with each full resync, which registers every one of them anyway. The log
+/// forgets a breaker no process uses once its record has expired (see
+/// `scripts/log.lua`). `ceil(B / TOUCH_BATCH)` commands per full pass over B
+/// breakers, which comes every `max(FULL_RESYNC_EVERY, B)` resyncs: far less than one
+/// more command per resync interval, amortised.
+pub(super) fn touch(fleet: &Fleet, cells: &[Arc<Cell>]) {
+    let (Some(fleet), Ok(runtime)) = (fleet.me.upgrade(), tokio::runtime::Handle::try_current())
+    else {
+        return;
+    };
+    let services: Vec<&'static str> = cells.iter().map(|cell| cell.service).collect();
+    if services.is_empty() {
+        return;
     }
+    // How often this process touches them: its full-pass period, jitter included.
+    let passes = FULL_RESYNC_EVERY.max(services.len() as u64);
+    let every = fleet
+        .resync_interval
+        .mul_f64(1.2)
+        .saturating_mul(u32::try_from(passes).unwrap_or(u32::MAX));
+    runtime.spawn(async move {
+        // Lost: the next full pass touches them again; their records' own notes and
+        // the log's margin (3 periods) keep them listed meanwhile.
+        let _ = fleet.store.touch(&services, every).await;
+    });
+}
 
-    /// What to send of the announcement with this resync's read of the change log: the
-    /// whole of it when what it says changed since it was last written (or may be gone),
-    /// a renewal every [`RENEW_EVERY`] reads, else nothing. An unchanged announcement
-    /// costs a pass over the breakers' states, no allocation.
-    pub(crate) fn pending_announcement(&self) -> Pending {
-        let interval = self.resync_interval;
-        let digest = self.announcement_digest();
-        let announced = lock(&self.announced);
-        let changed = announced.digest != Some(digest);
-        let announcement = (changed || announced.reads + 1 >= RENEW_EVERY).then(|| Announcement {
-            instance: process_instance(),
-            ttl: interval.saturating_mul(ANNOUNCEMENT_LIFETIME),
-            payload: changed.then(|| self.announcement_json()),
-        });
-        Pending {
-            announcement,
-            digest,
-        }
+/// What to send of the announcement with this resync's read of the change log: the
+/// whole of it when what it says changed since it was last written (or may be gone),
+/// a renewal every [`RENEW_EVERY`] reads, else nothing. An unchanged announcement
+/// costs a pass over the breakers' states, no allocation.
+pub(super) fn pending(fleet: &Fleet) -> Pending {
+    let interval = fleet.resync_interval;
+    let digest = digest(fleet);
+    let announced = lock(&fleet.announced);
+    let changed = announced.digest != Some(digest);
+    let announcement = (changed || announced.reads + 1 >= RENEW_EVERY).then(|| Announcement {
+        instance: process_instance(),
+        ttl: interval.saturating_mul(ANNOUNCEMENT_LIFETIME),
+        payload: changed.then(|| json(fleet)),
+    });
+    Pending {
+        announcement,
+        digest,
     }
+}
 
-    /// Remembers what Redis now holds of this process's announcement, after `read`
-    /// (`None`: the read failed; the next one sends it whole).
-    pub(crate) fn announced(&self, pending: Pending, read: Option<&LogRead>) {
-        let mut announced = lock(&self.announced);
-        match (read, pending.announcement) {
-            (Some(read), Some(_)) if read.announced => {
-                *announced = Announced {
-                    digest: Some(pending.digest),
-                    reads: 0,
-                };
-            }
-            (Some(_), None) => announced.reads += 1,
-            _ => *announced = Announced::default(),
+/// Remembers what Redis now holds of this process's announcement, after `read`
+/// (`None`: the read failed; the next one sends it whole).
+pub(super) fn announced(fleet: &Fleet, pending: Pending, read: Option<&LogRead>) {
+    let mut announced = lock(&fleet.announced);
+    match (read, pending.announcement) {
+        (Some(read), Some(_)) if read.announced => {
+            *announced = Announced {
+                digest: Some(pending.digest),
+                reads: 0,
+            };
         }
+        (Some(_), None) => announced.reads += 1,
+        _ => *announced = Announced::default(),
     }
+}
 
-    /// The breakers and the state this process sees each in, as one number (order
-    /// independent: the sum of each pair's hash).
-    fn announcement_digest(&self) -> u64 {
-        let cells = self.cells.read().unwrap_or_else(PoisonError::into_inner);
-        cells
-            .iter()
-            .filter_map(|(service, cell)| Some((service, cell.upgrade()?.view.state())))
-            .fold(cells.len() as u64, |sum, pair| {
-                let mut hasher = DefaultHasher::new();
-                pair.hash(&mut hasher);
-                sum.wrapping_add(hasher.finish())
-            })
-    }
+/// The breakers and the state this process sees each in, as one number (order
+/// independent: the sum of each pair's hash).
+fn digest(fleet: &Fleet) -> u64 {
+    let mut sum = fleet.cells.len() as u64;
+    fleet.cells.for_each_state(|service, state| {
+        let mut hasher = DefaultHasher::new();
+        (service, state).hash(&mut hasher);
+        sum = sum.wrapping_add(hasher.finish());
+    });
+    sum
+}
 
-    /// This process as JSON: `{"at_ms","id","name","host","pid","interval_ms",
-    /// "breakers_total","breakers_omitted","breakers":{service: state}}` (`at_ms`: now,
-    /// when written; each breaker's state as this process sees it; at most
-    /// [`ANNOUNCED_BREAKERS`] of them in at most [`ANNOUNCED_BYTES`], those not closed
-    /// first).
-    fn announcement_json(&self) -> String {
-        let mut json = String::from("{");
-        let _ = write!(
-            json,
-            "\"at_ms\":{},\"id\":\"{:x}\",\"name\":{},\"host\":{},\"pid\":{},\"interval_ms\":{},",
-            unix_ms(),
-            process_instance(),
-            quoted(&process_name()),
-            quoted(&host_name()),
-            std::process::id(),
-            self.resync_interval.as_millis(),
-        );
-        let mut cells: Vec<(&'static str, State)> = self
-            .cells()
-            .iter()
-            .map(|cell| (cell.service, cell.view.state()))
-            .collect();
-        // Not closed first, then by name.
-        cells.sort_by_key(|&(service, state)| (state == State::Closed, service));
-        let mut listed = String::new();
-        let mut count = 0;
-        for (service, state) in &cells {
-            let entry = format!("{}:\"{state}\"", quoted(service));
-            if count == ANNOUNCED_BREAKERS || listed.len() + entry.len() + 1 > ANNOUNCED_BYTES {
-                break;
-            }
-            if count > 0 {
-                listed.push(',');
-            }
-            listed.push_str(&entry);
-            count += 1;
+/// This process as JSON: `{"at_ms","id","name","host","pid","interval_ms",
+/// "breakers_total","breakers_omitted","breakers":{service: state}}` (`at_ms`: now,
+/// when written; each breaker's state as this process sees it; at most
+/// [`ANNOUNCED_BREAKERS`] of them in at most [`ANNOUNCED_BYTES`], those not closed
+/// first).
+fn json(fleet: &Fleet) -> String {
+    let mut json = String::from("{");
+    let _ = write!(
+        json,
+        "\"at_ms\":{},\"id\":\"{:x}\",\"name\":{},\"host\":{},\"pid\":{},\"interval_ms\":{},",
+        unix_ms(),
+        process_instance(),
+        quoted(&process_name()),
+        quoted(&host_name()),
+        std::process::id(),
+        fleet.resync_interval.as_millis(),
+    );
+    let mut cells: Vec<(&'static str, State)> = Vec::new();
+    fleet
+        .cells
+        .for_each_state(|service, state| cells.push((service, state)));
+    // Not closed first, then by name.
+    cells.sort_by_key(|&(service, state)| (state == State::Closed, service));
+    let mut listed = String::new();
+    let mut count = 0;
+    for (service, state) in &cells {
+        let entry = format!("{}:\"{state}\"", quoted(service));
+        if count == ANNOUNCED_BREAKERS || listed.len() + entry.len() + 1 > ANNOUNCED_BYTES {
+            break;
         }
-        let _ = write!(
-            json,
-            "\"breakers_total\":{},\"breakers_omitted\":{},\"breakers\":{{{listed}}}}}",
-            cells.len(),
-            cells.len() - count
-        );
-        json
+        if count > 0 {
+            listed.push(',');
+        }
+        listed.push_str(&entry);
+        count += 1;
     }
+    let _ = write!(
+        json,
+        "\"breakers_total\":{},\"breakers_omitted\":{},\"breakers\":{{{listed}}}}}",
+        cells.len(),
+        cells.len() - count
+    );
+    json
 }
 
 /// `text` as a JSON string (service names hold no control characters).

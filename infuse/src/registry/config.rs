@@ -374,6 +374,7 @@ impl Config {
     /// As [`init`](crate::init): an invalid setting, or Redis unreachable (unless
     /// [`start_degraded`](Config::start_degraded)). A configuration without Redis is an
     /// [`InitError::InvalidSetting`].
+    #[doc(hidden)]
     pub async fn fleet_store(&self) -> Result<FleetStore, InitError> {
         match self.store {
             StoreConfig::Redis => FleetStore::connect(&self.redis).await,

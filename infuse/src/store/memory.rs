@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tokio::time::Instant;
 
 use super::machine::{self, Record};
-use super::{Command, Outcome, Store};
+use super::{Command, Outcome, Seed, Store};
 use crate::core::{fresh_incarnation, Settings, StorageError};
 
 type Slot = Arc<Mutex<Option<Record>>>;
@@ -55,9 +55,26 @@ impl MemoryStore {
         settings: &Settings,
         command: Command,
     ) -> Outcome {
+        self.apply_seeded(service, settings, None, command)
+    }
+
+    /// [`apply_now`](MemoryStore::apply_now), registering `seed` first (when given) under
+    /// the same lock: how the fleet's local fallback takes in a process's view of a
+    /// breaker the first time it answers for it.
+    pub(crate) fn apply_seeded(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        seed: Option<Seed>,
+        command: Command,
+    ) -> Outcome {
         let slot = self.slot(service);
         let now = Instant::now();
         let mut record = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if seed.is_some() {
+            let register = Command::Register { seed };
+            machine::apply(&mut record, &register, settings, now, fresh_incarnation);
+        }
         machine::apply(&mut record, &command, settings, now, fresh_incarnation)
     }
 

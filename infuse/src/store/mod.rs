@@ -5,8 +5,13 @@
 //! Redis for the fleet). Each process keeps a local view on top of it for the fast path;
 //! the view only talks to the store when something changes. Every answer carries the
 //! breaker's state *after* the command, so any answer can refresh the view. The rules of
-//! every command are in [`machine`]; every store must pass the conformance suite
-//! (`infuse-tests/src/conformance`).
+//! every command are in [`machine`] (`core/machine.rs`); every store must pass the
+//! conformance suite (`infuse-tests/src/conformance`).
+//!
+//! Hidden from the docs, and no stable interface: a registry's store is one of the
+//! built-in ones (`backend.rs`), so a user's [`Store`] could not be plugged in. This
+//! module is here for the conformance suite, the benchmarks and the `infuse` command
+//! (which reads the key layout, [`redis::keys`]).
 
 pub mod memory;
 pub mod redis;

@@ -17,7 +17,7 @@ use tokio::time::{sleep_until, Instant};
 use super::rng::Rng;
 use super::server::{LogModel, Server};
 use crate::core::{Command, Outcome, Settings, Snapshot, StorageError, TrialToken};
-use crate::fleet::{Answer as Boxed, Remote};
+use crate::fleet::remote::{Answer as Boxed, Remote};
 use crate::store::redis::{
     note_until_noted, noted, operation, timer_for, Announcement, Changes, Deadlines, LogRead,
     FULL_RESYNC_EVERY,

@@ -13,8 +13,8 @@ use super::rng::Rng;
 use super::server::{LogModel, Server};
 use crate::backend::Backend;
 use crate::breaker::{Binding, Breaker};
-use crate::core::{now_nanos, BreakerError, Command, Settings, State};
-use crate::fleet::{jittered, sync, Fleet, UnavailablePolicy};
+use crate::core::{now_nanos, BreakerError, Settings, State};
+use crate::fleet::{jittered, resync, Fleet, UnavailablePolicy};
 use crate::local::Cell;
 use crate::store::redis::Deadlines;
 
@@ -269,7 +269,7 @@ impl World {
                 self.params.resync_interval,
             );
             tokio::spawn(deliver_events(Arc::downgrade(&fleet), link.events));
-            tokio::spawn(sync::resync_periodically(
+            tokio::spawn(resync::resync_periodically(
                 Arc::downgrade(&fleet),
                 self.params.resync_interval,
                 fleet.closing.subscribe(),
@@ -323,7 +323,7 @@ impl World {
                 let pid = self.rng.below(n as u64) as usize;
                 self.trace(format!("step {step}: p{pid} resyncs"));
                 let fleet = Arc::clone(&self.processes[pid].fleet);
-                tokio::spawn(async move { fleet.resync().await });
+                tokio::spawn(async move { resync::resync(&fleet).await });
             }
             2 => {
                 let s = self.rng.below(services as u64) as usize;
@@ -426,13 +426,9 @@ impl World {
             };
             let service = breaker.service();
             let trial = permit.trial_token().map(|token| {
-                let local = crate::fleet::lock(&fleet.local_trials).contains(&token);
+                let local = fleet.fallback.granted(&token);
                 let (key, until) = if local {
-                    let snapshot = fleet
-                        .fallback
-                        .load()
-                        .apply_now(service, &breaker.settings(), Command::Snapshot)
-                        .snapshot;
+                    let snapshot = fleet.fallback.peek(service, &breaker.settings());
                     let key = TrialKey::Local {
                         pid,
                         service,
@@ -582,7 +578,7 @@ impl World {
         tokio::spawn(async move {
             sleep(after + jittered(Duration::from_millis(100))).await;
             if let Some(fleet) = fleet.upgrade() {
-                fleet.resync().await;
+                resync::resync(&fleet).await;
             }
         });
     }
@@ -624,11 +620,11 @@ impl World {
         let mut lines = Vec::new();
         for (pid, process) in self.processes.iter().enumerate() {
             let fleet = &process.fleet;
-            let healthy = fleet.is_healthy();
+            let healthy = fleet.health.is_healthy();
             if !healthy {
                 self.report.degradations += 1;
             }
-            let trips = crate::fleet::lock(&fleet.local_trips).len();
+            let trips = fleet.fallback.trip_count();
             self.report.local_trips += trips as u64;
             let mut seen = if healthy { "healthy" } else { "DEGRADED" }.to_owned();
             if trips > 0 {
@@ -711,7 +707,7 @@ impl World {
         let mut violations = Vec::new();
         let net = lock(&self.net);
         for (pid, process) in self.processes.iter().enumerate() {
-            if !process.fleet.is_healthy() {
+            if !process.fleet.health.is_healthy() {
                 violations.push(format!(
                     "convergence: p{pid} is still degraded {bound:?} after every fault healed"
                 ));
@@ -816,7 +812,7 @@ async fn deliver_events(
     while let Some((payload, at)) = events.recv().await {
         sleep_until(at).await;
         let Some(fleet) = fleet.upgrade() else { return };
-        fleet.on_event(&payload);
+        resync::on_event(&fleet, &payload);
     }
 }
 

@@ -13,8 +13,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::sentinel::SentinelClient;
 use redis::{AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
 
-/// A connection to Redis for [`RedisStore`](super::RedisStore): cheap to clone, shared
-/// by clones, reconnecting by itself.
+/// A connection to Redis as fleet mode makes it (the store's, and
+/// [`FleetConnection::commands`](crate::FleetConnection::commands)): cheap to clone,
+/// shared by clones, reconnecting by itself.
 ///
 /// Built from a [`ConnectionManager`] (one server) or a [`ClusterConnection`] with
 /// `From`; fleet mode also builds one that follows a Sentinel-managed master

@@ -7,16 +7,8 @@
 //! reads (one script) to re-read only the breakers that changed, and which lists the
 //! namespace's breakers for tools (`infuse status`) until their records expire.
 //!
-//! Key layout, for breaker `<service>` in namespace `<ns>` (one Redis Cluster hash slot),
-//! with what bounds each key and when it goes away:
-//!
-//! | key | type | content | bound, and when it goes away |
-//! |---|---|---|---|
-//! | `infuse:{<ns>/<service>}:state` | hash | `inc gen seq state fail succ reo str` (`reo`: re-opens, the backoff exponent; `str`: the processes of the current failure streak, up to `min_instances`; absent = 0 / empty) | one per breaker (a registry creates at most `max_breakers`); `key_ttl` after the last write (at least 2 × the longest open time); none in forced states, until closed |
-//! | `infuse:{<ns>/<service>}:open` | string | generation that opened it | the open time; deleted by the next transition |
-//! | `infuse:{<ns>/<service>}:trial` | string | the trial holder's token | the trial lease; deleted by the trial's result |
-//! | `infuse:{<ns>/<service>}:window` | hash | rate rules only: `b0`…`b9` = `"<bucket> <calls> <failures> <slow>"` per bucket slot, `i<instance>` = its last bucket with failures or slow calls | 10 bucket fields and one per process reporting failures within the window (dropped as they leave it); deleted by every transition; two windows after the last write |
-//! | `infuse:{<ns>/<service>}:history` | list | the last transitions, newest first: `"<unix ms> <from> <to> <gen> <reason> <process>"` | [`HISTORY_LEN`] entries; the record's TTL after the last append |
+//! What each key holds, its bound and when it goes away: see [`keys`], the one place
+//! the layout is written.
 //!
 //! Every script checks every key and field it reads before its first write (see
 //! `scripts/prelude.lua`): the state hash's numbers are decimal integers in their ranges
@@ -35,19 +27,6 @@
 //! in the memory store); force recreates it too. Counts saturate (the window's at 2^53 -
 //! 1), and every time sent to a script is at most 2^53 - 1 ms.
 //!
-//! The namespace's keys (in Cluster, the slot of `{<ns>}`): the change log (written by
-//! `scripts/note_change.lua` after a breaker's script and by `scripts/touch.lua` with a
-//! full resync, read and pruned by `scripts/changes.lua`; see `scripts/log.lua`) and the
-//! processes' announcements (renewed by the same read):
-//!
-//! | key | type | content | bound, and when it goes away |
-//! |---|---|---|---|
-//! | `infuse:{<ns>}:version` | string | the namespace version (`INCR`) | one; lives as long as the log's longest-listed service (for good while a forced one is listed); a touch recreates it at 0 if lost |
-//! | `infuse:{<ns>}:changes` | sorted set | service → version of its last noted change (0: listed by a touch) | one member per listed service, pruned with it; lives as long as the version |
-//! | `infuse:{<ns>}:listed` | sorted set | service → until when it stays listed (server ms; `+inf` in a forced state) | one member per service whose record may live or that a process uses: a note lists it for the record's TTL, a touch for `max(key_ttl,` [`TOUCH_PERIODS`]` ×` the toucher's full-pass period`)`; every [`PRUNE_EVERY`]-th read forgets those whose time is up; lives as long as its longest member |
-//! | `infuse:{<ns>}:process:<id>` | string | a process's announcement (JSON; at most 1,000 breakers in 64 KiB, those not closed first) | one per live process; 10 resync intervals after its last renewal |
-//! | `infuse:{<ns>}:processes` | sorted set | process id → when its announcement expires (server ms) | one member per live process, expired ones dropped at each renewal; the longest-lived announcement's TTL |
-//!
 //! Every breaker script gets the five keys. The window's buckets are keyed by the server's
 //! `TIME` (see `scripts/record_calls.lua`).
 //!
@@ -55,7 +34,7 @@
 //! `"<inc> <gen> <seq> <state> <fail> <succ> <open_pttl> <trial_pttl> <service>"`.
 
 mod connection;
-mod presence;
+pub mod keys;
 mod wire;
 
 use std::future::Future;
@@ -67,7 +46,6 @@ use redis::{RedisError, Script};
 
 pub use connection::RedisConnection;
 pub(crate) use connection::SentinelConnection;
-pub use presence::HISTORY_LEN;
 pub use wire::parse_event;
 use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
 
@@ -267,7 +245,7 @@ struct Queue {
 /// of Redis time per script this many fill well under a millisecond of Redis's time, so
 /// a queue this deep that misses a call deadline is the client's own backlog (a burst of
 /// calls on a busy process), which switching the registry to its fallback would not cure.
-pub const CONGESTED_QUEUE: usize = 16;
+pub(crate) const CONGESTED_QUEUE: usize = 16;
 
 impl Queue {
     /// Runs `command`; a timeout behind a deep queue while replies came is `Congested`.
@@ -324,17 +302,13 @@ impl RedisStore {
         RedisStore {
             conn: conn.into(),
             namespace: namespace.to_owned(),
-            channel: events_channel(namespace),
+            channel: keys::events_channel(namespace),
             key_ttl,
             deadlines,
             scripts: Arc::new(Scripts::new()),
             queue: Arc::default(),
             log: Arc::new(ChangeLog {
-                keys: [
-                    format!("infuse:{{{namespace}}}:version"),
-                    format!("infuse:{{{namespace}}}:changes"),
-                    format!("infuse:{{{namespace}}}:listed"),
-                ],
+                keys: keys::log_keys(namespace),
                 seen: std::sync::Mutex::new(None),
                 server: std::sync::Mutex::new(None),
                 since_full: AtomicU64::new(0),
@@ -391,9 +365,12 @@ impl RedisStore {
             .arg(if prune { "1" } else { "0" });
         match announcement {
             Some(a) => invocation
-                .key(self.process_key(a.instance))
-                .key(self.processes_key())
-                .arg(format!("{:x}", a.instance))
+                .key(keys::process_key(
+                    &self.namespace,
+                    &keys::process_id(a.instance),
+                ))
+                .key(keys::processes_key(&self.namespace))
+                .arg(keys::process_id(a.instance))
                 .arg(saturating_millis(a.ttl).max(1))
                 .arg(a.payload.as_deref().unwrap_or("")),
             // No announcement: the script reads neither KEYS[4..5] nor ARGV[5..6].
@@ -507,17 +484,9 @@ impl RedisStore {
         .map(drop)
     }
 
-    /// The five keys of a breaker (state, open, trial, window, history), sharing one hash
-    /// tag.
+    /// The five keys of a breaker, in script order (see [`keys::breaker_keys`]).
     pub fn keys(&self, service: &str) -> [String; 5] {
-        let tag = format!("infuse:{{{}/{}}}", self.namespace, service);
-        [
-            format!("{tag}:state"),
-            format!("{tag}:open"),
-            format!("{tag}:trial"),
-            format!("{tag}:window"),
-            format!("{tag}:history"),
-        ]
+        keys::breaker_keys(&self.namespace, service)
     }
 
     /// How long the record lives after a write: `key_ttl`, and at least twice the
@@ -549,7 +518,7 @@ impl RedisStore {
         let service = service.to_owned();
         let reset = store_ms(settings.reset_timeout).to_string();
         // Who made a change, in the breaker's history (scripts/prelude.lua: remember).
-        let process = format!("{:x}", process_instance());
+        let process = keys::process_id(process_instance());
         let s = &self.scripts;
         match *command {
             Command::Register { seed } => {
@@ -818,11 +787,6 @@ where
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(NOTE_RETRY_CAP);
     }
-}
-
-/// The events channel of a namespace.
-pub fn events_channel(namespace: &str) -> String {
-    format!("infuse:events:{namespace}")
 }
 
 /// Runs one Redis operation under its own deadline (the client's own can block for

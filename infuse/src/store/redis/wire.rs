@@ -178,12 +178,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn prelude_history_length_is_the_rust_constant() {
-        let length: usize = prelude_line("local HISTORY_LEN = ").trim().parse().unwrap();
-        assert_eq!(length, crate::store::redis::HISTORY_LEN);
-    }
-
     /// `local NAME = <integer>` of the prelude.
     fn prelude_constant(name: &str) -> u64 {
         let value = prelude_line(&format!("local {name} = "));

@@ -1,0 +1,105 @@
+//! The fleet's shared store, behind a trait (see [`Remote`]), so that the simulation can
+//! drive the fleet over a faulty network of its own.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::core::{Command, Outcome, Settings, StorageError};
+use crate::store::redis::{Announcement, Deadlines, LogRead, RedisStore};
+use crate::store::Store;
+
+/// A boxed answer of the [`Remote`] store.
+pub(crate) type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageError>> + Send + 'a>>;
+
+/// What the fleet asks of its shared store: [`RedisStore`] (the simulation in this
+/// crate's tests puts a store of its own, with a fault injector, behind it). Only the
+/// slow path goes through it (a call in the closed state never reaches the fleet), so
+/// one boxed future per command costs nothing that matters.
+pub(crate) trait Remote: Send + Sync + 'static {
+    /// Applies one command (see [`Store::apply`]), under its deadline.
+    fn apply<'a>(
+        &'a self,
+        service: &'static str,
+        settings: &'a Settings,
+        command: Command,
+    ) -> Answer<'a, Outcome>;
+    /// Reads the namespace's change log (see [`RedisStore::changes`]).
+    fn changes<'a>(
+        &'a self,
+        breakers: usize,
+        announcement: Option<&'a Announcement>,
+    ) -> Answer<'a, LogRead>;
+    /// Checks that the store answers (see [`RedisStore::ping`]).
+    fn ping(&self) -> Answer<'_, ()>;
+    /// Readies the store after a reconnect (see [`RedisStore::load_scripts`]).
+    fn load_scripts(&self) -> Answer<'_, ()>;
+    /// The deadlines in force.
+    fn deadlines(&self) -> Deadlines;
+    /// [`apply`](Remote::apply) under `deadline` instead of the command's own (see
+    /// [`RedisStore::apply_within`]). A store that times commands some other way may
+    /// keep its own deadline.
+    fn apply_within<'a>(
+        &'a self,
+        service: &'static str,
+        settings: &'a Settings,
+        command: Command,
+        deadline: Duration,
+    ) -> Answer<'a, Outcome> {
+        let _ = deadline;
+        self.apply(service, settings, command)
+    }
+    /// Keeps `services` listed in the namespace's change log (see
+    /// [`RedisStore::touch`]); a store without a listing has nothing to do.
+    fn touch<'a>(&'a self, services: &'a [&'a str], every: Duration) -> Answer<'a, ()> {
+        let _ = (services, every);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+impl Remote for RedisStore {
+    fn apply<'a>(
+        &'a self,
+        service: &'static str,
+        settings: &'a Settings,
+        command: Command,
+    ) -> Answer<'a, Outcome> {
+        Box::pin(Store::apply(self, service, settings, command))
+    }
+
+    fn changes<'a>(
+        &'a self,
+        breakers: usize,
+        announcement: Option<&'a Announcement>,
+    ) -> Answer<'a, LogRead> {
+        Box::pin(RedisStore::changes(self, breakers, announcement))
+    }
+
+    fn ping(&self) -> Answer<'_, ()> {
+        Box::pin(RedisStore::ping(self))
+    }
+
+    fn load_scripts(&self) -> Answer<'_, ()> {
+        Box::pin(RedisStore::load_scripts(self))
+    }
+
+    fn deadlines(&self) -> Deadlines {
+        RedisStore::deadlines(self)
+    }
+
+    fn apply_within<'a>(
+        &'a self,
+        service: &'static str,
+        settings: &'a Settings,
+        command: Command,
+        deadline: Duration,
+    ) -> Answer<'a, Outcome> {
+        Box::pin(RedisStore::apply_within(
+            self, service, settings, command, deadline,
+        ))
+    }
+
+    fn touch<'a>(&'a self, services: &'a [&'a str], every: Duration) -> Answer<'a, ()> {
+        Box::pin(RedisStore::touch(self, services, every))
+    }
+}

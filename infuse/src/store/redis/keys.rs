@@ -1,0 +1,452 @@
+//! What Redis holds, written once: every key name of a namespace, the fields of a
+//! breaker's hashes, and readers of what the scripts write there. The store, the fleet's
+//! announcements and the `infuse` command all build their keys here; the tests below hold
+//! the layout against the scripts' headers and writes.
+//!
+//! For breaker `<service>` in namespace `<ns>` (one Redis Cluster hash slot), with what
+//! bounds each key and when it goes away:
+//!
+//! | key | type | content | bound, and when it goes away |
+//! |---|---|---|---|
+//! | `infuse:{<ns>/<service>}:state` | hash | `inc gen seq state fail succ reo str` (`reo`: re-opens, the backoff exponent; `str`: the processes of the current failure streak, up to `min_instances`; absent = 0 / empty) | one per breaker (a registry creates at most `max_breakers`); `key_ttl` after the last write (at least 2 × the longest open time); none in forced states, until closed |
+//! | `infuse:{<ns>/<service>}:open` | string | generation that opened it | the open time; deleted by the next transition |
+//! | `infuse:{<ns>/<service>}:trial` | string | the trial holder's token | the trial lease; deleted by the trial's result |
+//! | `infuse:{<ns>/<service>}:window` | hash | rate rules only: `b0`…`b9` = `"<bucket> <calls> <failures> <slow>"` per bucket slot, `i<instance>` = its last bucket with failures or slow calls | 10 bucket fields and one per process reporting failures within the window (dropped as they leave it); deleted by every transition; two windows after the last write |
+//! | `infuse:{<ns>/<service>}:history` | list | the last transitions, newest first: `"<unix ms> <from> <to> <gen> <reason> <process>"` | [`HISTORY_LEN`] entries; the record's TTL after the last append |
+//!
+//! The namespace's own keys (in Cluster, the slot of `{<ns>}`): the change log (written
+//! by `scripts/note_change.lua` after a breaker's script and by `scripts/touch.lua` with a
+//! full resync, read and pruned by `scripts/changes.lua`; see `scripts/log.lua`) and the
+//! processes' announcements (renewed by the same read):
+//!
+//! | key | type | content | bound, and when it goes away |
+//! |---|---|---|---|
+//! | `infuse:{<ns>}:version` | string | the namespace version (`INCR`) | one; lives as long as the log's longest-listed service (for good while a forced one is listed); a touch recreates it at 0 if lost |
+//! | `infuse:{<ns>}:changes` | sorted set | service → version of its last noted change (0: listed by a touch) | one member per listed service, pruned with it; lives as long as the version |
+//! | `infuse:{<ns>}:listed` | sorted set | service → until when it stays listed (server ms; `+inf` in a forced state) | one member per service whose record may live or that a process uses: a note lists it for the record's TTL, a touch for `max(key_ttl,` [`TOUCH_PERIODS`]` ×` the toucher's full-pass period`)`; every [`PRUNE_EVERY`]-th read forgets those whose time is up; lives as long as its longest member |
+//! | `infuse:{<ns>}:process:<id>` | string | a process's announcement (JSON; at most 1,000 breakers in 64 KiB, those not closed first) | one per live process; 10 resync intervals after its last renewal |
+//! | `infuse:{<ns>}:processes` | sorted set | process id → when its announcement expires (server ms) | one member per live process, expired ones dropped at each renewal; the longest-lived announcement's TTL |
+//!
+//! Channel `infuse:events:<ns>` carries the breakers' writes (see `wire.rs`).
+//!
+//! [`TOUCH_PERIODS`]: super::TOUCH_PERIODS
+//! [`PRUNE_EVERY`]: super::PRUNE_EVERY
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use crate::core::window::BUCKETS;
+use crate::core::{State, Totals};
+
+/// How many transitions a breaker's history keeps (`HISTORY_LEN` of `scripts/prelude.lua`).
+pub const HISTORY_LEN: usize = 50;
+
+/// A breaker's keys, in the order every breaker script gets them (`KEYS[1]`…`KEYS[5]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerKey {
+    /// The record: a hash of [`STATE_FIELDS`].
+    State,
+    /// Exists while open; expires when a trial is allowed.
+    Open,
+    /// The trial holder's token; expires with the trial's lease.
+    Trial,
+    /// The rate rules' window (see [`window_totals`]).
+    Window,
+    /// The last transitions (see [`HistoryEntry`]).
+    History,
+}
+
+impl BreakerKey {
+    /// Every key of a breaker, in script order.
+    pub const ALL: [BreakerKey; 5] = [
+        BreakerKey::State,
+        BreakerKey::Open,
+        BreakerKey::Trial,
+        BreakerKey::Window,
+        BreakerKey::History,
+    ];
+
+    /// The key's name after its breaker's hash tag.
+    pub const fn suffix(self) -> &'static str {
+        match self {
+            BreakerKey::State => "state",
+            BreakerKey::Open => "open",
+            BreakerKey::Trial => "trial",
+            BreakerKey::Window => "window",
+            BreakerKey::History => "history",
+        }
+    }
+}
+
+/// A breaker's key: `infuse:{<namespace>/<service>}:<suffix>` (the braces are the Redis
+/// Cluster hash tag, so that a script can touch every key of its breaker).
+pub fn breaker_key(namespace: &str, service: &str, key: BreakerKey) -> String {
+    format!("infuse:{{{namespace}/{service}}}:{}", key.suffix())
+}
+
+/// Every key of a breaker, in script order.
+pub fn breaker_keys(namespace: &str, service: &str) -> [String; 5] {
+    BreakerKey::ALL.map(|key| breaker_key(namespace, service, key))
+}
+
+/// A `SCAN` pattern matching the state key of every breaker of `namespace` (whatever
+/// glob characters the namespace holds); [`service_of_state_key`] reads a match back.
+pub fn state_keys_pattern(namespace: &str) -> String {
+    let mut pattern = String::new();
+    for c in format!("infuse:{{{namespace}/").chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push_str("*}:state");
+    pattern
+}
+
+/// The service whose state key `key` is, in `namespace`.
+pub fn service_of_state_key<'k>(namespace: &str, key: &'k str) -> Option<&'k str> {
+    key.strip_prefix("infuse:{")?
+        .strip_prefix(namespace)?
+        .strip_prefix('/')?
+        .strip_suffix("}:state")
+}
+
+/// The change log's keys, in script order (`KEYS[1..3]` of `scripts/log.lua`): the
+/// namespace version, the changes and the listing.
+pub fn log_keys(namespace: &str) -> [String; 3] {
+    ["version", "changes", "listed"].map(|key| format!("infuse:{{{namespace}}}:{key}"))
+}
+
+/// The change log's sorted set of services (every breaker created or changed lately).
+pub fn changes_key(namespace: &str) -> String {
+    format!("infuse:{{{namespace}}}:changes")
+}
+
+/// How a process's id is written (in its announcement's key, the index of processes,
+/// a breaker's history and its trial tokens): lowercase hex.
+pub fn process_id(instance: u64) -> String {
+    format!("{instance:x}")
+}
+
+/// The key under which the process of id `id` (see [`process_id`]) announces itself.
+pub fn process_key(namespace: &str, id: &str) -> String {
+    format!("infuse:{{{namespace}}}:process:{id}")
+}
+
+/// The namespace's index of live processes: a sorted set of process ids scored by when
+/// their announcement expires.
+pub fn processes_key(namespace: &str) -> String {
+    format!("infuse:{{{namespace}}}:processes")
+}
+
+/// The pub/sub channel of a namespace's events.
+pub fn events_channel(namespace: &str) -> String {
+    format!("infuse:events:{namespace}")
+}
+
+/// The fields of a breaker's state hash, in the order the scripts read them (`HMGET` in
+/// `scripts/prelude.lua`).
+pub const STATE_FIELDS: [&str; 8] = ["inc", "gen", "seq", "state", "fail", "succ", "reo", "str"];
+
+/// A breaker's state hash, as a reader shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateHash {
+    /// `inc`: the record's incarnation (random, drawn when it was created).
+    pub incarnation: u64,
+    /// `gen`: bumped by every transition.
+    pub generation: u64,
+    /// `seq`: bumped by every write.
+    pub seq: u64,
+    /// `state`, by its code.
+    pub state: State,
+    /// `fail`: the consecutive failures.
+    pub fail_counter: u64,
+    /// `succ`: the successful trials in a row.
+    pub success_counter: u64,
+    /// `reo`: consecutive failed trials (the backoff exponent).
+    pub reopens: u64,
+}
+
+/// A state hash whose `state` is no state code: the scripts refuse such a record until
+/// an operator forces the breaker (`close` repairs it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownState(pub u64);
+
+impl fmt::Display for UnknownState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown state code {}", self.0)
+    }
+}
+
+impl StateHash {
+    /// Reads a (non-empty) state hash as `HGETALL` answers it. A number that is absent or
+    /// not decimal reads as 0, as the scripts read an absent `reo`: a reader shows what is
+    /// there; the scripts are the ones that refuse garbage.
+    pub fn parse(hash: &HashMap<String, String>) -> Result<StateHash, UnknownState> {
+        let number = |field: &str| {
+            hash.get(field)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let [inc, generation, seq, state, fail, succ, reo, _] = STATE_FIELDS;
+        let code = number(state);
+        let state = u8::try_from(code)
+            .ok()
+            .and_then(State::from_code)
+            .ok_or(UnknownState(code))?;
+        Ok(StateHash {
+            incarnation: number(inc),
+            generation: number(generation),
+            seq: number(seq),
+            state,
+            fail_counter: number(fail),
+            success_counter: number(succ),
+            reopens: number(reo),
+        })
+    }
+}
+
+/// The window's totals over its live buckets, from its hash as `HGETALL` answers it:
+/// fields `b0`…`b9` hold `"<bucket> <calls> <failures> <slow>"` per bucket slot (the live
+/// ones are the ten newest buckets), fields `i<instance>` the last bucket an instance
+/// reported failures in. `None` without a bucket. Sums saturate: the keys may hold
+/// anything.
+pub fn window_totals(window: &HashMap<String, String>) -> Option<Totals> {
+    let buckets: BTreeMap<u64, [u64; 3]> = window
+        .iter()
+        .filter(|(field, _)| field.starts_with('b'))
+        .filter_map(|(_, value)| {
+            let mut parts = value.split(' ').map(|p| p.parse::<u64>().ok());
+            Some((
+                parts.next()??,
+                [parts.next()??, parts.next()??, parts.next()??],
+            ))
+        })
+        .collect();
+    let newest = *buckets.keys().next_back()?;
+    let live = buckets.range(newest.saturating_sub(BUCKETS - 1)..);
+    Some(
+        live.fold(Totals::default(), |sum, (_, [calls, failures, slow])| {
+            Totals {
+                calls: sum.calls.saturating_add(*calls),
+                failures: sum.failures.saturating_add(*failures),
+                slow: sum.slow.saturating_add(*slow),
+            }
+        }),
+    )
+}
+
+/// One entry of a breaker's history: `"<unix ms> <from> <to> <generation> <reason>
+/// <process id>"`, written by the script that made the change (`remember` in
+/// `scripts/prelude.lua`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// When, on the server's clock (unix ms).
+    pub at_ms: u64,
+    /// The state before, by name.
+    pub from: String,
+    /// The state after, by name.
+    pub to: String,
+    /// The generation after.
+    pub generation: u64,
+    /// Why (a `TransitionReason`, by name).
+    pub reason: String,
+    /// The process that made it (see [`process_id`]).
+    pub process: String,
+}
+
+impl HistoryEntry {
+    /// Reads one entry; `None` for anything else.
+    pub fn parse(entry: &str) -> Option<HistoryEntry> {
+        let mut parts = entry.split(' ');
+        Some(HistoryEntry {
+            at_ms: parts.next()?.parse().ok()?,
+            from: parts.next()?.to_owned(),
+            to: parts.next()?.to_owned(),
+            generation: parts.next()?.parse().ok()?,
+            reason: parts.next()?.to_owned(),
+            process: parts.next()?.to_owned(),
+        })
+    }
+}
+
+/// The process holding a trial, from the token in the trial key (32 hex digits, the
+/// first 16 its process's id: see `TrialToken`).
+pub fn trial_holder(token: &str) -> Option<u64> {
+    u64::from_str_radix(token.get(..16)?, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{process_instance, TrialToken};
+
+    const PRELUDE: &str = include_str!("../../../scripts/prelude.lua");
+    const LOG: &str = include_str!("../../../scripts/log.lua");
+    const CHANGES: &str = include_str!("../../../scripts/changes.lua");
+    const RECORD_CALLS: &str = include_str!("../../../scripts/record_calls.lua");
+
+    /// The key a script's header names for `KEYS[n]` (`-- KEYS[n]  <key>  <TYPE>, ...`).
+    fn header_key(script: &str, n: usize) -> &str {
+        let prefix = format!("-- KEYS[{n}]");
+        let line = script
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no header line for KEYS[{n}]"));
+        line.split_whitespace().next().unwrap()
+    }
+
+    #[test]
+    fn breaker_keys_are_the_ones_the_scripts_name() {
+        let keys = breaker_keys("<namespace>", "<service>");
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(header_key(PRELUDE, i + 1), key, "KEYS[{}]", i + 1);
+        }
+        assert_eq!(keys[0], "infuse:{<namespace>/<service>}:state");
+    }
+
+    #[test]
+    fn namespace_keys_are_the_ones_the_scripts_name() {
+        for (i, key) in log_keys("<namespace>").iter().enumerate() {
+            assert_eq!(header_key(LOG, i + 1), key, "log.lua KEYS[{}]", i + 1);
+        }
+        assert_eq!(header_key(CHANGES, 4), process_key("<namespace>", "<id>"));
+        assert_eq!(header_key(CHANGES, 5), processes_key("<namespace>"));
+        assert_eq!(changes_key("ns"), log_keys("ns")[1]);
+    }
+
+    #[test]
+    fn state_fields_are_the_ones_the_scripts_read_and_write() {
+        let quoted = STATE_FIELDS.map(|field| format!("'{field}'"));
+        let read = format!("redis.pcall('HMGET', KEYS[1], {})", quoted.join(", "));
+        assert!(PRELUDE.contains(&read), "prelude.lua reads {read}");
+        // `save` writes each field, in the same order, and no other.
+        let save = PRELUDE
+            .split("redis.call('HSET', KEYS[1], ")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .unwrap();
+        let written: Vec<&str> = save
+            .split(',')
+            .map(str::trim)
+            .step_by(2)
+            .map(|field| field.trim_matches('\''))
+            .collect();
+        assert_eq!(written, STATE_FIELDS);
+    }
+
+    #[test]
+    fn the_history_is_as_long_as_the_scripts_keep_it() {
+        let line = PRELUDE
+            .lines()
+            .find_map(|l| l.strip_prefix("local HISTORY_LEN = "));
+        assert_eq!(line.and_then(|n| n.trim().parse().ok()), Some(HISTORY_LEN));
+    }
+
+    #[test]
+    fn window_fields_are_the_ones_record_calls_writes() {
+        assert!(RECORD_CALLS.contains("slot = 'b' .. string.format('%d', index % 10)"));
+        assert!(RECORD_CALLS.contains("me = 'i' .. ARGV[6]"));
+        assert_eq!(crate::core::window::BUCKETS, 10);
+    }
+
+    #[test]
+    fn a_state_hash_reads_as_written() {
+        let hash: HashMap<String, String> = STATE_FIELDS
+            .iter()
+            .zip(["77", "4", "9", "1", "5", "0", "2", "1f 2e"])
+            .map(|(field, value)| (field.to_string(), value.to_string()))
+            .collect();
+        let read = StateHash::parse(&hash).unwrap();
+        assert_eq!(
+            read,
+            StateHash {
+                incarnation: 77,
+                generation: 4,
+                seq: 9,
+                state: State::Open,
+                fail_counter: 5,
+                success_counter: 0,
+                reopens: 2,
+            }
+        );
+        let mut old = hash.clone();
+        old.remove("reo"); // a record written before `reo` existed
+        old.insert("fail".to_owned(), "nan".to_owned());
+        let read = StateHash::parse(&old).unwrap();
+        assert_eq!((read.reopens, read.fail_counter), (0, 0));
+        let mut garbage = hash;
+        garbage.insert("state".to_owned(), "9".to_owned());
+        assert_eq!(StateHash::parse(&garbage), Err(UnknownState(9)));
+    }
+
+    #[test]
+    fn the_window_sums_its_ten_newest_buckets() {
+        let hash = |fields: &[(&str, String)]| -> HashMap<String, String> {
+            fields
+                .iter()
+                .map(|(field, value)| (field.to_string(), value.clone()))
+                .collect()
+        };
+        let window = hash(&[
+            ("b0", "100 5 1 0".to_owned()),
+            ("b1", "109 3 3 1".to_owned()),
+            ("b2", "90 7 7 7".to_owned()), // older than the window
+            ("i42", "109".to_owned()),
+        ]);
+        let totals = |calls, failures, slow| Totals {
+            calls,
+            failures,
+            slow,
+        };
+        assert_eq!(window_totals(&window), Some(totals(8, 4, 1)));
+        assert_eq!(window_totals(&HashMap::new()), None);
+        let huge = hash(&[
+            ("b0", format!("100 {} 1 0", u64::MAX)),
+            ("b1", "101 5 1 0".to_owned()),
+        ]);
+        assert_eq!(
+            window_totals(&huge),
+            Some(totals(u64::MAX, 2, 0)),
+            "saturates"
+        );
+    }
+
+    #[test]
+    fn history_entries_read_as_remember_writes_them() {
+        assert!(PRELUDE.contains("string.format('%d %s %s %d %s %s', ms, STATE_NAMES[from],"));
+        let entry =
+            HistoryEntry::parse("1764550000123 closed open 4 consecutive_failures 1f2e").unwrap();
+        assert_eq!((entry.from.as_str(), entry.to.as_str()), ("closed", "open"));
+        assert_eq!((entry.at_ms, entry.generation), (1764550000123, 4));
+        assert_eq!(
+            (entry.reason.as_str(), entry.process.as_str()),
+            ("consecutive_failures", "1f2e")
+        );
+        assert!(HistoryEntry::parse("garbage").is_none());
+    }
+
+    #[test]
+    fn a_trial_token_names_its_process() {
+        let token = TrialToken::new().to_string();
+        assert_eq!(trial_holder(&token), Some(process_instance()));
+        assert_eq!(
+            trial_holder("001c0d7a01c8aa0e1234567890abcdef").map(process_id),
+            Some("1c0d7a01c8aa0e".to_owned())
+        );
+        assert_eq!(trial_holder("short"), None);
+    }
+
+    #[test]
+    fn state_keys_are_found_by_pattern_and_read_back() {
+        assert_eq!(
+            state_keys_pattern("a*b?[c]\\"),
+            "infuse:{a\\*b\\?\\[c\\]\\\\/*}:state"
+        );
+        let key = breaker_key("ns", "users api", BreakerKey::State);
+        assert_eq!(service_of_state_key("ns", &key), Some("users api"));
+        assert_eq!(service_of_state_key("other", &key), None);
+        let open = breaker_key("ns", "users", BreakerKey::Open);
+        assert_eq!(service_of_state_key("ns", &open), None);
+    }
+}
