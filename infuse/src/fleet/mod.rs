@@ -85,6 +85,10 @@ pub(crate) struct Fleet {
     own_counts: Mutex<HashMap<&'static str, OwnCounts>>,
     /// The breakers bound to this fleet.
     cells: Cells,
+    /// Breakers bound since the last resync: the next one keeps them listed in the change
+    /// log at once (one script for them all), not only from the next full pass on, when
+    /// the note of their creation may have lapsed (a short `key_ttl`).
+    fresh: Mutex<Vec<&'static str>>,
     me: Weak<Fleet>,
     resync_interval: Duration,
     /// What Redis holds of this process's announcement, as far as this process knows:
@@ -185,6 +189,7 @@ impl Fleet {
             unreconciled: Mutex::default(),
             own_counts: Mutex::default(),
             cells: Cells::default(),
+            fresh: Mutex::default(),
             me: me.clone(),
             resync_interval,
             announced: Mutex::default(),
@@ -214,6 +219,7 @@ impl Fleet {
     /// Keeps `cell` up to date from now on (pub/sub, resync, recovery).
     pub(crate) fn track(&self, cell: &Arc<Cell>) {
         self.cells.track(cell);
+        lock(&self.fresh).push(cell.service);
     }
 
     /// How long a call waits on Redis at most.

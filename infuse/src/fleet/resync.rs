@@ -35,11 +35,16 @@ pub(crate) async fn resync(fleet: &Fleet) {
     presence::announced(fleet, pending, read.as_ref().ok());
     let cells = match read.map(|read| read.changes) {
         Ok(Changes::All) => {
+            lock(&fleet.fresh).clear();
             let cells = fleet.cells.all();
             presence::touch(fleet, &cells); // keeps them listed in the change log
             cells
         }
         Ok(Changes::Services(services)) => {
+            let fresh = std::mem::take(&mut *lock(&fleet.fresh));
+            if !fresh.is_empty() {
+                presence::touch(fleet, &fleet.cells.of(|service| fresh.contains(&service)));
+            }
             // The breakers an earlier pass read the log past but could not re-read.
             let owed = lock(&fleet.unreconciled).clone();
             if services.is_empty() && owed.is_empty() {
