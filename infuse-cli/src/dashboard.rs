@@ -67,10 +67,18 @@ pub(crate) struct Options {
     /// for a newcomer (a busy one never is).
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
     max_connections: u16,
-    /// How long a client may take to send a request's headers (also the most a kept-
-    /// alive connection waits for its next request).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::parse_duration)]
+    /// How long a client may take to send a request's headers (also the most an idle
+    /// connection waits for its next request).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = header_timeout)]
     header_timeout: Duration,
+}
+
+/// `--header-timeout`: a duration above zero (zero would close every connection).
+fn header_timeout(text: &str) -> Result<Duration, String> {
+    match crate::parse_duration(text)? {
+        duration if duration.is_zero() => Err(format!("{text:?}: the deadline must be above zero")),
+        duration => Ok(duration),
+    }
 }
 
 impl Options {
