@@ -229,31 +229,39 @@ async fn main() {
     for n in 1..=WORKERS {
         match Registry::new(config(n)).await {
             Ok(registry) => registries.push(registry),
-            Err(InitError::Storage(e)) => {
-                println!(
-                    "This example needs a Redis server, and none answered at {}:",
-                    redacted(&url)
+            Err(InitError::Unreachable { address, reason }) => {
+                eprintln!(
+                    "This example needs a Redis server, and none answered at {address}: {reason}"
                 );
-                println!("  {e}");
-                println!();
-                println!("Start one, then run the example again:");
-                println!(
+                eprintln!();
+                eprintln!("Start one, then run the example again:");
+                eprintln!(
                     "  redis-server --port 6379 --save ''       (or: apt-get install redis-server)"
                 );
-                println!("or point REDIS_URL at one: REDIS_URL=redis://host:6379/0 cargo run --example fleet");
-                return;
+                eprintln!("or point REDIS_URL at one: REDIS_URL=redis://host:6379/0 cargo run --example fleet");
+                std::process::exit(1);
             }
             Err(e) => {
-                eprintln!("cannot set up infuse: {e}");
+                eprintln!("cannot set up infuse for {}: {e}", redacted(&url));
                 std::process::exit(2);
             }
         }
     }
 
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding the users service");
-    let address = listener.local_addr().unwrap().to_string();
+    let listener = match TcpListener::bind("127.0.0.1:0").await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("cannot start the users service on a free port of 127.0.0.1: {e}");
+            std::process::exit(2);
+        }
+    };
+    let address = match listener.local_addr() {
+        Ok(address) => address.to_string(),
+        Err(e) => {
+            eprintln!("the users service has no address: {e}");
+            std::process::exit(2);
+        }
+    };
     let stats = Arc::new(ServiceStats::default());
     tokio::spawn(users_service(listener, start, stats.clone()));
 

@@ -44,8 +44,25 @@ async fn get_user(Path(id): Path<u64>) -> Result<String, ApiError> {
 }
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> std::process::ExitCode {
     let app = Router::new().route("/users/{id}", get(get_user));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    axum::serve(listener, app).await
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:3000").await {
+        Ok(listener) => listener,
+        Err(error) => {
+            let hint = match error.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    " (another program holds the port: stop it, or change the port in this example)"
+                }
+                _ => "",
+            };
+            eprintln!("cannot listen on 127.0.0.1:3000: {error}{hint}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    println!("curl http://127.0.0.1:3000/users/7");
+    if let Err(error) = axum::serve(listener, app).await {
+        eprintln!("the server stopped: {error}");
+        return std::process::ExitCode::FAILURE;
+    }
+    std::process::ExitCode::SUCCESS
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::fleet::Fleet;
 use crate::status::{human, unknown};
+use crate::term::clean;
 use crate::Failure;
 
 /// What to do to a breaker.
@@ -44,8 +45,12 @@ pub(crate) async fn apply(fleet: &Fleet, service: &str, action: Action) -> Resul
         .await?
         .ok_or_else(|| Failure(format!("{service}: the record vanished after the change")))?;
     let mut line = format!(
-        "{service}: {} -> {} (generation {} -> {})",
-        before.state, after.state, before.generation, after.generation
+        "{}: {} -> {} (generation {} -> {})",
+        clean(service),
+        before.state,
+        after.state,
+        before.generation,
+        after.generation
     );
     if let Some(left) = after.open_remaining {
         line.push_str(&format!(", open for {}", human(left)));

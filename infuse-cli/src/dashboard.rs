@@ -1,25 +1,33 @@
 //! `infuse dashboard`: every breaker of the namespace on one live page.
 //!
-//! - `GET /`: the page (one HTML file, no external assets);
+//! - `GET /`: the page (one HTML file, no external assets, no data of its own);
 //! - `GET /api/breakers`: what `infuse status --json` prints;
+//! - `GET /api/config`: the namespace, and whether changes are allowed;
 //! - `GET /api/events`: server-sent events, one per breaker event of the namespace's
 //!   pub/sub channel (the page re-reads the breakers on each, and shows a timeline);
 //! - `POST /api/breakers/{service}/open?for=30m` and `…/close`: changes through the
-//!   library's scripts, only with `Authorization: Bearer <token>` when the dashboard was
-//!   started with `--token` (read-only otherwise).
+//!   library's scripts.
+//!
+//! Who may do what is [`access`]'s; how connections are held, [`server`]'s.
+
+mod access;
+mod server;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use clap::parser::ValueSource;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -28,21 +36,105 @@ use crate::control::{self, Action};
 use crate::fleet::Fleet;
 use crate::status;
 use crate::Failure;
+use access::{Access, Refusal};
 
 const PAGE: &str = include_str!("dashboard.html");
 
+/// `infuse dashboard`'s options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Options {
+    /// Where to listen (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    listen: SocketAddr,
+    /// The token that allows open/close from the page (and reads, unless
+    /// --public-read). Prefer $INFUSE_DASHBOARD_TOKEN or --token-file: a token on the
+    /// command line is visible to every user of the machine (`ps`).
+    #[arg(long, env = "INFUSE_DASHBOARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Read the token from this file (its first line; keep the file private).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// With a token: let anyone who reaches the dashboard read it (changes still need
+    /// the token).
+    #[arg(long)]
+    public_read: bool,
+    /// Also answer requests whose `Host` is NAME (or NAME:PORT), e.g. behind a reverse
+    /// proxy; repeatable. By default only the listen address (and `localhost` on
+    /// loopback) is answered, against DNS rebinding.
+    #[arg(long, value_name = "NAME")]
+    allow_host: Vec<String>,
+    /// How many connections to hold at most; past it, the longest-idle one is closed
+    /// for a newcomer (a busy one never is).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
+    max_connections: u16,
+    /// How long a client may take to send a request's headers (also the most an idle
+    /// connection waits for its next request).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = header_timeout)]
+    header_timeout: Duration,
+}
+
+/// `--header-timeout`: a duration above zero (zero would close every connection).
+fn header_timeout(text: &str) -> Result<Duration, String> {
+    match crate::parse_duration(text)? {
+        duration if duration.is_zero() => Err(format!("{text:?}: the deadline must be above zero")),
+        duration => Ok(duration),
+    }
+}
+
+impl Options {
+    /// The token, from `--token`, `$INFUSE_DASHBOARD_TOKEN` or `--token-file` (one of
+    /// them), where `source` tells how clap found `--token`.
+    fn token(&self, source: Option<ValueSource>) -> Result<Option<String>, Failure> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => {
+                let other = match source {
+                    Some(ValueSource::EnvVariable) => "$INFUSE_DASHBOARD_TOKEN",
+                    _ => "--token",
+                };
+                return Err(Failure(format!(
+                    "both {other} and --token-file give a token: keep one"
+                )));
+            }
+            (Some(token), None) => {
+                if source == Some(ValueSource::CommandLine) {
+                    eprintln!(
+                        "infuse dashboard: --token on the command line is visible to every user of this machine (ps); prefer $INFUSE_DASHBOARD_TOKEN or --token-file"
+                    );
+                }
+                token.clone()
+            }
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Failure(format!("--token-file {}: {e}", path.display())))?;
+                text.lines().next().unwrap_or_default().trim().to_owned()
+            }
+            (None, None) => return Ok(None),
+        };
+        if token.is_empty() {
+            return Err(Failure(
+                "the dashboard token is empty: give a secret, or no token for a read-only dashboard"
+                    .to_owned(),
+            ));
+        }
+        Ok(Some(token))
+    }
+}
+
 struct App {
     fleet: Fleet,
-    token: Option<String>,
+    access: Access,
     events: broadcast::Sender<String>,
 }
 
-/// Serves the dashboard on `listen` until the process ends.
+/// Serves the dashboard until the process ends; `token_source` tells where clap found
+/// `--token`.
 pub(crate) async fn run(
     fleet: Fleet,
-    listen: SocketAddr,
-    token: Option<String>,
+    options: Options,
+    token_source: Option<ValueSource>,
 ) -> Result<(), Failure> {
+    let token = options.token(token_source)?;
+    let listen = options.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Failure(format!("--listen {listen}: {e}")))?;
@@ -51,7 +143,7 @@ pub(crate) async fn run(
     let mut pubsub = fleet.subscribe().await?;
     let app = Arc::new(App {
         fleet,
-        token,
+        access: Access::new(address, &options.allow_host, token, options.public_read),
         events,
     });
     let forward = app.clone();
@@ -72,19 +164,49 @@ pub(crate) async fn run(
         .route("/api/config", get(config))
         .route("/api/events", get(events_stream))
         .route("/api/breakers/{service}/{action}", post(change))
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app.clone());
-    let mode = if app.token.is_some() {
-        "open/close with the token"
-    } else {
-        "read-only"
+    let reads = match (app.access.writable(), app.access.reads_need_token()) {
+        (false, _) => "read-only",
+        (true, true) => "reads and open/close with the token",
+        (true, false) => "public reads, open/close with the token",
     };
     println!(
-        "infuse dashboard for namespace {:?} on http://{address}/ ({mode})",
+        "infuse dashboard for namespace {:?} on http://{address}/ ({reads})",
         app.fleet.namespace
     );
-    axum::serve(listener, router)
-        .await
-        .map_err(|e| Failure(format!("the dashboard stopped: {e}")))
+    let limits = server::Limits {
+        max_connections: usize::from(options.max_connections),
+        header_timeout: options.header_timeout,
+    };
+    server::serve(listener, router, limits).await;
+    Ok(())
+}
+
+/// Every request: the `Host` check, then the token for reads of the API.
+async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    if let Err(refusal) = app.access.check_host(request.headers()) {
+        return refused(refusal);
+    }
+    let api_read =
+        request.method() == axum::http::Method::GET && request.uri().path().starts_with("/api/");
+    if api_read {
+        if let Err(refusal) = app.access.check_read(request.headers()) {
+            return refused(refusal);
+        }
+    }
+    next.run(request).await
+}
+
+fn refused((status, reason): Refusal) -> Response {
+    let mut response = json_response(status, json!({ "error": reason }));
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
 }
 
 fn tracing_free_warning(message: &str) {
@@ -118,7 +240,7 @@ async fn config(State(app): State<Arc<App>>) -> Response {
         StatusCode::OK,
         json!({
             "namespace": app.fleet.namespace,
-            "writable": app.token.is_some(),
+            "writable": app.access.writable(),
         }),
     )
 }
@@ -158,25 +280,12 @@ async fn change(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(token) = &app.token else {
-        return json_response(
-            StatusCode::FORBIDDEN,
-            json!({ "error": "read-only dashboard: start it with --token to allow changes" }),
-        );
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())) {
-        return json_response(
-            StatusCode::UNAUTHORIZED,
-            json!({ "error": "a valid token is required (Authorization: Bearer <token>)" }),
-        );
+    if let Err(refusal) = app.access.check_write(&headers) {
+        return refused(refusal);
     }
     let action = match (action.as_str(), query.get("for").map(String::as_str)) {
         ("open", None) => Action::Open(None),
-        ("open", Some(text)) => match crate::parse_duration(text) {
+        ("open", Some(text)) => match crate::parse_open_for(text) {
             Ok(duration) => Action::Open(Some(duration)),
             Err(reason) => {
                 return json_response(StatusCode::BAD_REQUEST, json!({ "error": reason }))
@@ -194,11 +303,6 @@ async fn change(
         Ok(said) => json_response(StatusCode::OK, json!({ "done": said })),
         Err(failure) => json_response(StatusCode::BAD_REQUEST, json!({ "error": failure.0 })),
     }
-}
-
-/// Compares without leaking, through timing, how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::fleet::Fleet;
 use crate::status::{human, rows, transition_json, unix_ms};
+use crate::term::{clean, clean_json};
 use crate::Failure;
 
 /// Prints `service`'s state and history (newest first).
@@ -30,16 +31,17 @@ pub(crate) async fn run(fleet: &Fleet, service: &str, json: bool) -> Result<(), 
                 entry
             })
             .collect();
-        println!(
-            "{}",
-            json!({ "breaker": crate::status::to_json(&row), "history": entries })
-        );
+        let document = json!({ "breaker": crate::status::to_json(&row), "history": entries });
+        println!("{}", clean_json(&document.to_string()));
         return Ok(());
     }
     let r = &row.record;
     let mut now = format!(
-        "{service}: {} (generation {}, {} consecutive failures",
-        r.state, r.generation, r.fail_counter
+        "{}: {} (generation {}, {} consecutive failures",
+        clean(service),
+        r.state,
+        r.generation,
+        r.fail_counter
     );
     if let Some(left) = r.open_remaining {
         now.push_str(&format!(", open for {}", human(left)));
@@ -47,7 +49,7 @@ pub(crate) async fn run(fleet: &Fleet, service: &str, json: bool) -> Result<(), 
     now.push(')');
     println!("{now}");
     for (process, state) in &row.seen_by {
-        println!("  seen {state} by {}", process.label());
+        println!("  seen {} by {}", clean(state), clean(&process.label()));
     }
     if history.is_empty() {
         println!(
@@ -62,11 +64,11 @@ pub(crate) async fn run(fleet: &Fleet, service: &str, json: bool) -> Result<(), 
         let ago = human(Duration::from_millis(now_ms.saturating_sub(t.at_ms)));
         println!(
             "  {ago:>8} ago  {} -> {}  {}  generation {}  by {}",
-            t.from,
-            t.to,
-            t.reason,
+            clean(&t.from),
+            clean(&t.to),
+            clean(&t.reason),
             t.generation,
-            by(&t.process)
+            clean(&by(&t.process))
         );
     }
     Ok(())

@@ -6,148 +6,36 @@
 //!        [--namespace NS] status [SERVICE…] [--json]
 //! infuse watch
 //! infuse explain SERVICE [--json]
-//! infuse dashboard [--listen 127.0.0.1:9090] [--token T]
+//! infuse dashboard [--listen 127.0.0.1:9090] [--token-file PATH] [--public-read] [--allow-host NAME]
 //! infuse open SERVICE [--for 30m] | close SERVICE | force-open SERVICE | disable SERVICE
 //! ```
 //!
 //! Reads go to the documented key layout (nothing is written); changes go through the
 //! library's own atomic scripts, so every process of the fleet sees them at once.
 
+mod connection;
 mod control;
 mod dashboard;
 mod explain;
 mod fleet;
+mod probe;
 mod status;
+mod term;
 mod watch;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Inspect and control a fleet's circuit breakers in Redis.
 #[derive(Debug, Parser)]
 #[command(name = "infuse", version, about, propagate_version = true)]
 struct Cli {
     #[command(flatten)]
-    connection: Connection,
+    connection: connection::Connection,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Where the fleet's Redis is: the options of `infuse::Config` (one server, Sentinel or
-/// Cluster; TLS and credentials).
-#[derive(Debug, clap::Args)]
-struct Connection {
-    /// The Redis server of the fleet, as `infuse::Config::redis` (`rediss://` for TLS)
-    /// [default: $REDIS_URL, else redis://127.0.0.1:6379]
-    #[arg(long, global = true, value_name = "URL")]
-    redis: Option<String>,
-    /// The Sentinels of the fleet's Redis, as `infuse::Config::redis_sentinel` (repeat
-    /// the option or separate the URLs with commas); needs --sentinel-master.
-    #[arg(long, global = true, value_name = "URL", value_delimiter = ',')]
-    redis_sentinel: Vec<String>,
-    /// The name the Sentinels monitor the master under (`sentinel monitor <name> …`).
-    #[arg(long, global = true, value_name = "NAME")]
-    sentinel_master: Option<String>,
-    /// The master's ACL user, in Sentinel mode (as `Config::sentinel_master_auth`).
-    #[arg(long, global = true, value_name = "USER")]
-    sentinel_master_user: Option<String>,
-    /// The master's password, in Sentinel mode.
-    #[arg(
-        long,
-        global = true,
-        value_name = "PASSWORD",
-        env = "INFUSE_SENTINEL_MASTER_PASSWORD",
-        hide_env_values = true
-    )]
-    sentinel_master_password: Option<String>,
-    /// Nodes of the fleet's Redis Cluster, as `infuse::Config::redis_cluster` (repeat the
-    /// option or separate the URLs with commas).
-    #[arg(long, global = true, value_name = "URL", value_delimiter = ',')]
-    redis_cluster: Vec<String>,
-    /// A PEM file of the CA to trust for `rediss://` servers (as `Config::tls_root_cert`).
-    #[arg(long, global = true, value_name = "FILE")]
-    tls_ca_cert: Option<std::path::PathBuf>,
-    /// A PEM client certificate for mutual TLS (as `Config::tls_client_cert`); needs
-    /// --tls-client-key.
-    #[arg(long, global = true, value_name = "FILE")]
-    tls_client_cert: Option<std::path::PathBuf>,
-    /// The PEM private key of --tls-client-cert.
-    #[arg(long, global = true, value_name = "FILE")]
-    tls_client_key: Option<std::path::PathBuf>,
-    /// The fleet's namespace (as `infuse::Config::namespace`).
-    #[arg(long, global = true, default_value = "default")]
-    namespace: String,
-}
-
-impl Connection {
-    /// The `infuse::Config` these options describe (and whether it is a cluster).
-    fn config(&self) -> Result<(infuse::Config, bool), Failure> {
-        let mut config = match (
-            &self.redis,
-            self.redis_sentinel.is_empty(),
-            self.redis_cluster.is_empty(),
-        ) {
-            (Some(_), false, _) | (Some(_), _, false) | (None, false, false) => {
-                return Err(Failure(
-                    "give one of --redis, --redis-sentinel and --redis-cluster".to_owned(),
-                ))
-            }
-            (None, false, true) => {
-                let master = self.sentinel_master.clone().ok_or_else(|| {
-                    Failure("--redis-sentinel needs --sentinel-master NAME".to_owned())
-                })?;
-                infuse::Config::redis_sentinel(self.redis_sentinel.clone(), master)
-            }
-            (None, true, false) => infuse::Config::redis_cluster(self.redis_cluster.clone()),
-            (url, true, true) => infuse::Config::redis(url.clone().unwrap_or_else(|| {
-                std::env::var("REDIS_URL")
-                    .ok()
-                    .filter(|url| !url.is_empty())
-                    .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())
-            })),
-        };
-        if self.redis_sentinel.is_empty()
-            && (self.sentinel_master.is_some()
-                || self.sentinel_master_user.is_some()
-                || self.sentinel_master_password.is_some())
-        {
-            return Err(Failure(
-                "--sentinel-master and its credentials go with --redis-sentinel".to_owned(),
-            ));
-        }
-        if self.sentinel_master_user.is_some() || self.sentinel_master_password.is_some() {
-            config = config.sentinel_master_auth(
-                self.sentinel_master_user.clone().unwrap_or_default(),
-                self.sentinel_master_password.clone().unwrap_or_default(),
-            );
-        }
-        if let Some(path) = &self.tls_ca_cert {
-            config = config.tls_root_cert(read_pem("--tls-ca-cert", path)?);
-        }
-        match (&self.tls_client_cert, &self.tls_client_key) {
-            (Some(cert), Some(key)) => {
-                config = config.tls_client_cert(
-                    read_pem("--tls-client-cert", cert)?,
-                    read_pem("--tls-client-key", key)?,
-                );
-            }
-            (None, None) => {}
-            _ => {
-                return Err(Failure(
-                    "--tls-client-cert and --tls-client-key go together".to_owned(),
-                ))
-            }
-        }
-        let cluster = !self.redis_cluster.is_empty();
-        Ok((config.namespace(self.namespace.clone()), cluster))
-    }
-}
-
-/// The contents of the PEM file an option names.
-fn read_pem(option: &str, path: &std::path::Path) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| Failure(format!("{option} {}: {e}", path.display())))
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,7 +62,7 @@ enum Command {
     Open {
         service: String,
         /// How long (e.g. `90s`, `30m`, `2h`; at most 30 days). Default: 60 s.
-        #[arg(long = "for", value_parser = parse_duration)]
+        #[arg(long = "for", value_parser = parse_open_for)]
         duration: Option<Duration>,
     },
     /// Close a breaker (ends a forced state, resets its counters).
@@ -184,15 +72,7 @@ enum Command {
     /// Let every call through and count it, but never trip, until `infuse close`.
     Disable { service: String },
     /// Serve a live page of every breaker of the namespace.
-    Dashboard {
-        /// Where to listen (port 0: any free port, printed at start).
-        #[arg(long, default_value = "127.0.0.1:9090")]
-        listen: std::net::SocketAddr,
-        /// Allow open/close from the page for holders of this token (read-only
-        /// without it).
-        #[arg(long, env = "INFUSE_DASHBOARD_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-    },
+    Dashboard(dashboard::Options),
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -218,6 +98,22 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
+/// A time to open a breaker for: above zero, at most the library's limit (30 days).
+fn parse_open_for(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!(
+            "{text:?}: a breaker is opened for more than zero; to close it: infuse close SERVICE"
+        ));
+    }
+    if duration > infuse::MAX_OPEN_FOR {
+        return Err(format!(
+            "{text:?} is longer than 30 days, the most a breaker opens for; to hold it open until closed by hand: infuse force-open SERVICE"
+        ));
+    }
+    Ok(duration)
+}
+
 /// What ends a command: a one-line message for stderr.
 #[derive(Debug)]
 pub(crate) struct Failure(pub(crate) String);
@@ -229,19 +125,28 @@ impl<E: std::fmt::Display> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let token_source = matches
+        .subcommand_matches("dashboard")
+        .and_then(|dashboard| dashboard.value_source("token"));
+    let secrets = cli.connection.secrets();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
-        Err(error) => return fail(Failure(format!("cannot start the runtime: {error}"))),
+        Err(error) => {
+            return fail(
+                Failure(format!("cannot start the runtime: {error}")),
+                &secrets,
+            )
+        }
     };
     let result = runtime.block_on(async {
-        let (config, cluster) = cli.connection.config()?;
-        let namespace = cli.connection.namespace.clone();
-        let fleet = fleet::Fleet::connect(config, namespace, cluster).await?;
+        let (config, cluster) = cli.connection.config().map_err(connection::in_cli_terms)?;
+        let fleet = connection::connect(&cli.connection, config, cluster).await?;
         match cli.command {
             Command::Status { services, json } => status::run(&fleet, &services, json).await,
             Command::Watch => watch::run(&fleet).await,
@@ -258,17 +163,23 @@ fn main() -> ExitCode {
             Command::Disable { service } => {
                 control::run(&fleet, &service, control::Action::Disable).await
             }
-            Command::Dashboard { listen, token } => dashboard::run(fleet, listen, token).await,
+            Command::Dashboard(options) => dashboard::run(fleet, options, token_source).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => fail(failure),
+        Err(failure) => fail(failure, &secrets),
     }
 }
 
-fn fail(failure: Failure) -> ExitCode {
-    eprintln!("infuse: {}", failure.0.lines().next().unwrap_or("failed"));
+/// Prints a failure's first line on stderr: escaped, and without any password of the
+/// connection options (whatever quoted it).
+fn fail(failure: Failure, secrets: &[String]) -> ExitCode {
+    let mut line = failure.0.lines().next().unwrap_or("failed").to_owned();
+    for secret in secrets {
+        line = line.replace(secret.as_str(), "***");
+    }
+    eprintln!("infuse: {}", term::clean(&line));
     ExitCode::FAILURE
 }
 
@@ -283,6 +194,13 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 weeks").is_err());
+        assert_eq!(parse_open_for("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        let too_long = parse_open_for("31d").unwrap_err();
+        assert!(too_long.contains("infuse force-open SERVICE"), "{too_long}");
+        assert!(!too_long.contains("force_open()"), "{too_long}");
+        assert!(parse_open_for("0s")
+            .unwrap_err()
+            .contains("infuse close SERVICE"));
     }
 
     #[test]

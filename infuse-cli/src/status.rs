@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::fleet::{Fleet, Process, Record, Transition};
+use crate::term::{clean, clean_json};
 use crate::Failure;
 
 /// One breaker as `status` shows it: its record, the processes that use it, and its last
@@ -53,7 +54,7 @@ pub(crate) async fn run(fleet: &Fleet, services: &[String], json: bool) -> Resul
     let rows = rows(fleet, services).await?;
     if json {
         let array: Vec<Value> = rows.iter().map(to_json).collect();
-        println!("{}", Value::Array(array));
+        println!("{}", clean_json(&Value::Array(array).to_string()));
     } else if rows.is_empty() {
         println!("no breakers in namespace {:?}", fleet.namespace);
     } else {
@@ -70,10 +71,12 @@ pub(crate) fn unknown(fleet: &Fleet, service: &str, known: &[String]) -> Failure
             fleet.namespace
         )
     } else {
+        let known: Vec<_> = known.iter().map(|name| clean(name)).collect();
         format!("known: {}", known.join(", "))
     };
     Failure(format!(
-        "no breaker {service:?} in namespace {:?}; {hint}",
+        "no breaker \"{}\" in namespace {:?}; {hint}",
+        clean(service),
         fleet.namespace
     ))
 }
@@ -185,6 +188,8 @@ fn print_table(rows: &[Row]) {
                 seen_by,
                 last,
             ]
+            // Every cell may quote Redis: escaped before its width is measured.
+            .map(|cell| clean(&cell).into_owned())
         })
         .collect();
     let mut widths = header.map(str::len);
@@ -215,14 +220,26 @@ pub(crate) fn unix_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// `1h02m`, `4m05s`, `12.3s`, `250ms`.
+/// `2h`, `1h02m`, `10m`, `4m05s`, `12.3s`, `250ms`: rounded to the last unit shown, so a
+/// breaker just opened for 10 minutes (599,998 ms left) reads `10m`, not `9m59s`.
 pub(crate) fn human(d: Duration) -> String {
     let ms = d.as_millis();
-    match ms {
-        0..=999 => format!("{ms}ms"),
-        1_000..=59_999 => format!("{:.1}s", d.as_secs_f64()),
-        60_000..=3_599_999 => format!("{}m{:02}s", ms / 60_000, ms % 60_000 / 1000),
-        _ => format!("{}h{:02}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    if ms < 59_950 {
+        return format!("{:.1}s", d.as_secs_f64());
+    }
+    let seconds = (ms + 500) / 1_000;
+    if seconds < 3_600 {
+        return match (seconds / 60, seconds % 60) {
+            (m, 0) => format!("{m}m"),
+            (m, s) => format!("{m}m{s:02}s"),
+        };
+    }
+    match ((ms + 30_000) / 60_000 / 60, (ms + 30_000) / 60_000 % 60) {
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h{m:02}m"),
     }
 }
 
@@ -236,5 +253,11 @@ mod tests {
         assert_eq!(human(Duration::from_millis(12_340)), "12.3s");
         assert_eq!(human(Duration::from_secs(245)), "4m05s");
         assert_eq!(human(Duration::from_secs(3720)), "1h02m");
+        assert_eq!(human(Duration::from_millis(599_998)), "10m");
+        assert_eq!(human(Duration::from_millis(59_960)), "1m");
+        assert_eq!(human(Duration::from_millis(59_940)), "59.9s");
+        assert_eq!(human(Duration::from_millis(3_599_600)), "1h");
+        assert_eq!(human(Duration::from_secs(7_199)), "2h");
+        assert_eq!(human(Duration::from_secs(30 * 86_400)), "720h");
     }
 }

@@ -8,6 +8,7 @@ use infuse::State;
 
 use crate::fleet::Fleet;
 use crate::status::human;
+use crate::term::clean;
 use crate::Failure;
 
 /// Prints every event of the namespace until interrupted (or the connection ends).
@@ -51,7 +52,7 @@ pub(crate) async fn run(fleet: &Fleet) -> Result<(), Failure> {
             detail.push_str(", trial in flight");
         }
         let time = chrono_free_time();
-        let line = format!("{time}  {service}: {change} ({detail})");
+        let line = format!("{time}  {}: {change} ({detail})", clean(service));
         if colour {
             println!("\x1b[{}m{line}\x1b[0m", colour_of(snapshot.state));
         } else {

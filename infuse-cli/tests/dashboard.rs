@@ -1,4 +1,6 @@
-//! `infuse dashboard` against a real `redis-server`: the token check over HTTP, and the
+//! `infuse dashboard` against a real `redis-server`: the token check over HTTP (from the
+//! command line, the environment or a file; reads guarded unless `--public-read`), the
+//! `Host` check, the header deadline and the connection cap against raw sockets, and the
 //! page in headless Chromium (driven through chromedriver's WebDriver API: a page that
 //! holds an SSE stream open never lets `--dump-dom` return) showing a breaker open soon
 //! after a registry of the fleet trips it. A screenshot is saved as a test artifact.
@@ -13,6 +15,8 @@ use infuse_tests::support::calls::{fail, succeed};
 use infuse_tests::support::redis_server::RedisServer;
 use infuse_tests::support::redis_service_config;
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_infuse");
 
@@ -28,15 +32,28 @@ impl Drop for Running {
 
 /// Starts `infuse dashboard` on a free port; answers with the process and its URL.
 fn dashboard(server: &RedisServer, namespace: &str, token: Option<&str>) -> (Running, String) {
+    let args: Vec<&str> = token
+        .map(|token| vec!["--token", token])
+        .unwrap_or_default();
+    dashboard_with(server, namespace, &args, &[])
+}
+
+/// Starts `infuse dashboard` on a free port with more arguments and environment
+/// variables; answers with the process and its URL.
+fn dashboard_with(
+    server: &RedisServer,
+    namespace: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Running, String) {
     let mut command = Command::new(BIN);
     command
         .args(["--redis", &server.url(), "--namespace", namespace])
         .args(["dashboard", "--listen", "127.0.0.1:0"])
+        .args(args)
         .env_remove("INFUSE_DASHBOARD_TOKEN")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped());
-    if let Some(token) = token {
-        command.args(["--token", token]);
-    }
     let mut child = command.spawn().expect("start the dashboard");
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap())
@@ -48,6 +65,42 @@ fn dashboard(server: &RedisServer, namespace: &str, token: Option<&str>) -> (Run
         .unwrap_or_else(|| panic!("no URL in {first:?}"))
         .to_owned();
     (Running(child), url)
+}
+
+/// `127.0.0.1:PORT` of a dashboard's URL.
+fn address(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Sends `request` as written on a new connection; answers the status and the body.
+async fn raw(url: &str, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address(url)).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer);
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A `GET` of `path` with `Host: host` (and `Connection: close`).
+async fn get_as(url: &str, host: &str, path: &str) -> u16 {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    raw(url, &request).await.0
 }
 
 async fn member(server: &RedisServer, namespace: &str) -> Registry {
@@ -123,6 +176,302 @@ async fn changes_need_the_token() {
         .unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(users.state().await.unwrap(), infuse::State::Closed);
+}
+
+/// The command line of a running process, as `ps` shows it to every user.
+fn command_line(process: &Running) -> String {
+    std::fs::read(format!("/proc/{}/cmdline", process.0.id()))
+        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// The status of `method path` with `token` as the Bearer (if any).
+async fn status_of(method: reqwest::Method, url: &str, token: Option<&str>) -> u16 {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    // The event stream answers its headers at once and then stays open.
+    let answer = tokio::time::timeout(Duration::from_secs(5), request.send())
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    answer.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_comes_from_the_environment_or_a_file_and_guards_reads() {
+    let server = RedisServer::start();
+    let registry = member(&server, "dash-secret").await;
+    assert!(succeed(&registry.breaker("users")).await.is_ok());
+    let file = std::env::temp_dir().join(format!("infuse-token-{}", std::process::id()));
+    std::fs::write(&file, "fr0m-a-file\n").unwrap();
+    let file_arg = file.to_str().unwrap();
+    let get = reqwest::Method::GET;
+    let post = reqwest::Method::POST;
+
+    for (args, env, token) in [
+        (
+            vec![],
+            vec![("INFUSE_DASHBOARD_TOKEN", "fr0m-the-env")],
+            "fr0m-the-env",
+        ),
+        (vec!["--token-file", file_arg], vec![], "fr0m-a-file"),
+    ] {
+        let (process, url) = dashboard_with(&server, "dash-secret", &args, &env);
+        assert!(
+            !command_line(&process).contains(token),
+            "the token is not on the command line: {}",
+            command_line(&process)
+        );
+        for path in ["api/breakers", "api/config", "api/events"] {
+            let at = format!("{url}{path}");
+            assert_eq!(
+                status_of(get.clone(), &at, None).await,
+                401,
+                "{path}, no token"
+            );
+            assert_eq!(
+                status_of(get.clone(), &at, Some("guess")).await,
+                401,
+                "{path}"
+            );
+            assert_eq!(
+                status_of(get.clone(), &at, Some(token)).await,
+                200,
+                "{path}"
+            );
+        }
+        // The page itself holds no data: it loads, then asks for the token.
+        assert_eq!(status_of(get.clone(), &url, None).await, 200);
+        let close = format!("{url}api/breakers/users/close");
+        assert_eq!(status_of(post.clone(), &close, None).await, 401);
+        assert_eq!(status_of(post.clone(), &close, Some(token)).await, 200);
+    }
+
+    let (_public, url) = dashboard_with(
+        &server,
+        "dash-secret",
+        &["--token-file", file_arg, "--public-read"],
+        &[],
+    );
+    for path in ["api/breakers", "api/config", "api/events"] {
+        let at = format!("{url}{path}");
+        assert_eq!(
+            status_of(get.clone(), &at, None).await,
+            200,
+            "--public-read: {path}"
+        );
+    }
+    let close = format!("{url}api/breakers/users/close");
+    assert_eq!(
+        status_of(post.clone(), &close, None).await,
+        401,
+        "changes still need it"
+    );
+
+    // Two sources of a token, or an empty one: refused at start, in one line.
+    let refused = |args: &[&str], env: &[(&str, &str)]| {
+        let output = Command::new(BIN)
+            .args([
+                "--redis",
+                &server.url(),
+                "dashboard",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(args)
+            .env_remove("INFUSE_DASHBOARD_TOKEN")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} {env:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let both = refused(
+        &["--token-file", file_arg],
+        &[("INFUSE_DASHBOARD_TOKEN", "x")],
+    );
+    assert!(
+        both.contains("$INFUSE_DASHBOARD_TOKEN and --token-file"),
+        "{both}"
+    );
+    std::fs::write(&file, "\n").unwrap();
+    let empty = refused(&["--token-file", file_arg], &[]);
+    assert!(empty.contains("token is empty"), "{empty}");
+    let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_host_is_refused_against_dns_rebinding() {
+    let server = RedisServer::start();
+    let (_strict, url) = dashboard(&server, "dash-host", None);
+    let port = address(&url).rsplit_once(':').unwrap().1.to_owned();
+    for path in ["/", "/api/breakers", "/api/config"] {
+        assert_eq!(
+            get_as(&url, &format!("127.0.0.1:{port}"), path).await,
+            200,
+            "{path}"
+        );
+        assert_eq!(
+            get_as(&url, &format!("localhost:{port}"), path).await,
+            200,
+            "{path}"
+        );
+        assert_eq!(
+            get_as(&url, &format!("evil.example:{port}"), path).await,
+            421,
+            "a rebinding page's name: {path}"
+        );
+    }
+    assert_eq!(
+        get_as(&url, "127.0.0.2", "/api/config").await,
+        421,
+        "another address"
+    );
+    let (status, body) = raw(
+        &url,
+        "GET /api/config HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 400, "no Host: {body}");
+    let (_, body) = raw(
+        &url,
+        "GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        body.contains("--allow-host"),
+        "the refusal says what to do: {body}"
+    );
+
+    let (_proxied, url) =
+        dashboard_with(&server, "dash-host", &["--allow-host", "dash.example"], &[]);
+    assert_eq!(get_as(&url, "dash.example", "/api/config").await, 200);
+    assert_eq!(get_as(&url, "DASH.example:443", "/api/config").await, 200);
+    assert_eq!(get_as(&url, "evil.example", "/api/config").await, 421);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_sent_too_slowly_are_cut_off() {
+    let server = RedisServer::start();
+    let (_dashboard, url) = dashboard_with(&server, "dash-slow", &["--header-timeout", "1s"], &[]);
+    let mut stream = TcpStream::connect(address(&url)).await.unwrap();
+    stream
+        .write_all(b"GET /api/breakers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    // One byte of a header every 100 ms (slowloris): the deadline is for the whole head.
+    let start = Instant::now();
+    let mut buffer = [0u8; 512];
+    let closed_after = loop {
+        assert!(start.elapsed() < Duration::from_secs(10), "never closed");
+        if stream.write_all(b"z").await.is_err() {
+            break start.elapsed();
+        }
+        match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => break start.elapsed(),
+            Ok(Ok(n)) => panic!(
+                "an answer to an unfinished head: {:?}",
+                String::from_utf8_lossy(&buffer[..n])
+            ),
+            Err(_) => {}
+        }
+    };
+    eprintln!("a trickled head was closed after {closed_after:?}");
+    assert!(
+        closed_after >= Duration::from_millis(800) && closed_after < Duration::from_secs(3),
+        "closed after {closed_after:?} (deadline 1 s)"
+    );
+    // The dashboard still answers.
+    assert_eq!(get_as(&url, "127.0.0.1", "/api/config").await, 200);
+}
+
+/// The number of open descriptors of a process.
+fn descriptors(process: &Running) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", process.0.id()))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_past_the_cap_do_not_starve_the_api() {
+    let server = RedisServer::start();
+    let registry = member(&server, "dash-cap").await;
+    assert!(succeed(&registry.breaker("users")).await.is_ok());
+    // The default cap (256) and header deadline (10 s).
+    let (dashboard, url) = dashboard(&server, "dash-cap", None);
+    let before = descriptors(&dashboard);
+    let mut idle = Vec::new();
+    for _ in 0..1_100 {
+        idle.push(TcpStream::connect(address(&url)).await.unwrap());
+    }
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    let answer = http
+        .get(format!("{url}api/breakers"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("/api/breakers answers past 1,100 idle connections");
+    let took = start.elapsed();
+    assert_eq!(answer.status(), 200);
+    let body: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert_eq!(body[0]["service"], "users");
+    let held = descriptors(&dashboard);
+    eprintln!(
+        "with 1,100 idle connections: /api/breakers in {took:?}; the dashboard holds {held} descriptors ({before} before)"
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        held <= before + 256 + 8,
+        "{held} descriptors: the cap holds"
+    );
+    drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_cap_of_busy_connections_a_newcomer_is_refused_at_once() {
+    let server = RedisServer::start();
+    let (_dashboard, url) = dashboard_with(&server, "dash-busy", &["--max-connections", "3"], &[]);
+    // Three event streams: busy for as long as they are open.
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(address(&url)).await.unwrap();
+        stream
+            .write_all(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        // The answer's head, to its blank line.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte));
+            assert_eq!(read.await.unwrap().unwrap(), 1, "{head:?}");
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+        streams.push(stream);
+    }
+    let start = Instant::now();
+    let (status, body) = raw(
+        &url,
+        "GET /api/config HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("--max-connections"), "{body}");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    // The streams were left alone.
+    let mut more = [0u8; 1];
+    for stream in &mut streams {
+        let read = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut more)).await;
+        assert!(read.is_err(), "an event stream was closed: {read:?}");
+    }
 }
 
 /// A WebDriver session of headless Chromium.
@@ -224,6 +573,33 @@ impl Browser {
         )
         .await;
         answer["value"].clone()
+    }
+
+    /// Waits (up to 10 s) for the page's `prompt()`, types `text` and accepts it.
+    async fn answer_prompt(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let open = self
+                .http
+                .get(format!("{}/alert/text", self.session))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .is_success();
+            if open {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never asked for its token"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let url = format!("{}/alert/text", self.session);
+        post(&self.http, &url, json!({ "text": text })).await;
+        let url = format!("{}/alert/accept", self.session);
+        post(&self.http, &url, json!({})).await;
     }
 
     async fn screenshot(&self) -> Vec<u8> {
@@ -341,4 +717,46 @@ async fn the_page_shows_a_trip_within_a_second() {
     let artifact = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     std::fs::write(&artifact, png).unwrap();
     eprintln!("screenshot: {}", artifact.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_asks_for_the_token_once_and_then_reads_live() {
+    let server = RedisServer::start();
+    let registry = member(&server, "dash-page-token").await;
+    let users = registry.breaker("users");
+    assert!(succeed(&users).await.is_ok());
+    let (_dashboard, url) = dashboard_with(
+        &server,
+        "dash-page-token",
+        &[],
+        &[("INFUSE_DASHBOARD_TOKEN", "pa9e-t0ken")],
+    );
+    let browser = Browser::start().await;
+    browser.go(&url).await;
+    browser.answer_prompt("pa9e-t0ken").await;
+    assert!(
+        until(&browser, USERS_STATE, "closed", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "the page never showed the breaker"
+    );
+    let live = "return document.getElementById('live').classList.contains('on') ? 'on' : 'off';";
+    assert!(
+        until(&browser, live, "on", Duration::from_secs(10))
+            .await
+            .is_some(),
+        "no event stream with the token"
+    );
+    for _ in 0..2 {
+        let _ = fail(&users).await;
+    }
+    assert!(
+        until(&browser, USERS_STATE, "open", Duration::from_secs(5))
+            .await
+            .is_some(),
+        "the page did not show the trip"
+    );
+    // The page offers changes (it has the token) and never asked twice.
+    let buttons = "return String(document.querySelectorAll('button[data-act]').length);";
+    assert_eq!(browser.eval(buttons).await, "2");
 }

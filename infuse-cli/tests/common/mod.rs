@@ -40,6 +40,7 @@ pub fn failure(output: &Output) -> String {
 }
 
 /// `status --json`'s array.
+#[allow(dead_code)] // not every test binary reads JSON
 pub fn json_array(output: &Output) -> Vec<Value> {
     match serde_json::from_str(&stdout(output)).expect("status --json prints JSON") {
         Value::Array(items) => items,

@@ -263,7 +263,8 @@ impl fmt::Debug for RedisOptions {
     }
 }
 
-/// The URL with its credentials masked: `redis://user:***@host/0`.
+/// The URL with its credentials masked: `redis://user:***@host/0`,
+/// `redis+unix:///run/redis.sock?pass=***`.
 ///
 /// The user info ends at the *last* `@` of the URL, wherever a `/`, `:` or `@` stands in
 /// the password (unencoded, a password may hold any of them); the user name, if any, is
@@ -274,14 +275,33 @@ pub(crate) fn redact(url: &str) -> String {
         None => ("", url),
     };
     let Some(at) = rest.rfind('@') else {
-        return url.to_owned();
+        return format!("{scheme}{}", mask_query(rest));
     };
     let userinfo = &rest[..at];
     let masked = match userinfo.split_once(':') {
         Some((user, _)) => format!("{user}:***"),
         None => "***".to_owned(),
     };
-    format!("{scheme}{masked}{}", &rest[at..])
+    format!("{scheme}{masked}{}", mask_query(&rest[at..]))
+}
+
+/// The keys of a URL's query that hold a password (`redis+unix://…?pass=…`).
+const PASSWORD_KEYS: [&str; 2] = ["pass", "password"];
+
+/// The values of `PASSWORD_KEYS` in the query of `after_userinfo` (the URL past its
+/// user info) masked.
+fn mask_query(after_userinfo: &str) -> String {
+    let Some((before, query)) = after_userinfo.split_once('?') else {
+        return after_userinfo.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if PASSWORD_KEYS.contains(&key) => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{before}?{}", pairs.join("&"))
 }
 
 /// Text that may quote `url` (an error of the Redis client), with the URL and its
@@ -289,12 +309,26 @@ pub(crate) fn redact(url: &str) -> String {
 pub(crate) fn scrub(text: &str, url: &str) -> String {
     let mut text = text.replace(url, &redact(url));
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    if let Some((userinfo, _)) = rest.rsplit_once('@') {
+    let (userinfo, after) = match rest.rsplit_once('@') {
+        Some((userinfo, after)) => (Some(userinfo), after),
+        None => (None, rest),
+    };
+    if let Some(userinfo) = userinfo {
         let secret = userinfo
             .split_once(':')
             .map_or(userinfo, |(_, password)| password);
         if !secret.is_empty() {
             text = text.replace(secret, "***");
+        }
+    }
+    if let Some((_, query)) = after.split_once('?') {
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some((key, secret)) if PASSWORD_KEYS.contains(&key) && !secret.is_empty() => {
+                    text = text.replace(secret, "***");
+                }
+                _ => {}
+            }
         }
     }
     text
@@ -351,6 +385,25 @@ mod tests {
         assert_eq!(redact("redis://token@host/0"), "redis://***@host/0");
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
         assert_eq!(redact(""), "");
+    }
+
+    #[test]
+    fn a_password_in_the_query_is_masked_too() {
+        let url = "redis+unix:///run/redis.sock?db=1&pass=hunter2";
+        assert_eq!(redact(url), "redis+unix:///run/redis.sock?db=1&pass=***");
+        assert_eq!(
+            redact("redis://u:p@host/0?password=hunter2&protocol=resp3"),
+            "redis://u:***@host/0?password=***&protocol=resp3"
+        );
+        let scrubbed = scrub(&format!("{url}: Invalid database number (hunter2)"), url);
+        assert!(!scrubbed.contains("hunter2"), "{scrubbed}");
+        let options = RedisOptions {
+            topology: Topology::Single { url: url.into() },
+            ..RedisOptions::default()
+        };
+        let debug = format!("{:?}", crate::Config::redis(url));
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!format!("{options:?}").contains("hunter2"));
     }
 
     #[test]
