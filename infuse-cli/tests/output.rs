@@ -153,7 +153,7 @@ async fn bytes_from_redis_are_escaped_and_the_table_stays_aligned() {
     let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.starts_with("watching"), "{first}");
-    let channel = infuse::store::redis::events_channel(ns);
+    let channel = infuse::store::redis::keys::events_channel(ns);
     let event = format!("1 8 1 1 3 0 5000 -2 {EVIL}");
     cli(&["PUBLISH", &channel, &event]);
     let seen = tokio::task::spawn_blocking(move || lines.next());
