@@ -83,12 +83,11 @@ pub mod tonic;
 pub mod tower;
 
 pub use crate::breaker::{
-    is_skipping, skip_breaker, Breaker, CallOptions, Guarded, GuardedResult, Permit, Verdict,
-    MAX_OPEN_FOR,
+    is_skipping, skip_breaker, Breaker, CallOptions, Guarded, GuardedResult, Permit, MAX_OPEN_FOR,
 };
 pub use crate::core::{
     parse_duration, BreakerError, InitError, InvalidName, ParseStateError, RegistryError, RetryAt,
-    Settings, State, StorageError, TransitionReason,
+    Settings, State, StorageError, TransitionReason, Verdict,
 };
 pub use crate::fleet::{FleetConnection, FleetStore, UnavailablePolicy};
 pub use crate::local::{CallOutcome, Listener, Transition};

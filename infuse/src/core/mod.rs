@@ -20,7 +20,7 @@ pub(crate) use clock::{
 };
 pub use command::{Command, Seed, Target};
 pub use error::{BreakerError, InitError, InvalidName, RegistryError, RetryAt, StorageError};
-pub use policy::{TripPolicy, TripReason};
+pub use policy::{TripPolicy, TripReason, Verdict};
 pub(crate) use settings::check_duration;
 pub use settings::{parse_duration, Settings};
 pub use snapshot::{
