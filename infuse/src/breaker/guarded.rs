@@ -165,16 +165,17 @@ where
                 set(this.phase, Phase::Bypass);
             } else {
                 match cell.view.admit() {
-                    // The healthy path: nothing to tell or time. Run, and settle at once
-                    // when nothing has to be recorded (or only counted, with a rate rule).
-                    // The output goes back untouched, and the phase stays `Start` (it owns
-                    // nothing): polling a finished call again polls a finished future,
-                    // which is the caller's bug either way.
                     Admit::Pass(generation) => {
                         let measure = cell.measure();
                         if measure & !COUNT != 0 {
                             set(this.phase, told(cell, generation));
                         } else {
+                            // The healthy path: no listener to tell, nothing to time. Run,
+                            // and settle at once when nothing has to be recorded (or only
+                            // counted, with a rate rule). The output goes back untouched,
+                            // and the phase stays `Start` (it owns nothing): polling a
+                            // finished call again polls a finished future, which is the
+                            // caller's bug either way.
                             let Poll::Ready(output) = this.future.as_mut().poll(cx) else {
                                 set(this.phase, Phase::Running { generation });
                                 return Poll::Pending;
