@@ -70,9 +70,9 @@
 //!
 //! Before the timings, the binary counts heap allocations (through a counting global
 //! allocator) over 10 000 calls of each kind, and panics if an infuse closed call
-//! (`call()` or `call_owned()`) or rejection (open or forced open) allocated, or if a
-//! call under a rate rule allocated per call (the task that reports the tally is spawned
-//! once per report period, not per call).
+//! (`call()`, `call_owned()` or the attribute) or rejection (open or forced open)
+//! allocated, or if a call under a rate rule allocated per call (the task that reports
+//! the tally is spawned once per report period, not per call).
 //!
 //! Instruction counts of the same paths, free of timing noise: `infuse-bench/callgrind.sh`.
 //!
@@ -356,10 +356,10 @@ fn setup(rt: &tokio::runtime::Runtime, flusher: &tokio::runtime::Handle) -> Brea
     breakers
 }
 
-/// Counts allocations per call; infuse's closed calls (`call()`, `call_owned()`) and
-/// rejections (open, forced open) must not allocate, nor a call under a rate rule (but
-/// for the flush task it spawns once per report period). `runtime`: entered for the
-/// rows with backpressure settings.
+/// Counts allocations per call; infuse's closed calls (`call()`, `call_owned()`, the
+/// attribute) and rejections (open, forced open) must not allocate, nor a call under a
+/// rate rule (but for the flush task it spawns once per report period). `runtime`:
+/// entered for the rows with backpressure settings.
 fn check_allocations(b: &Breakers, runtime: &tokio::runtime::Handle) {
     // The count is global: let the flush task that `setup`'s calls spawned (on the
     // runtime's worker, after 100 ms) finish first. The rows that spawn one come last,
@@ -467,6 +467,7 @@ fn check_allocations(b: &Breakers, runtime: &tokio::runtime::Handle) {
     );
     assert_eq!(rows[2].1, 0, "a closed infuse call() allocated");
     assert_eq!(rows[3].1, 0, "a closed infuse call_owned() allocated");
+    assert_eq!(rows[4].1, 0, "a closed #[circuit_breaker] call allocated");
     assert!(
         rows[9].1 < CALLS / 100,
         "a closed infuse call() under failure_rate allocated per call"

@@ -35,7 +35,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use infuse::store::machine::{self, Record};
-use infuse::store::window::Window;
 use infuse::store::{
     Command, Counts, Outcome, Seed, Store, Target, TrialToken, Version, MAX_GENERATION,
 };
@@ -509,9 +508,9 @@ struct Hidden {
 
 fn hidden_in_memory(record: &Option<Record>) -> Option<Hidden> {
     record.as_ref().map(|r| Hidden {
-        reopens: r.reopens,
-        window_empty: r.window == Window::default(),
-        streak: r.streak.len(),
+        reopens: r.reopens(),
+        window_empty: r.window_is_empty(),
+        streak: r.streak_len(),
     })
 }
 
@@ -553,7 +552,7 @@ async fn check(
         let redis_command = self::command(step, current, redis_version);
         let at_max = memory
             .as_ref()
-            .is_some_and(|r| r.generation >= MAX_GENERATION);
+            .is_some_and(|r| r.generation() >= MAX_GENERATION);
         let result = machine::try_apply(&mut memory, &command, &settings, Instant::now(), || {
             incarnations += 1;
             incarnations

@@ -91,12 +91,11 @@ pub mod tonic;
 pub mod tower;
 
 pub use crate::breaker::{
-    is_skipping, skip_breaker, Breaker, CallOptions, Guarded, GuardedResult, Permit, Verdict,
-    MAX_OPEN_FOR,
+    is_skipping, skip_breaker, Breaker, CallOptions, Guarded, GuardedResult, Permit, MAX_OPEN_FOR,
 };
 pub use crate::core::{
     parse_duration, BreakerError, InitError, InvalidName, ParseStateError, RegistryError, RetryAt,
-    Settings, Snapshot, State, StorageError, TransitionReason, Version,
+    Settings, Snapshot, State, StorageError, TransitionReason, Verdict, Version,
 };
 #[doc(hidden)]
 pub use crate::fleet::FleetStore;

@@ -4,24 +4,25 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::backend::Backend;
-use crate::breaker::handle::{Breaker, Verdict};
+use crate::breaker::shared::Shared;
 use crate::core::{
-    now_nanos, process_instance, saturating_nanos, Command, Counts, Outcome, State, Totals,
-    TransitionReason, TripPolicy,
+    now_nanos, process_instance, saturating_nanos, Command, Outcome, TransitionReason, TripPolicy,
+    Verdict,
 };
 use crate::local::{Due, FLUSH_INTERVAL, MIN_FLUSH_GAP};
 
-impl Breaker {
+impl Shared {
     /// Counts a successful (or excluded) call of the current period; `slow`: it took
     /// longer than `slow_call`.
     #[inline(always)]
-    pub(crate) fn count_success(&self, slow: bool) {
+    pub(crate) fn count_success(self: &Arc<Self>, slow: bool) {
         if slow {
-            self.cell.tally.slow();
+            self.tally.slow();
         }
-        if self.cell.tally.success() {
+        if self.tally.success() {
             self.after_count();
         }
         if slow {
@@ -33,14 +34,14 @@ impl Breaker {
     /// trips on the call that reaches it.
     #[cold]
     #[inline(never)]
-    fn after_slow(&self) {
+    fn after_slow(self: &Arc<Self>) {
         let _ = self.flush_in_memory();
     }
 
     #[cold]
     #[inline(never)]
-    fn after_count(&self) {
-        let due = self.cell.tally.after_success();
+    fn after_count(self: &Arc<Self>) {
+        let due = self.tally.after_success();
         self.flush_when(due);
     }
 
@@ -50,26 +51,31 @@ impl Breaker {
     /// reports them itself (at most every [`MIN_FLUSH_GAP`]) and learns whether it
     /// tripped.
     #[cold]
-    pub(crate) fn count_failure(&self, generation: u64, slow: bool) -> Counted {
-        let view = &self.cell.view;
+    pub(crate) fn count_failure(self: &Arc<Self>, generation: u64, slow: bool) -> Counted {
+        let view = &self.view;
         if view.generation() != generation {
             return Counted::Done(Verdict::Ignored);
         }
         if slow {
-            self.cell.tally.slow();
+            self.tally.slow();
         }
-        let (counts, schedule) = self.cell.tally.failure();
+        let (counts, schedule) = self.tally.failure();
         if let Some(outcome) = self.flush_in_memory() {
-            return Counted::Done(verdict_of(outcome.as_ref()));
+            return Counted::Done(Verdict::of_batch(outcome.as_ref()));
         }
-        let tally = &self.cell.tally;
+        let tally = &self.tally;
         let recent = now_nanos().saturating_sub(tally.last_flush.load(Ordering::Relaxed))
             < saturating_nanos(MIN_FLUSH_GAP);
-        let could_trip = self.could_trip(&counts);
+        let could_trip = TripPolicy::of(&self.settings()).could_trip(
+            view.state(),
+            view.fail_counter(),
+            tally.known(),
+            &counts,
+        );
         if could_trip && !recent {
-            let breaker = self.clone();
+            let cell = self.clone();
             return Counted::Reporting(Box::pin(async move {
-                verdict_of(breaker.flush().await.as_ref())
+                Verdict::of_batch(cell.flush().await.as_ref())
             }));
         }
         let due = if could_trip {
@@ -83,30 +89,8 @@ impl Breaker {
         Counted::Done(Verdict::Counted)
     }
 
-    /// Whether the counts not yet reported could trip: the consecutive rule with the
-    /// fleet's count, or a rate over the store's window as of this process's last report
-    /// plus this batch (the window may have moved since: this only decides when to report).
-    fn could_trip(&self, counts: &Counts) -> bool {
-        if self.cell.view.state() != State::Closed {
-            return false; // disabled: nothing trips
-        }
-        let policy = TripPolicy::of(&self.settings());
-        let fail = if counts.has_success() {
-            counts.tail
-        } else {
-            self.cell.view.fail_counter().saturating_add(counts.tail)
-        };
-        let known = self.cell.tally.known();
-        let totals = Totals {
-            calls: known.calls + u64::from(counts.calls),
-            failures: known.failures + u64::from(counts.failures),
-            slow: known.slow + u64::from(counts.slow),
-        };
-        policy.trips(fail) || policy.trips_on(&totals, policy.min_instances).is_some()
-    }
-
-    fn flush_when(&self, due: Due) {
-        let tally = &self.cell.tally;
+    fn flush_when(self: &Arc<Self>, due: Due) {
+        let tally = &self.tally;
         match due {
             Due::Nothing => {}
             Due::Schedule => self.schedule_flush(),
@@ -119,8 +103,8 @@ impl Breaker {
 
     /// Starts the task that reports the tally after [`FLUSH_INTERVAL`] (or when woken),
     /// unless one is waiting already.
-    fn schedule_flush(&self) {
-        let tally = &self.cell.tally;
+    fn schedule_flush(self: &Arc<Self>) {
+        let tally = &self.tally;
         if tally.scheduled.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -131,9 +115,9 @@ impl Breaker {
             tally.orphaned.store(true, Ordering::Release);
             return;
         };
-        let breaker = self.clone();
+        let cell = self.clone();
         runtime.spawn(async move {
-            let tally = &breaker.cell.tally;
+            let tally = &cell.tally;
             tokio::select! {
                 () = tokio::time::sleep(FLUSH_INTERVAL) => {}
                 () = tally.flush_now.notified() => {
@@ -144,24 +128,23 @@ impl Breaker {
                 }
             }
             tally.scheduled.store(false, Ordering::Release);
-            let _ = breaker.flush().await;
+            let _ = cell.flush().await;
         });
     }
 
     /// Reports the counts now when the store is this process's memory (`None`: it is
     /// not, nothing was done; `Some(None)`: nothing to report).
-    fn flush_in_memory(&self) -> Option<Option<Outcome>> {
-        let Backend::Memory(store) = self.binding().backend else {
+    fn flush_in_memory(self: &Arc<Self>) -> Option<Option<Outcome>> {
+        let Backend::Memory(store) = self.bound().backend.clone() else {
             return None;
         };
-        let tally = &self.cell.tally;
+        let tally = &self.tally;
         if tally.orphaned.swap(false, Ordering::AcqRel) {
             tally.scheduled.store(false, Ordering::Release);
         }
         let outcome = self.batch().map(|command| {
-            let outcome = store.apply_now(self.service(), &self.settings().alone(), command);
-            self.cell
-                .observe_because(&outcome.snapshot, Some(TransitionReason::Tripped));
+            let outcome = store.apply_now(self.service, &self.settings().alone(), command);
+            self.observe_because(&outcome.snapshot, Some(TransitionReason::Tripped));
             outcome
         });
         Some(outcome)
@@ -169,18 +152,18 @@ impl Breaker {
 
     /// Reports the counts since the last flush as one batch, and answers with the
     /// store's outcome (`None`: nothing to report, or the store failed).
-    pub(crate) async fn flush(&self) -> Option<Outcome> {
+    pub(crate) async fn flush(self: &Arc<Self>) -> Option<Outcome> {
         let command = self.batch()?;
         let outcome = self.apply(command).await;
         let outcome = self.record_outcome(outcome, Some(TransitionReason::Tripped))?;
-        self.cell.tally.set_known(outcome.window);
+        self.tally.set_known(outcome.window);
         Some(outcome)
     }
 
     /// The command reporting the counts since the last flush, if there are any to report.
     fn batch(&self) -> Option<Command> {
-        let counts = self.cell.tally.take();
-        let view = &self.cell.view;
+        let counts = self.tally.take();
+        let view = &self.view;
         (!counts.is_empty() && view.state().lets_calls_through()).then(|| Command::RecordCalls {
             generation: view.generation(),
             counts,
@@ -195,12 +178,4 @@ pub(crate) enum Counted {
     Done(Verdict),
     /// Being reported by the failing call itself, which waits for the verdict.
     Reporting(Pin<Box<dyn Future<Output = Verdict> + Send>>),
-}
-
-/// The verdict of a report on the failure that made it.
-fn verdict_of(outcome: Option<&Outcome>) -> Verdict {
-    match outcome {
-        Some(o) if o.changed_state() && o.snapshot.state == State::Open => Verdict::Tripped,
-        _ => Verdict::Counted,
-    }
 }

@@ -15,17 +15,19 @@ use std::borrow::Borrow;
 use std::future::Future;
 use std::mem::{self, ManuallyDrop};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
+use crate::breaker::admission::PermitKind;
 use crate::breaker::counting::Counted;
-use crate::breaker::handle::{Breaker, Verdict};
 use crate::breaker::options::{CallOptions, GuardedResult};
-use crate::breaker::permit::{Permit, PermitKind};
+use crate::breaker::permit::Permit;
+use crate::breaker::shared::{Breaker, Shared};
 use crate::breaker::skip;
-use crate::core::BreakerError;
+use crate::core::{BreakerError, TrialToken, Verdict};
 use crate::local::{sleep_until, Admit, CallOutcome, CLOCK, COUNT, TIME};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -59,12 +61,12 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             match **this.phase {
-                Phase::Running(PermitKind::Trial { token }) => {
-                    Borrow::<Breaker>::borrow(&*this.breaker).release_abandoned_trial(token);
+                Phase::Trial { token } => {
+                    Borrow::<Breaker>::borrow(&*this.breaker).cell.release_abandoned_trial(token);
                 }
                 Phase::Slow(ref slow) => {
                     if let Slow::Timed(Timed { kind: PermitKind::Trial { token }, .. }) = **slow {
-                        Borrow::<Breaker>::borrow(&*this.breaker).release_abandoned_trial(token);
+                        Borrow::<Breaker>::borrow(&*this.breaker).cell.release_abandoned_trial(token);
                     }
                     set(this.phase, Phase::Done)
                 }
@@ -74,22 +76,30 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// Where a guarded call stands. The fast paths only ever use the first five phases,
-/// which own nothing: dropping a finished call is one tag check.
+/// Where a guarded call stands. The fast paths only ever use the phases before `Trial`,
+/// which own nothing: dropping a call in one of them is one tag comparison (hence the
+/// explicit tag, in this order).
+#[repr(u8)]
 enum Phase<R: GuardedResult> {
     /// Not polled yet: admission happens on the first poll, inside the caller's task.
     Start,
     /// Inside `skip_breaker`: the call runs unchecked.
     Bypass,
-    /// Admitted: the call runs.
-    Running(PermitKind),
+    Done,
+    /// Admitted at `generation`: the call runs.
+    Running {
+        generation: u64,
+    },
     /// Admitted at `generation`, and measured for listeners: the call runs since `start`.
     /// No timer, nothing boxed.
     Clocked {
         generation: u64,
         start: Instant,
     },
-    Done,
+    /// The trial call runs (its slot is given back if it is dropped).
+    Trial {
+        token: TrialToken,
+    },
     /// Waiting on the store (admission, or recording the outcome).
     Slow(Box<Slow<R>>),
 }
@@ -149,39 +159,40 @@ where
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
         let mut this = self.project();
+        let cell = &(*this.breaker).borrow().cell;
         if let Phase::Start = **this.phase {
-            if !skip::is_skipping() {
-                let breaker: &Breaker = (*this.breaker).borrow();
-                match breaker.cell.view.admit() {
+            if skip::is_skipping() {
+                set(this.phase, Phase::Bypass);
+            } else {
+                match cell.view.admit() {
                     Admit::Pass(generation) => {
-                        // The healthy path: run, and settle at once when nothing has to
-                        // be recorded (or only counted, with a rate rule). The output goes
-                        // back untouched, and the phase stays `Start` (it owns nothing):
-                        // polling a finished call again polls a finished future, which is
-                        // the caller's bug either way.
-                        breaker.before_call();
-                        let kind = PermitKind::Normal { generation };
-                        let measure = breaker.cell.measure();
-                        if measure & (TIME | CLOCK) != 0 {
-                            set(this.phase, measured(breaker, kind, measure));
+                        let measure = cell.measure();
+                        if measure & !COUNT != 0 {
+                            set(this.phase, told(cell, generation));
                         } else {
+                            // The healthy path: no listener to tell, nothing to time. Run,
+                            // and settle at once when nothing has to be recorded (or only
+                            // counted, with a rate rule). The output goes back untouched,
+                            // and the phase stays `Start` (it owns nothing): polling a
+                            // finished call again polls a finished future, which is the
+                            // caller's bug either way.
                             let Poll::Ready(output) = this.future.as_mut().poll(cx) else {
-                                set(this.phase, Phase::Running(kind));
+                                set(this.phase, Phase::Running { generation });
                                 return Poll::Pending;
                             };
                             if output.as_result().is_ok() {
-                                if measure == 0 && !breaker.cell.view.needs_reset(generation) {
-                                    breaker.emit_success();
+                                if measure == COUNT {
+                                    cell.count_success(false);
                                     return Poll::Ready(output);
                                 }
-                                if measure == COUNT {
-                                    breaker.count_success(false);
-                                    breaker.emit_success();
+                                // No failure to reset (at any generation: `settle` tells).
+                                if !cell.view.dirty() {
                                     return Poll::Ready(output);
                                 }
                             }
                             set(this.phase, Phase::Done);
-                            match settle(breaker, this.options, kind, output, Measured::default()) {
+                            let kind = PermitKind::Normal { generation };
+                            match settle(cell, this.options, kind, output, Measured::default()) {
                                 Ok(done) => return Poll::Ready(done),
                                 Err(phase) => set(this.phase, phase),
                             }
@@ -189,29 +200,21 @@ where
                     }
                     Admit::RejectOpen(until) => {
                         set(this.phase, Phase::Done);
-                        let rejected = breaker.rejected_open(until);
+                        let rejected = cell.rejected_open(until);
                         return Poll::Ready(R::from_result(Err(rejected.into())));
                     }
-                    other => match breaker.admit_other(other) {
-                        Ok(Some(kind)) => set(this.phase, running(breaker, kind)),
-                        Ok(None) => set(this.phase, admitting(breaker)),
+                    other => match cell.admit_other(other) {
+                        Ok(Some(kind)) => set(this.phase, running(cell, kind)),
+                        Ok(None) => set(this.phase, admitting(cell)),
                         Err(rejected) => {
                             set(this.phase, Phase::Done);
                             return Poll::Ready(R::from_result(Err(rejected.into())));
                         }
                     },
                 }
-            } else {
-                set(this.phase, Phase::Bypass);
             }
         }
-        poll_phase(
-            (*this.breaker).borrow(),
-            this.options,
-            this.future,
-            this.phase,
-            cx,
-        )
+        poll_phase(cell, this.options, this.future, this.phase, cx)
     }
 }
 
@@ -234,7 +237,7 @@ fn drop_slow<R: GuardedResult>(slow: Box<Slow<R>>) {
 /// Every phase after the first poll.
 #[inline(never)]
 fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
-    breaker: &Breaker,
+    cell: &Arc<Shared>,
     options: &CallOptions<R::Err>,
     mut future: Pin<&mut F>,
     phase: &mut Phase<R>,
@@ -244,11 +247,15 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
         match phase {
             Phase::Start => unreachable!("admission runs on the first poll"),
             Phase::Bypass => return future.poll(cx),
-            Phase::Running(kind) => {
-                let kind = *kind;
+            Phase::Running { .. } | Phase::Trial { .. } => {
+                let kind = match *phase {
+                    Phase::Trial { token } => PermitKind::Trial { token },
+                    Phase::Running { generation } => PermitKind::Normal { generation },
+                    _ => unreachable!("matched above"),
+                };
                 let output = ready!(future.as_mut().poll(cx));
                 set(phase, Phase::Done); // the permit is settled below, not released on drop
-                match settle(breaker, options, kind, output, Measured::default()) {
+                match settle(cell, options, kind, output, Measured::default()) {
                     Ok(done) => return Poll::Ready(done),
                     Err(next) => set(phase, next),
                 }
@@ -262,7 +269,7 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
                 };
                 set(phase, Phase::Done);
                 let kind = PermitKind::Normal { generation };
-                match settle(breaker, options, kind, output, measured) {
+                match settle(cell, options, kind, output, measured) {
                     Ok(done) => return Poll::Ready(done),
                     Err(next) => set(phase, next),
                 }
@@ -274,8 +281,7 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
                 let (kind, measured, output) = match future.as_mut().poll(cx) {
                     Poll::Ready(output) => {
                         // The clock is read only if a rule or a listener needs it.
-                        let elapsed = (timed.slow_call.is_some()
-                            || breaker.cell.measure() & CLOCK != 0)
+                        let elapsed = (timed.slow_call.is_some() || cell.measure() & CLOCK != 0)
                             .then(|| timed.start.elapsed());
                         let measured = Measured {
                             slow: timed.slow_call.zip(elapsed).is_some_and(|(s, e)| e >= s),
@@ -290,7 +296,7 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
                         };
                         ready!(sleep.as_mut().poll(cx));
                         let error = BreakerError::Timeout {
-                            service: breaker.service(),
+                            service: cell.service,
                             after: *limit,
                         };
                         let measured = Measured {
@@ -302,7 +308,7 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
                     }
                 };
                 set(phase, Phase::Done); // the permit is settled below
-                match settle(breaker, options, kind, output, measured) {
+                match settle(cell, options, kind, output, measured) {
                     Ok(done) => return Poll::Ready(done),
                     Err(next) => set(phase, next),
                 }
@@ -310,7 +316,7 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
             Phase::Slow(slow) => match &mut **slow {
                 Slow::Timed(_) => unreachable!("polled above"),
                 Slow::Admitting(admitting) => match ready!(admitting.as_mut().poll(cx)) {
-                    Ok(kind) => set(phase, running(breaker, kind)),
+                    Ok(kind) => set(phase, running(cell, kind)),
                     Err(rejected) => {
                         set(phase, Phase::Done);
                         return Poll::Ready(R::from_result(Err(rejected.into())));
@@ -326,7 +332,7 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
                     let verdict = ready!(failing.as_mut().poll(cx));
                     let output = output.take().expect("output kept until settled");
                     set(phase, Phase::Done);
-                    return Poll::Ready(after_failure(breaker, options, verdict, output));
+                    return Poll::Ready(after_failure(cell, options, verdict, output));
                 }
             },
             Phase::Done => panic!("a guarded call was polled after it completed"),
@@ -337,21 +343,30 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
 /// Starts waiting for the store's word on admission.
 #[cold]
 #[inline(never)]
-fn admitting<R: GuardedResult>(breaker: &Breaker) -> Phase<R> {
-    let breaker = breaker.clone();
-    let admitting = Box::pin(async move { breaker.admit_slow().await });
+fn admitting<R: GuardedResult>(cell: &Arc<Shared>) -> Phase<R> {
+    let cell = cell.clone();
+    let admitting = Box::pin(async move { cell.admit_slow().await });
     Phase::Slow(Box::new(Slow::Admitting(admitting)))
+}
+
+/// The phase of a call admitted at `generation` that listeners are told of, or that is
+/// measured.
+#[cold]
+#[inline(never)]
+fn told<R: GuardedResult>(cell: &Shared, generation: u64) -> Phase<R> {
+    cell.listeners.before_call(cell.service);
+    running(cell, PermitKind::Normal { generation })
 }
 
 /// A failed call's output: its own, or with `error_on_trip`, the breaker's word that this
 /// failure opened it.
 fn after_failure<R: GuardedResult>(
-    breaker: &Breaker,
+    cell: &Shared,
     options: &CallOptions<R::Err>,
     verdict: Verdict,
     output: R,
 ) -> R {
-    let service = breaker.service();
+    let service = cell.service;
     let replaced = match (verdict, options.error_on_trip) {
         (Verdict::Tripped, true) => BreakerError::Tripped { service },
         (Verdict::TrialFailed, true) => BreakerError::TrialFailed { service },
@@ -362,22 +377,23 @@ fn after_failure<R: GuardedResult>(
 
 /// The phase of an admitted call: timed when a limit or a slow-call rule applies to it,
 /// clocked when only listeners want its duration.
-fn running<R: GuardedResult>(breaker: &Breaker, kind: PermitKind) -> Phase<R> {
-    let measure = breaker.cell.measure();
+fn running<R: GuardedResult>(cell: &Shared, kind: PermitKind) -> Phase<R> {
+    let measure = cell.measure();
     match kind {
-        PermitKind::Trial { .. } => {
-            let settings = breaker.settings();
+        PermitKind::Trial { token } => {
+            let settings = cell.settings();
             if settings.trial_limit().is_some()
                 || settings.slow_call.is_some()
                 || measure & CLOCK != 0
             {
-                timed(breaker, kind)
+                timed(cell, kind)
             } else {
-                Phase::Running(kind)
+                Phase::Trial { token }
             }
         }
-        _ if measure & (TIME | CLOCK) != 0 => measured(breaker, kind, measure),
-        _ => Phase::Running(kind),
+        _ if measure & (TIME | CLOCK) != 0 => measured(cell, kind, measure),
+        PermitKind::Normal { generation } => Phase::Running { generation },
+        PermitKind::Settled => Phase::Done,
     }
 }
 
@@ -385,21 +401,21 @@ fn running<R: GuardedResult>(breaker: &Breaker, kind: PermitKind) -> Phase<R> {
 /// only clocked for listeners.
 #[cold]
 #[inline(never)]
-fn measured<R: GuardedResult>(breaker: &Breaker, kind: PermitKind, measure: u8) -> Phase<R> {
+fn measured<R: GuardedResult>(cell: &Shared, kind: PermitKind, measure: u8) -> Phase<R> {
     match kind {
         PermitKind::Normal { generation } if measure & TIME == 0 => Phase::Clocked {
             generation,
             start: Instant::now(),
         },
-        _ => timed(breaker, kind),
+        _ => timed(cell, kind),
     }
 }
 
 /// Starts the clock of a timed call (and its timer, when it has a limit).
 #[cold]
 #[inline(never)]
-fn timed<R: GuardedResult>(breaker: &Breaker, kind: PermitKind) -> Phase<R> {
-    let settings = breaker.settings();
+fn timed<R: GuardedResult>(cell: &Shared, kind: PermitKind) -> Phase<R> {
+    let settings = cell.settings();
     let limit = match kind {
         PermitKind::Trial { .. } => settings.trial_limit(),
         _ => settings.timeout,
@@ -424,16 +440,14 @@ fn timed<R: GuardedResult>(breaker: &Breaker, kind: PermitKind) -> Phase<R> {
 #[cold]
 #[inline(never)]
 fn settle<R: GuardedResult>(
-    breaker: &Breaker,
+    cell: &Arc<Shared>,
     options: &CallOptions<R::Err>,
     kind: PermitKind,
     output: R,
     measured: Measured,
 ) -> Result<R, Phase<R>> {
     let counted = match kind {
-        PermitKind::Normal { generation } if breaker.cell.measure() & COUNT != 0 => {
-            Some(generation)
-        }
+        PermitKind::Normal { generation } if cell.measure() & COUNT != 0 => Some(generation),
         _ => None,
     };
     let ended = if measured.timed_out {
@@ -444,8 +458,10 @@ fn settle<R: GuardedResult>(
     let failed = match output.as_result() {
         Err(_) if measured.timed_out => true,
         Err(error) if options.is_ignored(error) => {
-            drop(Permit::new(breaker.clone(), kind)); // a trial's slot goes back
-            breaker.emit_ignored(measured.elapsed);
+            if let PermitKind::Trial { token } = kind {
+                cell.release_abandoned_trial(token); // the slot goes back
+            }
+            cell.listeners.ignored(cell.service, measured.elapsed);
             return Ok(output);
         }
         Err(error) => !options.is_excluded(error),
@@ -453,9 +469,10 @@ fn settle<R: GuardedResult>(
     };
     match (output.as_result(), counted) {
         (Err(error), Some(generation)) if failed => {
-            breaker.emit_failure(error, ended, measured.elapsed);
-            match breaker.count_failure(generation, measured.slow) {
-                Counted::Done(verdict) => Ok(after_failure(breaker, options, verdict, output)),
+            cell.listeners
+                .failed(cell.service, error, ended, measured.elapsed);
+            match cell.count_failure(generation, measured.slow) {
+                Counted::Done(verdict) => Ok(after_failure(cell, options, verdict, output)),
                 Counted::Reporting(reporting) => Err(Phase::Slow(Box::new(Slow::Failing(
                     reporting,
                     Some(output),
@@ -464,8 +481,11 @@ fn settle<R: GuardedResult>(
         }
         (Err(error), None) if failed => {
             // Listeners see the error now; the recording does not borrow it.
-            let failing =
-                Permit::new(breaker.clone(), kind).failure_ended(error, ended, measured.elapsed);
+            let failing = Permit::new(Breaker { cell: cell.clone() }, kind).failure_ended(
+                error,
+                ended,
+                measured.elapsed,
+            );
             Err(Phase::Slow(Box::new(Slow::Failing(
                 Box::pin(failing),
                 Some(output),
@@ -473,17 +493,20 @@ fn settle<R: GuardedResult>(
         }
         // A success, or an excluded error (which counts as one).
         (_, Some(_)) => {
-            breaker.count_success(measured.slow);
-            breaker.emit_success_after(measured.elapsed);
+            cell.count_success(measured.slow);
+            cell.listeners.succeeded(cell.service, measured.elapsed);
             Ok(output)
         }
         (_, None) => match kind {
-            PermitKind::Normal { generation } if !breaker.cell.view.needs_reset(generation) => {
-                breaker.emit_success_after(measured.elapsed);
+            PermitKind::Normal { generation } if !cell.view.needs_reset(generation) => {
+                cell.listeners.succeeded(cell.service, measured.elapsed);
                 Ok(output)
             }
             _ => Err(Phase::Slow(Box::new(Slow::Settling(
-                Box::pin(Permit::new(breaker.clone(), kind).success_ended(measured.elapsed)),
+                Box::pin(
+                    Permit::new(Breaker { cell: cell.clone() }, kind)
+                        .success_ended(measured.elapsed),
+                ),
                 Some(output),
             )))),
         },

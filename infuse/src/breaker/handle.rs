@@ -1,98 +1,39 @@
-//! The breaker handle: admission, inspection and manual control.
+//! The breaker handle's methods: running calls, inspection, manual control and binding
+//! to a store. (The type itself is defined with what its handles share, in `shared.rs`:
+//! below the permit and the guarded call that hold one.)
 
 use std::fmt::{self, Debug};
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::Backend;
+use arc_swap::ArcSwap;
+
 use crate::breaker::guarded::Guarded;
 use crate::breaker::options::{CallOptions, GuardedResult};
-use crate::breaker::permit::{Permit, PermitKind};
+use crate::breaker::permit::Permit;
+use crate::breaker::shared::{Binding, Breaker};
 use crate::core::{
-    check_duration, BreakerError, Command, Outcome, RetryAt, Settings, Snapshot, State,
-    StorageError, Target, TransitionReason, TrialToken,
+    check_duration, BreakerError, Command, Settings, Snapshot, State, StorageError, Target,
+    TransitionReason,
 };
-use crate::local::{Admit, Cell, Listener};
-
-/// A cheap, clonable handle to one service's breaker.
-///
-/// Every handle of a service (and every `#[circuit_breaker]` function naming it) shares
-/// one state and one counter. Get one with [`infuse::breaker`](crate::breaker).
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), infuse::StorageError> {
-/// let users = infuse::breaker("doc-users");
-/// let reply: Result<&str, infuse::BreakerError> = users.call(async { Ok("hello") }).await;
-/// assert_eq!(reply, Ok("hello"));
-///
-/// users.open().await?; // operators can force states
-/// let rejected: Result<&str, infuse::BreakerError> = users.call(async { Ok("never runs") }).await;
-/// assert!(matches!(rejected, Err(infuse::BreakerError::Open { .. })));
-/// assert_eq!(users.state().await?, infuse::State::Open);
-/// users.close().await?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct Breaker {
-    /// The whole handle: one `Arc`, so that an owned call costs one reference count.
-    pub(crate) cell: Arc<Cell>,
-}
-
-/// What a breaker is bound to; swapped as a whole when `init` reconfigures. Kept in the
-/// cell (which does not know its type); read on slow paths only.
-#[derive(Clone)]
-pub(crate) struct Binding {
-    pub(crate) backend: Backend,
-    pub(crate) trial_lease: Duration,
-}
-
-impl Binding {
-    /// How long a trial holds the fleet's slot: derived from the trial's limit when it
-    /// has one (so that the slot outlives the call, with a margin for recording the
-    /// result), else the registry's `trial_lease`.
-    pub(crate) fn lease_for(&self, settings: &Settings) -> Duration {
-        match settings.trial_limit() {
-            Some(limit) => {
-                limit + (limit / 2).clamp(Duration::from_millis(100), Duration::from_secs(1))
-            }
-            None => self.trial_lease,
-        }
-    }
-}
+use crate::local::{Cell, Listener};
 
 /// The longest a breaker can be opened for by hand with [`Breaker::open_for`] (30 days);
 /// [`Breaker::force_open`] holds it open without a time limit.
 pub const MAX_OPEN_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
-/// What recording a failure did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Verdict {
-    /// Counted; the breaker did not change state.
-    Counted,
-    /// This failure opened the breaker.
-    Tripped,
-    /// This failed trial re-opened the breaker.
-    TrialFailed,
-    /// Not counted: the breaker changed state since the call was admitted (stale result).
-    Ignored,
-}
-
 impl Breaker {
-    pub(crate) fn new(cell: Arc<Cell>) -> Breaker {
-        Breaker { cell }
+    /// A breaker of `service`, bound to `binding`; the registry loads its state.
+    pub(crate) fn new(service: &'static str, settings: Settings, binding: Binding) -> Breaker {
+        Breaker {
+            cell: Cell::new(service, settings, ArcSwap::from_pointee(binding)),
+        }
     }
 
-    /// The store and lease this breaker is bound to (slow paths only).
-    pub(crate) fn binding(&self) -> Binding {
-        self.cell
-            .binding()
-            .downcast_ref::<Binding>()
-            .expect("a breaker's cell holds its binding")
-            .clone()
+    /// This breaker's cell as the fleet layer keeps it (not knowing the binding).
+    pub(crate) fn cell(&self) -> Arc<Cell> {
+        self.cell.clone()
     }
 
     /// The service this breaker protects.
@@ -187,178 +128,15 @@ impl Breaker {
     /// # Ok(()) }
     /// ```
     pub async fn acquire(&self) -> Result<Permit<&Breaker>, BreakerError> {
-        let kind = self.admit().await?;
+        let kind = self.cell.admit().await?;
         Ok(Permit::new(self, kind))
     }
 
     /// Like [`acquire`](Breaker::acquire), with a permit that owns a handle to the
     /// breaker (to move it into a spawned task).
     pub async fn acquire_owned(&self) -> Result<Permit<Breaker>, BreakerError> {
-        let kind = self.admit().await?;
+        let kind = self.cell.admit().await?;
         Ok(Permit::new(self.clone(), kind))
-    }
-
-    /// Admission, waiting on the store only when the view cannot decide.
-    pub(crate) async fn admit(&self) -> Result<PermitKind, BreakerError> {
-        match self.admit_now() {
-            Ok(Some(kind)) => Ok(kind),
-            Ok(None) => self.admit_slow().await,
-            Err(rejected) => Err(rejected),
-        }
-    }
-
-    /// Admission from the local view alone, when it can decide (`Ok(None)`: ask the
-    /// store). Tells listeners.
-    #[inline(always)]
-    pub(crate) fn admit_now(&self) -> Result<Option<PermitKind>, BreakerError> {
-        match self.cell.view.admit() {
-            Admit::Pass(generation) => {
-                self.before_call();
-                Ok(Some(PermitKind::Normal { generation }))
-            }
-            Admit::RejectOpen(until) => Err(self.rejected_open(until)),
-            other => self.admit_other(other),
-        }
-    }
-
-    /// The rejection of a call while open (until `until`, on the fast-path clock).
-    #[inline(always)]
-    pub(crate) fn rejected_open(&self, until: u64) -> BreakerError {
-        self.rejected(BreakerError::Open {
-            service: self.cell.service,
-            retry_at: RetryAt(until),
-        })
-    }
-
-    /// Admission in every case but a closed or open breaker's.
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn admit_other(&self, admit: Admit) -> Result<Option<PermitKind>, BreakerError> {
-        let service = self.cell.service;
-        match admit {
-            Admit::Pass(generation) => {
-                self.before_call();
-                Ok(Some(PermitKind::Normal { generation }))
-            }
-            Admit::RejectOpen(until) => Err(self.rejected(BreakerError::Open {
-                service,
-                retry_at: RetryAt(until),
-            })),
-            Admit::RejectForced => Err(self.rejected(BreakerError::ForcedOpen { service })),
-            // Another call of this process is trying, or another process holds the trial.
-            Admit::Trial if self.cell.view.trial_blocked() => Err(self.trial_in_flight()),
-            Admit::Trial | Admit::Sync => Ok(None),
-        }
-    }
-
-    /// Admission when the view alone cannot decide: the trial slot, or a view that has
-    /// not loaded the shared state yet.
-    #[cold]
-    pub(crate) async fn admit_slow(&self) -> Result<PermitKind, BreakerError> {
-        if let Admit::Sync = self.cell.view.admit() {
-            let binding = self.binding();
-            let snapshot = binding
-                .backend
-                .load(self.cell.service, &self.settings())
-                .await;
-            self.cell.observe(&snapshot);
-        }
-        match self.cell.view.admit() {
-            Admit::Trial => self.acquire_trial().await,
-            // Still unknown (nothing could be loaded): behave as closed.
-            Admit::Sync => {
-                self.before_call();
-                Ok(PermitKind::Normal {
-                    generation: self.cell.view.generation(),
-                })
-            }
-            other => match self.admit_other(other)? {
-                Some(kind) => Ok(kind),
-                None => Err(self.trial_in_flight()),
-            },
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn before_call(&self) {
-        let service = self.cell.service;
-        self.cell
-            .listeners
-            .emit(service, |l, service| l.before_call(service));
-    }
-
-    #[inline(always)]
-    fn rejected(&self, error: BreakerError) -> BreakerError {
-        let service = self.cell.service;
-        self.cell
-            .listeners
-            .emit(service, |l, service| l.on_rejected(service));
-        error
-    }
-
-    #[cold]
-    fn trial_in_flight(&self) -> BreakerError {
-        self.rejected(BreakerError::TrialInFlight {
-            service: self.cell.service,
-            retry_at: RetryAt(self.cell.view.trial_retry_at()),
-        })
-    }
-
-    #[cold]
-    async fn acquire_trial(&self) -> Result<PermitKind, BreakerError> {
-        let view = &self.cell.view;
-        if view.trial_blocked() || view.probing.swap(true, Ordering::AcqRel) {
-            return Err(self.trial_in_flight());
-        }
-        let token = TrialToken::new();
-        let binding = self.binding();
-        let request = TrialRequest {
-            breaker: self,
-            token,
-        };
-        let lease = binding.lease_for(&self.settings());
-        let command = Command::AcquireTrial { token, lease };
-        let outcome = binding
-            .backend
-            .apply(self.cell.service, &self.settings(), command)
-            .await;
-        std::mem::forget(request); // answered: the code below settles `probing`
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                view.probing.store(false, Ordering::Release);
-                tracing::debug!(service = self.cell.service, %error, "trial acquisition failed");
-                return Err(self.trial_in_flight());
-            }
-        };
-        if outcome.applied {
-            view.trial_taken(lease);
-            self.cell
-                .observe_because(&outcome.snapshot, Some(TransitionReason::OpenElapsed));
-            self.before_call();
-            return Ok(PermitKind::Trial { token });
-        }
-        // Not ours: clear `probing` first, so that observing a trial held elsewhere sets
-        // the time before this process asks again.
-        view.probing.store(false, Ordering::Release);
-        self.cell.observe(&outcome.snapshot);
-        let snapshot = outcome.snapshot;
-        let service = self.cell.service;
-        match snapshot.state {
-            // Closed (or disabled) elsewhere meanwhile: an ordinary call.
-            State::Closed | State::Disabled => {
-                self.before_call();
-                Ok(PermitKind::Normal {
-                    generation: snapshot.generation,
-                })
-            }
-            State::Open => Err(self.rejected(BreakerError::Open {
-                service,
-                retry_at: RetryAt::after(snapshot.open_remaining.unwrap_or_default()),
-            })),
-            State::ForcedOpen => Err(self.rejected(BreakerError::ForcedOpen { service })),
-            _ => Err(self.trial_in_flight()),
-        }
     }
 
     /// The breaker's current state, read from the store.
@@ -378,7 +156,7 @@ impl Breaker {
 
     /// Everything the store knows about this breaker.
     pub async fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        let outcome = self.apply(Command::Snapshot).await?;
+        let outcome = self.cell.apply(Command::Snapshot).await?;
         self.cell.observe(&outcome.snapshot);
         Ok(outcome.snapshot)
     }
@@ -443,7 +221,7 @@ impl Breaker {
     }
 
     async fn force(&self, target: Target) -> Result<(), StorageError> {
-        let outcome = self.apply(Command::Force(target)).await?;
+        let outcome = self.cell.apply(Command::Force(target)).await?;
         let manual = Some(TransitionReason::Manual);
         let seen = self.cell.observe_because(&outcome.snapshot, manual);
         // As pybreaker: manual transitions always notify, even to the same state; a real
@@ -459,25 +237,6 @@ impl Breaker {
         Ok(())
     }
 
-    pub(crate) async fn apply(&self, command: Command) -> Result<Outcome, StorageError> {
-        let binding = self.binding();
-        binding
-            .backend
-            .apply(self.cell.service, &self.settings(), command)
-            .await
-    }
-
-    /// Sends a command without waiting for its answer (from a `Drop`).
-    pub(crate) fn apply_detached(&self, command: Command) {
-        self.binding()
-            .backend
-            .apply_detached(self.cell.service, self.settings(), command);
-    }
-
-    pub(crate) fn is_remote(&self) -> bool {
-        self.binding().backend.is_remote()
-    }
-
     /// Rebinds to a new store and settings (at `init`), then loads the stored state.
     ///
     /// A breaker whose record holds garbage does not fail the boot: its calls follow the
@@ -491,8 +250,8 @@ impl Breaker {
     ) -> Result<(), StorageError> {
         let backend = binding.backend.clone();
         self.cell.set_settings(settings);
-        self.cell.set_binding(Box::new(binding));
-        backend.track(&self.cell);
+        self.cell.binding.store(Arc::new(binding));
+        backend.track(&self.cell());
         // The view came from another store: offer no seed.
         let register = Command::Register { seed: None };
         let snapshot = match backend.apply(self.cell.service, &settings, register).await {
@@ -514,25 +273,5 @@ impl Debug for Breaker {
             .field("generation", &self.cell.view.generation())
             .field("settings", &self.settings())
             .finish()
-    }
-}
-
-/// A trial request in flight. Dropped only if the caller's future is cancelled while the
-/// store is asked: clears `probing` (or this process would never ask again) and gives back
-/// the slot in case it was granted.
-struct TrialRequest<'a> {
-    breaker: &'a Breaker,
-    token: TrialToken,
-}
-
-impl Drop for TrialRequest<'_> {
-    fn drop(&mut self) {
-        self.breaker
-            .apply_detached(Command::ReleaseTrial { token: self.token });
-        self.breaker
-            .cell
-            .view
-            .probing
-            .store(false, Ordering::Release);
     }
 }

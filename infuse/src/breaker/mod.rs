@@ -1,16 +1,22 @@
 //! The call path: the breaker handle, permits, the guarded future, per-call options and
-//! the bypass scope.
+//! the bypass scope. Lowest first: `options` and `skip`; `shared` (the handle type and
+//! what its clones share); `admission`; `recording` and `counting`; `permit`; `guarded`;
+//! `handle` (every method of [`Breaker`]).
 
+mod admission;
 mod counting;
 mod guarded;
 mod handle;
 mod options;
 mod permit;
+mod recording;
+mod shared;
 mod skip;
 
 pub use guarded::Guarded;
-pub(crate) use handle::Binding;
-pub use handle::{Breaker, Verdict, MAX_OPEN_FOR};
+pub use handle::MAX_OPEN_FOR;
 pub use options::{CallOptions, GuardedResult};
 pub use permit::Permit;
+pub(crate) use shared::Binding;
+pub use shared::Breaker;
 pub use skip::{is_skipping, skip_breaker};

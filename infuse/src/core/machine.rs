@@ -36,38 +36,39 @@ use crate::core::{
     Target, TrialToken, TripPolicy, Version, MAX_EXPIRY_MS, MAX_GENERATION,
 };
 
-/// One breaker's record, as a store keeps it.
+/// One breaker's record, as a store keeps it: start from `None` and [`apply`] commands;
+/// read it through the [`Snapshot`] each answer carries (or [`Record::snapshot`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// Identifies this record; a recreated one gets a new incarnation.
-    pub incarnation: u64,
+    pub(crate) incarnation: u64,
     /// Bumped by every state transition.
-    pub generation: u64,
+    pub(crate) generation: u64,
     /// Bumped by every write.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// The recorded state (open → half-open is lazy: see [`Snapshot::state`]).
-    pub state: State,
+    pub(crate) state: State,
     /// Consecutive failures.
-    pub fail: u32,
+    pub(crate) fail: u32,
     /// Successful trials in this half-open period.
-    pub success: u32,
+    pub(crate) success: u32,
     /// While open: when a trial becomes allowed.
-    pub open_until: Option<Instant>,
+    pub(crate) open_until: Option<Instant>,
     /// The trial call holding the slot, and when its lease ends.
-    pub trial: Option<(TrialToken, Instant)>,
+    pub(crate) trial: Option<(TrialToken, Instant)>,
     /// Consecutive re-opens after failed trials (the backoff exponent).
-    pub reopens: u32,
+    pub(crate) reopens: u32,
     /// The calls of the current closed period, by bucket (rate rules only).
-    pub window: Window,
+    pub(crate) window: Window,
     /// The distinct processes that reported failures since the fail counter was last
     /// zero, kept up to `min_instances` (only when it is above 1): the consecutive rule's
     /// quorum.
-    pub streak: Vec<u64>,
+    pub(crate) streak: Vec<u64>,
 }
 
 impl Record {
     /// A closed record.
-    pub fn closed(incarnation: u64) -> Record {
+    pub(crate) fn closed(incarnation: u64) -> Record {
         Record {
             incarnation,
             generation: 1,
@@ -84,7 +85,7 @@ impl Record {
     }
 
     /// A record recreated from what a process knew.
-    pub fn seeded(incarnation: u64, seed: &Seed, now: Instant) -> Record {
+    pub(crate) fn seeded(incarnation: u64, seed: &Seed, now: Instant) -> Record {
         let mut record = Record::closed(incarnation);
         record.state = seed.state;
         record.generation = seed.generation.max(1);
@@ -128,6 +129,31 @@ impl Record {
                 .map(|(_, until)| until - now),
             version: self.version(),
         }
+    }
+
+    /// Bumped by every state transition (what a test compares with the Redis record's).
+    #[doc(hidden)]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Consecutive re-opens after failed trials (a test compares it with the Redis
+    /// record's; answers do not carry it).
+    #[doc(hidden)]
+    pub fn reopens(&self) -> u32 {
+        self.reopens
+    }
+
+    /// Whether the window holds no call (as above).
+    #[doc(hidden)]
+    pub fn window_is_empty(&self) -> bool {
+        self.window == Window::default()
+    }
+
+    /// How many processes the current failure streak counts (as above).
+    #[doc(hidden)]
+    pub fn streak_len(&self) -> usize {
+        self.streak.len()
     }
 
     /// The token holding the trial slot, if its lease has not ended.

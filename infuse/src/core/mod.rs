@@ -21,12 +21,11 @@ pub(crate) use clock::{
 };
 pub use command::{Command, Seed, Target};
 pub use error::{BreakerError, InitError, InvalidName, RegistryError, RetryAt, StorageError};
-pub use policy::{TripPolicy, TripReason};
+pub use policy::{TripPolicy, TripReason, Verdict};
 pub(crate) use settings::check_duration;
 pub use settings::{parse_duration, Settings};
-pub use snapshot::{
-    fresh_incarnation, process_instance, Outcome, Snapshot, TrialToken, Version, MAX_GENERATION,
-};
+pub(crate) use snapshot::{fresh_incarnation, process_instance};
+pub use snapshot::{Outcome, Snapshot, TrialToken, Version, MAX_GENERATION};
 pub use state::{ParseStateError, State};
 pub use transition::TransitionReason;
 pub use window::{Counts, Totals};

@@ -1,8 +1,9 @@
 //! When a closed breaker trips — kept apart from the transition rules, so that the rules
-//! of when to trip change this module and not the state machine.
+//! of when to trip change this module and not the state machine — and what a failure's
+//! report did, as the call path tells it.
 
-use crate::core::window::Totals;
-use crate::core::Settings;
+use crate::core::window::{Counts, Totals};
+use crate::core::{Outcome, Settings, State};
 
 /// The rules that decide whether a closed breaker trips: pybreaker's consecutive
 /// failures, and optionally failure and slow-call rates over a window. Whichever rule
@@ -74,6 +75,85 @@ impl TripPolicy {
     }
 }
 
+/// What recording a failure did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Counted; the breaker did not change state.
+    Counted,
+    /// This failure opened the breaker.
+    Tripped,
+    /// This failed trial re-opened the breaker.
+    TrialFailed,
+    /// Not counted: the breaker changed state since the call was admitted (stale result).
+    Ignored,
+}
+
+impl TripPolicy {
+    /// Whether a process's counts not yet reported could trip a breaker in `state`: the
+    /// consecutive rule with the fleet's `fail_counter`, or a rate over `known` (the
+    /// store's window as of this process's last report) plus `counts`. The window may
+    /// have moved since: this only decides when to report, the store decides the trip.
+    pub(crate) fn could_trip(
+        &self,
+        state: State,
+        fail_counter: u32,
+        known: Totals,
+        counts: &Counts,
+    ) -> bool {
+        if state != State::Closed {
+            return false; // disabled: nothing trips
+        }
+        let fail = if counts.has_success() {
+            counts.tail
+        } else {
+            fail_counter.saturating_add(counts.tail)
+        };
+        let totals = Totals {
+            calls: known.calls.saturating_add(u64::from(counts.calls)),
+            failures: known.failures.saturating_add(u64::from(counts.failures)),
+            slow: known.slow.saturating_add(u64::from(counts.slow)),
+        };
+        self.trips(fail) || self.trips_on(&totals, self.min_instances).is_some()
+    }
+
+    /// The verdict of the `index`-th (from 1) of `count` failures reported together
+    /// (`outcome`: the store's answer, `None` if it failed), as if each had been reported
+    /// alone in turn: the one that reached `fail_max` tripped the breaker, those before
+    /// it were counted, those after it would have been stale.
+    pub(crate) fn verdict_in_batch(
+        &self,
+        index: u32,
+        count: u32,
+        outcome: Option<&Outcome>,
+    ) -> Verdict {
+        match outcome {
+            Some(o) if o.changed_state() && o.snapshot.state == State::Open => {
+                let before = o.snapshot.fail_counter.saturating_sub(count);
+                let trips_at = self.fail_max.saturating_sub(before).max(1);
+                match index.cmp(&trips_at) {
+                    std::cmp::Ordering::Less => Verdict::Counted,
+                    std::cmp::Ordering::Equal => Verdict::Tripped,
+                    std::cmp::Ordering::Greater => Verdict::Ignored,
+                }
+            }
+            Some(o) if o.applied => Verdict::Counted,
+            _ => Verdict::Ignored,
+        }
+    }
+}
+
+impl Verdict {
+    /// The verdict of a batch of counts (rate rules) on the failure that reported it:
+    /// tripped if the batch opened the breaker, else counted.
+    pub(crate) fn of_batch(outcome: Option<&Outcome>) -> Verdict {
+        match outcome {
+            Some(o) if o.changed_state() && o.snapshot.state == State::Open => Verdict::Tripped,
+            _ => Verdict::Counted,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +200,87 @@ mod tests {
         );
         assert!(!policy.trips(4));
         assert!(policy.trips(5));
+    }
+
+    fn counts(calls: u32, failures: u32, tail: u32) -> Counts {
+        Counts {
+            calls,
+            failures,
+            slow: 0,
+            tail,
+        }
+    }
+
+    #[test]
+    fn counts_could_trip_on_the_fleets_streak_or_the_known_window() {
+        let policy = TripPolicy::of(&Settings::DEFAULT.fail_max(5));
+        let known = Totals::default();
+        // Four failures known to the fleet, one more in this batch (no success in it).
+        assert!(policy.could_trip(State::Closed, 4, known, &counts(1, 1, 1)));
+        assert!(!policy.could_trip(State::Closed, 3, known, &counts(1, 1, 1)));
+        // A success in the batch ends the fleet's streak: only the batch's tail counts.
+        assert!(!policy.could_trip(State::Closed, 4, known, &counts(3, 2, 2)));
+        assert!(policy.could_trip(State::Closed, 0, known, &counts(9, 5, 5)));
+        // Nothing trips a disabled breaker.
+        assert!(!policy.could_trip(State::Disabled, 4, known, &counts(1, 1, 1)));
+
+        let rate = TripPolicy::of(&Settings::DEFAULT.failure_rate(50).min_calls(10));
+        let known = totals(8, 3, 0);
+        assert!(!rate.could_trip(State::Closed, 0, known, &counts(1, 1, 0)));
+        assert!(
+            rate.could_trip(State::Closed, 0, known, &counts(2, 2, 0)),
+            "10 calls, 5 failures"
+        );
+        let most = totals(u64::MAX, u64::MAX, 0);
+        assert!(
+            rate.could_trip(State::Closed, 0, most, &counts(1, 1, 0)),
+            "saturates"
+        );
+    }
+
+    fn opened(fail_counter: u32) -> Outcome {
+        let mut snapshot = crate::core::Snapshot::absent();
+        snapshot.state = State::Open;
+        snapshot.fail_counter = fail_counter;
+        Outcome {
+            applied: true,
+            from: State::Closed,
+            snapshot,
+            window: None,
+        }
+    }
+
+    #[test]
+    fn in_a_batch_that_trips_the_failure_that_reached_fail_max_tripped() {
+        let policy = TripPolicy::of(&Settings::DEFAULT.fail_max(5));
+        // Three failures before, a batch of four: the second reached five.
+        let outcome = opened(7);
+        let verdicts: Vec<_> = (1..=4)
+            .map(|i| policy.verdict_in_batch(i, 4, Some(&outcome)))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                Verdict::Counted,
+                Verdict::Tripped,
+                Verdict::Ignored,
+                Verdict::Ignored
+            ]
+        );
+        let mut counted = Outcome::absent();
+        counted.applied = true;
+        assert_eq!(
+            policy.verdict_in_batch(2, 3, Some(&counted)),
+            Verdict::Counted
+        );
+        assert_eq!(
+            policy.verdict_in_batch(1, 1, Some(&Outcome::absent())),
+            Verdict::Ignored,
+            "not applied: stale"
+        );
+        assert_eq!(policy.verdict_in_batch(1, 1, None), Verdict::Ignored);
+        assert_eq!(Verdict::of_batch(Some(&opened(1))), Verdict::Tripped);
+        assert_eq!(Verdict::of_batch(Some(&counted)), Verdict::Counted);
+        assert_eq!(Verdict::of_batch(None), Verdict::Counted);
     }
 }

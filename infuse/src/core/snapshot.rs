@@ -159,7 +159,7 @@ impl std::fmt::Display for TrialToken {
 
 /// This process's identity in the fleet: random, drawn once (it reports its calls under
 /// it, see [`Settings::min_instances`](crate::Settings::min_instances)).
-pub fn process_instance() -> u64 {
+pub(crate) fn process_instance() -> u64 {
     // A seeded simulation replays exactly: not even this may differ between runs.
     #[cfg(test)]
     if crate::core::random::seeded::active() {
@@ -176,6 +176,6 @@ pub fn process_instance() -> u64 {
 
 /// A random identity for a record a store creates: 53 bits, so Lua (doubles) never
 /// rounds it, and never zero (which means "no record").
-pub fn fresh_incarnation() -> u64 {
+pub(crate) fn fresh_incarnation() -> u64 {
     ((TrialToken::new().0 as u64) & ((1 << 53) - 1)).max(1)
 }

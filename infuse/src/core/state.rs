@@ -52,6 +52,7 @@ impl State {
     /// The state's code in stored records, script replies and events. This is the one
     /// table of codes: `scripts/prelude.lua` declares the same numbers, and a test reads
     /// the prelude to keep the two equal.
+    #[doc(hidden)]
     pub const fn code(self) -> u8 {
         match self {
             State::Closed => 0,
@@ -63,6 +64,7 @@ impl State {
     }
 
     /// The state of a code, if it is one.
+    #[doc(hidden)]
     pub const fn from_code(code: u8) -> Option<State> {
         match code {
             0 => Some(State::Closed),
@@ -75,6 +77,7 @@ impl State {
     }
 
     /// The name the Lua prelude gives the state's code (`CLOSED`, `HALF_OPEN`, …).
+    #[doc(hidden)]
     pub const fn lua_name(self) -> &'static str {
         match self {
             State::Closed => "CLOSED",

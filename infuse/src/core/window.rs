@@ -58,7 +58,7 @@ pub struct Totals {
 
 /// The width of one bucket of `window`, in milliseconds (at least 1; a window is taken as
 /// at most 2^53 - 1 ms).
-pub fn bucket_ms(window: Duration) -> u64 {
+pub(crate) fn bucket_ms(window: Duration) -> u64 {
     (store_ms(window) / BUCKETS).max(1)
 }
 
@@ -73,7 +73,7 @@ struct Bucket {
 /// One breaker's window as the in-memory store keeps it (Redis keeps the same in a hash:
 /// see `record_calls.lua`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Window {
+pub(crate) struct Window {
     buckets: [Bucket; BUCKETS as usize],
     /// Processes that reported failures or slow calls, with the last bucket they did.
     instances: Vec<(u64, u64)>,
@@ -81,7 +81,7 @@ pub struct Window {
 
 impl Window {
     /// Adds a batch in bucket `index` (`now / bucket_ms`), reported by `instance`.
-    pub fn add(&mut self, index: u64, counts: &Counts, instance: u64) {
+    pub(crate) fn add(&mut self, index: u64, counts: &Counts, instance: u64) {
         let slot = &mut self.buckets[(index % BUCKETS) as usize];
         if slot.index != index {
             *slot = Bucket {
@@ -103,7 +103,7 @@ impl Window {
 
     /// The sums over the buckets still in the window at bucket `index` (saturating at
     /// [`MAX_TOTAL`]).
-    pub fn totals(&self, index: u64) -> Totals {
+    pub(crate) fn totals(&self, index: u64) -> Totals {
         self.buckets
             .iter()
             .filter(|b| live(b.index, index) && b.calls > 0)
@@ -115,7 +115,7 @@ impl Window {
     }
 
     /// How many processes reported failures or slow calls in the window at `index`.
-    pub fn instances(&self, index: u64) -> u32 {
+    pub(crate) fn instances(&self, index: u64) -> u32 {
         let live = self
             .instances
             .iter()

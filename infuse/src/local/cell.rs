@@ -1,7 +1,6 @@
 //! One breaker's local state, shared by the call path and the fleet layer: the view,
 //! the listeners and the settings in force.
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -14,53 +13,60 @@ use arc_swap::ArcSwap;
 use tokio::time::Sleep;
 
 use crate::core::{now_nanos, Seed, Settings, Snapshot, State, TransitionReason, Version};
+use crate::local::listeners::{Listener, Listeners, Transition};
+use crate::local::reports::FailureReports;
+use crate::local::tally::Tally;
 use crate::local::view::{Applied, Arm, View};
-use crate::local::{FailureReports, Listener, Listeners, Tally, Transition};
 
 /// A breaker's per-process state. The call path reads it through a `Breaker`; the
 /// fleet layer updates it from pub/sub and resyncs, without knowing the handle.
-pub(crate) struct Cell {
+///
+/// `B` is what a higher layer binds the breaker to (its store), typed there and opaque
+/// here: the call path holds a `Cell<its binding>`, so that one `Arc` is the whole
+/// breaker handle, and the fleet layer the same allocation as a `Cell` (its binding
+/// unsized away), so that this layer names no higher one.
+pub(crate) struct Cell<B: ?Sized = dyn Send + Sync> {
     pub(crate) service: &'static str,
     pub(crate) view: View,
     pub(crate) listeners: Listeners,
-    /// Which measurements the call path makes ([`COUNT`], [`TIME`], [`CLOCK`]), from the
-    /// settings and the listeners.
+    /// Which measurements the call path makes ([`COUNT`], [`TIME`], [`CLOCK`], [`LISTEN`]),
+    /// from the settings and the listeners.
     measure: AtomicU8,
+    /// Serialises updates of `measure` (a listener added while the settings change).
+    measuring: Mutex<()>,
     /// This process's counts since its last report (rate rules only).
     pub(crate) tally: Tally,
     /// The failure reports in flight to a remote store (consecutive rule only).
     pub(crate) failures: FailureReports,
     settings: ArcSwap<Settings>,
-    /// What the call path binds the breaker to (its store); opaque here, so that one
-    /// `Arc<Cell>` is the whole breaker handle and this layer names no higher one.
-    binding: ArcSwap<Box<dyn Any + Send + Sync>>,
     /// The timer of the current open period, if one is armed.
     timer: Mutex<Option<Pin<Box<Sleep>>>>,
     /// The newest version of the record read from the shared store itself (see
     /// [`Seed::confirmed`]); the fleet layer keeps it, never from its fallback.
     confirmed: Mutex<Option<Version>>,
+    /// What the call path binds the breaker to (last: unsized away in a plain `Cell`).
+    pub(crate) binding: B,
 }
 
-impl Cell {
-    pub(crate) fn new(
-        service: &'static str,
-        settings: Settings,
-        binding: Box<dyn Any + Send + Sync>,
-    ) -> Arc<Cell> {
+impl<B: Send + Sync + 'static> Cell<B> {
+    pub(crate) fn new(service: &'static str, settings: Settings, binding: B) -> Arc<Cell<B>> {
         Arc::new(Cell {
             service,
             view: View::new(),
             listeners: Listeners::default(),
             measure: AtomicU8::new(measure_of(&settings)),
+            measuring: Mutex::new(()),
             tally: Tally::default(),
             failures: FailureReports::default(),
             settings: ArcSwap::from_pointee(settings),
-            binding: ArcSwap::from_pointee(binding),
             timer: Mutex::new(None),
             confirmed: Mutex::new(None),
+            binding,
         })
     }
+}
 
+impl<B: ?Sized + Send + Sync + 'static> Cell<B> {
     /// The thresholds in force.
     pub(crate) fn settings(&self) -> Settings {
         **self.settings.load()
@@ -78,14 +84,22 @@ impl Cell {
     }
 
     fn update_measure(&self) {
+        let _measuring = self
+            .measuring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut measure = measure_of(&self.settings());
+        if self.listeners.any() {
+            measure |= LISTEN;
+        }
         if self.listeners.timed() {
             measure |= CLOCK;
         }
         self.measure.store(measure, Ordering::Relaxed);
     }
 
-    /// The measurements a call makes: 0 for pybreaker's rules alone (the fast path).
+    /// The measurements a call makes: 0 for pybreaker's rules alone and no listener (the
+    /// fast path).
     #[inline(always)]
     pub(crate) fn measure(&self) -> u8 {
         self.measure.load(Ordering::Relaxed)
@@ -113,15 +127,6 @@ impl Cell {
                 }
             });
         }
-    }
-
-    /// The binding, for a slow path (a load of the `ArcSwap`).
-    pub(crate) fn binding(&self) -> arc_swap::Guard<Arc<Box<dyn Any + Send + Sync>>> {
-        self.binding.load()
-    }
-
-    pub(crate) fn set_binding(&self, binding: Box<dyn Any + Send + Sync>) {
-        self.binding.store(Arc::new(binding));
     }
 
     /// Notes that the shared store itself answered with `version` of the record: within
@@ -295,12 +300,12 @@ impl Cell {
 }
 
 /// The waker of an open period's timer: admission goes back to reading the clock.
-struct NearDeadline {
-    cell: Weak<Cell>,
+struct NearDeadline<B: ?Sized> {
+    cell: Weak<Cell<B>>,
     arm: Arm,
 }
 
-impl Wake for NearDeadline {
+impl<B: ?Sized + Send + Sync + 'static> Wake for NearDeadline<B> {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
@@ -333,6 +338,8 @@ pub(crate) const COUNT: u8 = 1;
 pub(crate) const TIME: u8 = 2;
 /// The call path measures how long calls take, for listeners (no timer, no allocation).
 pub(crate) const CLOCK: u8 = 4;
+/// The call path tells listeners of every call (one is registered).
+pub(crate) const LISTEN: u8 = 8;
 
 fn measure_of(settings: &Settings) -> u8 {
     let mut measure = 0;
@@ -376,7 +383,7 @@ mod tests {
     /// (and its listeners) said open until its next call, or the next full resync.
     #[tokio::test(start_paused = true)]
     async fn a_process_own_protection_ends_on_time_without_a_call() {
-        let cell = Cell::new("quarantined", Settings::DEFAULT, Box::new(()));
+        let cell = Cell::new("quarantined", Settings::DEFAULT, ());
         let changes = Arc::new(Changes::default());
         cell.add_listener(changes.clone());
         let mut closed = Snapshot::closed(Version {
@@ -409,7 +416,7 @@ mod tests {
     /// breaker still.
     #[tokio::test(start_paused = true)]
     async fn the_end_of_a_protection_leaves_the_fleets_open_breaker_open() {
-        let cell = Cell::new("reseeded", Settings::DEFAULT, Box::new(()));
+        let cell = Cell::new("reseeded", Settings::DEFAULT, ());
         let mut snapshot = Snapshot::closed(Version {
             incarnation: 7,
             seq: 3,
@@ -437,7 +444,7 @@ mod tests {
     /// older, replaced it.
     #[tokio::test(start_paused = true)]
     async fn a_late_older_answer_does_not_undo_an_adopted_snapshot() {
-        let cell = Cell::new("adopted", Settings::DEFAULT, Box::new(()));
+        let cell = Cell::new("adopted", Settings::DEFAULT, ());
         let mut open = Snapshot::closed(Version {
             incarnation: 7,
             seq: 12,
@@ -462,7 +469,7 @@ mod tests {
     /// The end of a protection that the fleet's breaker overtook changes nothing.
     #[tokio::test(start_paused = true)]
     async fn a_protection_the_fleet_moved_past_ends_silently() {
-        let cell = Cell::new("overtaken", Settings::DEFAULT, Box::new(()));
+        let cell = Cell::new("overtaken", Settings::DEFAULT, ());
         let mut snapshot = Snapshot::closed(Version {
             incarnation: 7,
             seq: 3,

@@ -154,6 +154,11 @@ impl Listeners {
         self.any.store(true, Ordering::Release);
     }
 
+    /// Whether a listener was added.
+    pub(crate) fn any(&self) -> bool {
+        self.any.load(Ordering::Relaxed)
+    }
+
     /// Whether some listener wants call durations.
     pub(crate) fn timed(&self) -> bool {
         self.timed.load(Ordering::Relaxed)
@@ -167,6 +172,50 @@ impl Listeners {
         if self.any.load(Ordering::Acquire) {
             self.emit_to_all(service, &f);
         }
+    }
+
+    /// A call was admitted and is about to run.
+    #[inline(always)]
+    pub(crate) fn before_call(&self, service: &'static str) {
+        self.emit(service, |l, service| l.before_call(service));
+    }
+
+    /// A call was rejected without running.
+    #[inline(always)]
+    pub(crate) fn rejected(&self, service: &'static str) {
+        self.emit(service, |l, service| l.on_rejected(service));
+    }
+
+    /// A call succeeded (or failed with an excluded error), after `duration` if measured.
+    #[inline(always)]
+    pub(crate) fn succeeded(&self, service: &'static str, duration: Option<Duration>) {
+        self.emit(service, |l, service| {
+            l.on_success(service);
+            l.on_call_end(service, CallOutcome::Success, duration);
+        });
+    }
+
+    /// A call failed with an error that counts (`outcome`: a failure, or a timeout).
+    #[cold]
+    pub(crate) fn failed(
+        &self,
+        service: &'static str,
+        error: &dyn Debug,
+        outcome: CallOutcome,
+        duration: Option<Duration>,
+    ) {
+        self.emit(service, |l, service| {
+            l.on_failure(service, error);
+            l.on_call_end(service, outcome, duration);
+        });
+    }
+
+    /// A call ended with an ignored error.
+    #[cold]
+    pub(crate) fn ignored(&self, service: &'static str, duration: Option<Duration>) {
+        self.emit(service, |l, service| {
+            l.on_call_end(service, CallOutcome::Ignored, duration);
+        });
     }
 
     #[cold]

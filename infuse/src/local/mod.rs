@@ -8,8 +8,7 @@ mod tally;
 mod view;
 
 pub(crate) use cell::{sleep_until, Cell, CLOCK, COUNT, TIME};
-pub(crate) use listeners::Listeners;
 pub use listeners::{CallOutcome, Listener, Transition};
-pub(crate) use reports::{FailureReports, Joined};
-pub(crate) use tally::{Due, Tally, FLUSH_INTERVAL, MIN_FLUSH_GAP};
+pub(crate) use reports::Joined;
+pub(crate) use tally::{Due, FLUSH_INTERVAL, MIN_FLUSH_GAP};
 pub(crate) use view::Admit;

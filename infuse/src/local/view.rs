@@ -211,6 +211,13 @@ impl View {
         self.word.load(Ordering::Acquire) & GEN_MASK
     }
 
+    /// Whether the fleet's fail counter was above zero when last seen, whatever the
+    /// generation (see [`needs_reset`](View::needs_reset)).
+    #[inline(always)]
+    pub(crate) fn dirty(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & DIRTY != 0
+    }
+
     /// Whether a success under `generation` must reset the fleet's fail counter.
     #[inline(always)]
     pub(crate) fn needs_reset(&self, generation: u64) -> bool {

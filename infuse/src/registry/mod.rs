@@ -21,7 +21,6 @@ use crate::backend::Backend;
 use crate::breaker::{Binding, Breaker};
 use crate::core::{InitError, InvalidName, RegistryError, Settings};
 use crate::fleet::Fleet;
-use crate::local::Cell;
 use crate::store::memory::MemoryStore;
 
 /// The longest service name, in bytes.
@@ -206,10 +205,9 @@ impl Registry {
             backend: setup.backend.clone(),
             trial_lease: setup.config.trial_lease,
         };
-        let cell = Cell::new(service, settings, Box::new(binding));
-        let breaker = Breaker::new(cell);
+        let breaker = Breaker::new(service, settings, binding);
         setup.config.add_listeners_to(&breaker);
-        setup.backend.attach(&breaker.cell);
+        setup.backend.attach(&breaker.cell());
         breakers.insert(service, breaker.clone());
         Ok(breaker)
     }

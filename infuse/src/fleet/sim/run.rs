@@ -15,7 +15,6 @@ use crate::backend::Backend;
 use crate::breaker::{Binding, Breaker};
 use crate::core::{now_nanos, BreakerError, Settings, State};
 use crate::fleet::{jittered, resync, Fleet, UnavailablePolicy};
-use crate::local::Cell;
 use crate::store::redis::Deadlines;
 
 /// The services a run's breakers protect.
@@ -280,10 +279,10 @@ impl World {
                     backend: Backend::Fleet(Arc::clone(&fleet)),
                     trial_lease: self.params.trial_lease,
                 };
-                let breaker = Breaker::new(Cell::new(service, settings, Box::new(binding.clone())));
+                let breaker = Breaker::new(service, settings, binding.clone());
                 if self.params.attached {
                     // A breaker created after `init` (Registry::breaker_with).
-                    binding.backend.attach(&breaker.cell);
+                    binding.backend.attach(&breaker.cell());
                 } else {
                     // `init` (Registry::configure).
                     let bound = breaker.rebind(settings, binding, false).await;

@@ -1,0 +1,167 @@
+//! Asking to run a call: from the local view when it can decide (closed: run; open:
+//! reject), else from the store (the trial slot, or a first load of the shared state).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::breaker::shared::Shared;
+use crate::core::{BreakerError, Command, RetryAt, State, TransitionReason, TrialToken};
+use crate::local::Admit;
+
+/// What admission granted: a call at a generation, or the trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PermitKind {
+    Normal { generation: u64 },
+    Trial { token: TrialToken },
+    Settled,
+}
+
+impl Shared {
+    /// Admission, waiting on the store only when the view cannot decide. Tells listeners.
+    pub(crate) async fn admit(self: &Arc<Self>) -> Result<PermitKind, BreakerError> {
+        match self.view.admit() {
+            Admit::Pass(generation) => {
+                self.listeners.before_call(self.service);
+                Ok(PermitKind::Normal { generation })
+            }
+            other => match self.admit_other(other) {
+                Ok(Some(kind)) => Ok(kind),
+                Ok(None) => self.admit_slow().await,
+                Err(rejected) => Err(rejected),
+            },
+        }
+    }
+
+    /// The rejection of a call while open (until `until`, on the fast-path clock).
+    #[inline(always)]
+    pub(crate) fn rejected_open(&self, until: u64) -> BreakerError {
+        self.rejected(BreakerError::Open {
+            service: self.service,
+            retry_at: RetryAt(until),
+        })
+    }
+
+    /// Admission in every case the view decided but a closed breaker's (`Ok(None)`: ask
+    /// the store).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn admit_other(&self, admit: Admit) -> Result<Option<PermitKind>, BreakerError> {
+        let service = self.service;
+        match admit {
+            Admit::Pass(generation) => {
+                self.listeners.before_call(service);
+                Ok(Some(PermitKind::Normal { generation }))
+            }
+            Admit::RejectOpen(until) => Err(self.rejected_open(until)),
+            Admit::RejectForced => Err(self.rejected(BreakerError::ForcedOpen { service })),
+            // Another call of this process is trying, or another process holds the trial.
+            Admit::Trial if self.view.trial_blocked() => Err(self.trial_in_flight()),
+            Admit::Trial | Admit::Sync => Ok(None),
+        }
+    }
+
+    /// Admission when the view alone cannot decide: the trial slot, or a view that has
+    /// not loaded the shared state yet.
+    #[cold]
+    pub(crate) async fn admit_slow(self: &Arc<Self>) -> Result<PermitKind, BreakerError> {
+        if let Admit::Sync = self.view.admit() {
+            let backend = self.bound().backend.clone();
+            let snapshot = backend.load(self.service, &self.settings()).await;
+            self.observe(&snapshot);
+        }
+        match self.view.admit() {
+            Admit::Trial => self.acquire_trial().await,
+            // Still unknown (nothing could be loaded): behave as closed.
+            Admit::Sync => {
+                self.listeners.before_call(self.service);
+                Ok(PermitKind::Normal {
+                    generation: self.view.generation(),
+                })
+            }
+            other => match self.admit_other(other)? {
+                Some(kind) => Ok(kind),
+                None => Err(self.trial_in_flight()),
+            },
+        }
+    }
+
+    /// Tells listeners of a rejection, and answers with it.
+    #[inline(always)]
+    fn rejected(&self, error: BreakerError) -> BreakerError {
+        self.listeners.rejected(self.service);
+        error
+    }
+
+    #[cold]
+    fn trial_in_flight(&self) -> BreakerError {
+        self.rejected(BreakerError::TrialInFlight {
+            service: self.service,
+            retry_at: RetryAt(self.view.trial_retry_at()),
+        })
+    }
+
+    /// Competes for the trial slot: one call of this process asks the store at a time.
+    #[cold]
+    async fn acquire_trial(self: &Arc<Self>) -> Result<PermitKind, BreakerError> {
+        let view = &self.view;
+        if view.trial_blocked() || view.probing.swap(true, Ordering::AcqRel) {
+            return Err(self.trial_in_flight());
+        }
+        let token = TrialToken::new();
+        let request = TrialRequest { cell: self, token };
+        let lease = self.bound().lease_for(&self.settings());
+        let outcome = self.apply(Command::AcquireTrial { token, lease }).await;
+        std::mem::forget(request); // answered: the code below settles `probing`
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                view.probing.store(false, Ordering::Release);
+                tracing::debug!(service = self.service, %error, "trial acquisition failed");
+                return Err(self.trial_in_flight());
+            }
+        };
+        if outcome.applied {
+            view.trial_taken(lease);
+            self.observe_because(&outcome.snapshot, Some(TransitionReason::OpenElapsed));
+            self.listeners.before_call(self.service);
+            return Ok(PermitKind::Trial { token });
+        }
+        // Not ours: clear `probing` first, so that observing a trial held elsewhere sets
+        // the time before this process asks again.
+        view.probing.store(false, Ordering::Release);
+        self.observe(&outcome.snapshot);
+        let snapshot = outcome.snapshot;
+        let service = self.service;
+        match snapshot.state {
+            // Closed (or disabled) elsewhere meanwhile: an ordinary call.
+            State::Closed | State::Disabled => {
+                self.listeners.before_call(service);
+                Ok(PermitKind::Normal {
+                    generation: snapshot.generation,
+                })
+            }
+            State::Open => Err(self.rejected(BreakerError::Open {
+                service,
+                retry_at: RetryAt::after(snapshot.open_remaining.unwrap_or_default()),
+            })),
+            State::ForcedOpen => Err(self.rejected(BreakerError::ForcedOpen { service })),
+            _ => Err(self.trial_in_flight()),
+        }
+    }
+}
+
+/// A trial request in flight. Dropped only if the caller's future is cancelled while the
+/// store is asked: clears `probing` (or this process would never ask again) and gives back
+/// the slot in case it was granted.
+struct TrialRequest<'a> {
+    cell: &'a Shared,
+    token: TrialToken,
+}
+
+impl Drop for TrialRequest<'_> {
+    fn drop(&mut self) {
+        self.cell
+            .apply_detached(Command::ReleaseTrial { token: self.token });
+        self.cell.view.probing.store(false, Ordering::Release);
+    }
+}
