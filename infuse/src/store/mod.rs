@@ -6,7 +6,7 @@
 //! the view only talks to the store when something changes. Every answer carries the
 //! breaker's state *after* the command, so any answer can refresh the view. The rules of
 //! every command are in [`machine`] (`core/machine.rs`); every store must pass the
-//! conformance suite (`infuse-tests/src/conformance`).
+//! conformance suite (`tests/src/conformance`).
 //!
 //! Hidden from the docs, and no stable interface: a registry's store is one of the
 //! built-in ones (`backend.rs`), so a user's [`Store`] could not be plugged in. This
