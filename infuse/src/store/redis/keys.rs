@@ -285,6 +285,43 @@ mod tests {
     const LOG: &str = include_str!("../../../scripts/log.lua");
     const CHANGES: &str = include_str!("../../../scripts/changes.lua");
     const RECORD_CALLS: &str = include_str!("../../../scripts/record_calls.lua");
+    const GUIDE: &str = include_str!("../../guide/fleet.md");
+
+    /// The guide's "What Redis holds" table names every key and state field of this
+    /// layout, and the same history length: the reader's copy cannot drift from it.
+    #[test]
+    fn the_guide_shows_this_layout() {
+        let table = GUIDE
+            .split("## What Redis holds")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("the guide's fleet chapter has a \"What Redis holds\" section");
+        for key in BreakerKey::ALL {
+            let name = breaker_key("<namespace>", "<service>", key);
+            assert!(table.contains(&format!("| `{name}` |")), "{name} missing");
+        }
+        for name in [
+            process_key("<namespace>", "<process id>"),
+            processes_key("<namespace>"),
+        ]
+        .into_iter()
+        .chain(log_keys("<namespace>"))
+        {
+            assert!(table.contains(&format!("| `{name}` |")), "{name} missing");
+        }
+        assert!(table.contains(&format!("channel `{}`", events_channel("<namespace>"))));
+        let state_row = table
+            .lines()
+            .find(|line| line.contains(":state` |"))
+            .unwrap();
+        for field in STATE_FIELDS {
+            assert!(
+                state_row.contains(&format!("`{field}`")),
+                "field {field} missing"
+            );
+        }
+        assert!(table.contains(&format!("last {HISTORY_LEN} transitions")));
+    }
 
     /// The key a script's header names for `KEYS[n]` (`-- KEYS[n]  <key>  <TYPE>, ...`).
     fn header_key(script: &str, n: usize) -> &str {
