@@ -52,6 +52,8 @@
 //! - [`BreakerError`] — what a rejected call returns, with its retry hint;
 //! - [`Snapshot`] — a breaker's shared state, as [`Breaker::snapshot`] reads it (the rules
 //!   that change it are one function, `core/machine.rs`, mirrored by the Redis scripts);
+//! - [`admin`] — the operator's view of a fleet (breakers, processes, histories, a
+//!   change stream) and its controls, without joining the fleet;
 //! - [`Listener`] — call and state events ([`Transition`] with its [`TransitionReason`],
 //!   [`CallOutcome`]); every transition is also a `tracing` event.
 //!
@@ -77,6 +79,9 @@ mod registry;
 // the `infuse` command, not a stable interface (a registry cannot take a user's store).
 #[doc(hidden)]
 pub mod store;
+// The operator's plane: reads the key layout and runs the controls' scripts, over the
+// layers above (never the reverse).
+pub mod admin;
 
 // Integrations: each depends on the layers above, never the reverse.
 #[cfg(feature = "axum")]

@@ -19,7 +19,7 @@ pub use env::env_prefix;
 
 use crate::backend::Backend;
 use crate::breaker::{Binding, Breaker};
-use crate::core::{InitError, InvalidName, RegistryError, Settings};
+use crate::core::{InitError, InvalidName, RegistryError, Settings, StorageError};
 use crate::fleet::Fleet;
 use crate::local::Cell;
 use crate::store::memory::MemoryStore;
@@ -150,6 +150,32 @@ impl Registry {
     /// Every breaker created so far.
     pub fn breakers(&self) -> Vec<Breaker> {
         self.inner.breakers.read().values().cloned().collect()
+    }
+
+    /// Leaves the fleet's list of processes (what `infuse status` and
+    /// [`Admin::processes`](crate::admin::Admin::processes) show) at once: call it when the
+    /// process shuts down cleanly. Without it (a crash, a kill, or a process that just
+    /// exits: dropping a registry does not withdraw it, and the process-wide one is never
+    /// dropped), the process stays listed, its last-seen age growing, until its
+    /// announcement expires ten resync intervals after its last renewal.
+    ///
+    /// The breakers keep working afterwards; this registry never announces itself
+    /// again. Nothing to do for breakers in memory.
+    ///
+    /// ```no_run
+    /// # async fn serve() {}
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = infuse::Registry::new(infuse::Config::redis("redis://127.0.0.1/")).await?;
+    /// serve().await;
+    /// registry.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown(&self) -> Result<(), StorageError> {
+        match self.setup().backend {
+            Backend::Fleet(fleet) => fleet.withdraw().await,
+            Backend::Memory(_) => Ok(()),
+        }
     }
 
     fn setup(&self) -> Setup {
