@@ -436,3 +436,56 @@ async fn the_admin_api_works_under_the_documented_minimal_acl() {
         "commands were denied:\n{denied}"
     );
 }
+
+/// On a Redis Cluster (no `SCAN`: breakers are found through the change log and the
+/// announcements; each breaker's pipeline stays in its own hash slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_works_on_a_redis_cluster() {
+    let cluster = support::topology::RedisCluster::start();
+    let make = || {
+        support::topology_config(Config::redis_cluster(cluster.urls()), "admin-cluster")
+            .redis_admin_timeout(within(2))
+            .resync_interval(Duration::from_millis(100))
+    };
+    let registry = Registry::new(make()).await.unwrap();
+    registry.breaker("users").force_open().await.unwrap();
+    let admin = Admin::connect(&make()).await.unwrap();
+    let mut changes = admin.changes().await.unwrap();
+    let services: Vec<String> = (0..20).map(|i| format!("svc-{i:02}")).collect();
+    for service in &services {
+        admin.open_for(service, within(60)).await.unwrap();
+    }
+    assert!(matches!(next(&mut changes).await, Change::Breaker { .. }));
+    assert!(
+        eventually(within(5), Duration::from_millis(50), async || admin
+            .processes()
+            .await
+            .unwrap()
+            .len()
+            == 1)
+        .await
+    );
+    let listing = admin.breakers().await.unwrap();
+    assert_eq!(listing.breakers.len(), 21);
+    for row in &listing.breakers {
+        let Record::Ok(record) = &row.record else {
+            panic!("{row:?}")
+        };
+        let expected = if row.service == "users" {
+            State::ForcedOpen
+        } else {
+            State::Open
+        };
+        assert_eq!(record.state, expected, "{}", row.service);
+        assert!(row.last_transition.is_some(), "{}", row.service);
+    }
+    let users = listing
+        .breakers
+        .iter()
+        .find(|r| r.service == "users")
+        .unwrap();
+    assert_eq!(users.seen_by.len(), 1);
+    assert_eq!(admin.history("svc-07", 10).await.unwrap().len(), 1);
+    registry.shutdown().await.unwrap();
+    assert!(admin.processes().await.unwrap().is_empty());
+}

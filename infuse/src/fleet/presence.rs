@@ -106,6 +106,14 @@ pub(super) fn pending(fleet: &Fleet) -> Pending {
 pub(super) fn announced(fleet: &Fleet, pending: Pending, read: Option<&LogRead>) {
     let mut announced = lock(&fleet.announced);
     let withdrawn = announced.withdrawn;
+    if withdrawn && pending.announcement.is_some() && read.is_some_and(|read| read.announced) {
+        // A read already under way when the process withdrew renewed it: withdraw again.
+        if let (Some(fleet), Ok(runtime)) =
+            (fleet.me.upgrade(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(async move { fleet.store.withdraw(process_instance()).await });
+        }
+    }
     match (read, pending.announcement) {
         (Some(read), Some(_)) if read.announced => {
             *announced = Announced {
