@@ -115,7 +115,20 @@ async fn a_listing_shows_expired_and_corrupt_records_among_good_ones() {
     )
     .await;
 
+    // An announcement that is not JSON.
+    let bad = format!("infuse:{{{ns}}}:process:bad");
+    let _: () = cmd(&mut conn, &["SET", &bad, "\u{1b}[2J{", "PX", "60000"]).await;
+    let index = format!("infuse:{{{ns}}}:processes");
+    let _: () = cmd(&mut conn, &["ZADD", &index, "99999999999999", "bad"]).await;
+
     let listing = admin.breakers().await.unwrap();
+    assert_eq!(listing.processes.len(), 1);
+    assert_eq!(listing.processes[0].id, "bad");
+    assert!(
+        listing.processes[0].corrupt.is_some(),
+        "{:?}",
+        listing.processes[0]
+    );
     let services: Vec<&str> = listing
         .breakers
         .iter()
@@ -488,4 +501,32 @@ async fn the_admin_api_works_on_a_redis_cluster() {
     assert_eq!(admin.history("svc-07", 10).await.unwrap().len(), 1);
     registry.shutdown().await.unwrap();
     assert!(admin.processes().await.unwrap().is_empty());
+}
+
+/// A silent subscription is checked with a `PING` (every admin timeout, here 1 s): a
+/// healthy one stays up however long nothing happens; a frozen server (SIGSTOP: the
+/// connection stays open, nothing answers) is reported lost, and found again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_change_stream_is_checked_and_a_frozen_server_reported() {
+    let server = RedisServer::start();
+    let admin = Admin::connect(&config(&server, "admin-silent").redis_admin_timeout(within(1)))
+        .await
+        .unwrap();
+    let mut changes = admin.changes().await.unwrap();
+    assert!(
+        tokio::time::timeout(within(4), changes.next())
+            .await
+            .is_err(),
+        "no change while idle: the PINGs are answered"
+    );
+    server.pause();
+    let lost = next(&mut changes).await;
+    server.resume();
+    assert!(matches!(lost, Change::Disconnected { .. }), "{lost:?}");
+    assert!(matches!(
+        next(&mut changes).await,
+        Change::Reconnected { .. }
+    ));
+    admin.force_open("x").await.unwrap();
+    assert!(matches!(next(&mut changes).await, Change::Breaker { .. }));
 }

@@ -19,8 +19,9 @@ use crate::store::redis::{bounded, parse_event};
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
-/// A subscription silent this long is checked with a `PING` (a connection that died
-/// without closing, as behind a failed load balancer, would otherwise be silent forever).
+/// A subscription silent for the admin timeout, at most this long (at least a second),
+/// is checked with a `PING`: a connection that died without closing (a frozen server, a
+/// failed load balancer) would otherwise be silent forever.
 const IDLE_CHECK: Duration = Duration::from_secs(15);
 
 /// What [`ChangeStream::next`] answers.
@@ -49,8 +50,9 @@ pub enum Change {
 }
 
 /// The namespace's events, from [`Admin::changes`](super::Admin::changes). Never ends:
-/// when the subscription is lost it says so, then subscribes again by itself (every
-/// 100 ms to 2 s) until Redis answers.
+/// when the subscription is lost (the connection closed, or a `PING` after a silence
+/// went unanswered) it says so, then subscribes again by itself (every 100 ms to 2 s)
+/// until Redis answers.
 pub struct ChangeStream {
     connection: Arc<FleetConnection>,
     channel: String,
@@ -135,11 +137,13 @@ impl ChangeStream {
                     }
                 }
             };
-            let message = match tokio::time::timeout(IDLE_CHECK, live.messages.next()).await {
+            let idle = self.deadline.clamp(Duration::from_secs(1), IDLE_CHECK);
+            let message = match tokio::time::timeout(idle, live.messages.next()).await {
                 Ok(Some(message)) => message,
                 Ok(None) => return self.lost("Redis closed the connection".to_owned()),
                 Err(_) => {
-                    let ping = tokio::time::timeout(self.deadline, live.sink.ping::<String>());
+                    let ping =
+                        tokio::time::timeout(self.deadline, live.sink.ping::<redis::Value>());
                     match ping.await {
                         Ok(Ok(_)) => continue,
                         Ok(Err(error)) => return self.lost(error.to_string()),
