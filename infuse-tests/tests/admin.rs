@@ -530,3 +530,27 @@ async fn a_silent_change_stream_is_checked_and_a_frozen_server_reported() {
     admin.force_open("x").await.unwrap();
     assert!(matches!(next(&mut changes).await, Change::Breaker { .. }));
 }
+
+/// `infuse::shutdown` withdraws the process-wide registry's announcement (the one test
+/// of this binary that uses `init`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_registry_shuts_down_cleanly() {
+    let server = RedisServer::start();
+    let ns = "admin-global";
+    infuse::init(config(&server, ns).resync_interval(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    infuse::breaker("global-users").force_open().await.unwrap();
+    let admin = Admin::connect(&config(&server, ns)).await.unwrap();
+    assert!(
+        eventually(within(5), Duration::from_millis(50), async || admin
+            .processes()
+            .await
+            .unwrap()
+            .len()
+            == 1)
+        .await
+    );
+    infuse::shutdown().await.unwrap();
+    assert!(admin.processes().await.unwrap().is_empty());
+}

@@ -108,7 +108,8 @@ pub use crate::fleet::FleetStore;
 pub use crate::fleet::{FleetConnection, UnavailablePolicy};
 pub use crate::local::{CallOutcome, Listener, Transition};
 pub use crate::registry::{
-    breaker, env_prefix, init, try_breaker, Config, Registry, ServiceOverride, MAX_NAME_LEN,
+    breaker, env_prefix, init, shutdown, try_breaker, Config, Registry, ServiceOverride,
+    MAX_NAME_LEN,
 };
 pub use crate::store::redis::RedisConnection;
 

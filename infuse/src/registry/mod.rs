@@ -425,6 +425,23 @@ pub fn try_breaker(service: &str) -> Result<Breaker, RegistryError> {
     global().try_breaker(service)
 }
 
+/// [`Registry::shutdown`] of the process-wide registry (the one [`init`] sets up): call
+/// it when the process shuts down cleanly, so that it leaves the fleet's list of
+/// processes at once instead of lingering until its announcement expires.
+///
+/// ```no_run
+/// # async fn serve() {}
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// infuse::init(infuse::Config::redis("redis://127.0.0.1/")).await?;
+/// serve().await;
+/// infuse::shutdown().await?;
+/// # Ok(()) }
+/// ```
+pub async fn shutdown() -> Result<(), StorageError> {
+    global().shutdown().await
+}
+
 /// Initialises infuse once at boot: where breaker state lives, operator overrides, and a
 /// breaker for every `#[circuit_breaker]` service in the binary.
 ///
