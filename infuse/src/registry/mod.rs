@@ -162,6 +162,11 @@ impl Registry {
     /// The breakers keep working afterwards; this registry never announces itself
     /// again. Nothing to do for breakers in memory.
     ///
+    /// # Errors
+    ///
+    /// The store's error when Redis does not answer: the announcement then expires as a
+    /// dead process's would (it is never renewed again).
+    ///
     /// ```no_run
     /// # async fn serve() {}
     /// # #[tokio::main(flavor = "current_thread")]
