@@ -52,6 +52,8 @@
 //! - [`BreakerError`] — what a rejected call returns, with its retry hint;
 //! - [`Snapshot`] — a breaker's shared state, as [`Breaker::snapshot`] reads it (the rules
 //!   that change it are one function, `core/machine.rs`, mirrored by the Redis scripts);
+//! - [`admin`] — the operator's view of a fleet (breakers, processes, histories, a
+//!   change stream) and its controls, without joining the fleet;
 //! - [`Listener`] — call and state events ([`Transition`] with its [`TransitionReason`],
 //!   [`CallOutcome`]); every transition is also a `tracing` event.
 //!
@@ -77,6 +79,9 @@ mod registry;
 // the `infuse` command, not a stable interface (a registry cannot take a user's store).
 #[doc(hidden)]
 pub mod store;
+// The operator's plane: reads the key layout and runs the controls' scripts, over the
+// layers above (never the reverse).
+pub mod admin;
 
 // Integrations: each depends on the layers above, never the reverse.
 #[cfg(feature = "axum")]
@@ -102,7 +107,8 @@ pub use crate::fleet::FleetStore;
 pub use crate::fleet::{FleetConnection, UnavailablePolicy};
 pub use crate::local::{CallOutcome, Listener, Transition};
 pub use crate::registry::{
-    breaker, env_prefix, init, try_breaker, Config, Registry, ServiceOverride, MAX_NAME_LEN,
+    breaker, env_prefix, init, shutdown, try_breaker, Config, Registry, ServiceOverride,
+    MAX_NAME_LEN,
 };
 pub use crate::store::redis::RedisConnection;
 

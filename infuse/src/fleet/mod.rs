@@ -56,6 +56,7 @@ use tokio::sync::watch;
 pub use connection::FleetConnection;
 pub use options::UnavailablePolicy;
 pub(crate) use options::{RedisOptions, Topology};
+pub(crate) use presence::ANNOUNCEMENT_LIFETIME;
 pub use routing::FleetStore;
 
 use crate::core::local_trip::OwnCounts;

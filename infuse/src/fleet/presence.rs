@@ -24,8 +24,9 @@ pub(crate) const ANNOUNCED_BREAKERS: usize = 1_000;
 /// See [`ANNOUNCED_BREAKERS`]: the list of breakers stops before this many bytes.
 pub(crate) const ANNOUNCED_BYTES: usize = 64 * 1024;
 
-/// How many resync intervals an announcement outlives its last renewal by.
-const ANNOUNCEMENT_LIFETIME: u32 = 10;
+/// How many resync intervals an announcement outlives its last renewal by (a process
+/// that died stays listed this long, `infuse::admin` telling its age).
+pub(crate) const ANNOUNCEMENT_LIFETIME: u32 = 10;
 
 /// An unchanged announcement is renewed with every this many reads of the change log
 /// (renewing costs the read about as much again in Redis: every read would double the
@@ -46,6 +47,8 @@ pub(crate) struct Announced {
     digest: Option<u64>,
     /// Reads of the change log since it was last written or renewed.
     reads: u32,
+    /// Withdrawn for good (see [`Fleet::withdraw`]): never announced again.
+    withdrawn: bool,
 }
 
 /// Keeps `cells`' breakers listed in the namespace's change log (`infuse status`
@@ -86,7 +89,8 @@ pub(super) fn pending(fleet: &Fleet) -> Pending {
     let digest = digest(fleet);
     let announced = lock(&fleet.announced);
     let changed = announced.digest != Some(digest);
-    let announcement = (changed || announced.reads + 1 >= RENEW_EVERY).then(|| Announcement {
+    let due = changed || announced.reads + 1 >= RENEW_EVERY;
+    let announcement = (due && !announced.withdrawn).then(|| Announcement {
         instance: process_instance(),
         ttl: interval.saturating_mul(ANNOUNCEMENT_LIFETIME),
         payload: changed.then(|| json(fleet)),
@@ -101,15 +105,42 @@ pub(super) fn pending(fleet: &Fleet) -> Pending {
 /// (`None`: the read failed; the next one sends it whole).
 pub(super) fn announced(fleet: &Fleet, pending: Pending, read: Option<&LogRead>) {
     let mut announced = lock(&fleet.announced);
+    let withdrawn = announced.withdrawn;
+    if withdrawn && pending.announcement.is_some() && read.is_some_and(|read| read.announced) {
+        // A read already under way when the process withdrew renewed it: withdraw again.
+        if let (Some(fleet), Ok(runtime)) =
+            (fleet.me.upgrade(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(async move { fleet.store.withdraw(process_instance()).await });
+        }
+    }
     match (read, pending.announcement) {
         (Some(read), Some(_)) if read.announced => {
             *announced = Announced {
                 digest: Some(pending.digest),
                 reads: 0,
+                withdrawn,
             };
         }
         (Some(_), None) => announced.reads += 1,
-        _ => *announced = Announced::default(),
+        _ => {
+            *announced = Announced {
+                withdrawn,
+                ..Announced::default()
+            }
+        }
+    }
+}
+
+impl Fleet {
+    /// Withdraws this process's announcement, for good: a process shutting down cleanly
+    /// leaves the fleet's list of processes at once instead of lingering until its
+    /// announcement expires. Its breakers keep working; it is just no longer listed.
+    /// A read of the change log already under way may renew it once more; then it
+    /// expires as a dead process's would.
+    pub(crate) async fn withdraw(&self) -> Result<(), crate::core::StorageError> {
+        lock(&self.announced).withdrawn = true;
+        self.store.withdraw(process_instance()).await
     }
 }
 

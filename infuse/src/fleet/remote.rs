@@ -49,6 +49,12 @@ pub(crate) trait Remote: Send + Sync + 'static {
         let _ = deadline;
         self.apply(service, settings, command)
     }
+    /// Withdraws the announcement of process `instance` (see
+    /// [`RedisStore::withdraw`]); a store without announcements has nothing to do.
+    fn withdraw(&self, instance: u64) -> Answer<'_, ()> {
+        let _ = instance;
+        Box::pin(std::future::ready(Ok(())))
+    }
     /// Keeps `services` listed in the namespace's change log (see
     /// [`RedisStore::touch`]); a store without a listing has nothing to do.
     fn touch<'a>(&'a self, services: &'a [&'a str], every: Duration) -> Answer<'a, ()> {
@@ -101,5 +107,9 @@ impl Remote for RedisStore {
 
     fn touch<'a>(&'a self, services: &'a [&'a str], every: Duration) -> Answer<'a, ()> {
         Box::pin(RedisStore::touch(self, services, every))
+    }
+
+    fn withdraw(&self, instance: u64) -> Answer<'_, ()> {
+        Box::pin(RedisStore::withdraw(self, instance))
     }
 }

@@ -19,7 +19,7 @@ pub use env::env_prefix;
 
 use crate::backend::Backend;
 use crate::breaker::{Binding, Breaker};
-use crate::core::{InitError, InvalidName, RegistryError, Settings};
+use crate::core::{InitError, InvalidName, RegistryError, Settings, StorageError};
 use crate::fleet::Fleet;
 use crate::store::memory::MemoryStore;
 
@@ -149,6 +149,37 @@ impl Registry {
     /// Every breaker created so far.
     pub fn breakers(&self) -> Vec<Breaker> {
         self.inner.breakers.read().values().cloned().collect()
+    }
+
+    /// Leaves the fleet's list of processes (what `infuse status` and
+    /// [`Admin::processes`](crate::admin::Admin::processes) show) at once: call it when the
+    /// process shuts down cleanly. Without it (a crash, a kill, or a process that just
+    /// exits: dropping a registry does not withdraw it, and the process-wide one is never
+    /// dropped), the process stays listed, its last-seen age growing, until its
+    /// announcement expires ten resync intervals after its last renewal.
+    ///
+    /// The breakers keep working afterwards; this registry never announces itself
+    /// again. Nothing to do for breakers in memory.
+    ///
+    /// # Errors
+    ///
+    /// The store's error when Redis does not answer: the announcement then expires as a
+    /// dead process's would (it is never renewed again).
+    ///
+    /// ```no_run
+    /// # async fn serve() {}
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = infuse::Registry::new(infuse::Config::redis("redis://127.0.0.1/")).await?;
+    /// serve().await;
+    /// registry.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown(&self) -> Result<(), StorageError> {
+        match self.setup().backend {
+            Backend::Fleet(fleet) => fleet.withdraw().await,
+            Backend::Memory(_) => Ok(()),
+        }
     }
 
     fn setup(&self) -> Setup {
@@ -395,6 +426,23 @@ pub fn breaker(service: &str) -> Breaker {
 /// ```
 pub fn try_breaker(service: &str) -> Result<Breaker, RegistryError> {
     global().try_breaker(service)
+}
+
+/// [`Registry::shutdown`] of the process-wide registry (the one [`init`] sets up): call
+/// it when the process shuts down cleanly, so that it leaves the fleet's list of
+/// processes at once instead of lingering until its announcement expires.
+///
+/// ```no_run
+/// # async fn serve() {}
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// infuse::init(infuse::Config::redis("redis://127.0.0.1/")).await?;
+/// serve().await;
+/// infuse::shutdown().await?;
+/// # Ok(()) }
+/// ```
+pub async fn shutdown() -> Result<(), StorageError> {
+    global().shutdown().await
 }
 
 /// Initialises infuse once at boot: where breaker state lives, operator overrides, and a

@@ -406,6 +406,26 @@ impl RedisStore {
         })
     }
 
+    /// Deletes the announcement of process `instance` and its entry in the index of
+    /// processes (both of the namespace's hash tag): a process leaving cleanly. Under
+    /// the admin deadline.
+    pub async fn withdraw(&self, instance: u64) -> Result<(), StorageError> {
+        let id = keys::process_id(instance);
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL")
+            .arg(keys::process_key(&self.namespace, &id))
+            .ignore()
+            .cmd("ZREM")
+            .arg(keys::processes_key(&self.namespace))
+            .arg(&id)
+            .ignore();
+        let mut conn = self.conn.clone();
+        bounded("withdraw", self.deadlines.admin, async move {
+            pipe.query_async::<()>(&mut conn).await
+        })
+        .await
+    }
+
     /// Keeps `services` listed in the change log for at least `max(key_ttl,`
     /// [`TOUCH_PERIODS`]` × every)` more, `every` being how often this process touches
     /// them (its full-pass period), and lists those that are missing (see

@@ -1,0 +1,233 @@
+//! The processes of a namespace, from their announcements (written by
+//! `fleet/presence.rs` with each process's read of the change log): the index of live
+//! processes read a page at a time, then the announcements in pipelines of a page.
+
+use std::time::Duration;
+
+use redis::Value;
+
+use super::json::Json;
+use super::{Admin, PAGE};
+use crate::core::StorageError;
+use crate::fleet::ANNOUNCEMENT_LIFETIME;
+use crate::store::redis::bounded;
+use crate::store::redis::keys;
+use crate::State;
+
+/// A process of the fleet, as it announced itself.
+///
+/// A process renews its announcement every few resync intervals and, when it shuts down
+/// cleanly ([`Registry::shutdown`](crate::Registry::shutdown)), withdraws it. One that
+/// died stays listed, with its [`last_seen`](Process::last_seen) age growing, until its
+/// announcement expires (ten resync intervals after its last renewal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Process {
+    /// Its id (hex), as histories and trial holders name it.
+    pub id: String,
+    /// Its executable's name (`"?"` if unknown).
+    pub name: String,
+    /// Its machine's name (`"?"` if unknown).
+    pub host: String,
+    /// Its process id (0 if unknown).
+    pub pid: u64,
+    /// Its resync interval (`None` if unknown): it renews its announcement at least
+    /// every five of them.
+    pub resync_interval: Option<Duration>,
+    /// How long ago it last wrote or renewed its announcement, on Redis's clock
+    /// (`None` if its resync interval is unknown).
+    pub last_seen: Option<Duration>,
+    /// How long until its announcement expires.
+    pub expires_in: Duration,
+    /// How many breakers it has (it announces at most 1,000 of them, those not closed
+    /// first).
+    pub breakers_total: u64,
+    /// The breakers it announced, each with the state it sees, by name.
+    pub breakers: Vec<(String, String)>,
+    /// Why its announcement could not be read, if it could not (then only `id` and the
+    /// times are known).
+    pub corrupt: Option<String>,
+}
+
+impl Process {
+    /// `name@host (pid N)`.
+    pub fn label(&self) -> String {
+        format!("{}@{} (pid {})", self.name, self.host, self.pid)
+    }
+
+    /// Whether it missed renewals: not seen for more than six resync intervals (it
+    /// renews at least every five), so it likely died and its announcement is waiting
+    /// to expire.
+    pub fn is_stale(&self) -> bool {
+        match (self.last_seen, self.resync_interval) {
+            (Some(seen), Some(interval)) => seen > interval.saturating_mul(6),
+            _ => false,
+        }
+    }
+
+    /// The state it sees `service` in, if it announced the breaker.
+    pub fn sees(&self, service: &str) -> Option<State> {
+        let at = self
+            .breakers
+            .binary_search_by(|(name, _)| name.as_str().cmp(service))
+            .ok()?;
+        self.breakers[at].1.parse().ok()
+    }
+}
+
+/// Redis's clock (unix ms): announcements are scored on it.
+pub(super) async fn server_ms(admin: &Admin) -> Result<u64, StorageError> {
+    let mut conn = admin.connection.commands();
+    let (secs, micros): (u64, u64) = bounded(
+        "status",
+        admin.deadline(),
+        redis::cmd("TIME").query_async(&mut conn),
+    )
+    .await?;
+    Ok(secs.saturating_mul(1000).saturating_add(micros / 1000))
+}
+
+/// The processes announced, by name, host, pid and id.
+pub(super) async fn list(admin: &Admin) -> Result<Vec<Process>, StorageError> {
+    let now = server_ms(admin).await?;
+    list_at(admin, now).await
+}
+
+/// The processes whose announcement is alive at `now` (server ms).
+pub(super) async fn list_at(admin: &Admin, now: u64) -> Result<Vec<Process>, StorageError> {
+    let index = keys::processes_key(&admin.namespace);
+    let mut processes = Vec::new();
+    let mut start = 0;
+    loop {
+        let mut conn = admin.connection.commands();
+        let page: Vec<(String, f64)> = match bounded(
+            "processes",
+            admin.deadline(),
+            redis::cmd("ZRANGE")
+                .arg(&index)
+                .arg(start)
+                .arg(start + PAGE - 1)
+                .arg("WITHSCORES")
+                .query_async(&mut conn),
+        )
+        .await
+        {
+            Ok(page) => page,
+            // An index of another type: no process can be listed (each process's next
+            // renewal fails until it is deleted).
+            Err(StorageError::Corrupt(_)) => Vec::new(),
+            Err(error) => return Err(error),
+        };
+        let done = page.len() < PAGE;
+        start += page.len();
+        let alive: Vec<(String, u64)> = page
+            .into_iter()
+            .filter(|(_, until)| until.is_finite() && *until > now as f64)
+            .map(|(id, until)| (id, until as u64))
+            .collect();
+        if !alive.is_empty() {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for (id, _) in &alive {
+                pipe.cmd("GET").arg(keys::process_key(&admin.namespace, id));
+            }
+            let mut conn = admin.connection.commands();
+            let texts: Vec<Value> =
+                bounded("processes", admin.deadline(), pipe.query_async(&mut conn)).await?;
+            for ((id, until), text) in alive.into_iter().zip(texts) {
+                // Gone since the index was read (withdrawn, or expired): not listed.
+                let text = match redis::from_redis_value::<Option<String>>(text) {
+                    Ok(Some(text)) => Ok(text),
+                    Ok(None) => continue,
+                    Err(error) => Err(error.to_string()),
+                };
+                processes.push(process(id, until.saturating_sub(now), text));
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    processes
+        .sort_by(|a, b| (&a.name, &a.host, a.pid, &a.id).cmp(&(&b.name, &b.host, b.pid, &b.id)));
+    Ok(processes)
+}
+
+/// A process from its announcement (`fleet/presence.rs`: `json`), `expires_in_ms` after
+/// now.
+fn process(id: String, expires_in_ms: u64, text: Result<String, String>) -> Process {
+    let expires_in = Duration::from_millis(expires_in_ms);
+    let mut process = Process {
+        id,
+        name: "?".to_owned(),
+        host: "?".to_owned(),
+        pid: 0,
+        resync_interval: None,
+        last_seen: None,
+        expires_in,
+        breakers_total: 0,
+        breakers: Vec::new(),
+        corrupt: None,
+    };
+    let json = match text.and_then(|text| Json::parse(&text)) {
+        Ok(json @ Json::Object(_)) => json,
+        Ok(_) => {
+            process.corrupt = Some("the announcement is not a JSON object".to_owned());
+            return process;
+        }
+        Err(reason) => {
+            process.corrupt = Some(format!("the announcement does not parse: {reason}"));
+            return process;
+        }
+    };
+    let text = |key: &str| json.get(key).and_then(Json::as_str).map(str::to_owned);
+    process.name = text("name").unwrap_or(process.name);
+    process.host = text("host").unwrap_or(process.host);
+    process.pid = json.get("pid").and_then(Json::as_u64).unwrap_or(0);
+    process.resync_interval = json
+        .get("interval_ms")
+        .and_then(Json::as_u64)
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis);
+    // It lives ANNOUNCEMENT_LIFETIME intervals after its last renewal.
+    process.last_seen = process.resync_interval.map(|interval| {
+        interval
+            .saturating_mul(ANNOUNCEMENT_LIFETIME)
+            .saturating_sub(expires_in)
+    });
+    if let Some(Json::Object(breakers)) = json.get("breakers") {
+        // A BTreeMap: sorted by name, as `Process::sees` searches it.
+        process.breakers = breakers
+            .iter()
+            .map(|(service, state)| (service.clone(), state.as_str().unwrap_or("?").to_owned()))
+            .collect();
+    }
+    process.breakers_total = json
+        .get("breakers_total")
+        .and_then(Json::as_u64)
+        .unwrap_or(process.breakers.len() as u64);
+    process
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_announcement_reads_with_its_age() {
+        let text = r#"{"at_ms":1,"id":"1f2e","name":"api","host":"web-1","pid":42,"interval_ms":1000,"breakers_total":3,"breakers_omitted":1,"breakers":{"users":"open","b":"closed"}}"#;
+        let p = process("1f2e".into(), 7_000, Ok(text.into()));
+        assert_eq!(p.label(), "api@web-1 (pid 42)");
+        assert_eq!(p.last_seen, Some(Duration::from_secs(3)));
+        assert_eq!(p.sees("users"), Some(State::Open));
+        assert_eq!(p.sees("b"), Some(State::Closed));
+        assert_eq!(p.sees("c"), None);
+        assert_eq!(p.breakers_total, 3);
+        assert!(!p.is_stale());
+        let old = process("1f2e".into(), 3_000, Ok(text.into()));
+        assert!(old.is_stale(), "seen 7 intervals ago");
+        let bad = process("9".into(), 1, Ok("{\"name\":".into()));
+        assert!(bad.corrupt.is_some());
+        assert_eq!(bad.id, "9");
+    }
+}

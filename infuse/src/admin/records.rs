@@ -1,0 +1,395 @@
+//! The breakers of a namespace as operators see them: each record read with one
+//! pipeline, only the newest history entry, and the processes that see each breaker as
+//! indices into one list of processes (no copy of a process per breaker).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures_util::{stream, StreamExt, TryStreamExt};
+use redis::Value;
+
+use super::processes::{self, Process};
+use super::{Admin, HistoryEntry, IN_FLIGHT, PAGE};
+use crate::core::StorageError;
+use crate::store::redis::bounded;
+use crate::store::redis::keys::{self, StateHash, STATE_FIELDS};
+use crate::State;
+
+/// The breakers of a namespace and the processes announced in it, read together.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Listing {
+    /// Every breaker, by service name: those with a record, those the change log lists
+    /// and those a process announces (the last two may have no record any more).
+    pub breakers: Vec<BreakerRow>,
+    /// The processes announced, as [`Admin::processes`] lists them;
+    /// [`Sighting::process`] indexes this list.
+    pub processes: Vec<Process>,
+    /// Redis's clock when the listing was read (unix ms): ages are measured from it.
+    pub server_ms: u64,
+}
+
+/// One breaker of a [`Listing`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BreakerRow {
+    /// The target service.
+    pub service: String,
+    /// Its record, or why there is none to show.
+    pub record: Record,
+    /// Its newest transition (the history's first entry), if it has one that parses.
+    pub last_transition: Option<HistoryEntry>,
+    /// The processes that announced they use the breaker, with the state each sees.
+    pub seen_by: Vec<Sighting>,
+}
+
+/// A breaker's record, as Redis holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// The record, read.
+    Ok(BreakerRecord),
+    /// No record: it expired (no process used the breaker for `key_ttl`), was deleted,
+    /// or Redis lost it. A process that uses the breaker recreates it.
+    Missing,
+    /// A record infuse did not write (a key of another type, a field that is no number,
+    /// an unknown state): the scripts refuse it until an operator closes or forces the
+    /// breaker, which repairs it.
+    Corrupt(String),
+}
+
+/// A breaker's record, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BreakerRecord {
+    /// The fleet's state of the breaker.
+    pub state: State,
+    /// Bumped by every transition.
+    pub generation: u64,
+    /// Consecutive failures.
+    pub fail_counter: u64,
+    /// Successful trials in a row (toward `success_threshold`).
+    pub success_counter: u64,
+    /// Consecutive failed trials (the exponent of the open time's backoff).
+    pub reopens: u64,
+    /// While open: the time left before a trial may start (zero: a trial is due; the
+    /// next call makes it).
+    pub open_remaining: Option<Duration>,
+    /// The trial in flight, if any.
+    pub trial: Option<Trial>,
+    /// The failure-rate window's totals over its live buckets (rate rules only).
+    pub window: Option<WindowRates>,
+    /// How long until the record expires (`None`: it does not, as in a forced state).
+    pub expires_in: Option<Duration>,
+    /// The breaker's other keys that hold what infuse did not write (the record itself
+    /// is fine; the next transition or an operator's close repairs them).
+    pub anomalies: Vec<String>,
+}
+
+impl BreakerRecord {
+    /// Open with no time left: the next call is a trial ("half-open, trial due" rather
+    /// than "open, 0 ms").
+    pub fn trial_due(&self) -> bool {
+        self.state == State::Open && self.open_remaining.is_some_and(|left| left.is_zero())
+    }
+}
+
+/// A trial in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Trial {
+    /// The time left on its lease (`None`: the lease has no expiry).
+    pub remaining: Option<Duration>,
+    /// The process holding it (its id, as [`Process::id`] writes it).
+    pub holder: Option<String>,
+}
+
+/// The calls a rate rule's window counts, over its live buckets (the whole fleet's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WindowRates {
+    /// Calls counted.
+    pub calls: u64,
+    /// Of which failed.
+    pub failures: u64,
+    /// Of which slow.
+    pub slow: u64,
+}
+
+/// A process that announced it uses a breaker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Sighting {
+    /// The process: an index into [`Listing::processes`].
+    pub process: usize,
+    /// The state it sees the breaker in, as it announced it (`"open"`, `"closed"`…).
+    pub state: String,
+}
+
+/// Lists `only` (one service), or every breaker of the namespace.
+pub(super) async fn list(admin: &Admin, only: Option<&str>) -> Result<Listing, StorageError> {
+    let server_ms = processes::server_ms(admin).await?;
+    let processes = processes::list_at(admin, server_ms).await?;
+    let mut services: Vec<String> = match only {
+        Some(service) => vec![service.to_owned()],
+        None => {
+            let mut services = logged_services(admin).await?;
+            if !admin.cluster {
+                services.extend(scanned_services(admin).await?);
+            }
+            for process in &processes {
+                services.extend(process.breakers.iter().map(|(service, _)| service.clone()));
+            }
+            services
+        }
+    };
+    services.sort_unstable();
+    services.dedup();
+    // Who sees what: one entry per announced (process, breaker), grouped by breaker.
+    let mut seen: HashMap<&str, Vec<Sighting>> = HashMap::new();
+    for (index, process) in processes.iter().enumerate() {
+        for (service, state) in &process.breakers {
+            if only.is_none_or(|only| only == service) {
+                seen.entry(service).or_default().push(Sighting {
+                    process: index,
+                    state: state.clone(),
+                });
+            }
+        }
+    }
+    let read: Vec<(Record, Option<HistoryEntry>)> = stream::iter(services.iter())
+        .map(|service| read_one(admin, service))
+        .buffered(IN_FLIGHT)
+        .try_collect()
+        .await?;
+    let breakers = services
+        .iter()
+        .zip(read)
+        .map(|(service, (record, last_transition))| BreakerRow {
+            seen_by: seen.remove(service.as_str()).unwrap_or_default(),
+            service: service.clone(),
+            record,
+            last_transition,
+        })
+        .collect();
+    Ok(Listing {
+        breakers,
+        processes,
+        server_ms,
+    })
+}
+
+/// The services the namespace's change log lists, a page at a time.
+async fn logged_services(admin: &Admin) -> Result<Vec<String>, StorageError> {
+    let key = keys::changes_key(&admin.namespace);
+    let mut services = Vec::new();
+    loop {
+        let start = services.len();
+        let mut conn = admin.connection.commands();
+        let page: Vec<String> = bounded(
+            "status",
+            admin.deadline(),
+            redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(start)
+                .arg(start + PAGE - 1)
+                .query_async(&mut conn),
+        )
+        .await
+        .or_else(|error| wrong_type(error, Vec::new()))?;
+        let done = page.len() < PAGE;
+        services.extend(page);
+        if done {
+            return Ok(services);
+        }
+    }
+}
+
+/// The services with a state key (whose note in the log may be lost): `SCAN`, a page at
+/// a time.
+async fn scanned_services(admin: &Admin) -> Result<Vec<String>, StorageError> {
+    let pattern = keys::state_keys_pattern(&admin.namespace);
+    let mut seen = HashSet::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let mut conn = admin.connection.commands();
+        let (next, page): (u64, Vec<String>) = bounded(
+            "status",
+            admin.deadline(),
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(PAGE)
+                .query_async(&mut conn),
+        )
+        .await?;
+        seen.extend(
+            page.iter()
+                .filter_map(|key| keys::service_of_state_key(&admin.namespace, key))
+                .map(str::to_owned),
+        );
+        if next == 0 {
+            return Ok(seen.into_iter().collect());
+        }
+        cursor = next;
+    }
+}
+
+/// A log key of another type reads as empty (the next process's read deletes it).
+fn wrong_type<T>(error: StorageError, empty: T) -> Result<T, StorageError> {
+    match error {
+        StorageError::Corrupt(_) => Ok(empty),
+        error => Err(error),
+    }
+}
+
+/// One breaker's record and newest history entry: one pipeline of seven reads on its
+/// keys (one hash slot). A key holding garbage is shown as such; only a failure to
+/// reach Redis is an error.
+async fn read_one(
+    admin: &Admin,
+    service: &str,
+) -> Result<(Record, Option<HistoryEntry>), StorageError> {
+    let [state, open, trial, window, history] = keys::breaker_keys(&admin.namespace, service);
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    pipe.cmd("HGETALL").arg(&state);
+    pipe.cmd("PTTL").arg(&state);
+    pipe.cmd("PTTL").arg(&open);
+    pipe.cmd("PTTL").arg(&trial);
+    pipe.cmd("GET").arg(&trial);
+    pipe.cmd("HGETALL").arg(&window);
+    pipe.cmd("LRANGE").arg(&history).arg(0).arg(0);
+    let mut conn = admin.connection.commands();
+    let values: Vec<Value> =
+        bounded("status", admin.deadline(), pipe.query_async(&mut conn)).await?;
+    let Ok([state_hash, state_ttl, open_ttl, trial_ttl, token, window_hash, newest]) =
+        <[Value; 7]>::try_from(values)
+    else {
+        return Err(StorageError::Corrupt(format!(
+            "{service}: Redis answered a pipeline of 7 reads with another number of replies"
+        )));
+    };
+    let mut anomalies = Vec::new();
+    let last_transition = match read::<Vec<String>>(newest) {
+        Ok(entries) => entries.first().and_then(|entry| HistoryEntry::parse(entry)),
+        Err(error) => {
+            anomalies.push(format!("{history}: {error}"));
+            None
+        }
+    };
+    let hash = match read::<HashMap<String, String>>(state_hash) {
+        Ok(hash) if hash.is_empty() => return Ok((Record::Missing, last_transition)),
+        Ok(hash) => hash,
+        Err(error) => {
+            return Ok((
+                Record::Corrupt(format!("{state}: {error}")),
+                last_transition,
+            ))
+        }
+    };
+    let parsed = match check_fields(&hash).and_then(|()| {
+        StateHash::parse(&hash).map_err(|unknown| format!("field state holds an {unknown}"))
+    }) {
+        Ok(parsed) => parsed,
+        Err(reason) => {
+            return Ok((
+                Record::Corrupt(format!("{state}: {reason}")),
+                last_transition,
+            ));
+        }
+    };
+    let window = match read::<HashMap<String, String>>(window_hash) {
+        Ok(hash) => keys::window_totals(&hash).map(|totals| WindowRates {
+            calls: totals.calls,
+            failures: totals.failures,
+            slow: totals.slow,
+        }),
+        Err(error) => {
+            anomalies.push(format!("{window}: {error}"));
+            None
+        }
+    };
+    let trial = match read::<Option<String>>(token) {
+        Ok(token) => token.map(|token| Trial {
+            remaining: pttl(trial_ttl),
+            holder: keys::trial_holder(&token).map(keys::process_id),
+        }),
+        Err(error) => {
+            anomalies.push(format!("{trial}: {error}"));
+            None
+        }
+    };
+    let open_remaining =
+        (parsed.state == State::Open).then(|| pttl(open_ttl).unwrap_or(Duration::ZERO));
+    Ok((
+        Record::Ok(BreakerRecord {
+            state: parsed.state,
+            generation: parsed.generation,
+            fail_counter: parsed.fail_counter,
+            success_counter: parsed.success_counter,
+            reopens: parsed.reopens,
+            open_remaining,
+            trial,
+            window,
+            expires_in: pttl(state_ttl),
+            anomalies,
+        }),
+        last_transition,
+    ))
+}
+
+/// The fields the scripts require (`parse` in `scripts/prelude.lua`), each a decimal
+/// number; `reo` may be absent (records written before it existed).
+fn check_fields(hash: &HashMap<String, String>) -> Result<(), String> {
+    let [inc, generation, seq, state, fail, succ, reo, _] = STATE_FIELDS;
+    for field in [inc, generation, seq, state, fail, succ, reo] {
+        match hash.get(field) {
+            None if field == reo => {}
+            None => return Err(format!("no field {field}")),
+            Some(value) if value.parse::<u64>().is_err() => {
+                return Err(format!("field {field} is {value:?}, not a count"));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// One reply of a pipeline, as `T`; an error reply (a key of the wrong type) as its text.
+fn read<T: redis::FromRedisValue>(value: Value) -> Result<T, String> {
+    redis::from_redis_value(value).map_err(|error| error.to_string())
+}
+
+/// A `PTTL` reply as a duration (`None`: no key, no expiry, or not a number).
+fn pttl(value: Value) -> Option<Duration> {
+    read::<i64>(value)
+        .ok()
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_the_scripts_require_are_checked() {
+        let mut hash: HashMap<String, String> = STATE_FIELDS
+            .iter()
+            .zip(["7", "1", "1", "0", "0", "0", "0", ""])
+            .map(|(field, value)| (field.to_string(), value.to_string()))
+            .collect();
+        assert_eq!(check_fields(&hash), Ok(()));
+        hash.remove("reo");
+        assert_eq!(check_fields(&hash), Ok(()));
+        hash.insert("fail".into(), "lots".into());
+        assert_eq!(
+            check_fields(&hash),
+            Err("field fail is \"lots\", not a count".into())
+        );
+        hash.remove("gen");
+        assert_eq!(check_fields(&hash), Err("no field gen".into()));
+    }
+}
