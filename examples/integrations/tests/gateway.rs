@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use infuse_tests::support::redis_server::{free_port, RedisServer};
@@ -20,8 +20,9 @@ fn gateway_binary() -> PathBuf {
     binary
 }
 
-/// A gateway process, killed when dropped.
-struct Gateway(Child);
+/// A gateway process, killed when dropped, with the read end of its stdout: closing
+/// it early would fail the gateway's next `println!` (a broken pipe) and end it.
+struct Gateway(Child, #[allow(dead_code)] BufReader<ChildStdout>);
 
 impl Drop for Gateway {
     fn drop(&mut self) {
@@ -45,11 +46,10 @@ fn serve(redis: &RedisServer, args: &[&str], env: &[(&str, String)]) -> Gateway 
         .spawn()
         .unwrap();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut first).unwrap();
     assert!(first.starts_with("gateway: curl"), "{first:?}");
-    Gateway(child)
+    Gateway(child, stdout)
 }
 
 /// `method path` on 127.0.0.1:`port`: the status code.
