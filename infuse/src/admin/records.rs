@@ -156,8 +156,11 @@ pub(super) async fn list(admin: &Admin, only: Option<&str>) -> Result<Listing, S
             }
         }
     }
-    let read: Vec<(Record, Option<HistoryEntry>)> = stream::iter(services.iter())
-        .map(|service| read_one(admin, service))
+    // By index: a closure taking `&String` is generic over its lifetime, and rustc then
+    // cannot prove the listing's future `Send` (rust-lang/rust#102211), which a web
+    // handler needs.
+    let read: Vec<(Record, Option<HistoryEntry>)> = stream::iter(0..services.len())
+        .map(|at| read_one(admin, &services[at]))
         .buffered(IN_FLIGHT)
         .try_collect()
         .await?;
