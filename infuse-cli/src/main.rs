@@ -145,8 +145,8 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let (config, cluster) = cli.connection.config().map_err(connection::in_cli_terms)?;
-        let fleet = connection::connect(&cli.connection, config, cluster).await?;
+        let config = cli.connection.config().map_err(connection::in_cli_terms)?;
+        let fleet = connection::connect(&cli.connection, config).await?;
         match cli.command {
             Command::Status { services, json } => status::run(&fleet, &services, json).await,
             Command::Watch => watch::run(&fleet).await,
