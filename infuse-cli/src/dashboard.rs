@@ -4,9 +4,11 @@
 //! - `GET /api/breakers`: what `infuse status --json` prints;
 //! - `GET /api/config`: the namespace, and whether changes are allowed;
 //! - `GET /api/events`: server-sent events, one per breaker event of the namespace's
-//!   pub/sub channel (the page re-reads the breakers on each, and shows a timeline);
+//!   pub/sub channel, followed by `infuse::admin`'s change stream, which subscribes
+//!   again after a Redis restart (the page re-reads the breakers on each, and shows a
+//!   timeline);
 //! - `POST /api/breakers/{service}/open?for=30m` and `…/close`: changes through the
-//!   library's scripts.
+//!   library's scripts, by `infuse::admin` (the dashboard never announces itself).
 //!
 //! Who may do what is [`access`]'s; how connections are held, [`server`]'s.
 

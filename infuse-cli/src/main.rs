@@ -10,8 +10,9 @@
 //! infuse open SERVICE [--for 30m] | close SERVICE | force-open SERVICE | disable SERVICE
 //! ```
 //!
-//! Reads go to the documented key layout (nothing is written); changes go through the
-//! library's own atomic scripts, so every process of the fleet sees them at once.
+//! A thin layer over `infuse::admin`: reads and changes through the library (changes by
+//! its own atomic scripts, so every process of the fleet sees them at once), and the
+//! command never becomes a fleet process.
 
 mod connection;
 mod control;
