@@ -51,28 +51,49 @@ impl Fleet {
     }
 
     /// `service`'s row, or the error naming the known breakers when the namespace has
-    /// nothing of it (no record, no history, no process using it).
+    /// nothing of it.
     pub(crate) async fn known(&self, service: &str) -> Result<BreakerRow, Failure> {
         let row = self.admin.breaker(service).await?;
-        if matches!(row.record, Record::Missing)
-            && row.seen_by.is_empty()
-            && row.last_transition.is_none()
-        {
-            return Err(self.unknown(service).await);
-        }
+        self.check_known(std::slice::from_ref(&row)).await?;
         Ok(row)
     }
 
-    /// The error for a service the namespace has nothing of.
-    pub(crate) async fn unknown(&self, service: &str) -> Failure {
-        let known = match self.admin.breakers().await {
-            Ok(listing) => listing
-                .breakers
-                .into_iter()
-                .map(|row| row.service)
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+    /// Fails, naming the known breakers, when the namespace has nothing of one of
+    /// `rows`: no record, no history, no process using it, and not in the full listing
+    /// (whose change log names breakers whose record expired). The full listing is read
+    /// only for such a row.
+    pub(crate) async fn check_known(&self, rows: &[BreakerRow]) -> Result<(), Failure> {
+        // Collected before the await: an iterator adapter held across it would make the
+        // future not provably `Send` (rust-lang/rust#102211).
+        let doubtful: Vec<&str> = rows
+            .iter()
+            .filter(|row| looks_unknown(row))
+            .map(|row| row.service.as_str())
+            .collect();
+        if doubtful.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = self
+            .admin
+            .breakers()
+            .await?
+            .breakers
+            .into_iter()
+            .map(|row| row.service)
+            .collect();
+        for service in doubtful {
+            if names
+                .binary_search_by(|name| name.as_str().cmp(service))
+                .is_err()
+            {
+                return Err(self.unknown(service, &names));
+            }
+        }
+        Ok(())
+    }
+
+    /// The error for a service the namespace has nothing of; `known`: its breakers.
+    fn unknown(&self, service: &str, known: &[String]) -> Failure {
         let hint = if known.is_empty() {
             format!(
                 "namespace {:?} has no breakers (check --namespace and --redis)",
@@ -95,4 +116,9 @@ impl Fleet {
             self.namespace
         ))
     }
+}
+
+/// No record, no history, no process using it.
+fn looks_unknown(row: &BreakerRow) -> bool {
+    matches!(row.record, Record::Missing) && row.seen_by.is_empty() && row.last_transition.is_none()
 }

@@ -42,22 +42,20 @@ impl View {
     }
 }
 
-/// The rows of `services` (every breaker of the namespace when empty).
+/// The rows of `services` (every breaker of the namespace when empty); a name the
+/// namespace has nothing of is an error.
+/// Named breakers are read alone, whatever the namespace holds.
 pub(crate) async fn view(fleet: &Fleet, services: &[String]) -> Result<View, Failure> {
-    let listing = fleet.admin().breakers().await?;
-    let mut rows = listing.breakers;
-    if !services.is_empty() {
-        let mut wanted = Vec::with_capacity(services.len());
-        for service in services {
-            match rows.binary_search_by(|row| row.service.as_str().cmp(service)) {
-                Ok(at) => wanted.push(rows[at].clone()),
-                Err(_) => return Err(fleet.unknown(service).await),
-            }
-        }
-        rows = wanted;
-    }
+    let listing = if services.is_empty() {
+        fleet.admin().breakers().await?
+    } else {
+        let names: Vec<&str> = services.iter().map(String::as_str).collect();
+        let listing = fleet.admin().breakers_named(&names).await?;
+        fleet.check_known(&listing.breakers).await?;
+        listing
+    };
     Ok(View {
-        rows,
+        rows: listing.breakers,
         processes: listing.processes,
         server_ms: listing.server_ms,
     })

@@ -322,4 +322,11 @@ fn status_memory_grows_with_breakers_plus_processes_not_their_product() {
         large < small * 3,
         "five times the breakers, {large} KiB against {small} KiB: not linear"
     );
+    // One breaker named: only its record is read, whatever the namespace holds.
+    let before = server.command_calls("hgetall");
+    let explained = stdout(&infuse(&server, "large", &["explain", "svc-00042"]));
+    assert!(explained.starts_with("svc-00042: closed"), "{explained}");
+    assert_eq!(explained.matches("  seen closed by api@").count(), 4);
+    let reads = server.command_calls("hgetall") - before;
+    assert!(reads <= 3, "explain read {reads} hashes");
 }
