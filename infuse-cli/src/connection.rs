@@ -53,8 +53,8 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// The `infuse::Config` these options describe (and whether it is a cluster).
-    pub(crate) fn config(&self) -> Result<(infuse::Config, bool), Failure> {
+    /// The `infuse::Config` these options describe.
+    pub(crate) fn config(&self) -> Result<infuse::Config, Failure> {
         let mut config = match (
             &self.redis,
             self.redis_sentinel.is_empty(),
@@ -106,8 +106,7 @@ impl Connection {
                 ))
             }
         }
-        let cluster = !self.redis_cluster.is_empty();
-        Ok((config.namespace(self.namespace.clone()), cluster))
+        Ok(config.namespace(self.namespace.clone()))
     }
 
     /// The URL of the one server (`--redis`, else `$REDIS_URL`, else the default), when
@@ -199,11 +198,10 @@ fn percent_decode(text: &str) -> Option<String> {
 pub(crate) async fn connect(
     connection: &Connection,
     config: infuse::Config,
-    cluster: bool,
 ) -> Result<fleet::Fleet, Failure> {
     const PROBE_WITHIN: Duration = Duration::from_secs(1);
     let namespace = connection.namespace.clone();
-    let attempt = fleet::Fleet::connect(config, namespace, cluster);
+    let attempt = fleet::Fleet::connect(config, namespace);
     let Some(target) = connection.probe_target() else {
         return attempt.await.map_err(in_cli_terms);
     };

@@ -1,10 +1,13 @@
 //! `infuse open | close | force-open | disable`: fleet-wide changes through the library's
-//! own atomic scripts.
+//! own atomic scripts, by [`infuse::admin::Admin`]: the command never becomes a fleet
+//! process, so it never shows among the processes that see a breaker.
 
 use std::time::Duration;
 
+use infuse::admin::{BreakerRow, Record};
+
 use crate::fleet::Fleet;
-use crate::status::{human, unknown};
+use crate::status::human;
 use crate::term::clean;
 use crate::Failure;
 
@@ -27,33 +30,45 @@ pub(crate) async fn run(fleet: &Fleet, service: &str, action: Action) -> Result<
 
 /// Applies `action` to `service`'s breaker; answers with what changed, in one line.
 pub(crate) async fn apply(fleet: &Fleet, service: &str, action: Action) -> Result<String, Failure> {
-    // Never create a breaker by mistake: only act on one the namespace has.
-    let Some(before) = fleet.record(service).await? else {
-        return Err(unknown(fleet, service, &fleet.services().await?));
-    };
-    let registry = fleet.registry().await?;
-    let breaker = registry.try_breaker(service)?;
+    // Never create a breaker by mistake: only act on one the namespace knows (a record
+    // that expired or holds garbage still counts: closing repairs it).
+    let before = fleet.known(service).await?;
+    let admin = fleet.admin();
     match action {
-        Action::Open(Some(duration)) => breaker.open_for(duration).await?,
-        Action::Open(None) => breaker.open().await?,
-        Action::Close => breaker.close().await?,
-        Action::ForceOpen => breaker.force_open().await?,
-        Action::Disable => breaker.disable().await?,
-    }
-    let after = fleet
-        .record(service)
-        .await?
-        .ok_or_else(|| Failure(format!("{service}: the record vanished after the change")))?;
+        Action::Open(Some(duration)) => admin.open_for(service, duration).await?,
+        Action::Open(None) => admin.open(service).await?,
+        Action::Close => admin.close(service).await?,
+        Action::ForceOpen => admin.force_open(service).await?,
+        Action::Disable => admin.disable(service).await?,
+    };
+    let after = admin.breaker(service).await?;
     let mut line = format!(
         "{}: {} -> {} (generation {} -> {})",
         clean(service),
-        before.state,
-        after.state,
-        before.generation,
-        after.generation
+        state_of(&before),
+        state_of(&after),
+        generation_of(&before),
+        generation_of(&after)
     );
-    if let Some(left) = after.open_remaining {
-        line.push_str(&format!(", open for {}", human(left)));
+    if let Record::Ok(record) = &after.record {
+        if let Some(left) = record.open_remaining.filter(|left| !left.is_zero()) {
+            line.push_str(&format!(", open for {}", human(left)));
+        }
     }
     Ok(line)
+}
+
+fn state_of(row: &BreakerRow) -> String {
+    match &row.record {
+        Record::Ok(record) => record.state.to_string(),
+        Record::Missing => "no record".to_owned(),
+        Record::Corrupt(_) => "corrupt record".to_owned(),
+    }
+}
+
+fn generation_of(row: &BreakerRow) -> String {
+    match &row.record {
+        Record::Ok(record) => record.generation.to_string(),
+        _ => "-".to_owned(),
+    }
 }

@@ -4,9 +4,11 @@
 //! - `GET /api/breakers`: what `infuse status --json` prints;
 //! - `GET /api/config`: the namespace, and whether changes are allowed;
 //! - `GET /api/events`: server-sent events, one per breaker event of the namespace's
-//!   pub/sub channel (the page re-reads the breakers on each, and shows a timeline);
+//!   pub/sub channel, followed by `infuse::admin`'s change stream, which subscribes
+//!   again after a Redis restart (the page re-reads the breakers on each, and shows a
+//!   timeline);
 //! - `POST /api/breakers/{service}/open?for=30m` and `…/close`: changes through the
-//!   library's scripts.
+//!   library's scripts, by `infuse::admin` (the dashboard never announces itself).
 //!
 //! Who may do what is [`access`]'s; how connections are held, [`server`]'s.
 
@@ -28,7 +30,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use clap::parser::ValueSource;
-use futures_util::StreamExt;
+use infuse::admin::Change;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
@@ -140,7 +142,7 @@ pub(crate) async fn run(
         .map_err(|e| Failure(format!("--listen {listen}: {e}")))?;
     let address = listener.local_addr()?;
     let (events, _) = broadcast::channel(256);
-    let mut pubsub = fleet.subscribe().await?;
+    let mut changes = fleet.admin().changes().await?;
     let app = Arc::new(App {
         fleet,
         access: Access::new(address, &options.allow_host, token, options.public_read),
@@ -148,15 +150,24 @@ pub(crate) async fn run(
     });
     let forward = app.clone();
     tokio::spawn(async move {
-        let mut messages = pubsub.on_message();
-        while let Some(message) = messages.next().await {
-            if let Ok(payload) = message.get_payload::<String>() {
-                if let Some(event) = event_json(&payload) {
-                    let _ = forward.events.send(event.to_string());
+        // The stream reconnects by itself; the page re-reads the breakers every tick.
+        loop {
+            match changes.next().await {
+                Change::Breaker { service, snapshot } => {
+                    let _ = forward
+                        .events
+                        .send(event_json(&service, &snapshot).to_string());
                 }
+                Change::Disconnected { reason } => tracing_free_warning(&format!(
+                    "lost the event subscription ({}); reconnecting",
+                    crate::term::clean(&reason)
+                )),
+                Change::Reconnected { .. } => {
+                    tracing_free_warning("the event subscription is back")
+                }
+                _ => {}
             }
         }
-        tracing_free_warning("the event subscription ended; the page no longer updates live");
     });
     let router = Router::new()
         .route("/", get(page))
@@ -213,14 +224,13 @@ fn tracing_free_warning(message: &str) {
     eprintln!("infuse dashboard: {message}");
 }
 
-/// A pub/sub event as the page's JSON.
-fn event_json(payload: &str) -> Option<Value> {
-    let (service, snapshot) = infuse::store::redis::parse_event(payload)?;
+/// A breaker's event as the page's JSON.
+fn event_json(service: &str, snapshot: &infuse::Snapshot) -> Value {
     let at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64;
-    Some(json!({
+    json!({
         "service": service,
         "state": snapshot.state.as_str(),
         "generation": snapshot.generation,
@@ -228,7 +238,7 @@ fn event_json(payload: &str) -> Option<Value> {
         "open_remaining_ms": snapshot.open_remaining.map(|d| d.as_millis() as u64),
         "trial_in_flight": snapshot.trial_remaining.is_some(),
         "at_ms": at,
-    }))
+    })
 }
 
 async fn page() -> Html<&'static str> {
@@ -246,10 +256,15 @@ async fn config(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn breakers(State(app): State<Arc<App>>) -> Response {
-    match status::rows(&app.fleet, &[]).await {
-        Ok(rows) => json_response(
+    match status::view(&app.fleet, &[]).await {
+        Ok(view) => json_response(
             StatusCode::OK,
-            Value::Array(rows.iter().map(status::to_json).collect()),
+            Value::Array(
+                view.rows
+                    .iter()
+                    .map(|row| status::to_json(&view, row))
+                    .collect(),
+            ),
         ),
         Err(failure) => json_response(StatusCode::BAD_GATEWAY, json!({ "error": failure.0 })),
     }

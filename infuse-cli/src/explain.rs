@@ -1,74 +1,80 @@
-//! `infuse explain SERVICE`: a breaker's state now, and its recent transitions with
-//! their reasons and the processes that made them.
+//! `infuse explain SERVICE`: a breaker's state now, the processes that see it (and when
+//! each was last seen), and its recent transitions with their reasons and the processes
+//! that made them.
 
 use std::time::Duration;
 
+use infuse::admin::Record;
+use infuse::store::redis::keys::HISTORY_LEN;
 use serde_json::{json, Value};
 
 use crate::fleet::Fleet;
-use crate::status::{human, rows, transition_json, unix_ms};
+use crate::status::{human, state_text, transition_json, view};
 use crate::term::{clean, clean_json};
 use crate::Failure;
 
-/// Prints `service`'s state and history (newest first).
+/// Prints `service`'s state, who sees it, and its history (newest first, at most the
+/// [`HISTORY_LEN`] entries the scripts keep).
 pub(crate) async fn run(fleet: &Fleet, service: &str, json: bool) -> Result<(), Failure> {
-    let row = rows(fleet, &[service.to_owned()]).await?.remove(0);
-    let history = fleet.history(service).await?;
-    let processes = fleet.processes().await?;
-    let by = |id: &str| {
-        processes
-            .iter()
-            .find(|p| p.id == id)
-            .map(|p| p.label())
-            .unwrap_or_else(|| format!("process {id} (no longer announced)"))
-    };
+    let view = view(fleet, &[service.to_owned()]).await?;
+    let row = &view.rows[0];
+    let history = fleet.admin().history(service, HISTORY_LEN).await?;
+    let ago = |at_ms: u64| human(Duration::from_millis(view.server_ms.saturating_sub(at_ms)));
     if json {
         let entries: Vec<Value> = history
             .iter()
             .map(|t| {
                 let mut entry = transition_json(t);
-                entry["by"] = Value::String(by(&t.process));
+                entry["by"] = Value::String(view.label_of(&t.process));
                 entry
             })
             .collect();
-        let document = json!({ "breaker": crate::status::to_json(&row), "history": entries });
+        let document = json!({ "breaker": crate::status::to_json(&view, row), "history": entries });
         println!("{}", clean_json(&document.to_string()));
         return Ok(());
     }
-    let r = &row.record;
-    let mut now = format!(
-        "{}: {} (generation {}, {} consecutive failures",
-        clean(service),
-        r.state,
-        r.generation,
-        r.fail_counter
-    );
-    if let Some(left) = r.open_remaining {
-        now.push_str(&format!(", open for {}", human(left)));
+    let mut now = format!("{}: {}", clean(service), clean(&state_text(&row.record)));
+    if let Record::Ok(r) = &row.record {
+        now.push_str(&format!(
+            " (generation {}, {} consecutive failures",
+            r.generation, r.fail_counter
+        ));
+        if let Some(left) = r.open_remaining.filter(|left| !left.is_zero()) {
+            now.push_str(&format!(", open for {}", human(left)));
+        }
+        now.push(')');
     }
-    now.push(')');
     println!("{now}");
-    for (process, state) in &row.seen_by {
-        println!("  seen {} by {}", clean(state), clean(&process.label()));
+    for (process, state) in view.seen_by(row) {
+        let seen = match process.last_seen {
+            Some(age) if process.is_stale() => {
+                format!(", last seen {} ago (missed its renewals)", human(age))
+            }
+            Some(age) => format!(", last seen {} ago", human(age)),
+            None => String::new(),
+        };
+        println!(
+            "  seen {} by {}{seen}",
+            clean(state),
+            clean(&process.label())
+        );
     }
     if history.is_empty() {
         println!(
-            "no transitions recorded (the history keeps the last {} of each breaker)",
-            infuse::store::redis::keys::HISTORY_LEN
+            "no transitions recorded (the history keeps the last {HISTORY_LEN} of each breaker)"
         );
         return Ok(());
     }
     println!("recent transitions, newest first:");
-    let now_ms = unix_ms();
     for t in &history {
-        let ago = human(Duration::from_millis(now_ms.saturating_sub(t.at_ms)));
         println!(
-            "  {ago:>8} ago  {} -> {}  {}  generation {}  by {}",
+            "  {:>8} ago  {} -> {}  {}  generation {}  by {}",
+            ago(t.at_ms),
             clean(&t.from),
             clean(&t.to),
             clean(&t.reason),
             t.generation,
-            clean(&by(&t.process))
+            clean(&view.label_of(&t.process))
         );
     }
     Ok(())

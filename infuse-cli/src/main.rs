@@ -10,8 +10,9 @@
 //! infuse open SERVICE [--for 30m] | close SERVICE | force-open SERVICE | disable SERVICE
 //! ```
 //!
-//! Reads go to the documented key layout (nothing is written); changes go through the
-//! library's own atomic scripts, so every process of the fleet sees them at once.
+//! A thin layer over `infuse::admin`: reads and changes through the library (changes by
+//! its own atomic scripts, so every process of the fleet sees them at once), and the
+//! command never becomes a fleet process.
 
 mod connection;
 mod control;
@@ -145,8 +146,8 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let (config, cluster) = cli.connection.config().map_err(connection::in_cli_terms)?;
-        let fleet = connection::connect(&cli.connection, config, cluster).await?;
+        let config = cli.connection.config().map_err(connection::in_cli_terms)?;
+        let fleet = connection::connect(&cli.connection, config).await?;
         match cli.command {
             Command::Status { services, json } => status::run(&fleet, &services, json).await,
             Command::Watch => watch::run(&fleet).await,

@@ -1,123 +1,170 @@
-//! `infuse status`: a table (or JSON) of the namespace's breakers.
+//! `infuse status`: a table (or JSON) of the namespace's breakers, from the library's
+//! [`infuse::admin`] listing: a record that expired or holds garbage is a row saying so,
+//! never a failure of the whole listing.
 
 use std::time::Duration;
 
+use infuse::admin::{BreakerRow, HistoryEntry, Process, Record};
 use serde_json::{json, Value};
 
-use crate::fleet::{Fleet, Process, Record, Transition};
+use crate::fleet::Fleet;
 use crate::term::{clean, clean_json};
 use crate::Failure;
 
-/// One breaker as `status` shows it: its record, the processes that use it, and its last
-/// transition.
-pub(crate) struct Row {
-    pub(crate) record: Record,
-    /// Each process that announced it uses the breaker, with the state it sees.
-    pub(crate) seen_by: Vec<(Process, String)>,
-    pub(crate) last: Option<Transition>,
+/// The breakers shown, with the processes their sightings index and Redis's clock.
+pub(crate) struct View {
+    pub(crate) rows: Vec<BreakerRow>,
+    pub(crate) processes: Vec<Process>,
+    /// Redis's clock when read (unix ms): ages are measured from it.
+    pub(crate) server_ms: u64,
 }
 
-/// The rows of `services` (every breaker of the namespace when empty).
-pub(crate) async fn rows(fleet: &Fleet, services: &[String]) -> Result<Vec<Row>, Failure> {
-    let known = fleet.services().await?;
-    let wanted: Vec<String> = if services.is_empty() {
-        known.clone()
-    } else {
-        services.to_vec()
-    };
-    let processes = fleet.processes().await?;
-    let mut rows = Vec::with_capacity(wanted.len());
-    for service in &wanted {
-        let Some(record) = fleet.record(service).await? else {
-            return Err(unknown(fleet, service, &known));
-        };
-        let seen_by = processes
+impl View {
+    /// The processes that see `row`'s breaker, with the state each sees.
+    pub(crate) fn seen_by<'a>(
+        &'a self,
+        row: &'a BreakerRow,
+    ) -> impl Iterator<Item = (&'a Process, &'a str)> + 'a {
+        row.seen_by
             .iter()
-            .filter_map(|p| {
-                p.breakers
-                    .get(service)
-                    .map(|state| (p.clone(), state.clone()))
-            })
-            .collect();
-        let last = fleet.history(service).await?.into_iter().next();
-        rows.push(Row {
-            record,
-            seen_by,
-            last,
-        });
+            .filter_map(|seen| Some((self.processes.get(seen.process)?, seen.state.as_str())))
     }
-    Ok(rows)
+
+    /// The label of process `id`, as the history and trials name it.
+    pub(crate) fn label_of(&self, id: &str) -> String {
+        self.processes
+            .iter()
+            .find(|p| p.id == id)
+            .map(Process::label)
+            .unwrap_or_else(|| {
+                format!("process {id} (not announced: exited, or an operator's tool)")
+            })
+    }
+}
+
+/// The rows of `services` (every breaker of the namespace when empty); a name the
+/// namespace has nothing of is an error.
+/// Named breakers are read alone, whatever the namespace holds.
+pub(crate) async fn view(fleet: &Fleet, services: &[String]) -> Result<View, Failure> {
+    let listing = if services.is_empty() {
+        fleet.admin().breakers().await?
+    } else {
+        let names: Vec<&str> = services.iter().map(String::as_str).collect();
+        let listing = fleet.admin().breakers_named(&names).await?;
+        fleet.check_known(&listing.breakers).await?;
+        listing
+    };
+    Ok(View {
+        rows: listing.breakers,
+        processes: listing.processes,
+        server_ms: listing.server_ms,
+    })
 }
 
 /// Prints the breakers of `services` (every breaker of the namespace when empty).
 pub(crate) async fn run(fleet: &Fleet, services: &[String], json: bool) -> Result<(), Failure> {
-    let rows = rows(fleet, services).await?;
+    let view = view(fleet, services).await?;
     if json {
-        let array: Vec<Value> = rows.iter().map(to_json).collect();
+        let array: Vec<Value> = view.rows.iter().map(|row| to_json(&view, row)).collect();
         println!("{}", clean_json(&Value::Array(array).to_string()));
-    } else if rows.is_empty() {
+    } else if view.rows.is_empty() {
         println!("no breakers in namespace {:?}", fleet.namespace);
     } else {
-        print_table(&rows);
+        print_table(&view);
     }
     Ok(())
 }
 
-/// The error for a service the namespace has no record of.
-pub(crate) fn unknown(fleet: &Fleet, service: &str, known: &[String]) -> Failure {
-    let hint = if known.is_empty() {
-        format!(
-            "namespace {:?} has no breakers (check --namespace and --redis)",
-            fleet.namespace
-        )
-    } else {
-        let known: Vec<_> = known.iter().map(|name| clean(name)).collect();
-        format!("known: {}", known.join(", "))
-    };
-    Failure(format!(
-        "no breaker \"{}\" in namespace {:?}; {hint}",
-        clean(service),
-        fleet.namespace
-    ))
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// One breaker as JSON (`status --json`, the dashboard's API).
-pub(crate) fn to_json(row: &Row) -> Value {
-    let r = &row.record;
-    let window = r.window.map(
-        |(calls, failures, slow)| json!({ "calls": calls, "failures": failures, "slow": slow }),
-    );
-    let processes: Vec<Value> = row
-        .seen_by
-        .iter()
+/// One breaker as JSON (`status --json`, the dashboard's API). A row without a readable
+/// record has `record` `"missing"` or `"corrupt"` (with `corrupt_reason`), `state` the
+/// same word, and null counters.
+pub(crate) fn to_json(view: &View, row: &BreakerRow) -> Value {
+    let processes: Vec<Value> = view
+        .seen_by(row)
         .map(|(p, state)| {
-            json!({ "id": p.id, "name": p.name, "host": p.host, "pid": p.pid, "state": state, "announced_at_ms": p.at_ms })
+            json!({
+                "id": p.id, "name": p.name, "host": p.host, "pid": p.pid, "state": state,
+                "last_seen_ms": p.last_seen.map(ms), "stale": p.is_stale(),
+            })
         })
         .collect();
-    json!({
-        "service": r.service,
-        "state": r.state.as_str(),
-        "fail_counter": r.fail_counter,
-        "success_counter": r.success_counter,
-        "generation": r.generation,
-        "reopens": r.reopens,
-        "open_remaining_ms": r.open_remaining.map(|d| d.as_millis() as u64),
-        "trial_in_flight": r.trial_remaining.is_some(),
-        "trial_remaining_ms": r.trial_remaining.map(|d| d.as_millis() as u64),
-        "trial_holder": r.trial_holder,
-        "window": window,
-        "expires_in_ms": r.expires_in.map(|d| d.as_millis() as u64),
+    let mut value = json!({
+        "service": row.service,
         "processes": processes,
-        "last_transition": row.last.as_ref().map(transition_json),
-    })
+        "last_transition": row.last_transition.as_ref().map(transition_json),
+    });
+    let fields = match &row.record {
+        Record::Ok(r) => json!({
+            "record": "ok",
+            "state": r.state.as_str(),
+            "trial_due": r.trial_due(),
+            "fail_counter": r.fail_counter,
+            "success_counter": r.success_counter,
+            "generation": r.generation,
+            "reopens": r.reopens,
+            "open_remaining_ms": r.open_remaining.map(ms),
+            "trial_in_flight": r.trial.is_some(),
+            "trial_remaining_ms": r.trial.as_ref().and_then(|t| t.remaining).map(ms),
+            "trial_holder": r.trial.as_ref().and_then(|t| t.holder.clone()),
+            "window": r.window.map(|w| json!({ "calls": w.calls, "failures": w.failures, "slow": w.slow })),
+            "expires_in_ms": r.expires_in.map(ms),
+            "anomalies": r.anomalies,
+        }),
+        Record::Missing => json!({ "record": "missing", "state": "missing" }),
+        Record::Corrupt(reason) => {
+            json!({ "record": "corrupt", "state": "corrupt", "corrupt_reason": reason })
+        }
+    };
+    if let (Value::Object(value), Value::Object(fields)) = (&mut value, fields) {
+        value.extend(fields);
+    }
+    value
 }
 
 /// A history entry as JSON.
-pub(crate) fn transition_json(t: &Transition) -> Value {
+pub(crate) fn transition_json(t: &HistoryEntry) -> Value {
     json!({ "at_ms": t.at_ms, "from": t.from, "to": t.to, "generation": t.generation, "reason": t.reason, "process": t.process })
 }
 
-fn print_table(rows: &[Row]) {
+/// The state as an operator reads it: a trial that is due is "half-open, trial due", not
+/// "open, 0 ms"; a row without a record says why.
+pub(crate) fn state_text(record: &Record) -> String {
+    match record {
+        Record::Ok(r) if r.trial_due() => "half-open, trial due".to_owned(),
+        Record::Ok(r) => r.state.to_string(),
+        Record::Missing => "no record (expired)".to_owned(),
+        Record::Corrupt(reason) => format!("corrupt ({reason}; infuse close repairs it)"),
+    }
+}
+
+/// "2 processes (1 open: api@web-1 (pid 7))", or "-".
+pub(crate) fn seen_text(view: &View, row: &BreakerRow) -> String {
+    let n = row.seen_by.len();
+    if n == 0 {
+        return "-".to_owned();
+    }
+    let open: Vec<String> = view
+        .seen_by(row)
+        .filter(|(_, state)| *state == "open" || *state == "forced-open")
+        .map(|(p, _)| p.label())
+        .collect();
+    let plural = if n == 1 { "" } else { "es" };
+    if open.is_empty() {
+        format!("{n} process{plural} (0 open)")
+    } else {
+        format!(
+            "{n} process{plural} ({} open: {})",
+            open.len(),
+            open.join(", ")
+        )
+    }
+}
+
+fn print_table(view: &View) {
     let header = [
         "SERVICE",
         "STATE",
@@ -129,25 +176,13 @@ fn print_table(rows: &[Row]) {
         "SEEN BY",
         "LAST CHANGE",
     ];
-    let now = unix_ms();
-    let cells: Vec<[String; 9]> = rows
+    let dash = || "-".to_owned();
+    let cells: Vec<[String; 9]> = view
+        .rows
         .iter()
         .map(|row| {
-            let r = &row.record;
-            let open_here = row
-                .seen_by
-                .iter()
-                .filter(|(_, s)| s == "open" || s == "forced-open")
-                .count();
-            let seen_by = match row.seen_by.len() {
-                0 => "-".to_owned(),
-                n => format!(
-                    "{n} process{} ({open_here} open)",
-                    if n == 1 { "" } else { "es" }
-                ),
-            };
             let last = row
-                .last
+                .last_transition
                 .as_ref()
                 .map(|t| {
                     format!(
@@ -155,37 +190,48 @@ fn print_table(rows: &[Row]) {
                         t.from,
                         t.to,
                         t.reason,
-                        human(Duration::from_millis(now.saturating_sub(t.at_ms)))
+                        human(Duration::from_millis(
+                            view.server_ms.saturating_sub(t.at_ms)
+                        ))
                     )
                 })
-                .unwrap_or_else(|| "-".to_owned());
+                .unwrap_or_else(dash);
+            let (fails, window, open_for, trial, generation) = match &row.record {
+                Record::Ok(r) => (
+                    r.fail_counter.to_string(),
+                    r.window
+                        .map(|w| format!("{}/{}/{}", w.calls, w.failures, w.slow))
+                        .unwrap_or_else(dash),
+                    r.open_remaining
+                        .filter(|left| !left.is_zero())
+                        .map(human)
+                        .unwrap_or_else(dash),
+                    r.trial
+                        .as_ref()
+                        .map(|t| {
+                            let left = t
+                                .remaining
+                                .map(|d| format!(" ({} left)", human(d)))
+                                .unwrap_or_default();
+                            match &t.holder {
+                                Some(id) => format!("in flight by {}{left}", view.label_of(id)),
+                                None => format!("in flight{left}"),
+                            }
+                        })
+                        .unwrap_or_else(dash),
+                    r.generation.to_string(),
+                ),
+                _ => (dash(), dash(), dash(), dash(), dash()),
+            };
             [
-                r.service.clone(),
-                r.state.as_str().to_owned(),
-                r.fail_counter.to_string(),
-                r.window
-                    .map(|(c, f, s)| format!("{c}/{f}/{s}"))
-                    .unwrap_or_else(|| "-".to_owned()),
-                r.open_remaining
-                    .map(human)
-                    .unwrap_or_else(|| "-".to_owned()),
-                r.trial_remaining
-                    .map(|d| {
-                        let by = r.trial_holder.as_ref().map(|id| {
-                            row.seen_by
-                                .iter()
-                                .find(|(p, _)| &p.id == id)
-                                .map(|(p, _)| p.label())
-                                .unwrap_or_else(|| format!("process {id}"))
-                        });
-                        match by {
-                            Some(by) => format!("in flight by {by} ({} left)", human(d)),
-                            None => format!("in flight ({} left)", human(d)),
-                        }
-                    })
-                    .unwrap_or_else(|| "-".to_owned()),
-                r.generation.to_string(),
-                seen_by,
+                row.service.clone(),
+                state_text(&row.record),
+                fails,
+                window,
+                open_for,
+                trial,
+                generation,
+                seen_text(view, row),
                 last,
             ]
             // Every cell may quote Redis: escaped before its width is measured.
@@ -210,14 +256,6 @@ fn print_table(rows: &[Row]) {
     for row in &cells {
         line(row.iter().map(String::as_str).collect());
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
 }
 
 /// `2h`, `1h02m`, `10m`, `4m05s`, `12.3s`, `250ms`: rounded to the last unit shown, so a

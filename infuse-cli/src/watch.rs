@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 
-use futures_util::StreamExt;
+use infuse::admin::{Change, Record};
 use infuse::State;
 
 use crate::fleet::Fleet;
@@ -11,32 +11,46 @@ use crate::status::human;
 use crate::term::clean;
 use crate::Failure;
 
-/// Prints every event of the namespace until interrupted (or the connection ends).
+/// Prints every event of the namespace until interrupted. When Redis goes away (a
+/// restart, a broken connection) it says so, subscribes again by itself, and says when
+/// it is back: changes made in between are not printed, but the next ones compare
+/// with the states re-read then.
 pub(crate) async fn run(fleet: &Fleet) -> Result<(), Failure> {
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut changes = fleet.admin().changes().await?;
     // What each service was, to print changes as `from -> to`.
-    let mut last: HashMap<String, State> = HashMap::new();
-    for service in fleet.services().await? {
-        if let Some(record) = fleet.record(&service).await? {
-            last.insert(service, record.state);
-        }
-    }
-    let mut pubsub = fleet.subscribe().await?;
+    let mut last = states(fleet).await?;
     println!(
         "watching namespace {:?} at {} (channel {})",
         fleet.namespace,
         fleet.address(),
-        fleet.channel()
+        clean(changes.channel())
     );
-    let mut messages = pubsub.on_message();
-    while let Some(message) = messages.next().await {
-        let Ok(payload) = message.get_payload::<String>() else {
-            continue;
+    loop {
+        let (service, snapshot) = match changes.next().await {
+            Change::Breaker { service, snapshot } => (service, snapshot),
+            Change::Disconnected { reason } => {
+                println!(
+                    "{}  lost the connection to Redis ({}); reconnecting",
+                    chrono_free_time(),
+                    clean(&reason)
+                );
+                continue;
+            }
+            Change::Reconnected { after } => {
+                println!(
+                    "{}  reconnected to Redis after {} (changes in between are not shown)",
+                    chrono_free_time(),
+                    human(after)
+                );
+                if let Ok(states) = states(fleet).await {
+                    last = states;
+                }
+                continue;
+            }
+            _ => continue,
         };
-        let Some((service, snapshot)) = infuse::store::redis::parse_event(&payload) else {
-            continue;
-        };
-        let from = last.insert(service.to_owned(), snapshot.state);
+        let from = last.insert(service.clone(), snapshot.state);
         let change = match from {
             Some(from) if from != snapshot.state => format!("{from} -> {}", snapshot.state),
             _ => snapshot.state.to_string(),
@@ -52,16 +66,28 @@ pub(crate) async fn run(fleet: &Fleet) -> Result<(), Failure> {
             detail.push_str(", trial in flight");
         }
         let time = chrono_free_time();
-        let line = format!("{time}  {}: {change} ({detail})", clean(service));
+        let line = format!("{time}  {}: {change} ({detail})", clean(&service));
         if colour {
             println!("\x1b[{}m{line}\x1b[0m", colour_of(snapshot.state));
         } else {
             println!("{line}");
         }
     }
-    Err(Failure(
-        "the event subscription ended (Redis closed the connection)".to_owned(),
-    ))
+}
+
+/// The state of each breaker with a readable record.
+async fn states(fleet: &Fleet) -> Result<HashMap<String, State>, Failure> {
+    Ok(fleet
+        .admin()
+        .breakers()
+        .await?
+        .breakers
+        .into_iter()
+        .filter_map(|row| match row.record {
+            Record::Ok(record) => Some((row.service, record.state)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// ANSI colour of a state: red open, yellow half-open, magenta forced, grey disabled,

@@ -179,6 +179,71 @@ async fn changes_need_the_token() {
 }
 
 /// The command line of a running process, as `ps` shows it to every user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_lists_an_expired_record_as_a_row_and_changes_never_announce_the_dashboard() {
+    let server = RedisServer::start();
+    let ns = "dash-expired";
+    let registry = member(&server, ns).await;
+    assert!(succeed(&registry.breaker("users")).await.is_ok());
+    // A breaker of a process that has ended, whose record then expired.
+    let gone = Registry::new(redis_service_config(
+        &server,
+        ns,
+        "retired",
+        2,
+        Duration::from_secs(60),
+    ))
+    .await
+    .unwrap();
+    assert!(succeed(&gone.breaker("retired")).await.is_ok());
+    gone.shutdown().await.unwrap();
+    drop(gone);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server
+        .cli(&["DEL", &format!("infuse:{{{ns}/retired}}:state")])
+        .unwrap();
+
+    let (dashboard, url) = dashboard(&server, ns, Some("s3cret"));
+    let http = reqwest::Client::new();
+    let answer = http
+        .get(format!("{url}api/breakers"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let rows: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    let rows = rows.as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["retired", "users"]);
+    assert_eq!(rows[0]["record"], "missing");
+    assert_eq!(rows[1]["state"], "closed");
+
+    let answer = http
+        .post(format!("{url}api/breakers/users/close"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let index = server
+        .cli(&["ZRANGE", &format!("infuse:{{{ns}}}:processes"), "0", "-1"])
+        .unwrap();
+    let dashboard_pid = format!("\"pid\":{},", dashboard.0.id());
+    for id in index.lines() {
+        let announced = server
+            .cli(&["GET", &format!("infuse:{{{ns}}}:process:{id}")])
+            .unwrap_or_default();
+        assert!(
+            !announced.contains(&dashboard_pid),
+            "the dashboard announced itself: {announced}"
+        );
+    }
+}
+
 fn command_line(process: &Running) -> String {
     std::fs::read(format!("/proc/{}/cmdline", process.0.id()))
         .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))

@@ -553,3 +553,40 @@ async fn the_global_registry_shuts_down_cleanly() {
     infuse::shutdown().await.unwrap();
     assert!(admin.processes().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_of_named_breakers_reads_only_those() {
+    let server = RedisServer::start();
+    let ns = "admin-named";
+    let admin = Admin::connect(&config(&server, ns)).await.unwrap();
+    for service in ["a", "b", "c"] {
+        admin.close(service).await.unwrap();
+    }
+    let mut conn = raw(&server).await;
+    announce(
+        &mut conn,
+        ns,
+        "e1",
+        30_000,
+        60_000,
+        &[("a", "closed"), ("c", "closed")],
+    )
+    .await;
+    let listing = admin
+        .breakers_named(&["c", "nosuch", "a", "c"])
+        .await
+        .unwrap();
+    let names: Vec<&str> = listing
+        .breakers
+        .iter()
+        .map(|r| r.service.as_str())
+        .collect();
+    assert_eq!(names, ["a", "c", "nosuch"]);
+    assert!(matches!(listing.breakers[0].record, Record::Ok(_)));
+    assert_eq!(listing.breakers[2].record, Record::Missing);
+    for row in &listing.breakers[..2] {
+        assert_eq!(row.seen_by.len(), 1, "{row:?}");
+        assert_eq!(listing.processes[row.seen_by[0].process].id, "e1");
+    }
+    assert!(listing.breakers[2].seen_by.is_empty());
+}

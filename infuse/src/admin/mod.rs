@@ -147,10 +147,17 @@ impl Admin {
         records::list(self, None).await
     }
 
+    /// The breakers named (sorted, each once), as [`Admin::breakers`] lists them: a
+    /// name the namespace has nothing of is a [`Record::Missing`] row. The cost is that
+    /// of these breakers plus the processes, whatever the namespace holds.
+    pub async fn breakers_named(&self, services: &[&str]) -> Result<Listing, StorageError> {
+        records::list(self, Some(services)).await
+    }
+
     /// The row of `service` as [`Admin::breakers`] lists it ([`Record::Missing`] when
     /// the namespace has no record of it).
     pub async fn breaker(&self, service: &str) -> Result<BreakerRow, StorageError> {
-        let mut listing = records::list(self, Some(service)).await?;
+        let mut listing = records::list(self, Some(&[service])).await?;
         Ok(listing
             .breakers
             .pop()

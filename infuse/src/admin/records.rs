@@ -125,12 +125,12 @@ pub struct Sighting {
     pub state: String,
 }
 
-/// Lists `only` (one service), or every breaker of the namespace.
-pub(super) async fn list(admin: &Admin, only: Option<&str>) -> Result<Listing, StorageError> {
+/// Lists `only` (these services, sorted, each once), or every breaker of the namespace.
+pub(super) async fn list(admin: &Admin, only: Option<&[&str]>) -> Result<Listing, StorageError> {
     let server_ms = processes::server_ms(admin).await?;
     let processes = processes::list_at(admin, server_ms).await?;
     let mut services: Vec<String> = match only {
-        Some(service) => vec![service.to_owned()],
+        Some(only) => only.iter().map(|service| (*service).to_owned()).collect(),
         None => {
             let mut services = logged_services(admin).await?;
             if !admin.cluster {
@@ -145,10 +145,14 @@ pub(super) async fn list(admin: &Admin, only: Option<&str>) -> Result<Listing, S
     services.sort_unstable();
     services.dedup();
     // Who sees what: one entry per announced (process, breaker), grouped by breaker.
+    let wanted: Option<HashSet<&str>> = only.map(|only| only.iter().copied().collect());
     let mut seen: HashMap<&str, Vec<Sighting>> = HashMap::new();
     for (index, process) in processes.iter().enumerate() {
         for (service, state) in &process.breakers {
-            if only.is_none_or(|only| only == service) {
+            if wanted
+                .as_ref()
+                .is_none_or(|wanted| wanted.contains(service.as_str()))
+            {
                 seen.entry(service).or_default().push(Sighting {
                     process: index,
                     state: state.clone(),
@@ -156,8 +160,11 @@ pub(super) async fn list(admin: &Admin, only: Option<&str>) -> Result<Listing, S
             }
         }
     }
-    let read: Vec<(Record, Option<HistoryEntry>)> = stream::iter(services.iter())
-        .map(|service| read_one(admin, service))
+    // By index: a closure taking `&String` is generic over its lifetime, and rustc then
+    // cannot prove the listing's future `Send` (rust-lang/rust#102211), which a web
+    // handler needs.
+    let read: Vec<(Record, Option<HistoryEntry>)> = stream::iter(0..services.len())
+        .map(|at| read_one(admin, &services[at]))
         .buffered(IN_FLIGHT)
         .try_collect()
         .await?;

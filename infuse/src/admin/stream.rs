@@ -102,7 +102,10 @@ impl ChangeStream {
         &self.channel
     }
 
-    async fn subscribe(&self) -> Result<Live, StorageError> {
+    /// A new subscription. It borrows nothing of `self` across its awaits, so that
+    /// [`ChangeStream::next`] is `Send` (a viewer spawns it) although the message stream
+    /// is not `Sync`.
+    fn subscribe(&self) -> impl std::future::Future<Output = Result<Live, StorageError>> + Send {
         let connection = Arc::clone(&self.connection);
         let channel = self.channel.clone();
         bounded("subscribe", self.deadline, async move {
@@ -114,7 +117,12 @@ impl ChangeStream {
                 messages: Box::pin(messages),
             })
         })
-        .await
+    }
+
+    /// Checks at compile time that a viewer can spawn [`ChangeStream::next`].
+    #[allow(dead_code)]
+    fn next_is_send(&mut self) -> impl Send + '_ {
+        self.next()
     }
 
     /// The next change. Messages that are not events of a breaker are skipped.
