@@ -240,8 +240,12 @@ async fn a_storm_of_failures_sends_a_few_scripts_and_trips_once() {
     let sent = after.get("evalsha").copied().unwrap_or(0) - scripts.copied().unwrap_or(0);
     let tripped = verdicts.iter().filter(|v| **v == Verdict::Tripped).count();
     assert_eq!(tripped, 1, "verdicts: {verdicts:?}");
+    // Coalesced: a handful of scripts on a quiet machine (at most 16 seen), never one per
+    // call. On a loaded one (the whole suite running on 2 cores) the flushes run later
+    // and in smaller batches: 29 were seen once. The bound says "far fewer than calls".
+    println!("{CALLS} concurrent failures sent {sent} scripts");
     assert!(
-        sent <= 16,
+        sent <= 64,
         "{CALLS} concurrent failures sent {sent} scripts"
     );
     assert_eq!(
