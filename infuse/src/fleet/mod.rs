@@ -45,6 +45,7 @@ mod resync;
 mod routing;
 #[cfg(test)]
 mod sim;
+mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
