@@ -69,11 +69,7 @@ pub(crate) async fn run(fleet: &Fleet, service: &str, json: bool) -> Result<(), 
     for t in &history {
         // An operator's change names who asked, and the tool's process after it.
         let by = match &t.who {
-            Some(who) => format!(
-                "{} (process {})",
-                clean(who),
-                clean(&view.label_of(&t.process))
-            ),
+            Some(who) => format!("{} ({})", clean(who), clean(&view.label_of(&t.process))),
             None => clean(&view.label_of(&t.process)).into_owned(),
         };
         let why = t
