@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use infuse::admin::{BreakerRow, Record};
+use infuse::admin::{operator, Audit, BreakerRow, Control, Record};
 
 use crate::fleet::Fleet;
 use crate::status::human;
@@ -22,25 +22,45 @@ pub(crate) enum Action {
     Disable,
 }
 
-/// Applies `action` to `service`'s breaker, then prints what changed.
-pub(crate) async fn run(fleet: &Fleet, service: &str, action: Action) -> Result<(), Failure> {
-    println!("{}", apply(fleet, service, action).await?);
+/// Applies `action` to `service`'s breaker, noting who (`user@host`) and `reason` in its
+/// history, then prints what changed.
+pub(crate) async fn run(
+    fleet: &Fleet,
+    service: &str,
+    action: Action,
+    reason: Option<String>,
+) -> Result<(), Failure> {
+    let audit = Audit::new(&operator(), reason.as_deref().unwrap_or(""));
+    println!("{}", apply_audited(fleet, service, action, &audit).await?);
     Ok(())
 }
 
-/// Applies `action` to `service`'s breaker; answers with what changed, in one line.
+/// Applies `action` to `service`'s breaker, noting who it is (`user@host`); answers with
+/// what changed, in one line.
 pub(crate) async fn apply(fleet: &Fleet, service: &str, action: Action) -> Result<String, Failure> {
+    apply_audited(fleet, service, action, &Audit::new(&operator(), "")).await
+}
+
+/// Applies `action` to `service`'s breaker with `audit` in its history; answers with
+/// what changed, in one line.
+async fn apply_audited(
+    fleet: &Fleet,
+    service: &str,
+    action: Action,
+    audit: &Audit,
+) -> Result<String, Failure> {
     // Never create a breaker by mistake: only act on one the namespace knows (a record
     // that expired or holds garbage still counts: closing repairs it).
     let before = fleet.known(service).await?;
     let admin = fleet.admin();
-    match action {
-        Action::Open(Some(duration)) => admin.open_for(service, duration).await?,
-        Action::Open(None) => admin.open(service).await?,
-        Action::Close => admin.close(service).await?,
-        Action::ForceOpen => admin.force_open(service).await?,
-        Action::Disable => admin.disable(service).await?,
+    let control = match action {
+        Action::Open(Some(duration)) => Control::OpenFor(duration),
+        Action::Open(None) => Control::Open,
+        Action::Close => Control::Close,
+        Action::ForceOpen => Control::ForceOpen,
+        Action::Disable => Control::Disable,
     };
+    admin.control(service, control, audit).await?;
     let after = admin.breaker(service).await?;
     let mut line = format!(
         "{}: {} -> {} (generation {} -> {})",

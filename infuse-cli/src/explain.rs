@@ -1,6 +1,6 @@
 //! `infuse explain SERVICE`: a breaker's state now, the processes that see it (and when
 //! each was last seen), and its recent transitions with their reasons and the processes
-//! that made them.
+//! that made them (for an operator's change, who asked and why).
 
 use std::time::Duration;
 
@@ -67,14 +67,22 @@ pub(crate) async fn run(fleet: &Fleet, service: &str, json: bool) -> Result<(), 
     }
     println!("recent transitions, newest first:");
     for t in &history {
+        // An operator's change names who asked, and the tool's process after it.
+        let by = match &t.who {
+            Some(who) => format!("{} ({})", clean(who), clean(&view.label_of(&t.process))),
+            None => clean(&view.label_of(&t.process)).into_owned(),
+        };
+        let why = t
+            .why
+            .as_deref()
+            .map_or_else(String::new, |why| format!("  reason: {}", clean(why)));
         println!(
-            "  {:>8} ago  {} -> {}  {}  generation {}  by {}",
+            "  {:>8} ago  {} -> {}  {}  generation {}  by {by}{why}",
             ago(t.at_ms),
             clean(&t.from),
             clean(&t.to),
             clean(&t.reason),
             t.generation,
-            clean(&view.label_of(&t.process))
         );
     }
     Ok(())

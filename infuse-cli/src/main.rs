@@ -65,15 +65,37 @@ enum Command {
         /// How long (e.g. `90s`, `30m`, `2h`; at most 30 days). Default: 60 s.
         #[arg(long = "for", value_parser = parse_open_for)]
         duration: Option<Duration>,
+        #[command(flatten)]
+        reason: Reason,
     },
     /// Close a breaker (ends a forced state, resets its counters).
-    Close { service: String },
+    Close {
+        service: String,
+        #[command(flatten)]
+        reason: Reason,
+    },
     /// Hold a breaker open until `infuse close`: no trial is made.
-    ForceOpen { service: String },
+    ForceOpen {
+        service: String,
+        #[command(flatten)]
+        reason: Reason,
+    },
     /// Let every call through and count it, but never trip, until `infuse close`.
-    Disable { service: String },
+    Disable {
+        service: String,
+        #[command(flatten)]
+        reason: Reason,
+    },
     /// Serve a live page of every breaker of the namespace.
     Dashboard(dashboard::Options),
+}
+
+/// Why an operator changes a breaker: kept in its history with who did it (`user@host`).
+#[derive(Debug, clap::Args)]
+struct Reason {
+    /// Why (kept in the breaker's history, shown by `infuse explain`; at most 200 bytes).
+    #[arg(long = "reason", value_name = "TEXT")]
+    text: Option<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -152,17 +174,27 @@ fn main() -> ExitCode {
             Command::Status { services, json } => status::run(&fleet, &services, json).await,
             Command::Watch => watch::run(&fleet).await,
             Command::Explain { service, json } => explain::run(&fleet, &service, json).await,
-            Command::Open { service, duration } => {
-                control::run(&fleet, &service, control::Action::Open(duration)).await
+            Command::Open {
+                service,
+                duration,
+                reason,
+            } => {
+                control::run(
+                    &fleet,
+                    &service,
+                    control::Action::Open(duration),
+                    reason.text,
+                )
+                .await
             }
-            Command::Close { service } => {
-                control::run(&fleet, &service, control::Action::Close).await
+            Command::Close { service, reason } => {
+                control::run(&fleet, &service, control::Action::Close, reason.text).await
             }
-            Command::ForceOpen { service } => {
-                control::run(&fleet, &service, control::Action::ForceOpen).await
+            Command::ForceOpen { service, reason } => {
+                control::run(&fleet, &service, control::Action::ForceOpen, reason.text).await
             }
-            Command::Disable { service } => {
-                control::run(&fleet, &service, control::Action::Disable).await
+            Command::Disable { service, reason } => {
+                control::run(&fleet, &service, control::Action::Disable, reason.text).await
             }
             Command::Dashboard(options) => dashboard::run(fleet, options, token_source).await,
         }

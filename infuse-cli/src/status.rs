@@ -125,9 +125,9 @@ pub(crate) fn to_json(view: &View, row: &BreakerRow) -> Value {
     value
 }
 
-/// A history entry as JSON.
+/// A history entry as JSON (`who` and `why`: null unless an operator's change noted them).
 pub(crate) fn transition_json(t: &HistoryEntry) -> Value {
-    json!({ "at_ms": t.at_ms, "from": t.from, "to": t.to, "generation": t.generation, "reason": t.reason, "process": t.process })
+    json!({ "at_ms": t.at_ms, "from": t.from, "to": t.to, "generation": t.generation, "reason": t.reason, "process": t.process, "who": t.who, "why": t.why })
 }
 
 /// The state as an operator reads it: a trial that is due is "half-open, trial due", not

@@ -164,6 +164,92 @@ async fn force_open_disable_and_close_reach_a_running_registry() {
     assert_eq!(status_json(&server, "cli-force", &[])[0]["state"], "closed");
 }
 
+/// Runs `infuse … args` as user `ann` (so the history says `ann@<host>`).
+fn infuse_as_ann(server: &RedisServer, namespace: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["--redis", &server.url(), "--namespace", namespace])
+        .args(args)
+        .env_remove("REDIS_URL")
+        .env("USER", "ann")
+        .output()
+        .expect("run the infuse binary")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reason_is_kept_with_who_gave_it_and_shown_by_explain() {
+    let server = RedisServer::start();
+    let ns = "cli-audit";
+    let registry = member(&server, ns, "payments", Duration::from_secs(60)).await;
+    assert!(succeed(&registry.breaker("payments")).await.is_ok());
+
+    let said = stdout(&infuse_as_ann(
+        &server,
+        ns,
+        &[
+            "force-open",
+            "payments",
+            "--reason",
+            "deploy 42 broke payments",
+        ],
+    ));
+    assert!(
+        said.starts_with("payments: closed -> forced-open"),
+        "{said}"
+    );
+    let text = stdout(&infuse(&server, ns, &["explain", "payments"]));
+    let line = text
+        .lines()
+        .find(|line| line.contains("-> forced-open"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("by ann@"), "{line}");
+    assert!(line.ends_with("reason: deploy 42 broke payments"), "{line}");
+
+    // Hostile text: bounded, one history field, shown escaped on one line.
+    let hostile = format!("a b\n\u{1b}[2J%{}", "x".repeat(10_000));
+    let said = stdout(&infuse_as_ann(
+        &server,
+        ns,
+        &["close", "payments", "--reason", &hostile],
+    ));
+    assert!(
+        said.starts_with("payments: forced-open -> closed"),
+        "{said}"
+    );
+    let text = stdout(&infuse(&server, ns, &["explain", "payments"]));
+    let line = text
+        .lines()
+        .find(|line| line.contains("-> closed"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let shown = line.split("reason: ").nth(1).unwrap();
+    assert!(shown.starts_with("a b\\n\\u{1b}[2J%xxx"), "{line}");
+    assert!(!line.contains('\u{1b}'));
+    assert_eq!(shown.matches('x').count(), 200 - "a b\n\u{1b}[2J%".len());
+
+    let admin = infuse::admin::Admin::connect(&infuse::Config::redis(server.url()).namespace(ns))
+        .await
+        .unwrap();
+    let history = admin.history("payments", 10).await.unwrap();
+    assert_eq!(history[0].why.as_deref(), Some(&hostile[..200]));
+    assert_eq!(history[1].why.as_deref(), Some("deploy 42 broke payments"));
+    for entry in &history[..2] {
+        assert!(
+            entry.who.as_deref().unwrap().starts_with("ann@"),
+            "{entry:?}"
+        );
+    }
+    let explained: Value = serde_json::from_str(&stdout(&infuse(
+        &server,
+        ns,
+        &["explain", "payments", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(explained["history"][1]["why"], "deploy 42 broke payments");
+    assert!(explained["history"][1]["who"]
+        .as_str()
+        .unwrap()
+        .starts_with("ann@"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_prints_each_change_as_it_happens() {
     let server = RedisServer::start();

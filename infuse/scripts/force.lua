@@ -8,7 +8,7 @@
 -- command writes starts it afresh). A repair is written to the history even when the
 -- state does not change. (Only commands of the README's minimal ACL.)
 -- ARGV: target state code, open_ms (target open), key_ttl_ms, channel, service, inc,
---       process
+--       process, who, why (both '' or both encoded: audit_fields; checked first)
 
 -- Whether the history is what remember() leaves: a list with an expiry (its entries are
 -- read only by `infuse explain`, which skips any it cannot parse, and LTRIM bounds it).
@@ -17,6 +17,7 @@ local function history_ok()
   return kind == 'none' or (kind == 'list' and redis.call('PTTL', KEYS[5]) >= 0)
 end
 
+local audit = audit_fields(ARGV[8], ARGV[9])
 local repaired = false
 local rec = nil
 local from = CLOSED
@@ -61,6 +62,6 @@ else
   rec.str = ''
 end
 save(rec, ARGV[3])
-remember(from, rec, 'manual', ARGV[7], ARGV[3], repaired)
+remember(from, rec, 'manual', ARGV[7], ARGV[3], repaired, audit)
 publish(ARGV[4], ARGV[5], rec)
 return reply(1, from, rec)

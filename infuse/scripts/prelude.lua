@@ -363,17 +363,37 @@ end
 
 -- Appends the change from -> rec.state, if any (or in any case when `always`), to the
 -- breaker's history (KEYS[5]), with the server's clock; the list expires with the record.
+-- `audit` (force only, from audit_fields): ' <who> <why>' after the process, or ''.
 -- The arm checks the history first (check_history).
-local function remember(from, rec, reason, process, ttl_ms, always)
+local function remember(from, rec, reason, process, ttl_ms, always, audit)
   if rec.state == from and not always then
     return
   end
   local t = redis.call('TIME')
   local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('LPUSH', KEYS[5], string.format('%d %s %s %d %s %s', ms, STATE_NAMES[from],
-             STATE_NAMES[rec.state], rec.gen, reason, process))
+             STATE_NAMES[rec.state], rec.gen, reason, process) .. (audit or ''))
   redis.call('LTRIM', KEYS[5], 0, HISTORY_LEN - 1)
   redis.call('PEXPIRE', KEYS[5], ttl_ms)
+end
+
+-- The largest encoded who or why (keys.rs: AUDIT_FIELD_MAX, 3 * WHY_MAX).
+local AUDIT_FIELD_MAX = 600
+
+-- An operator's who and why as remember() appends them: '' when both are empty, else
+-- ' <who> <why>', each a non-empty field of at most AUDIT_FIELD_MAX bytes with no space
+-- or control byte (keys.rs: encode_field), so the entry still splits at its spaces.
+-- Raises INFUSE_ARG (nothing written) for anything else.
+local function audit_fields(who, why)
+  if who == '' and why == '' then
+    return ''
+  end
+  for _, text in ipairs({who, why}) do
+    if text == '' or #text > AUDIT_FIELD_MAX or string.find(text, '[%z\1-\32\127]') then
+      error({err = 'INFUSE_ARG who/why not an encoded field: ' .. shown(text)})
+    end
+  end
+  return ' ' .. who .. ' ' .. why
 end
 
 local function pttl(key)

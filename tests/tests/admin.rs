@@ -7,7 +7,7 @@ use infuse_tests::support;
 
 use std::time::Duration;
 
-use infuse::admin::{Admin, Change, Record};
+use infuse::admin::{Admin, Audit, Change, Control, Record, WHY_MAX};
 use infuse::{Config, Registry, State};
 use support::calls::eventually;
 use support::redis_server::RedisServer;
@@ -226,6 +226,91 @@ async fn a_history_read_is_bounded_and_newest_first() {
     assert_eq!(all[..5], five[..]);
     assert!(admin.history("flappy", 0).await.unwrap().is_empty());
     assert!(admin.history("never", 10).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_with_an_audit_records_who_and_why() {
+    let server = RedisServer::start();
+    let ns = "admin-audit";
+    let admin = Admin::connect(&config(&server, ns)).await.unwrap();
+    let hostile = format!("a b\n\r\u{1b}[2J%-{}", "é".repeat(5_000));
+    let audit = Audit {
+        who: "ann@ops 1".to_owned(),
+        why: hostile.clone(),
+    };
+    let state = admin.control("audited", Control::ForceOpen, &audit).await;
+    assert_eq!(state.unwrap(), State::ForcedOpen);
+    admin.close("audited").await.unwrap();
+    let history = admin.history("audited", 10).await.unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(
+        (history[0].who.as_deref(), history[0].why.as_deref()),
+        (None, None)
+    );
+    let forced = &history[1];
+    assert_eq!(
+        (forced.to.as_str(), forced.reason.as_str()),
+        ("forced-open", "manual")
+    );
+    assert_eq!(forced.who.as_deref(), Some("ann@ops 1"));
+    let why = forced.why.as_deref().unwrap();
+    assert!(
+        why.len() <= WHY_MAX && why.len() > WHY_MAX - 4,
+        "{}",
+        why.len()
+    );
+    assert!(
+        hostile.starts_with(why),
+        "a prefix of what was given, cut at a char boundary"
+    );
+
+    // Stored as one line of space-separated fields, nothing raw a terminal acts on.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = infuse::store::redis::keys::breaker_key(
+        ns,
+        "audited",
+        infuse::store::redis::keys::BreakerKey::History,
+    );
+    let raw: Vec<String> = redis::cmd("LRANGE")
+        .arg(&key)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(raw[1].split(' ').count(), 8, "{}", raw[1]);
+    assert_eq!(
+        raw[0].split(' ').count(),
+        6,
+        "a plain control keeps the old form"
+    );
+    assert!(!raw[1].chars().any(char::is_control), "{:?}", raw[1]);
+    assert!(raw[1].len() < 700);
+
+    // The script checks its arguments before writing: a field that would break the
+    // entry is refused, and nothing changes.
+    let force = redis::Script::new(concat!(
+        include_str!("../../infuse/scripts/prelude.lua"),
+        include_str!("../../infuse/scripts/force.lua")
+    ));
+    for (who, why) in [("a b", "x"), ("ann", ""), ("", "x"), ("ann", "a\nb")] {
+        let mut invocation = force.prepare_invoke();
+        for key in infuse::store::redis::keys::breaker_keys(ns, "audited") {
+            invocation.key(key);
+        }
+        for arg in ["3", "0", "60000", "ch", "audited", "7", "p1", who, why] {
+            invocation.arg(arg);
+        }
+        let refused = invocation.invoke_async::<redis::Value>(&mut conn).await;
+        let error = refused.expect_err("refused").to_string();
+        assert!(error.contains("INFUSE_ARG"), "{error}");
+    }
+    assert_eq!(admin.history("audited", 10).await.unwrap().len(), 2);
+    let Record::Ok(record) = admin.breaker("audited").await.unwrap().record else {
+        panic!()
+    };
+    assert_eq!(record.state, State::Closed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

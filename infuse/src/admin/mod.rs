@@ -21,6 +21,8 @@
 //! - [`Admin::force_open`], [`Admin::close`], [`Admin::disable`], [`Admin::open_for`]
 //!   and [`Admin::half_open`] change a breaker for the whole fleet, as the
 //!   [`Breaker`](crate::Breaker) controls do, without making the tool a fleet member.
+//!   [`Admin::control`] does the same with an [`Audit`]: who asked (e.g. [`operator`])
+//!   and why, kept in the breaker's history ([`HistoryEntry::who`], [`HistoryEntry::why`]).
 //!
 //! ```no_run
 //! # async fn ops() -> Result<(), Box<dyn std::error::Error>> {
@@ -58,13 +60,12 @@ pub use processes::Process;
 pub use records::{BreakerRecord, BreakerRow, Listing, Record, Sighting, Trial, WindowRates};
 pub use stream::{Change, ChangeStream};
 
-pub use crate::store::redis::keys::HistoryEntry;
+pub use crate::store::redis::keys::{Audit, HistoryEntry, WHO_MAX, WHY_MAX};
 
-use crate::core::{check_duration, Command, InitError, Settings, StorageError, Target};
+use crate::core::{check_duration, InitError, Settings, StorageError, Target};
 use crate::fleet::{FleetConnection, Topology};
 use crate::registry::Config;
 use crate::store::redis::{keys, Deadlines, RedisStore};
-use crate::store::Store;
 use crate::{State, MAX_OPEN_FOR};
 
 /// How many keys or members one page of `SCAN`/`ZRANGE` asks for: each page is one short
@@ -213,40 +214,67 @@ impl Admin {
     /// Opens `service`'s breaker for its `reset_timeout` (as the configuration this handle
     /// was built from resolves it), for the whole fleet. Answers with the state after.
     pub async fn open(&self, service: &str) -> Result<State, StorageError> {
-        let reset = self.settings(service)?.reset_timeout;
-        self.force(service, Target::Open(reset)).await
+        self.control(service, Control::Open, &Audit::default())
+            .await
     }
 
     /// Opens `service`'s breaker for `duration` (at most [`MAX_OPEN_FOR`]), for the whole
     /// fleet; then a trial decides as usual.
     pub async fn open_for(&self, service: &str, duration: Duration) -> Result<State, StorageError> {
-        check_duration("open_for", duration, MAX_OPEN_FOR).map_err(|reason| {
-            StorageError::InvalidInput(format!(
-                "{reason}; to hold a breaker open until closed by hand, use force_open"
-            ))
-        })?;
-        self.force(service, Target::Open(duration)).await
+        self.control(service, Control::OpenFor(duration), &Audit::default())
+            .await
     }
 
     /// Moves `service`'s breaker to half-open: the next call is a trial.
     pub async fn half_open(&self, service: &str) -> Result<State, StorageError> {
-        self.force(service, Target::HalfOpen).await
+        self.control(service, Control::HalfOpen, &Audit::default())
+            .await
     }
 
     /// Closes `service`'s breaker, resets its counters, ends a forced state and repairs
     /// a record holding garbage.
     pub async fn close(&self, service: &str) -> Result<State, StorageError> {
-        self.force(service, Target::Closed).await
+        self.control(service, Control::Close, &Audit::default())
+            .await
     }
 
     /// Holds `service`'s breaker open for the whole fleet until [`Admin::close`].
     pub async fn force_open(&self, service: &str) -> Result<State, StorageError> {
-        self.force(service, Target::ForcedOpen).await
+        self.control(service, Control::ForceOpen, &Audit::default())
+            .await
     }
 
     /// Disables `service`'s breaker (calls run, nothing trips) until [`Admin::close`].
     pub async fn disable(&self, service: &str) -> Result<State, StorageError> {
-        self.force(service, Target::Disabled).await
+        self.control(service, Control::Disable, &Audit::default())
+            .await
+    }
+
+    /// Applies `control` to `service`'s breaker as the methods of the same names do, and
+    /// writes who asked and why (`audit`, each part cut to its bound at a character
+    /// boundary) to the breaker's history; an empty `audit` writes the plain entry.
+    pub async fn control(
+        &self,
+        service: &str,
+        control: Control,
+        audit: &Audit,
+    ) -> Result<State, StorageError> {
+        let target = match control {
+            Control::Open => Target::Open(self.settings(service)?.reset_timeout),
+            Control::OpenFor(duration) => {
+                check_duration("open_for", duration, MAX_OPEN_FOR).map_err(|reason| {
+                    StorageError::InvalidInput(format!(
+                        "{reason}; to hold a breaker open until closed by hand, use force_open"
+                    ))
+                })?;
+                Target::Open(duration)
+            }
+            Control::HalfOpen => Target::HalfOpen,
+            Control::Close => Target::Closed,
+            Control::ForceOpen => Target::ForcedOpen,
+            Control::Disable => Target::Disabled,
+        };
+        self.force(service, target, audit).await
     }
 
     /// The settings a control uses for `service`: the configuration's override, else
@@ -261,10 +289,18 @@ impl Admin {
 
     /// Runs the force script on `service`'s keys: the same script as the breakers'
     /// controls, published and noted in the change log the same way.
-    async fn force(&self, service: &str, target: Target) -> Result<State, StorageError> {
+    async fn force(
+        &self,
+        service: &str,
+        target: Target,
+        audit: &Audit,
+    ) -> Result<State, StorageError> {
         let settings = self.settings(service)?;
         let service = self.intern(service);
-        let outcome = Store::apply(&self.store, service, &settings, Command::Force(target)).await?;
+        let outcome = self
+            .store
+            .force_audited(service, &settings, target, audit)
+            .await?;
         Ok(outcome.snapshot.state)
     }
 
@@ -277,4 +313,33 @@ impl Admin {
         names.insert(name);
         name
     }
+}
+
+/// An operator's change to a breaker, for [`Admin::control`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Control {
+    /// [`Admin::open`].
+    Open,
+    /// [`Admin::open_for`].
+    OpenFor(Duration),
+    /// [`Admin::half_open`].
+    HalfOpen,
+    /// [`Admin::close`].
+    Close,
+    /// [`Admin::force_open`].
+    ForceOpen,
+    /// [`Admin::disable`].
+    Disable,
+}
+
+/// Who this process's user is, for an [`Audit`]: `user@host`, the user from `$USER`
+/// (else `$LOGNAME`, else `?`), the host the machine's name (as processes announce it).
+pub fn operator() -> String {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|user| !user.is_empty())
+        .unwrap_or_else(|| "?".to_owned());
+    format!("{user}@{}", crate::fleet::presence::host_name())
 }

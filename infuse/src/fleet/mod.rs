@@ -38,7 +38,7 @@ mod connection;
 mod fallback;
 mod health;
 mod options;
-mod presence;
+pub(crate) mod presence;
 mod remote;
 mod reseed;
 mod resync;

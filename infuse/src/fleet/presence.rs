@@ -238,7 +238,7 @@ fn process_name() -> String {
 }
 
 /// The machine's name (Linux: the kernel's hostname; else `$HOSTNAME`).
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
         .ok()

@@ -238,7 +238,8 @@ pub fn window_totals(window: &HashMap<String, String>) -> Option<Totals> {
 
 /// One entry of a breaker's history: `"<unix ms> <from> <to> <generation> <reason>
 /// <process id>"`, written by the script that made the change (`remember` in
-/// `scripts/prelude.lua`).
+/// `scripts/prelude.lua`); an operator's change (force) noted with [`Audit`] adds
+/// `" <who> <why>"`, each [`encode_field`]-encoded (entries without them still parse).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
     /// When, on the server's clock (unix ms).
@@ -253,21 +254,128 @@ pub struct HistoryEntry {
     pub reason: String,
     /// The process that made it (see [`process_id`]).
     pub process: String,
+    /// Who asked for an operator's change (e.g. `user@host` for the CLI); `None` when
+    /// not noted (then [`HistoryEntry::process`] is who).
+    pub who: Option<String>,
+    /// The operator's reason, as given (at most [`WHY_MAX`] bytes); `None` when none.
+    pub why: Option<String>,
 }
 
 impl HistoryEntry {
     /// Reads one entry; `None` for anything else.
     pub fn parse(entry: &str) -> Option<HistoryEntry> {
         let mut parts = entry.split(' ');
-        Some(HistoryEntry {
+        let mut parsed = HistoryEntry {
             at_ms: parts.next()?.parse().ok()?,
             from: parts.next()?.to_owned(),
             to: parts.next()?.to_owned(),
             generation: parts.next()?.parse().ok()?,
             reason: parts.next()?.to_owned(),
             process: parts.next()?.to_owned(),
-        })
+            who: None,
+            why: None,
+        };
+        if let Some(who) = parts.next() {
+            parsed.who = Some(decode_field(who)?).filter(|who| !who.is_empty());
+            parsed.why = Some(decode_field(parts.next()?)?).filter(|why| !why.is_empty());
+        }
+        parts.next().is_none().then_some(parsed)
     }
+}
+
+/// The largest operator's reason kept, in bytes (a longer one is cut at a character
+/// boundary: the history is a bounded list read whole by `explain`).
+pub const WHY_MAX: usize = 200;
+/// The largest "who" kept, in bytes.
+pub const WHO_MAX: usize = 100;
+/// The largest encoded field the force script accepts (every byte encoded: 3 each).
+pub const AUDIT_FIELD_MAX: usize = 3 * WHY_MAX;
+
+/// Who asked for an operator's change, and why, for the breaker's history.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// Who (the CLI: `user@host`); empty: the process id alone names who.
+    pub who: String,
+    /// Why; empty: no reason given.
+    pub why: String,
+}
+
+impl Audit {
+    /// `who` and `why`, each cut to its bound ([`WHO_MAX`], [`WHY_MAX`]).
+    pub fn new(who: &str, why: &str) -> Audit {
+        Audit {
+            who: bounded(who, WHO_MAX).to_owned(),
+            why: bounded(why, WHY_MAX).to_owned(),
+        }
+    }
+
+    /// The force script's last two arguments: both empty when nothing is noted (the
+    /// entry keeps the six-field form), else both encoded.
+    pub fn script_args(&self) -> [String; 2] {
+        if self.who.is_empty() && self.why.is_empty() {
+            return [String::new(), String::new()];
+        }
+        [
+            encode_field(bounded(&self.who, WHO_MAX)),
+            encode_field(bounded(&self.why, WHY_MAX)),
+        ]
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub fn bounded(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// One history field holding free text: space, `%`, control bytes (and DEL) as `%XX`,
+/// so that splitting the entry at spaces cannot be fooled; the empty text as `-` (and
+/// `-` itself as `%2D`), so that no field is empty.
+pub fn encode_field(text: &str) -> String {
+    if text.is_empty() {
+        return "-".to_owned();
+    }
+    if text == "-" {
+        return "%2D".to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            ' ' | '%' | '\u{0}'..='\u{1f}' | '\u{7f}' => {
+                out.push_str(&format!("%{:02X}", c as u32))
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The text of a field written by [`encode_field`]; `None` if it is not one (a stray
+/// `%`, or bytes that are not UTF-8 once decoded).
+pub fn decode_field(field: &str) -> Option<String> {
+    if field == "-" {
+        return Some(String::new());
+    }
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = field.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The process holding a trial, from the token in the trial key (32 hex digits, the
@@ -285,6 +393,7 @@ mod tests {
     const LOG: &str = include_str!("../../../scripts/log.lua");
     const CHANGES: &str = include_str!("../../../scripts/changes.lua");
     const RECORD_CALLS: &str = include_str!("../../../scripts/record_calls.lua");
+    const FORCE: &str = include_str!("../../../scripts/force.lua");
     const GUIDE: &str = include_str!("../../guide/fleet.md");
 
     /// The guide's "What Redis holds" table names every key and state field of this
@@ -461,6 +570,68 @@ mod tests {
             ("consecutive_failures", "1f2e")
         );
         assert!(HistoryEntry::parse("garbage").is_none());
+        assert_eq!(
+            (entry.who, entry.why),
+            (None, None),
+            "a six-field entry still reads"
+        );
+    }
+
+    #[test]
+    fn an_operators_entry_reads_who_and_why() {
+        assert!(FORCE.contains("remember(from, rec, 'manual', ARGV[7], ARGV[3], repaired, audit)"));
+        let entry = HistoryEntry::parse(
+            "1764550000123 closed forced-open 5 manual 1f2e ann@h1 deploy%20gone%25%0Abad",
+        )
+        .unwrap();
+        assert_eq!(entry.who.as_deref(), Some("ann@h1"));
+        assert_eq!(entry.why.as_deref(), Some("deploy gone%\nbad"));
+        let no_why = HistoryEntry::parse("1 closed open 5 manual 1f2e ann@h1 -").unwrap();
+        assert_eq!((no_why.who.as_deref(), no_why.why), (Some("ann@h1"), None));
+        for bad in [
+            "1 closed open 5 manual 1f2e ann@h1",
+            "1 closed open 5 manual 1f2e ann@h1 a b",
+            "1 closed open 5 manual 1f2e ann@h1 50%",
+            "1 closed open 5 manual 1f2e ann@h1 %ZZ",
+            "1 closed open 5 manual 1f2e ann@h1 %FF",
+        ] {
+            assert!(HistoryEntry::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn free_text_is_bounded_and_encoded_to_one_field() {
+        let hostile = "a b\n\r\u{1b}[31m%-\u{7f}\u{0}é";
+        let encoded = encode_field(hostile);
+        assert_eq!(encoded, "a%20b%0A%0D%1B[31m%25-%7F%00é");
+        assert_eq!(decode_field(&encoded).as_deref(), Some(hostile));
+        for text in ["", "-", "%", "%2D", "--"] {
+            assert_eq!(
+                decode_field(&encode_field(text)).as_deref(),
+                Some(text),
+                "{text:?}"
+            );
+        }
+        assert_eq!(bounded("héllo", 2), "h", "cut at a character boundary");
+        let long = "é".repeat(10_000);
+        let audit = Audit::new(&long, &long);
+        assert_eq!((audit.who.len(), audit.why.len()), (WHO_MAX, WHY_MAX));
+        let [who, why] = Audit::new("ann@h1", &"\n".repeat(10_000)).script_args();
+        assert_eq!(who, "ann@h1");
+        assert_eq!(
+            why.len(),
+            AUDIT_FIELD_MAX,
+            "every byte encoded, within the script's bound"
+        );
+        assert_eq!(
+            Audit::default().script_args(),
+            [String::new(), String::new()]
+        );
+        assert!(
+            PRELUDE.contains(&format!("local AUDIT_FIELD_MAX = {AUDIT_FIELD_MAX}\n")),
+            "the script's bound is this one"
+        );
+        assert!(GUIDE.contains(&format!("each at most {WHY_MAX} bytes of text")));
     }
 
     #[test]

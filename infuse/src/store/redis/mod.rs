@@ -46,6 +46,7 @@ use redis::{RedisError, Script};
 
 pub use connection::RedisConnection;
 pub(crate) use connection::SentinelConnection;
+use keys::Audit;
 pub use wire::parse_event;
 use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
 
@@ -532,6 +533,7 @@ impl RedisStore {
         service: &str,
         settings: &Settings,
         command: &Command,
+        audit: Option<&Audit>,
     ) -> (&Script, Vec<String>) {
         let ttl = self.ttl_ms(settings, command).to_string();
         let channel = self.channel.clone();
@@ -662,6 +664,7 @@ impl RedisStore {
                     Target::Open(open_for) => store_ms(open_for).max(1),
                     _ => 0,
                 };
+                let [who, why] = audit.map(Audit::script_args).unwrap_or_default();
                 (
                     &s.force,
                     vec![
@@ -672,6 +675,8 @@ impl RedisStore {
                         service,
                         fresh_incarnation().to_string(),
                         process,
+                        who,
+                        why,
                     ],
                 )
             }
@@ -705,7 +710,32 @@ impl RedisStore {
         command: Command,
         deadline: Duration,
     ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + '_ {
-        let (script, args) = self.encode(service, settings, &command);
+        self.apply_audited(service, settings, command, deadline, None)
+    }
+
+    /// [`Store::apply`] of an operator's `Force`, with who asked and why written to the
+    /// breaker's history.
+    pub(crate) fn force_audited(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        target: Target,
+        audit: &Audit,
+    ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + '_ {
+        let command = Command::Force(target);
+        let deadline = self.deadlines.of(&command);
+        self.apply_audited(service, settings, command, deadline, Some(audit))
+    }
+
+    fn apply_audited(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        command: Command,
+        deadline: Duration,
+        audit: Option<&Audit>,
+    ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + '_ {
+        let (script, args) = self.encode(service, settings, &command, audit);
         let ttl_ms = self.ttl_ms(settings, &command);
         let mut invocation = script.prepare_invoke();
         for key in self.keys(service) {
