@@ -1096,4 +1096,80 @@ async fn counter_changes_are_a_sparkline_not_timeline_rows_and_the_filter_hides_
     // It holds across the page's refresh (every 2 s).
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(browser.eval(&names).await, "orders");
+
+    // An open period that has run out, no trial made yet: "half-open, trial due", and
+    // no "0 ms" left.
+    browser.eval(&set("state-filter", "", "change")).await;
+    infuse(&server, ns, &["open", "orders", "--for", "1s"]);
+    let orders_state = "const s = document.querySelector('tr[data-service=\"orders\"] .state'); return s ? s.textContent : '';";
+    assert!(
+        until(
+            &browser,
+            orders_state,
+            "half-open, trial due",
+            Duration::from_secs(6)
+        )
+        .await
+        .is_some(),
+        "the page never said the trial is due"
+    );
+    let left = "return document.querySelector('tr[data-service=\"orders\"] .left').textContent;";
+    assert_eq!(browser.eval(left).await, "trial due");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_api_is_bounded_and_guarded() {
+    let server = RedisServer::start();
+    let ns = "dash-history";
+    let registry = member(&server, ns).await;
+    let users = registry.breaker("users");
+    // Three transitions: a trip, a close, a trip.
+    for _ in 0..2 {
+        let _ = fail(&users).await;
+    }
+    infuse(&server, ns, &["close", "users"]);
+    for _ in 0..2 {
+        let _ = fail(&users).await;
+    }
+    let (_dashboard, url) = dashboard(&server, ns, Some("h1story"));
+    let http = reqwest::Client::new();
+    let get = |query: &str, token: Option<&str>| {
+        let mut request = http.get(format!("{url}api/history{query}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            (
+                status,
+                serde_json::from_str::<Value>(&answer.text().await.unwrap()).unwrap(),
+            )
+        }
+    };
+    assert_eq!(
+        get("?service=users", None).await.0,
+        401,
+        "reads need the token"
+    );
+    let (status, all) = get("?service=users", Some("h1story")).await;
+    assert_eq!(status, 200);
+    let tos: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(tos, ["open", "closed", "open"], "newest first");
+    assert!(all[0]["reason"].is_string() && all[0]["process"].is_string());
+    let (_, two) = get("?service=users&limit=2", Some("h1story")).await;
+    assert_eq!(two.as_array().unwrap().len(), 2);
+    assert_eq!(two[0], all[0]);
+    // Past the bound, the bound (there are only three here: no error).
+    let (status, many) = get("?service=users&limit=100000", Some("h1story")).await;
+    assert_eq!((status, many.as_array().unwrap().len()), (200, 3));
+    let (status, none) = get("?service=nobody", Some("h1story")).await;
+    assert_eq!((status, none), (200, json!([])));
+    assert_eq!(get("", Some("h1story")).await.0, 400);
+    assert_eq!(get("?service=users&limit=-1", Some("h1story")).await.0, 400);
 }
