@@ -1128,8 +1128,14 @@ async fn the_history_api_is_bounded_and_guarded() {
         let _ = fail(&users).await;
     }
     infuse(&server, ns, &["close", "users"]);
-    for _ in 0..2 {
+    // Until the registry has heard of the close, its calls are rejected: fail until the
+    // third transition is in the history.
+    let key = format!("infuse:{{{ns}/users}}:history");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.cli(&["LLEN", &key]).unwrap().trim() != "3" {
+        assert!(Instant::now() < deadline, "the breaker never tripped again");
         let _ = fail(&users).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (_dashboard, url) = dashboard(&server, ns, Some("h1story"));
     let http = reqwest::Client::new();
