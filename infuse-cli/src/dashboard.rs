@@ -1,7 +1,11 @@
 //! `infuse dashboard`: every breaker of the namespace on one live page.
 //!
 //! - `GET /`: the page (one HTML file, no external assets, no data of its own);
-//! - `GET /api/breakers`: what `infuse status --json` prints;
+//! - `GET /api/breakers`: what `infuse status --json` prints, with Redis's clock in the
+//!   `X-Infuse-Server-Ms` header (the page measures "12 s ago" from it, not from the
+//!   browser's clock);
+//! - `GET /api/history?service=NAME&limit=50`: the breaker's last transitions, newest
+//!   first (at most [`HISTORY_LIMIT`]), with who made each and why;
 //! - `GET /api/config`: the namespace, and whether changes are allowed;
 //! - `GET /api/events`: server-sent events, one per breaker event of the namespace's
 //!   pub/sub channel, followed by `infuse::admin`'s change stream, which subscribes
@@ -41,6 +45,10 @@ use crate::Failure;
 use access::{Access, Refusal};
 
 const PAGE: &str = include_str!("dashboard.html");
+
+/// The most history entries one `/api/history` request reads: the page asks once per
+/// breaker on load, so each read stays small.
+const HISTORY_LIMIT: usize = 200;
 
 /// `infuse dashboard`'s options.
 #[derive(Debug, clap::Args)]
@@ -173,6 +181,7 @@ pub(crate) async fn run(
         .route("/", get(page))
         .route("/api/breakers", get(breakers))
         .route("/api/config", get(config))
+        .route("/api/history", get(history))
         .route("/api/events", get(events_stream))
         .route("/api/breakers/{service}/{action}", post(change))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
@@ -257,16 +266,52 @@ async fn config(State(app): State<Arc<App>>) -> Response {
 
 async fn breakers(State(app): State<Arc<App>>) -> Response {
     match status::view(&app.fleet, &[]).await {
-        Ok(view) => json_response(
-            StatusCode::OK,
-            Value::Array(
-                view.rows
-                    .iter()
-                    .map(|row| status::to_json(&view, row))
-                    .collect(),
-            ),
-        ),
+        Ok(view) => {
+            let mut response = json_response(
+                StatusCode::OK,
+                Value::Array(
+                    view.rows
+                        .iter()
+                        .map(|row| status::to_json(&view, row))
+                        .collect(),
+                ),
+            );
+            response
+                .headers_mut()
+                .insert("x-infuse-server-ms", view.server_ms.into());
+            response
+        }
         Err(failure) => json_response(StatusCode::BAD_GATEWAY, json!({ "error": failure.0 })),
+    }
+}
+
+/// One breaker's last transitions, newest first: `?service=NAME[&limit=N]`.
+async fn history(
+    State(app): State<Arc<App>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(service) = query.get("service") else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "name the breaker: /api/history?service=NAME" }),
+        );
+    };
+    let limit = match query.get("limit").map(|text| text.parse::<usize>()) {
+        None => 50,
+        Some(Ok(limit)) => limit.min(HISTORY_LIMIT),
+        Some(Err(_)) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": format!("limit: a number up to {HISTORY_LIMIT}") }),
+            )
+        }
+    };
+    match app.fleet.admin().history(service, limit).await {
+        Ok(entries) => json_response(
+            StatusCode::OK,
+            Value::Array(entries.iter().map(status::transition_json).collect()),
+        ),
+        Err(e) => json_response(StatusCode::BAD_GATEWAY, json!({ "error": e.to_string() })),
     }
 }
 

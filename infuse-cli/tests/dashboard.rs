@@ -2,8 +2,10 @@
 //! command line, the environment or a file; reads guarded unless `--public-read`), the
 //! `Host` check, the header deadline and the connection cap against raw sockets, and the
 //! page in headless Chromium (driven through chromedriver's WebDriver API: a page that
-//! holds an SSE stream open never lets `--dump-dom` return) showing a breaker open soon
-//! after a registry of the fleet trips it. A screenshot is saved as a test artifact.
+//! holds an SSE stream open never lets `--dump-dom` return): a breaker shown open soon
+//! after a registry of the fleet trips it; each process listed with the state it sees;
+//! the history made before the page opened; a fail counter moving without adding
+//! timeline rows; the filter. A screenshot is saved as a test artifact.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -824,4 +826,356 @@ async fn the_page_asks_for_the_token_once_and_then_reads_live() {
     // The page offers changes (it has the token) and never asked twice.
     let buttons = "return String(document.querySelectorAll('button[data-act]').length);";
     assert_eq!(browser.eval(buttons).await, "2");
+}
+
+/// Runs `infuse` against `server`'s namespace `ns` and waits for it.
+fn infuse(server: &RedisServer, ns: &str, args: &[&str]) {
+    let status = Command::new(BIN)
+        .args(["--redis", &server.url(), "--namespace", ns])
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run infuse");
+    assert!(status.success(), "infuse {args:?} failed");
+}
+
+/// Redis's clock (unix ms).
+fn redis_ms(server: &RedisServer) -> u64 {
+    let time = server.cli(&["TIME"]).unwrap();
+    let mut parts = time.split_whitespace().map(|p| p.parse::<u64>().unwrap());
+    parts.next().unwrap() * 1000 + parts.next().unwrap() / 1000
+}
+
+/// Announces a process the way `fleet/presence.rs` does, last seen `age` ago with a 5 s
+/// interval: one that sees `breakers` as given (a process that missed the news, say).
+fn announce(
+    server: &RedisServer,
+    ns: &str,
+    id: &str,
+    host: &str,
+    pid: u32,
+    age: Duration,
+    breakers: &[(&str, &str)],
+) {
+    let now = redis_ms(server);
+    let listed: serde_json::Map<String, Value> = breakers
+        .iter()
+        .map(|(name, state)| (name.to_string(), json!(state)))
+        .collect();
+    let text = json!({
+        "at_ms": now - age.as_millis() as u64, "id": id, "name": "api", "host": host, "pid": pid,
+        "interval_ms": 5000, "breakers_total": breakers.len(), "breakers_omitted": 0, "breakers": listed,
+    })
+    .to_string();
+    // It lives ten intervals after its last renewal.
+    let expires = now + 50_000 - age.as_millis() as u64;
+    server
+        .cli(&["SET", &format!("infuse:{{{ns}}}:process:{id}"), &text])
+        .unwrap();
+    server
+        .cli(&[
+            "ZADD",
+            &format!("infuse:{{{ns}}}:processes"),
+            &expires.to_string(),
+            id,
+        ])
+        .unwrap();
+}
+
+/// The text of `selector`'s matches, joined by `|`.
+fn texts_of(selector: &str) -> String {
+    format!(
+        "return [...document.querySelectorAll({selector:?})].filter(e => !e.closest('[hidden]')).map(e => e.textContent.replace(/\\s+/g, ' ').trim()).join('|');"
+    )
+}
+
+/// How many of `selector`'s matches are visible (not `hidden`), as a string.
+fn count_of(selector: &str) -> String {
+    format!("return String([...document.querySelectorAll({selector:?})].filter(e => !e.closest('[hidden]')).length);")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_lists_each_process_with_its_state_and_the_history_made_before_it_opened() {
+    let server = RedisServer::start();
+    let ns = "dash-seen";
+    let registry = member(&server, ns).await;
+    let users = registry.breaker("users");
+    // Two transitions before the page opens: a trip, then an operator's close.
+    for _ in 0..2 {
+        let _ = fail(&users).await;
+    }
+    assert_eq!(users.state().await.unwrap(), infuse::State::Open);
+    infuse(&server, ns, &["close", "users"]);
+    // A second process, which last reported 12 s ago and still sees the breaker open.
+    announce(
+        &server,
+        ns,
+        "5eed",
+        "web-2",
+        4242,
+        Duration::from_secs(12),
+        &[("users", "open")],
+    );
+
+    let (_dashboard, url) = dashboard(&server, ns, None);
+    let browser = Browser::start().await;
+    browser.go(&url).await;
+    // Each process that sees the breaker, with the state it sees and when it was last seen.
+    let seen = texts_of("tr[data-service=\"users\"] ul.seen li");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let listed = browser
+            .eval(&seen)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let settled = listed.contains("web-2")
+            && listed.split('|').count() == 2
+            && listed.split('|').any(|i| i.starts_with("closed "));
+        if settled || Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let items: Vec<&str> = listed.split('|').collect();
+    assert_eq!(items.len(), 2, "two processes: {listed:?}");
+    let stale = items.iter().find(|i| i.contains("web-2")).unwrap();
+    assert!(stale.starts_with("open api@web-2 pid 4242"), "{stale:?}");
+    // Seen 12 s before it was announced, a few seconds before the page read it.
+    let age: u64 = stale
+        .strip_suffix(" s ago")
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no age in {stale:?}"));
+    assert!((12..=20).contains(&age), "{stale:?}");
+    let live = items.iter().find(|i| !i.contains("web-2")).unwrap();
+    assert!(
+        live.starts_with("closed ") && live.contains(&format!("pid {}", std::process::id())),
+        "this test's registry sees it closed: {live:?}"
+    );
+
+    // The transitions made before the page opened, from Redis: one row each, with why
+    // and by whom.
+    let rows = "tr[data-service=\"users\"]";
+    assert!(
+        until(&browser, &count_of(rows), "1", Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    let timeline = texts_of("#timeline li[data-service=\"users\"]");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let shown = browser
+            .eval(&timeline)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if shown.split('|').count() == 2 || Instant::now() > deadline {
+            break shown;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let entries: Vec<&str> = shown.split('|').collect();
+    assert_eq!(entries.len(), 2, "two transitions: {shown:?}");
+    let history: Vec<Value> = serde_json::from_str(
+        &reqwest::get(format!("{url}api/history?service=users&limit=5"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    // Newest first: the close, then the trip.
+    assert!(entries[0].contains("open → closed"), "{entries:?}");
+    assert!(entries[1].contains("closed → open"), "{entries:?}");
+    for (entry, made) in entries.iter().zip(&history) {
+        let reason = made["reason"].as_str().unwrap();
+        assert!(
+            entry.contains(reason),
+            "{entry:?} without its reason {reason:?}"
+        );
+        assert!(
+            entry.starts_with("just now") || entry.contains(" s ago"),
+            "a relative time: {entry:?}"
+        );
+    }
+    // The trip was made by this test's registry, shown by name, not by id.
+    assert!(
+        entries[1].contains(&format!("pid {}", std::process::id())),
+        "{entries:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_changes_are_a_sparkline_not_timeline_rows_and_the_filter_hides_rows() {
+    let server = RedisServer::start();
+    let ns = "dash-counters";
+    // A breaker that 100 failures do not trip, and another.
+    let registry = Registry::new(redis_service_config(
+        &server,
+        ns,
+        "users",
+        1000,
+        Duration::from_secs(60),
+    ))
+    .await
+    .unwrap();
+    let users = registry.breaker("users");
+    let orders = registry.breaker("orders");
+    assert!(succeed(&users).await.is_ok());
+    assert!(succeed(&orders).await.is_ok());
+    let (_dashboard, url) = dashboard(&server, ns, None);
+    let browser = Browser::start().await;
+    browser.go(&url).await;
+    assert!(
+        until(&browser, USERS_STATE, "closed", Duration::from_secs(20))
+            .await
+            .is_some()
+    );
+    let live = "return document.getElementById('live').classList.contains('on') ? 'on' : 'off';";
+    assert!(until(&browser, live, "on", Duration::from_secs(10))
+        .await
+        .is_some());
+
+    for _ in 0..100 {
+        let _ = fail(&users).await;
+    }
+    let fails = "const f = document.querySelector('tr[data-service=\"users\"] .fails'); return f ? f.textContent : '';";
+    assert!(
+        until(&browser, fails, "100", Duration::from_secs(10))
+            .await
+            .is_some(),
+        "the page never showed the 100 failures"
+    );
+    // The counter moved: the sparkline draws it; the timeline has no row for it.
+    let spark = "return document.querySelector('tr[data-service=\"users\"] svg.spark polyline') ? 'drawn' : 'none';";
+    assert_eq!(browser.eval(spark).await, "drawn");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(browser.eval(&count_of("#timeline li")).await, "0");
+    // A transition is one row.
+    infuse(&server, ns, &["open", "users"]);
+    assert!(until(&browser, USERS_STATE, "open", Duration::from_secs(5))
+        .await
+        .is_some());
+    assert!(
+        until(
+            &browser,
+            &count_of("#timeline li"),
+            "1",
+            Duration::from_secs(5)
+        )
+        .await
+        .is_some(),
+        "one row for the trip"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(browser.eval(&count_of("#timeline li")).await, "1");
+
+    // The filter, by name then by state, hides the rows that do not match.
+    let names = texts_of("#rows tr[data-service] td:first-child");
+    assert_eq!(browser.eval(&names).await, "orders|users");
+    let set = |id: &str, value: &str, event: &str| {
+        format!("const e = document.getElementById({id:?}); e.value = {value:?}; e.dispatchEvent(new Event({event:?})); return 'ok';")
+    };
+    browser.eval(&set("filter", "ORD", "input")).await;
+    assert_eq!(browser.eval(&names).await, "orders");
+    assert_eq!(
+        browser.eval(&count_of("#timeline li")).await,
+        "0",
+        "the timeline is filtered by name too"
+    );
+    browser.eval(&set("filter", "", "input")).await;
+    browser.eval(&set("state-filter", "open", "change")).await;
+    assert_eq!(browser.eval(&names).await, "users");
+    browser.eval(&set("state-filter", "closed", "change")).await;
+    assert_eq!(browser.eval(&names).await, "orders");
+    // It holds across the page's refresh (every 2 s).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(browser.eval(&names).await, "orders");
+
+    // An open period that has run out, no trial made yet: "half-open, trial due", and
+    // no "0 ms" left.
+    browser.eval(&set("state-filter", "", "change")).await;
+    infuse(&server, ns, &["open", "orders", "--for", "1s"]);
+    let orders_state = "const s = document.querySelector('tr[data-service=\"orders\"] .state'); return s ? s.textContent : '';";
+    assert!(
+        until(
+            &browser,
+            orders_state,
+            "half-open, trial due",
+            Duration::from_secs(6)
+        )
+        .await
+        .is_some(),
+        "the page never said the trial is due"
+    );
+    let left = "return document.querySelector('tr[data-service=\"orders\"] .left').textContent;";
+    assert_eq!(browser.eval(left).await, "trial due");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_api_is_bounded_and_guarded() {
+    let server = RedisServer::start();
+    let ns = "dash-history";
+    let registry = member(&server, ns).await;
+    let users = registry.breaker("users");
+    // Three transitions: a trip, a close, a trip.
+    for _ in 0..2 {
+        let _ = fail(&users).await;
+    }
+    infuse(&server, ns, &["close", "users"]);
+    // Until the registry has heard of the close, its calls are rejected: fail until the
+    // third transition is in the history.
+    let key = format!("infuse:{{{ns}/users}}:history");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.cli(&["LLEN", &key]).unwrap().trim() != "3" {
+        assert!(Instant::now() < deadline, "the breaker never tripped again");
+        let _ = fail(&users).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_dashboard, url) = dashboard(&server, ns, Some("h1story"));
+    let http = reqwest::Client::new();
+    let get = |query: &str, token: Option<&str>| {
+        let mut request = http.get(format!("{url}api/history{query}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            (
+                status,
+                serde_json::from_str::<Value>(&answer.text().await.unwrap()).unwrap(),
+            )
+        }
+    };
+    assert_eq!(
+        get("?service=users", None).await.0,
+        401,
+        "reads need the token"
+    );
+    let (status, all) = get("?service=users", Some("h1story")).await;
+    assert_eq!(status, 200);
+    let tos: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(tos, ["open", "closed", "open"], "newest first");
+    assert!(all[0]["reason"].is_string() && all[0]["process"].is_string());
+    let (_, two) = get("?service=users&limit=2", Some("h1story")).await;
+    assert_eq!(two.as_array().unwrap().len(), 2);
+    assert_eq!(two[0], all[0]);
+    // Past the bound, the bound (there are only three here: no error).
+    let (status, many) = get("?service=users&limit=100000", Some("h1story")).await;
+    assert_eq!((status, many.as_array().unwrap().len()), (200, 3));
+    let (status, none) = get("?service=nobody", Some("h1story")).await;
+    assert_eq!((status, none), (200, json!([])));
+    assert_eq!(get("", Some("h1story")).await.0, 400);
+    assert_eq!(get("?service=users&limit=-1", Some("h1story")).await.0, 400);
 }
