@@ -255,7 +255,11 @@ pub enum RegistryError {
 }
 
 /// `infuse::init` failed.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` is its message (as `Display`), hint included: `main` returning
+/// `Result<(), InitError>` (or a boxed error holding one) then tells a person what to do,
+/// not a struct dump. Match on the variant to tell the cases apart in code.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum InitError {
     /// `init` was already called in this process.
@@ -309,4 +313,28 @@ pub enum InitError {
     /// The store could not be set up.
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+impl fmt::Debug for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InitError;
+
+    /// What `main` returning `Result<(), InitError>` prints is the message and its hint.
+    #[test]
+    fn an_init_error_debugs_as_its_message() {
+        let error = InitError::Unreachable {
+            address: "127.0.0.1:6379".to_owned(),
+            reason: "connection refused".to_owned(),
+        };
+        assert_eq!(format!("{error:?}"), error.to_string());
+        assert!(format!("{error:?}").contains("Config::start_degraded(true)"));
+        let boxed: Box<dyn std::error::Error> = Box::new(error);
+        assert!(format!("{boxed:?}").starts_with("cannot reach Redis at 127.0.0.1:6379"));
+    }
 }
