@@ -737,6 +737,24 @@ async fn until(browser: &Browser, script: &str, want: &str, within: Duration) ->
 const USERS_STATE: &str =
     "const s = document.querySelector('tr[data-service=\"users\"] .state'); return s ? s.textContent : '';";
 
+/// Waits until the page shows `users` closed and its event stream is connected (the
+/// dot turns green), so that a change made next reaches it live.
+async fn until_live(browser: &Browser) {
+    assert!(
+        until(browser, USERS_STATE, "closed", Duration::from_secs(20))
+            .await
+            .is_some(),
+        "the page never showed the breaker"
+    );
+    let live = "return document.getElementById('live').classList.contains('on') ? 'on' : 'off';";
+    assert!(
+        until(browser, live, "on", Duration::from_secs(10))
+            .await
+            .is_some(),
+        "no event stream"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_a_trip_within_a_second() {
     let server = RedisServer::start();
@@ -746,20 +764,8 @@ async fn the_page_shows_a_trip_within_a_second() {
     let (_dashboard, url) = dashboard(&server, "dash-page", None);
     let browser = Browser::start().await;
     browser.go(&url).await;
-    assert!(
-        until(&browser, USERS_STATE, "closed", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "the page never showed the breaker"
-    );
-    // The event stream is connected before the trip (its dot turns green).
-    let live = "return document.getElementById('live').classList.contains('on') ? 'on' : 'off';";
-    assert!(
-        until(&browser, live, "on", Duration::from_secs(10))
-            .await
-            .is_some(),
-        "no event stream"
-    );
+    // The event stream is connected before the trip.
+    until_live(&browser).await;
 
     for _ in 0..2 {
         let _ = fail(&users).await;
@@ -801,19 +807,7 @@ async fn the_page_asks_for_the_token_once_and_then_reads_live() {
     let browser = Browser::start().await;
     browser.go(&url).await;
     browser.answer_prompt("pa9e-t0ken").await;
-    assert!(
-        until(&browser, USERS_STATE, "closed", Duration::from_secs(20))
-            .await
-            .is_some(),
-        "the page never showed the breaker"
-    );
-    let live = "return document.getElementById('live').classList.contains('on') ? 'on' : 'off';";
-    assert!(
-        until(&browser, live, "on", Duration::from_secs(10))
-            .await
-            .is_some(),
-        "no event stream with the token"
-    );
+    until_live(&browser).await; // with the token
     for _ in 0..2 {
         let _ = fail(&users).await;
     }
@@ -1031,15 +1025,7 @@ async fn counter_changes_are_a_sparkline_not_timeline_rows_and_the_filter_hides_
     let (_dashboard, url) = dashboard(&server, ns, None);
     let browser = Browser::start().await;
     browser.go(&url).await;
-    assert!(
-        until(&browser, USERS_STATE, "closed", Duration::from_secs(20))
-            .await
-            .is_some()
-    );
-    let live = "return document.getElementById('live').classList.contains('on') ? 'on' : 'off';";
-    assert!(until(&browser, live, "on", Duration::from_secs(10))
-        .await
-        .is_some());
+    until_live(&browser).await;
 
     for _ in 0..100 {
         let _ = fail(&users).await;
