@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
-use crate::core::{Command, Outcome, Settings, Snapshot, StorageError};
+use crate::core::{Command, Outcome, Settings, Snapshot, StorageError, Target};
 use crate::fleet::Fleet;
 use crate::local::Cell;
 use crate::store::memory::MemoryStore;
+use crate::store::redis::keys::Audit;
 
 /// The store a registry's breakers use.
 #[derive(Clone, Debug)]
@@ -28,6 +29,23 @@ impl Backend {
         match self {
             Backend::Memory(store) => Ok(store.apply_now(service, &settings.alone(), command)),
             Backend::Fleet(fleet) => fleet.apply_command(service, settings, command).await,
+        }
+    }
+
+    /// Forces a breaker's record to `target`; with Redis, `audit` goes to its history
+    /// (the in-memory store keeps none).
+    pub(crate) async fn force(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        target: Target,
+        audit: &Audit,
+    ) -> Result<Outcome, StorageError> {
+        match self {
+            Backend::Memory(store) => {
+                Ok(store.apply_now(service, &settings.alone(), Command::Force(target)))
+            }
+            Backend::Fleet(fleet) => fleet.force(service, settings, target, audit).await,
         }
     }
 

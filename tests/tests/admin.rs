@@ -314,6 +314,150 @@ async fn a_control_with_an_audit_records_who_and_why() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_control_with_a_reason_is_in_the_history_with_the_process() {
+    let server = RedisServer::start();
+    let ns = "admin-breaker-audit";
+    let registry = Registry::new(config(&server, ns)).await.unwrap();
+    let breaker = registry.breaker("billing");
+    breaker
+        .control(Control::ForceOpen, &Audit::because("billing migration"))
+        .await
+        .unwrap();
+    assert_eq!(breaker.state().await.unwrap(), State::ForcedOpen);
+    breaker.close().await.unwrap();
+    let admin = Admin::connect(&config(&server, ns)).await.unwrap();
+    // Why alone from a tool: the operator is named.
+    admin
+        .control("billing", Control::Disable, &Audit::because("load test"))
+        .await
+        .unwrap();
+    let history = admin.history("billing", 10).await.unwrap();
+    assert_eq!(history.len(), 3, "{history:?}");
+    let [disabled, closed, forced] = &history[..] else {
+        unreachable!()
+    };
+    assert_eq!(forced.to, "forced-open");
+    assert_eq!(forced.why.as_deref(), Some("billing migration"));
+    let who = forced.who.as_deref().unwrap();
+    let pid = format!("(pid {})", std::process::id());
+    assert!(who.ends_with(&pid), "the process is who: {who}");
+    assert_eq!((closed.who.as_deref(), closed.why.as_deref()), (None, None));
+    assert_eq!(disabled.why.as_deref(), Some("load test"));
+    assert_eq!(
+        disabled.who.as_deref(),
+        Some(infuse::admin::operator().as_str())
+    );
+
+    // A bad duration is refused before anything is written, as by `open_for`.
+    let refused = breaker
+        .control(Control::OpenFor(Duration::ZERO), &Audit::because("x"))
+        .await;
+    assert!(
+        matches!(refused, Err(infuse::StorageError::InvalidInput(_))),
+        "{refused:?}"
+    );
+    assert_eq!(admin.history("billing", 10).await.unwrap().len(), 3);
+    registry.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rejections_of_each_process_are_announced_and_summed_per_breaker() {
+    let server = RedisServer::start();
+    let ns = "admin-rejections";
+    let registry = Registry::new(config(&server, ns).resync_interval(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    let users = registry.breaker("users");
+    let quiet = registry.breaker("quiet");
+    quiet.close().await.unwrap();
+    users.force_open().await.unwrap();
+    let admin = Admin::connect(&config(&server, ns)).await.unwrap();
+    // Another process, announced by hand: 300 rejections over its last 1.5 s.
+    let mut conn = raw(&server).await;
+    let other = r#"{"at_ms":1,"id":"other1","name":"api","host":"box","pid":9,"interval_ms":1000,"breakers_total":1,"breakers_omitted":0,"breakers":{"users":"forced-open"},"rejections":{"users":[300,1500]}}"#;
+    let (secs, _): (u64, u64) = cmd(&mut conn, &["TIME"]).await;
+    let key = infuse::store::redis::keys::process_key(ns, "other1");
+    let index = infuse::store::redis::keys::processes_key(ns);
+    let until = ((secs + 60) * 1000).to_string();
+    let _: () = cmd(&mut conn, &["SET", &key, other, "PX", "60000"]).await;
+    let _: () = cmd(&mut conn, &["ZADD", &index, &until, "other1"]).await;
+
+    // This process rejects calls while the listing is read: its own rate shows up
+    // beside the other's, and their sum is the row's.
+    let rejecting = tokio::spawn(async move {
+        loop {
+            let call = users.call(async { Ok::<_, std::io::Error>(()) }).await;
+            assert!(call.is_err(), "forced open: rejected");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    let listed = eventually(within(10), Duration::from_millis(100), async || {
+        let listing = admin.breakers().await.unwrap();
+        let row = listing
+            .breakers
+            .iter()
+            .find(|r| r.service == "users")
+            .unwrap();
+        row.seen_by.len() == 2 && row.seen_by.iter().all(|seen| seen.rejections.is_some())
+    })
+    .await;
+    assert!(listed, "both processes announce their rejections");
+    let listing = admin.breakers().await.unwrap();
+    let row = listing
+        .breakers
+        .iter()
+        .find(|r| r.service == "users")
+        .unwrap();
+    let of = |id: &str| {
+        let seen = row
+            .seen_by
+            .iter()
+            .find(|seen| (listing.processes[seen.process].id == id) == (id == "other1"))
+            .unwrap();
+        seen.rejections.unwrap()
+    };
+    assert_eq!(of("other1").per_second(), 200.0);
+    let mine = of("me");
+    assert!(mine.count > 0 && !mine.over.is_zero(), "{mine:?}");
+    let sum = row.rejections_per_second();
+    assert!(
+        (sum - 200.0 - mine.per_second()).abs() < 1e-9,
+        "{sum} is the sum of both"
+    );
+    let quiet_row = listing
+        .breakers
+        .iter()
+        .find(|r| r.service == "quiet")
+        .unwrap();
+    assert_eq!(
+        quiet_row.rejections_per_second(),
+        0.0,
+        "it rejected nothing"
+    );
+
+    // Once the calls stop, the process says so in its next announcements.
+    rejecting.abort();
+    let stopped = eventually(within(10), Duration::from_millis(100), async || {
+        let listing = admin.breakers().await.unwrap();
+        let row = listing
+            .breakers
+            .iter()
+            .find(|r| r.service == "users")
+            .unwrap();
+        row.seen_by
+            .iter()
+            .filter(|seen| listing.processes[seen.process].id != "other1")
+            .all(|seen| seen.rejections.is_none())
+    })
+    .await;
+    assert!(
+        stopped,
+        "a process that stopped rejecting announces no rate"
+    );
+    registry.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_show_their_age_and_a_clean_shutdown_withdraws_the_announcement() {
     let server = RedisServer::start();
     let ns = "admin-processes";

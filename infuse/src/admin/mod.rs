@@ -56,17 +56,18 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-pub use processes::Process;
+pub use processes::{Process, Rejections};
 pub use records::{BreakerRecord, BreakerRow, Listing, Record, Sighting, Trial, WindowRates};
 pub use stream::{Change, ChangeStream};
 
+pub use crate::breaker::Control;
 pub use crate::store::redis::keys::{Audit, HistoryEntry, WHO_MAX, WHY_MAX};
 
-use crate::core::{check_duration, InitError, Settings, StorageError, Target};
+use crate::core::{InitError, Settings, StorageError, Target};
 use crate::fleet::{FleetConnection, Topology};
 use crate::registry::Config;
 use crate::store::redis::{keys, Deadlines, RedisStore};
-use crate::{State, MAX_OPEN_FOR};
+use crate::State;
 
 /// How many keys or members one page of `SCAN`/`ZRANGE` asks for: each page is one short
 /// command, so Redis serves others between pages.
@@ -218,7 +219,7 @@ impl Admin {
             .await
     }
 
-    /// Opens `service`'s breaker for `duration` (at most [`MAX_OPEN_FOR`]), for the whole
+    /// Opens `service`'s breaker for `duration` (at most [`MAX_OPEN_FOR`](crate::MAX_OPEN_FOR)), for the whole
     /// fleet; then a trial decides as usual.
     pub async fn open_for(&self, service: &str, duration: Duration) -> Result<State, StorageError> {
         self.control(service, Control::OpenFor(duration), &Audit::default())
@@ -259,21 +260,7 @@ impl Admin {
         control: Control,
         audit: &Audit,
     ) -> Result<State, StorageError> {
-        let target = match control {
-            Control::Open => Target::Open(self.settings(service)?.reset_timeout),
-            Control::OpenFor(duration) => {
-                check_duration("open_for", duration, MAX_OPEN_FOR).map_err(|reason| {
-                    StorageError::InvalidInput(format!(
-                        "{reason}; to hold a breaker open until closed by hand, use force_open"
-                    ))
-                })?;
-                Target::Open(duration)
-            }
-            Control::HalfOpen => Target::HalfOpen,
-            Control::Close => Target::Closed,
-            Control::ForceOpen => Target::ForcedOpen,
-            Control::Disable => Target::Disabled,
-        };
+        let target = control.target(self.settings(service)?.reset_timeout)?;
         self.force(service, target, audit).await
     }
 
@@ -297,6 +284,14 @@ impl Admin {
     ) -> Result<State, StorageError> {
         let settings = self.settings(service)?;
         let service = self.intern(service);
+        // A reason with nobody named: the operator running this tool asked.
+        let named;
+        let audit = if audit.who.is_empty() && !audit.why.is_empty() {
+            named = Audit::new(&operator(), &audit.why);
+            &named
+        } else {
+            audit
+        };
         let outcome = self
             .store
             .force_audited(service, &settings, target, audit)
@@ -313,24 +308,6 @@ impl Admin {
         names.insert(name);
         name
     }
-}
-
-/// An operator's change to a breaker, for [`Admin::control`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Control {
-    /// [`Admin::open`].
-    Open,
-    /// [`Admin::open_for`].
-    OpenFor(Duration),
-    /// [`Admin::half_open`].
-    HalfOpen,
-    /// [`Admin::close`].
-    Close,
-    /// [`Admin::force_open`].
-    ForceOpen,
-    /// [`Admin::disable`].
-    Disable,
 }
 
 /// Who this process's user is, for an [`Audit`]: `user@host`, the user from `$USER`

@@ -88,6 +88,7 @@ impl Shared {
     /// Tells listeners of a rejection, and answers with it.
     #[inline(always)]
     fn rejected(&self, error: BreakerError) -> BreakerError {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
         self.listeners.rejected(self.service);
         error
     }

@@ -9,19 +9,18 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::breaker::control::Control;
+#[cfg(doc)]
+use crate::breaker::control::MAX_OPEN_FOR;
 use crate::breaker::guarded::Guarded;
 use crate::breaker::options::{CallOptions, GuardedResult};
 use crate::breaker::permit::Permit;
 use crate::breaker::shared::{Binding, Breaker};
 use crate::core::{
-    check_duration, BreakerError, Command, Settings, Snapshot, State, StorageError, Target,
-    TransitionReason,
+    BreakerError, Command, Settings, Snapshot, State, StorageError, TransitionReason,
 };
 use crate::local::{Cell, Listener};
-
-/// The longest a breaker can be opened for by hand with [`Breaker::open_for`] (30 days);
-/// [`Breaker::force_open`] holds it open without a time limit.
-pub const MAX_OPEN_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+use crate::store::redis::keys::Audit;
 
 impl Breaker {
     /// A breaker of `service`, bound to `binding`; the registry loads its state.
@@ -163,8 +162,7 @@ impl Breaker {
 
     /// Opens the breaker for its `reset_timeout`, as if it had tripped.
     pub async fn open(&self) -> Result<(), StorageError> {
-        self.force(Target::Open(self.settings().reset_timeout))
-            .await
+        self.control(Control::Open, &Audit::default()).await
     }
 
     /// Opens the breaker for `duration` (at most [`MAX_OPEN_FOR`], 30 days), e.g. for a
@@ -188,40 +186,59 @@ impl Breaker {
     /// [`StorageError::InvalidInput`] naming the limit when `duration` is zero or longer
     /// than [`MAX_OPEN_FOR`] (nothing is changed); otherwise the store's error.
     pub async fn open_for(&self, duration: Duration) -> Result<(), StorageError> {
-        check_duration("open_for", duration, MAX_OPEN_FOR).map_err(|reason| {
-            StorageError::InvalidInput(format!(
-                "{reason}; to hold a breaker open until closed by hand, use force_open()"
-            ))
-        })?;
-        self.force(Target::Open(duration)).await
+        self.control(Control::OpenFor(duration), &Audit::default())
+            .await
     }
 
     /// Moves the breaker to half-open: the next call is a trial.
     pub async fn half_open(&self) -> Result<(), StorageError> {
-        self.force(Target::HalfOpen).await
+        self.control(Control::HalfOpen, &Audit::default()).await
     }
 
     /// Closes the breaker and resets its counters; ends a forced state. With Redis, also
     /// repairs a record holding garbage.
     pub async fn close(&self) -> Result<(), StorageError> {
-        self.force(Target::Closed).await
+        self.control(Control::Close, &Audit::default()).await
     }
 
     /// Holds the breaker open until [`close`](Breaker::close): every call is rejected
     /// with [`BreakerError::ForcedOpen`], and no trial is made. With Redis, for the whole
     /// fleet, and the record does not expire.
     pub async fn force_open(&self) -> Result<(), StorageError> {
-        self.force(Target::ForcedOpen).await
+        self.control(Control::ForceOpen, &Audit::default()).await
     }
 
     /// Disables the breaker until [`close`](Breaker::close): every call runs and is
     /// counted, but nothing trips. With Redis, for the whole fleet.
     pub async fn disable(&self) -> Result<(), StorageError> {
-        self.force(Target::Disabled).await
+        self.control(Control::Disable, &Audit::default()).await
     }
 
-    async fn force(&self, target: Target) -> Result<(), StorageError> {
-        let outcome = self.cell.apply(Command::Force(target)).await?;
+    /// Applies `control` as the method of the same name does, and with Redis writes why
+    /// (and who, when `audit` names someone; the process is always recorded) to the
+    /// breaker's history, where `infuse explain` and the dashboard show it. The in-memory
+    /// store keeps no history: there the audit is dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), infuse::StorageError> {
+    /// use infuse::admin::{Audit, Control};
+    ///
+    /// let search = infuse::breaker("doc-search");
+    /// search
+    ///     .control(Control::ForceOpen, &Audit::because("reindexing until 14:00"))
+    ///     .await?;
+    /// assert_eq!(search.state().await?, infuse::State::ForcedOpen);
+    /// # search.close().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As the method of the same name.
+    pub async fn control(&self, control: Control, audit: &Audit) -> Result<(), StorageError> {
+        let target = control.target(self.settings().reset_timeout)?;
+        let outcome = self.cell.force(target, audit).await?;
         let manual = Some(TransitionReason::Manual);
         let seen = self.cell.observe_because(&outcome.snapshot, manual);
         // As pybreaker: manual transitions always notify, even to the same state; a real

@@ -4,6 +4,7 @@
 //! `handle` (every method of [`Breaker`]).
 
 mod admission;
+mod control;
 mod counting;
 mod guarded;
 mod handle;
@@ -13,8 +14,8 @@ mod recording;
 mod shared;
 mod skip;
 
+pub use control::{Control, MAX_OPEN_FOR};
 pub use guarded::Guarded;
-pub use handle::MAX_OPEN_FOR;
 pub use options::{CallOptions, GuardedResult};
 pub use permit::Permit;
 pub(crate) use shared::Binding;

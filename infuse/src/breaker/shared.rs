@@ -11,8 +11,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::backend::Backend;
-use crate::core::{Command, Outcome, Settings, StorageError, TransitionReason};
+use crate::core::{Command, Outcome, Settings, StorageError, Target, TransitionReason};
 use crate::local::Cell;
+use crate::store::redis::keys::Audit;
 
 /// A cheap, clonable handle to one service's breaker.
 ///
@@ -76,6 +77,18 @@ impl Shared {
     pub(crate) async fn apply(&self, command: Command) -> Result<Outcome, StorageError> {
         let backend = self.bound().backend.clone();
         backend.apply(self.service, &self.settings(), command).await
+    }
+
+    /// Forces this breaker's record to `target`, noting `audit` in its history.
+    pub(crate) async fn force(
+        &self,
+        target: Target,
+        audit: &Audit,
+    ) -> Result<Outcome, StorageError> {
+        let backend = self.bound().backend.clone();
+        backend
+            .force(self.service, &self.settings(), target, audit)
+            .await
     }
 
     /// Sends a command without waiting for its answer (from a `Drop`).

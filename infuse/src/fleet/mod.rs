@@ -62,8 +62,9 @@ pub use routing::FleetStore;
 
 use crate::core::local_trip::OwnCounts;
 use crate::core::random::random_u64;
-use crate::core::{Command, InitError, Outcome, Settings, Snapshot, StorageError};
+use crate::core::{Command, InitError, Outcome, Settings, Snapshot, StorageError, Target};
 use crate::local::Cell;
+use crate::store::redis::keys::Audit;
 use crate::store::redis::{Deadlines, RedisStore};
 use cells::Cells;
 use fallback::Fallback;
@@ -211,6 +212,26 @@ impl Fleet {
         command: Command,
     ) -> Result<Outcome, StorageError> {
         routing::apply(self, service, settings, command).await
+    }
+
+    /// Forces a breaker's record, with who asked and why for its history (see
+    /// `routing.rs`).
+    pub(crate) async fn force(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        target: Target,
+        audit: &Audit,
+    ) -> Result<Outcome, StorageError> {
+        // A reason with nobody named: this process asked.
+        let named;
+        let audit = if audit.who.is_empty() && !audit.why.is_empty() {
+            named = Audit::new(&presence::process_label(), &audit.why);
+            &named
+        } else {
+            audit
+        };
+        routing::apply_audited(self, service, settings, Command::Force(target), Some(audit)).await
     }
 
     /// Loads (or creates) a breaker's shared state for its first call (see `routing.rs`).

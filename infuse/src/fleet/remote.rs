@@ -5,7 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::core::{Command, Outcome, Settings, StorageError};
+use crate::core::{Command, Outcome, Settings, StorageError, Target};
+use crate::store::redis::keys::Audit;
 use crate::store::redis::{Announcement, Deadlines, LogRead, RedisStore};
 use crate::store::Store;
 
@@ -48,6 +49,19 @@ pub(crate) trait Remote: Send + Sync + 'static {
     ) -> Answer<'a, Outcome> {
         let _ = deadline;
         self.apply(service, settings, command)
+    }
+    /// Forces a record as [`apply`](Remote::apply) does, with who asked and why for the
+    /// breaker's history (see [`RedisStore::force_audited`]); a store without a history
+    /// drops `audit`.
+    fn force_audited<'a>(
+        &'a self,
+        service: &'static str,
+        settings: &'a Settings,
+        target: Target,
+        audit: &'a Audit,
+    ) -> Answer<'a, Outcome> {
+        let _ = audit;
+        self.apply(service, settings, Command::Force(target))
     }
     /// Withdraws the announcement of process `instance` (see
     /// [`RedisStore::withdraw`]); a store without announcements has nothing to do.
@@ -102,6 +116,18 @@ impl Remote for RedisStore {
     ) -> Answer<'a, Outcome> {
         Box::pin(RedisStore::apply_within(
             self, service, settings, command, deadline,
+        ))
+    }
+
+    fn force_audited<'a>(
+        &'a self,
+        service: &'static str,
+        settings: &'a Settings,
+        target: Target,
+        audit: &'a Audit,
+    ) -> Answer<'a, Outcome> {
+        Box::pin(RedisStore::force_audited(
+            self, service, settings, target, audit,
         ))
     }
 

@@ -12,6 +12,7 @@ use crate::core::{
     StorageError, TrialToken,
 };
 use crate::local::Cell;
+use crate::store::redis::keys::Audit;
 use crate::store::Store;
 
 /// Applies a command to Redis; when Redis cannot answer, calls follow the policy.
@@ -28,6 +29,18 @@ pub(super) async fn apply(
     settings: &Settings,
     command: Command,
 ) -> Result<Outcome, StorageError> {
+    apply_audited(fleet, service, settings, command, None).await
+}
+
+/// [`apply`], with who asked for a `Force` and why, for the breaker's history in Redis
+/// (the fallback keeps no history: there it is dropped).
+pub(super) async fn apply_audited(
+    fleet: &Fleet,
+    service: &'static str,
+    settings: &Settings,
+    command: Command,
+    audit: Option<&Audit>,
+) -> Result<Outcome, StorageError> {
     let cell = fleet.cells.get(service);
     if fleet.fallback.holds(&command) {
         return Ok(fleet
@@ -35,7 +48,7 @@ pub(super) async fn apply(
             .answer(service, settings, command, cell.as_deref()));
     }
     if fleet.health.is_healthy() {
-        match apply_to_redis(fleet, service, settings, command, cell.as_ref()).await {
+        match apply_to_redis(fleet, service, settings, command, audit, cell.as_ref()).await {
             // Degraded meanwhile (another operation timed out): the views follow the
             // policy now, and this late answer would overwrite them. A trial Redis
             // granted meanwhile is given back, or the fleet would wait out its lease.
@@ -100,9 +113,18 @@ async fn apply_to_redis(
     service: &'static str,
     settings: &Settings,
     command: Command,
+    audit: Option<&Audit>,
     cell: Option<&Arc<Cell>>,
 ) -> Result<Outcome, StorageError> {
-    let outcome = fleet.store.apply(service, settings, command).await?;
+    let outcome = match (command, audit) {
+        (Command::Force(target), Some(audit)) => {
+            fleet
+                .store
+                .force_audited(service, settings, target, audit)
+                .await?
+        }
+        _ => fleet.store.apply(service, settings, command).await?,
+    };
     if outcome.snapshot.exists() || matches!(command, Command::Register { .. }) {
         if let Some(cell) = cell {
             cell.confirm(outcome.snapshot.version);

@@ -294,7 +294,8 @@ pub const AUDIT_FIELD_MAX: usize = 3 * WHY_MAX;
 /// Who asked for an operator's change, and why, for the breaker's history.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Audit {
-    /// Who (the CLI: `user@host`); empty: the process id alone names who.
+    /// Who (the CLI: `user@host`); empty with a reason: filled in when the change is made
+    /// (see [`Audit::because`]); empty without one: the entry's process id names who.
     pub who: String,
     /// Why; empty: no reason given.
     pub why: String,
@@ -307,6 +308,14 @@ impl Audit {
             who: bounded(who, WHO_MAX).to_owned(),
             why: bounded(why, WHY_MAX).to_owned(),
         }
+    }
+
+    /// An audit giving only why; who is filled in when the change is made: the process
+    /// (`name@host (pid N)`) for a [`Breaker`](crate::Breaker)'s control, the operator
+    /// (`user@host`, see [`operator`](crate::admin::operator)) for an
+    /// [`Admin`](crate::admin::Admin)'s.
+    pub fn because(why: &str) -> Audit {
+        Audit::new("", why)
     }
 
     /// The force script's last two arguments: both empty when nothing is noted (the
