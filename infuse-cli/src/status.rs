@@ -79,6 +79,11 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A rate as shown: one decimal.
+fn rate(per_second: f64) -> f64 {
+    (per_second * 10.0).round() / 10.0
+}
+
 /// One breaker as JSON (`status --json`, the dashboard's API). A row without a readable
 /// record has `record` `"missing"` or `"corrupt"` (with `corrupt_reason`), `state` the
 /// same word, and null counters.
@@ -86,9 +91,11 @@ pub(crate) fn to_json(view: &View, row: &BreakerRow) -> Value {
     let processes: Vec<Value> = view
         .seen_by(row)
         .map(|(p, state)| {
+            let rejected = p.rejections_of(&row.service).map(|r| rate(r.per_second()));
             json!({
                 "id": p.id, "name": p.name, "host": p.host, "pid": p.pid, "state": state,
                 "last_seen_ms": p.last_seen.map(ms), "stale": p.is_stale(),
+                "rejected_per_sec": rejected,
             })
         })
         .collect();
@@ -96,6 +103,7 @@ pub(crate) fn to_json(view: &View, row: &BreakerRow) -> Value {
         "service": row.service,
         "processes": processes,
         "last_transition": row.last_transition.as_ref().map(transition_json),
+        "rejected_per_sec": rate(row.rejections_per_second()),
     });
     let fields = match &row.record {
         Record::Ok(r) => json!({
@@ -170,6 +178,7 @@ fn print_table(view: &View) {
         "STATE",
         "FAILS",
         "WINDOW (calls/fail/slow)",
+        "REJECTED/S",
         "OPEN FOR",
         "TRIAL",
         "GEN",
@@ -177,7 +186,7 @@ fn print_table(view: &View) {
         "LAST CHANGE",
     ];
     let dash = || "-".to_owned();
-    let cells: Vec<[String; 9]> = view
+    let cells: Vec<[String; 10]> = view
         .rows
         .iter()
         .map(|row| {
@@ -223,11 +232,16 @@ fn print_table(view: &View) {
                 ),
                 _ => (dash(), dash(), dash(), dash(), dash()),
             };
+            let rejected = match rate(row.rejections_per_second()) {
+                0.0 => dash(),
+                rejected => rejected.to_string(),
+            };
             [
                 row.service.clone(),
                 state_text(&row.record),
                 fails,
                 window,
+                rejected,
                 open_for,
                 trial,
                 generation,

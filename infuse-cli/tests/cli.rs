@@ -72,6 +72,33 @@ async fn status_shows_a_breaker_the_fleet_tripped() {
         "{table}"
     );
     assert_eq!(lines.len(), 2, "{table}");
+
+    // Another process announces that it rejected 90 calls of users over 1.5 s: the
+    // rate shows as the fleet's, in the JSON and the table.
+    let announcement = r#"{"id":"p2","name":"api","host":"web-2","pid":4,"interval_ms":1000,"breakers_total":1,"breakers_omitted":0,"breakers":{"users":"open"},"rejections":{"users":[90,1500]}}"#;
+    let ns = "cli-status";
+    server
+        .cli(&["SET", &format!("infuse:{{{ns}}}:process:p2"), announcement])
+        .unwrap();
+    server
+        .cli(&[
+            "ZADD",
+            &format!("infuse:{{{ns}}}:processes"),
+            "9999999999999",
+            "p2",
+        ])
+        .unwrap();
+    let users_json = &status_json(&server, ns, &["users"])[0];
+    assert_eq!(users_json["rejected_per_sec"], 60.0, "{users_json}");
+    let seen = users_json["processes"].as_array().unwrap();
+    let p2 = seen.iter().find(|p| p["id"] == "p2").unwrap();
+    assert_eq!(p2["rejected_per_sec"], 60.0);
+    let table = stdout(&infuse(&server, ns, &["status", "users"]));
+    assert!(
+        table.lines().next().unwrap().contains("REJECTED/S"),
+        "{table}"
+    );
+    assert!(table.lines().nth(1).unwrap().contains(" 60 "), "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,12 +44,45 @@ pub struct Process {
     pub breakers_total: u64,
     /// The breakers it announced, each with the state it sees, by name.
     pub breakers: Vec<(String, String)>,
+    /// The breakers that rejected calls in its last resync interval, by name, with how
+    /// many (as of its last announcement: a process rewrites it when the counts change).
+    pub rejections: Vec<(String, Rejections)>,
     /// Why its announcement could not be read, if it could not (then only `id` and the
     /// times are known).
     pub corrupt: Option<String>,
 }
 
+/// The calls one process's breaker rejected lately: `count` over the last `over` (its
+/// resync interval, as measured by the process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Rejections {
+    /// Calls rejected.
+    pub count: u64,
+    /// Over how long.
+    pub over: Duration,
+}
+
+impl Rejections {
+    /// Rejected calls per second (0 over no time).
+    pub fn per_second(&self) -> f64 {
+        if self.over.is_zero() {
+            return 0.0;
+        }
+        self.count as f64 / self.over.as_secs_f64()
+    }
+}
+
 impl Process {
+    /// The calls `service` rejected lately in this process, if any.
+    pub fn rejections_of(&self, service: &str) -> Option<Rejections> {
+        let at = self
+            .rejections
+            .binary_search_by(|(name, _)| name.as_str().cmp(service))
+            .ok()?;
+        Some(self.rejections[at].1)
+    }
+
     /// `name@host (pid N)`.
     pub fn label(&self) -> String {
         format!("{}@{} (pid {})", self.name, self.host, self.pid)
@@ -167,6 +200,7 @@ fn process(id: String, expires_in_ms: u64, text: Result<String, String>) -> Proc
         expires_in,
         breakers_total: 0,
         breakers: Vec::new(),
+        rejections: Vec::new(),
         corrupt: None,
     };
     let json = match text.and_then(|text| Json::parse(&text)) {
@@ -202,6 +236,25 @@ fn process(id: String, expires_in_ms: u64, text: Result<String, String>) -> Proc
             .map(|(service, state)| (service.clone(), state.as_str().unwrap_or("?").to_owned()))
             .collect();
     }
+    if let Some(Json::Object(rejections)) = json.get("rejections") {
+        // `[count, over_ms]` each; an entry of another shape is left out.
+        process.rejections = rejections
+            .iter()
+            .filter_map(|(service, entry)| {
+                let Json::Array(pair) = entry else {
+                    return None;
+                };
+                let [count, over_ms] = &pair[..] else {
+                    return None;
+                };
+                let rejections = Rejections {
+                    count: count.as_u64()?,
+                    over: Duration::from_millis(over_ms.as_u64()?),
+                };
+                Some((service.clone(), rejections))
+            })
+            .collect();
+    }
     process.breakers_total = json
         .get("breakers_total")
         .and_then(Json::as_u64)
@@ -226,6 +279,12 @@ mod tests {
         assert!(!p.is_stale());
         let old = process("1f2e".into(), 3_000, Ok(text.into()));
         assert!(old.is_stale(), "seen 7 intervals ago");
+        assert_eq!(p.rejections_of("users"), None);
+        let rejecting = r#"{"interval_ms":1000,"breakers":{"users":"open"},"rejections":{"users":[250,500],"odd":[1],"neg":[-1,5]}}"#;
+        let p = process("2".into(), 9_000, Ok(rejecting.into()));
+        let users = p.rejections_of("users").unwrap();
+        assert_eq!((users.count, users.per_second()), (250, 500.0));
+        assert_eq!(p.rejections.len(), 1, "malformed entries are left out");
         let bad = process("9".into(), 1, Ok("{\"name\":".into()));
         assert!(bad.corrupt.is_some());
         assert_eq!(bad.id, "9");

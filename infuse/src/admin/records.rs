@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::{stream, StreamExt, TryStreamExt};
 use redis::Value;
 
-use super::processes::{self, Process};
+use super::processes::{self, Process, Rejections};
 use super::{Admin, HistoryEntry, IN_FLIGHT, PAGE};
 use crate::core::StorageError;
 use crate::store::redis::bounded;
@@ -41,6 +41,18 @@ pub struct BreakerRow {
     pub last_transition: Option<HistoryEntry>,
     /// The processes that announced they use the breaker, with the state each sees.
     pub seen_by: Vec<Sighting>,
+}
+
+impl BreakerRow {
+    /// The calls the fleet rejected per second lately: the sum over the processes that
+    /// see the breaker, each over its last resync interval as it last announced (the
+    /// rate is as fresh as the announcements: a resync interval or so).
+    pub fn rejections_per_second(&self) -> f64 {
+        self.seen_by
+            .iter()
+            .filter_map(|seen| seen.rejections)
+            .fold(0.0, |sum, r| sum + r.per_second())
+    }
 }
 
 /// A breaker's record, as Redis holds it.
@@ -123,6 +135,8 @@ pub struct Sighting {
     pub process: usize,
     /// The state it sees the breaker in, as it announced it (`"open"`, `"closed"`…).
     pub state: String,
+    /// The calls it rejected lately, if any.
+    pub rejections: Option<Rejections>,
 }
 
 /// Lists `only` (these services, sorted, each once), or every breaker of the namespace.
@@ -156,6 +170,7 @@ pub(super) async fn list(admin: &Admin, only: Option<&[&str]>) -> Result<Listing
                 seen.entry(service).or_default().push(Sighting {
                     process: index,
                     state: state.clone(),
+                    rejections: process.rejections_of(service),
                 });
             }
         }

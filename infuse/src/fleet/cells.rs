@@ -54,6 +54,21 @@ impl Cells {
         self.0.read().unwrap_or_else(PoisonError::into_inner).len()
     }
 
+    /// Visits each live breaker's service, the state its view holds and how many calls
+    /// it rejected, in no order (under the read lock: no allocation).
+    pub(super) fn for_each_rejecting(&self, mut visit: impl FnMut(&'static str, State, u64)) {
+        let cells = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        for (service, cell) in cells.iter() {
+            if let Some(cell) = cell.upgrade() {
+                visit(
+                    service,
+                    cell.view.state(),
+                    cell.rejected.load(std::sync::atomic::Ordering::Relaxed),
+                );
+            }
+        }
+    }
+
     /// Visits each live breaker's service and the state its view holds, in no order
     /// (under the read lock: no allocation).
     pub(super) fn for_each_state(&self, mut visit: impl FnMut(&'static str, State)) {

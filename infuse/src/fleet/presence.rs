@@ -4,10 +4,11 @@
 //! changed. (A breaker's history, for `infuse explain`, is written by the scripts that
 //! change it.)
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{lock, Fleet};
 use crate::core::{process_instance, State};
@@ -49,6 +50,16 @@ pub(crate) struct Announced {
     reads: u32,
     /// Withdrawn for good (see [`Fleet::withdraw`]): never announced again.
     withdrawn: bool,
+    /// Each breaker's rejected calls when last counted (breakers that rejected any),
+    /// and when that was: the announcement says how many each rejected since.
+    rejected: HashMap<&'static str, u64>,
+    counted_at: Option<Instant>,
+}
+
+/// The calls a breaker rejected over the last resync interval: `count` over `over_ms`.
+struct Rejecting {
+    service: &'static str,
+    count: u64,
 }
 
 /// Keeps `cells`' breakers listed in the namespace's change log (`infuse status`
@@ -86,14 +97,15 @@ pub(super) fn touch(fleet: &Fleet, cells: &[Arc<Cell>]) {
 /// costs a pass over the breakers' states, no allocation.
 pub(super) fn pending(fleet: &Fleet) -> Pending {
     let interval = fleet.resync_interval;
-    let digest = digest(fleet);
-    let announced = lock(&fleet.announced);
+    let mut announced = lock(&fleet.announced);
+    let (rejecting, over) = count_rejections(fleet, &mut announced);
+    let digest = digest(fleet, &rejecting);
     let changed = announced.digest != Some(digest);
     let due = changed || announced.reads + 1 >= RENEW_EVERY;
     let announcement = (due && !announced.withdrawn).then(|| Announcement {
         instance: process_instance(),
         ttl: interval.saturating_mul(ANNOUNCEMENT_LIFETIME),
-        payload: changed.then(|| json(fleet)),
+        payload: changed.then(|| json(fleet, &rejecting, over)),
     });
     Pending {
         announcement,
@@ -116,18 +128,13 @@ pub(super) fn announced(fleet: &Fleet, pending: Pending, read: Option<&LogRead>)
     }
     match (read, pending.announcement) {
         (Some(read), Some(_)) if read.announced => {
-            *announced = Announced {
-                digest: Some(pending.digest),
-                reads: 0,
-                withdrawn,
-            };
+            announced.digest = Some(pending.digest);
+            announced.reads = 0;
         }
         (Some(_), None) => announced.reads += 1,
         _ => {
-            *announced = Announced {
-                withdrawn,
-                ..Announced::default()
-            }
+            announced.digest = None;
+            announced.reads = 0;
         }
     }
 }
@@ -144,24 +151,58 @@ impl Fleet {
     }
 }
 
-/// The breakers and the state this process sees each in, as one number (order
-/// independent: the sum of each pair's hash).
-fn digest(fleet: &Fleet) -> u64 {
+/// The calls each breaker rejected since the last count (those that rejected any, by
+/// service), and over how long: nothing on the first count. No allocation while no
+/// breaker rejects.
+fn count_rejections(fleet: &Fleet, announced: &mut Announced) -> (Vec<Rejecting>, Duration) {
+    let now = Instant::now();
+    let since = announced.counted_at.replace(now);
+    let mut rejecting = Vec::new();
+    let last = &mut announced.rejected;
+    fleet.cells.for_each_rejecting(|service, _, total| {
+        if total == 0 {
+            return;
+        }
+        let before = last.insert(service, total);
+        let count = total.saturating_sub(before.unwrap_or(0));
+        if since.is_some() && count > 0 {
+            rejecting.push(Rejecting { service, count });
+        }
+    });
+    // Forget dropped breakers now and then.
+    if last.len() > 2 * fleet.cells.len() + 16 {
+        last.clear();
+        announced.counted_at = None;
+    }
+    rejecting.sort_unstable_by_key(|r| r.service);
+    let over = since.map_or(Duration::ZERO, |since| now - since);
+    (rejecting, over)
+}
+
+/// The breakers, the state this process sees each in and the calls each rejected
+/// lately, as one number (order independent: the sum of each entry's hash).
+fn digest(fleet: &Fleet, rejecting: &[Rejecting]) -> u64 {
     let mut sum = fleet.cells.len() as u64;
     fleet.cells.for_each_state(|service, state| {
         let mut hasher = DefaultHasher::new();
         (service, state).hash(&mut hasher);
         sum = sum.wrapping_add(hasher.finish());
     });
+    for r in rejecting {
+        let mut hasher = DefaultHasher::new();
+        (r.service, r.count).hash(&mut hasher);
+        sum = sum.wrapping_add(hasher.finish());
+    }
     sum
 }
 
 /// This process as JSON: `{"at_ms","id","name","host","pid","interval_ms",
-/// "breakers_total","breakers_omitted","breakers":{service: state}}` (`at_ms`: now,
-/// when written; each breaker's state as this process sees it; at most
-/// [`ANNOUNCED_BREAKERS`] of them in at most [`ANNOUNCED_BYTES`], those not closed
-/// first).
-fn json(fleet: &Fleet) -> String {
+/// "breakers_total","breakers_omitted","breakers":{service: state},
+/// "rejections":{service: [count, over_ms]}}` (`at_ms`: now, when written; each
+/// breaker's state as this process sees it; at most [`ANNOUNCED_BREAKERS`] of them in at
+/// most [`ANNOUNCED_BYTES`], those not closed first; the calls each breaker that rejected
+/// any turned away over the last `over_ms`, as many entries and bytes at most).
+fn json(fleet: &Fleet, rejecting: &[Rejecting], over: Duration) -> String {
     let mut json = String::from("{");
     let _ = write!(
         json,
@@ -194,10 +235,23 @@ fn json(fleet: &Fleet) -> String {
     }
     let _ = write!(
         json,
-        "\"breakers_total\":{},\"breakers_omitted\":{},\"breakers\":{{{listed}}}}}",
+        "\"breakers_total\":{},\"breakers_omitted\":{},\"breakers\":{{{listed}}},",
         cells.len(),
         cells.len() - count
     );
+    let mut listed = String::new();
+    let over_ms = over.as_millis();
+    for (i, r) in rejecting.iter().enumerate() {
+        let entry = format!("{}:[{},{over_ms}]", quoted(r.service), r.count);
+        if i == ANNOUNCED_BREAKERS || listed.len() + entry.len() + 1 > ANNOUNCED_BYTES {
+            break;
+        }
+        if i > 0 {
+            listed.push(',');
+        }
+        listed.push_str(&entry);
+    }
+    let _ = write!(json, "\"rejections\":{{{listed}}}}}");
     json
 }
 
@@ -224,6 +278,17 @@ fn unix_ms() -> u128 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis()
+}
+
+/// This process as the history names who made a change when nobody else is named:
+/// `name@host (pid N)`, as `infuse status` lists processes.
+pub(crate) fn process_label() -> String {
+    format!(
+        "{}@{} (pid {})",
+        process_name(),
+        host_name(),
+        std::process::id()
+    )
 }
 
 /// The executable's file name.

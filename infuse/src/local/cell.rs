@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
@@ -38,6 +38,9 @@ pub(crate) struct Cell<B: ?Sized = dyn Send + Sync> {
     pub(crate) tally: Tally,
     /// The failure reports in flight to a remote store (consecutive rule only).
     pub(crate) failures: FailureReports,
+    /// Calls this process rejected, ever: the fleet announces the rate (see
+    /// `fleet/presence.rs`), so operators see how many calls a breaker turns away.
+    pub(crate) rejected: AtomicU64,
     settings: ArcSwap<Settings>,
     /// The timer of the current open period, if one is armed.
     timer: Mutex<Option<Pin<Box<Sleep>>>>,
@@ -58,6 +61,7 @@ impl<B: Send + Sync + 'static> Cell<B> {
             measuring: Mutex::new(()),
             tally: Tally::default(),
             failures: FailureReports::default(),
+            rejected: AtomicU64::new(0),
             settings: ArcSwap::from_pointee(settings),
             timer: Mutex::new(None),
             confirmed: Mutex::new(None),
