@@ -56,11 +56,13 @@ pub(crate) enum Target {
     Settings,
     /// `CallOptions::new().<name>(value)`.
     CallOptions,
+    /// The predicate of the retrying call (`retry_if`).
+    Retry,
 }
 
 /// The attribute's own arguments, with their place: `service` before the settings, the
 /// others after.
-const OWN: [(&str, &[&str], Kind, Target, &str); 5] = [
+const OWN: [(&str, &[&str], Kind, Target, &str); 6] = [
     (
         "service",
         &["name"],
@@ -81,6 +83,13 @@ const OWN: [(&str, &[&str], Kind, Target, &str); 5] = [
         Kind::Predicate,
         Target::CallOptions,
         "is_cancelled",
+    ),
+    (
+        "retry_if",
+        &["retry_on", "retry_on_exception"],
+        Kind::Predicate,
+        Target::Retry,
+        "is_transient",
     ),
     (
         "error_on_trip",
@@ -526,7 +535,9 @@ mod tests {
         assert_eq!(suggested("min_instance"), Some("min_instances"));
         assert_eq!(suggested("max_reset_timout"), Some("max_reset_timeout"));
         assert_eq!(suggested("ignored"), Some("ignore"));
-        assert_eq!(suggested("retries"), None);
+        assert_eq!(suggested("max_retries"), Some("retries"));
+        assert_eq!(suggested("retry_on"), Some("retry_if"));
+        assert_eq!(suggested("bulkhead"), None);
         assert_eq!(suggested("x"), None);
     }
 
@@ -713,8 +724,8 @@ mod tests {
                 "expected arguments of the form `name = value`",
             ),
             (
-                quote!(service = "a", retries = 3),
-                "unknown argument `retries`; valid arguments are `service`, `fail_max`, \
+                quote!(service = "a", bulkhead = 3),
+                "unknown argument `bulkhead`; valid arguments are `service`, `fail_max`, \
                  `reset_timeout`, `success_threshold`, ",
             ),
             (
@@ -729,7 +740,7 @@ mod tests {
             .map(|a| format!("`{}`", a.name))
             .collect();
         let listed = format!("valid arguments are {}", names.join(", "));
-        assert!(messages(quote!(retries = 3))[0].ends_with(&listed));
+        assert!(messages(quote!(bulkhead = 3))[0].ends_with(&listed));
     }
 
     #[test]

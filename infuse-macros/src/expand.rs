@@ -48,7 +48,7 @@ pub(crate) fn expand(attr: &Attr, item: &ItemFn) -> TokenStream {
         match arg.argument.target {
             Target::Settings => settings.extend(builder_call(arg)),
             Target::CallOptions => options.extend(builder_call(arg)),
-            Target::Spec | Target::Crate => {}
+            Target::Spec | Target::Crate | Target::Retry => {}
         }
     }
 
@@ -87,18 +87,62 @@ pub(crate) fn expand(attr: &Attr, item: &ItemFn) -> TokenStream {
     // return type's context (not `mixed_site`), so that an error about it is shown there
     // rather than at the attribute; nothing the user wrote can name it.
     let body_var = Ident::new("__infuse_body", ret_span);
-    let call = quote_spanned! {ret_span=>
-        let #body_var = #body;
-        {
-            #[allow(unused_imports)]
-            use #private::{ErrorCarries as _, Guard as _, IsResult as _};
-            (&&#private::Returns::<#guarded>::new()).guard(
-                __INFUSE_BREAKER.get(),
-                #options,
-                #body_var,
-            )
+    let retrying = attr.args.iter().any(|arg| arg.argument.name == "retries");
+    let call = if retrying {
+        // Each attempt runs the body again: a closure that clones every argument (the
+        // clone spanned at the argument, so a type that is not `Clone` is reported there)
+        // and makes the body's future from the clones.
+        let clones = sig.inputs.iter().filter_map(|input| match input {
+            syn::FnArg::Typed(pat) => match &*pat.pat {
+                syn::Pat::Ident(ident) => {
+                    let name = &ident.ident;
+                    Some(quote_spanned! {pat.span()=>
+                        let #name = #private::retry_argument(&#name);
+                    })
+                }
+                _ => None,
+            },
+            syn::FnArg::Receiver(_) => None,
+        });
+        let retry_if = match attr.args.iter().find(|arg| arg.argument.name == "retry_if") {
+            Some(Arg {
+                value: Value::Predicate(path),
+                ..
+            }) => quote_spanned!(path.span()=> ::core::option::Option::Some(#path)),
+            _ => quote!(::core::option::Option::None),
+        };
+        quote_spanned! {ret_span=>
+            #[allow(unused_mut)]
+            let mut #body_var = move || {
+                #(#clones)*
+                #body
+            };
+            {
+                #[allow(unused_imports)]
+                use #private::{ErrorCarries as _, Guard as _, IsResult as _};
+                (&&#private::Returns::<#guarded>::new()).guard_retrying(
+                    __INFUSE_BREAKER.get(),
+                    #options,
+                    #retry_if,
+                    #body_var,
+                )
+            }
+            .await
         }
-        .await
+    } else {
+        quote_spanned! {ret_span=>
+            let #body_var = #body;
+            {
+                #[allow(unused_imports)]
+                use #private::{ErrorCarries as _, Guard as _, IsResult as _};
+                (&&#private::Returns::<#guarded>::new()).guard(
+                    __INFUSE_BREAKER.get(),
+                    #options,
+                    #body_var,
+                )
+            }
+            .await
+        }
     };
 
     let name = sig.ident.unraw().to_string();

@@ -81,6 +81,31 @@
 //! #[infuse::circuit_breaker(service = "users", ignore = is_cancelled)]
 //! ```
 //!
+//! ## Retries: `retries = N`
+//!
+//! `retries` (a setting, 1–10) runs the body again after a failure as the breaker counts
+//! it, up to `N` more times, each attempt a guarded call of its own, after a backoff with
+//! full jitter (`retry_backoff`, `max_retry_backoff`) and within the retry budget
+//! (`retry_budget`, `retry_min_per_sec`): what `Breaker::call_retrying` does. Since the
+//! body runs once per attempt, every argument is cloned for each attempt: arguments must
+//! be `Clone` (a reference, an `Arc`, …), bound to a name, and a method's receiver must be
+//! `&self`; each of these is a compile error at the argument otherwise.
+//!
+//! Only a function written with `retries` retries: `INFUSE_<SERVICE>_RETRIES` or a
+//! `ServiceOverride` can change the number for it, not make a function without it retry.
+//!
+//! ## `retry_if = path::to_fn`
+//!
+//! A path to a function `fn(&E) -> bool` that narrows which errors are retried: those
+//! for which it returns `true`. It needs `retries`.
+//!
+//! ```ignore
+//! fn is_transient(e: &ApiError) -> bool { matches!(e, ApiError::Unavailable) }
+//!
+//! #[infuse::circuit_breaker(service = "users", retries = 2, retry_if = is_transient)]
+//! async fn get_user(id: u64) -> Result<User, ApiError> { /* ... */ }
+//! ```
+//!
 //! ## `error_on_trip = true`
 //!
 //! With `true`, the call whose failure opens the breaker (and a failing trial call)
@@ -186,6 +211,7 @@ fn circuit_breaker_impl(
         .ok();
     if let Some(func) = &func {
         valid::check_fn(func, &mut errors);
+        valid::check_retrying(&attr, func, &mut errors);
     }
     if let Err(error) = errors.finish() {
         return expand::fallback(error, item);

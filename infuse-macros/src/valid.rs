@@ -118,6 +118,48 @@ pub(crate) fn check_fn(item: &ItemFn, errors: &mut Errors) {
     }
 }
 
+/// With `retries`, the body runs again per attempt: each argument must be a name (the
+/// expansion clones it per attempt; its type's `Clone` is checked by the compiler, at the
+/// argument) and a method's receiver a reference. `retry_if` needs `retries`.
+pub(crate) fn check_retrying(attr: &Attr, item: &ItemFn, errors: &mut Errors) {
+    let written = |name: &str| attr.args.iter().find(|arg| arg.argument.name == name);
+    if written("retries").is_none() {
+        if let Some(arg) = written("retry_if") {
+            errors.push(Error::new_spanned(
+                spanning(arg.name.span(), arg.value.span()),
+                "`retry_if` narrows which errors are retried, but nothing is: add `retries = N`",
+            ));
+        }
+        return;
+    }
+    for input in &item.sig.inputs {
+        match input {
+            syn::FnArg::Receiver(receiver) if receiver.reference.is_none() => {
+                errors.push(Error::new_spanned(
+                    receiver,
+                    "with `retries`, the body runs once per attempt: take the receiver by \
+                     reference (`&self`), or clone what you need before the call",
+                ));
+            }
+            syn::FnArg::Receiver(receiver) if receiver.mutability.is_some() => {
+                errors.push(Error::new_spanned(
+                    receiver,
+                    "with `retries`, the body runs once per attempt, and `&mut self` cannot be \
+                     lent to every attempt: take `&self`",
+                ));
+            }
+            syn::FnArg::Typed(pat) if !matches!(*pat.pat, syn::Pat::Ident(_)) => {
+                errors.push(Error::new_spanned(
+                    &pat.pat,
+                    "with `retries`, each argument is cloned for every attempt: bind it to a \
+                     name here and destructure it in the body",
+                ));
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Two tokens whose spans start and end an error's range (stable Rust cannot join spans).
 fn spanning(start: Span, end: Span) -> TokenStream {
     [start, end]

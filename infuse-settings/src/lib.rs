@@ -209,8 +209,13 @@ impl Setting {
             Kind::Duration => Value::duration(Duration::from_millis(1)).0,
             Kind::Count | Kind::Percent => 1,
         };
-        let below = (self.min.0 - step).max(0);
-        vec![Value(below), Value(self.max.0 + step)]
+        // A setting whose minimum is zero has nothing below it (its type is unsigned).
+        let below = (self.min.0 > 0).then(|| (self.min.0 - step).max(0));
+        below
+            .into_iter()
+            .chain([self.max.0 + step])
+            .map(Value)
+            .collect()
     }
 
     /// This setting at its example value, with the settings its rules need at theirs: a

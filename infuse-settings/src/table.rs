@@ -144,6 +144,71 @@ macro_rules! for_each_setting {
                     "backoff doubles the open time from `reset_timeout` up to `max_reset_timeout`",
                 )],
             }
+
+            /// Up to this many further attempts of a failed call (1–10), each a guarded call
+            /// of its own, after an exponential backoff with full jitter (`retry_backoff`, up
+            /// to `max_retry_backoff`), within the retry budget (`retry_budget`,
+            /// `retry_min_per_sec`). Only failures as the breaker counts them are retried:
+            /// never a rejection, an excluded or an ignored error. Applies to
+            /// [`Breaker::call_retrying`](crate::Breaker::call_retrying) and the attribute.
+            /// `None` (the default): no retry.
+            retries: Count [] {
+                max: $crate::Value::count(10),
+                meaning: "further attempts of a failed call, within the retry budget",
+                unset: "no retry",
+                example: "2",
+                aliases: &["max_retries", "max_attempts", "retry_attempts"],
+            }
+
+            /// The backoff before the first retry (default 25 ms; at most 1 min): each retry
+            /// waits a random time up to this, doubled per attempt, capped at
+            /// `max_retry_backoff` (full jitter).
+            retry_backoff: Duration [::core::time::Duration::from_millis(25)] {
+                max: $crate::Value::duration(::core::time::Duration::from_secs(60)),
+                meaning: "the backoff before the first retry, doubled per attempt (full jitter)",
+                example: "25ms",
+                aliases: &["base_backoff", "initial_backoff", "wait_duration"],
+                rules: &[$crate::Rule::Inert(&["retries"], "it applies to retries")],
+            }
+
+            /// The longest backoff between retries (default 1 s; at most 10 min; at least
+            /// `retry_backoff`).
+            max_retry_backoff: Duration [::core::time::Duration::from_secs(1)] {
+                max: $crate::Value::duration(::core::time::Duration::from_secs(600)),
+                meaning: "the longest backoff between retries",
+                example: "1s",
+                aliases: &["max_backoff"],
+                rules: &[
+                    $crate::Rule::Inert(&["retries"], "it applies to retries"),
+                    $crate::Rule::NotBelow(
+                        "retry_backoff",
+                        "the backoff doubles from `retry_backoff` up to `max_retry_backoff`",
+                    ),
+                ],
+            }
+
+            /// Retries may add at most this percentage (1–100; default 20) to the first
+            /// attempts over the last 10 s, plus `retry_min_per_sec`. A failure past the
+            /// budget is returned as it is, without a retry. Kept by each process (with
+            /// Redis too, for now: a budget shared by the fleet is planned).
+            retry_budget: Percent [20] {
+                meaning: "retries may add at most this percentage to the first attempts",
+                example: "20",
+                aliases: &["retry_ratio", "budget_percent"],
+                rules: &[$crate::Rule::Inert(&["retries"], "it applies to retries")],
+            }
+
+            /// Retries allowed per second whatever the first attempts (0–1,000,000; default
+            /// 10), so that a quiet service still gets a few retries. Per process, as
+            /// `retry_budget`.
+            retry_min_per_sec: Count [10] {
+                min: $crate::Value::count(0),
+                max: $crate::Value::count(1_000_000),
+                meaning: "retries allowed per second whatever the first attempts",
+                example: "10",
+                aliases: &["min_retries_per_second", "min_retries_per_sec"],
+                rules: &[$crate::Rule::Inert(&["retries"], "it applies to retries")],
+            }
         }
     };
 }

@@ -120,8 +120,8 @@ pub use infuse_macros::circuit_breaker;
 pub mod __private {
     pub use crate::__infuse_register as register;
     pub use crate::registry::{
-        declarations, global, BreakerSpec, CarriesBreakerError, Declaration, ErrorCarries, Guard,
-        IsResult, Returns, StaticBreaker,
+        declarations, global, retry_argument, BreakerSpec, CarriesBreakerError, Declaration,
+        ErrorCarries, Guard, IsResult, RetryArgument, Returns, StaticBreaker,
     };
     pub use inventory;
 }

@@ -8,7 +8,8 @@
 //!
 //! | name | kind | labels | what |
 //! |---|---|---|---|
-//! | `infuse_calls_total` | counter | `service`, `outcome` | calls by outcome: `success`, `failure`, `timeout`, `ignored` (calls that ran), `rejected` (not run) |
+//! | `infuse_calls_total` | counter | `service`, `outcome` | calls by outcome: `success`, `failure`, `timeout`, `ignored` (calls that ran), `rejected` (not run), `retry_budget_exhausted` (a failure not retried: the budget was spent) |
+//! | `infuse_retries_total` | counter | `service` | retries of failed calls ([`Breaker::call_retrying`](crate::Breaker::call_retrying)); each is also a call above |
 //! | `infuse_call_duration_seconds` | histogram | `service` | how long the calls that ran took |
 //! | `infuse_state` | gauge | `service`, `state` | 1 for the breaker's state in this process, 0 for the others (`closed`, `open`, `half-open`, `forced-open`, `disabled`) |
 //! | `infuse_transitions_total` | counter | `service`, `from`, `to` | state changes this process saw (its own and the fleet's) |
@@ -44,6 +45,8 @@ pub const CALL_DURATION_SECONDS: &str = "infuse_call_duration_seconds";
 pub const STATE: &str = "infuse_state";
 /// State changes by `service`, `from` and `to`.
 pub const TRANSITIONS_TOTAL: &str = "infuse_transitions_total";
+/// Retries of failed calls, by `service`.
+pub const RETRIES_TOTAL: &str = "infuse_retries_total";
 
 impl Config {
     /// Exports every breaker's calls, state and transitions through the `metrics` facade
@@ -64,6 +67,8 @@ pub struct BreakerMetrics {
     timeout: Counter,
     ignored: Counter,
     rejected: Counter,
+    retry_budget_exhausted: Counter,
+    retries: Counter,
     duration: Histogram,
     /// One gauge per state, in [`State::ALL`] order.
     states: [Gauge; 5],
@@ -91,6 +96,8 @@ impl BreakerMetrics {
             timeout: calls(CallOutcome::Timeout.as_str()),
             ignored: calls(CallOutcome::Ignored.as_str()),
             rejected: calls("rejected"),
+            retry_budget_exhausted: calls("retry_budget_exhausted"),
+            retries: counter!(RETRIES_TOTAL, "service" => service),
             duration: histogram!(CALL_DURATION_SECONDS, "service" => service),
             states,
             transitions: std::array::from_fn(|_| OnceLock::new()),
@@ -102,6 +109,14 @@ impl BreakerMetrics {
 impl Listener for BreakerMetrics {
     fn on_rejected(&self, _service: &str) {
         self.rejected.increment(1);
+    }
+
+    fn on_retry(&self, _service: &str, _attempt: u32) {
+        self.retries.increment(1);
+    }
+
+    fn on_retry_budget_exhausted(&self, _service: &str) {
+        self.retry_budget_exhausted.increment(1);
     }
 
     fn on_call_end(&self, _service: &str, outcome: CallOutcome, duration: Option<Duration>) {
@@ -149,6 +164,10 @@ fn describe() {
     describe_gauge!(
         STATE,
         "1 for the infuse circuit breaker's state in this process, 0 for the others."
+    );
+    describe_counter!(
+        RETRIES_TOTAL,
+        "Retries of failed calls through an infuse circuit breaker."
     );
     describe_counter!(
         TRANSITIONS_TOTAL,

@@ -15,6 +15,7 @@ use crate::breaker::control::MAX_OPEN_FOR;
 use crate::breaker::guarded::Guarded;
 use crate::breaker::options::{CallOptions, GuardedResult};
 use crate::breaker::permit::Permit;
+use crate::breaker::retry;
 use crate::breaker::shared::{Binding, Breaker};
 use crate::core::{
     BreakerError, Command, Settings, Snapshot, State, StorageError, TransitionReason,
@@ -110,6 +111,70 @@ impl Breaker {
         F: Future<Output = R>,
     {
         Guarded::new(self.clone(), options, future)
+    }
+
+    /// Runs a call through the breaker, and again after a failure, up to the breaker's
+    /// [`retries`](Settings::retries) times: `make` makes each attempt's future, and
+    /// each attempt is a guarded call of its own. Before each retry the call waits a
+    /// random time up to `retry_backoff × 2^n` (at most `max_retry_backoff`: full
+    /// jitter), and takes a token of the retry budget (`retry_budget` percent of the
+    /// first attempts plus `retry_min_per_sec` a second, kept by each process). Returns
+    /// the first success, else the last attempt's error.
+    ///
+    /// Only failures as the breaker counts them are retried (an error that is neither
+    /// ignored nor excluded, or a timeout), never a rejection, and none once the breaker
+    /// stops letting calls through. Without `retries` set, this is one
+    /// [`call`](Breaker::call).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), infuse::InitError> {
+    /// use infuse::{Config, ServiceOverride};
+    ///
+    /// let config = Config::in_memory().service("doc-flaky", ServiceOverride::new().retries(2));
+    /// let registry = infuse::Registry::new(config).await?;
+    /// let flaky = registry.breaker("doc-flaky");
+    /// let mut attempts = 0;
+    /// let answer = flaky
+    ///     .call_retrying(|| {
+    ///         attempts += 1;
+    ///         let attempt = attempts;
+    ///         async move {
+    ///             match attempt {
+    ///                 1 => Err(std::io::Error::other("connection reset")),
+    ///                 _ => Ok("pong"),
+    ///             }
+    ///         }
+    ///     })
+    ///     .await;
+    /// assert_eq!(answer.unwrap(), "pong");
+    /// assert_eq!(attempts, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_retrying<T, E, F, M>(&self, make: M) -> Result<T, E>
+    where
+        M: FnMut() -> F,
+        F: Future<Output = Result<T, E>>,
+        E: From<BreakerError> + Debug,
+    {
+        retry::call_retrying(self, CallOptions::new(), None, make).await
+    }
+
+    /// Like [`call_retrying`](Breaker::call_retrying), with the call site's options and
+    /// `retry_if`: when given, only errors for which it returns true are retried (the
+    /// attribute's `retry_if = path::to_fn`).
+    pub async fn call_retrying_with<T, E, F, M>(
+        &self,
+        options: CallOptions<E>,
+        retry_if: Option<fn(&E) -> bool>,
+        make: M,
+    ) -> Result<T, E>
+    where
+        M: FnMut() -> F,
+        F: Future<Output = Result<T, E>>,
+        E: From<BreakerError> + Debug,
+    {
+        retry::call_retrying(self, options, retry_if, make).await
     }
 
     /// Asks to run one call. In the closed state this never waits; after the open time

@@ -1,6 +1,6 @@
 //! The call path: the breaker handle, permits, the guarded future, per-call options and
 //! the bypass scope. Lowest first: `options` and `skip`; `shared` (the handle type and
-//! what its clones share); `admission`; `recording` and `counting`; `permit`; `guarded`;
+//! what its clones share); `admission`; `recording` and `counting`; `permit`; `guarded`; `retry`;
 //! `handle` (every method of [`Breaker`]).
 
 mod admission;
@@ -11,6 +11,7 @@ mod handle;
 mod options;
 mod permit;
 mod recording;
+mod retry;
 mod shared;
 mod skip;
 

@@ -15,6 +15,7 @@ use tokio::time::Sleep;
 use crate::core::{now_nanos, Seed, Settings, Snapshot, State, TransitionReason, Version};
 use crate::local::listeners::{Listener, Listeners, Transition};
 use crate::local::reports::FailureReports;
+use crate::local::retries::RetryBudget;
 use crate::local::tally::Tally;
 use crate::local::view::{Applied, Arm, View};
 
@@ -41,6 +42,8 @@ pub(crate) struct Cell<B: ?Sized = dyn Send + Sync> {
     /// Calls this process rejected, ever: the fleet announces the rate (see
     /// `fleet/presence.rs`), so operators see how many calls a breaker turns away.
     pub(crate) rejected: AtomicU64,
+    /// The retry budget of this process (see `core/retry_budget.rs`).
+    pub(crate) retries: RetryBudget,
     settings: ArcSwap<Settings>,
     /// The timer of the current open period, if one is armed.
     timer: Mutex<Option<Pin<Box<Sleep>>>>,
@@ -62,6 +65,7 @@ impl<B: Send + Sync + 'static> Cell<B> {
             tally: Tally::default(),
             failures: FailureReports::default(),
             rejected: AtomicU64::new(0),
+            retries: RetryBudget::default(),
             settings: ArcSwap::from_pointee(settings),
             timer: Mutex::new(None),
             confirmed: Mutex::new(None),

@@ -52,6 +52,15 @@ pub trait Listener: Send + Sync + 'static {
     fn on_rejected(&self, service: &str) {
         let _ = service;
     }
+    /// A failed call is tried again ([`Breaker::call_retrying`](crate::Breaker::call_retrying)):
+    /// `attempt` is the retry's number (1 for the first retry), after a backoff.
+    fn on_retry(&self, service: &str, attempt: u32) {
+        let _ = (service, attempt);
+    }
+    /// A failed call that could have been retried was not: the retry budget was spent.
+    fn on_retry_budget_exhausted(&self, service: &str) {
+        let _ = service;
+    }
     /// The breaker changed state (also fired for manual transitions to the same state,
     /// and when this process learns of a change made elsewhere in the fleet).
     fn on_state_change(&self, service: &str, from: State, to: State) {
@@ -184,6 +193,16 @@ impl Listeners {
     #[inline(always)]
     pub(crate) fn rejected(&self, service: &'static str) {
         self.emit(service, |l, service| l.on_rejected(service));
+    }
+
+    /// A failed call is tried again.
+    pub(crate) fn retrying(&self, service: &'static str, attempt: u32) {
+        self.emit(service, |l, service| l.on_retry(service, attempt));
+    }
+
+    /// A failed call was not retried: the budget was spent.
+    pub(crate) fn retry_budget_exhausted(&self, service: &'static str) {
+        self.emit(service, |l, service| l.on_retry_budget_exhausted(service));
     }
 
     /// A call succeeded (or failed with an excluded error), after `duration` if measured.

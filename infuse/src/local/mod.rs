@@ -4,6 +4,7 @@
 mod cell;
 mod listeners;
 mod reports;
+mod retries;
 mod tally;
 mod view;
 

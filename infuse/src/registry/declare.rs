@@ -152,6 +152,19 @@ pub trait Guard<R: GuardedResult> {
         options: CallOptions<R::Err>,
         body: F,
     ) -> Guarded<&Breaker, R, F>;
+
+    /// [`Breaker::call_retrying_with`], for a function with `retries`: `make` runs the
+    /// body again for each attempt.
+    fn guard_retrying<F, M>(
+        self,
+        breaker: &Breaker,
+        options: CallOptions<R::Err>,
+        retry_if: Option<fn(&R::Err) -> bool>,
+        make: M,
+    ) -> impl Future<Output = R>
+    where
+        M: FnMut() -> F,
+        F: Future<Output = R>;
 }
 
 impl<R: GuardedResult> Guard<R> for &&Returns<R> {
@@ -164,6 +177,40 @@ impl<R: GuardedResult> Guard<R> for &&Returns<R> {
     ) -> Guarded<&Breaker, R, F> {
         breaker.guard(options, body)
     }
+
+    async fn guard_retrying<F, M>(
+        self,
+        breaker: &Breaker,
+        options: CallOptions<R::Err>,
+        retry_if: Option<fn(&R::Err) -> bool>,
+        mut make: M,
+    ) -> R
+    where
+        M: FnMut() -> F,
+        F: Future<Output = R>,
+    {
+        let attempt = || {
+            let body = make();
+            async move { body.await.into_result() }
+        };
+        R::from_result(breaker.call_retrying_with(options, retry_if, attempt).await)
+    }
+}
+
+/// An argument of a `#[circuit_breaker]` function with `retries`: cloned for each attempt.
+#[diagnostic::on_unimplemented(
+    message = "`retries` runs the function's body once per attempt, so each argument must be `Clone`: `{Self}` is not",
+    label = "this argument is cloned for every attempt",
+    note = "derive or implement `Clone` for it, pass a reference (`&T`) or an `Arc<T>`, or retry by hand with `Breaker::call_retrying`"
+)]
+pub trait RetryArgument: Clone {}
+
+impl<T: Clone> RetryArgument for T {}
+
+/// A clone of `value`, for one attempt of a `#[circuit_breaker]` function with `retries`.
+#[inline(always)]
+pub fn retry_argument<T: RetryArgument>(value: &T) -> T {
+    value.clone()
 }
 
 /// An error type a `#[circuit_breaker]` function may return: one that converts from
@@ -190,9 +237,33 @@ pub trait ErrorCarries<T, E> {
     ) -> F
     where
         E: CarriesBreakerError + Debug;
+
+    /// Never runs: the function does not compile.
+    fn guard_retrying<O, P, F: Future<Output = Result<T, E>>, M: FnMut() -> F>(
+        self,
+        breaker: &Breaker,
+        options: O,
+        retry_if: P,
+        make: M,
+    ) -> F
+    where
+        E: CarriesBreakerError + Debug;
 }
 
 impl<T, E> ErrorCarries<T, E> for &Returns<Result<T, E>> {
+    fn guard_retrying<O, P, F: Future<Output = Result<T, E>>, M: FnMut() -> F>(
+        self,
+        _: &Breaker,
+        _: O,
+        _: P,
+        mut make: M,
+    ) -> F
+    where
+        E: CarriesBreakerError + Debug,
+    {
+        make()
+    }
+
     fn guard<O, F: Future<Output = Result<T, E>>>(self, _: &Breaker, _: O, body: F) -> F
     where
         E: CarriesBreakerError + Debug,
@@ -208,9 +279,33 @@ pub trait IsResult<R> {
     fn guard<O, F: Future<Output = R>>(self, breaker: &Breaker, options: O, body: F) -> F
     where
         R: GuardedResult;
+
+    /// Never runs: the function does not compile.
+    fn guard_retrying<O, P, F: Future<Output = R>, M: FnMut() -> F>(
+        self,
+        breaker: &Breaker,
+        options: O,
+        retry_if: P,
+        make: M,
+    ) -> F
+    where
+        R: GuardedResult;
 }
 
 impl<R> IsResult<R> for Returns<R> {
+    fn guard_retrying<O, P, F: Future<Output = R>, M: FnMut() -> F>(
+        self,
+        _: &Breaker,
+        _: O,
+        _: P,
+        mut make: M,
+    ) -> F
+    where
+        R: GuardedResult,
+    {
+        make()
+    }
+
     fn guard<O, F: Future<Output = R>>(self, _: &Breaker, _: O, body: F) -> F
     where
         R: GuardedResult,

@@ -12,8 +12,8 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 pub(crate) use config::StoreConfig;
 pub use config::{Config, ServiceOverride};
 pub use declare::{
-    declarations, BreakerSpec, CarriesBreakerError, Declaration, ErrorCarries, Guard, IsResult,
-    Returns, StaticBreaker,
+    declarations, retry_argument, BreakerSpec, CarriesBreakerError, Declaration, ErrorCarries,
+    Guard, IsResult, RetryArgument, Returns, StaticBreaker,
 };
 pub use env::env_prefix;
 

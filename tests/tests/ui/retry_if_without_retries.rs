@@ -1,0 +1,19 @@
+#[derive(Debug)]
+struct ApiError;
+
+impl From<infuse::BreakerError> for ApiError {
+    fn from(_: infuse::BreakerError) -> Self {
+        ApiError
+    }
+}
+
+fn is_transient(_: &ApiError) -> bool {
+    true
+}
+
+#[infuse::circuit_breaker(service = "users", retry_if = is_transient)]
+async fn get_user(id: u64) -> Result<u64, ApiError> {
+    Ok(id)
+}
+
+fn main() {}
