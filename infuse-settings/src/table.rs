@@ -188,23 +188,24 @@ macro_rules! for_each_setting {
             }
 
             /// Retries may add at most this percentage (1–100; default 20) to the first
-            /// attempts over the last 10 s, plus `retry_min_per_sec`. A failure past the
-            /// budget is returned as it is, without a retry. Kept by each process (with
-            /// Redis too, for now: a budget shared by the fleet is planned).
+            /// attempts over the last 10 s — or `retry_min_per_sec` a second, whichever
+            /// allows more. With Redis, the **fleet's** retries and first attempts: the
+            /// budget holds however many processes run. A failure past the budget is
+            /// returned as it is, without a retry.
             retry_budget: Percent [20] {
-                meaning: "retries may add at most this percentage to the first attempts",
+                meaning: "retries may add at most this percentage to the first attempts (with Redis, the fleet's)",
                 example: "20",
                 aliases: &["retry_ratio", "budget_percent"],
                 rules: &[$crate::Rule::Inert(&["retries"], "it applies to retries")],
             }
 
             /// Retries allowed per second whatever the first attempts (0–1,000,000; default
-            /// 10), so that a quiet service still gets a few retries. Per process, as
-            /// `retry_budget`.
+            /// 10), so that a quiet service still gets a few — with Redis, for the whole
+            /// fleet, not per process.
             retry_min_per_sec: Count [10] {
                 min: $crate::Value::count(0),
                 max: $crate::Value::count(1_000_000),
-                meaning: "retries allowed per second whatever the first attempts",
+                meaning: "retries allowed per second whatever the first attempts (with Redis, for the whole fleet)",
                 example: "10",
                 aliases: &["min_retries_per_second", "min_retries_per_sec"],
                 rules: &[$crate::Rule::Inert(&["retries"], "it applies to retries")],

@@ -49,6 +49,23 @@ impl Backend {
         }
     }
 
+    /// Counts the first attempt of a call that may be retried, in the budget that decides
+    /// its retries: this process's, or the fleet's (reported with the next request).
+    pub(crate) fn first_attempt(&self, cell: &Cell) {
+        match self {
+            Backend::Memory(_) => cell.retries.first_attempt(),
+            Backend::Fleet(_) => cell.retries.first_attempt_of_fleet(),
+        }
+    }
+
+    /// Whether the retry budget allows a retry of `cell`'s breaker now (and takes it).
+    pub(crate) async fn take_retry(&self, cell: &Cell, settings: &Settings) -> bool {
+        match self {
+            Backend::Memory(_) => cell.retries.take(settings),
+            Backend::Fleet(fleet) => fleet.take_retry(cell, settings).await,
+        }
+    }
+
     /// Applies a command without waiting for it (what a `Drop` can do): at once in
     /// memory, in the background with Redis.
     pub(crate) fn apply_detached(

@@ -118,8 +118,8 @@ impl Breaker {
     /// each attempt is a guarded call of its own. Before each retry the call waits a
     /// random time up to `retry_backoff × 2^n` (at most `max_retry_backoff`: full
     /// jitter), and takes a token of the retry budget (`retry_budget` percent of the
-    /// first attempts plus `retry_min_per_sec` a second, kept by each process). Returns
-    /// the first success, else the last attempt's error.
+    /// first attempts over 10 s, or `retry_min_per_sec` a second; with Redis, the
+    /// fleet's). Returns the first success, else the last attempt's error.
     ///
     /// Only failures as the breaker counts them are retried (an error that is neither
     /// ignored nor excluded, or a timeout), never a rejection, and none once the breaker

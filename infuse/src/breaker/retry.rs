@@ -16,6 +16,7 @@ use crate::breaker::options::CallOptions;
 use crate::breaker::shared::Breaker;
 use crate::core::random::random_u64;
 use crate::core::{BreakerError, Settings};
+use crate::local::Cell;
 
 /// How far a guarded attempt got: whether the caller's future ran, and finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +47,9 @@ where
         return breaker.call_with(options, make()).await;
     };
     let cell = &breaker.cell;
-    cell.retries.first_attempt();
+    let backend = cell.bound().backend.clone();
+    let plain: &Cell = &**cell;
+    backend.first_attempt(plain);
     let mut attempt = 0;
     loop {
         let mut reached = Reached::Rejected;
@@ -75,7 +78,7 @@ where
         if !retry {
             return Err(error);
         }
-        if !cell.retries.take(&settings) {
+        if !backend.take_retry(plain, &settings).await {
             tracing::debug!(
                 service = cell.service,
                 attempt = attempt + 1,

@@ -8,7 +8,7 @@ pub(crate) mod local_trip;
 pub mod machine;
 mod policy;
 pub(crate) mod random;
-pub(crate) mod retry_budget;
+pub mod retry_budget;
 mod settings;
 mod snapshot;
 mod state;

@@ -2,14 +2,19 @@
 //! calls allow. The in-memory store keeps it per process; with Redis the fleet's budget
 //! follows the same rule.
 //!
-//! Over the last [`BUDGET_SECONDS`] seconds, retries may add `ratio` percent to the first
-//! attempts; besides, up to `min_per_sec` retries are allowed in any one second, whatever
-//! the first attempts. So over a stretch of `T` seconds, retries stay below
-//! `ratio`% of the first attempts plus `min_per_sec × T` (plus the ratio's share of the
-//! first attempts made in the ten seconds before the stretch).
+//! A retry is allowed while the retries of the last [`BUDGET_SECONDS`] seconds are fewer
+//! than `ratio` percent of the first attempts of those seconds, or while this second's
+//! retries are fewer than `min_per_sec` (whichever allows more). So over a stretch of `T`
+//! seconds, retries stay below `ratio`% of the first attempts plus `min_per_sec × T`
+//! (plus the ratio's share of the first attempts made in the ten seconds before the
+//! stretch), and a quiet service still gets `min_per_sec` a second.
 
 /// The seconds the ratio is measured over (as Linkerd's retry budget's `ttl`).
 pub const BUDGET_SECONDS: u64 = 10;
+
+/// The largest count the budget holds (2^53 - 1, exact in Redis's Lua numbers): counts
+/// and sums saturate at it, in both stores.
+pub const MAX_COUNT: u64 = (1 << 53) - 1;
 
 const SLOTS: usize = BUDGET_SECONDS as usize;
 
@@ -33,7 +38,7 @@ impl BudgetWindow {
     /// Counts `n` first attempts made in `second`.
     pub fn first_attempts(&mut self, second: u64, n: u64) {
         let slot = self.slot(second);
-        slot.1 = slot.1.saturating_add(n);
+        slot.1 = slot.1.saturating_add(n).min(MAX_COUNT);
     }
 
     /// First attempts and retries over the seconds up to `second`.
@@ -43,7 +48,10 @@ impl BudgetWindow {
             .iter()
             .filter(|(at, ..)| (oldest..=second).contains(at))
             .fold((0, 0), |(firsts, retries), &(_, f, r)| {
-                (firsts.saturating_add(f), retries.saturating_add(r))
+                (
+                    firsts.saturating_add(f).min(MAX_COUNT),
+                    retries.saturating_add(r).min(MAX_COUNT),
+                )
             })
     }
 
@@ -51,12 +59,15 @@ impl BudgetWindow {
     /// were granted (and counts them).
     pub fn take(&mut self, second: u64, wanted: u64, ratio: u32, min_per_sec: u32) -> u64 {
         let (firsts, retries) = self.totals(second);
-        let by_ratio = (firsts.saturating_mul(u64::from(ratio)) / 100).saturating_sub(retries);
+        let share = u128::from(firsts) * u128::from(ratio) / 100;
+        let by_ratio = u64::try_from(share)
+            .unwrap_or(u64::MAX)
+            .saturating_sub(retries);
         let this_second = self.slot(second).2;
         let by_floor = u64::from(min_per_sec).saturating_sub(this_second);
         let granted = wanted.min(by_ratio.max(by_floor));
         let slot = self.slot(second);
-        slot.2 = slot.2.saturating_add(granted);
+        slot.2 = slot.2.saturating_add(granted).min(MAX_COUNT);
         granted
     }
 }
@@ -108,7 +119,8 @@ mod tests {
         let mut w = BudgetWindow::default();
         w.first_attempts(u64::MAX, u64::MAX);
         w.first_attempts(u64::MAX, 1);
-        assert_eq!(w.take(u64::MAX, u64::MAX, 100, u32::MAX), u64::MAX / 100);
+        assert_eq!(w.take(u64::MAX, u64::MAX, 100, u32::MAX), MAX_COUNT);
+        assert_eq!(w.totals(u64::MAX), (MAX_COUNT, MAX_COUNT));
         assert_eq!(w.totals(0), (0, 0));
     }
 }

@@ -33,6 +33,7 @@
 //! | `remote.rs` | the shared store as a trait, for the simulation (`sim/`) |
 //! | `connection.rs`, `options.rs` | connecting (one server, Sentinel, Cluster; TLS) and the options |
 
+mod budget;
 mod cells;
 mod connection;
 mod fallback;

@@ -63,6 +63,21 @@ pub(crate) trait Remote: Send + Sync + 'static {
         let _ = audit;
         self.apply(service, settings, Command::Force(target))
     }
+    /// Reports first attempts to a breaker's retry budget and asks for retry tokens (see
+    /// [`RedisStore::retry_tokens`]); a store without a shared budget refuses, and each
+    /// process keeps its own.
+    fn retry_tokens<'a>(
+        &'a self,
+        service: &'a str,
+        settings: &'a Settings,
+        first_attempts: u64,
+        wanted: u64,
+    ) -> Answer<'a, u64> {
+        let _ = (service, settings, first_attempts, wanted);
+        Box::pin(std::future::ready(Err(StorageError::Unavailable(
+            "this store keeps no retry budget".to_owned(),
+        ))))
+    }
     /// Withdraws the announcement of process `instance` (see
     /// [`RedisStore::withdraw`]); a store without announcements has nothing to do.
     fn withdraw(&self, instance: u64) -> Answer<'_, ()> {
@@ -128,6 +143,22 @@ impl Remote for RedisStore {
     ) -> Answer<'a, Outcome> {
         Box::pin(RedisStore::force_audited(
             self, service, settings, target, audit,
+        ))
+    }
+
+    fn retry_tokens<'a>(
+        &'a self,
+        service: &'a str,
+        settings: &'a Settings,
+        first_attempts: u64,
+        wanted: u64,
+    ) -> Answer<'a, u64> {
+        Box::pin(RedisStore::retry_tokens(
+            self,
+            service,
+            settings,
+            first_attempts,
+            wanted,
         ))
     }
 

@@ -11,5 +11,6 @@ mod view;
 pub(crate) use cell::{sleep_until, Cell, CLOCK, COUNT, TIME};
 pub use listeners::{CallOutcome, Listener, Transition};
 pub(crate) use reports::Joined;
+pub(crate) use retries::Token;
 pub(crate) use tally::{Due, FLUSH_INTERVAL, MIN_FLUSH_GAP};
 pub(crate) use view::Admit;

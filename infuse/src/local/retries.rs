@@ -1,19 +1,70 @@
-//! This process's retry budget of one breaker (the in-memory store's; see
-//! `core/retry_budget.rs` for the rule).
+//! This process's side of a breaker's retry budget (see `core/retry_budget.rs` for the
+//! rule): in memory, the budget itself; with Redis, the tokens the fleet's budget granted
+//! this process, and the first attempts it has yet to report.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::core::retry_budget::BudgetWindow;
+use crate::core::retry_budget::{BudgetWindow, BUDGET_SECONDS};
 use crate::core::Settings;
 
-/// First attempts and retries of one breaker's calls, by second.
+/// How long tokens the fleet granted may be used: the budget counted them in the second
+/// it granted them.
+pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(1);
+
+/// A process asks the fleet's budget at most this often (its tokens run out meanwhile:
+/// the failure is returned without a retry).
+pub(crate) const ASK_GAP: Duration = Duration::from_millis(100);
+
+/// The most tokens a process asks for at once.
+const MAX_BATCH: u64 = 100;
+
+/// A breaker's retry budget in this process.
 #[derive(Debug)]
 pub(crate) struct RetryBudget {
+    /// The budget's own window: the in-memory store's budget, and the fleet's stand-in
+    /// while Redis cannot answer.
     window: Mutex<BudgetWindow>,
     /// Seconds are counted from here (tokio's clock: a paused test clock moves them).
     epoch: Instant,
+    /// First attempts not reported to the fleet's budget yet.
+    unreported: AtomicU64,
+    tokens: Mutex<Tokens>,
+}
+
+/// The fleet's tokens this process holds.
+#[derive(Debug, Default)]
+struct Tokens {
+    held: u64,
+    granted_at: Option<Instant>,
+    /// The last request to the fleet's budget (answered or not), and whether one is out.
+    asked_at: Option<Instant>,
+    asking: bool,
+    /// The last request got no answer: this process's own budget decides until the next.
+    unanswered: bool,
+    /// Tokens used since the last request: the next one asks for about twice as many.
+    used: u64,
+    /// When first attempts were last reported.
+    reported_at: Option<Instant>,
+}
+
+/// What to do about a retry that needs a token of the fleet's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Token {
+    /// A token this process held: retry.
+    Taken,
+    /// None held, and the fleet was asked less than [`ASK_GAP`] ago (or is being asked):
+    /// no retry.
+    Spent,
+    /// The fleet's budget did not answer the last request, less than [`ASK_GAP`] ago:
+    /// this process's own budget decides ([`RetryBudget::take`]).
+    OwnBudget,
+    /// Ask the fleet's budget for `wanted` tokens, reporting `first_attempts`, then tell
+    /// [`RetryBudget::granted`] or [`RetryBudget::not_answered`].
+    Ask { wanted: u64, first_attempts: u64 },
 }
 
 impl Default for RetryBudget {
@@ -21,6 +72,8 @@ impl Default for RetryBudget {
         RetryBudget {
             window: Mutex::default(),
             epoch: Instant::now(),
+            unreported: AtomicU64::new(0),
+            tokens: Mutex::default(),
         }
     }
 }
@@ -32,21 +85,171 @@ impl RetryBudget {
             .as_secs()
     }
 
-    /// Counts the first attempt of a call that may be retried.
+    /// Counts the first attempt of a call that may be retried, in this process's own
+    /// budget (the in-memory store).
     pub(crate) fn first_attempt(&self) {
         let second = self.second();
-        self.lock().first_attempts(second, 1);
+        lock(&self.window).first_attempts(second, 1);
     }
 
-    /// Takes one retry if the budget allows it.
+    /// Counts the first attempt of a call that may be retried, for the next report to the
+    /// fleet's budget (one relaxed add).
+    pub(crate) fn first_attempt_of_fleet(&self) {
+        self.unreported.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes one retry from this process's own budget, if it allows one. First attempts
+    /// not reported to the fleet count in it from now on (the fleet's stand-in).
     pub(crate) fn take(&self, settings: &Settings) -> bool {
         let second = self.second();
-        self.lock()
-            .take(second, 1, settings.retry_budget, settings.retry_min_per_sec)
-            == 1
+        let mut window = lock(&self.window);
+        let unreported = self.unreported.swap(0, Ordering::Relaxed);
+        window.first_attempts(second, unreported);
+        window.take(second, 1, settings.retry_budget, settings.retry_min_per_sec) == 1
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BudgetWindow> {
-        self.window.lock().unwrap_or_else(PoisonError::into_inner)
+    /// A token of the fleet's budget, if this process holds one; else whether to ask.
+    pub(crate) fn token(&self) -> Token {
+        let now = Instant::now();
+        let mut tokens = lock(&self.tokens);
+        let fresh = tokens
+            .granted_at
+            .is_some_and(|at| now.saturating_duration_since(at) < TOKEN_LIFETIME);
+        if tokens.held > 0 && fresh {
+            tokens.held -= 1;
+            tokens.used += 1;
+            return Token::Taken;
+        }
+        tokens.held = 0;
+        let recent = tokens
+            .asked_at
+            .is_some_and(|at| now.saturating_duration_since(at) < ASK_GAP);
+        if recent && tokens.unanswered && !tokens.asking {
+            return Token::OwnBudget;
+        }
+        if tokens.asking || recent {
+            return Token::Spent;
+        }
+        tokens.asking = true;
+        tokens.asked_at = Some(now);
+        let wanted = (tokens.used.saturating_mul(2)).clamp(1, MAX_BATCH);
+        tokens.used = 0;
+        // First attempts held back for longer than the budget's window are reported as
+        // that window's share of them: they must not all land in the current second.
+        let mut first_attempts = self.unreported.swap(0, Ordering::Relaxed);
+        let window = Duration::from_secs(BUDGET_SECONDS);
+        if let Some(since) = tokens
+            .reported_at
+            .map(|at| now.saturating_duration_since(at))
+        {
+            if since > window {
+                let share = window.as_secs_f64() / since.as_secs_f64();
+                first_attempts = (first_attempts as f64 * share) as u64;
+            }
+        }
+        tokens.reported_at = Some(now);
+        Token::Ask {
+            wanted,
+            first_attempts,
+        }
+    }
+
+    /// The fleet's budget granted `granted` tokens: takes one of them if any.
+    pub(crate) fn granted(&self, granted: u64) -> bool {
+        let mut tokens = lock(&self.tokens);
+        tokens.asking = false;
+        tokens.unanswered = false;
+        tokens.granted_at = Some(Instant::now());
+        tokens.held = granted;
+        if granted == 0 {
+            return false;
+        }
+        tokens.held -= 1;
+        tokens.used += 1;
+        true
+    }
+
+    /// The fleet's budget could not be asked: the first attempts stay to report (and
+    /// count in this process's own budget, which decides meanwhile).
+    pub(crate) fn not_answered(&self, first_attempts: u64) {
+        self.unreported.fetch_add(first_attempts, Ordering::Relaxed);
+        let mut tokens = lock(&self.tokens);
+        tokens.asking = false;
+        tokens.unanswered = true;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_are_asked_for_in_batches_at_most_every_ask_gap() {
+        let budget = RetryBudget::default();
+        for _ in 0..30 {
+            budget.first_attempt_of_fleet();
+        }
+        let Token::Ask {
+            wanted,
+            first_attempts,
+        } = budget.token()
+        else {
+            panic!("nothing held: ask");
+        };
+        assert_eq!((wanted, first_attempts), (1, 30));
+        assert_eq!(budget.token(), Token::Spent, "one request at a time");
+        assert!(budget.granted(3));
+        assert_eq!(budget.token(), Token::Taken);
+        assert_eq!(budget.token(), Token::Taken);
+        assert_eq!(budget.token(), Token::Spent, "asked less than 100 ms ago");
+        tokio::time::advance(ASK_GAP).await;
+        let Token::Ask { wanted, .. } = budget.token() else {
+            panic!("ask again");
+        };
+        assert_eq!(wanted, 6, "twice the three used");
+        assert!(!budget.granted(0));
+        assert_eq!(budget.token(), Token::Spent);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_expire_and_old_first_attempts_count_as_a_windows_share() {
+        let budget = RetryBudget::default();
+        assert!(matches!(budget.token(), Token::Ask { .. }));
+        assert!(budget.granted(5));
+        tokio::time::advance(TOKEN_LIFETIME).await;
+        for _ in 0..1_000 {
+            budget.first_attempt_of_fleet();
+        }
+        tokio::time::advance(Duration::from_secs(99)).await;
+        let Token::Ask { first_attempts, .. } = budget.token() else {
+            panic!("expired tokens are not used: ask");
+        };
+        assert_eq!(
+            first_attempts, 100,
+            "10 s of the 100 s they were held back for"
+        );
+        budget.not_answered(first_attempts);
+        assert_eq!(budget.unreported.load(Ordering::Relaxed), 100);
+        assert_eq!(budget.token(), Token::OwnBudget, "until the next request");
+        tokio::time::advance(ASK_GAP).await;
+        assert!(matches!(budget.token(), Token::Ask { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stand_in_counts_the_unreported_first_attempts() {
+        let budget = RetryBudget::default();
+        let settings = Settings::DEFAULT
+            .retries(1)
+            .retry_budget(10)
+            .retry_min_per_sec(0);
+        for _ in 0..50 {
+            budget.first_attempt_of_fleet();
+        }
+        let taken = (0..10).filter(|_| budget.take(&settings)).count();
+        assert_eq!(taken, 5, "10 % of 50");
     }
 }

@@ -19,6 +19,7 @@ pub mod redis;
 use std::future::Future;
 
 pub use crate::core::machine;
+pub use crate::core::retry_budget;
 pub use crate::core::window;
 pub use crate::core::{
     Command, Counts, Outcome, Seed, Snapshot, Target, Totals, TrialToken, TripPolicy, TripReason,

@@ -84,6 +84,12 @@ pub fn breaker_key(namespace: &str, service: &str, key: BreakerKey) -> String {
     format!("infuse:{{{namespace}/{service}}}:{}", key.suffix())
 }
 
+/// A breaker's retry budget (see `scripts/retry_budget.lua`): beside its record, under the
+/// same hash tag, but read by no breaker script.
+pub fn budget_key(namespace: &str, service: &str) -> String {
+    format!("infuse:{{{namespace}/{service}}}:retry")
+}
+
 /// Every key of a breaker, in script order.
 pub fn breaker_keys(namespace: &str, service: &str) -> [String; 5] {
     BreakerKey::ALL.map(|key| breaker_key(namespace, service, key))
@@ -419,6 +425,7 @@ mod tests {
             assert!(table.contains(&format!("| `{name}` |")), "{name} missing");
         }
         for name in [
+            budget_key("<namespace>", "<service>"),
             process_key("<namespace>", "<process id>"),
             processes_key("<namespace>"),
         ]

@@ -51,6 +51,7 @@ pub use wire::parse_event;
 use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
 
 use super::{Command, Outcome, Store, Target};
+use crate::core::retry_budget::MAX_COUNT as MAX_BUDGET_COUNT;
 use crate::core::window::bucket_ms;
 use crate::core::{
     fresh_incarnation, process_instance, saturating_millis, store_ms, Settings, State,
@@ -90,6 +91,7 @@ struct Scripts {
     record_trial: Script,
     release_trial: Script,
     force: Script,
+    retry_budget: Script,
 }
 
 impl Scripts {
@@ -107,10 +109,11 @@ impl Scripts {
             record_trial: script!("record_trial"),
             release_trial: script!("release_trial"),
             force: script!("force"),
+            retry_budget: Script::new(include_str!("../../../scripts/retry_budget.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 12] {
+    fn all(&self) -> [&Script; 13] {
         [
             &self.note_change,
             &self.touch,
@@ -124,9 +127,14 @@ impl Scripts {
             &self.record_trial,
             &self.release_trial,
             &self.force,
+            &self.retry_budget,
         ]
     }
 }
+
+/// How long a breaker's retry budget outlives its last request: past its ten-second
+/// window, nothing in it counts.
+const BUDGET_KEY_TTL: Duration = Duration::from_secs(20);
 
 /// Deadlines of the Redis store.
 #[derive(Debug, Clone, Copy)]
@@ -452,6 +460,34 @@ impl RedisStore {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Reports `first_attempts` of `service`'s calls to the fleet's retry budget and asks
+    /// for `wanted` retry tokens (see `scripts/retry_budget.lua`): answers how many the
+    /// budget granted, under the call deadline.
+    pub(crate) async fn retry_tokens(
+        &self,
+        service: &str,
+        settings: &Settings,
+        first_attempts: u64,
+        wanted: u64,
+    ) -> Result<u64, StorageError> {
+        let mut invocation = self.scripts.retry_budget.prepare_invoke();
+        invocation
+            .key(keys::budget_key(&self.namespace, service))
+            .arg(first_attempts.min(MAX_BUDGET_COUNT))
+            .arg(wanted.min(MAX_BUDGET_COUNT))
+            .arg(settings.retry_budget)
+            .arg(settings.retry_min_per_sec)
+            .arg(saturating_millis(BUDGET_KEY_TTL));
+        let mut conn = self.conn.clone();
+        let (granted, _, _): (u64, u64, u64) = self
+            .queue
+            .run(bounded("retry budget", self.deadlines.call, async move {
+                invocation.invoke_async(&mut conn).await
+            }))
+            .await?;
+        Ok(granted)
     }
 
     /// Notes in the change log that `service` changed, without waiting (see
