@@ -139,9 +139,40 @@ impl Breaker {
         Ok(Permit::new(self.clone(), kind))
     }
 
-    /// The breaker's current state, read from the store.
+    /// The breaker's current state, read from the store. A breaker in slow start is
+    /// [`State::Closed`]; [`slow_start`](Breaker::slow_start) tells the share of calls it
+    /// admits.
     pub async fn state(&self) -> Result<State, StorageError> {
         Ok(self.snapshot().await?.state)
+    }
+
+    /// While the breaker is in slow start (it closed after a recovery less than
+    /// `slow_start` ago): the share of calls admitted now, in percent, from
+    /// `slow_start_min` up to 100. `None` otherwise, or without `slow_start`. Read from
+    /// the store, timed on its clock ([`Snapshot::since_close`]), as every process of a
+    /// fleet admits it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use infuse::{Config, Registry, ServiceOverride};
+    /// let slow = ServiceOverride::new().slow_start(Duration::from_secs(30));
+    /// let registry = Registry::new(Config::in_memory().service("users", slow)).await?;
+    /// let users = registry.breaker("users");
+    /// assert_eq!(users.slow_start().await?, None, "never tripped: no recovery to ramp");
+    /// users.open().await?;
+    /// users.close().await?; // an operator's close, as a successful trial
+    /// assert_eq!(users.slow_start().await?, Some(10));
+    /// tokio::time::sleep(Duration::from_secs(15)).await;
+    /// assert_eq!(users.slow_start().await?, Some(55));
+    /// tokio::time::sleep(Duration::from_secs(15)).await;
+    /// assert_eq!(users.slow_start().await?, None, "over");
+    /// # Ok(()) }
+    /// ```
+    pub async fn slow_start(&self) -> Result<Option<u8>, StorageError> {
+        let since_close = self.snapshot().await?.since_close;
+        Ok(since_close.and_then(|since| self.settings().slow_start_share(since)))
     }
 
     /// Consecutive failures (fleet-wide with Redis), read from the store.

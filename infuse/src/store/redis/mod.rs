@@ -539,6 +539,17 @@ impl RedisStore {
         let channel = self.channel.clone();
         let service = service.to_owned();
         let reset = store_ms(settings.reset_timeout).to_string();
+        // max_reset_timeout_ms, 0 = no backoff (a set bound below 1 ms is sent as 1:
+        // Settings::open_ms raises it to reset_timeout anyway).
+        let max_reset = settings
+            .max_reset_timeout
+            .map_or(0, |max| store_ms(max).max(1))
+            .to_string();
+        // slow_start_ms, 0 = off.
+        let slow_start = settings
+            .slow_start
+            .map_or(0, |ramp| store_ms(ramp).max(1))
+            .to_string();
         // Who made a change, in the breaker's history (scripts/prelude.lua: remember).
         let process = keys::process_id(process_instance());
         let s = &self.scripts;
@@ -584,6 +595,8 @@ impl RedisStore {
                         process,
                         instance.to_string(),
                         policy.min_instances.to_string(),
+                        max_reset,
+                        slow_start,
                     ],
                 )
             }
@@ -621,6 +634,8 @@ impl RedisStore {
                         channel,
                         service,
                         process,
+                        max_reset,
+                        slow_start,
                     ],
                 )
             }
@@ -642,17 +657,13 @@ impl RedisStore {
                     if success { "1" } else { "0" }.to_owned(),
                     settings.success_threshold.to_string(),
                     reset,
-                    // max_reset_timeout_ms, 0 = no backoff (a set bound below 1 ms is
-                    // sent as 1: Settings::open_ms raises it to reset_timeout anyway).
-                    settings
-                        .max_reset_timeout
-                        .map_or(0, |max| store_ms(max).max(1))
-                        .to_string(),
+                    max_reset,
                     token.jitter().to_string(),
                     ttl,
                     channel,
                     service,
                     process,
+                    slow_start,
                 ],
             ),
             Command::ReleaseTrial { token } => (
@@ -677,6 +688,7 @@ impl RedisStore {
                         process,
                         who,
                         why,
+                        slow_start,
                     ],
                 )
             }
