@@ -102,6 +102,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn slow_start_rejections_are_503_with_retry_after() {
+        let error = BreakerError::Recovering {
+            service: "users",
+            retry_at: crate::RetryAt::after(std::time::Duration::from_millis(400)),
+        };
+        assert_eq!(code(&error), "circuit_recovering");
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+    }
+
+    #[test]
     fn service_names_are_escaped() {
         let mut out = String::new();
         push_json_string(&mut out, r#"a"b\c"#);

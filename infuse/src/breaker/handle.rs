@@ -306,3 +306,92 @@ impl Debug for Breaker {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::registry::{Config, Registry, ServiceOverride};
+
+    #[derive(Default)]
+    struct Rejections(AtomicUsize);
+
+    impl Listener for Rejections {
+        fn on_rejected(&self, _service: &str) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Calls through `call` (the guarded future's first poll): how many ran, and the
+    /// rejections, which must all be slow start's.
+    async fn calls(breaker: &Breaker, n: usize) -> (usize, Vec<BreakerError>) {
+        let (mut ran, mut rejected) = (0, Vec::new());
+        for _ in 0..n {
+            match breaker.call(async { Ok::<_, BreakerError>(()) }).await {
+                Ok(()) => ran += 1,
+                Err(error) => rejected.push(error),
+            }
+        }
+        (ran, rejected)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_turns_calls_away_as_rejections_and_a_trip_in_it_backs_off() {
+        let overrides = ServiceOverride::new()
+            .fail_max(1)
+            .reset_timeout(Duration::from_secs(10))
+            .max_reset_timeout(Duration::from_secs(80))
+            .slow_start(Duration::from_secs(20))
+            .slow_start_min(20);
+        let registry = Registry::new(Config::in_memory().service("users", overrides))
+            .await
+            .unwrap();
+        let users = registry.breaker("users");
+        let rejections = Arc::new(Rejections::default());
+        users.add_listener(rejections.clone());
+        assert_eq!(calls(&users, 50).await, (50, Vec::new()), "never tripped");
+
+        users.force_open().await.unwrap();
+        users.close().await.unwrap();
+        let (ran, rejected) = calls(&users, 100).await;
+        assert_eq!(ran, 20);
+        assert_eq!(rejected.len(), 80);
+        assert!(rejected.iter().all(|e| matches!(
+            e,
+            BreakerError::Recovering {
+                service: "users",
+                ..
+            }
+        ) && e.retry_after() == Some(Duration::from_secs(1))));
+        assert_eq!(
+            rejections.0.load(Ordering::Relaxed),
+            80,
+            "told as rejections"
+        );
+
+        // A failure 5 s in trips: a failed recovery, open twice as long.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        while users
+            .call(async { Err::<(), _>(BreakerError::ForcedOpen { service: "down" }) })
+            .await
+            .is_err_and(|e| matches!(e, BreakerError::Recovering { .. }))
+        {}
+        let open = users.snapshot().await.unwrap();
+        assert_eq!(open.state, State::Open);
+        assert_eq!(open.open_remaining, Some(Duration::from_secs(20)));
+
+        // The trial closes it: slow start again, from the start.
+        tokio::time::advance(Duration::from_secs(20)).await;
+        users
+            .call(async { Ok::<_, BreakerError>(()) })
+            .await
+            .unwrap();
+        assert_eq!(users.slow_start().await.unwrap(), Some(20));
+        // Once it is over, every call runs, through the plain closed word again.
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(calls(&users, 100).await, (100, Vec::new()));
+        assert_eq!(users.cell.view.slow_start_share(), None);
+        assert_eq!(users.slow_start().await.unwrap(), None);
+    }
+}

@@ -335,7 +335,26 @@ impl fmt::Debug for InitError {
 
 #[cfg(test)]
 mod tests {
-    use super::InitError;
+    use std::time::Duration;
+
+    use super::{BreakerError, InitError, RetryAt};
+
+    /// Slow start's rejection is a rejection like an open breaker's: 503, a retry hint.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_slow_start_turned_away_is_a_rejection_with_a_hint() {
+        let error = BreakerError::Recovering {
+            service: "users",
+            retry_at: RetryAt::after(Duration::from_millis(700)),
+        };
+        assert!(error.is_rejection());
+        assert_eq!(error.service(), "users");
+        assert_eq!(error.status_code(), 503);
+        assert_eq!(error.retry_after(), Some(Duration::from_millis(700)));
+        assert_eq!(
+            error.to_string(),
+            "users: circuit breaker recovering, slow start admits only a share of calls (retry in 700 ms)"
+        );
+    }
 
     /// What `main` returning `Result<(), InitError>` prints is the message and its hint.
     #[test]

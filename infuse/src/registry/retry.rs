@@ -84,5 +84,10 @@ mod tests {
             after: Duration::from_secs(1),
         };
         assert_eq!(timeout.retry_after_secs(), None);
+        let recovering = BreakerError::Recovering {
+            service,
+            retry_at: crate::core::RetryAt::after(Duration::from_millis(300)),
+        };
+        assert_eq!(recovering.retry_after_secs(), Some(1));
     }
 }
