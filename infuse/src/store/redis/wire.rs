@@ -157,14 +157,30 @@ fn window_from(text: &str) -> Result<Option<Totals>, StorageError> {
 }
 
 /// Parses an event published on the namespace channel into `(service, snapshot)`.
+///
+/// An event of a process that predates `since_close` (one field fewer, the service
+/// right after `trial_pttl`) is read too, without it, so that a fleet being upgraded
+/// keeps hearing its older members (unless the service's name starts with a number,
+/// then read as `since_close`: the event is then for an unknown service, and the
+/// periodic resync brings the change).
 pub fn parse_event(payload: &str) -> Option<(&str, Snapshot)> {
-    let mut parts = payload.splitn(EVENT_FIELDS.len(), ' ');
+    let mut parts = payload.splitn(EVENT_FIELDS.len() - 1, ' ');
     let inc = parts.next()?;
-    let mut fields = [0i64; 8];
-    for field in &mut fields {
+    let mut fields = [-1i64; 8];
+    for field in &mut fields[..7] {
         *field = parts.next()?.parse().ok()?;
     }
-    let service = parts.next()?;
+    let rest = parts.next()?;
+    let service = match rest.split_once(' ') {
+        Some((since_close, service)) => match since_close.parse() {
+            Ok(since_close) => {
+                fields[7] = since_close;
+                service
+            }
+            Err(_) => rest,
+        },
+        None => rest,
+    };
     Some((service, snapshot_from(inc, fields).ok()?))
 }
 
@@ -354,6 +370,10 @@ mod tests {
                 seq: 9
             }
         );
+        // An older process's event: no since_close.
+        let (service, old) = parse_event("77 4 10 0 0 0 -1 -1 users api").unwrap();
+        assert_eq!((service, old.since_close), ("users api", None));
+        assert_eq!(old.state, State::Closed);
         assert!(
             parse_event("77 3 9 9 5 0 1200 -1 -1 users").is_none(),
             "unknown state"
