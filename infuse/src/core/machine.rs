@@ -18,6 +18,13 @@
 //! | `ReleaseTrial { token }` | slot = token | slot freed |
 //! | `Force(target)` | always | new generation, in `target` |
 //!
+//! A **close** that ends a recovery (from open, half-open or forced open) records when
+//! (`closed_at`, Lua `cls`), and answers carry the time since ([`Snapshot::since_close`]):
+//! slow start is timed from it. With `slow_start` set, a close keeps the backoff
+//! (`reopens`), and a trip of the closed breaker within `slow_start` of its close is a
+//! failed recovery (`reopens` + 1, the open time backing off); a trip after it opens for
+//! `reset_timeout` and starts the backoff over.
+//!
 //! A command about a breaker with no record changes nothing and answers "absent", except
 //! `Register` and `Force`, which create it.
 //!
