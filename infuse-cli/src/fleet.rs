@@ -28,7 +28,10 @@ impl Fleet {
         let config = config
             .redis_connect_timeout(DEADLINE)
             .redis_admin_timeout(DEADLINE)
-            .env_overrides(false)
+            // The fleet's settings as its processes read them (`INFUSE_<SERVICE>_<SETTING>`):
+            // the controls' open time, and the share a breaker in slow start admits
+            // (the record holds when it closed; `slow_start` lives in the settings).
+            .env_overrides(true)
             .allow_undeclared_overrides(true);
         let admin = Admin::connect(&config).await.map_err(|error| match error {
             // Without the library's advice to boot degraded: a command has nothing to boot.

@@ -120,6 +120,8 @@ pub(crate) fn to_json(view: &View, row: &BreakerRow) -> Value {
             "trial_holder": r.trial.as_ref().and_then(|t| t.holder.clone()),
             "window": r.window.map(|w| json!({ "calls": w.calls, "failures": w.failures, "slow": w.slow })),
             "expires_in_ms": r.expires_in.map(ms),
+            "since_close_ms": r.since_close.map(ms),
+            "slow_start_percent": r.slow_start,
             "anomalies": r.anomalies,
         }),
         Record::Missing => json!({ "record": "missing", "state": "missing" }),
@@ -143,7 +145,10 @@ pub(crate) fn transition_json(t: &HistoryEntry) -> Value {
 pub(crate) fn state_text(record: &Record) -> String {
     match record {
         Record::Ok(r) if r.trial_due() => "half-open, trial due".to_owned(),
-        Record::Ok(r) => r.state.to_string(),
+        Record::Ok(r) => match r.slow_start {
+            Some(share) => format!("{} (slow start {share}%)", r.state),
+            None => r.state.to_string(),
+        },
         Record::Missing => "no record (expired)".to_owned(),
         Record::Corrupt(reason) => format!("corrupt ({reason}; infuse close repairs it)"),
     }

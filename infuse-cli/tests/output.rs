@@ -160,7 +160,7 @@ async fn bytes_from_redis_are_escaped_and_the_table_stays_aligned() {
     let first = lines.next().unwrap().unwrap();
     assert!(first.starts_with("watching"), "{first}");
     let channel = infuse::store::redis::keys::events_channel(ns);
-    let event = format!("1 8 1 1 3 0 5000 -2 {EVIL}");
+    let event = format!("1 8 1 1 3 0 5000 -2 -1 {EVIL}");
     cli(&["PUBLISH", &channel, &event]);
     let seen = tokio::task::spawn_blocking(move || lines.next());
     let seen = tokio::time::timeout(Duration::from_secs(10), seen).await;
@@ -326,4 +326,46 @@ async fn open_for_reads_as_asked_and_limits_name_commands() {
     assert!(!said.contains("close()"), "{said}");
     let said = stdout(&infuse(&server, "cli-words", &["open", "users"]));
     assert!(said.starts_with("users: corrupt record -> open"), "{said}");
+}
+
+/// A breaker an operator closed after holding it open is in slow start when the
+/// command's settings (here from the environment, as a fleet's) give it one: `status`
+/// says so, with the share; without `slow_start` it is plainly closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_slow_start_share() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let run = |args: &[&str], slow_start: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["--redis", &url, "--namespace", "cli-slow"])
+            .args(args)
+            .env_remove("REDIS_URL")
+            .env_remove("INFUSE_USERS_SLOW_START");
+        if let Some(ramp) = slow_start {
+            command.env("INFUSE_USERS_SLOW_START", ramp);
+        }
+        stdout(&command.output().expect("run the infuse binary"))
+    };
+    let registry = Registry::new(redis_service_config(
+        &server,
+        "cli-slow",
+        "users",
+        2,
+        Duration::from_secs(60),
+    ))
+    .await
+    .unwrap();
+    assert!(succeed(&registry.breaker("users")).await.is_ok());
+    stdout(&infuse(&server, "cli-slow", &["force-open", "users"]));
+    stdout(&infuse(&server, "cli-slow", &["close", "users"]));
+    let json = run(&["status", "users", "--json"], Some("60m"));
+    let said = run(&["status", "users"], Some("60m"));
+    assert!(said.contains("closed (slow start 10%)"), "{said}\n{json}");
+    let row: Value = serde_json::from_str(&json).unwrap();
+    let row = &row[0];
+    assert_eq!(row["slow_start_percent"], 10, "{row}");
+    assert!(row["since_close_ms"].as_u64().unwrap() < 60_000, "{row}");
+    let said = run(&["status", "users"], None);
+    assert!(!said.contains("slow start"), "{said}");
 }

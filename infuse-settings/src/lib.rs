@@ -37,6 +37,9 @@ pub const MAX_WINDOW: Duration = Duration::from_secs(60 * 60);
 /// The longest `reset_timeout` and `max_reset_timeout` (24 hours).
 pub const MAX_RESET_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The longest `slow_start` (1 hour).
+pub const MAX_SLOW_START: Duration = Duration::from_secs(60 * 60);
+
 /// The rate rules: the settings that count calls into the window.
 pub const RATES: &[&str] = &["failure_rate", "slow_call_rate"];
 

@@ -145,6 +145,32 @@ macro_rules! for_each_setting {
                 )],
             }
 
+            /// After the breaker closes again (a successful trial, or an operator's `close`),
+            /// the share of calls admitted grows linearly from `slow_start_min` percent to
+            /// all of them over this time, so a target that just recovered (cold caches,
+            /// empty pools) is not hit by every caller at once. With Redis it is timed from
+            /// the close on Redis's clock: every process admits the same share at the same
+            /// moment. A call not admitted returns
+            /// [`BreakerError::Recovering`](crate::BreakerError::Recovering); a trip during
+            /// slow start counts as a failed recovery for `max_reset_timeout`'s backoff.
+            /// `None` (the default): every call is admitted at once (> 0, at most
+            /// [`Settings::MAX_SLOW_START`], 1 h).
+            slow_start: Duration [] {
+                max: $crate::Value::duration($crate::MAX_SLOW_START),
+                meaning: "after a close, the share of calls admitted grows from `slow_start_min` % to 100 % over this time",
+                unset: "off",
+                example: "30s",
+                aliases: &["slow_start_window", "slow_start_duration", "warmup"],
+            }
+
+            /// The share of calls admitted when slow start begins, in percent (1–100; default
+            /// 10); it then grows linearly to 100 over `slow_start`.
+            slow_start_min: Percent [10] {
+                meaning: "the percentage of calls admitted when slow start begins",
+                example: "10",
+                rules: &[$crate::Rule::Inert(&["slow_start"], "it is the share admitted when slow start begins")],
+            }
+
             /// Up to this many further attempts of a failed call (1–10), each a guarded call
             /// of its own, after an exponential backoff with full jitter (`retry_backoff`, up
             /// to `max_retry_backoff`), within the retry budget (`retry_budget`,

@@ -8,7 +8,8 @@
 -- command writes starts it afresh). A repair is written to the history even when the
 -- state does not change. (Only commands of the README's minimal ACL.)
 -- ARGV: target state code, open_ms (target open), key_ttl_ms, channel, service, inc,
---       process, who, why (both '' or both encoded: audit_fields; checked first)
+--       process, who, why (both '' or both encoded: audit_fields; checked first),
+--       slow_start_ms (0 = off: close resets the backoff)
 
 -- Whether the history is what remember() leaves: a list with an expiry (its entries are
 -- read only by `infuse explain`, which skips any it cannot parse, and LTRIM bounds it).
@@ -52,7 +53,7 @@ end
 local to = tonumber(ARGV[1])
 rec.reo = 0
 if to == CLOSED then
-  close(rec)
+  close(rec, tonumber(ARGV[10]))
 elseif to == OPEN then
   trip(rec, ARGV[2])
 else
@@ -60,6 +61,7 @@ else
   rec.gen = rec.gen + 1
   rec.succ = 0
   rec.str = ''
+  rec.cls = 0
 end
 save(rec, ARGV[3])
 remember(from, rec, 'manual', ARGV[7], ARGV[3], repaired, audit)

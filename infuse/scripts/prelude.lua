@@ -6,7 +6,11 @@
 --          str (reo: consecutive re-opens after failed trials, the backoff exponent; str:
 --          the ids of the distinct processes that reported failures since fail was last 0,
 --          space-separated, kept up to min_instances when it is above 1 — Record::streak;
---          a record written before they existed has neither, read as 0 and '')
+--          a record written before they existed has neither, read as 0 and '');
+--          cls: when the current closed period began, if it is a recovery (a trial that
+--          succeeded, or force closing a breaker that was not letting calls through), in
+--          ms of the server's TIME, else 0 — Record::closed_at; slow start is timed from
+--          it (absent in a record written before it existed: 0)
 -- KEYS[2]  infuse:{<namespace>/<service>}:open    STRING, exists while open (PX = open time)
 -- KEYS[3]  infuse:{<namespace>/<service>}:trial   STRING, the trial holder's token (PX = lease)
 -- KEYS[4]  infuse:{<namespace>/<service>}:window  HASH, the calls of the current closed
@@ -19,7 +23,7 @@
 --          (state names, the reason as TransitionReason::as_str, the process id in hex),
 --          written by the script that made the change (`infuse explain` reads it).
 --
--- Reply fields: applied, from, inc, gen, seq, state, fail, succ, open_pttl, trial_pttl, window
+-- Reply fields: applied, from, inc, gen, seq, state, fail, succ, open_pttl, trial_pttl, window, since_close
 --   applied     1 if the command took effect, else 0
 --   from, state the recorded state before / after (codes below)
 --   inc         the record's incarnation (random, set when created; "0" when absent)
@@ -29,7 +33,8 @@
 --   trial_pttl  ms left on the trial lease while one is in flight, else -1
 --   window      record_calls only, with a rate rule, while calls run: the window's totals
 --               "calls failures slow" after the batch; else ''
--- Event fields: inc, gen, seq, state, fail, succ, open_pttl, trial_pttl, service
+--   since_close while closed with cls set: ms since cls on the server's clock, else -1
+-- Event fields: inc, gen, seq, state, fail, succ, open_pttl, trial_pttl, since_close, service
 -- Time comes only from the server: PX expiry of the open and trial keys, and TIME for the
 -- window's buckets.
 --
@@ -37,7 +42,7 @@
 -- and raises INFUSE_CORRUPT (StorageError::Corrupt, naming the key and field) without
 -- writing anything (no history entry, no window write, no PUBLISH) when one is wrong:
 --   state    absent, or a hash whose inc, gen, seq, state, fail, succ (and reo, if
---            present) are integers in their ranges (parse below; "nan", "inf", "-1",
+--            and cls, if present) are integers in their ranges (parse below; "nan", "inf", "-1",
 --            "1.5", "1e400", 2^63 are all corrupt)
 --   open     absent, or a string with an expiry (check_timed); so is trial
 --   window   (record_calls with a rate rule, the only reader) absent, or a hash of
@@ -145,11 +150,15 @@ local function parse(v)
   if not string.find(rec.str, '^[%d ]*$') or #rec.str > 65536 then
     corrupt(key .. ' field str is ' .. shown(rec.str) .. ', not a list of process ids')
   end
+  rec.cls = 0
+  if v[9] then
+    rec.cls = field(key, 'cls', v[9], 0, MAX_EXACT)
+  end
   return rec
 end
 
 local function fields()
-  local v = redis.pcall('HMGET', KEYS[1], 'inc', 'gen', 'seq', 'state', 'fail', 'succ', 'reo', 'str')
+  local v = redis.pcall('HMGET', KEYS[1], 'inc', 'gen', 'seq', 'state', 'fail', 'succ', 'reo', 'str', 'cls')
   if v.err then
     corrupt(KEYS[1] .. ' is a ' .. redis.call('TYPE', KEYS[1])['ok'] .. ', not a hash')
   end
@@ -178,9 +187,9 @@ end
 -- key whatever it holds). Nil when absent.
 local function load_calls()
   local v = fields()
-  if not (v[1] or v[2] or v[3] or v[4] or v[5] or v[6] or v[7] or v[8]) then
+  if not (v[1] or v[2] or v[3] or v[4] or v[5] or v[6] or v[7] or v[8] or v[9]) then
     if redis.call('EXISTS', KEYS[1]) == 1 then
-      corrupt(KEYS[1] .. ' has none of the fields inc gen seq state fail succ reo str')
+      corrupt(KEYS[1] .. ' has none of the fields inc gen seq state fail succ reo str cls')
     end
     return nil
   end
@@ -254,7 +263,8 @@ end
 
 -- Record::closed
 local function fresh(inc)
-  return {inc = inc, gen = 1, seq = 0, state = CLOSED, fail = 0, succ = 0, reo = 0, str = ''}
+  return {inc = inc, gen = 1, seq = 0, state = CLOSED, fail = 0, succ = 0, reo = 0, str = '',
+          cls = 0}
 end
 
 -- Writes the record. Forced states hold until closed by hand: their record never expires.
@@ -262,7 +272,7 @@ local function save(rec, ttl_ms)
   rec.seq = rec.seq + 1
   redis.call('HSET', KEYS[1], 'inc', rec.inc, 'gen', rec.gen, 'seq', rec.seq,
              'state', rec.state, 'fail', rec.fail, 'succ', rec.succ, 'reo', rec.reo,
-             'str', rec.str)
+             'str', rec.str, 'cls', rec.cls)
   if rec.state == FORCED_OPEN or rec.state == DISABLED then
     redis.call('PERSIST', KEYS[1])
   else
@@ -280,23 +290,38 @@ local function save_fail(rec, ttl_ms)
   end
 end
 
+-- The server's clock, in ms (TIME).
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 -- Record::trip: opens the breaker for open_ms (the window starts over).
 local function trip(rec, open_ms)
   rec.state = OPEN
   rec.gen = rec.gen + 1
   rec.succ = 0
   rec.str = ''
+  rec.cls = 0
   redis.call('SET', KEYS[2], rec.gen, 'PX', open_ms)
   redis.call('DEL', KEYS[3], KEYS[4])
 end
 
--- Record::close: closes the breaker and resets its counters, backoff and window.
-local function close(rec)
+-- Record::close: closes the breaker and resets its counters and window. Closing a
+-- breaker that was not letting calls through is a recovery: slow start is timed from
+-- now (cls). With slow start (slow_ms > 0) the backoff is kept until it ends
+-- (trip_closed), else reset.
+local function close(rec, slow_ms)
+  if rec.state ~= CLOSED and rec.state ~= DISABLED then
+    rec.cls = server_ms()
+  end
   rec.state = CLOSED
   rec.gen = rec.gen + 1
   rec.succ = 0
   rec.fail = 0
-  rec.reo = 0
+  if slow_ms == 0 then
+    rec.reo = 0
+  end
   rec.str = ''
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 end
@@ -361,6 +386,18 @@ local function open_ms(reopens, reset_ms, max_ms, jitter)
   return doubled - ((doubled - r) / 5000 * j + math.floor(r * j / 5000))
 end
 
+-- Record::trip_closed: trips a closed breaker. During slow start (cls set, less than
+-- slow_ms ago) this is a failed recovery: the backoff grows as after a failed trial
+-- (open_ms of reo + 1, no jitter); after it, the backoff starts over.
+local function trip_closed(rec, reset_ms, max_ms, slow_ms)
+  if slow_ms > 0 and rec.cls > 0 and server_ms() < rec.cls + slow_ms then
+    rec.reo = math.min(rec.reo + 1, MAX_COUNT)
+  else
+    rec.reo = 0
+  end
+  trip(rec, open_ms(rec.reo, reset_ms, max_ms, 0))
+end
+
 -- Appends the change from -> rec.state, if any (or in any case when `always`), to the
 -- breaker's history (KEYS[5]), with the server's clock; the list expires with the record.
 -- `audit` (force only, from audit_fields): ' <who> <why>' after the process, or ''.
@@ -412,19 +449,23 @@ local function reply(applied, from, rec, window)
   if rec.state ~= CLOSED then
     trial_pttl = pttl(KEYS[3])
   end
-  return {applied, from, rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl, window or ''}
+  local since_close = -1
+  if rec.state == CLOSED and rec.cls > 0 then
+    since_close = math.max(server_ms() - rec.cls, 0)
+  end
+  return {applied, from, rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl, window or '', since_close}
 end
 
 -- Outcome::absent: the answer about a breaker with no record.
-local ABSENT = {0, CLOSED, '0', 1, 0, CLOSED, 0, 0, -1, -1, ''}
+local ABSENT = {0, CLOSED, '0', 1, 0, CLOSED, 0, 0, -1, -1, '', -1}
 
 -- Tells every process of the fleet what a reply `r` holds (event fields above,
 -- space-separated).
 -- (string.format: table.concat would write a number of 15 digits or more in exponent
 -- notation.)
 local function publish_reply(channel, service, r)
-  redis.call('PUBLISH', channel, string.format('%s %d %d %d %d %d %d %d %s', r[3], r[4], r[5],
-             r[6], r[7], r[8], r[9], r[10], service))
+  redis.call('PUBLISH', channel, string.format('%s %d %d %d %d %d %d %d %d %s', r[3], r[4], r[5],
+             r[6], r[7], r[8], r[9], r[10], r[12], service))
 end
 
 local function publish(channel, service, rec)

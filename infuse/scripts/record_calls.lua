@@ -15,7 +15,9 @@
 -- ARGV: generation, calls, failures, slow, tail, instance, fail_max (>= 1),
 --       failure_rate ('' = unset), slow_call_rate ('' = unset), min_calls (>= 1),
 --       min_instances (>= 1), bucket_ms (window.rs: bucket_ms), reset_timeout_ms,
---       key_ttl_ms, channel, service, process
+--       key_ttl_ms, channel, service, process, max_reset_timeout_ms (0 = no backoff),
+--       slow_start_ms (0 = off; a trip during slow start is a failed recovery:
+--       prelude.lua: trip_closed)
 local rec = load()
 if not rec then
   return ABSENT
@@ -108,7 +110,7 @@ elseif rates then
 end
 local window = nil
 if tripping then
-  trip(rec, ARGV[13])
+  trip_closed(rec, tonumber(ARGV[13]), tonumber(ARGV[18]), tonumber(ARGV[19]))
 elseif rates then
   -- The window's totals, so the reporting process can tell when its next counts
   -- could trip (machine.rs: Outcome::window).

@@ -3,8 +3,10 @@
 -- fail_max (policy.rs: TripPolicy::ConsecutiveFailures) once the streak holds failures of
 -- min_instances distinct processes (Record::streak_trips). A process coalesces the
 -- failures that happen while its previous report is in flight into one count.
+-- A trip during slow start is a failed recovery (prelude.lua: trip_closed).
 -- ARGV: generation, count (>= 1), fail_max, reset_timeout_ms, key_ttl_ms, channel, service,
---       process, instance, min_instances (>= 1)
+--       process, instance, min_instances (>= 1), max_reset_timeout_ms (0 = no backoff),
+--       slow_start_ms (0 = off)
 local rec = load_calls()
 if not rec then
   return ABSENT
@@ -27,7 +29,7 @@ end
 room(rec, trips)
 if trips then
   check_history()
-  trip(rec, ARGV[4])
+  trip_closed(rec, tonumber(ARGV[4]), tonumber(ARGV[11]), tonumber(ARGV[12]))
   save(rec, ARGV[5])
   remember(from, rec, 'consecutive_failures', ARGV[8], ARGV[5])
 else

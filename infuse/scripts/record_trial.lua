@@ -5,7 +5,7 @@
 -- derived from the token (Settings::open_ms, TrialToken::jitter).
 -- ARGV: token, success (1/0), success_threshold, reset_timeout_ms,
 --       max_reset_timeout_ms (0 = no backoff), jitter (‰, < 1000), key_ttl_ms, channel,
---       service, process
+--       service, process, slow_start_ms (0 = off: close resets the backoff)
 local rec = load()
 if not rec then
   return ABSENT
@@ -26,7 +26,7 @@ if success then
   rec.str = ''
   rec.succ = math.min(rec.succ + 1, MAX_COUNT)
   if rec.succ >= tonumber(ARGV[3]) then
-    close(rec)
+    close(rec, tonumber(ARGV[11]))
   end
 else
   -- As pybreaker: the fail counter keeps counting through half-open.

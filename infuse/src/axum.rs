@@ -71,6 +71,7 @@ fn code(error: &BreakerError) -> &'static str {
         BreakerError::Open { .. } => "circuit_open",
         BreakerError::TrialInFlight { .. } => "circuit_half_open",
         BreakerError::ForcedOpen { .. } => "circuit_forced_open",
+        BreakerError::Recovering { .. } => "circuit_recovering",
         BreakerError::Tripped { .. } => "circuit_tripped",
         BreakerError::TrialFailed { .. } => "circuit_trial_failed",
         BreakerError::Timeout { .. } => "timeout",
@@ -99,6 +100,18 @@ fn push_json_string(out: &mut String, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slow_start_rejections_are_503_with_retry_after() {
+        let error = BreakerError::Recovering {
+            service: "users",
+            retry_at: crate::RetryAt::after(std::time::Duration::from_millis(400)),
+        };
+        assert_eq!(code(&error), "circuit_recovering");
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+    }
 
     #[test]
     fn service_names_are_escaped() {

@@ -13,6 +13,7 @@
 //! | `infuse_call_duration_seconds` | histogram | `service` | how long the calls that ran took |
 //! | `infuse_state` | gauge | `service`, `state` | 1 for the breaker's state in this process, 0 for the others (`closed`, `open`, `half-open`, `forced-open`, `disabled`) |
 //! | `infuse_transitions_total` | counter | `service`, `from`, `to` | state changes this process saw (its own and the fleet's) |
+//! | `infuse_slow_start_percent` | gauge | `service` | the share of calls admitted, in percent: below 100 while closed in slow start (`slow_start`), set at each call and rejection; 100 otherwise |
 //!
 //! Every process exports its own view; the exporter's scrape adds the process (an
 //! `instance` label in Prometheus), so a fleet's board can show which processes see a
@@ -26,7 +27,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
@@ -47,6 +48,9 @@ pub const STATE: &str = "infuse_state";
 pub const TRANSITIONS_TOTAL: &str = "infuse_transitions_total";
 /// Retries of failed calls, by `service`.
 pub const RETRIES_TOTAL: &str = "infuse_retries_total";
+/// The share of calls admitted by `service`'s breaker, in percent (below 100 in slow
+/// start).
+pub const SLOW_START_PERCENT: &str = "infuse_slow_start_percent";
 
 impl Config {
     /// Exports every breaker's calls, state and transitions through the `metrics` facade
@@ -74,6 +78,10 @@ pub struct BreakerMetrics {
     states: [Gauge; 5],
     /// `from` × `to` counters, registered on first use (most pairs never happen).
     transitions: [OnceLock<Counter>; 25],
+    /// The share slow start admits, read from the breaker's view (weakly: the breaker
+    /// holds this listener).
+    slow_start: Gauge,
+    cell: Weak<crate::local::Cell>,
     service: &'static str,
 }
 
@@ -90,7 +98,7 @@ impl BreakerMetrics {
         for (state, gauge) in State::ALL.iter().zip(&states) {
             gauge.set(if *state == now { 1.0 } else { 0.0 });
         }
-        BreakerMetrics {
+        let metrics = BreakerMetrics {
             success: calls(CallOutcome::Success.as_str()),
             failure: calls(CallOutcome::Failure.as_str()),
             timeout: calls(CallOutcome::Timeout.as_str()),
@@ -101,7 +109,19 @@ impl BreakerMetrics {
             duration: histogram!(CALL_DURATION_SECONDS, "service" => service),
             states,
             transitions: std::array::from_fn(|_| OnceLock::new()),
+            slow_start: gauge!(SLOW_START_PERCENT, "service" => service),
+            cell: Arc::downgrade(&breaker.cell()),
             service,
+        };
+        metrics.update_slow_start();
+        metrics
+    }
+
+    /// Sets the slow-start gauge from the view (an atomic load outside slow start).
+    fn update_slow_start(&self) {
+        if let Some(cell) = self.cell.upgrade() {
+            let share = cell.view.slow_start_share().unwrap_or(100);
+            self.slow_start.set(f64::from(share));
         }
     }
 }
@@ -109,6 +129,7 @@ impl BreakerMetrics {
 impl Listener for BreakerMetrics {
     fn on_rejected(&self, _service: &str) {
         self.rejected.increment(1);
+        self.update_slow_start();
     }
 
     fn on_retry(&self, _service: &str, _attempt: u32) {
@@ -129,6 +150,7 @@ impl Listener for BreakerMetrics {
         if let Some(duration) = duration {
             self.duration.record(duration.as_secs_f64());
         }
+        self.update_slow_start();
     }
 
     fn on_transition(&self, transition: &Transition) {
@@ -164,6 +186,10 @@ fn describe() {
     describe_gauge!(
         STATE,
         "1 for the infuse circuit breaker's state in this process, 0 for the others."
+    );
+    describe_gauge!(
+        SLOW_START_PERCENT,
+        "The share of calls an infuse circuit breaker admits, in percent: below 100 in slow start."
     );
     describe_counter!(
         RETRIES_TOTAL,

@@ -44,7 +44,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
 /// The runner's seed unless `INFUSE_STORE_MODEL_SEED` says otherwise.
-const DEFAULT_SEED: u64 = 20_250_517;
+const DEFAULT_SEED: u64 = 20_250_518;
 /// Cases per run unless `INFUSE_STORE_MODEL_CASES` says otherwise (a few seconds).
 const DEFAULT_CASES: u32 = 512;
 
@@ -120,6 +120,9 @@ struct Case {
     rates: Rates,
     /// Whether re-opens back off (`max_reset_timeout`: four times the reset timeout).
     backoff: bool,
+    /// Whether closes start a slow start (minutes long: every trip after a close in the
+    /// case is during it, a failed recovery).
+    slow_start: bool,
     steps: Vec<Step>,
 }
 
@@ -151,6 +154,9 @@ impl Case {
         }
         if self.backoff {
             s = s.max_reset_timeout(MINUTES * 4);
+        }
+        if self.slow_start {
+            s = s.slow_start(MINUTES);
         }
         s
     }
@@ -284,14 +290,16 @@ fn case() -> impl Strategy<Value = Case> {
         1u32..3,
         rates(),
         any::<bool>(),
+        any::<bool>(),
         prop::collection::vec(step(), 1..40),
     )
         .prop_map(
-            |(fail_max, success_threshold, rates, backoff, steps)| Case {
+            |(fail_max, success_threshold, rates, backoff, slow_start, steps)| Case {
                 fail_max,
                 success_threshold,
                 rates,
                 backoff,
+                slow_start,
                 steps,
             },
         )
@@ -367,6 +375,8 @@ struct Observed {
     success_counter: u32,
     trial_held: bool,
     open_remaining: bool,
+    /// Whether the answer times a recovery (the close the record's `cls` holds).
+    since_close: bool,
     exists: bool,
     seq: u64,
     /// The window's totals a `RecordCalls` answers with.
@@ -384,6 +394,7 @@ fn observed(outcome: &Outcome) -> Observed {
         success_counter: s.success_counter,
         trial_held: s.trial_remaining.is_some(),
         open_remaining: s.open_remaining.is_some(),
+        since_close: s.since_close.is_some(),
         exists: s.exists(),
         seq: s.version.seq,
         window: outcome.window,
@@ -398,6 +409,7 @@ fn close_in_time(a: &Outcome, b: &Outcome) -> bool {
     };
     near(a.snapshot.open_remaining, b.snapshot.open_remaining)
         && near(a.snapshot.trial_remaining, b.snapshot.trial_remaining)
+        && near(a.snapshot.since_close, b.snapshot.since_close)
 }
 
 /// A service name no other case uses.
@@ -459,6 +471,16 @@ fn arm(
         {
             " backing off"
         }
+        // A trip during slow start: a failed recovery.
+        Command::RecordFailure { .. }
+            if outcome.changed_state()
+                && outcome
+                    .snapshot
+                    .open_remaining
+                    .is_some_and(|open| open > settings.reset_timeout + TOLERANCE) =>
+        {
+            " backing off"
+        }
         _ => "",
     };
     format!("{kind} {applied}{moved}{why}")
@@ -487,6 +509,7 @@ const MUST_REACH: &[&str] = &[
     "RecordTrial(ok) refused",
     "RecordTrial(err) applied, moved",
     "RecordTrial(err) applied, moved backing off",
+    "RecordFailure applied, moved backing off",
     "RecordTrial(err) refused",
     "RecordFailure corrupt",
     "RecordCalls corrupt",

@@ -92,6 +92,13 @@ pub struct BreakerRecord {
     pub window: Option<WindowRates>,
     /// How long until the record expires (`None`: it does not, as in a forced state).
     pub expires_in: Option<Duration>,
+    /// While closed after a recovery: the time since the close (Redis's clock; see
+    /// [`Snapshot::since_close`](crate::store::Snapshot::since_close)).
+    pub since_close: Option<Duration>,
+    /// While closed and in slow start: the share of calls admitted, in percent, as the
+    /// settings this `Admin` resolves for the service say (`slow_start`,
+    /// `slow_start_min`; see [`Settings::slow_start_share`](crate::Settings::slow_start_share)).
+    pub slow_start: Option<u8>,
     /// The breaker's other keys that hold what infuse did not write (the record itself
     /// is fine; the next transition or an operator's close repairs them).
     pub anomalies: Vec<String>,
@@ -179,7 +186,7 @@ pub(super) async fn list(admin: &Admin, only: Option<&[&str]>) -> Result<Listing
     // cannot prove the listing's future `Send` (rust-lang/rust#102211), which a web
     // handler needs.
     let read: Vec<(Record, Option<HistoryEntry>)> = stream::iter(0..services.len())
-        .map(|at| read_one(admin, &services[at]))
+        .map(|at| read_one(admin, &services[at], server_ms))
         .buffered(IN_FLIGHT)
         .try_collect()
         .await?;
@@ -272,6 +279,7 @@ fn wrong_type<T>(error: StorageError, empty: T) -> Result<T, StorageError> {
 async fn read_one(
     admin: &Admin,
     service: &str,
+    server_ms: u64,
 ) -> Result<(Record, Option<HistoryEntry>), StorageError> {
     let [state, open, trial, window, history] = keys::breaker_keys(&admin.namespace, service);
     let mut pipe = redis::pipe();
@@ -345,6 +353,14 @@ async fn read_one(
     };
     let open_remaining =
         (parsed.state == State::Open).then(|| pttl(open_ttl).unwrap_or(Duration::ZERO));
+    let since_close = parsed
+        .closed_at_ms
+        .filter(|_| parsed.state == State::Closed)
+        .map(|at| Duration::from_millis(server_ms.saturating_sub(at)));
+    let slow_start = since_close.and_then(|since| {
+        let settings = admin.settings(service).ok()?;
+        settings.slow_start_share(since)
+    });
     Ok((
         Record::Ok(BreakerRecord {
             state: parsed.state,
@@ -356,6 +372,8 @@ async fn read_one(
             trial,
             window,
             expires_in: pttl(state_ttl),
+            since_close,
+            slow_start,
             anomalies,
         }),
         last_transition,
@@ -363,12 +381,12 @@ async fn read_one(
 }
 
 /// The fields the scripts require (`parse` in `scripts/prelude.lua`), each a decimal
-/// number; `reo` may be absent (records written before it existed).
+/// number; `reo` and `cls` may be absent (records written before they existed).
 fn check_fields(hash: &HashMap<String, String>) -> Result<(), String> {
-    let [inc, generation, seq, state, fail, succ, reo, _] = STATE_FIELDS;
-    for field in [inc, generation, seq, state, fail, succ, reo] {
+    let [inc, generation, seq, state, fail, succ, reo, _, cls] = STATE_FIELDS;
+    for field in [inc, generation, seq, state, fail, succ, reo, cls] {
         match hash.get(field) {
-            None if field == reo => {}
+            None if field == reo || field == cls => {}
             None => return Err(format!("no field {field}")),
             Some(value) if value.parse::<u64>().is_err() => {
                 return Err(format!("field {field} is {value:?}, not a count"));
@@ -400,11 +418,12 @@ mod tests {
     fn fields_the_scripts_require_are_checked() {
         let mut hash: HashMap<String, String> = STATE_FIELDS
             .iter()
-            .zip(["7", "1", "1", "0", "0", "0", "0", ""])
+            .zip(["7", "1", "1", "0", "0", "0", "0", "", "0"])
             .map(|(field, value)| (field.to_string(), value.to_string()))
             .collect();
         assert_eq!(check_fields(&hash), Ok(()));
         hash.remove("reo");
+        hash.remove("cls");
         assert_eq!(check_fields(&hash), Ok(()));
         hash.insert("fail".into(), "lots".into());
         assert_eq!(

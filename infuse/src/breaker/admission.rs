@@ -54,6 +54,10 @@ impl Shared {
             }
             Admit::RejectOpen(until) => Err(self.rejected_open(until)),
             Admit::RejectForced => Err(self.rejected(BreakerError::ForcedOpen { service })),
+            Admit::RejectRecovering(at) => Err(self.rejected(BreakerError::Recovering {
+                service,
+                retry_at: RetryAt(at),
+            })),
             // Another call of this process is trying, or another process holds the trial.
             Admit::Trial if self.view.trial_blocked() => Err(self.trial_in_flight()),
             Admit::Trial | Admit::Sync => Ok(None),

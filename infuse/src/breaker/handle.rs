@@ -203,9 +203,40 @@ impl Breaker {
         Ok(Permit::new(self.clone(), kind))
     }
 
-    /// The breaker's current state, read from the store.
+    /// The breaker's current state, read from the store. A breaker in slow start is
+    /// [`State::Closed`]; [`slow_start`](Breaker::slow_start) tells the share of calls it
+    /// admits.
     pub async fn state(&self) -> Result<State, StorageError> {
         Ok(self.snapshot().await?.state)
+    }
+
+    /// While the breaker is in slow start (it closed after a recovery less than
+    /// `slow_start` ago): the share of calls admitted now, in percent, from
+    /// `slow_start_min` up to 100. `None` otherwise, or without `slow_start`. Read from
+    /// the store, timed on its clock ([`Snapshot::since_close`]), as every process of a
+    /// fleet admits it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use infuse::{Config, Registry, ServiceOverride};
+    /// let slow = ServiceOverride::new().slow_start(Duration::from_secs(30));
+    /// let registry = Registry::new(Config::in_memory().service("users", slow)).await?;
+    /// let users = registry.breaker("users");
+    /// assert_eq!(users.slow_start().await?, None, "never tripped: no recovery to ramp");
+    /// users.open().await?;
+    /// users.close().await?; // an operator's close, as a successful trial
+    /// assert_eq!(users.slow_start().await?, Some(10));
+    /// tokio::time::sleep(Duration::from_secs(15)).await;
+    /// assert_eq!(users.slow_start().await?, Some(55));
+    /// tokio::time::sleep(Duration::from_secs(15)).await;
+    /// assert_eq!(users.slow_start().await?, None, "over");
+    /// # Ok(()) }
+    /// ```
+    pub async fn slow_start(&self) -> Result<Option<u8>, StorageError> {
+        let since_close = self.snapshot().await?.since_close;
+        Ok(since_close.and_then(|since| self.settings().slow_start_share(since)))
     }
 
     /// Consecutive failures (fleet-wide with Redis), read from the store.
@@ -355,5 +386,94 @@ impl Debug for Breaker {
             .field("generation", &self.cell.view.generation())
             .field("settings", &self.settings())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::registry::{Config, Registry, ServiceOverride};
+
+    #[derive(Default)]
+    struct Rejections(AtomicUsize);
+
+    impl Listener for Rejections {
+        fn on_rejected(&self, _service: &str) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Calls through `call` (the guarded future's first poll): how many ran, and the
+    /// rejections, which must all be slow start's.
+    async fn calls(breaker: &Breaker, n: usize) -> (usize, Vec<BreakerError>) {
+        let (mut ran, mut rejected) = (0, Vec::new());
+        for _ in 0..n {
+            match breaker.call(async { Ok::<_, BreakerError>(()) }).await {
+                Ok(()) => ran += 1,
+                Err(error) => rejected.push(error),
+            }
+        }
+        (ran, rejected)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_turns_calls_away_as_rejections_and_a_trip_in_it_backs_off() {
+        let overrides = ServiceOverride::new()
+            .fail_max(1)
+            .reset_timeout(Duration::from_secs(10))
+            .max_reset_timeout(Duration::from_secs(80))
+            .slow_start(Duration::from_secs(20))
+            .slow_start_min(20);
+        let registry = Registry::new(Config::in_memory().service("users", overrides))
+            .await
+            .unwrap();
+        let users = registry.breaker("users");
+        let rejections = Arc::new(Rejections::default());
+        users.add_listener(rejections.clone());
+        assert_eq!(calls(&users, 50).await, (50, Vec::new()), "never tripped");
+
+        users.force_open().await.unwrap();
+        users.close().await.unwrap();
+        let (ran, rejected) = calls(&users, 100).await;
+        assert_eq!(ran, 20);
+        assert_eq!(rejected.len(), 80);
+        assert!(rejected.iter().all(|e| matches!(
+            e,
+            BreakerError::Recovering {
+                service: "users",
+                ..
+            }
+        ) && e.retry_after() == Some(Duration::from_secs(1))));
+        assert_eq!(
+            rejections.0.load(Ordering::Relaxed),
+            80,
+            "told as rejections"
+        );
+
+        // A failure 5 s in trips: a failed recovery, open twice as long.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        while users
+            .call(async { Err::<(), _>(BreakerError::ForcedOpen { service: "down" }) })
+            .await
+            .is_err_and(|e| matches!(e, BreakerError::Recovering { .. }))
+        {}
+        let open = users.snapshot().await.unwrap();
+        assert_eq!(open.state, State::Open);
+        assert_eq!(open.open_remaining, Some(Duration::from_secs(20)));
+
+        // The trial closes it: slow start again, from the start.
+        tokio::time::advance(Duration::from_secs(20)).await;
+        users
+            .call(async { Ok::<_, BreakerError>(()) })
+            .await
+            .unwrap();
+        assert_eq!(users.slow_start().await.unwrap(), Some(20));
+        // Once it is over, every call runs, through the plain closed word again.
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(calls(&users, 100).await, (100, Vec::new()));
+        assert_eq!(users.cell.view.slow_start_share(), None);
+        assert_eq!(users.slow_start().await.unwrap(), None);
     }
 }

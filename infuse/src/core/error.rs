@@ -50,6 +50,16 @@ pub enum BreakerError {
         /// The target service.
         service: &'static str,
     },
+    /// Rejected without running: the breaker closed again a moment ago and is in slow
+    /// start (`slow_start`), admitting a growing share of calls so the recovering target
+    /// is not hit by every caller at once; this call was not among them.
+    #[error("{service}: circuit breaker recovering, slow start admits only a share of calls (retry in {} ms)", .retry_at.remaining_ms())]
+    Recovering {
+        /// The target service.
+        service: &'static str,
+        /// When to try again: soon, as the share admitted grows.
+        retry_at: RetryAt,
+    },
     /// This call's failure opened the breaker (`error_on_trip = true`).
     #[error("{service}: Failures threshold reached, circuit breaker opened")]
     Tripped {
@@ -80,6 +90,7 @@ impl BreakerError {
             BreakerError::Open { service, .. }
             | BreakerError::TrialInFlight { service, .. }
             | BreakerError::ForcedOpen { service }
+            | BreakerError::Recovering { service, .. }
             | BreakerError::Tripped { service }
             | BreakerError::TrialFailed { service }
             | BreakerError::Timeout { service, .. } => service,
@@ -87,13 +98,14 @@ impl BreakerError {
     }
 
     /// Whether the call was rejected without running (`Open`, `TrialInFlight`,
-    /// `ForcedOpen`), as opposed to a call that ran and opened the breaker.
+    /// `ForcedOpen`, `Recovering`), as opposed to a call that ran and opened the breaker.
     pub fn is_rejection(&self) -> bool {
         matches!(
             self,
             BreakerError::Open { .. }
                 | BreakerError::TrialInFlight { .. }
                 | BreakerError::ForcedOpen { .. }
+                | BreakerError::Recovering { .. }
         )
     }
 
@@ -107,7 +119,7 @@ impl BreakerError {
     }
 
     /// How long until calling again may be admitted, computed now: the open time left,
-    /// or the trial's lease. `None` when no time is known (held open by an operator, or
+    /// the trial's lease, or slow start's hint. `None` when no time is known (held open by an operator, or
     /// not a rejection).
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_at().map(RetryAt::remaining)
@@ -117,9 +129,9 @@ impl BreakerError {
     /// [`retry_after`](BreakerError::retry_after)).
     pub fn retry_at(&self) -> Option<RetryAt> {
         match self {
-            BreakerError::Open { retry_at, .. } | BreakerError::TrialInFlight { retry_at, .. } => {
-                Some(*retry_at)
-            }
+            BreakerError::Open { retry_at, .. }
+            | BreakerError::TrialInFlight { retry_at, .. }
+            | BreakerError::Recovering { retry_at, .. } => Some(*retry_at),
             _ => None,
         }
     }
@@ -323,7 +335,26 @@ impl fmt::Debug for InitError {
 
 #[cfg(test)]
 mod tests {
-    use super::InitError;
+    use std::time::Duration;
+
+    use super::{BreakerError, InitError, RetryAt};
+
+    /// Slow start's rejection is a rejection like an open breaker's: 503, a retry hint.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_slow_start_turned_away_is_a_rejection_with_a_hint() {
+        let error = BreakerError::Recovering {
+            service: "users",
+            retry_at: RetryAt::after(Duration::from_millis(700)),
+        };
+        assert!(error.is_rejection());
+        assert_eq!(error.service(), "users");
+        assert_eq!(error.status_code(), 503);
+        assert_eq!(error.retry_after(), Some(Duration::from_millis(700)));
+        assert_eq!(
+            error.to_string(),
+            "users: circuit breaker recovering, slow start admits only a share of calls (retry in 700 ms)"
+        );
+    }
 
     /// What `main` returning `Result<(), InitError>` prints is the message and its hint.
     #[test]

@@ -18,6 +18,13 @@
 //! | `ReleaseTrial { token }` | slot = token | slot freed |
 //! | `Force(target)` | always | new generation, in `target` |
 //!
+//! A **close** that ends a recovery (from open, half-open or forced open) records when
+//! (`closed_at`, Lua `cls`), and answers carry the time since ([`Snapshot::since_close`]):
+//! slow start is timed from it. With `slow_start` set, a close keeps the backoff
+//! (`reopens`), and a trip of the closed breaker within `slow_start` of its close is a
+//! failed recovery (`reopens` + 1, the open time backing off); a trip after it opens for
+//! `reset_timeout` and starts the backoff over.
+//!
 //! A command about a breaker with no record changes nothing and answers "absent", except
 //! `Register` and `Force`, which create it.
 //!
@@ -64,6 +71,11 @@ pub struct Record {
     /// zero, kept up to `min_instances` (only when it is above 1): the consecutive rule's
     /// quorum.
     pub(crate) streak: Vec<u64>,
+    /// When the current closed period began, if it is a recovery (a trial that
+    /// succeeded, or an operator's close of a breaker that was not letting calls
+    /// through): slow start is timed from it. `None` for a record that never tripped,
+    /// and in every state but closed (prelude.lua: `cls`).
+    pub(crate) closed_at: Option<Instant>,
 }
 
 impl Record {
@@ -81,6 +93,7 @@ impl Record {
             reopens: 0,
             window: Window::default(),
             streak: Vec::new(),
+            closed_at: None,
         }
     }
 
@@ -127,6 +140,10 @@ impl Record {
                 .trial_holder(now)
                 .and(self.trial)
                 .map(|(_, until)| until - now),
+            since_close: self
+                .closed_at
+                .filter(|_| self.state == State::Closed)
+                .map(|at| now.saturating_duration_since(at)),
             version: self.version(),
         }
     }
@@ -148,6 +165,13 @@ impl Record {
     #[doc(hidden)]
     pub fn window_is_empty(&self) -> bool {
         self.window == Window::default()
+    }
+
+    /// When the current closed period began, if it is a recovery (as above; answers
+    /// carry the time since, [`Snapshot::since_close`]).
+    #[doc(hidden)]
+    pub fn closed_at(&self) -> Option<Instant> {
+        self.closed_at
     }
 
     /// How many processes the current failure streak counts (as above).
@@ -187,17 +211,43 @@ impl Record {
         self.trial = None;
         self.window = Window::default();
         self.streak.clear();
+        self.closed_at = None;
     }
 
-    /// Closes the breaker and resets its counters (prelude.lua: `close`).
-    fn close(&mut self) {
+    /// Trips a closed breaker (prelude.lua: `trip_closed`). During slow start (the
+    /// breaker closed less than `slow_start` ago) the target has not recovered after
+    /// all: a failed recovery, backing off as a failed trial does. After it, the backoff
+    /// starts over.
+    fn trip_closed(&mut self, now: Instant, settings: &Settings) {
+        let recovering = match (self.closed_at, settings.slow_start) {
+            (Some(at), Some(ramp)) => now < later(at, ramp),
+            _ => false,
+        };
+        self.reopens = if recovering {
+            self.reopens.saturating_add(1)
+        } else {
+            0
+        };
+        self.trip(now, open_time(settings, self.reopens, 0));
+    }
+
+    /// Closes the breaker and resets its counters (prelude.lua: `close`). Closing a
+    /// breaker that was not letting calls through is a recovery: slow start is timed
+    /// from `now` (closing a closed breaker goes on with its period). With slow start,
+    /// the backoff is kept until it ends (see [`Record::trip_closed`]).
+    fn close(&mut self, now: Instant, settings: &Settings) {
+        if !self.state.lets_calls_through() {
+            self.closed_at = Some(now);
+        }
         self.state = State::Closed;
         self.bump();
         self.success = 0;
         self.fail = 0;
         self.open_until = None;
         self.trial = None;
-        self.reopens = 0;
+        if settings.slow_start.is_none() {
+            self.reopens = 0;
+        }
         self.window = Window::default();
         self.streak.clear();
     }
@@ -302,7 +352,7 @@ fn transition(
             Some(r) if r.generation < MAX_GENERATION => r,
             _ => record.insert(Record::closed(incarnation())),
         };
-        let mut outcome = answer(r, now, |r| force(r, *target, now));
+        let mut outcome = answer(r, now, |r| force(r, *target, settings, now));
         outcome.from = from.unwrap_or(outcome.from);
         return outcome;
     }
@@ -408,7 +458,7 @@ fn record_failure(
     r.fail = r.fail.saturating_add(count);
     r.note_streak(Some(instance), &policy);
     if r.state == State::Closed && r.streak_trips(&policy) {
-        r.trip(now, open_time(settings, 0, 0));
+        r.trip_closed(now, settings);
     }
     true
 }
@@ -442,7 +492,7 @@ fn record_calls(
                 .is_some();
     }
     if r.state == State::Closed && trips {
-        r.trip(now, open_time(settings, 0, 0));
+        r.trip_closed(now, settings);
     }
     true
 }
@@ -504,7 +554,7 @@ fn record_trial(
         r.streak.clear();
         r.success = r.success.saturating_add(1);
         if r.success >= settings.success_threshold {
-            r.close();
+            r.close(now, settings);
         }
     } else {
         // As pybreaker: the fail counter keeps counting through half-open.
@@ -525,10 +575,10 @@ fn release_trial(r: &mut Record, token: TrialToken, now: Instant) -> bool {
 }
 
 /// force.lua
-fn force(r: &mut Record, target: Target, now: Instant) -> bool {
+fn force(r: &mut Record, target: Target, settings: &Settings, now: Instant) -> bool {
     r.reopens = 0;
     match target {
-        Target::Closed => r.close(),
+        Target::Closed => r.close(now, settings),
         Target::Open(open_for) => r.trip(now, open_for),
         Target::HalfOpen | Target::ForcedOpen | Target::Disabled => {
             r.state = target.state();
@@ -538,6 +588,7 @@ fn force(r: &mut Record, target: Target, now: Instant) -> bool {
             r.trial = None;
             r.window = Window::default();
             r.streak.clear();
+            r.closed_at = None;
         }
     }
     true
@@ -700,5 +751,155 @@ mod tests {
         );
         assert_eq!(reopened.snapshot.state, State::Open);
         assert!(reopened.snapshot.open_remaining.unwrap() > Duration::from_secs(1 << 40));
+    }
+
+    /// Trips a closed record with one failure (fail_max 1).
+    fn fail(record: &mut Option<Record>, settings: &Settings, now: Instant) -> Outcome {
+        let generation = record.as_ref().unwrap().generation;
+        let command = Command::RecordFailure {
+            generation,
+            count: 1,
+            instance: 1,
+        };
+        apply(record, &command, settings, now, || 7)
+    }
+
+    /// Closes an open record through a successful trial.
+    fn recover(record: &mut Option<Record>, settings: &Settings, now: Instant) -> Outcome {
+        let token = TrialToken(1_000);
+        let lease = Duration::from_secs(1);
+        let acquire = Command::AcquireTrial { token, lease };
+        assert!(apply(record, &acquire, settings, now, || 7).applied);
+        let trial = Command::RecordTrial {
+            token,
+            success: true,
+        };
+        apply(record, &trial, settings, now, || 7)
+    }
+
+    #[test]
+    fn a_close_after_a_trip_is_timed_and_a_fresh_record_is_not() {
+        let settings = Settings::DEFAULT
+            .fail_max(1)
+            .reset_timeout(Duration::from_secs(10))
+            .slow_start(Duration::from_secs(30));
+        let t0 = Instant::now();
+        let mut record = None;
+        let fresh = apply(
+            &mut record,
+            &Command::Register { seed: None },
+            &settings,
+            t0,
+            || 7,
+        );
+        assert_eq!(
+            fresh.snapshot.since_close, None,
+            "never tripped: no recovery"
+        );
+        let forced = apply(
+            &mut record,
+            &Command::Force(Target::Closed),
+            &settings,
+            t0,
+            || 7,
+        );
+        assert_eq!(
+            forced.snapshot.since_close, None,
+            "closing a closed breaker"
+        );
+        assert_eq!(fail(&mut record, &settings, t0).snapshot.state, State::Open);
+        let t1 = t0 + Duration::from_secs(10);
+        let closed = recover(&mut record, &settings, t1);
+        assert_eq!(closed.snapshot.state, State::Closed);
+        assert_eq!(closed.snapshot.since_close, Some(Duration::ZERO));
+        let later = record
+            .as_ref()
+            .unwrap()
+            .snapshot(t1 + Duration::from_secs(12));
+        assert_eq!(later.since_close, Some(Duration::from_secs(12)));
+        // An operator's close of a closed breaker goes on with its period.
+        let t2 = t1 + Duration::from_secs(5);
+        let again = apply(
+            &mut record,
+            &Command::Force(Target::Closed),
+            &settings,
+            t2,
+            || 7,
+        );
+        assert_eq!(again.snapshot.since_close, Some(Duration::from_secs(5)));
+        // Disabled, then closed: calls ran all along, no recovery.
+        apply(
+            &mut record,
+            &Command::Force(Target::Disabled),
+            &settings,
+            t2,
+            || 7,
+        );
+        let enabled = apply(
+            &mut record,
+            &Command::Force(Target::Closed),
+            &settings,
+            t2,
+            || 7,
+        );
+        assert_eq!(enabled.snapshot.since_close, None);
+        // An operator's close of an open breaker is a recovery.
+        apply(
+            &mut record,
+            &Command::Force(Target::ForcedOpen),
+            &settings,
+            t2,
+            || 7,
+        );
+        let reopened = apply(
+            &mut record,
+            &Command::Force(Target::Closed),
+            &settings,
+            t2,
+            || 7,
+        );
+        assert_eq!(reopened.snapshot.since_close, Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_trip_during_slow_start_is_a_failed_recovery() {
+        let base = Settings::DEFAULT
+            .fail_max(1)
+            .reset_timeout(Duration::from_secs(10))
+            .max_reset_timeout(Duration::from_secs(80));
+        let t0 = Instant::now();
+        for slow_start in [None, Some(Duration::from_secs(30))] {
+            let settings = match slow_start {
+                Some(ramp) => base.slow_start(ramp),
+                None => base,
+            };
+            let mut record = Some(Record::closed(7));
+            let mut now = t0;
+            let mut opens = Vec::new();
+            // Trip, recover, and trip again 10 s into the closed period, three times.
+            for _ in 0..3 {
+                let open = fail(&mut record, &settings, now).snapshot.open_remaining;
+                opens.push(open.unwrap().as_secs());
+                now += open.unwrap();
+                recover(&mut record, &settings, now);
+                now += Duration::from_secs(10);
+            }
+            let reopens = record.as_ref().unwrap().reopens;
+            match slow_start {
+                None => {
+                    assert_eq!(opens, [10, 10, 10], "a close resets the backoff");
+                    assert_eq!(reopens, 0);
+                }
+                Some(_) => {
+                    assert_eq!(opens, [10, 20, 40], "each trip in slow start backs off");
+                    assert_eq!(reopens, 2, "kept through the ramp");
+                }
+            }
+            // Tripping after slow start ended starts the backoff over.
+            now += Duration::from_secs(30);
+            let open = fail(&mut record, &settings, now).snapshot.open_remaining;
+            assert_eq!(open, Some(Duration::from_secs(10)));
+            assert_eq!(record.as_ref().unwrap().reopens, 0);
+        }
     }
 }

@@ -23,7 +23,7 @@ pub(crate) use clock::{
 pub use command::{Command, Seed, Target};
 pub use error::{BreakerError, InitError, InvalidName, RegistryError, RetryAt, StorageError};
 pub use policy::{TripPolicy, TripReason, Verdict};
-pub(crate) use settings::check_duration;
+pub(crate) use settings::{check_duration, ramp_share};
 pub use settings::{parse_duration, Settings};
 pub(crate) use snapshot::{fresh_incarnation, process_instance};
 pub use snapshot::{Outcome, Snapshot, TrialToken, Version, MAX_GENERATION};

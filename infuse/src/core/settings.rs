@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use infuse_settings::{describe, Setting, SettingValue, Slot, Value};
 
-use crate::core::store_ms;
+use crate::core::{saturating_nanos, store_ms};
 
 /// Generates [`Settings`] from the table of `infuse-settings`: a field, a default and a
 /// `const` builder per setting, and the access the checks and overrides use.
@@ -90,6 +90,26 @@ impl Settings {
     /// [`Breaker::force_open`](crate::Breaker::force_open).
     pub const MAX_RESET_TIMEOUT: Duration = infuse_settings::MAX_RESET_TIMEOUT;
 
+    /// The longest `slow_start` (1 hour).
+    pub const MAX_SLOW_START: Duration = infuse_settings::MAX_SLOW_START;
+
+    /// The share of calls slow start admits `since_close` after the breaker closed, in
+    /// percent: `slow_start_min` at the close, growing linearly to 100 over `slow_start`.
+    /// `None` once slow start is over, or without it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let s = infuse::Settings::DEFAULT.slow_start(Duration::from_secs(30)).slow_start_min(10);
+    /// assert_eq!(s.slow_start_share(Duration::ZERO), Some(10));
+    /// assert_eq!(s.slow_start_share(Duration::from_secs(15)), Some(55));
+    /// assert_eq!(s.slow_start_share(Duration::from_secs(30)), None);
+    /// ```
+    pub fn slow_start_share(&self, since_close: Duration) -> Option<u8> {
+        let ramp = saturating_nanos(self.slow_start?);
+        let share = ramp_share(self.slow_start_min, saturating_nanos(since_close), ramp)?;
+        u8::try_from(share).ok()
+    }
+
     /// Whether a rate rule (`failure_rate`, `slow_call_rate`) is set: calls are then
     /// counted into the window.
     pub const fn has_rates(&self) -> bool {
@@ -150,6 +170,18 @@ impl Default for Settings {
     fn default() -> Self {
         Settings::DEFAULT
     }
+}
+
+/// Slow start's share of calls admitted `elapsed` ns into a ramp of `ramp` ns starting at
+/// `min` percent (taken as 1 to 100), in percent: linear, rounded down. `None` once the
+/// ramp is over (`elapsed >= ramp`, or no ramp).
+pub(crate) fn ramp_share(min: u32, elapsed: u64, ramp: u64) -> Option<u32> {
+    if elapsed >= ramp {
+        return None;
+    }
+    let min = u128::from(min.clamp(1, 100));
+    let grown = (100 - min) * u128::from(elapsed) / u128::from(ramp);
+    Some((min + grown).min(100) as u32)
 }
 
 /// Parses the duration syntax shared by the attribute and environment variables:
@@ -312,6 +344,34 @@ mod tests {
             committed == table,
             "{path} is out of date: run `INFUSE_BLESS=1 cargo test -p infuse --lib settings_table`"
         );
+    }
+
+    #[test]
+    fn the_slow_start_share_grows_linearly_from_the_minimum() {
+        let secs = Duration::from_secs;
+        assert_eq!(
+            Settings::DEFAULT.slow_start_share(Duration::ZERO),
+            None,
+            "off"
+        );
+        let s = Settings::DEFAULT.slow_start(secs(10)).slow_start_min(20);
+        let shares: Vec<Option<u8>> = (0..=10).map(|t| s.slow_start_share(secs(t))).collect();
+        let expected = [20, 28, 36, 44, 52, 60, 68, 76, 84, 92].map(Some);
+        assert_eq!(shares[..10], expected);
+        assert_eq!(shares[10], None, "over at slow_start");
+        assert_eq!(
+            s.slow_start_share(secs(10) - Duration::from_nanos(1)),
+            Some(99)
+        );
+        assert_eq!(s.slow_start_share(secs(3600)), None);
+        // At 100 % from the start, slow start admits everything (and ends on time).
+        let all = Settings::DEFAULT.slow_start(secs(10)).slow_start_min(100);
+        assert_eq!(all.slow_start_share(Duration::ZERO), Some(100));
+        // Extremes neither panic nor leave 1..=100.
+        assert_eq!(ramp_share(0, 0, 1), Some(1));
+        assert_eq!(ramp_share(500, 0, 1), Some(100));
+        assert_eq!(ramp_share(1, u64::MAX - 1, u64::MAX), Some(99));
+        assert_eq!(ramp_share(1, 5, 0), None);
     }
 
     #[test]

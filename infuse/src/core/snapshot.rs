@@ -27,6 +27,12 @@ pub struct Snapshot {
     pub open_remaining: Option<Duration>,
     /// While half-open: the time left on the lease of the trial call in flight, if any.
     pub trial_remaining: Option<Duration>,
+    /// While closed: the time since the close that began this closed period (a trial
+    /// that succeeded, or an operator's `close`), on the store's clock (Redis's `TIME`
+    /// in a fleet), so every process times slow start from the same moment. `None` for
+    /// a record that never tripped, one written before infuse recorded closes, and any
+    /// state but closed. See [`Settings::slow_start_share`](crate::Settings::slow_start_share).
+    pub since_close: Option<Duration>,
     /// Orders snapshots of one breaker (identity of the stored record, then a counter
     /// bumped by every write), so a late answer never overwrites a newer one.
     pub version: Version,
@@ -67,6 +73,7 @@ impl Snapshot {
             success_counter: 0,
             open_remaining: None,
             trial_remaining: None,
+            since_close: None,
             version,
         }
     }

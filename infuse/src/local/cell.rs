@@ -56,9 +56,11 @@ pub(crate) struct Cell<B: ?Sized = dyn Send + Sync> {
 
 impl<B: Send + Sync + 'static> Cell<B> {
     pub(crate) fn new(service: &'static str, settings: Settings, binding: B) -> Arc<Cell<B>> {
+        let view = View::new();
+        view.set_slow_start(&settings);
         Arc::new(Cell {
             service,
-            view: View::new(),
+            view,
             listeners: Listeners::default(),
             measure: AtomicU8::new(measure_of(&settings)),
             measuring: Mutex::new(()),
@@ -82,6 +84,7 @@ impl<B: ?Sized + Send + Sync + 'static> Cell<B> {
 
     pub(crate) fn set_settings(&self, settings: Settings) {
         self.settings.store(Arc::new(settings));
+        self.view.set_slow_start(&settings);
         self.update_measure();
     }
 

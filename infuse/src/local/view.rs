@@ -6,12 +6,18 @@
 //! shortly before the open time ends: a timer (armed by the [`Cell`](crate::local::Cell))
 //! then hands admission back to the clock, so the open time still ends exactly. Without a
 //! tokio runtime to arm a timer, admission reads the clock throughout.
+//!
+//! A closed breaker in slow start (`slow_start`: it closed less than that long ago) has
+//! state bits of its own ([`RAMP`]), so the closed fast path's single comparison sends
+//! its calls to the cold path, where an atomic counter admits an evenly spread share of
+//! them (no lock, no store round trip); the first call after slow start ends puts the
+//! plain closed word back.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::core::{now_nanos, saturating_nanos, Snapshot, State, Version};
+use crate::core::{now_nanos, ramp_share, saturating_nanos, Settings, Snapshot, State, Version};
 
 /// Bits 63–61: the state's code ([`State::code`]), or [`UNSYNCED`].
 const STATE_SHIFT: u32 = 61;
@@ -29,6 +35,13 @@ pub(crate) const CLOCK_MARGIN: Duration = Duration::from_millis(5);
 const GEN_MASK: u64 = TIMED - 1;
 /// The state bits of a view that has not loaded the shared state yet.
 const UNSYNCED: u64 = 7;
+/// The state bits of a closed breaker in slow start (not a [`State`] code: it reads as
+/// closed), so that its calls miss the fast path.
+const RAMP: u64 = 5;
+/// Every state bit.
+const STATE_BITS: u64 = 7 << STATE_SHIFT;
+/// The longest retry hint of a call slow start did not admit: the share grows meanwhile.
+const RAMP_RETRY: Duration = Duration::from_secs(1);
 /// Every word below this one is closed: the fast path's single comparison.
 const CLOSED_LIMIT: u64 = 1 << STATE_SHIFT;
 
@@ -49,6 +62,9 @@ pub(crate) enum Admit {
     Trial,
     /// The view has not loaded the shared state yet: load it first.
     Sync,
+    /// Reject: slow start did not admit this call; try again at this point on the
+    /// fast-path clock.
+    RejectRecovering(u64),
 }
 
 /// A timer the cell must arm: after `after`, admission reads the clock again if the view
@@ -82,6 +98,14 @@ pub(crate) struct View {
     overlaid: AtomicBool,
     /// Serialises updates so that an older snapshot never overwrites a newer one.
     applied: Mutex<Option<Version>>,
+    /// When the fleet's breaker closed after a recovery (fast-path clock, from the
+    /// store's [`Snapshot::since_close`]); 0: unknown, or not closed.
+    ramp_from: AtomicU64,
+    /// The settings' `slow_start` in ns (0: off) and `slow_start_min`.
+    slow_start: AtomicU64,
+    slow_start_min: AtomicU32,
+    /// Calls slow start was asked about: the evenly spread counter.
+    ramp_calls: AtomicU64,
 }
 
 fn pack(state: State, dirty: bool, generation: u64) -> u64 {
@@ -91,7 +115,20 @@ fn pack(state: State, dirty: bool, generation: u64) -> u64 {
 }
 
 fn state_of(word: u64) -> Option<State> {
-    State::from_code((word >> STATE_SHIFT) as u8)
+    match word >> STATE_SHIFT {
+        RAMP => Some(State::Closed),
+        code => State::from_code(code as u8),
+    }
+}
+
+/// Whether slow start admits the `n`-th call it is asked about while admitting `share`
+/// percent: `share` of every 100 consecutive calls, spread evenly (Bresenham: call `n`
+/// is admitted when ⌊(n+1)·share/100⌋ passes ⌊n·share/100⌋), so no burst gets through
+/// as a random draw's would.
+pub(crate) fn evenly_admitted(n: u64, share: u32) -> bool {
+    let n = n % 100;
+    let share = u64::from(share.min(100));
+    (n + 1) * share / 100 > n * share / 100
 }
 
 impl View {
@@ -107,7 +144,20 @@ impl View {
             quarantine_until: AtomicU64::new(0),
             overlaid: AtomicBool::new(false),
             applied: Mutex::new(None),
+            ramp_from: AtomicU64::new(0),
+            slow_start: AtomicU64::new(0),
+            slow_start_min: AtomicU32::new(100),
+            ramp_calls: AtomicU64::new(0),
         }
+    }
+
+    /// Takes in the settings' slow start (at creation, and when they change; a ramp in
+    /// progress follows the new ones from its next call).
+    pub(crate) fn set_slow_start(&self, settings: &Settings) {
+        let ramp = settings.slow_start.map_or(0, saturating_nanos);
+        self.slow_start_min
+            .store(settings.slow_start_min, Ordering::Relaxed);
+        self.slow_start.store(ramp, Ordering::Release);
     }
 
     /// Admission from the view alone: one atomic load when closed.
@@ -135,8 +185,63 @@ impl View {
             DISABLED => Admit::Pass(word & GEN_MASK),
             HALF_OPEN => Admit::Trial,
             FORCED_OPEN => Admit::RejectForced,
+            RAMP => self.admit_ramp(word),
             _ => Admit::Sync,
         }
+    }
+
+    /// Admission in slow start: the share of calls it admits now, spread evenly. The
+    /// first call after it ended puts the plain closed word back (the fast path).
+    #[cold]
+    #[inline(never)]
+    fn admit_ramp(&self, word: u64) -> Admit {
+        let generation = word & GEN_MASK;
+        let now = now_nanos();
+        let Some((share, left)) = self.ramp_at(now) else {
+            let _ = self.word.compare_exchange(
+                word,
+                word & !STATE_BITS,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            return Admit::Pass(generation);
+        };
+        let n = self.ramp_calls.fetch_add(1, Ordering::Relaxed);
+        if evenly_admitted(n, share) {
+            Admit::Pass(generation)
+        } else {
+            let wait = left.min(RAMP_RETRY);
+            Admit::RejectRecovering(now.saturating_add(saturating_nanos(wait)))
+        }
+    }
+
+    /// Slow start's share at `now` (percent) and the time it has left, from the close
+    /// this view last took in; `None` when it is over, off, or no close is known.
+    fn ramp_at(&self, now: u64) -> Option<(u32, Duration)> {
+        let from = self.ramp_from.load(Ordering::Acquire);
+        if from == 0 {
+            return None;
+        }
+        let ramp = self.slow_start.load(Ordering::Acquire);
+        let elapsed = now.saturating_sub(from);
+        let min = self.slow_start_min.load(Ordering::Relaxed);
+        let share = ramp_share(min, elapsed, ramp)?;
+        Some((share, Duration::from_nanos(ramp - elapsed)))
+    }
+
+    /// The share of calls slow start admits now, in percent, while the breaker is in it
+    /// (as this process sees it).
+    pub(crate) fn slow_start_share(&self) -> Option<u32> {
+        if self.word.load(Ordering::Acquire) >> STATE_SHIFT != RAMP {
+            return None;
+        }
+        self.ramp_at(now_nanos()).map(|(share, _)| share)
+    }
+
+    /// The time since the close this view last took in (see [`View::ramp_from`]).
+    fn since_close(&self, now: u64) -> Option<Duration> {
+        let from = self.ramp_from.load(Ordering::Acquire);
+        (from != 0).then(|| Duration::from_nanos(now.saturating_sub(from)))
     }
 
     /// The consecutive failures last seen in the store.
@@ -165,6 +270,7 @@ impl View {
         let trial_until = self.trial_until.load(Ordering::Acquire);
         snapshot.trial_remaining = (state == State::HalfOpen && trial_until > now)
             .then(|| Duration::from_nanos(trial_until - now));
+        snapshot.since_close = self.since_close(now).filter(|_| state == State::Closed);
         snapshot
     }
 
@@ -308,6 +414,7 @@ impl View {
         let mut snapshot = self.local_snapshot();
         snapshot.state = State::Closed;
         snapshot.open_remaining = None;
+        snapshot.since_close = self.since_close(now_nanos());
         self.store_snapshot(&snapshot, timers)
     }
 
@@ -329,6 +436,15 @@ impl View {
             // process's own protection ends with the period it was taken in.
             self.quarantine_until.store(0, Ordering::Release);
         }
+        // The close slow start is timed from, taken in on this process's clock (also
+        // under this process's own protection, which hides the fleet's closed breaker).
+        let ramp_from = match snapshot.since_close {
+            Some(since) if snapshot.state == State::Closed => {
+                now.saturating_sub(saturating_nanos(since)).max(1)
+            }
+            _ => 0,
+        };
+        self.ramp_from.store(ramp_from, Ordering::Release);
         let quarantine = self.quarantine_until.load(Ordering::Acquire);
         let quarantined;
         let overlaid = snapshot.state == State::Closed && now < quarantine;
@@ -350,6 +466,9 @@ impl View {
             snapshot.generation,
         );
         let mut arm = None;
+        if snapshot.state == State::Closed && self.ramp_at(now).is_some() {
+            word = (word & !STATE_BITS) | (RAMP << STATE_SHIFT);
+        }
         if snapshot.state == State::Open {
             let remaining = snapshot.open_remaining.unwrap_or(Duration::ZERO);
             let until = now.saturating_add(saturating_nanos(remaining));
@@ -409,4 +528,157 @@ pub(crate) struct Applied {
     pub(crate) change: Option<(State, State)>,
     /// A timer to arm for the open time.
     pub(crate) arm: Option<Arm>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed(generation: u64, seq: u64, since_close: Option<Duration>) -> Snapshot {
+        let mut snapshot = Snapshot::closed(Version {
+            incarnation: 7,
+            seq,
+        });
+        snapshot.generation = generation;
+        snapshot.since_close = since_close;
+        snapshot
+    }
+
+    /// Admits `calls` calls from the view: how many passed, and how many slow start
+    /// turned away.
+    fn admit(view: &View, calls: usize) -> (usize, usize) {
+        let (mut passed, mut rejected) = (0, 0);
+        for _ in 0..calls {
+            match view.admit() {
+                Admit::Pass(_) => passed += 1,
+                Admit::RejectRecovering(_) => rejected += 1,
+                _ => panic!("a closed breaker only passes or turns calls away"),
+            }
+        }
+        (passed, rejected)
+    }
+
+    #[test]
+    fn the_counter_admits_exactly_the_share_spread_evenly() {
+        for share in 0..=100u32 {
+            let admitted: Vec<bool> = (0..300).map(|n| evenly_admitted(n, share)).collect();
+            for hundred in admitted.chunks(100) {
+                let n = hundred.iter().filter(|&&a| a).count();
+                assert_eq!(n, share as usize, "{share} % of 100 calls");
+            }
+            // Evenly: any 10 consecutive calls hold share/10 admitted calls, give or take
+            // one (a random draw would let bursts through).
+            for start in 0..290 {
+                let n = admitted[start..start + 10].iter().filter(|&&a| a).count() as f64;
+                let expected = f64::from(share) / 10.0;
+                assert!(
+                    (n - expected).abs() <= 1.0,
+                    "{share} %: {n} of 10 at {start}"
+                );
+            }
+        }
+        assert!(evenly_admitted(u64::MAX, 100), "no overflow");
+        assert!(!evenly_admitted(u64::MAX, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_ramps_the_share_then_leaves_the_fast_path_as_it_was() {
+        let view = View::new();
+        view.set_slow_start(
+            &Settings::DEFAULT
+                .slow_start(Duration::from_secs(10))
+                .slow_start_min(10),
+        );
+        // A fresh record (no close to time from) is no recovery: the plain closed word.
+        view.apply(&closed(1, 1, None), true);
+        assert!(view.word.load(Ordering::Relaxed) < CLOSED_LIMIT);
+        assert_eq!(admit(&view, 100), (100, 0));
+
+        // Closed by a trial just now: 10 % of the calls.
+        view.apply(&closed(3, 5, Some(Duration::ZERO)), true);
+        assert_eq!(view.state(), State::Closed, "slow start is closed");
+        assert_eq!(view.generation(), 3);
+        assert!(
+            view.word.load(Ordering::Relaxed) >= CLOSED_LIMIT,
+            "off the fast path"
+        );
+        assert_eq!(view.slow_start_share(), Some(10));
+        assert_eq!(admit(&view, 100), (10, 90));
+        let Admit::RejectRecovering(retry_at) = (0..10)
+            .map(|_| view.admit())
+            .find(|a| matches!(a, Admit::RejectRecovering(_)))
+            .unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            retry_at - now_nanos(),
+            1_000_000_000,
+            "retry within a second"
+        );
+
+        // Halfway: 55 %.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(view.slow_start_share(), Some(55));
+        let (passed, _) = admit(&view, 1000);
+        assert!((545..=555).contains(&passed), "{passed}");
+
+        // An event of the same close, read later (another process's write): the same
+        // moment, taken in on this process's clock.
+        view.apply(&closed(3, 6, Some(Duration::from_secs(5))), true);
+        assert_eq!(view.slow_start_share(), Some(55));
+
+        // Near the end, the hint is the time left.
+        tokio::time::advance(Duration::from_millis(4_700)).await;
+        assert_eq!(view.slow_start_share(), Some(97));
+        let hint = (0..100)
+            .find_map(|_| match view.admit() {
+                Admit::RejectRecovering(at) => Some(at - now_nanos()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(hint, 300_000_000);
+
+        // Over: the next call puts the plain closed word back.
+        tokio::time::advance(Duration::from_millis(300)).await;
+        assert_eq!(view.slow_start_share(), None);
+        assert!(matches!(view.admit(), Admit::Pass(3)));
+        assert!(
+            view.word.load(Ordering::Relaxed) < CLOSED_LIMIT,
+            "the fast path"
+        );
+        assert_eq!(admit(&view, 100), (100, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_follows_the_settings_and_ends_with_the_closed_period() {
+        let view = View::new();
+        // Without slow start, a close is admitted in full.
+        view.apply(&closed(2, 2, Some(Duration::ZERO)), true);
+        assert_eq!(view.slow_start_share(), None);
+        assert!(view.word.load(Ordering::Relaxed) < CLOSED_LIMIT);
+
+        let ramp = Settings::DEFAULT
+            .slow_start(Duration::from_secs(60))
+            .slow_start_min(50);
+        view.set_slow_start(&ramp);
+        view.apply(&closed(2, 3, Some(Duration::from_secs(30))), true);
+        assert_eq!(view.slow_start_share(), Some(75));
+        // Settings changed to no slow start: the next call ends it.
+        view.set_slow_start(&Settings::DEFAULT);
+        assert!(matches!(view.admit(), Admit::Pass(2)));
+        assert!(view.word.load(Ordering::Relaxed) < CLOSED_LIMIT);
+
+        // A trip ends it too, and the open word is as without slow start.
+        view.set_slow_start(&ramp);
+        view.apply(&closed(2, 4, Some(Duration::ZERO)), true);
+        assert_eq!(view.slow_start_share(), Some(50));
+        let mut open = closed(3, 5, None);
+        open.state = State::Open;
+        open.open_remaining = Some(Duration::from_secs(60));
+        let applied = view.apply(&open, true);
+        assert_eq!(applied.change, Some((State::Closed, State::Open)));
+        assert!(matches!(view.admit(), Admit::RejectOpen(_)));
+        assert_eq!(view.local_snapshot().since_close, None);
+    }
 }

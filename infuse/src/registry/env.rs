@@ -160,7 +160,7 @@ mod tests {
         // No service part, or no setting.
         assert_eq!(split("INFUSE_TIMEOUT"), None);
         assert_eq!(split("INFUSE__TIMEOUT"), None);
-        assert_eq!(split("INFUSE_USERS_RETRIES"), None);
+        assert_eq!(split("INFUSE_USERS_COLOUR"), None);
         assert_eq!(split("USERS_TIMEOUT"), None);
         for setting in SETTINGS {
             let variable = format!("INFUSE_S_{}", setting.env_suffix());

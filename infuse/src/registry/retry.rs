@@ -10,7 +10,7 @@ impl BreakerError {
     /// never 0: what `Retry-After` (HTTP) and `retry-after` (gRPC metadata) carry.
     ///
     /// `Some` for every error that means "the breaker is open now": a rejection
-    /// (the open time left, or a trial's lease) and a call that tripped the breaker or
+    /// (the open time left, a trial's lease, or slow start's hint) and a call that tripped the breaker or
     /// failed its trial (the breaker's `reset_timeout`, read from the process-wide
     /// registry, or the default one). A breaker held open by an operator has no end: its hint is its
     /// `reset_timeout` too, the time after which asking again is reasonable. `None`
@@ -28,9 +28,9 @@ impl BreakerError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         let wait = match self {
             BreakerError::Timeout { .. } => return None,
-            BreakerError::Open { retry_at, .. } | BreakerError::TrialInFlight { retry_at, .. } => {
-                retry_at.remaining()
-            }
+            BreakerError::Open { retry_at, .. }
+            | BreakerError::TrialInFlight { retry_at, .. }
+            | BreakerError::Recovering { retry_at, .. } => retry_at.remaining(),
             other => reset_timeout_of(other.service()),
         };
         Some(whole_seconds(wait))
@@ -84,5 +84,10 @@ mod tests {
             after: Duration::from_secs(1),
         };
         assert_eq!(timeout.retry_after_secs(), None);
+        let recovering = BreakerError::Recovering {
+            service,
+            retry_at: crate::core::RetryAt::after(Duration::from_millis(300)),
+        };
+        assert_eq!(recovering.retry_after_secs(), Some(1));
     }
 }

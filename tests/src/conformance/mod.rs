@@ -89,6 +89,8 @@ macro_rules! __conformance_cases {
             reporters_leave_the_window,
             backoff_doubles_open_time_up_to_max,
             close_and_force_reset_backoff,
+            a_close_after_a_trip_records_when,
+            a_trip_during_slow_start_backs_off,
             counts_saturate_at_their_bounds,
             seeds_above_the_generation_bound_are_taken_at_it,
             a_generation_at_its_bound_cannot_be_bumped_and_force_recreates_the_record,
@@ -1870,6 +1872,84 @@ pub async fn close_and_force_reset_backoff<S: Store>(store: &S, prefix: &str) {
     assert!(acquire(store, svc, &s, token, LONG_LEASE).await.applied);
     let reopened = trial(store, svc, &s, token, false).await;
     assert_open_for(svc, &reopened.snapshot, s.open_ms(1, token.jitter()));
+}
+
+// ---------------------------------------------------------------------------------------
+// Slow start: the time since the close a recovery began with
+
+/// A close that ends an open period (a successful trial, an operator's close of an open
+/// breaker) is timed, on the store's clock: answers carry the time since, while closed.
+/// A record that never tripped, closing a closed or disabled breaker, and every other
+/// state carry none.
+pub async fn a_close_after_a_trip_records_when<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "a_close_after_a_trip_records_when");
+    let s = settings(1, 1);
+    assert_eq!(
+        register(store, svc, &s).await.since_close,
+        None,
+        "{svc}: fresh"
+    );
+    let closed = force(store, svc, &s, State::Closed).await.snapshot;
+    assert_eq!(closed.since_close, None, "{svc}: closing a closed breaker");
+    let open = trip(store, svc, &s).await;
+    assert_eq!(open.since_close, None, "{svc}: {open:?}");
+    let (_, recovered) = trial_after(store, svc, &s, &open, true).await;
+    let since = recovered.snapshot.since_close;
+    assert!(
+        since.is_some_and(|since| since < Duration::from_secs(1)),
+        "{svc}: a trial closed it just now: {recovered:?}"
+    );
+    tokio::time::sleep(MARGIN).await;
+    let later = snap(store, svc, &s).await.since_close;
+    assert!(
+        later.is_some_and(|later| later >= MARGIN && later < MARGIN + Duration::from_secs(1)),
+        "{svc}: {MARGIN:?} later: {later:?}"
+    );
+    // An operator's close of a closed breaker goes on with the same period.
+    let again = force(store, svc, &s, State::Closed).await.snapshot;
+    assert!(again.since_close >= later, "{svc}: {again:?}");
+    // Disabled, then closed: calls ran all along, nothing to time.
+    assert_eq!(
+        force(store, svc, &s, State::Disabled)
+            .await
+            .snapshot
+            .since_close,
+        None
+    );
+    let enabled = force(store, svc, &s, State::Closed).await.snapshot;
+    assert_eq!(enabled.since_close, None, "{svc}: {enabled:?}");
+    // Held open, then closed by hand: a recovery.
+    force(store, svc, &s, State::ForcedOpen).await;
+    let reopened = force(store, svc, &s, State::Closed).await.snapshot;
+    assert!(
+        reopened
+            .since_close
+            .is_some_and(|since| since < Duration::from_secs(1)),
+        "{svc}: {reopened:?}"
+    );
+}
+
+/// With `slow_start`, a trip within it after a close is a failed recovery: the open time
+/// backs off as after a failed trial (without jitter), and the backoff survives the
+/// close. A trip after slow start ended opens for `reset_timeout` again.
+pub async fn a_trip_during_slow_start_backs_off<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "a_trip_during_slow_start_backs_off");
+    let ramping = backoff_settings().slow_start(Duration::from_secs(60));
+    let mut open = trip(store, svc, &ramping).await;
+    assert_open_for(svc, &open, ramping.open_ms(0, 0));
+    for reopens in 1..=2 {
+        let (_, closed) = trial_after(store, svc, &ramping, &open, true).await;
+        assert_eq!(closed.snapshot.state, State::Closed, "{svc}: {closed:?}");
+        let tripped = fail(store, svc, &ramping, closed.snapshot.generation).await;
+        assert_open_for(svc, &tripped.snapshot, ramping.open_ms(reopens, 0));
+        open = tripped.snapshot;
+    }
+    // A short slow start, waited out: the trip after it starts the backoff over.
+    let short = backoff_settings().slow_start(MARGIN);
+    let (_, closed) = trial_after(store, svc, &short, &open, true).await;
+    tokio::time::sleep(MARGIN * 2).await;
+    let tripped = fail(store, svc, &short, closed.snapshot.generation).await;
+    assert_open_for(svc, &tripped.snapshot, short.open_ms(0, 0));
 }
 
 // ---------------------------------------------------------------------------------------

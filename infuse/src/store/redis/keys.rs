@@ -152,7 +152,9 @@ pub fn events_channel(namespace: &str) -> String {
 
 /// The fields of a breaker's state hash, in the order the scripts read them (`HMGET` in
 /// `scripts/prelude.lua`).
-pub const STATE_FIELDS: [&str; 8] = ["inc", "gen", "seq", "state", "fail", "succ", "reo", "str"];
+pub const STATE_FIELDS: [&str; 9] = [
+    "inc", "gen", "seq", "state", "fail", "succ", "reo", "str", "cls",
+];
 
 /// A breaker's state hash, as a reader shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +173,9 @@ pub struct StateHash {
     pub success_counter: u64,
     /// `reo`: consecutive failed trials (the backoff exponent).
     pub reopens: u64,
+    /// `cls`: when the current closed period began, if it is a recovery (unix ms, the
+    /// server's clock; slow start is timed from it). `None` when 0 or absent.
+    pub closed_at_ms: Option<u64>,
 }
 
 /// A state hash whose `state` is no state code: the scripts refuse such a record until
@@ -194,7 +199,7 @@ impl StateHash {
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0)
         };
-        let [inc, generation, seq, state, fail, succ, reo, _] = STATE_FIELDS;
+        let [inc, generation, seq, state, fail, succ, reo, _, cls] = STATE_FIELDS;
         let code = number(state);
         let state = u8::try_from(code)
             .ok()
@@ -208,6 +213,7 @@ impl StateHash {
             fail_counter: number(fail),
             success_counter: number(succ),
             reopens: number(reo),
+            closed_at_ms: Some(number(cls)).filter(|&ms| ms > 0),
         })
     }
 }
@@ -516,7 +522,7 @@ mod tests {
     fn a_state_hash_reads_as_written() {
         let hash: HashMap<String, String> = STATE_FIELDS
             .iter()
-            .zip(["77", "4", "9", "1", "5", "0", "2", "1f 2e"])
+            .zip(["77", "4", "9", "0", "5", "0", "2", "1f 2e", "1700000000000"])
             .map(|(field, value)| (field.to_string(), value.to_string()))
             .collect();
         let read = StateHash::parse(&hash).unwrap();
@@ -526,17 +532,22 @@ mod tests {
                 incarnation: 77,
                 generation: 4,
                 seq: 9,
-                state: State::Open,
+                state: State::Closed,
                 fail_counter: 5,
                 success_counter: 0,
                 reopens: 2,
+                closed_at_ms: Some(1_700_000_000_000),
             }
         );
         let mut old = hash.clone();
         old.remove("reo"); // a record written before `reo` existed
+        old.remove("cls"); // or `cls`
         old.insert("fail".to_owned(), "nan".to_owned());
         let read = StateHash::parse(&old).unwrap();
-        assert_eq!((read.reopens, read.fail_counter), (0, 0));
+        assert_eq!(
+            (read.reopens, read.fail_counter, read.closed_at_ms),
+            (0, 0, None)
+        );
         let mut garbage = hash;
         garbage.insert("state".to_owned(), "9".to_owned());
         assert_eq!(StateHash::parse(&garbage), Err(UnknownState(9)));

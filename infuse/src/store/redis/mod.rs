@@ -575,6 +575,17 @@ impl RedisStore {
         let channel = self.channel.clone();
         let service = service.to_owned();
         let reset = store_ms(settings.reset_timeout).to_string();
+        // max_reset_timeout_ms, 0 = no backoff (a set bound below 1 ms is sent as 1:
+        // Settings::open_ms raises it to reset_timeout anyway).
+        let max_reset = settings
+            .max_reset_timeout
+            .map_or(0, |max| store_ms(max).max(1))
+            .to_string();
+        // slow_start_ms, 0 = off.
+        let slow_start = settings
+            .slow_start
+            .map_or(0, |ramp| store_ms(ramp).max(1))
+            .to_string();
         // Who made a change, in the breaker's history (scripts/prelude.lua: remember).
         let process = keys::process_id(process_instance());
         let s = &self.scripts;
@@ -620,6 +631,8 @@ impl RedisStore {
                         process,
                         instance.to_string(),
                         policy.min_instances.to_string(),
+                        max_reset,
+                        slow_start,
                     ],
                 )
             }
@@ -657,6 +670,8 @@ impl RedisStore {
                         channel,
                         service,
                         process,
+                        max_reset,
+                        slow_start,
                     ],
                 )
             }
@@ -678,17 +693,13 @@ impl RedisStore {
                     if success { "1" } else { "0" }.to_owned(),
                     settings.success_threshold.to_string(),
                     reset,
-                    // max_reset_timeout_ms, 0 = no backoff (a set bound below 1 ms is
-                    // sent as 1: Settings::open_ms raises it to reset_timeout anyway).
-                    settings
-                        .max_reset_timeout
-                        .map_or(0, |max| store_ms(max).max(1))
-                        .to_string(),
+                    max_reset,
                     token.jitter().to_string(),
                     ttl,
                     channel,
                     service,
                     process,
+                    slow_start,
                 ],
             ),
             Command::ReleaseTrial { token } => (
@@ -713,6 +724,7 @@ impl RedisStore {
                         process,
                         who,
                         why,
+                        slow_start,
                     ],
                 )
             }

@@ -7,7 +7,7 @@ use crate::core::{Outcome, Snapshot, State, StorageError, Totals, Version};
 
 /// The fields every script replies with, in order.
 #[allow(dead_code)] // the Rust side of the table; the tests read the Lua side
-pub(crate) const REPLY_FIELDS: [&str; 11] = [
+pub(crate) const REPLY_FIELDS: [&str; 12] = [
     "applied",
     "from",
     "inc",
@@ -19,10 +19,11 @@ pub(crate) const REPLY_FIELDS: [&str; 11] = [
     "open_pttl",
     "trial_pttl",
     "window",
+    "since_close",
 ];
 
 /// The fields of an event published on the namespace channel, space-separated.
-pub(crate) const EVENT_FIELDS: [&str; 9] = [
+pub(crate) const EVENT_FIELDS: [&str; 10] = [
     "inc",
     "gen",
     "seq",
@@ -31,6 +32,7 @@ pub(crate) const EVENT_FIELDS: [&str; 9] = [
     "succ",
     "open_pttl",
     "trial_pttl",
+    "since_close",
     "service",
 ];
 
@@ -38,7 +40,20 @@ pub(crate) const EVENT_FIELDS: [&str; 9] = [
 pub(crate) const CORRUPT_TAG: &str = "INFUSE_CORRUPT";
 
 /// A script's reply, as [`REPLY_FIELDS`] lists.
-pub(crate) type Reply = (i64, i64, String, i64, i64, i64, i64, i64, i64, i64, String);
+pub(crate) type Reply = (
+    i64,
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    i64,
+);
 
 fn state_from(code: i64) -> Result<State, StorageError> {
     u8::try_from(code)
@@ -56,8 +71,8 @@ fn count(n: i64) -> u32 {
 }
 
 /// Builds a snapshot from the fields every reply and event carries.
-fn snapshot_from(inc: &str, fields: [i64; 7]) -> Result<Snapshot, StorageError> {
-    let [generation, seq, state, fail, succ, open_pttl, trial_pttl] = fields;
+fn snapshot_from(inc: &str, fields: [i64; 8]) -> Result<Snapshot, StorageError> {
+    let [generation, seq, state, fail, succ, open_pttl, trial_pttl, since_close] = fields;
     let state = state_from(state)?;
     Ok(Snapshot {
         state,
@@ -66,6 +81,9 @@ fn snapshot_from(inc: &str, fields: [i64; 7]) -> Result<Snapshot, StorageError> 
         success_counter: count(succ),
         open_remaining: (state == State::Open).then(|| pttl(open_pttl).unwrap_or_default()),
         trial_remaining: pttl(trial_pttl),
+        since_close: (state == State::Closed)
+            .then(|| pttl(since_close))
+            .flatten(),
         version: Version {
             incarnation: inc
                 .parse()
@@ -77,14 +95,35 @@ fn snapshot_from(inc: &str, fields: [i64; 7]) -> Result<Snapshot, StorageError> 
 
 /// Decodes a script's reply.
 pub(crate) fn outcome_from_reply(reply: Reply) -> Result<Outcome, StorageError> {
-    let (applied, from, inc, generation, seq, state, fail, succ, open_pttl, trial_pttl, window) =
-        reply;
+    let (
+        applied,
+        from,
+        inc,
+        generation,
+        seq,
+        state,
+        fail,
+        succ,
+        open_pttl,
+        trial_pttl,
+        window,
+        since_close,
+    ) = reply;
     Ok(Outcome {
         applied: applied == 1,
         from: state_from(from)?,
         snapshot: snapshot_from(
             &inc,
-            [generation, seq, state, fail, succ, open_pttl, trial_pttl],
+            [
+                generation,
+                seq,
+                state,
+                fail,
+                succ,
+                open_pttl,
+                trial_pttl,
+                since_close,
+            ],
         )?,
         window: window_from(&window)?,
     })
@@ -118,14 +157,30 @@ fn window_from(text: &str) -> Result<Option<Totals>, StorageError> {
 }
 
 /// Parses an event published on the namespace channel into `(service, snapshot)`.
+///
+/// An event of a process that predates `since_close` (one field fewer, the service
+/// right after `trial_pttl`) is read too, without it, so that a fleet being upgraded
+/// keeps hearing its older members (unless the service's name starts with a number,
+/// then read as `since_close`: the event is then for an unknown service, and the
+/// periodic resync brings the change).
 pub fn parse_event(payload: &str) -> Option<(&str, Snapshot)> {
-    let mut parts = payload.splitn(EVENT_FIELDS.len(), ' ');
+    let mut parts = payload.splitn(EVENT_FIELDS.len() - 1, ' ');
     let inc = parts.next()?;
-    let mut fields = [0i64; 7];
-    for field in &mut fields {
+    let mut fields = [-1i64; 8];
+    for field in &mut fields[..7] {
         *field = parts.next()?.parse().ok()?;
     }
-    let service = parts.next()?;
+    let rest = parts.next()?;
+    let service = match rest.split_once(' ') {
+        Some((since_close, service)) => match since_close.parse() {
+            Ok(since_close) => {
+                fields[7] = since_close;
+                service
+            }
+            Err(_) => rest,
+        },
+        None => rest,
+    };
     Some((service, snapshot_from(inc, fields).ok()?))
 }
 
@@ -282,7 +337,7 @@ mod tests {
         let built = prelude_line("  return {applied, from, ");
         assert!(
             built.starts_with(
-                "rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl, window or ''}"
+                "rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl, window or '', since_close}"
             ),
             "{built}"
         );
@@ -291,12 +346,23 @@ mod tests {
 
     #[test]
     fn events_round_trip() {
-        let (service, snapshot) = parse_event("77 3 9 1 5 0 1200 -1 users api").unwrap();
+        let (service, snapshot) = parse_event("77 3 9 1 5 0 1200 -1 -1 users api").unwrap();
         assert_eq!(service, "users api");
         assert_eq!(snapshot.state, State::Open);
         assert_eq!(snapshot.generation, 3);
         assert_eq!(snapshot.open_remaining, Some(Duration::from_millis(1200)));
         assert_eq!(snapshot.trial_remaining, None);
+        assert_eq!(snapshot.since_close, None);
+        // A closed breaker in its recovery: the time since the close.
+        let (_, closed) = parse_event("77 4 10 0 0 0 -1 -1 2500 users").unwrap();
+        assert_eq!(closed.since_close, Some(Duration::from_millis(2500)));
+        assert_eq!(
+            parse_event("77 4 10 0 0 0 -1 -1 -1 users")
+                .unwrap()
+                .1
+                .since_close,
+            None
+        );
         assert_eq!(
             snapshot.version,
             Version {
@@ -304,8 +370,12 @@ mod tests {
                 seq: 9
             }
         );
+        // An older process's event: no since_close.
+        let (service, old) = parse_event("77 4 10 0 0 0 -1 -1 users api").unwrap();
+        assert_eq!((service, old.since_close), ("users api", None));
+        assert_eq!(old.state, State::Closed);
         assert!(
-            parse_event("77 3 9 9 5 0 1200 -1 users").is_none(),
+            parse_event("77 3 9 9 5 0 1200 -1 -1 users").is_none(),
             "unknown state"
         );
         assert!(parse_event("77 3 9").is_none());
