@@ -13,7 +13,7 @@
 //! | `infuse_call_duration_seconds` | histogram | `service` | how long the calls that ran took |
 //! | `infuse_state` | gauge | `service`, `state` | 1 for the breaker's state in this process, 0 for the others (`closed`, `open`, `half-open`, `forced-open`, `disabled`) |
 //! | `infuse_transitions_total` | counter | `service`, `from`, `to` | state changes this process saw (its own and the fleet's) |
-//! | `infuse_slow_start_percent` | gauge | `service` | the share of calls admitted, in percent: below 100 while closed in slow start (`slow_start`), set at each call and rejection; 100 otherwise |
+//! | `infuse_slow_start_percent` | gauge | `service` | the share of calls admitted, in percent: below 100 while closed in slow start (`slow_start`), updated at each rejection and, while below 100, at the end of each call; 100 otherwise |
 //!
 //! Every process exports its own view; the exporter's scrape adds the process (an
 //! `instance` label in Prometheus), so a fleet's board can show which processes see a
@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -81,6 +82,9 @@ pub struct BreakerMetrics {
     /// The share slow start admits, read from the breaker's view (weakly: the breaker
     /// holds this listener).
     slow_start: Gauge,
+    /// The share the gauge shows: while it is 100, only a rejection (slow start turns
+    /// calls away) reads the view again, so a healthy call costs one load.
+    shown: AtomicU32,
     cell: Weak<crate::local::Cell>,
     service: &'static str,
 }
@@ -110,6 +114,7 @@ impl BreakerMetrics {
             states,
             transitions: std::array::from_fn(|_| OnceLock::new()),
             slow_start: gauge!(SLOW_START_PERCENT, "service" => service),
+            shown: AtomicU32::new(0),
             cell: Arc::downgrade(&breaker.cell()),
             service,
         };
@@ -117,10 +122,11 @@ impl BreakerMetrics {
         metrics
     }
 
-    /// Sets the slow-start gauge from the view (an atomic load outside slow start).
+    /// Sets the slow-start gauge from the view.
     fn update_slow_start(&self) {
         if let Some(cell) = self.cell.upgrade() {
             let share = cell.view.slow_start_share().unwrap_or(100);
+            self.shown.store(share, Ordering::Relaxed);
             self.slow_start.set(f64::from(share));
         }
     }
@@ -150,7 +156,9 @@ impl Listener for BreakerMetrics {
         if let Some(duration) = duration {
             self.duration.record(duration.as_secs_f64());
         }
-        self.update_slow_start();
+        if self.shown.load(Ordering::Relaxed) < 100 {
+            self.update_slow_start();
+        }
     }
 
     fn on_transition(&self, transition: &Transition) {

@@ -274,3 +274,38 @@ async fn the_state_gauge_and_transitions_follow_the_breaker() {
         ]
     );
 }
+
+/// `infuse_slow_start_percent`: 100 outside slow start, the share admitted while in it
+/// (rejections counted as `rejected`), 100 again once it is over.
+#[tokio::test(start_paused = true)]
+async fn the_slow_start_gauge_follows_the_share() {
+    let service = "metrics-slow-start";
+    let b = registry(
+        service,
+        ServiceOverride::new()
+            .slow_start(Duration::from_secs(10))
+            .slow_start_min(20),
+    )
+    .await;
+    let share = || match Seen::now(service).value("infuse_slow_start_percent", &[]) {
+        Some(Value::Gauge(g)) => *g,
+        other => panic!("no slow-start gauge: {other:?}"),
+    };
+    assert_eq!(share(), 100.0, "never tripped");
+    b.force_open().await.unwrap();
+    b.close().await.unwrap();
+    let calls = async |n| {
+        for _ in 0..n {
+            let _ = b.call(async { Ok::<u32, TestError>(1) }).await;
+        }
+    };
+    calls(100).await;
+    assert_eq!(share(), 20.0);
+    assert_eq!(Seen::now(service).calls("rejected"), 80);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    calls(10).await;
+    assert_eq!(share(), 60.0);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    calls(10).await;
+    assert_eq!(share(), 100.0, "over");
+}

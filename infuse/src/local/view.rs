@@ -185,6 +185,16 @@ impl View {
             DISABLED => Admit::Pass(word & GEN_MASK),
             HALF_OPEN => Admit::Trial,
             FORCED_OPEN => Admit::RejectForced,
+            // Slow start, or not loaded yet: out of line, so that the inlined admission
+            // stays as small as it was without slow start.
+            _ => self.admit_rest(word),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn admit_rest(&self, word: u64) -> Admit {
+        match word >> STATE_SHIFT {
             RAMP => self.admit_ramp(word),
             _ => Admit::Sync,
         }
@@ -192,8 +202,6 @@ impl View {
 
     /// Admission in slow start: the share of calls it admits now, spread evenly. The
     /// first call after it ended puts the plain closed word back (the fast path).
-    #[cold]
-    #[inline(never)]
     fn admit_ramp(&self, word: u64) -> Admit {
         let generation = word & GEN_MASK;
         let now = now_nanos();
