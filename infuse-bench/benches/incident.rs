@@ -373,6 +373,9 @@ struct Row {
     all_reject_ms: Option<f64>,
     recovery_ms: Option<f64>,
     peak_ratio: Option<f64>,
+    /// ms from the start: the first close after the recovery (the recovery without a
+    /// breaker).
+    close_ms: Option<f64>,
     redis_per_call: Option<f64>,
     sent: u64,
     late: u64,
@@ -393,6 +396,7 @@ impl Row {
             all_reject_ms: None,
             recovery_ms: None,
             peak_ratio: None,
+            close_ms: None,
             redis_per_call: None,
             sent: 0,
             late: 0,
@@ -688,6 +692,7 @@ fn analyse(
         all_reject_ms,
         recovery_ms,
         peak_ratio,
+        close_ms,
         redis_per_call: (kind.mode() == "redis").then(|| commands as f64 / sent.max(1) as f64),
         sent,
         late: reports.iter().map(|r| r.late).sum(),
@@ -763,7 +768,7 @@ fn tables(rows: &[Row], params: Params) -> String {
         .find(|r| r.kind == Kind::PerProcess && r.skipped.is_none())
     {
         line(String::new());
-        line("Against one breaker per process (value ÷ the per-process row's; below 1 is better, except for throughput):".into());
+        line("Against one breaker per process (value ÷ the per-process row's; below 1 is better in every column):".into());
         line(String::new());
         line("| row | reached the downstream while failing | p99 latency during the failure | → every process rejects | recovery → 90 % | peak load after the close |".into());
         line("|---|---|---|---|---|---|".into());
@@ -847,7 +852,12 @@ fn plot(rows: &[Row], params: Params, path: &std::path::Path) -> Result<(), Stri
         (RGBColor(220, 40, 40), "callers: failed"),
         (RGBColor(240, 150, 0), "callers: rejected"),
     ];
-    for (row, panel) in rows.iter().zip(panels.iter()) {
+    let close_color = RGBColor(60, 60, 60);
+    let legend_on = rows
+        .iter()
+        .position(|r| r.kind != Kind::NoBreaker)
+        .unwrap_or(0);
+    for (index, (row, panel)) in rows.iter().zip(panels.iter()).enumerate() {
         let mut chart = ChartBuilder::on(panel)
             .caption(row.kind.label().replace('`', ""), ("sans-serif", 15))
             .margin(6)
@@ -878,6 +888,19 @@ fn plot(rows: &[Row], params: Params, path: &std::path::Path) -> Result<(), Stri
                 )))
                 .map_err(|e| e.to_string())?;
         }
+        if let Some(close) = row.close_ms.filter(|_| row.kind != Kind::NoBreaker) {
+            let close = close / 1000.0;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    [(close, 0.0), (close, y_max)],
+                    close_color.stroke_width(1),
+                )))
+                .map_err(|e| e.to_string())?
+                .label("first close after the recovery")
+                .legend(move |(x, y)| {
+                    PathElement::new([(x + 8, y - 5), (x + 8, y + 5)], close_color)
+                });
+        }
         for (series, (color, label)) in row.series.iter().zip(colors) {
             chart
                 .draw_series(LineSeries::new(
@@ -892,6 +915,10 @@ fn plot(rows: &[Row], params: Params, path: &std::path::Path) -> Result<(), Stri
                 .legend(move |(x, y)| {
                     PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
                 });
+        }
+        // One legend, on the first panel with a breaker (so that it shows the close).
+        if index != legend_on {
+            continue;
         }
         chart
             .configure_series_labels()
