@@ -220,7 +220,8 @@ impl Downstream {
                 let burst = (capacity * 0.05).max(1.0);
                 let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
                 let (tokens, last) = bucket.get_or_insert((burst, at_us));
-                *tokens = (*tokens + (at_us - *last) as f64 / 1e6 * capacity).min(burst);
+                *tokens =
+                    (*tokens + at_us.saturating_sub(*last) as f64 / 1e6 * capacity).min(burst);
                 *last = at_us;
                 if *tokens >= 1.0 {
                     *tokens -= 1.0;
@@ -588,7 +589,7 @@ fn analyse(
         .filter(|(s, _, o)| {
             *o != 'd' && (*s as f64 / 1000.0) >= fail && (*s as f64 / 1000.0) < recovery
         })
-        .map(|(s, d, _)| (d - s) as f64 / 1000.0)
+        .map(|(s, d, _)| d.saturating_sub(*s) as f64 / 1000.0)
         .collect();
     latency.sort_by(f64::total_cmp);
     let latency_ms = [
