@@ -2,8 +2,8 @@
 //! downstream fails and recovers, against no breaker and a breaker per process.
 //!
 //! ```text
-//! cargo bench -p infuse-bench --bench incident               # full length (≈ 2½ min)
-//! cargo bench -p infuse-bench --bench incident -- --quick    # smoke run (≈ 1 min)
+//! cargo bench -p infuse-bench --bench incident               # full length (≈ 2 min of running)
+//! cargo bench -p infuse-bench --bench incident -- --quick    # smoke run (≈ 40 s)
 //! INCIDENT_WORKERS=8 INCIDENT_RATE=100 INCIDENT_SCALE=0.5 cargo bench … --bench incident
 //! ```
 //!
