@@ -171,6 +171,31 @@ macro_rules! for_each_setting {
                 rules: &[$crate::Rule::Inert(&["slow_start"], "it is the share admitted when slow start begins")],
             }
 
+            /// At most this many calls to the service in flight at once (1–1,000,000) —
+            /// with Redis, **across the fleet**: each process holds a lease of the fleet's
+            /// permits, renewed in the background, and a call takes a permit locally with
+            /// no Redis command. A call beyond the cap waits up to `max_wait`, then returns
+            /// [`BreakerError::Saturated`](crate::BreakerError::Saturated). `None` (the
+            /// default): no cap.
+            max_concurrent: Count [] {
+                max: $crate::Value::count(1_000_000),
+                meaning: "at most this many calls in flight at once (with Redis, across the fleet)",
+                unset: "no cap",
+                example: "64",
+                aliases: &["max_concurrent_calls", "bulkhead", "max_requests", "concurrency_limit"],
+            }
+
+            /// How long a call beyond `max_concurrent` waits for a permit before it is
+            /// rejected (default 0: at once; at most 1 min).
+            max_wait: Duration [::core::time::Duration::ZERO] {
+                min: $crate::Value::duration(::core::time::Duration::ZERO),
+                max: $crate::Value::duration(::core::time::Duration::from_secs(60)),
+                meaning: "how long a call beyond `max_concurrent` waits for a permit",
+                example: "100ms",
+                aliases: &["max_wait_duration"],
+                rules: &[$crate::Rule::Inert(&["max_concurrent"], "it applies to calls beyond `max_concurrent`")],
+            }
+
             /// Up to this many further attempts of a failed call (1–10), each a guarded call
             /// of its own, after an exponential backoff with full jitter (`retry_backoff`, up
             /// to `max_retry_backoff`), within the retry budget (`retry_budget`,

@@ -72,6 +72,7 @@ fn code(error: &BreakerError) -> &'static str {
         BreakerError::TrialInFlight { .. } => "circuit_half_open",
         BreakerError::ForcedOpen { .. } => "circuit_forced_open",
         BreakerError::Recovering { .. } => "circuit_recovering",
+        BreakerError::Saturated { .. } => "circuit_saturated",
         BreakerError::Tripped { .. } => "circuit_tripped",
         BreakerError::TrialFailed { .. } => "circuit_trial_failed",
         BreakerError::Timeout { .. } => "timeout",

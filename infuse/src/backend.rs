@@ -49,6 +49,26 @@ impl Backend {
         }
     }
 
+    /// Gives `cell`'s breaker its permits of the concurrency cap: the whole cap in
+    /// memory; with Redis, a lease kept in the background (started here).
+    pub(crate) fn bind_permits(&self, cell: &Arc<Cell>) {
+        let Some(cap) = cell.settings().max_concurrent else {
+            return;
+        };
+        match self {
+            Backend::Memory(_) => cell.permits.grant(cap),
+            Backend::Fleet(fleet) => fleet.keep_lease(cell),
+        }
+    }
+
+    /// A call found no free permit of `cell`'s concurrency cap: with Redis, the lease's
+    /// keeper asks for more (restarted if it had stopped).
+    pub(crate) fn permits_wanted(&self, cell: &Arc<Cell>) {
+        if let Backend::Fleet(fleet) = self {
+            fleet.keep_lease(cell);
+        }
+    }
+
     /// Counts the first attempt of a call that may be retried, in the budget that decides
     /// its retries: this process's, or the fleet's (reported with the next request).
     pub(crate) fn first_attempt(&self, cell: &Cell) {

@@ -170,3 +170,54 @@ impl Drop for TrialRequest<'_> {
         self.cell.view.probing.store(false, Ordering::Release);
     }
 }
+
+/// How long a process's first calls wait for its first lease of the fleet's concurrency
+/// permits (whatever `max_wait`): a process that just started has asked, not been refused.
+const FIRST_LEASE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Shared {
+    /// Takes a permit of the concurrency cap now, if one is free (the caller then owns
+    /// it and gives it back when the call ends).
+    #[inline]
+    pub(crate) fn take_cap_now(&self) -> bool {
+        self.permits.try_take()
+    }
+
+    /// Takes a permit of the concurrency cap, waiting up to `max_wait` (a first lease up
+    /// to [`FIRST_LEASE_WAIT`]); else the rejection, told to listeners.
+    #[cold]
+    pub(crate) async fn take_cap(self: &Arc<Self>) -> Result<(), BreakerError> {
+        let settings = self.settings();
+        let wait = match self.permits.granted_once() {
+            true => settings.max_wait,
+            false => settings.max_wait.max(FIRST_LEASE_WAIT),
+        };
+        let cell: Arc<crate::local::Cell> = self.clone();
+        self.bound().backend.permits_wanted(&cell);
+        if self.permits.take_within(wait).await {
+            return Ok(());
+        }
+        Err(self.rejected(BreakerError::Saturated {
+            service: self.service,
+        }))
+    }
+
+    /// Takes a permit of the concurrency cap for a call admitted as `kind`, if it needs
+    /// one (an ordinary call of a breaker with `max_concurrent`; a trial takes none):
+    /// answers whether it holds one.
+    pub(crate) async fn cap_for(self: &Arc<Self>, kind: PermitKind) -> Result<bool, BreakerError> {
+        if !matches!(kind, PermitKind::Normal { .. }) || self.measure() & crate::local::CAP == 0 {
+            return Ok(false);
+        }
+        if self.take_cap_now() {
+            return Ok(true);
+        }
+        self.take_cap().await.map(|()| true)
+    }
+
+    /// Gives a permit of the concurrency cap back (the call that held it ended).
+    #[inline]
+    pub(crate) fn give_cap_back(&self) {
+        self.permits.give_back();
+    }
+}

@@ -28,7 +28,7 @@ use crate::breaker::permit::Permit;
 use crate::breaker::shared::{Breaker, Shared};
 use crate::breaker::skip;
 use crate::core::{BreakerError, TrialToken, Verdict};
-use crate::local::{sleep_until, Admit, CallOutcome, CLOCK, COUNT, TIME};
+use crate::local::{sleep_until, Admit, CallOutcome, CAP, CLOCK, COUNT, TIME};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -64,9 +64,18 @@ pin_project_lite::pin_project! {
                 Phase::Trial { token } => {
                     Borrow::<Breaker>::borrow(&*this.breaker).cell.release_abandoned_trial(token);
                 }
+                Phase::Capped { .. } => {
+                    Borrow::<Breaker>::borrow(&*this.breaker).cell.give_cap_back();
+                }
                 Phase::Slow(ref slow) => {
-                    if let Slow::Timed(Timed { kind: PermitKind::Trial { token }, .. }) = **slow {
-                        Borrow::<Breaker>::borrow(&*this.breaker).cell.release_abandoned_trial(token);
+                    if let Slow::Timed(Timed { kind, capped, .. }) = **slow {
+                        let cell = &Borrow::<Breaker>::borrow(&*this.breaker).cell;
+                        if let PermitKind::Trial { token } = kind {
+                            cell.release_abandoned_trial(token);
+                        }
+                        if capped {
+                            cell.give_cap_back();
+                        }
                     }
                     set(this.phase, Phase::Done)
                 }
@@ -100,6 +109,11 @@ enum Phase<R: GuardedResult> {
     Trial {
         token: TrialToken,
     },
+    /// Admitted at `generation` holding a permit of the concurrency cap (given back when
+    /// the call ends or is dropped): the call runs. No timer, nothing boxed.
+    Capped {
+        generation: u64,
+    },
     /// Waiting on the store (admission, or recording the outcome).
     Slow(Box<Slow<R>>),
 }
@@ -108,6 +122,9 @@ enum Phase<R: GuardedResult> {
 enum Slow<R: GuardedResult> {
     /// Waiting for the trial slot or the shared state.
     Admitting(BoxFuture<Result<PermitKind, BreakerError>>),
+    /// Admitted as `kind`, waiting for a permit of the concurrency cap (`max_wait`);
+    /// listeners are told of the call once it has one if `tell`.
+    CapWaiting(BoxFuture<Result<(), BreakerError>>, PermitKind, bool),
     /// Admitted, and running under a clock: a timeout, or a slow-call rule.
     Timed(Timed),
     /// The call succeeded (or failed with an excluded error); recording it needs the store.
@@ -119,6 +136,8 @@ enum Slow<R: GuardedResult> {
 /// A call that is timed.
 struct Timed {
     kind: PermitKind,
+    /// It holds a permit of the concurrency cap.
+    capped: bool,
     start: Instant,
     /// The breaker's `slow_call`, read once with the limit.
     slow_call: Option<Duration>,
@@ -204,7 +223,7 @@ where
                         return Poll::Ready(R::from_result(Err(rejected.into())));
                     }
                     other => match cell.admit_other(other) {
-                        Ok(Some(kind)) => set(this.phase, running(cell, kind)),
+                        Ok(Some(kind)) => set(this.phase, admitted(cell, kind)),
                         Ok(None) => set(this.phase, admitting(cell)),
                         Err(rejected) => {
                             set(this.phase, Phase::Done);
@@ -260,6 +279,17 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
                     Err(next) => set(phase, next),
                 }
             }
+            Phase::Capped { generation } => {
+                let generation = *generation;
+                let output = ready!(future.as_mut().poll(cx));
+                set(phase, Phase::Done);
+                cell.give_cap_back();
+                let kind = PermitKind::Normal { generation };
+                match settle(cell, options, kind, output, Measured::default()) {
+                    Ok(done) => return Poll::Ready(done),
+                    Err(next) => set(phase, next),
+                }
+            }
             Phase::Clocked { generation, start } => {
                 let (generation, start) = (*generation, *start);
                 let output = ready!(future.as_mut().poll(cx));
@@ -307,6 +337,9 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
                         (timed.kind, measured, R::from_result(Err(error.into())))
                     }
                 };
+                if timed.capped {
+                    cell.give_cap_back();
+                }
                 set(phase, Phase::Done); // the permit is settled below
                 match settle(cell, options, kind, output, measured) {
                     Ok(done) => return Poll::Ready(done),
@@ -316,7 +349,20 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
             Phase::Slow(slow) => match &mut **slow {
                 Slow::Timed(_) => unreachable!("polled above"),
                 Slow::Admitting(admitting) => match ready!(admitting.as_mut().poll(cx)) {
-                    Ok(kind) => set(phase, running(cell, kind)),
+                    Ok(kind) => set(phase, admitted(cell, kind)),
+                    Err(rejected) => {
+                        set(phase, Phase::Done);
+                        return Poll::Ready(R::from_result(Err(rejected.into())));
+                    }
+                },
+                Slow::CapWaiting(waiting, kind, tell) => match ready!(waiting.as_mut().poll(cx)) {
+                    Ok(()) => {
+                        let (kind, tell) = (*kind, *tell);
+                        if tell {
+                            cell.listeners.before_call(cell.service);
+                        }
+                        set(phase, holding(cell, kind));
+                    }
                     Err(rejected) => {
                         set(phase, Phase::Done);
                         return Poll::Ready(R::from_result(Err(rejected.into())));
@@ -353,9 +399,72 @@ fn admitting<R: GuardedResult>(cell: &Arc<Shared>) -> Phase<R> {
 /// measured.
 #[cold]
 #[inline(never)]
-fn told<R: GuardedResult>(cell: &Shared, generation: u64) -> Phase<R> {
+fn told<R: GuardedResult>(cell: &Arc<Shared>, generation: u64) -> Phase<R> {
+    let kind = PermitKind::Normal { generation };
+    if cell.measure() & CAP != 0 {
+        return capped(cell, kind, true);
+    }
     cell.listeners.before_call(cell.service);
-    running(cell, PermitKind::Normal { generation })
+    running(cell, kind)
+}
+
+/// The phase of a call the breaker admitted (listeners told): running, once it holds a
+/// permit of the concurrency cap if one is set. A trial takes no permit: it is one call
+/// for the whole fleet.
+fn admitted<R: GuardedResult>(cell: &Arc<Shared>, kind: PermitKind) -> Phase<R> {
+    match kind {
+        PermitKind::Normal { .. } if cell.measure() & CAP != 0 => capped(cell, kind, false),
+        _ => running(cell, kind),
+    }
+}
+
+/// Takes a permit of the concurrency cap for an admitted call: now if one is free, else
+/// waiting (`max_wait`) in a boxed phase. Listeners are told of the call once it has one
+/// if `tell`.
+#[cold]
+#[inline(never)]
+fn capped<R: GuardedResult>(cell: &Arc<Shared>, kind: PermitKind, tell: bool) -> Phase<R> {
+    if cell.take_cap_now() {
+        if tell {
+            cell.listeners.before_call(cell.service);
+        }
+        return holding(cell, kind);
+    }
+    let waiting = {
+        let cell = cell.clone();
+        Box::pin(async move { cell.take_cap().await })
+    };
+    Phase::Slow(Box::new(Slow::CapWaiting(waiting, kind, tell)))
+}
+
+/// The phase of an ordinary call holding a permit of the concurrency cap: timed (boxed)
+/// when it is measured, else `Capped`.
+fn holding<R: GuardedResult>(cell: &Shared, kind: PermitKind) -> Phase<R> {
+    match running(cell, kind) {
+        Phase::Running { generation } => Phase::Capped { generation },
+        Phase::Clocked { .. } => timed_capped(cell, kind),
+        Phase::Slow(mut slow) => {
+            if let Slow::Timed(timed) = &mut *slow {
+                timed.capped = true;
+            }
+            Phase::Slow(slow)
+        }
+        other => other,
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn timed_capped<R: GuardedResult>(cell: &Shared, kind: PermitKind) -> Phase<R> {
+    match timed(cell, kind) {
+        Phase::Slow(mut slow) => {
+            if let Slow::Timed(timed) = &mut *slow {
+                timed.capped = true;
+            }
+            Phase::Slow(slow)
+        }
+        other => other,
+    }
 }
 
 /// A failed call's output: its own, or with `error_on_trip`, the breaker's word that this
@@ -424,6 +533,7 @@ fn timed<R: GuardedResult>(cell: &Shared, kind: PermitKind) -> Phase<R> {
     let limit = limit.and_then(|limit| Some((limit, sleep_until(start + limit)?)));
     Phase::Slow(Box::new(Slow::Timed(Timed {
         kind,
+        capped: false,
         start,
         slow_call: settings.slow_call,
         limit,

@@ -26,9 +26,12 @@ use crate::store::redis::keys::Audit;
 impl Breaker {
     /// A breaker of `service`, bound to `binding`; the registry loads its state.
     pub(crate) fn new(service: &'static str, settings: Settings, binding: Binding) -> Breaker {
-        Breaker {
+        let backend = binding.backend.clone();
+        let breaker = Breaker {
             cell: Cell::new(service, settings, ArcSwap::from_pointee(binding)),
-        }
+        };
+        backend.bind_permits(&breaker.cell());
+        breaker
     }
 
     /// This breaker's cell as the fleet layer keeps it (not knowing the binding).
@@ -193,14 +196,16 @@ impl Breaker {
     /// ```
     pub async fn acquire(&self) -> Result<Permit<&Breaker>, BreakerError> {
         let kind = self.cell.admit().await?;
-        Ok(Permit::new(self, kind))
+        let capped = self.cell.cap_for(kind).await?;
+        Ok(Permit::holding(self, kind, capped))
     }
 
     /// Like [`acquire`](Breaker::acquire), with a permit that owns a handle to the
     /// breaker (to move it into a spawned task).
     pub async fn acquire_owned(&self) -> Result<Permit<Breaker>, BreakerError> {
         let kind = self.cell.admit().await?;
-        Ok(Permit::new(self.clone(), kind))
+        let capped = self.cell.cap_for(kind).await?;
+        Ok(Permit::holding(self.clone(), kind, capped))
     }
 
     /// The breaker's current state, read from the store. A breaker in slow start is
@@ -237,6 +242,33 @@ impl Breaker {
     pub async fn slow_start(&self) -> Result<Option<u8>, StorageError> {
         let since_close = self.snapshot().await?.since_close;
         Ok(since_close.and_then(|since| self.settings().slow_start_share(since)))
+    }
+
+    /// The concurrency cap as this process sees it (`None` without `max_concurrent`):
+    /// the cap, the permits this process may use (the cap in memory; with Redis, its
+    /// lease of the fleet's cap), those its calls use now, and the calls waiting for one.
+    /// Read from this process, no store round trip.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), infuse::InitError> {
+    /// use infuse::{Config, Registry, ServiceOverride};
+    ///
+    /// let capped = ServiceOverride::new().max_concurrent(64);
+    /// let registry = Registry::new(Config::in_memory().service("doc-capped", capped)).await?;
+    /// let concurrency = registry.breaker("doc-capped").concurrency().unwrap();
+    /// assert_eq!((concurrency.cap, concurrency.permits, concurrency.in_use), (64, 64, 0));
+    /// # Ok(()) }
+    /// ```
+    pub fn concurrency(&self) -> Option<Concurrency> {
+        let cap = self.settings().max_concurrent?;
+        let (permits, in_use, waiting) = self.cell.permits.counts();
+        Some(Concurrency {
+            cap,
+            permits,
+            in_use,
+            waiting,
+        })
     }
 
     /// Consecutive failures (fleet-wide with Redis), read from the store.
@@ -365,6 +397,7 @@ impl Breaker {
         self.cell.set_settings(settings);
         self.cell.binding.store(Arc::new(binding));
         backend.track(&self.cell());
+        backend.bind_permits(&self.cell());
         // The view came from another store: offer no seed.
         let register = Command::Register { seed: None };
         let snapshot = match backend.apply(self.cell.service, &settings, register).await {
@@ -376,6 +409,21 @@ impl Breaker {
         self.cell.adopt(&snapshot);
         Ok(())
     }
+}
+
+/// A breaker's concurrency cap as one process sees it ([`Breaker::concurrency`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Concurrency {
+    /// `max_concurrent`: the most calls in flight at once (with Redis, across the fleet).
+    pub cap: u32,
+    /// The permits this process may use now: the cap in memory; with Redis, its lease of
+    /// the fleet's cap (`u32::MAX` under `FailOpen` while Redis is unreachable).
+    pub permits: u32,
+    /// The permits its calls use now.
+    pub in_use: u32,
+    /// Its calls waiting for a permit (`max_wait`).
+    pub waiting: u32,
 }
 
 impl Debug for Breaker {

@@ -20,11 +20,27 @@ use crate::local::{CallOutcome, COUNT};
 pub struct Permit<B: Borrow<Breaker>> {
     breaker: B,
     kind: PermitKind,
+    /// It holds a permit of the concurrency cap, given back when it is dropped.
+    capped: bool,
 }
 
 impl<B: Borrow<Breaker>> Permit<B> {
     pub(crate) fn new(breaker: B, kind: PermitKind) -> Permit<B> {
-        Permit { breaker, kind }
+        Permit {
+            breaker,
+            kind,
+            capped: false,
+        }
+    }
+
+    /// A permit of a call admitted as `kind`, holding a permit of the concurrency cap
+    /// when `capped`.
+    pub(crate) fn holding(breaker: B, kind: PermitKind, capped: bool) -> Permit<B> {
+        Permit {
+            breaker,
+            kind,
+            capped,
+        }
     }
 
     /// Whether this permit is the half-open trial call.
@@ -137,6 +153,9 @@ impl<B: Borrow<Breaker>> Drop for Permit<B> {
     fn drop(&mut self) {
         if let PermitKind::Trial { token } = self.kind {
             self.breaker.borrow().cell.release_abandoned_trial(token);
+        }
+        if self.capped {
+            self.breaker.borrow().cell.give_cap_back();
         }
     }
 }

@@ -60,6 +60,15 @@ pub enum BreakerError {
         /// When to try again: soon, as the share admitted grows.
         retry_at: RetryAt,
     },
+    /// Rejected without running: `max_concurrent` calls to the service are in flight
+    /// (with Redis, across the fleet), and none ended within `max_wait`.
+    #[error(
+        "{service}: too many calls in flight (max_concurrent reached), rejected without running"
+    )]
+    Saturated {
+        /// The target service.
+        service: &'static str,
+    },
     /// This call's failure opened the breaker (`error_on_trip = true`).
     #[error("{service}: Failures threshold reached, circuit breaker opened")]
     Tripped {
@@ -91,6 +100,7 @@ impl BreakerError {
             | BreakerError::TrialInFlight { service, .. }
             | BreakerError::ForcedOpen { service }
             | BreakerError::Recovering { service, .. }
+            | BreakerError::Saturated { service }
             | BreakerError::Tripped { service }
             | BreakerError::TrialFailed { service }
             | BreakerError::Timeout { service, .. } => service,
@@ -98,7 +108,8 @@ impl BreakerError {
     }
 
     /// Whether the call was rejected without running (`Open`, `TrialInFlight`,
-    /// `ForcedOpen`, `Recovering`), as opposed to a call that ran and opened the breaker.
+    /// `ForcedOpen`, `Recovering`, `Saturated`), as opposed to a call that ran and opened
+    /// the breaker.
     pub fn is_rejection(&self) -> bool {
         matches!(
             self,
@@ -106,6 +117,7 @@ impl BreakerError {
                 | BreakerError::TrialInFlight { .. }
                 | BreakerError::ForcedOpen { .. }
                 | BreakerError::Recovering { .. }
+                | BreakerError::Saturated { .. }
         )
     }
 

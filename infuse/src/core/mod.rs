@@ -4,6 +4,7 @@
 mod clock;
 mod command;
 mod error;
+pub mod lease;
 pub(crate) mod local_trip;
 pub mod machine;
 mod policy;

@@ -38,6 +38,7 @@ mod cells;
 mod connection;
 mod fallback;
 mod health;
+mod lease;
 mod options;
 pub(crate) mod presence;
 mod remote;

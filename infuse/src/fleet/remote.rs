@@ -78,6 +78,23 @@ pub(crate) trait Remote: Send + Sync + 'static {
             "this store keeps no retry budget".to_owned(),
         ))))
     }
+    /// Asks for a lease of concurrency permits (see [`RedisStore::lease_permits`]); a
+    /// store without shared leases refuses, and each process keeps the whole cap.
+    #[allow(clippy::too_many_arguments)]
+    fn lease_permits<'a>(
+        &'a self,
+        service: &'a str,
+        process: u64,
+        keep: u32,
+        want: u32,
+        cap: u32,
+        lease: Duration,
+    ) -> Answer<'a, u32> {
+        let _ = (service, process, keep, want, cap, lease);
+        Box::pin(std::future::ready(Err(StorageError::Unavailable(
+            "this store keeps no concurrency leases".to_owned(),
+        ))))
+    }
     /// Withdraws the announcement of process `instance` (see
     /// [`RedisStore::withdraw`]); a store without announcements has nothing to do.
     fn withdraw(&self, instance: u64) -> Answer<'_, ()> {
@@ -159,6 +176,20 @@ impl Remote for RedisStore {
             settings,
             first_attempts,
             wanted,
+        ))
+    }
+
+    fn lease_permits<'a>(
+        &'a self,
+        service: &'a str,
+        process: u64,
+        keep: u32,
+        want: u32,
+        cap: u32,
+        lease: Duration,
+    ) -> Answer<'a, u32> {
+        Box::pin(RedisStore::lease_permits(
+            self, service, process, keep, want, cap, lease,
         ))
     }
 

@@ -14,6 +14,7 @@ use tokio::time::Sleep;
 
 use crate::core::{now_nanos, Seed, Settings, Snapshot, State, TransitionReason, Version};
 use crate::local::listeners::{Listener, Listeners, Transition};
+use crate::local::permits::Permits;
 use crate::local::reports::FailureReports;
 use crate::local::retries::RetryBudget;
 use crate::local::tally::Tally;
@@ -44,6 +45,8 @@ pub(crate) struct Cell<B: ?Sized = dyn Send + Sync> {
     pub(crate) rejected: AtomicU64,
     /// The retry budget of this process (see `core/retry_budget.rs`).
     pub(crate) retries: RetryBudget,
+    /// This process's permits of the concurrency cap (`max_concurrent`).
+    pub(crate) permits: Permits,
     settings: ArcSwap<Settings>,
     /// The timer of the current open period, if one is armed.
     timer: Mutex<Option<Pin<Box<Sleep>>>>,
@@ -68,6 +71,7 @@ impl<B: Send + Sync + 'static> Cell<B> {
             failures: FailureReports::default(),
             rejected: AtomicU64::new(0),
             retries: RetryBudget::default(),
+            permits: Permits::default(),
             settings: ArcSwap::from_pointee(settings),
             timer: Mutex::new(None),
             confirmed: Mutex::new(None),
@@ -351,6 +355,8 @@ pub(crate) const TIME: u8 = 2;
 pub(crate) const CLOCK: u8 = 4;
 /// The call path tells listeners of every call (one is registered).
 pub(crate) const LISTEN: u8 = 8;
+/// The call path takes a permit of the concurrency cap (`max_concurrent` is set).
+pub(crate) const CAP: u8 = 16;
 
 fn measure_of(settings: &Settings) -> u8 {
     let mut measure = 0;
@@ -364,6 +370,9 @@ fn measure_of(settings: &Settings) -> u8 {
         || settings.slow_call.is_some()
     {
         measure |= TIME;
+    }
+    if settings.max_concurrent.is_some() {
+        measure |= CAP;
     }
     measure
 }

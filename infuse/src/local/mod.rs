@@ -3,12 +3,13 @@
 
 mod cell;
 mod listeners;
+mod permits;
 mod reports;
 mod retries;
 mod tally;
 mod view;
 
-pub(crate) use cell::{sleep_until, Cell, CLOCK, COUNT, TIME};
+pub(crate) use cell::{sleep_until, Cell, CAP, CLOCK, COUNT, TIME};
 pub use listeners::{CallOutcome, Listener, Transition};
 pub(crate) use reports::Joined;
 pub(crate) use retries::Token;

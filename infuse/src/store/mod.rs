@@ -18,6 +18,7 @@ pub mod redis;
 
 use std::future::Future;
 
+pub use crate::core::lease;
 pub use crate::core::machine;
 pub use crate::core::retry_budget;
 pub use crate::core::window;

@@ -7,7 +7,7 @@ impl From<infuse::BreakerError> for ApiError {
     }
 }
 
-#[infuse::circuit_breaker(service = "users", retries = 3)]
+#[infuse::circuit_breaker(service = "users", priority = 3)]
 async fn get_user(id: u64) -> Result<u64, ApiError> {
     Ok(id)
 }

@@ -90,6 +90,12 @@ pub fn budget_key(namespace: &str, service: &str) -> String {
     format!("infuse:{{{namespace}/{service}}}:retry")
 }
 
+/// A breaker's concurrency leases (see `scripts/lease_permits.lua`): beside its record,
+/// under the same hash tag, but read by no breaker script.
+pub fn permits_key(namespace: &str, service: &str) -> String {
+    format!("infuse:{{{namespace}/{service}}}:permits")
+}
+
 /// Every key of a breaker, in script order.
 pub fn breaker_keys(namespace: &str, service: &str) -> [String; 5] {
     BreakerKey::ALL.map(|key| breaker_key(namespace, service, key))
@@ -432,6 +438,7 @@ mod tests {
         }
         for name in [
             budget_key("<namespace>", "<service>"),
+            permits_key("<namespace>", "<service>"),
             process_key("<namespace>", "<process id>"),
             processes_key("<namespace>"),
         ]

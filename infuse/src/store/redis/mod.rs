@@ -92,6 +92,7 @@ struct Scripts {
     release_trial: Script,
     force: Script,
     retry_budget: Script,
+    lease_permits: Script,
 }
 
 impl Scripts {
@@ -110,10 +111,11 @@ impl Scripts {
             release_trial: script!("release_trial"),
             force: script!("force"),
             retry_budget: Script::new(include_str!("../../../scripts/retry_budget.lua")),
+            lease_permits: Script::new(include_str!("../../../scripts/lease_permits.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 13] {
+    fn all(&self) -> [&Script; 14] {
         [
             &self.note_change,
             &self.touch,
@@ -128,6 +130,7 @@ impl Scripts {
             &self.release_trial,
             &self.force,
             &self.retry_budget,
+            &self.lease_permits,
         ]
     }
 }
@@ -488,6 +491,38 @@ impl RedisStore {
             }))
             .await?;
         Ok(granted)
+    }
+
+    /// Asks to hold `want` of `service`'s `cap` concurrency permits for `lease` (keeping
+    /// `keep`, the calls running now), as process `process` (see
+    /// `scripts/lease_permits.lua`): answers how many this process may use for new calls
+    /// (see [`Grant`](crate::store::lease::Grant)), under the admin deadline (the calls
+    /// do not wait on it: a background task renews leases).
+    pub(crate) async fn lease_permits(
+        &self,
+        service: &str,
+        process: u64,
+        keep: u32,
+        want: u32,
+        cap: u32,
+        lease: Duration,
+    ) -> Result<u32, StorageError> {
+        let mut invocation = self.scripts.lease_permits.prepare_invoke();
+        invocation
+            .key(keys::permits_key(&self.namespace, service))
+            .arg(process)
+            .arg(keep)
+            .arg(want)
+            .arg(cap)
+            .arg(store_ms(lease).max(1));
+        let mut conn = self.conn.clone();
+        let (target, _, _, _): (u32, u32, u32, u32) = self
+            .queue
+            .run(bounded("lease permits", self.deadlines.admin, async move {
+                invocation.invoke_async(&mut conn).await
+            }))
+            .await?;
+        Ok(target)
     }
 
     /// Notes in the change log that `service` changed, without waiting (see

@@ -1,0 +1,174 @@
+//! The fleet's concurrency cap: a background task per breaker with `max_concurrent`
+//! keeps this process's lease of the fleet's permits (`scripts/lease_permits.lua`, the
+//! rule in `core/lease.rs`), so that calls take permits locally, with no Redis command.
+//!
+//! While the permits are used, the lease is renewed every half of [`LEASE`]; a call that
+//! finds none makes the keeper ask for more at once (at most every [`ASK_GAP`]); a
+//! process whose permits were not used since the last renewal gives back what it does
+//! not use, and its keeper stops until a call needs a permit again. A process that
+//! cannot renew stops using its lease [`MARGIN`] before it ends by its own clock (Redis
+//! may give those permits to others then); from then on its permits follow the
+//! unavailable-policy: none (`FailClosed`), no cap (`FailOpen`), or the share of its last
+//! lease (`LocalFallback`, the default) — the fleet's sum then holds as long as no new
+//! process starts during the outage.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Fleet, UnavailablePolicy};
+use crate::core::process_instance;
+use crate::local::Cell;
+
+/// How long a lease lasts on Redis's clock: a crashed process's permits come back this
+/// long after its last renewal.
+pub(crate) const LEASE: Duration = Duration::from_secs(2);
+
+/// A process stops using its lease this long before it ends by its own clock: the
+/// answer's travel time and the drift of the two clocks stay inside it.
+pub(crate) const MARGIN: Duration = Duration::from_millis(300);
+
+/// A keeper asks for more permits at most this often.
+pub(crate) const ASK_GAP: Duration = Duration::from_millis(50);
+
+impl Fleet {
+    /// Starts the keeper of `cell`'s lease, unless one runs.
+    pub(crate) fn keep_lease(&self, cell: &Arc<Cell>) {
+        if cell.permits.keeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            cell.permits.keeping.store(false, Ordering::Release);
+            return;
+        };
+        runtime.spawn(keeper(self.me.clone(), Arc::downgrade(cell)));
+    }
+}
+
+/// What a keeper asks for: how many permits to hold, from what the calls did since the
+/// last request.
+fn wanted(granted: u32, in_use: u32, waiting: u32, short: bool, used: bool, cap: u32) -> u32 {
+    if short || waiting > 0 {
+        let more = waiting.max(1).max(granted / 4);
+        granted.saturating_add(more).min(cap)
+    } else if used {
+        // What runs now and a quarter more: what is not used goes back to the fleet.
+        in_use.saturating_add((in_use / 4).max(1)).min(cap)
+    } else {
+        in_use.min(cap)
+    }
+}
+
+async fn keeper(fleet: Weak<Fleet>, cell: Weak<Cell>) {
+    // When this process's lease ends by its own clock (less the margin), and the share
+    // it last held.
+    let mut valid_until: Option<Instant> = None;
+    let mut last_share = 0;
+    let mut first = true;
+    loop {
+        let (Some(fleet), Some(cell)) = (fleet.upgrade(), cell.upgrade()) else {
+            return;
+        };
+        let permits = &cell.permits;
+        let Some(cap) = cell.settings().max_concurrent else {
+            permits.keeping.store(false, Ordering::Release);
+            return;
+        };
+        let (granted, in_use, waiting) = permits.counts();
+        let (short, used) = permits.demand();
+        // A first lease asks for a share to start with, not only what a call needs.
+        let want = match first {
+            true => wanted(granted, in_use, waiting, true, true, cap).max(cap.div_ceil(4)),
+            false => wanted(granted, in_use, waiting, short, used, cap),
+        };
+        first = false;
+        let asked_at = Instant::now();
+        let answer = if fleet.health.is_healthy() {
+            let process = process_instance();
+            let request =
+                fleet
+                    .store
+                    .lease_permits(cell.service, process, in_use, want, cap, LEASE);
+            // Never past the current lease's end: then the permits must stop.
+            let deadline = valid_until.map_or(LEASE, |until| {
+                until.saturating_duration_since(asked_at).max(ASK_GAP)
+            });
+            tokio::time::timeout(deadline, request).await.ok()
+        } else {
+            None
+        };
+        let renewed = matches!(answer, Some(Ok(_)));
+        match answer {
+            Some(Ok(held)) => {
+                permits.grant(held);
+                last_share = held;
+                valid_until = Some(asked_at + LEASE - MARGIN);
+            }
+            other => {
+                if let Some(Err(error)) = other {
+                    tracing::debug!(service = cell.service, %error, "renewing the concurrency lease failed");
+                }
+                if valid_until.is_none_or(|until| Instant::now() >= until) {
+                    permits.grant(match fleet.fallback.policy() {
+                        UnavailablePolicy::FailClosed => 0,
+                        UnavailablePolicy::FailOpen => u32::MAX,
+                        UnavailablePolicy::LocalFallback => last_share,
+                    });
+                }
+            }
+        }
+        let (granted, in_use, waiting) = permits.counts();
+        if renewed && granted == 0 && in_use == 0 && waiting == 0 {
+            // Idle, and all given back: stop until a call needs a permit (it restarts
+            // the keeper). A call that found none meanwhile must not wait for a keeper
+            // that stopped: then go on.
+            permits.keeping.store(false, Ordering::Release);
+            let (short, _) = permits.demand();
+            if !short || permits.keeping.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            continue;
+        }
+        // Renew at half the lease (before it ends by this process's clock), or at once
+        // (after a short gap) when a call needs a permit.
+        let renew_in = match valid_until {
+            Some(until) => (LEASE / 2).min(until.saturating_duration_since(Instant::now())),
+            None => ASK_GAP,
+        };
+        drop(fleet);
+        let wanted = cell.permits.wanted.notified();
+        tokio::select! {
+            _ = tokio::time::sleep(renew_in) => {}
+            _ = wanted => tokio::time::sleep(ASK_GAP).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wanted;
+
+    #[test]
+    fn a_keeper_asks_for_more_when_short_and_gives_back_when_idle() {
+        assert_eq!(wanted(8, 8, 3, true, true, 20), 11, "3 waiting");
+        assert_eq!(
+            wanted(16, 16, 0, true, true, 20),
+            20,
+            "a quarter more, at most the cap"
+        );
+        assert_eq!(
+            wanted(8, 2, 0, false, true, 20),
+            3,
+            "used: what runs and some more"
+        );
+        assert_eq!(wanted(16, 16, 0, false, true, 20), 20);
+        assert_eq!(
+            wanted(8, 2, 0, false, false, 20),
+            2,
+            "idle: all but what runs"
+        );
+        assert_eq!(wanted(0, 0, 0, false, false, 20), 0);
+    }
+}
