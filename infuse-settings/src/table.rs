@@ -12,7 +12,7 @@
 /// ```
 ///
 /// - the `#[doc]` attributes: the rustdoc of the `Settings` field;
-/// - `$kind`: `Count`, `Percent` or `Duration` (the Rust type, by [`value_type!`](crate::value_type!));
+/// - `$kind`: `Count`, `Percent`, `Duration` or `Bool` (the Rust type, by [`value_type!`](crate::value_type!));
 /// - `[$default]`: the default, or `[]` for a setting that is unset (`None`) by default
 ///   (its field is then an `Option`: see [`field_type!`](crate::field_type!));
 /// - `{ $data }`: the fields of its [`Setting`](crate::Setting) (limits, meaning,
@@ -143,6 +143,19 @@ macro_rules! for_each_setting {
                     "reset_timeout",
                     "backoff doubles the open time from `reset_timeout` up to `max_reset_timeout`",
                 )],
+            }
+
+            /// Shadow mode, to adopt a breaker without risk: the breaker runs its whole state
+            /// machine (trips, open periods, trials; fleet-wide with Redis) but never rejects a
+            /// call. Each call it would have rejected runs, and is counted
+            /// ([`Breaker::would_reject`](crate::Breaker::would_reject)) and reported to
+            /// listeners, `tracing` and metrics; its transitions are recorded with a shadow
+            /// mark. An operator switches a fleet in or out of it at run time
+            /// ([`Breaker::set_shadow`](crate::Breaker::set_shadow), `infuse shadow`), which
+            /// overrides this setting until switched again.
+            shadow: Bool [false] {
+                meaning: "the breaker trips and records as usual but never rejects: calls it would reject run and are counted",
+                example: "true",
             }
         }
     };

@@ -8,7 +8,7 @@
 //!
 //! | name | kind | labels | what |
 //! |---|---|---|---|
-//! | `infuse_calls_total` | counter | `service`, `outcome` | calls by outcome: `success`, `failure`, `timeout`, `ignored` (calls that ran), `rejected` (not run) |
+//! | `infuse_calls_total` | counter | `service`, `outcome` | calls by outcome: `success`, `failure`, `timeout`, `ignored` (calls that ran), `rejected` (not run), `shadow_rejected` (in shadow mode: would have been rejected, ran; also counted by how they ended) |
 //! | `infuse_call_duration_seconds` | histogram | `service` | how long the calls that ran took |
 //! | `infuse_state` | gauge | `service`, `state` | 1 for the breaker's state in this process, 0 for the others (`closed`, `open`, `half-open`, `forced-open`, `disabled`) |
 //! | `infuse_transitions_total` | counter | `service`, `from`, `to` | state changes this process saw (its own and the fleet's) |
@@ -32,12 +32,15 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics::{Counter, Gauge, Histogram, Unit};
 
 use crate::breaker::Breaker;
-use crate::core::State;
+use crate::core::{BreakerError, State};
 use crate::local::{CallOutcome, Listener, Transition};
 use crate::registry::Config;
 
 /// Calls by `service` and `outcome`.
 pub const CALLS_TOTAL: &str = "infuse_calls_total";
+/// The `outcome` of [`CALLS_TOTAL`] counting, in shadow mode, the calls the breaker would
+/// have rejected (and let run).
+pub const SHADOW_REJECTED: &str = "shadow_rejected";
 /// The duration of the calls that ran, by `service`, in seconds.
 pub const CALL_DURATION_SECONDS: &str = "infuse_call_duration_seconds";
 /// The breaker's state in this process: 1 for `state`, 0 for the others.
@@ -64,6 +67,7 @@ pub struct BreakerMetrics {
     timeout: Counter,
     ignored: Counter,
     rejected: Counter,
+    shadow_rejected: Counter,
     duration: Histogram,
     /// One gauge per state, in [`State::ALL`] order.
     states: [Gauge; 5],
@@ -91,6 +95,7 @@ impl BreakerMetrics {
             timeout: calls(CallOutcome::Timeout.as_str()),
             ignored: calls(CallOutcome::Ignored.as_str()),
             rejected: calls("rejected"),
+            shadow_rejected: calls(SHADOW_REJECTED),
             duration: histogram!(CALL_DURATION_SECONDS, "service" => service),
             states,
             transitions: std::array::from_fn(|_| OnceLock::new()),
@@ -102,6 +107,10 @@ impl BreakerMetrics {
 impl Listener for BreakerMetrics {
     fn on_rejected(&self, _service: &str) {
         self.rejected.increment(1);
+    }
+
+    fn on_shadow_rejected(&self, _service: &str, _rejection: &BreakerError) {
+        self.shadow_rejected.increment(1);
     }
 
     fn on_call_end(&self, _service: &str, outcome: CallOutcome, duration: Option<Duration>) {

@@ -198,11 +198,14 @@ where
                             }
                         }
                     }
-                    Admit::RejectOpen(until) => {
-                        set(this.phase, Phase::Done);
-                        let rejected = cell.rejected_open(until);
-                        return Poll::Ready(R::from_result(Err(rejected.into())));
-                    }
+                    Admit::RejectOpen(until) => match cell.refuse_open(until) {
+                        // Shadow mode: it runs.
+                        Ok(kind) => set(this.phase, running(cell, kind)),
+                        Err(rejected) => {
+                            set(this.phase, Phase::Done);
+                            return Poll::Ready(R::from_result(Err(rejected.into())));
+                        }
+                    },
                     other => match cell.admit_other(other) {
                         Ok(Some(kind)) => set(this.phase, running(cell, kind)),
                         Ok(None) => set(this.phase, admitting(cell)),

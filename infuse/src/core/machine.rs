@@ -17,6 +17,7 @@
 //! | `RecordTrial { token, ok }` | half-open, slot = token | ok: count successes, **close** at threshold; else **trip** (backing off) |
 //! | `ReleaseTrial { token }` | slot = token | slot freed |
 //! | `Force(target)` | always | new generation, in `target` |
+//! | `SetShadow { on }` | always (creates a closed record if absent) | shadow = `on`; state and generation unchanged |
 //!
 //! A command about a breaker with no record changes nothing and answers "absent", except
 //! `Register` and `Force`, which create it.
@@ -64,6 +65,9 @@ pub struct Record {
     /// zero, kept up to `min_instances` (only when it is above 1): the consecutive rule's
     /// quorum.
     pub(crate) streak: Vec<u64>,
+    /// The operator's shadow switch (`None`: never switched; each process follows its
+    /// `shadow` setting). Kept across transitions; a recreated record starts without.
+    pub(crate) shadow: Option<bool>,
 }
 
 impl Record {
@@ -81,6 +85,7 @@ impl Record {
             reopens: 0,
             window: Window::default(),
             streak: Vec::new(),
+            shadow: None,
         }
     }
 
@@ -90,6 +95,7 @@ impl Record {
         record.state = seed.state;
         record.generation = seed.generation.max(1);
         record.fail = seed.fail_counter;
+        record.shadow = seed.shadow;
         match seed.state {
             State::Open => record.open_until = Some(now + seed.open_remaining.unwrap_or_default()),
             State::HalfOpen => {
@@ -128,6 +134,7 @@ impl Record {
                 .and(self.trial)
                 .map(|(_, until)| until - now),
             version: self.version(),
+            shadow: self.shadow,
         }
     }
 
@@ -306,11 +313,18 @@ fn transition(
         outcome.from = from.unwrap_or(outcome.from);
         return outcome;
     }
+    if let Command::SetShadow { on } = *command {
+        // An absent record is created closed (set_shadow.lua does the same).
+        let r = record.get_or_insert_with(|| Record::closed(incarnation()));
+        return answer(r, now, |r| set_shadow(r, on));
+    }
     let Some(r) = record.as_mut() else {
         return Outcome::absent();
     };
     match *command {
-        Command::Register { .. } | Command::Force(_) => unreachable!("handled above"),
+        Command::Register { .. } | Command::Force(_) | Command::SetShadow { .. } => {
+            unreachable!("handled above")
+        }
         Command::Snapshot => answer(r, now, |_| true),
         Command::RecordFailure {
             generation,
@@ -543,6 +557,12 @@ fn force(r: &mut Record, target: Target, now: Instant) -> bool {
     true
 }
 
+/// set_shadow.lua
+fn set_shadow(r: &mut Record, on: bool) -> bool {
+    r.shadow = Some(on);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -562,6 +582,7 @@ mod tests {
                 open_remaining: None,
                 trial_remaining: None,
                 confirmed: None,
+                shadow: None,
             }),
         }
     }

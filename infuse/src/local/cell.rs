@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
@@ -38,6 +38,8 @@ pub(crate) struct Cell<B: ?Sized = dyn Send + Sync> {
     pub(crate) tally: Tally,
     /// The failure reports in flight to a remote store (consecutive rule only).
     pub(crate) failures: FailureReports,
+    /// The calls this process ran in shadow mode that the breaker would have rejected.
+    pub(crate) would_reject: AtomicU64,
     settings: ArcSwap<Settings>,
     /// The timer of the current open period, if one is armed.
     timer: Mutex<Option<Pin<Box<Sleep>>>>,
@@ -58,6 +60,7 @@ impl<B: Send + Sync + 'static> Cell<B> {
             measuring: Mutex::new(()),
             tally: Tally::default(),
             failures: FailureReports::default(),
+            would_reject: AtomicU64::new(0),
             settings: ArcSwap::from_pointee(settings),
             timer: Mutex::new(None),
             confirmed: Mutex::new(None),
@@ -70,6 +73,14 @@ impl<B: ?Sized + Send + Sync + 'static> Cell<B> {
     /// The thresholds in force.
     pub(crate) fn settings(&self) -> Settings {
         **self.settings.load()
+    }
+
+    /// Whether the breaker is in shadow mode: the operator's switch as last seen in the
+    /// store, else the `shadow` setting. Read on rejection paths only.
+    pub(crate) fn shadow(&self) -> bool {
+        self.view
+            .shadow_switch()
+            .unwrap_or_else(|| self.settings.load().shadow)
     }
 
     pub(crate) fn set_settings(&self, settings: Settings) {
@@ -267,7 +278,17 @@ impl<B: ?Sized + Send + Sync + 'static> Cell<B> {
         let service = self.service;
         let reason = TransitionReason::resolve(reason, from, to);
         let (from_s, to_s, reason_s) = (from.as_str(), to.as_str(), reason.as_str());
+        let shadow = self.shadow();
         match to {
+            State::Open | State::ForcedOpen if shadow => tracing::warn!(
+                service,
+                from = from_s,
+                to = to_s,
+                generation,
+                reason = reason_s,
+                shadow,
+                "circuit breaker would have opened (shadow mode: calls still run)"
+            ),
             State::Open | State::ForcedOpen => tracing::warn!(
                 service,
                 from = from_s,
@@ -282,6 +303,7 @@ impl<B: ?Sized + Send + Sync + 'static> Cell<B> {
                 to = to_s,
                 generation,
                 reason = reason_s,
+                shadow,
                 "circuit breaker state changed"
             ),
         }
@@ -291,6 +313,7 @@ impl<B: ?Sized + Send + Sync + 'static> Cell<B> {
             to,
             generation,
             reason,
+            shadow,
         };
         self.listeners.emit(service, |l, service| {
             l.on_state_change(service, from, to);

@@ -7,7 +7,7 @@ use crate::core::{Outcome, Snapshot, State, StorageError, Totals, Version};
 
 /// The fields every script replies with, in order.
 #[allow(dead_code)] // the Rust side of the table; the tests read the Lua side
-pub(crate) const REPLY_FIELDS: [&str; 11] = [
+pub(crate) const REPLY_FIELDS: [&str; 12] = [
     "applied",
     "from",
     "inc",
@@ -19,10 +19,11 @@ pub(crate) const REPLY_FIELDS: [&str; 11] = [
     "open_pttl",
     "trial_pttl",
     "window",
+    "shadow",
 ];
 
 /// The fields of an event published on the namespace channel, space-separated.
-pub(crate) const EVENT_FIELDS: [&str; 9] = [
+pub(crate) const EVENT_FIELDS: [&str; 10] = [
     "inc",
     "gen",
     "seq",
@@ -31,6 +32,7 @@ pub(crate) const EVENT_FIELDS: [&str; 9] = [
     "succ",
     "open_pttl",
     "trial_pttl",
+    "shadow",
     "service",
 ];
 
@@ -38,7 +40,20 @@ pub(crate) const EVENT_FIELDS: [&str; 9] = [
 pub(crate) const CORRUPT_TAG: &str = "INFUSE_CORRUPT";
 
 /// A script's reply, as [`REPLY_FIELDS`] lists.
-pub(crate) type Reply = (i64, i64, String, i64, i64, i64, i64, i64, i64, i64, String);
+pub(crate) type Reply = (
+    i64,
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    i64,
+);
 
 fn state_from(code: i64) -> Result<State, StorageError> {
     u8::try_from(code)
@@ -55,9 +70,21 @@ fn count(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
+/// The `shadow` field: the operator's switch, 1 on, 0 off, -1 never switched.
+fn shadow_from(code: i64) -> Result<Option<bool>, StorageError> {
+    match code {
+        -1 => Ok(None),
+        0 => Ok(Some(false)),
+        1 => Ok(Some(true)),
+        other => Err(StorageError::Corrupt(format!(
+            "a script answered shadow {other}, not -1, 0 or 1"
+        ))),
+    }
+}
+
 /// Builds a snapshot from the fields every reply and event carries.
-fn snapshot_from(inc: &str, fields: [i64; 7]) -> Result<Snapshot, StorageError> {
-    let [generation, seq, state, fail, succ, open_pttl, trial_pttl] = fields;
+fn snapshot_from(inc: &str, fields: [i64; 8]) -> Result<Snapshot, StorageError> {
+    let [generation, seq, state, fail, succ, open_pttl, trial_pttl, shadow] = fields;
     let state = state_from(state)?;
     Ok(Snapshot {
         state,
@@ -72,19 +99,34 @@ fn snapshot_from(inc: &str, fields: [i64; 7]) -> Result<Snapshot, StorageError> 
                 .map_err(|_| StorageError::Corrupt(format!("bad incarnation {inc:?}")))?,
             seq: u64::try_from(seq).unwrap_or(0),
         },
+        shadow: shadow_from(shadow)?,
     })
 }
 
 /// Decodes a script's reply.
 pub(crate) fn outcome_from_reply(reply: Reply) -> Result<Outcome, StorageError> {
-    let (applied, from, inc, generation, seq, state, fail, succ, open_pttl, trial_pttl, window) =
-        reply;
+    let (
+        applied,
+        from,
+        inc,
+        generation,
+        seq,
+        state,
+        fail,
+        succ,
+        open_pttl,
+        trial_pttl,
+        window,
+        shadow,
+    ) = reply;
     Ok(Outcome {
         applied: applied == 1,
         from: state_from(from)?,
         snapshot: snapshot_from(
             &inc,
-            [generation, seq, state, fail, succ, open_pttl, trial_pttl],
+            [
+                generation, seq, state, fail, succ, open_pttl, trial_pttl, shadow,
+            ],
         )?,
         window: window_from(&window)?,
     })
@@ -121,7 +163,7 @@ fn window_from(text: &str) -> Result<Option<Totals>, StorageError> {
 pub fn parse_event(payload: &str) -> Option<(&str, Snapshot)> {
     let mut parts = payload.splitn(EVENT_FIELDS.len(), ' ');
     let inc = parts.next()?;
-    let mut fields = [0i64; 7];
+    let mut fields = [0i64; 8];
     for field in &mut fields {
         *field = parts.next()?.parse().ok()?;
     }
@@ -282,7 +324,7 @@ mod tests {
         let built = prelude_line("  return {applied, from, ");
         assert!(
             built.starts_with(
-                "rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl, window or ''}"
+                "rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl, window or '', shadow_code(rec)}"
             ),
             "{built}"
         );
@@ -291,7 +333,7 @@ mod tests {
 
     #[test]
     fn events_round_trip() {
-        let (service, snapshot) = parse_event("77 3 9 1 5 0 1200 -1 users api").unwrap();
+        let (service, snapshot) = parse_event("77 3 9 1 5 0 1200 -1 -1 users api").unwrap();
         assert_eq!(service, "users api");
         assert_eq!(snapshot.state, State::Open);
         assert_eq!(snapshot.generation, 3);
@@ -304,9 +346,18 @@ mod tests {
                 seq: 9
             }
         );
+        assert_eq!(snapshot.shadow, None);
+        let (_, switched) = parse_event("77 3 10 1 5 0 1200 -1 1 users").unwrap();
+        assert_eq!(switched.shadow, Some(true));
+        let (_, off) = parse_event("77 3 10 1 5 0 1200 -1 0 users").unwrap();
+        assert_eq!(off.shadow, Some(false));
         assert!(
-            parse_event("77 3 9 9 5 0 1200 -1 users").is_none(),
+            parse_event("77 3 9 9 5 0 1200 -1 -1 users").is_none(),
             "unknown state"
+        );
+        assert!(
+            parse_event("77 3 9 1 5 0 1200 -1 2 users").is_none(),
+            "unknown shadow switch"
         );
         assert!(parse_event("77 3 9").is_none());
     }
