@@ -106,6 +106,7 @@ pub(crate) fn to_json(view: &View, row: &BreakerRow) -> Value {
             "success_counter": r.success_counter,
             "generation": r.generation,
             "reopens": r.reopens,
+            "shadow": r.shadow,
             "open_remaining_ms": r.open_remaining.map(ms),
             "trial_in_flight": r.trial.is_some(),
             "trial_remaining_ms": r.trial.as_ref().and_then(|t| t.remaining).map(ms),
@@ -127,7 +128,7 @@ pub(crate) fn to_json(view: &View, row: &BreakerRow) -> Value {
 
 /// A history entry as JSON (`who` and `why`: null unless an operator's change noted them).
 pub(crate) fn transition_json(t: &HistoryEntry) -> Value {
-    json!({ "at_ms": t.at_ms, "from": t.from, "to": t.to, "generation": t.generation, "reason": t.reason, "process": t.process, "who": t.who, "why": t.why })
+    json!({ "at_ms": t.at_ms, "from": t.from, "to": t.to, "generation": t.generation, "reason": t.reason, "process": t.process, "who": t.who, "why": t.why, "shadow": t.shadow })
 }
 
 /// The state as an operator reads it: a trial that is due is "half-open, trial due", not
