@@ -172,7 +172,7 @@ async fn main() {
                     println!("SHADOW {id} {shadow} {}", unix_ms());
                 }
                 n += 1;
-                if n % 20 == 0 {
+                if n.is_multiple_of(20) {
                     status("STATUS");
                 }
             }
