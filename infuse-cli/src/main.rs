@@ -91,7 +91,7 @@ enum Command {
     Shadow {
         service: String,
         /// `on` or `off`.
-        #[arg(value_parser = parse_switch)]
+        #[arg(value_parser = parse_switch, action = clap::ArgAction::Set)]
         switch: bool,
         #[command(flatten)]
         reason: Reason,
