@@ -295,3 +295,46 @@ async fn a_fleet_in_shadow_mode_rejects_nothing_until_switched_off() {
         "every call that ran (and none other) reached the downstream"
     );
 }
+
+/// A process that missed the switch's event (here: the switch written into the record
+/// with neither an event nor a note in the change log) takes it in with its periodic
+/// full resync: the switch is part of the record every read answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_whose_event_was_lost_arrives_with_the_resync() {
+    let server = RedisServer::start();
+    let registry = infuse::Registry::new(
+        support::redis_service_config(
+            &server,
+            "shadow-resync",
+            SERVICE,
+            5,
+            Duration::from_secs(60),
+        )
+        .resync_interval(Duration::from_millis(100)),
+    )
+    .await
+    .unwrap();
+    let breaker = registry.breaker(SERVICE);
+    assert!(breaker
+        .call(async { Ok::<(), infuse::BreakerError>(()) })
+        .await
+        .is_ok());
+    assert!(!breaker.shadow(), "the setting: off");
+    let key = infuse::store::redis::keys::breaker_key(
+        "shadow-resync",
+        SERVICE,
+        infuse::store::redis::keys::BreakerKey::State,
+    );
+    assert_eq!(
+        server
+            .cli(&["HSET", &key, "shd", "1"])
+            .as_deref()
+            .map(str::trim),
+        Some("1")
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !breaker.shadow() {
+        assert!(Instant::now() < deadline, "the switch never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
