@@ -134,11 +134,16 @@ pub(crate) fn transition_json(t: &HistoryEntry) -> Value {
 /// The state as an operator reads it: a trial that is due is "half-open, trial due", not
 /// "open, 0 ms"; a row without a record says why.
 pub(crate) fn state_text(record: &Record) -> String {
-    match record {
+    let text = match record {
         Record::Ok(r) if r.trial_due() => "half-open, trial due".to_owned(),
         Record::Ok(r) => r.state.to_string(),
         Record::Missing => "no record (expired)".to_owned(),
         Record::Corrupt(reason) => format!("corrupt ({reason}; infuse close repairs it)"),
+    };
+    // Switched into shadow mode by an operator: the state is real, but nothing is rejected.
+    match record {
+        Record::Ok(r) if r.shadow == Some(true) => format!("{text} (shadow mode: rejects nothing)"),
+        _ => text,
     }
 }
 

@@ -501,6 +501,11 @@ async fn shadow_switches_a_running_registry_and_explain_tells_what_would_have_ha
         .unwrap_or_else(|| panic!("{text}"));
     assert!(trip.contains("closed -> open"), "{trip}");
     assert_eq!(status_json(&server, ns, &[])[0]["shadow"], true);
+    let text = stdout(&infuse(&server, ns, &["status"]));
+    assert!(
+        text.contains("open (shadow mode: rejects nothing)"),
+        "{text}"
+    );
 
     let said = stdout(&infuse(&server, ns, &["shadow", "payments", "off"]));
     assert!(
