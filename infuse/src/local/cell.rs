@@ -40,6 +40,8 @@ pub(crate) struct Cell<B: ?Sized = dyn Send + Sync> {
     pub(crate) failures: FailureReports,
     /// The calls this process ran in shadow mode that the breaker would have rejected.
     pub(crate) would_reject: AtomicU64,
+    /// The `shadow` setting in force (a copy: a rejection reads one atomic, no `ArcSwap`).
+    shadow_setting: AtomicBool,
     settings: ArcSwap<Settings>,
     /// The timer of the current open period, if one is armed.
     timer: Mutex<Option<Pin<Box<Sleep>>>>,
@@ -61,6 +63,7 @@ impl<B: Send + Sync + 'static> Cell<B> {
             tally: Tally::default(),
             failures: FailureReports::default(),
             would_reject: AtomicU64::new(0),
+            shadow_setting: AtomicBool::new(settings.shadow),
             settings: ArcSwap::from_pointee(settings),
             timer: Mutex::new(None),
             confirmed: Mutex::new(None),
@@ -80,10 +83,12 @@ impl<B: ?Sized + Send + Sync + 'static> Cell<B> {
     pub(crate) fn shadow(&self) -> bool {
         self.view
             .shadow_switch()
-            .unwrap_or_else(|| self.settings.load().shadow)
+            .unwrap_or_else(|| self.shadow_setting.load(Ordering::Relaxed))
     }
 
     pub(crate) fn set_settings(&self, settings: Settings) {
+        self.shadow_setting
+            .store(settings.shadow, Ordering::Relaxed);
         self.settings.store(Arc::new(settings));
         self.update_measure();
     }
