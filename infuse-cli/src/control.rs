@@ -1,4 +1,4 @@
-//! `infuse open | close | force-open | disable`: fleet-wide changes through the library's
+//! `infuse open | close | force-open | disable | shadow`: fleet-wide changes through the library's
 //! own atomic scripts, by [`infuse::admin::Admin`]: the command never becomes a fleet
 //! process, so it never shows among the processes that see a breaker.
 
@@ -76,6 +76,38 @@ async fn apply_audited(
         }
     }
     Ok(line)
+}
+
+/// `infuse shadow SERVICE on|off`: switches `service`'s breaker in or out of shadow mode
+/// for the whole fleet, noting who (`user@host`) and `reason` in its history.
+pub(crate) async fn shadow(
+    fleet: &Fleet,
+    service: &str,
+    on: bool,
+    reason: Option<String>,
+) -> Result<(), Failure> {
+    let audit = Audit::new(&operator(), reason.as_deref().unwrap_or(""));
+    let before = fleet.known(service).await?;
+    let state = fleet.admin().set_shadow(service, on, &audit).await?;
+    let was = match &before.record {
+        Record::Ok(record) => switch_text(record.shadow),
+        _ => "no record",
+    };
+    let now = if on { "on" } else { "off" };
+    println!(
+        "{}: shadow mode {was} -> {now} (state {state}; every process follows within a second)",
+        clean(service)
+    );
+    Ok(())
+}
+
+/// The operator's switch, in words.
+pub(crate) fn switch_text(switch: Option<bool>) -> &'static str {
+    match switch {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "as configured",
+    }
 }
 
 fn state_of(row: &BreakerRow) -> String {

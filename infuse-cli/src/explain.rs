@@ -76,6 +76,37 @@ pub(crate) async fn run(fleet: &Fleet, service: &str, json: bool) -> Result<(), 
             .why
             .as_deref()
             .map_or_else(String::new, |why| format!("  reason: {}", clean(why)));
+        if t.is_shadow_switch() {
+            let now = if t.reason == infuse::admin::SHADOW_ON {
+                "on"
+            } else {
+                "off"
+            };
+            println!(
+                "  {:>8} ago  shadow mode {now} (state {})  by {by}{why}",
+                ago(t.at_ms),
+                clean(&t.to),
+            );
+            continue;
+        }
+        if t.shadow {
+            // Shadow mode: the transition is real, but nothing was rejected.
+            let what = match t.to.as_str() {
+                "open" => "would have opened".to_owned(),
+                "forced-open" => "would have been held open".to_owned(),
+                to => format!("would have gone {} -> {}", clean(&t.from), clean(to)),
+            };
+            println!(
+                "  {:>8} ago  {what} at {} (shadow mode: no call rejected)  {} -> {}  {}  generation {}  by {by}{why}",
+                ago(t.at_ms),
+                clock(t.at_ms),
+                clean(&t.from),
+                clean(&t.to),
+                clean(&t.reason),
+                t.generation,
+            );
+            continue;
+        }
         println!(
             "  {:>8} ago  {} -> {}  {}  generation {}  by {by}{why}",
             ago(t.at_ms),
@@ -86,4 +117,25 @@ pub(crate) async fn run(fleet: &Fleet, service: &str, json: bool) -> Result<(), 
         );
     }
     Ok(())
+}
+
+/// The time of day of a server time (unix ms), UTC: `10:02:03 UTC`.
+fn clock(at_ms: u64) -> String {
+    let secs = at_ms / 1000 % 86_400;
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_server_time_reads_as_its_time_of_day() {
+        // 2025-12-01 00:46:40.123 UTC.
+        assert_eq!(super::clock(1_764_550_000_123), "00:46:40 UTC");
+        assert_eq!(super::clock(36_123_000), "10:02:03 UTC");
+    }
 }

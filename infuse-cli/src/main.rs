@@ -86,8 +86,27 @@ enum Command {
         #[command(flatten)]
         reason: Reason,
     },
+    /// Switch a breaker in or out of shadow mode for the whole fleet: in shadow mode it
+    /// trips and records as usual but rejects no call (overrides the `shadow` setting).
+    Shadow {
+        service: String,
+        /// `on` or `off`.
+        #[arg(value_parser = parse_switch, action = clap::ArgAction::Set)]
+        switch: bool,
+        #[command(flatten)]
+        reason: Reason,
+    },
     /// Serve a live page of every breaker of the namespace.
     Dashboard(dashboard::Options),
+}
+
+/// `on` or `off`.
+fn parse_switch(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("expected `on` or `off`, found {other:?}")),
+    }
 }
 
 /// Why an operator changes a breaker: kept in its history with who did it (`user@host`).
@@ -196,6 +215,11 @@ fn main() -> ExitCode {
             Command::Disable { service, reason } => {
                 control::run(&fleet, &service, control::Action::Disable, reason.text).await
             }
+            Command::Shadow {
+                service,
+                switch,
+                reason,
+            } => control::shadow(&fleet, &service, switch, reason.text).await,
             Command::Dashboard(options) => dashboard::run(fleet, options, token_source).await,
         }
     });

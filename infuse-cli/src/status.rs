@@ -114,6 +114,7 @@ pub(crate) fn to_json(view: &View, row: &BreakerRow) -> Value {
             "success_counter": r.success_counter,
             "generation": r.generation,
             "reopens": r.reopens,
+            "shadow": r.shadow,
             "open_remaining_ms": r.open_remaining.map(ms),
             "trial_in_flight": r.trial.is_some(),
             "trial_remaining_ms": r.trial.as_ref().and_then(|t| t.remaining).map(ms),
@@ -137,13 +138,13 @@ pub(crate) fn to_json(view: &View, row: &BreakerRow) -> Value {
 
 /// A history entry as JSON (`who` and `why`: null unless an operator's change noted them).
 pub(crate) fn transition_json(t: &HistoryEntry) -> Value {
-    json!({ "at_ms": t.at_ms, "from": t.from, "to": t.to, "generation": t.generation, "reason": t.reason, "process": t.process, "who": t.who, "why": t.why })
+    json!({ "at_ms": t.at_ms, "from": t.from, "to": t.to, "generation": t.generation, "reason": t.reason, "process": t.process, "who": t.who, "why": t.why, "shadow": t.shadow })
 }
 
 /// The state as an operator reads it: a trial that is due is "half-open, trial due", not
 /// "open, 0 ms"; a row without a record says why.
 pub(crate) fn state_text(record: &Record) -> String {
-    match record {
+    let text = match record {
         Record::Ok(r) if r.trial_due() => "half-open, trial due".to_owned(),
         Record::Ok(r) => match r.slow_start {
             Some(share) => format!("{} (slow start {share}%)", r.state),
@@ -151,6 +152,11 @@ pub(crate) fn state_text(record: &Record) -> String {
         },
         Record::Missing => "no record (expired)".to_owned(),
         Record::Corrupt(reason) => format!("corrupt ({reason}; infuse close repairs it)"),
+    };
+    // Switched into shadow mode by an operator: the state is real, but nothing is rejected.
+    match record {
+        Record::Ok(r) if r.shadow == Some(true) => format!("{text} (shadow mode: rejects nothing)"),
+        _ => text,
     }
 }
 

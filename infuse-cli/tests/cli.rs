@@ -481,3 +481,75 @@ async fn status_names_the_process_holding_the_trial() {
     );
     trial.success().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_switches_a_running_registry_and_explain_tells_what_would_have_happened() {
+    let server = RedisServer::start();
+    let ns = "cli-shadow";
+    let registry = member(&server, ns, "payments", Duration::from_secs(60)).await;
+    let payments = registry.breaker("payments");
+    assert!(succeed(&payments).await.is_ok());
+
+    let said = stdout(&infuse_as_ann(
+        &server,
+        ns,
+        &["shadow", "payments", "on", "--reason", "rollout"],
+    ));
+    assert!(
+        said.starts_with("payments: shadow mode as configured -> on"),
+        "{said}"
+    );
+    assert!(
+        eventually(
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            async || payments.shadow()
+        )
+        .await,
+        "the registry never saw the switch"
+    );
+    for _ in 0..2 {
+        let _ = fail(&payments).await; // trips (fail_max 2)
+    }
+    assert_eq!(payments.state().await.unwrap(), State::Open);
+    assert!(succeed(&payments).await.is_ok(), "open, yet it runs");
+    assert_eq!(payments.would_reject(), 1);
+
+    let text = stdout(&infuse(&server, ns, &["explain", "payments"]));
+    let switch = text
+        .lines()
+        .find(|line| line.contains("shadow mode on"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(switch.contains("by ann@"), "{switch}");
+    assert!(switch.ends_with("reason: rollout"), "{switch}");
+    let trip = text
+        .lines()
+        .find(|line| line.contains("would have opened at "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(trip.contains("closed -> open"), "{trip}");
+    assert_eq!(status_json(&server, ns, &[])[0]["shadow"], true);
+    let text = stdout(&infuse(&server, ns, &["status"]));
+    assert!(
+        text.contains("open (shadow mode: rejects nothing)"),
+        "{text}"
+    );
+
+    let said = stdout(&infuse(&server, ns, &["shadow", "payments", "off"]));
+    assert!(
+        said.starts_with("payments: shadow mode on -> off"),
+        "{said}"
+    );
+    assert!(
+        eventually(
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            async || matches!(succeed(&payments).await, Err(BreakerError::Open { .. }))
+        )
+        .await,
+        "the registry never left shadow mode"
+    );
+    let wrong = infuse(&server, ns, &["shadow", "payments", "maybe"]);
+    assert!(!wrong.status.success());
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(said.contains("expected `on` or `off`"), "{said}");
+}

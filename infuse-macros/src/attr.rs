@@ -37,7 +37,7 @@ pub(crate) enum Kind {
     /// A string literal holding the path to the runtime crate.
     CratePath,
     /// A breaker setting: an unsuffixed integer literal (a count, a percentage, or seconds),
-    /// or a string for a duration (`"500ms"`, `"15s"`, `"2m"`).
+    /// a string for a duration (`"500ms"`, `"15s"`, `"2m"`), or `true`/`false` for a switch.
     Setting(&'static Setting),
     /// `true` or `false`.
     Bool,
@@ -358,6 +358,8 @@ fn value(argument: &'static Argument, tokens: TokenStream) -> Result<Value> {
                     setting.read(int.base10_digits())
                 }
                 (Lit::Str(text), SettingKind::Duration) => setting.read(&text.value()),
+                // A switch: the literal `true` or `false` only (not `"yes"`, not `1`).
+                (Lit::Bool(on), SettingKind::Bool) => Ok(infuse_settings::Value::bool(on.value)),
                 _ => return Err(wrong(lit.span())),
             };
             let value = value.map_err(|reason| Error::new(lit.span(), reason))?;
@@ -751,5 +753,21 @@ mod tests {
         assert_eq!(attr.args.len(), 1);
         let reported: Vec<&str> = attr.reported.iter().map(|a| a.name).collect();
         assert_eq!(reported, ["fail_max", "service", "success_threshold"]);
+    }
+
+    #[test]
+    fn a_switch_takes_the_literal_true_or_false() {
+        let (attr, found) = parsed(quote!(service = "a", shadow = true));
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(value(&attr, "shadow"), "true");
+        let expected = "`shadow` expects `true` or `false`, e.g. `shadow = true`";
+        for tokens in [
+            quote!(shadow = "yes"),
+            quote!(shadow = 1),
+            quote!(shadow = "true"),
+            quote!(shadow = on),
+        ] {
+            assert_eq!(messages(tokens.clone()), [expected], "{tokens}");
+        }
     }
 }

@@ -178,6 +178,10 @@ fn builder_call(arg: &Arg) -> TokenStream {
                 let millis = Literal::u64_unsuffixed(millis);
                 quote_spanned!(span=> ::core::time::Duration::from_millis(#millis))
             }
+            Kind::Setting(setting) if setting.kind == SettingKind::Bool => {
+                let on = syn::LitBool::new(value.0 != 0, span);
+                on.into_token_stream()
+            }
             _ => {
                 let n = u32::try_from(value.0).expect("validated: a count fits in u32");
                 let mut lit = Literal::u32_unsuffixed(n);

@@ -41,6 +41,9 @@ impl Setting {
     pub fn check(&self, value: Value) -> Result<(), String> {
         let name = self.name;
         let example = || self.assignment(self.example_value());
+        if self.kind == Kind::Bool && (value < self.min || value > self.max) {
+            return Err(self.expects());
+        }
         if self.kind == Kind::Percent && (value < self.min || value > self.max) {
             return Err(format!(
                 "`{}` is not a percentage from {} to {}, e.g. `{}`",

@@ -80,6 +80,8 @@ pub enum Kind {
     /// A duration (`std::time::Duration`), written `"500ms"`, `"15s"`, `"2m"` or a whole
     /// number of seconds.
     Duration,
+    /// A switch (`bool`), written `true` or `false` (held as 1 or 0).
+    Bool,
 }
 
 /// A rule between a setting and others (named by their `name`). Each is checked only when
@@ -106,6 +108,7 @@ impl Setting {
             Kind::Count => (Value::count(1), Value::count(u32::MAX)),
             Kind::Percent => (Value::count(1), Value::count(100)),
             Kind::Duration => (Value::duration(Duration::from_nanos(1)), Value::MAX),
+            Kind::Bool => (Value::FALSE, Value::TRUE),
         };
         Setting {
             name: "",
@@ -133,9 +136,15 @@ impl Setting {
     }
 
     /// Reads a value as written in an environment variable or attribute string: a whole
-    /// number, or a duration (see [`parse_duration`]). The error says what is expected.
+    /// number, a duration (see [`parse_duration`]), or `true`/`false` (any case). The
+    /// error says what is expected.
     pub fn read(&self, text: &str) -> Result<Value, String> {
         let read = match self.kind {
+            Kind::Bool => match text.trim() {
+                t if t.eq_ignore_ascii_case("true") => Some(Value::TRUE),
+                t if t.eq_ignore_ascii_case("false") => Some(Value::FALSE),
+                _ => None,
+            },
             Kind::Count | Kind::Percent => text.trim().parse::<i128>().map(Value).ok(),
             Kind::Duration => match read_duration(text) {
                 Ok(duration) => Some(Value::duration(duration)),
@@ -170,6 +179,7 @@ impl Setting {
             Kind::Duration => {
                 "a duration like \"500ms\", \"15s\" or \"2m\", or a whole number of seconds".into()
             }
+            Kind::Bool => "`true` or `false`".into(),
         }
     }
 
@@ -187,6 +197,7 @@ impl Setting {
                 None => format!("{:?}", value.as_duration()),
             },
             Kind::Count | Kind::Percent => value.0.to_string(),
+            Kind::Bool => value.as_bool_text(),
         }
     }
 
@@ -197,6 +208,7 @@ impl Setting {
                 .written_duration()
                 .unwrap_or_else(|| format!("{:?}", value.as_duration())),
             Kind::Count | Kind::Percent => value.0.to_string(),
+            Kind::Bool => value.as_bool_text(),
         }
     }
 
@@ -207,10 +219,12 @@ impl Setting {
 
     /// The values just outside its limits: every entry point refuses them, with the
     /// message of [`Setting::check`].
+    /// A switch has none: every value it can be written as is valid.
     pub fn just_outside(&self) -> Vec<Value> {
         let step = match self.kind {
             Kind::Duration => Value::duration(Duration::from_millis(1)).0,
             Kind::Count | Kind::Percent => 1,
+            Kind::Bool => return Vec::new(),
         };
         // A setting whose minimum is zero has nothing below it (its type is unsigned).
         let below = (self.min.0 > 0).then(|| (self.min.0 - step).max(0));
@@ -273,6 +287,9 @@ macro_rules! value_type {
     (Duration) => {
         ::core::time::Duration
     };
+    (Bool) => {
+        bool
+    };
 }
 
 /// The type of a setting's field: its [`value_type!`], or an `Option` of it when it has
@@ -325,6 +342,9 @@ macro_rules! default_value {
     };
     (Duration [$default:expr]) => {
         ::core::option::Option::Some($crate::Value::duration($default))
+    };
+    (Bool [$default:expr]) => {
+        ::core::option::Option::Some($crate::Value::bool($default))
     };
     ($kind:ident [$default:expr]) => {
         ::core::option::Option::Some($crate::Value::count($default))
@@ -423,6 +443,31 @@ mod tests {
             Err("`fail_max` expects a whole number ≥ 1, e.g. `fail_max = 5`, found \"3.5\"".into())
         );
         assert_eq!(fail_max.env_suffix(), "FAIL_MAX");
+    }
+
+    #[test]
+    fn switches_read_true_or_false_only() {
+        let shadow = Setting::named("shadow").unwrap();
+        assert_eq!(shadow.kind, Kind::Bool);
+        assert_eq!(shadow.default, Some(Value::FALSE));
+        for (text, value) in [("true", true), (" FALSE ", false), ("True", true)] {
+            assert_eq!(shadow.read(text), Ok(Value::bool(value)), "{text}");
+        }
+        for text in ["yes", "1", "0", "on", ""] {
+            assert_eq!(
+                shadow.read(text),
+                Err(format!(
+                    "`shadow` expects `true` or `false`, e.g. `shadow = true`, found {text:?}"
+                ))
+            );
+        }
+        assert_eq!(shadow.literal(Value::TRUE), "true");
+        assert_eq!(shadow.text(Value::FALSE), "false");
+        assert_eq!(shadow.just_outside(), Vec::new());
+        assert_eq!(
+            shadow.check(Value(2)),
+            Err("`shadow` expects `true` or `false`, e.g. `shadow = true`".into())
+        );
     }
 
     #[test]

@@ -37,12 +37,14 @@ fn kind(kind: Kind) -> &'static str {
         Kind::Count => "whole number",
         Kind::Percent => "percentage",
         Kind::Duration => "duration",
+        Kind::Bool => "`true` or `false`",
     }
 }
 
 /// "≥ 1", "> 0, ≤ 24h; at least `reset_timeout`".
 fn limits(setting: &Setting) -> String {
     let mut parts = vec![match setting.kind {
+        Kind::Bool => "—".to_owned(),
         Kind::Count if setting.max.0 == i128::from(u32::MAX) => format!("≥ {}", setting.min.0),
         Kind::Count | Kind::Percent => format!("{} to {}", setting.min.0, setting.max.0),
         Kind::Duration => {

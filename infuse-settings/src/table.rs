@@ -261,6 +261,19 @@ macro_rules! for_each_setting {
                 aliases: &["min_retries_per_second", "min_retries_per_sec"],
                 rules: &[$crate::Rule::Inert(&["retries"], "it applies to retries")],
             }
+
+            /// Shadow mode, to adopt a breaker without risk: the breaker runs its whole state
+            /// machine (trips, open periods, trials; fleet-wide with Redis) but never rejects a
+            /// call. Each call it would have rejected runs, and is counted
+            /// ([`Breaker::would_reject`](crate::Breaker::would_reject)) and reported to
+            /// listeners, `tracing` and metrics; its transitions are recorded with a shadow
+            /// mark. An operator switches a fleet in or out of it at run time
+            /// ([`Breaker::set_shadow`](crate::Breaker::set_shadow), `infuse shadow`), which
+            /// overrides this setting until switched again.
+            shadow: Bool [false] {
+                meaning: "the breaker trips and records as usual but never rejects: calls it would reject run and are counted",
+                example: "true",
+            }
         }
     };
 }

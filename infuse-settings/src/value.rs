@@ -13,6 +13,22 @@ impl Value {
     /// The largest value.
     pub const MAX: Value = Value(i128::MAX);
 
+    /// A switch that is off.
+    pub const FALSE: Value = Value(0);
+    /// A switch that is on.
+    pub const TRUE: Value = Value(1);
+
+    /// A switch.
+    pub const fn bool(on: bool) -> Value {
+        Value(on as i128)
+    }
+
+    /// A switch as written: `true` for any value but 0 (the checks refuse other values
+    /// before anything reads them).
+    pub fn as_bool_text(self) -> String {
+        (self.0 != 0).to_string()
+    }
+
     /// A count or percentage.
     pub const fn count(n: u32) -> Value {
         Value(n as i128)
@@ -64,6 +80,16 @@ impl SettingValue for u32 {
 
     fn from_value(value: Value) -> Self {
         u32::try_from(value.0.max(0)).unwrap_or(u32::MAX)
+    }
+}
+
+impl SettingValue for bool {
+    fn to_value(self) -> Value {
+        Value::bool(self)
+    }
+
+    fn from_value(value: Value) -> Self {
+        value.0 != 0
     }
 }
 

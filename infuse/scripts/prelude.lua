@@ -11,6 +11,9 @@
 --          succeeded, or force closing a breaker that was not letting calls through), in
 --          ms of the server's TIME, else 0 — Record::closed_at; slow start is timed from
 --          it (absent in a record written before it existed: 0)
+--          shd: the operator's shadow switch, '0' or '1', written only by set_shadow.lua
+--          (absent: never switched, each process follows its `shadow` setting; save()
+--          leaves it as it is)
 -- KEYS[2]  infuse:{<namespace>/<service>}:open    STRING, exists while open (PX = open time)
 -- KEYS[3]  infuse:{<namespace>/<service>}:trial   STRING, the trial holder's token (PX = lease)
 -- KEYS[4]  infuse:{<namespace>/<service>}:window  HASH, the calls of the current closed
@@ -23,7 +26,7 @@
 --          (state names, the reason as TransitionReason::as_str, the process id in hex),
 --          written by the script that made the change (`infuse explain` reads it).
 --
--- Reply fields: applied, from, inc, gen, seq, state, fail, succ, open_pttl, trial_pttl, window, since_close
+-- Reply fields: applied, from, inc, gen, seq, state, fail, succ, open_pttl, trial_pttl, window, since_close, shadow
 --   applied     1 if the command took effect, else 0
 --   from, state the recorded state before / after (codes below)
 --   inc         the record's incarnation (random, set when created; "0" when absent)
@@ -34,7 +37,11 @@
 --   window      record_calls only, with a rate rule, while calls run: the window's totals
 --               "calls failures slow" after the batch; else ''
 --   since_close while closed with cls set: ms since cls on the server's clock, else -1
--- Event fields: inc, gen, seq, state, fail, succ, open_pttl, trial_pttl, since_close, service
+--   shadow      the operator's shadow switch (shd): 1 on, 0 off, -1 never switched
+-- Event fields: inc, gen, seq, state, fail, succ, open_pttl, trial_pttl, since_close, shadow, service
+-- ARGV: every breaker script gets, after the arguments its header lists, the process's
+-- `shadow` setting ('1' or '0'; SHADOW_SETTING below): with shd, whether a transition
+-- is written to the history with the shadow mark.
 -- Time comes only from the server: PX expiry of the open and trial keys, and TIME for the
 -- window's buckets.
 --
@@ -154,11 +161,15 @@ local function parse(v)
   if v[9] then
     rec.cls = field(key, 'cls', v[9], 0, MAX_EXACT)
   end
+  rec.shd = v[10] or ''
+  if rec.shd ~= '' and rec.shd ~= '0' and rec.shd ~= '1' then
+    corrupt(key .. ' field shd is ' .. shown(rec.shd) .. ', not 0 or 1')
+  end
   return rec
 end
 
 local function fields()
-  local v = redis.pcall('HMGET', KEYS[1], 'inc', 'gen', 'seq', 'state', 'fail', 'succ', 'reo', 'str', 'cls')
+  local v = redis.pcall('HMGET', KEYS[1], 'inc', 'gen', 'seq', 'state', 'fail', 'succ', 'reo', 'str', 'cls', 'shd')
   if v.err then
     corrupt(KEYS[1] .. ' is a ' .. redis.call('TYPE', KEYS[1])['ok'] .. ', not a hash')
   end
@@ -187,9 +198,9 @@ end
 -- key whatever it holds). Nil when absent.
 local function load_calls()
   local v = fields()
-  if not (v[1] or v[2] or v[3] or v[4] or v[5] or v[6] or v[7] or v[8] or v[9]) then
+  if not (v[1] or v[2] or v[3] or v[4] or v[5] or v[6] or v[7] or v[8] or v[9] or v[10]) then
     if redis.call('EXISTS', KEYS[1]) == 1 then
-      corrupt(KEYS[1] .. ' has none of the fields inc gen seq state fail succ reo str cls')
+      corrupt(KEYS[1] .. ' has none of the fields inc gen seq state fail succ reo str cls shd')
     end
     return nil
   end
@@ -264,7 +275,7 @@ end
 -- Record::closed
 local function fresh(inc)
   return {inc = inc, gen = 1, seq = 0, state = CLOSED, fail = 0, succ = 0, reo = 0, str = '',
-          cls = 0}
+          cls = 0, shd = ''}
 end
 
 -- Writes the record. Forced states hold until closed by hand: their record never expires.
@@ -396,11 +407,21 @@ local function trip_closed(rec, reset_ms, max_ms, slow_ms)
     rec.reo = 0
   end
   trip(rec, open_ms(rec.reo, reset_ms, max_ms, 0))
+-- The process's `shadow` setting: every breaker script's last argument (see the header).
+local SHADOW_SETTING = ARGV[#ARGV] == '1'
+
+-- Whether the breaker is in shadow mode: the operator's switch, else the setting.
+local function in_shadow(rec)
+  if rec.shd == '' then
+    return SHADOW_SETTING
+  end
+  return rec.shd == '1'
 end
 
 -- Appends the change from -> rec.state, if any (or in any case when `always`), to the
 -- breaker's history (KEYS[5]), with the server's clock; the list expires with the record.
 -- `audit` (force only, from audit_fields): ' <who> <why>' after the process, or ''.
+-- In shadow mode, the entry ends with the mark ' shadow' (keys.rs: HistoryEntry).
 -- The arm checks the history first (check_history).
 local function remember(from, rec, reason, process, ttl_ms, always, audit)
   if rec.state == from and not always then
@@ -408,8 +429,12 @@ local function remember(from, rec, reason, process, ttl_ms, always, audit)
   end
   local t = redis.call('TIME')
   local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local mark = ''
+  if in_shadow(rec) then
+    mark = ' shadow'
+  end
   redis.call('LPUSH', KEYS[5], string.format('%d %s %s %d %s %s', ms, STATE_NAMES[from],
-             STATE_NAMES[rec.state], rec.gen, reason, process) .. (audit or ''))
+             STATE_NAMES[rec.state], rec.gen, reason, process) .. (audit or '') .. mark)
   redis.call('LTRIM', KEYS[5], 0, HISTORY_LEN - 1)
   redis.call('PEXPIRE', KEYS[5], ttl_ms)
 end
@@ -441,6 +466,14 @@ local function pttl(key)
   return t
 end
 
+-- The reply's and event's shadow field: the switch shd as 1 or 0, -1 when absent.
+local function shadow_code(rec)
+  if rec.shd == '' or rec.shd == nil then
+    return -1
+  end
+  return tonumber(rec.shd)
+end
+
 local function reply(applied, from, rec, window)
   local open_pttl, trial_pttl = -1, -1
   if rec.state == OPEN then
@@ -453,19 +486,19 @@ local function reply(applied, from, rec, window)
   if rec.state == CLOSED and rec.cls > 0 then
     since_close = math.max(server_ms() - rec.cls, 0)
   end
-  return {applied, from, rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl, window or '', since_close}
+  return {applied, from, rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl, window or '', since_close, shadow_code(rec)}
 end
 
 -- Outcome::absent: the answer about a breaker with no record.
-local ABSENT = {0, CLOSED, '0', 1, 0, CLOSED, 0, 0, -1, -1, '', -1}
+local ABSENT = {0, CLOSED, '0', 1, 0, CLOSED, 0, 0, -1, -1, '', -1, -1}
 
 -- Tells every process of the fleet what a reply `r` holds (event fields above,
 -- space-separated).
 -- (string.format: table.concat would write a number of 15 digits or more in exponent
 -- notation.)
 local function publish_reply(channel, service, r)
-  redis.call('PUBLISH', channel, string.format('%s %d %d %d %d %d %d %d %d %s', r[3], r[4], r[5],
-             r[6], r[7], r[8], r[9], r[10], r[12], service))
+  redis.call('PUBLISH', channel, string.format('%s %d %d %d %d %d %d %d %d %d %s', r[3], r[4],
+             r[5], r[6], r[7], r[8], r[9], r[10], r[12], r[13], service))
 end
 
 local function publish(channel, service, rec)

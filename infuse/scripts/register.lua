@@ -12,7 +12,8 @@
 -- ARGV: inc (for a new record), key_ttl_ms, channel, service,
 --       seeded (1/0), seed_state, seed_gen, seed_fail, seed_open_ms,
 --       confirmed_inc ('' = none), confirmed_seq, process, seed_trial_ms (half-open: the
---       slot is held by TrialToken::UNKNOWN, 32 zeros, that long)
+--       slot is held by TrialToken::UNKNOWN, 32 zeros, that long), seed_shadow (the
+--       operator's shadow switch the seed knows of: '1', '0', or '' for none)
 local rec = load()
 local seeded = ARGV[5] == '1'
 local reason = 'reseeded'
@@ -35,6 +36,11 @@ if seeded then
 end
 local new = fresh(ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+-- A new record has the seed's shadow switch, if any (Record::seeded), else none.
+redis.call('HDEL', KEYS[1], 'shd')
+if seeded and (ARGV[14] == '0' or ARGV[14] == '1') then
+  new.shd = ARGV[14]
+end
 if seeded then
   new.state = tonumber(ARGV[6])
   new.gen = math.max(tonumber(ARGV[7]), 1)
@@ -50,6 +56,9 @@ if rec then
   from = rec.state
 end
 save(new, ARGV[2])
+if new.shd ~= '' then
+  redis.call('HSET', KEYS[1], 'shd', new.shd)
+end
 if seeded then
   remember(from, new, reason, ARGV[12], ARGV[2], true)
 end

@@ -8,7 +8,7 @@
 //!
 //! | name | kind | labels | what |
 //! |---|---|---|---|
-//! | `infuse_calls_total` | counter | `service`, `outcome` | calls by outcome: `success`, `failure`, `timeout`, `ignored` (calls that ran), `rejected` (not run), `retry_budget_exhausted` (a failure not retried: the budget was spent) |
+//! | `infuse_calls_total` | counter | `service`, `outcome` | calls by outcome: `success`, `failure`, `timeout`, `ignored` (calls that ran), `rejected` (not run), `shadow_rejected` (in shadow mode: would have been rejected, ran; also counted by how they ended), `retry_budget_exhausted` (a failure not retried: the budget was spent) |
 //! | `infuse_retries_total` | counter | `service` | retries of failed calls ([`Breaker::call_retrying`](crate::Breaker::call_retrying)); each is also a call above |
 //! | `infuse_call_duration_seconds` | histogram | `service` | how long the calls that ran took |
 //! | `infuse_state` | gauge | `service`, `state` | 1 for the breaker's state in this process, 0 for the others (`closed`, `open`, `half-open`, `forced-open`, `disabled`) |
@@ -35,12 +35,15 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics::{Counter, Gauge, Histogram, Unit};
 
 use crate::breaker::Breaker;
-use crate::core::State;
+use crate::core::{BreakerError, State};
 use crate::local::{CallOutcome, Listener, Transition};
 use crate::registry::Config;
 
 /// Calls by `service` and `outcome`.
 pub const CALLS_TOTAL: &str = "infuse_calls_total";
+/// The `outcome` of [`CALLS_TOTAL`] counting, in shadow mode, the calls the breaker would
+/// have rejected (and let run).
+pub const SHADOW_REJECTED: &str = "shadow_rejected";
 /// The duration of the calls that ran, by `service`, in seconds.
 pub const CALL_DURATION_SECONDS: &str = "infuse_call_duration_seconds";
 /// The breaker's state in this process: 1 for `state`, 0 for the others.
@@ -74,6 +77,7 @@ pub struct BreakerMetrics {
     rejected: Counter,
     retry_budget_exhausted: Counter,
     retries: Counter,
+    shadow_rejected: Counter,
     duration: Histogram,
     /// One gauge per state, in [`State::ALL`] order.
     states: [Gauge; 5],
@@ -110,6 +114,7 @@ impl BreakerMetrics {
             rejected: calls("rejected"),
             retry_budget_exhausted: calls("retry_budget_exhausted"),
             retries: counter!(RETRIES_TOTAL, "service" => service),
+            shadow_rejected: calls(SHADOW_REJECTED),
             duration: histogram!(CALL_DURATION_SECONDS, "service" => service),
             states,
             transitions: std::array::from_fn(|_| OnceLock::new()),
@@ -144,6 +149,10 @@ impl Listener for BreakerMetrics {
 
     fn on_retry_budget_exhausted(&self, _service: &str) {
         self.retry_budget_exhausted.increment(1);
+    }
+
+    fn on_shadow_rejected(&self, _service: &str, _rejection: &BreakerError) {
+        self.shadow_rejected.increment(1);
     }
 
     fn on_call_end(&self, _service: &str, outcome: CallOutcome, duration: Option<Duration>) {

@@ -461,3 +461,129 @@ async fn config_listeners_apply_to_every_breaker_of_the_registry() {
     let _ = other.breaker("lst-cfg-a").call(ok(1)).await;
     assert_eq!(rec.take(), Vec::<String>::new());
 }
+
+/// Records what shadow mode tells: would-be rejections (by kind), calls, transitions.
+#[derive(Default)]
+struct ShadowRecorder(Mutex<Vec<String>>);
+
+impl ShadowRecorder {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Listener for ShadowRecorder {
+    fn before_call(&self, _: &str) {
+        self.0.lock().unwrap().push("before_call".into());
+    }
+    fn on_rejected(&self, _: &str) {
+        self.0.lock().unwrap().push("rejected".into());
+    }
+    fn on_shadow_rejected(&self, _: &str, rejection: &BreakerError) {
+        let kind = match rejection {
+            BreakerError::Open { .. } => "open",
+            BreakerError::ForcedOpen { .. } => "forced-open",
+            BreakerError::TrialInFlight { .. } => "trial-in-flight",
+            other => panic!("not a rejection: {other:?}"),
+        };
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("shadow_rejected({kind})"));
+    }
+    fn on_transition(&self, t: &infuse::Transition) {
+        let mark = if t.shadow { " (shadow)" } else { "" };
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{} -> {}{mark}", t.from, t.to));
+    }
+}
+
+/// Shadow mode: each call the breaker would reject (open, forced open, a trial in
+/// flight) is told with its rejection and then runs as an admitted call; transitions
+/// carry the mark; the results of those calls count for nothing (no new generation, no
+/// second trip); a trial is still one call. Switched off, the breaker rejects again.
+#[tokio::test(start_paused = true)]
+async fn shadow_mode_tells_what_it_would_have_rejected_and_runs_it() {
+    let b = breaker_with(
+        "lst-shadow",
+        ServiceOverride::new()
+            .fail_max(1)
+            .reset_timeout(RESET)
+            .shadow(true),
+    )
+    .await;
+    assert!(b.shadow());
+    let rec = Arc::new(ShadowRecorder::default());
+    b.add_listener(rec.clone());
+
+    assert_eq!(b.call(boom()).await, Err(TestError::Boom));
+    assert_eq!(
+        rec.take(),
+        events(&["before_call", "closed -> open (shadow)"])
+    );
+    let opened = b.snapshot().await.unwrap();
+    assert_eq!(b.call(boom()).await, Err(TestError::Boom), "it ran");
+    assert_eq!(b.call(ok(1)).await, Ok(1), "it ran");
+    assert_eq!(
+        rec.take(),
+        events(&[
+            "shadow_rejected(open)",
+            "before_call",
+            "shadow_rejected(open)",
+            "before_call"
+        ])
+    );
+    let still = b.snapshot().await.unwrap();
+    assert_eq!(
+        (still.state, still.generation, still.fail_counter),
+        (State::Open, opened.generation, opened.fail_counter),
+        "the calls that ran only in shadow mode counted for nothing"
+    );
+
+    // The open time ends: one call takes the trial; another, meanwhile, would be rejected.
+    tokio::time::advance(RESET).await;
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    let trial = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.call(async move {
+                let _ = held.await;
+                Ok::<u32, TestError>(7)
+            })
+            .await
+        })
+    };
+    while b.snapshot().await.unwrap().state != State::HalfOpen {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(b.call(ok(2)).await, Ok(2));
+    release.send(()).unwrap();
+    assert_eq!(trial.await.unwrap(), Ok(7));
+    assert_eq!(b.snapshot().await.unwrap().state, State::Closed);
+    assert_eq!(
+        rec.take(),
+        events(&[
+            "open -> half-open (shadow)",
+            "before_call",
+            "shadow_rejected(trial-in-flight)",
+            "before_call",
+            "half-open -> closed (shadow)"
+        ])
+    );
+
+    b.force_open().await.unwrap();
+    assert_eq!(b.call(ok(3)).await, Ok(3));
+    assert_eq!(b.would_reject(), 4);
+    rec.take();
+
+    b.set_shadow(false).await.unwrap();
+    assert!(!b.shadow());
+    assert!(matches!(
+        b.call(ok(4)).await,
+        Err(TestError::Breaker(BreakerError::ForcedOpen { .. }))
+    ));
+    assert_eq!(rec.take(), events(&["rejected"]));
+    assert_eq!(b.would_reject(), 4);
+}

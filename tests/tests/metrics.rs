@@ -309,3 +309,22 @@ async fn the_slow_start_gauge_follows_the_share() {
     calls(10).await;
     assert_eq!(share(), 100.0, "over");
 }
+
+#[tokio::test(start_paused = true)]
+async fn shadow_mode_counts_what_it_would_have_rejected() {
+    let service = "metrics-shadow";
+    let b = registry(service, ServiceOverride::new().fail_max(1).shadow(true)).await;
+    let _ = b
+        .call(async { Err::<u32, TestError>(TestError::Boom) })
+        .await;
+    for _ in 0..2 {
+        let ran = b.call(async { Ok::<u32, TestError>(1) }).await;
+        assert!(matches!(ran, Ok(1)), "{ran:?}");
+    }
+    let seen = Seen::now(service);
+    assert_eq!(seen.gauge(State::Open), 1.0, "it tripped all the same");
+    assert_eq!(seen.calls("shadow_rejected"), 2);
+    assert_eq!(seen.calls("rejected"), 0);
+    assert_eq!(seen.calls("success"), 2, "they ran");
+    assert_eq!(b.would_reject(), 2);
+}

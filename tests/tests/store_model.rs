@@ -89,6 +89,7 @@ enum Step {
         token: usize,
     },
     Force(Target),
+    SetShadow(bool),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -103,6 +104,8 @@ struct SeedStep {
     /// the record's own incarnation (each store's); `None`: it read none. Above zero,
     /// the store lost writes the process saw: the seed replaces the record.
     confirmed: Option<i64>,
+    /// The operator's shadow switch the seeding process knows of.
+    shadow: Option<bool>,
 }
 
 /// A seed's generation: near the breaker's, or an absolute one (near the bound).
@@ -210,9 +213,18 @@ fn seed() -> impl Strategy<Value = SeedStep> {
         prop::option::of(Just(MINUTES)),
         prop::option::of(Just(MINUTES)),
         prop::option::of(prop_oneof![Just(-1i64), Just(0i64), Just(1i64), Just(3i64)]),
+        prop::option::of(any::<bool>()),
     )
         .prop_map(
-            |(state, generation, fail_counter, open_remaining, trial_remaining, confirmed)| {
+            |(
+                state,
+                generation,
+                fail_counter,
+                open_remaining,
+                trial_remaining,
+                confirmed,
+                shadow,
+            )| {
                 SeedStep {
                     state,
                     generation,
@@ -220,6 +232,7 @@ fn seed() -> impl Strategy<Value = SeedStep> {
                     open_remaining,
                     trial_remaining,
                     confirmed,
+                    shadow,
                 }
             },
         )
@@ -279,6 +292,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (token(), any::<bool>()).prop_map(|(token, success)| Step::RecordTrial { token, success }),
         1 => token().prop_map(|token| Step::ReleaseTrial { token }),
         2 => target().prop_map(Step::Force),
+        1 => any::<bool>().prop_map(Step::SetShadow),
     ]
 }
 
@@ -324,6 +338,7 @@ fn command(step: Step, current: u64, version: Version) -> Command {
                     incarnation: version.incarnation,
                     seq: version.seq.saturating_add_signed(offset),
                 }),
+                shadow: s.shadow,
             }),
         },
         Step::Snapshot => Command::Snapshot,
@@ -360,6 +375,7 @@ fn command(step: Step, current: u64, version: Version) -> Command {
             token: TOKENS[token],
         },
         Step::Force(target) => Command::Force(target),
+        Step::SetShadow(on) => Command::SetShadow { on },
     }
 }
 
@@ -441,6 +457,7 @@ fn arm(
         Command::RecordTrial { success: false, .. } => "RecordTrial(err)",
         Command::ReleaseTrial { .. } => "ReleaseTrial",
         Command::Force(_) => "Force",
+        Command::SetShadow { .. } => "SetShadow",
         _ => "another command",
     };
     let outcome = match result {
@@ -488,6 +505,7 @@ fn arm(
 
 /// The arms every run must reach, or the generator has gone blind.
 const MUST_REACH: &[&str] = &[
+    "SetShadow applied",
     "Register applied",
     "Register refused",
     "Register(seed) applied, moved",

@@ -23,6 +23,8 @@
 //!   [`Breaker`](crate::Breaker) controls do, without making the tool a fleet member.
 //!   [`Admin::control`] does the same with an [`Audit`]: who asked (e.g. [`operator`])
 //!   and why, kept in the breaker's history ([`HistoryEntry::who`], [`HistoryEntry::why`]).
+//! - [`Admin::set_shadow`] switches a breaker in or out of shadow mode for the whole
+//!   fleet (it trips and records, but rejects nothing), with an [`Audit`] too.
 //!
 //! ```no_run
 //! # async fn ops() -> Result<(), Box<dyn std::error::Error>> {
@@ -61,9 +63,9 @@ pub use records::{BreakerRecord, BreakerRow, Listing, Record, Sighting, Trial, W
 pub use stream::{Change, ChangeStream};
 
 pub use crate::breaker::Control;
-pub use crate::store::redis::keys::{Audit, HistoryEntry, WHO_MAX, WHY_MAX};
+pub use crate::store::redis::keys::{Audit, HistoryEntry, SHADOW_OFF, SHADOW_ON, WHO_MAX, WHY_MAX};
 
-use crate::core::{InitError, Settings, StorageError, Target};
+use crate::core::{Command, InitError, Settings, StorageError, Target};
 use crate::fleet::{FleetConnection, Topology};
 use crate::registry::Config;
 use crate::store::redis::{keys, Deadlines, RedisStore};
@@ -262,6 +264,27 @@ impl Admin {
     ) -> Result<State, StorageError> {
         let target = control.target(self.settings(service)?.reset_timeout)?;
         self.force(service, target, audit).await
+    }
+
+    /// Switches `service`'s breaker in (`on`) or out of shadow mode for the whole fleet,
+    /// as [`Breaker::set_shadow`](crate::Breaker::set_shadow) does, overriding every
+    /// process's `shadow` setting; writes the switch, who asked and why (`audit`) to the
+    /// breaker's history (reason [`SHADOW_ON`] or [`SHADOW_OFF`]). Every process follows
+    /// within a second. A breaker without a record gets one, closed. Answers the
+    /// breaker's state, which the switch does not change.
+    pub async fn set_shadow(
+        &self,
+        service: &str,
+        on: bool,
+        audit: &Audit,
+    ) -> Result<State, StorageError> {
+        let settings = self.settings(service)?;
+        let service = self.intern(service);
+        let outcome = self
+            .store
+            .command_audited(service, &settings, Command::SetShadow { on }, audit)
+            .await?;
+        Ok(outcome.snapshot.state)
     }
 
     /// The settings a control uses for `service`: the configuration's override, else

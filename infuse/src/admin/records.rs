@@ -83,6 +83,9 @@ pub struct BreakerRecord {
     pub success_counter: u64,
     /// Consecutive failed trials (the exponent of the open time's backoff).
     pub reopens: u64,
+    /// The operator's shadow switch (`infuse shadow`, [`Admin::set_shadow`](super::Admin::set_shadow)):
+    /// `None` when never switched (each process follows its `shadow` setting).
+    pub shadow: Option<bool>,
     /// While open: the time left before a trial may start (zero: a trial is due; the
     /// next call makes it).
     pub open_remaining: Option<Duration>,
@@ -368,6 +371,7 @@ async fn read_one(
             fail_counter: parsed.fail_counter,
             success_counter: parsed.success_counter,
             reopens: parsed.reopens,
+            shadow: parsed.shadow,
             open_remaining,
             trial,
             window,

@@ -1,5 +1,7 @@
 //! Asking to run a call: from the local view when it can decide (closed: run; open:
 //! reject), else from the store (the trial slot, or a first load of the shared state).
+//! In shadow mode every rejection goes through [`Shared::refuse`], which lets the call
+//! run instead.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -7,6 +9,12 @@ use std::sync::Arc;
 use crate::breaker::shared::Shared;
 use crate::core::{BreakerError, Command, RetryAt, State, TransitionReason, TrialToken};
 use crate::local::Admit;
+
+/// The generation of a call that runs only because of shadow mode. No record has it
+/// (generations start at 1), so the call's outcome is stale by construction: the
+/// breaker counts nothing of it, and sees what it would have seen had the call been
+/// rejected.
+pub(crate) const SHADOW_GENERATION: u64 = 0;
 
 /// What admission granted: a call at a generation, or the trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,12 +40,37 @@ impl Shared {
         }
     }
 
-    /// The rejection of a call while open (until `until`, on the fast-path clock).
-    #[inline(always)]
-    pub(crate) fn rejected_open(&self, until: u64) -> BreakerError {
-        self.rejected(BreakerError::Open {
+    /// A call while open (until `until`, on the fast-path clock): rejected, or run in
+    /// shadow mode.
+    #[cold]
+    pub(crate) fn refuse_open(&self, until: u64) -> Result<PermitKind, BreakerError> {
+        self.refuse(BreakerError::Open {
             service: self.service,
             retry_at: RetryAt(until),
+        })
+    }
+
+    /// Every rejection: tells listeners and answers with it — or, in shadow mode, counts
+    /// it as [`would_reject`](crate::Breaker::would_reject), tells listeners and
+    /// `tracing`, and admits the call at [`SHADOW_GENERATION`].
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn refuse(&self, error: BreakerError) -> Result<PermitKind, BreakerError> {
+        if !self.shadow() {
+            return Err(self.rejected(error));
+        }
+        let service = self.service;
+        let count = self.would_reject.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::debug!(
+            service,
+            rejection = %error,
+            would_reject = count,
+            "shadow mode: a call the circuit breaker would reject runs"
+        );
+        self.listeners.shadow_rejected(service, &error);
+        self.listeners.before_call(service);
+        Ok(PermitKind::Normal {
+            generation: SHADOW_GENERATION,
         })
     }
 
@@ -52,14 +85,16 @@ impl Shared {
                 self.listeners.before_call(service);
                 Ok(Some(PermitKind::Normal { generation }))
             }
-            Admit::RejectOpen(until) => Err(self.rejected_open(until)),
-            Admit::RejectForced => Err(self.rejected(BreakerError::ForcedOpen { service })),
-            Admit::RejectRecovering(at) => Err(self.rejected(BreakerError::Recovering {
-                service,
-                retry_at: RetryAt(at),
-            })),
+            Admit::RejectOpen(until) => self.refuse_open(until).map(Some),
+            Admit::RejectForced => self.refuse(BreakerError::ForcedOpen { service }).map(Some),
+            Admit::RejectRecovering(at) => self
+                .refuse(BreakerError::Recovering {
+                    service,
+                    retry_at: RetryAt(at),
+                })
+                .map(Some),
             // Another call of this process is trying, or another process holds the trial.
-            Admit::Trial if self.view.trial_blocked() => Err(self.trial_in_flight()),
+            Admit::Trial if self.view.trial_blocked() => self.trial_in_flight().map(Some),
             Admit::Trial | Admit::Sync => Ok(None),
         }
     }
@@ -84,7 +119,7 @@ impl Shared {
             }
             other => match self.admit_other(other)? {
                 Some(kind) => Ok(kind),
-                None => Err(self.trial_in_flight()),
+                None => self.trial_in_flight(),
             },
         }
     }
@@ -98,8 +133,8 @@ impl Shared {
     }
 
     #[cold]
-    fn trial_in_flight(&self) -> BreakerError {
-        self.rejected(BreakerError::TrialInFlight {
+    fn trial_in_flight(&self) -> Result<PermitKind, BreakerError> {
+        self.refuse(BreakerError::TrialInFlight {
             service: self.service,
             retry_at: RetryAt(self.view.trial_retry_at()),
         })
@@ -110,7 +145,7 @@ impl Shared {
     async fn acquire_trial(self: &Arc<Self>) -> Result<PermitKind, BreakerError> {
         let view = &self.view;
         if view.trial_blocked() || view.probing.swap(true, Ordering::AcqRel) {
-            return Err(self.trial_in_flight());
+            return self.trial_in_flight();
         }
         let token = TrialToken::new();
         let request = TrialRequest { cell: self, token };
@@ -122,7 +157,7 @@ impl Shared {
             Err(error) => {
                 view.probing.store(false, Ordering::Release);
                 tracing::debug!(service = self.service, %error, "trial acquisition failed");
-                return Err(self.trial_in_flight());
+                return self.trial_in_flight();
             }
         };
         if outcome.applied {
@@ -145,12 +180,12 @@ impl Shared {
                     generation: snapshot.generation,
                 })
             }
-            State::Open => Err(self.rejected(BreakerError::Open {
+            State::Open => self.refuse(BreakerError::Open {
                 service,
                 retry_at: RetryAt::after(snapshot.open_remaining.unwrap_or_default()),
-            })),
-            State::ForcedOpen => Err(self.rejected(BreakerError::ForcedOpen { service })),
-            _ => Err(self.trial_in_flight()),
+            }),
+            State::ForcedOpen => self.refuse(BreakerError::ForcedOpen { service }),
+            _ => self.trial_in_flight(),
         }
     }
 }
@@ -184,9 +219,10 @@ impl Shared {
     }
 
     /// Takes a permit of the concurrency cap, waiting up to `max_wait` (a first lease up
-    /// to [`FIRST_LEASE_WAIT`]); else the rejection, told to listeners.
+    /// to [`FIRST_LEASE_WAIT`]): answers whether the call holds one. Without one, the
+    /// rejection — or in shadow mode, the call runs without a permit (`Ok(false)`).
     #[cold]
-    pub(crate) async fn take_cap(self: &Arc<Self>) -> Result<(), BreakerError> {
+    pub(crate) async fn take_cap(self: &Arc<Self>) -> Result<bool, BreakerError> {
         let settings = self.settings();
         let wait = match self.permits.granted_once() {
             true => settings.max_wait,
@@ -195,11 +231,12 @@ impl Shared {
         let cell: Arc<crate::local::Cell> = self.clone();
         self.bound().backend.permits_wanted(&cell);
         if self.permits.take_within(wait).await {
-            return Ok(());
+            return Ok(true);
         }
-        Err(self.rejected(BreakerError::Saturated {
+        self.refuse(BreakerError::Saturated {
             service: self.service,
-        }))
+        })
+        .map(|_| false)
     }
 
     /// Takes a permit of the concurrency cap for a call admitted as `kind`, if it needs
@@ -212,7 +249,7 @@ impl Shared {
         if self.take_cap_now() {
             return Ok(true);
         }
-        self.take_cap().await.map(|()| true)
+        self.take_cap().await
     }
 
     /// Gives a permit of the concurrency cap back (the call that held it ended).

@@ -123,8 +123,9 @@ enum Slow<R: GuardedResult> {
     /// Waiting for the trial slot or the shared state.
     Admitting(BoxFuture<Result<PermitKind, BreakerError>>),
     /// Admitted as `kind`, waiting for a permit of the concurrency cap (`max_wait`);
-    /// listeners are told of the call once it has one if `tell`.
-    CapWaiting(BoxFuture<Result<(), BreakerError>>, PermitKind, bool),
+    /// listeners are told of the call once it has one if `tell`. It answers whether the
+    /// call holds one (in shadow mode, a saturated call runs without).
+    CapWaiting(BoxFuture<Result<bool, BreakerError>>, PermitKind, bool),
     /// Admitted, and running under a clock: a timeout, or a slow-call rule.
     Timed(Timed),
     /// The call succeeded (or failed with an excluded error); recording it needs the store.
@@ -217,11 +218,14 @@ where
                             }
                         }
                     }
-                    Admit::RejectOpen(until) => {
-                        set(this.phase, Phase::Done);
-                        let rejected = cell.rejected_open(until);
-                        return Poll::Ready(R::from_result(Err(rejected.into())));
-                    }
+                    Admit::RejectOpen(until) => match cell.refuse_open(until) {
+                        // Shadow mode: it runs.
+                        Ok(kind) => set(this.phase, running(cell, kind)),
+                        Err(rejected) => {
+                            set(this.phase, Phase::Done);
+                            return Poll::Ready(R::from_result(Err(rejected.into())));
+                        }
+                    },
                     other => match cell.admit_other(other) {
                         Ok(Some(kind)) => set(this.phase, admitted(cell, kind)),
                         Ok(None) => set(this.phase, admitting(cell)),
@@ -356,12 +360,17 @@ fn poll_phase<R: GuardedResult, F: Future<Output = R>>(
                     }
                 },
                 Slow::CapWaiting(waiting, kind, tell) => match ready!(waiting.as_mut().poll(cx)) {
-                    Ok(()) => {
+                    Ok(true) => {
                         let (kind, tell) = (*kind, *tell);
                         if tell {
                             cell.listeners.before_call(cell.service);
                         }
                         set(phase, holding(cell, kind));
+                    }
+                    // Shadow mode: saturated, it runs without a permit (listeners told).
+                    Ok(false) => {
+                        let kind = *kind;
+                        set(phase, running(cell, kind));
                     }
                     Err(rejected) => {
                         set(phase, Phase::Done);

@@ -288,6 +288,50 @@ impl Breaker {
         Ok(outcome.snapshot)
     }
 
+    /// Whether the breaker is in shadow mode in this process: the operator's switch
+    /// ([`set_shadow`](Breaker::set_shadow)) as last seen in the store, else the `shadow`
+    /// setting. In shadow mode the breaker trips and records as usual but rejects no call.
+    pub fn shadow(&self) -> bool {
+        self.cell.shadow()
+    }
+
+    /// How many calls this process ran in shadow mode that the breaker would have
+    /// rejected (open, held open, a trial in flight), since the process started. The
+    /// fleet's total is the sum over processes (each also exports it as the metric
+    /// `infuse_calls_total{outcome="shadow_rejected"}`).
+    pub fn would_reject(&self) -> u64 {
+        self.cell
+            .would_reject
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Switches the breaker in (`true`) or out of shadow mode, overriding the `shadow`
+    /// setting until switched again. The state machine is unchanged (a breaker open in
+    /// shadow mode starts rejecting when switched out). With Redis, for the whole fleet:
+    /// kept in the breaker's record, written to its history, and followed by every
+    /// process within a second (pub/sub, resync).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), infuse::StorageError> {
+    /// let search = infuse::breaker("doc-search");
+    /// search.set_shadow(true).await?;
+    /// search.force_open().await?;
+    /// let ran: Result<&str, infuse::BreakerError> = search.call(async { Ok("ran") }).await;
+    /// assert_eq!(ran, Ok("ran"));
+    /// assert_eq!(search.would_reject(), 1);
+    /// search.set_shadow(false).await?;
+    /// let rejected: Result<&str, infuse::BreakerError> = search.call(async { Ok("ran") }).await;
+    /// assert!(rejected.is_err());
+    /// # search.close().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_shadow(&self, on: bool) -> Result<(), StorageError> {
+        let outcome = self.cell.apply(Command::SetShadow { on }).await?;
+        self.cell.observe(&outcome.snapshot);
+        Ok(())
+    }
+
     /// Opens the breaker for its `reset_timeout`, as if it had tripped.
     pub async fn open(&self) -> Result<(), StorageError> {
         self.control(Control::Open, &Audit::default()).await

@@ -91,6 +91,14 @@ pub enum Command {
     /// Puts the breaker in a state by hand (an operator's command); always applied, and
     /// repairs a record holding garbage.
     Force(Target),
+    /// Switches the breaker in or out of shadow mode for every process (an operator's
+    /// command), overriding each process's `shadow` setting: kept in the record (creating
+    /// it closed if absent), it changes neither the state nor the generation. Always
+    /// applied; a write (and a history entry with Redis) only when it changes the switch.
+    SetShadow {
+        /// Shadow mode on (calls are never rejected) or off.
+        on: bool,
+    },
 }
 
 /// The state an operator forces.
@@ -147,6 +155,9 @@ pub struct Seed {
     /// one its local fallback made): the evidence that the store lost history when the
     /// record it holds now is older. `None`: this process never read the record.
     pub confirmed: Option<Version>,
+    /// The operator's shadow switch it knows of ([`Snapshot::shadow`]), kept by the
+    /// recreated record so that a fleet stays switched when its store lost the record.
+    pub shadow: Option<bool>,
 }
 
 impl Seed {
@@ -170,6 +181,7 @@ impl Seed {
             open_remaining,
             trial_remaining,
             confirmed: None,
+            shadow: snapshot.shadow,
         }
     }
 

@@ -17,6 +17,7 @@
 //! | `RecordTrial { token, ok }` | half-open, slot = token | ok: count successes, **close** at threshold; else **trip** (backing off) |
 //! | `ReleaseTrial { token }` | slot = token | slot freed |
 //! | `Force(target)` | always | new generation, in `target` |
+//! | `SetShadow { on }` | always (creates a closed record if absent) | shadow = `on`; state and generation unchanged |
 //!
 //! A **close** that ends a recovery (from open, half-open or forced open) records when
 //! (`closed_at`, Lua `cls`), and answers carry the time since ([`Snapshot::since_close`]):
@@ -76,6 +77,9 @@ pub struct Record {
     /// through): slow start is timed from it. `None` for a record that never tripped,
     /// and in every state but closed (prelude.lua: `cls`).
     pub(crate) closed_at: Option<Instant>,
+    /// The operator's shadow switch (`None`: never switched; each process follows its
+    /// `shadow` setting). Kept across transitions; a recreated record starts without.
+    pub(crate) shadow: Option<bool>,
 }
 
 impl Record {
@@ -94,6 +98,7 @@ impl Record {
             window: Window::default(),
             streak: Vec::new(),
             closed_at: None,
+            shadow: None,
         }
     }
 
@@ -103,6 +108,7 @@ impl Record {
         record.state = seed.state;
         record.generation = seed.generation.max(1);
         record.fail = seed.fail_counter;
+        record.shadow = seed.shadow;
         match seed.state {
             State::Open => record.open_until = Some(now + seed.open_remaining.unwrap_or_default()),
             State::HalfOpen => {
@@ -145,6 +151,7 @@ impl Record {
                 .filter(|_| self.state == State::Closed)
                 .map(|at| now.saturating_duration_since(at)),
             version: self.version(),
+            shadow: self.shadow,
         }
     }
 
@@ -356,11 +363,18 @@ fn transition(
         outcome.from = from.unwrap_or(outcome.from);
         return outcome;
     }
+    if let Command::SetShadow { on } = *command {
+        // An absent record is created closed (set_shadow.lua does the same).
+        let r = record.get_or_insert_with(|| Record::closed(incarnation()));
+        return answer(r, now, |r| set_shadow(r, on));
+    }
     let Some(r) = record.as_mut() else {
         return Outcome::absent();
     };
     match *command {
-        Command::Register { .. } | Command::Force(_) => unreachable!("handled above"),
+        Command::Register { .. } | Command::Force(_) | Command::SetShadow { .. } => {
+            unreachable!("handled above")
+        }
         Command::Snapshot => answer(r, now, |_| true),
         Command::RecordFailure {
             generation,
@@ -594,6 +608,12 @@ fn force(r: &mut Record, target: Target, settings: &Settings, now: Instant) -> b
     true
 }
 
+/// set_shadow.lua
+fn set_shadow(r: &mut Record, on: bool) -> bool {
+    r.shadow = Some(on);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -613,6 +633,7 @@ mod tests {
                 open_remaining: None,
                 trial_remaining: None,
                 confirmed: None,
+                shadow: None,
             }),
         }
     }

@@ -36,6 +36,11 @@ pub struct Snapshot {
     /// Orders snapshots of one breaker (identity of the stored record, then a counter
     /// bumped by every write), so a late answer never overwrites a newer one.
     pub version: Version,
+    /// An operator's shadow switch for the breaker, kept in its record
+    /// ([`Breaker::set_shadow`](crate::Breaker::set_shadow)): `Some(on)` overrides the
+    /// `shadow` setting of every process; `None` (never switched): each process follows
+    /// its setting.
+    pub shadow: Option<bool>,
 }
 
 /// The largest generation a breaker's record holds: 2^53 - 2, so that every generation
@@ -75,6 +80,7 @@ impl Snapshot {
             trial_remaining: None,
             since_close: None,
             version,
+            shadow: None,
         }
     }
 

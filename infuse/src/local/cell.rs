@@ -47,6 +47,10 @@ pub(crate) struct Cell<B: ?Sized = dyn Send + Sync> {
     pub(crate) retries: RetryBudget,
     /// This process's permits of the concurrency cap (`max_concurrent`).
     pub(crate) permits: Permits,
+    /// The calls this process ran in shadow mode that the breaker would have rejected.
+    pub(crate) would_reject: AtomicU64,
+    /// The `shadow` setting in force (a copy: a rejection reads one atomic, no `ArcSwap`).
+    shadow_setting: AtomicBool,
     settings: ArcSwap<Settings>,
     /// The timer of the current open period, if one is armed.
     timer: Mutex<Option<Pin<Box<Sleep>>>>,
@@ -72,6 +76,8 @@ impl<B: Send + Sync + 'static> Cell<B> {
             rejected: AtomicU64::new(0),
             retries: RetryBudget::default(),
             permits: Permits::default(),
+            would_reject: AtomicU64::new(0),
+            shadow_setting: AtomicBool::new(settings.shadow),
             settings: ArcSwap::from_pointee(settings),
             timer: Mutex::new(None),
             confirmed: Mutex::new(None),
@@ -86,7 +92,17 @@ impl<B: ?Sized + Send + Sync + 'static> Cell<B> {
         **self.settings.load()
     }
 
+    /// Whether the breaker is in shadow mode: the operator's switch as last seen in the
+    /// store, else the `shadow` setting. Read on rejection paths only.
+    pub(crate) fn shadow(&self) -> bool {
+        self.view
+            .shadow_switch()
+            .unwrap_or_else(|| self.shadow_setting.load(Ordering::Relaxed))
+    }
+
     pub(crate) fn set_settings(&self, settings: Settings) {
+        self.shadow_setting
+            .store(settings.shadow, Ordering::Relaxed);
         self.settings.store(Arc::new(settings));
         self.view.set_slow_start(&settings);
         self.update_measure();
@@ -282,7 +298,17 @@ impl<B: ?Sized + Send + Sync + 'static> Cell<B> {
         let service = self.service;
         let reason = TransitionReason::resolve(reason, from, to);
         let (from_s, to_s, reason_s) = (from.as_str(), to.as_str(), reason.as_str());
+        let shadow = self.shadow();
         match to {
+            State::Open | State::ForcedOpen if shadow => tracing::warn!(
+                service,
+                from = from_s,
+                to = to_s,
+                generation,
+                reason = reason_s,
+                shadow,
+                "circuit breaker would have opened (shadow mode: calls still run)"
+            ),
             State::Open | State::ForcedOpen => tracing::warn!(
                 service,
                 from = from_s,
@@ -297,6 +323,7 @@ impl<B: ?Sized + Send + Sync + 'static> Cell<B> {
                 to = to_s,
                 generation,
                 reason = reason_s,
+                shadow,
                 "circuit breaker state changed"
             ),
         }
@@ -306,6 +333,7 @@ impl<B: ?Sized + Send + Sync + 'static> Cell<B> {
             to,
             generation,
             reason,
+            shadow,
         };
         self.listeners.emit(service, |l, service| {
             l.on_state_change(service, from, to);

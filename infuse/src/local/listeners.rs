@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::core::{State, TransitionReason};
+use crate::core::{BreakerError, State, TransitionReason};
 
 /// Receives a breaker's events. Every method has an empty default, so implement only
 /// what you need.
 ///
 /// Order, as in pybreaker: `before_call`, then either `on_failure` followed by the trip's
 /// `on_state_change`, or the `on_state_change` to closed followed by `on_success`.
-/// Rejected calls get only `on_rejected`. Every call that ran also ends with one
+/// Rejected calls get only `on_rejected`. In shadow mode (the `shadow` setting), a call
+/// the breaker would have rejected gets `on_shadow_rejected` instead, then runs as any
+/// admitted call (`before_call`, …). Every call that ran also ends with one
 /// `on_call_end` (after `on_success` / `on_failure`), and every state change comes with an
 /// `on_transition` carrying its generation and reason. Listeners run on the calling task,
 /// outside any lock; a panicking listener is caught and logged, never poisoning the
@@ -60,6 +62,13 @@ pub trait Listener: Send + Sync + 'static {
     /// A failed call that could have been retried was not: the retry budget was spent.
     fn on_retry_budget_exhausted(&self, service: &str) {
         let _ = service;
+    }
+    /// Shadow mode: the breaker would have rejected the call with `rejection` (open,
+    /// held open, a trial in flight, …), and lets it run instead. Its outcome is then
+    /// told as any call's; it counts for nothing in the breaker (see
+    /// [`Breaker::would_reject`](crate::Breaker::would_reject)).
+    fn on_shadow_rejected(&self, service: &str, rejection: &BreakerError) {
+        let _ = (service, rejection);
     }
     /// The breaker changed state (also fired for manual transitions to the same state,
     /// and when this process learns of a change made elsewhere in the fleet).
@@ -137,6 +146,9 @@ pub struct Transition {
     pub generation: u64,
     /// Why, as far as this process knows.
     pub reason: TransitionReason,
+    /// Made in shadow mode: the breaker changed state, but rejects nothing (an open
+    /// state means calls "would have been" rejected).
+    pub shadow: bool,
 }
 
 /// A breaker's listeners: an atomic flag keeps the common "no listeners" case to one load,
@@ -203,6 +215,14 @@ impl Listeners {
     /// A failed call was not retried: the budget was spent.
     pub(crate) fn retry_budget_exhausted(&self, service: &'static str) {
         self.emit(service, |l, service| l.on_retry_budget_exhausted(service));
+    }
+
+    /// Shadow mode: a call the breaker would have rejected with `rejection` runs.
+    #[cold]
+    pub(crate) fn shadow_rejected(&self, service: &'static str, rejection: &BreakerError) {
+        self.emit(service, |l, service| {
+            l.on_shadow_rejected(service, rejection)
+        });
     }
 
     /// A call succeeded (or failed with an excluded error), after `duration` if measured.

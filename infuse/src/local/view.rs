@@ -13,7 +13,7 @@
 //! them (no lock, no store round trip); the first call after slow start ends puts the
 //! plain closed word back.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -96,6 +96,9 @@ pub(crate) struct View {
     /// The open state the view shows is this process's own protection over the fleet's
     /// closed breaker (not an open period of the fleet's).
     overlaid: AtomicBool,
+    /// The operator's shadow switch of the last snapshot taken in (see
+    /// [`Snapshot::shadow`]): [`SWITCH_NONE`], [`SWITCH_OFF`] or [`SWITCH_ON`].
+    shadow: AtomicU8,
     /// Serialises updates so that an older snapshot never overwrites a newer one.
     applied: Mutex<Option<Version>>,
     /// When the fleet's breaker closed after a recovery (fast-path clock, from the
@@ -107,6 +110,10 @@ pub(crate) struct View {
     /// Calls slow start was asked about: the evenly spread counter.
     ramp_calls: AtomicU64,
 }
+
+const SWITCH_NONE: u8 = 0;
+const SWITCH_OFF: u8 = 1;
+const SWITCH_ON: u8 = 2;
 
 fn pack(state: State, dirty: bool, generation: u64) -> u64 {
     (u64::from(state.code()) << STATE_SHIFT)
@@ -143,6 +150,7 @@ impl View {
             resetting: AtomicBool::new(false),
             quarantine_until: AtomicU64::new(0),
             overlaid: AtomicBool::new(false),
+            shadow: AtomicU8::new(SWITCH_NONE),
             applied: Mutex::new(None),
             ramp_from: AtomicU64::new(0),
             slow_start: AtomicU64::new(0),
@@ -265,6 +273,7 @@ impl View {
         snapshot.state = state;
         snapshot.generation = word & GEN_MASK;
         snapshot.fail_counter = self.fail_counter.load(Ordering::Acquire);
+        snapshot.shadow = self.shadow_switch();
         let now = now_nanos();
         snapshot.open_remaining = (state == State::Open).then(|| {
             let until = self.open_until.load(Ordering::Acquire);
@@ -374,7 +383,26 @@ impl View {
             }
         }
         *applied = Some(snapshot.version);
+        self.store_switch(snapshot.shadow);
         self.store_snapshot(snapshot, timers)
+    }
+
+    /// The operator's shadow switch as last seen in the store (`None`: never switched).
+    pub(crate) fn shadow_switch(&self) -> Option<bool> {
+        match self.shadow.load(Ordering::Acquire) {
+            SWITCH_OFF => Some(false),
+            SWITCH_ON => Some(true),
+            _ => None,
+        }
+    }
+
+    fn store_switch(&self, switch: Option<bool>) {
+        let code = match switch {
+            None => SWITCH_NONE,
+            Some(false) => SWITCH_OFF,
+            Some(true) => SWITCH_ON,
+        };
+        self.shadow.store(code, Ordering::Release);
     }
 
     /// Overwrites the view regardless of versions (e.g. a fallback taking over, or the
@@ -384,6 +412,7 @@ impl View {
     pub(crate) fn force(&self, snapshot: &Snapshot, timers: bool) -> Applied {
         let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
         *applied = Some(snapshot.version);
+        self.store_switch(snapshot.shadow);
         self.store_snapshot(snapshot, timers)
     }
 

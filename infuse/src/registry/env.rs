@@ -200,4 +200,29 @@ mod tests {
         );
         assert_eq!(closest("inventory", known, str::to_owned), None);
     }
+
+    #[test]
+    fn a_switch_reads_true_or_false_and_names_the_variable_otherwise() {
+        let service = "env-shadow-switch";
+        let var = format!("{}SHADOW", env_prefix(service));
+        assert_eq!(split(&var).map(|(_, s)| s.name), Some("shadow"));
+        std::env::set_var(&var, "true");
+        assert!(apply(service, Settings::DEFAULT).unwrap().shadow);
+        std::env::set_var(&var, "False");
+        assert!(
+            !apply(service, Settings::DEFAULT.shadow(true))
+                .unwrap()
+                .shadow
+        );
+        std::env::set_var(&var, "yes");
+        let error = apply(service, Settings::DEFAULT).unwrap_err().to_string();
+        std::env::remove_var(&var);
+        assert!(error.contains(&var), "{error}");
+        assert!(
+            error.contains(
+                "`shadow` expects `true` or `false`, e.g. `shadow = true`, found \"yes\""
+            ),
+            "{error}"
+        );
+    }
 }

@@ -95,6 +95,9 @@ macro_rules! __conformance_cases {
             seeds_above_the_generation_bound_are_taken_at_it,
             a_generation_at_its_bound_cannot_be_bumped_and_force_recreates_the_record,
             times_beyond_any_bound_are_capped,
+            shadow_switch_is_kept_by_every_transition,
+            shadow_switch_creates_an_absent_record,
+            a_seed_keeps_its_shadow_switch,
         }
     };
 }
@@ -1206,6 +1209,7 @@ pub async fn register_replaces_only_when_the_store_lost_history<S: Store>(store:
         open_remaining: Some(Duration::from_secs(60)),
         trial_remaining: None,
         confirmed: None,
+        shadow: None,
     };
     let created = apply(store, svc, &s, Command::Register { seed: Some(seed) }).await;
     assert!(created.applied, "{svc}: {created:?}");
@@ -1226,6 +1230,7 @@ pub async fn register_replaces_only_when_the_store_lost_history<S: Store>(store:
         open_remaining: None,
         trial_remaining: None,
         confirmed: None,
+        shadow: None,
     };
     let seen = |incarnation, seq| Some(Version { incarnation, seq });
     // A newer generation is no evidence: nor is a version at or behind the record's,
@@ -2157,4 +2162,101 @@ pub async fn times_beyond_any_bound_are_capped<S: Store>(store: &S, prefix: &str
         tripped.snapshot.open_remaining.expect("open") > eons,
         "{svc}: {tripped:?}"
     );
+}
+
+/// The operator's shadow switch (`SetShadow`) is a field of the record: it changes
+/// neither the state nor the generation, a repeat writes nothing, and it is kept through
+/// trips, trials, closes and forced states until switched again.
+pub async fn shadow_switch_is_kept_by_every_transition<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "shadow_switch_is_kept_by_every_transition");
+    let s = settings(2, 1);
+    let start = register(store, svc, &s).await;
+    assert_eq!(start.shadow, None, "{svc}: never switched: {start:?}");
+    let on = apply(store, svc, &s, Command::SetShadow { on: true }).await;
+    assert!(on.applied, "{svc}: {on:?}");
+    assert_eq!(on.snapshot.shadow, Some(true), "{svc}: {on:?}");
+    assert_eq!(
+        (on.from, on.snapshot.state, on.snapshot.generation),
+        (State::Closed, State::Closed, start.generation),
+        "{svc}: a switch is no transition"
+    );
+    assert!(on.snapshot.version.seq > start.version.seq, "{svc}: {on:?}");
+    let again = apply(store, svc, &s, Command::SetShadow { on: true }).await;
+    assert!(again.applied, "{svc}: {again:?}");
+    assert_eq!(
+        again.snapshot.version, on.snapshot.version,
+        "{svc}: no write"
+    );
+    let tripped = trip(store, svc, &s).await;
+    assert_eq!(tripped.shadow, Some(true), "{svc}: {tripped:?}");
+    let half = force(store, svc, &s, State::HalfOpen).await;
+    let token = TrialToken::new();
+    let trial = acquire(store, svc, &s, token, LONG_LEASE).await;
+    assert!(trial.applied, "{svc}: {trial:?}");
+    let closed = apply(
+        store,
+        svc,
+        &s,
+        Command::RecordTrial {
+            token,
+            success: true,
+        },
+    )
+    .await;
+    assert_eq!(closed.snapshot.state, State::Closed, "{svc}: {closed:?}");
+    for outcome in [&half, &trial, &closed] {
+        assert_eq!(outcome.snapshot.shadow, Some(true), "{svc}: {outcome:?}");
+    }
+    let forced = force(store, svc, &s, State::ForcedOpen).await;
+    assert_eq!(forced.snapshot.shadow, Some(true), "{svc}: {forced:?}");
+    let off = apply(store, svc, &s, Command::SetShadow { on: false }).await;
+    assert_eq!(off.snapshot.shadow, Some(false), "{svc}: {off:?}");
+    assert_eq!(
+        (off.snapshot.state, off.snapshot.generation),
+        (State::ForcedOpen, forced.snapshot.generation),
+        "{svc}: {off:?}"
+    );
+    assert_eq!(snap(store, svc, &s).await.shadow, Some(false), "{svc}");
+    force(store, svc, &s, State::Closed).await;
+}
+
+/// A switch of a breaker without a record creates it, closed, with the switch.
+pub async fn shadow_switch_creates_an_absent_record<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "shadow_switch_creates_an_absent_record");
+    let s = settings(2, 1);
+    let created = apply(store, svc, &s, Command::SetShadow { on: true }).await;
+    assert!(created.applied, "{svc}: {created:?}");
+    let snapshot = created.snapshot;
+    assert!(snapshot.exists(), "{svc}: {snapshot:?}");
+    assert_eq!(
+        (snapshot.state, snapshot.generation, snapshot.version.seq),
+        (State::Closed, 1, 1),
+        "{svc}: {snapshot:?}"
+    );
+    assert_eq!(snapshot.shadow, Some(true), "{svc}: {snapshot:?}");
+    let registered = apply(store, svc, &s, Command::Register { seed: None }).await;
+    assert!(!registered.applied, "{svc}: {registered:?}");
+    assert_eq!(registered.snapshot.shadow, Some(true), "{svc}: kept");
+}
+
+/// A record recreated from a process's view keeps the switch that process knew of; one
+/// created without a seed has none.
+pub async fn a_seed_keeps_its_shadow_switch<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "a_seed_keeps_its_shadow_switch");
+    let s = settings(2, 1);
+    let mut snapshot = Snapshot::closed(Version::default());
+    snapshot.generation = 4;
+    snapshot.shadow = Some(false);
+    let seed = Seed::of(&snapshot);
+    assert_eq!(seed.shadow, Some(false));
+    let created = apply(store, svc, &s, Command::Register { seed: Some(seed) }).await;
+    assert!(created.applied, "{svc}: {created:?}");
+    assert_eq!(
+        (created.snapshot.generation, created.snapshot.shadow),
+        (4, Some(false)),
+        "{svc}: {created:?}"
+    );
+    let plain = service(prefix, "a_seed_keeps_its_shadow_switch-none");
+    let blank = register(store, plain, &s).await;
+    assert_eq!(blank.shadow, None, "{plain}: {blank:?}");
 }

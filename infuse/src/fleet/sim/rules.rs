@@ -32,8 +32,12 @@ pub(super) fn violation(
         (Some(_), None) => return Some("a record vanished by a command".to_owned()),
         (None, Some(a)) => {
             return match command {
-                Command::Register { .. } | Command::Force(_) if a.seq == 1 => None,
-                Command::Register { .. } | Command::Force(_) => {
+                Command::Register { .. } | Command::Force(_) | Command::SetShadow { .. }
+                    if a.seq == 1 =>
+                {
+                    None
+                }
+                Command::Register { .. } | Command::Force(_) | Command::SetShadow { .. } => {
                     Some(format!("a created record starts at seq {}, not 1", a.seq))
                 }
                 _ => Some("a record was created by a command that never creates one".to_owned()),
@@ -259,6 +263,18 @@ pub(super) fn violation(
             Target::Open(open_for) => opened_for(a, now, open_for),
             _ => Ok(()),
         }),
+        Command::SetShadow { on } => {
+            let mut unswitched = a.clone();
+            unswitched.shadow = b.shadow;
+            unswitched.seq = b.seq;
+            if a.shadow != Some(on) {
+                Err(format!("the switch is {:?}, not {on}", a.shadow))
+            } else if unswitched != *b {
+                Err("a shadow switch changed more than the switch".to_owned())
+            } else {
+                Ok(())
+            }
+        }
     };
     result.err().map(|why| format!("{command:?}: {why}"))
 }

@@ -306,6 +306,7 @@ impl Server {
             Command::AcquireTrial { .. } => outcome.applied && wrote,
             Command::RecordTrial { .. } | Command::ReleaseTrial { .. } => outcome.applied,
             Command::Force(_) => true,
+            Command::SetShadow { .. } => wrote,
         };
         publish.then(|| event_payload(service, after, now))
     }
@@ -408,8 +409,12 @@ fn event_payload(service: &str, r: &Record, now: Instant) -> String {
     } else {
         ms(snapshot.trial_remaining)
     };
+    let shadow = match r.shadow {
+        None => -1,
+        Some(on) => i64::from(on),
+    };
     format!(
-        "{} {} {} {} {} {} {open} {trial} {service}",
+        "{} {} {} {} {} {} {open} {trial} {shadow} {service}",
         r.incarnation,
         r.generation,
         r.seq,

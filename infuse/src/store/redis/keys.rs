@@ -8,11 +8,11 @@
 //!
 //! | key | type | content | bound, and when it goes away |
 //! |---|---|---|---|
-//! | `infuse:{<ns>/<service>}:state` | hash | `inc gen seq state fail succ reo str` (`reo`: re-opens, the backoff exponent; `str`: the processes of the current failure streak, up to `min_instances`; absent = 0 / empty) | one per breaker (a registry creates at most `max_breakers`); `key_ttl` after the last write (at least 2 × the longest open time); none in forced states, until closed |
+//! | `infuse:{<ns>/<service>}:state` | hash | `inc gen seq state fail succ reo str shd` (`reo`: re-opens, the backoff exponent; `str`: the processes of the current failure streak, up to `min_instances`; absent = 0 / empty; `shd`: the operator's shadow switch, `0`/`1`, absent = each process's `shadow` setting) | one per breaker (a registry creates at most `max_breakers`); `key_ttl` after the last write (at least 2 × the longest open time); none in forced states, until closed |
 //! | `infuse:{<ns>/<service>}:open` | string | generation that opened it | the open time; deleted by the next transition |
 //! | `infuse:{<ns>/<service>}:trial` | string | the trial holder's token | the trial lease; deleted by the trial's result |
 //! | `infuse:{<ns>/<service>}:window` | hash | rate rules only: `b0`…`b9` = `"<bucket> <calls> <failures> <slow>"` per bucket slot, `i<instance>` = its last bucket with failures or slow calls | 10 bucket fields and one per process reporting failures within the window (dropped as they leave it); deleted by every transition; two windows after the last write |
-//! | `infuse:{<ns>/<service>}:history` | list | the last transitions, newest first: `"<unix ms> <from> <to> <gen> <reason> <process>"` | [`HISTORY_LEN`] entries; the record's TTL after the last append |
+//! | `infuse:{<ns>/<service>}:history` | list | the last transitions, newest first: `"<unix ms> <from> <to> <gen> <reason> <process>"`, then an operator's `" <who> <why>"`, then `" shadow"` in shadow mode (see [`HistoryEntry`]) | [`HISTORY_LEN`] entries; the record's TTL after the last append |
 //!
 //! The namespace's own keys (in Cluster, the slot of `{<ns>}`): the change log (written
 //! by `scripts/note_change.lua` after a breaker's script and by `scripts/touch.lua` with a
@@ -162,6 +162,11 @@ pub const STATE_FIELDS: [&str; 9] = [
     "inc", "gen", "seq", "state", "fail", "succ", "reo", "str", "cls",
 ];
 
+/// The state hash's field holding the operator's shadow switch (`"0"`, `"1"`; absent:
+/// never switched). Read with [`STATE_FIELDS`] (`HMGET` in `scripts/prelude.lua`) but
+/// written only by `scripts/set_shadow.lua`: `save` leaves it as it is.
+pub const SHADOW_FIELD: &str = "shd";
+
 /// A breaker's state hash, as a reader shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateHash {
@@ -182,6 +187,8 @@ pub struct StateHash {
     /// `cls`: when the current closed period began, if it is a recovery (unix ms, the
     /// server's clock; slow start is timed from it). `None` when 0 or absent.
     pub closed_at_ms: Option<u64>,
+    /// `shd`: the operator's shadow switch; `None` when absent (or not `0`/`1`).
+    pub shadow: Option<bool>,
 }
 
 /// A state hash whose `state` is no state code: the scripts refuse such a record until
@@ -220,6 +227,11 @@ impl StateHash {
             success_counter: number(succ),
             reopens: number(reo),
             closed_at_ms: Some(number(cls)).filter(|&ms| ms > 0),
+            shadow: match hash.get(SHADOW_FIELD).map(String::as_str) {
+                Some("1") => Some(true),
+                Some("0") => Some(false),
+                _ => None,
+            },
         })
     }
 }
@@ -256,8 +268,11 @@ pub fn window_totals(window: &HashMap<String, String>) -> Option<Totals> {
 
 /// One entry of a breaker's history: `"<unix ms> <from> <to> <generation> <reason>
 /// <process id>"`, written by the script that made the change (`remember` in
-/// `scripts/prelude.lua`); an operator's change (force) noted with [`Audit`] adds
-/// `" <who> <why>"`, each [`encode_field`]-encoded (entries without them still parse).
+/// `scripts/prelude.lua`); an operator's change (force, set_shadow) noted with [`Audit`]
+/// adds `" <who> <why>"`, each [`encode_field`]-encoded; an entry made in shadow mode
+/// ends with the mark `" shadow"`. Entries without them still parse (a reader older than
+/// the mark skips a marked entry, as any it cannot read). An operator's shadow switch is
+/// an entry from and to the same state, with the reason [`SHADOW_ON`] or [`SHADOW_OFF`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
     /// When, on the server's clock (unix ms).
@@ -277,7 +292,18 @@ pub struct HistoryEntry {
     pub who: Option<String>,
     /// The operator's reason, as given (at most [`WHY_MAX`] bytes); `None` when none.
     pub why: Option<String>,
+    /// Made while the breaker was in shadow mode: a transition that rejected nothing
+    /// (the breaker "would have" opened), or a switch into shadow mode.
+    pub shadow: bool,
 }
+
+/// The reason of the history entry of an operator's switch into shadow mode.
+pub const SHADOW_ON: &str = "shadow_on";
+/// The reason of the history entry of an operator's switch out of shadow mode.
+pub const SHADOW_OFF: &str = "shadow_off";
+
+/// The last field of an entry made in shadow mode.
+const SHADOW_MARK: &str = "shadow";
 
 impl HistoryEntry {
     /// Reads one entry; `None` for anything else.
@@ -292,12 +318,33 @@ impl HistoryEntry {
             process: parts.next()?.to_owned(),
             who: None,
             why: None,
+            shadow: false,
         };
-        if let Some(who) = parts.next() {
+        // After the process: nothing, the mark, who and why, or who, why and the mark.
+        let rest: Vec<&str> = parts.collect();
+        let audit = match rest.as_slice() {
+            [] => None,
+            [mark] if *mark == SHADOW_MARK => {
+                parsed.shadow = true;
+                None
+            }
+            [who, why] => Some((who, why)),
+            [who, why, mark] if *mark == SHADOW_MARK => {
+                parsed.shadow = true;
+                Some((who, why))
+            }
+            _ => return None,
+        };
+        if let Some((who, why)) = audit {
             parsed.who = Some(decode_field(who)?).filter(|who| !who.is_empty());
-            parsed.why = Some(decode_field(parts.next()?)?).filter(|why| !why.is_empty());
+            parsed.why = Some(decode_field(why)?).filter(|why| !why.is_empty());
         }
-        parts.next().is_none().then_some(parsed)
+        Some(parsed)
+    }
+
+    /// Whether this entry is an operator's shadow switch (not a change of state).
+    pub fn is_shadow_switch(&self) -> bool {
+        self.reason == SHADOW_ON || self.reason == SHADOW_OFF
     }
 }
 
@@ -421,6 +468,7 @@ mod tests {
     const CHANGES: &str = include_str!("../../../scripts/changes.lua");
     const RECORD_CALLS: &str = include_str!("../../../scripts/record_calls.lua");
     const FORCE: &str = include_str!("../../../scripts/force.lua");
+    const SET_SHADOW: &str = include_str!("../../../scripts/set_shadow.lua");
     const GUIDE: &str = include_str!("../../guide/fleet.md");
 
     /// The guide's "What Redis holds" table names every key and state field of this
@@ -493,7 +541,10 @@ mod tests {
     #[test]
     fn state_fields_are_the_ones_the_scripts_read_and_write() {
         let quoted = STATE_FIELDS.map(|field| format!("'{field}'"));
-        let read = format!("redis.pcall('HMGET', KEYS[1], {})", quoted.join(", "));
+        let read = format!(
+            "redis.pcall('HMGET', KEYS[1], {}, '{SHADOW_FIELD}')",
+            quoted.join(", ")
+        );
         assert!(PRELUDE.contains(&read), "prelude.lua reads {read}");
         // `save` writes each field, in the same order, and no other.
         let save = PRELUDE
@@ -508,6 +559,11 @@ mod tests {
             .map(|field| field.trim_matches('\''))
             .collect();
         assert_eq!(written, STATE_FIELDS);
+        // The shadow switch is written by its own script alone.
+        assert!(SET_SHADOW.contains(&format!(
+            "redis.call('HSET', KEYS[1], '{SHADOW_FIELD}', rec.shd)"
+        )));
+        assert!(!PRELUDE.contains(&format!("'{SHADOW_FIELD}', rec.shd")));
     }
 
     #[test]
@@ -544,8 +600,14 @@ mod tests {
                 success_counter: 0,
                 reopens: 2,
                 closed_at_ms: Some(1_700_000_000_000),
+                shadow: None,
             }
         );
+        let mut switched = hash.clone();
+        switched.insert(SHADOW_FIELD.to_owned(), "1".to_owned());
+        assert_eq!(StateHash::parse(&switched).unwrap().shadow, Some(true));
+        switched.insert(SHADOW_FIELD.to_owned(), "0".to_owned());
+        assert_eq!(StateHash::parse(&switched).unwrap().shadow, Some(false));
         let mut old = hash.clone();
         old.remove("reo"); // a record written before `reo` existed
         old.remove("cls"); // or `cls`
@@ -625,11 +687,35 @@ mod tests {
         for bad in [
             "1 closed open 5 manual 1f2e ann@h1",
             "1 closed open 5 manual 1f2e ann@h1 a b",
+            "1 closed open 5 manual 1f2e ann@h1 - shadows",
             "1 closed open 5 manual 1f2e ann@h1 50%",
             "1 closed open 5 manual 1f2e ann@h1 %ZZ",
             "1 closed open 5 manual 1f2e ann@h1 %FF",
         ] {
             assert!(HistoryEntry::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_shadow_entry_reads_its_mark_after_the_process_or_the_audit() {
+        assert!(PRELUDE.contains("mark = ' shadow'"));
+        assert!(PRELUDE.contains(".. (audit or '') .. mark)"));
+        let trip =
+            HistoryEntry::parse("1764550000123 closed open 4 consecutive_failures 1f2e shadow")
+                .unwrap();
+        assert!(trip.shadow && trip.who.is_none() && !trip.is_shadow_switch());
+        assert_eq!((trip.to.as_str(), trip.generation), ("open", 4));
+        let switch = HistoryEntry::parse(&format!(
+            "1764550000123 open open 4 {SHADOW_ON} 1f2e ann@h1 rollout shadow"
+        ))
+        .unwrap();
+        assert!(switch.shadow && switch.is_shadow_switch());
+        assert_eq!(switch.who.as_deref(), Some("ann@h1"));
+        assert_eq!(switch.why.as_deref(), Some("rollout"));
+        let off = HistoryEntry::parse(&format!("1 open open 4 {SHADOW_OFF} 1f2e - -")).unwrap();
+        assert!(!off.shadow && off.is_shadow_switch());
+        for reason in [SHADOW_ON, SHADOW_OFF] {
+            assert!(SET_SHADOW.contains(&format!("'{reason}'")), "{reason}");
         }
     }
 

@@ -93,6 +93,7 @@ struct Scripts {
     force: Script,
     retry_budget: Script,
     lease_permits: Script,
+    set_shadow: Script,
 }
 
 impl Scripts {
@@ -112,10 +113,11 @@ impl Scripts {
             force: script!("force"),
             retry_budget: Script::new(include_str!("../../../scripts/retry_budget.lua")),
             lease_permits: Script::new(include_str!("../../../scripts/lease_permits.lua")),
+            set_shadow: script!("set_shadow"),
         }
     }
 
-    fn all(&self) -> [&Script; 14] {
+    fn all(&self) -> [&Script; 15] {
         [
             &self.note_change,
             &self.touch,
@@ -131,6 +133,7 @@ impl Scripts {
             &self.force,
             &self.retry_budget,
             &self.lease_permits,
+            &self.set_shadow,
         ]
     }
 }
@@ -153,7 +156,10 @@ impl Deadlines {
     /// The deadline of a command: calls wait at most `call`, operators `admin`.
     pub fn of(&self, command: &Command) -> Duration {
         match command {
-            Command::Register { .. } | Command::Snapshot | Command::Force(_) => self.admin,
+            Command::Register { .. }
+            | Command::Snapshot
+            | Command::Force(_)
+            | Command::SetShadow { .. } => self.admin,
             _ => self.call,
         }
     }
@@ -598,8 +604,23 @@ impl RedisStore {
         store_ms(self.key_ttl.max(open.saturating_mul(2)))
     }
 
-    /// The script and arguments of a command (see each script's header).
+    /// The script and arguments of a command (see each script's header), then the
+    /// `shadow` setting, which every breaker script takes last (scripts/prelude.lua:
+    /// SHADOW_SETTING).
     fn encode(
+        &self,
+        service: &str,
+        settings: &Settings,
+        command: &Command,
+        audit: Option<&Audit>,
+    ) -> (&Script, Vec<String>) {
+        let (script, mut args) = self.encode_command(service, settings, command, audit);
+        args.push(if settings.shadow { "1" } else { "0" }.to_owned());
+        (script, args)
+    }
+
+    /// The script and the arguments its header lists.
+    fn encode_command(
         &self,
         service: &str,
         settings: &Settings,
@@ -644,6 +665,12 @@ impl RedisStore {
                 args.push(process);
                 let trial = seed.and_then(|seed| seed.trial_remaining);
                 args.push(trial.map_or(0, store_ms).to_string());
+                let switch = seed.and_then(|seed| seed.shadow);
+                args.push(
+                    switch
+                        .map_or("", |on| if on { "1" } else { "0" })
+                        .to_owned(),
+                );
                 (&s.register, args)
             }
             Command::Snapshot => (&s.snapshot, Vec::new()),
@@ -763,6 +790,22 @@ impl RedisStore {
                     ],
                 )
             }
+            Command::SetShadow { on } => {
+                let [who, why] = audit.map(Audit::script_args).unwrap_or_default();
+                (
+                    &s.set_shadow,
+                    vec![
+                        if on { "1" } else { "0" }.to_owned(),
+                        fresh_incarnation().to_string(),
+                        ttl,
+                        channel,
+                        service,
+                        process,
+                        who,
+                        why,
+                    ],
+                )
+            }
         }
     }
 }
@@ -779,6 +822,7 @@ pub(crate) fn operation(command: &Command) -> &'static str {
         Command::RecordTrial { .. } => "record_trial",
         Command::ReleaseTrial { .. } => "release_trial",
         Command::Force(_) => "force",
+        Command::SetShadow { .. } => "set_shadow",
     }
 }
 
@@ -805,7 +849,18 @@ impl RedisStore {
         target: Target,
         audit: &Audit,
     ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + '_ {
-        let command = Command::Force(target);
+        self.command_audited(service, settings, Command::Force(target), audit)
+    }
+
+    /// [`Store::apply`] of an operator's command (`Force`, `SetShadow`), with who asked
+    /// and why written to the breaker's history.
+    pub(crate) fn command_audited(
+        &self,
+        service: &'static str,
+        settings: &Settings,
+        command: Command,
+        audit: &Audit,
+    ) -> impl Future<Output = Result<Outcome, StorageError>> + Send + '_ {
         let deadline = self.deadlines.of(&command);
         self.apply_audited(service, settings, command, deadline, Some(audit))
     }
@@ -894,7 +949,10 @@ pub(crate) fn noted(command: &Command, outcome: Option<&Outcome>) -> bool {
         Some(outcome) => {
             outcome.applied
                 && (outcome.changed_state()
-                    || matches!(command, Command::Register { .. } | Command::Force(_)))
+                    || matches!(
+                        command,
+                        Command::Register { .. } | Command::Force(_) | Command::SetShadow { .. }
+                    ))
         }
         None => !matches!(
             command,

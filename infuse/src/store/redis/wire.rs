@@ -7,7 +7,7 @@ use crate::core::{Outcome, Snapshot, State, StorageError, Totals, Version};
 
 /// The fields every script replies with, in order.
 #[allow(dead_code)] // the Rust side of the table; the tests read the Lua side
-pub(crate) const REPLY_FIELDS: [&str; 12] = [
+pub(crate) const REPLY_FIELDS: [&str; 13] = [
     "applied",
     "from",
     "inc",
@@ -20,10 +20,11 @@ pub(crate) const REPLY_FIELDS: [&str; 12] = [
     "trial_pttl",
     "window",
     "since_close",
+    "shadow",
 ];
 
 /// The fields of an event published on the namespace channel, space-separated.
-pub(crate) const EVENT_FIELDS: [&str; 10] = [
+pub(crate) const EVENT_FIELDS: [&str; 11] = [
     "inc",
     "gen",
     "seq",
@@ -33,27 +34,33 @@ pub(crate) const EVENT_FIELDS: [&str; 10] = [
     "open_pttl",
     "trial_pttl",
     "since_close",
+    "shadow",
     "service",
 ];
 
 /// The error tag a script raises when a breaker's keys hold garbage.
 pub(crate) const CORRUPT_TAG: &str = "INFUSE_CORRUPT";
 
-/// A script's reply, as [`REPLY_FIELDS`] lists.
-pub(crate) type Reply = (
-    i64,
-    i64,
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    String,
-    i64,
-);
+/// A script's reply, as [`REPLY_FIELDS`] lists: an array of integers and strings (read
+/// field by field: past twelve fields, a tuple cannot take it whole).
+pub(crate) type Reply = Vec<redis::Value>;
+
+/// Field `at` of a reply.
+fn field<T: redis::FromRedisValue>(reply: &[redis::Value], at: usize) -> Result<T, StorageError> {
+    let value = reply.get(at).cloned().ok_or_else(|| {
+        StorageError::Corrupt(format!(
+            "a script answered {} fields, not {}",
+            reply.len(),
+            REPLY_FIELDS.len()
+        ))
+    })?;
+    redis::from_redis_value(value).map_err(|error| {
+        StorageError::Corrupt(format!(
+            "a script answered an unreadable {}: {error}",
+            REPLY_FIELDS[at]
+        ))
+    })
+}
 
 fn state_from(code: i64) -> Result<State, StorageError> {
     u8::try_from(code)
@@ -70,9 +77,21 @@ fn count(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
+/// The `shadow` field: the operator's switch, 1 on, 0 off, -1 never switched.
+fn shadow_from(code: i64) -> Result<Option<bool>, StorageError> {
+    match code {
+        -1 => Ok(None),
+        0 => Ok(Some(false)),
+        1 => Ok(Some(true)),
+        other => Err(StorageError::Corrupt(format!(
+            "a script answered shadow {other}, not -1, 0 or 1"
+        ))),
+    }
+}
+
 /// Builds a snapshot from the fields every reply and event carries.
-fn snapshot_from(inc: &str, fields: [i64; 8]) -> Result<Snapshot, StorageError> {
-    let [generation, seq, state, fail, succ, open_pttl, trial_pttl, since_close] = fields;
+fn snapshot_from(inc: &str, fields: [i64; 9]) -> Result<Snapshot, StorageError> {
+    let [generation, seq, state, fail, succ, open_pttl, trial_pttl, since_close, shadow] = fields;
     let state = state_from(state)?;
     Ok(Snapshot {
         state,
@@ -90,39 +109,37 @@ fn snapshot_from(inc: &str, fields: [i64; 8]) -> Result<Snapshot, StorageError> 
                 .map_err(|_| StorageError::Corrupt(format!("bad incarnation {inc:?}")))?,
             seq: u64::try_from(seq).unwrap_or(0),
         },
+        shadow: shadow_from(shadow)?,
     })
 }
 
 /// Decodes a script's reply.
 pub(crate) fn outcome_from_reply(reply: Reply) -> Result<Outcome, StorageError> {
-    let (
-        applied,
-        from,
-        inc,
-        generation,
-        seq,
-        state,
-        fail,
-        succ,
-        open_pttl,
-        trial_pttl,
-        window,
-        since_close,
-    ) = reply;
+    if reply.len() != REPLY_FIELDS.len() {
+        return Err(StorageError::Corrupt(format!(
+            "a script answered {} fields, not {}",
+            reply.len(),
+            REPLY_FIELDS.len()
+        )));
+    }
+    let number = |at| field::<i64>(&reply, at);
+    let inc: String = field(&reply, 2)?;
+    let window: String = field(&reply, 10)?;
     Ok(Outcome {
-        applied: applied == 1,
-        from: state_from(from)?,
+        applied: number(0)? == 1,
+        from: state_from(number(1)?)?,
         snapshot: snapshot_from(
             &inc,
             [
-                generation,
-                seq,
-                state,
-                fail,
-                succ,
-                open_pttl,
-                trial_pttl,
-                since_close,
+                number(3)?,
+                number(4)?,
+                number(5)?,
+                number(6)?,
+                number(7)?,
+                number(8)?,
+                number(9)?,
+                number(11)?,
+                number(12)?,
             ],
         )?,
         window: window_from(&window)?,
@@ -158,28 +175,30 @@ fn window_from(text: &str) -> Result<Option<Totals>, StorageError> {
 
 /// Parses an event published on the namespace channel into `(service, snapshot)`.
 ///
-/// An event of a process that predates `since_close` (one field fewer, the service
-/// right after `trial_pttl`) is read too, without it, so that a fleet being upgraded
-/// keeps hearing its older members (unless the service's name starts with a number,
-/// then read as `since_close`: the event is then for an unknown service, and the
-/// periodic resync brings the change).
+/// An event of a process that predates `since_close` and `shadow` (two fields fewer,
+/// the service right after `trial_pttl`) is read too, without them, so that a fleet
+/// being upgraded keeps hearing its older members (unless the service's name starts with
+/// two numbers, then read as those fields: the event is then for an unknown service, and
+/// the periodic resync brings the change).
 pub fn parse_event(payload: &str) -> Option<(&str, Snapshot)> {
-    let mut parts = payload.splitn(EVENT_FIELDS.len() - 1, ' ');
+    let mut parts = payload.splitn(EVENT_FIELDS.len() - 2, ' ');
     let inc = parts.next()?;
-    let mut fields = [-1i64; 8];
+    let mut fields = [-1i64; 9];
     for field in &mut fields[..7] {
         *field = parts.next()?.parse().ok()?;
     }
     let rest = parts.next()?;
-    let service = match rest.split_once(' ') {
-        Some((since_close, service)) => match since_close.parse() {
-            Ok(since_close) => {
+    let newer = rest.splitn(3, ' ').collect::<Vec<_>>();
+    let service = match newer[..] {
+        [since_close, shadow, service] => match (since_close.parse(), shadow.parse()) {
+            (Ok(since_close), Ok(shadow)) => {
                 fields[7] = since_close;
+                fields[8] = shadow;
                 service
             }
-            Err(_) => rest,
+            _ => rest,
         },
-        None => rest,
+        _ => rest,
     };
     Some((service, snapshot_from(inc, fields).ok()?))
 }
@@ -337,7 +356,7 @@ mod tests {
         let built = prelude_line("  return {applied, from, ");
         assert!(
             built.starts_with(
-                "rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl, window or '', since_close}"
+                "rec.inc, rec.gen, rec.seq, rec.state, rec.fail, rec.succ, open_pttl, trial_pttl, window or '', since_close, shadow_code(rec)}"
             ),
             "{built}"
         );
@@ -346,18 +365,19 @@ mod tests {
 
     #[test]
     fn events_round_trip() {
-        let (service, snapshot) = parse_event("77 3 9 1 5 0 1200 -1 -1 users api").unwrap();
+        let (service, snapshot) = parse_event("77 3 9 1 5 0 1200 -1 -1 -1 users api").unwrap();
         assert_eq!(service, "users api");
         assert_eq!(snapshot.state, State::Open);
         assert_eq!(snapshot.generation, 3);
         assert_eq!(snapshot.open_remaining, Some(Duration::from_millis(1200)));
         assert_eq!(snapshot.trial_remaining, None);
         assert_eq!(snapshot.since_close, None);
+        assert_eq!(snapshot.shadow, None);
         // A closed breaker in its recovery: the time since the close.
-        let (_, closed) = parse_event("77 4 10 0 0 0 -1 -1 2500 users").unwrap();
+        let (_, closed) = parse_event("77 4 10 0 0 0 -1 -1 2500 -1 users").unwrap();
         assert_eq!(closed.since_close, Some(Duration::from_millis(2500)));
         assert_eq!(
-            parse_event("77 4 10 0 0 0 -1 -1 -1 users")
+            parse_event("77 4 10 0 0 0 -1 -1 -1 -1 users")
                 .unwrap()
                 .1
                 .since_close,
@@ -370,12 +390,24 @@ mod tests {
                 seq: 9
             }
         );
-        // An older process's event: no since_close.
+        // The operator's shadow switch.
+        let (_, switched) = parse_event("77 3 10 1 5 0 1200 -1 -1 1 users").unwrap();
+        assert_eq!(switched.shadow, Some(true));
+        let (_, off) = parse_event("77 3 10 1 5 0 1200 -1 -1 0 users").unwrap();
+        assert_eq!(off.shadow, Some(false));
+        assert!(
+            parse_event("77 3 9 1 5 0 1200 -1 -1 2 users").is_none(),
+            "unknown shadow switch"
+        );
+        // An older process's event: no since_close, no shadow.
         let (service, old) = parse_event("77 4 10 0 0 0 -1 -1 users api").unwrap();
-        assert_eq!((service, old.since_close), ("users api", None));
+        assert_eq!(
+            (service, old.since_close, old.shadow),
+            ("users api", None, None)
+        );
         assert_eq!(old.state, State::Closed);
         assert!(
-            parse_event("77 3 9 9 5 0 1200 -1 -1 users").is_none(),
+            parse_event("77 3 9 9 5 0 1200 -1 -1 -1 users").is_none(),
             "unknown state"
         );
         assert!(parse_event("77 3 9").is_none());

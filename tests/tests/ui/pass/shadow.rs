@@ -1,0 +1,16 @@
+// A switch takes the literal `true` or `false`.
+#[derive(Debug)]
+struct ApiError;
+
+impl From<infuse::BreakerError> for ApiError {
+    fn from(_: infuse::BreakerError) -> Self {
+        ApiError
+    }
+}
+
+#[infuse::circuit_breaker(service = "users", shadow = true, fail_max = 3)]
+async fn get_user(id: u64) -> Result<u64, ApiError> {
+    Ok(id)
+}
+
+fn main() {}
