@@ -407,6 +407,8 @@ local function trip_closed(rec, reset_ms, max_ms, slow_ms)
     rec.reo = 0
   end
   trip(rec, open_ms(rec.reo, reset_ms, max_ms, 0))
+end
+
 -- The process's `shadow` setting: every breaker script's last argument (see the header).
 local SHADOW_SETTING = ARGV[#ARGV] == '1'
 

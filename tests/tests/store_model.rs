@@ -43,8 +43,11 @@ use infuse_tests::support::ServerStore;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
-/// The runner's seed unless `INFUSE_STORE_MODEL_SEED` says otherwise.
-const DEFAULT_SEED: u64 = 20_250_518;
+/// The runner's seed unless `INFUSE_STORE_MODEL_SEED` says otherwise. Every new draw in
+/// the case generator moves the sequences: after the shadow switch and the close time
+/// joined, seeds 20250518..20250522 missed the rare "RecordCalls corrupt" arm in 512
+/// cases, 20250523 reaches every arm.
+const DEFAULT_SEED: u64 = 20_250_523;
 /// Cases per run unless `INFUSE_STORE_MODEL_CASES` says otherwise (a few seconds).
 const DEFAULT_CASES: u32 = 512;
 
