@@ -49,7 +49,8 @@ bare=$(count probe_bare)
 printf '%s\n' "callgrind instruction counts, $N calls per path ($(valgrind --version))"
 printf '%-26s %14s %12s %12s\n' "path" "instructions" "per call" "− bare"
 for fn in probe_bare probe_closed_call probe_closed_attribute probe_closed_call_owned probe_open_rejection \
-    probe_forced_rejection probe_closed_rate probe_closed_timeout probe_closed_slow_rate probe_closed_metrics; do
+    probe_forced_rejection probe_closed_rate probe_closed_timeout probe_closed_slow_rate probe_closed_metrics \
+    probe_closed_capped; do
     if [ "$fn" = probe_bare ]; then ir=$bare; else ir=$(count "$fn"); fi
     awk -v fn="$fn" -v ir="$ir" -v bare="$bare" -v n="$N" 'BEGIN {
         printf "%-26s %14d %12.2f %12.2f\n", fn, ir, ir / n, (ir - bare) / n

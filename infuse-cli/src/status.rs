@@ -104,6 +104,7 @@ pub(crate) fn to_json(view: &View, row: &BreakerRow) -> Value {
         "processes": processes,
         "last_transition": row.last_transition.as_ref().map(transition_json),
         "rejected_per_sec": rate(row.rejections_per_second()),
+        "would_reject": row.would_reject(),
     });
     let fields = match &row.record {
         Record::Ok(r) => json!({

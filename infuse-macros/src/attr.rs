@@ -539,7 +539,8 @@ mod tests {
         assert_eq!(suggested("ignored"), Some("ignore"));
         assert_eq!(suggested("max_retries"), Some("retries"));
         assert_eq!(suggested("retry_on"), Some("retry_if"));
-        assert_eq!(suggested("bulkhead"), None);
+        assert_eq!(suggested("bulkhead"), Some("max_concurrent"));
+        assert_eq!(suggested("priority"), None);
         assert_eq!(suggested("x"), None);
     }
 
@@ -726,8 +727,8 @@ mod tests {
                 "expected arguments of the form `name = value`",
             ),
             (
-                quote!(service = "a", bulkhead = 3),
-                "unknown argument `bulkhead`; valid arguments are `service`, `fail_max`, \
+                quote!(service = "a", priority = 3),
+                "unknown argument `priority`; valid arguments are `service`, `fail_max`, \
                  `reset_timeout`, `success_threshold`, ",
             ),
             (
@@ -742,7 +743,7 @@ mod tests {
             .map(|a| format!("`{}`", a.name))
             .collect();
         let listed = format!("valid arguments are {}", names.join(", "));
-        assert!(messages(quote!(bulkhead = 3))[0].ends_with(&listed));
+        assert!(messages(quote!(priority = 3))[0].ends_with(&listed));
     }
 
     #[test]

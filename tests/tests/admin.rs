@@ -458,6 +458,32 @@ async fn the_rejections_of_each_process_are_announced_and_summed_per_breaker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_calls_shadow_mode_let_run_are_announced_and_summed() {
+    let server = RedisServer::start();
+    let ns = "admin-would-reject";
+    let shadowed = infuse::ServiceOverride::new().shadow(true);
+    let config = config(&server, ns)
+        .resync_interval(Duration::from_millis(200))
+        .service("users", shadowed);
+    let registry = Registry::new(config).await.unwrap();
+    let users = registry.breaker("users");
+    users.force_open().await.unwrap();
+    for _ in 0..25 {
+        let ran = users.call(async { Ok::<_, std::io::Error>(()) }).await;
+        assert!(ran.is_ok(), "shadow mode rejects nothing");
+    }
+    assert_eq!(users.would_reject(), 25);
+    let admin = Admin::connect(&config(&server, ns)).await.unwrap();
+    let announced = eventually(within(10), Duration::from_millis(100), async || {
+        let listing = admin.breakers_named(&["users"]).await.unwrap();
+        listing.breakers[0].would_reject() == 25
+    })
+    .await;
+    assert!(announced, "the process announces its would-be rejections");
+    registry.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_show_their_age_and_a_clean_shutdown_withdraws_the_announcement() {
     let server = RedisServer::start();
     let ns = "admin-processes";

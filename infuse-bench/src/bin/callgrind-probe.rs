@@ -127,7 +127,7 @@ fn probe_forced_rejection(breaker: &Breaker, n: u64) -> u64 {
 }
 
 /// A healthy call through a breaker with backpressure settings. `tag` (passed through
-/// `black_box`) keeps the three probes below distinct symbols: their loops are otherwise
+/// `black_box`) keeps the four probes below distinct symbols: their loops are otherwise
 /// the same code as `probe_closed_call`'s.
 #[inline(always)]
 fn closed_with_settings(breaker: &Breaker, n: u64, tag: u64) -> u64 {
@@ -157,6 +157,12 @@ fn probe_closed_slow_rate(breaker: &Breaker, n: u64) -> u64 {
     closed_with_settings(breaker, n, 3)
 }
 
+#[no_mangle]
+#[inline(never)]
+fn probe_closed_capped(breaker: &Breaker, n: u64) -> u64 {
+    closed_with_settings(breaker, n, 4)
+}
+
 fn main() {
     let n: u64 = match std::env::args().nth(1) {
         None => 100_000,
@@ -174,6 +180,7 @@ fn main() {
             ServiceOverride::new().reset_timeout(Duration::from_secs(24 * 3600)),
         )
         .service("rate", ServiceOverride::new().failure_rate(50))
+        .service("capped", ServiceOverride::new().max_concurrent(64))
         .service(
             "timeout",
             ServiceOverride::new().timeout(Duration::from_secs(1)),
@@ -200,6 +207,8 @@ fn main() {
     let rate = registry.breaker("rate");
     let timeout = registry.breaker("timeout");
     let slow_rate = registry.breaker("slow-rate");
+    let capped = registry.breaker("capped");
+    assert_eq!(capped.settings().max_concurrent, Some(64));
     assert_eq!(rate.settings().failure_rate, Some(50));
     assert_eq!(timeout.settings().timeout, Some(Duration::from_secs(1)));
     assert_eq!(slow_rate.settings().slow_call_rate, Some(50));
@@ -221,6 +230,12 @@ fn main() {
     assert_eq!(probe_closed_timeout(&timeout, 1), 1);
     assert_eq!(probe_closed_slow_rate(&slow_rate, 1), 1);
     assert_eq!(probe_closed_metrics(&metered, 1), 1);
+    assert_eq!(probe_closed_capped(&capped, 1), 1);
+    assert_eq!(
+        capped.concurrency().map(|c| c.in_use),
+        Some(0),
+        "given back"
+    );
 
     let counts = [
         ("probe_bare", probe_bare(n)),
@@ -238,6 +253,7 @@ fn main() {
             "probe_closed_slow_rate",
             probe_closed_slow_rate(&slow_rate, n),
         ),
+        ("probe_closed_capped", probe_closed_capped(&capped, n)),
         ("probe_closed_metrics", probe_closed_metrics(&metered, n)),
     ];
     for (name, count) in counts {

@@ -47,6 +47,9 @@ pub struct Process {
     /// The breakers that rejected calls in its last resync interval, by name, with how
     /// many (as of its last announcement: a process rewrites it when the counts change).
     pub rejections: Vec<(String, Rejections)>,
+    /// The breakers in shadow mode that would have rejected calls, by name, with how
+    /// many since the process started.
+    pub would_reject: Vec<(String, u64)>,
     /// Why its announcement could not be read, if it could not (then only `id` and the
     /// times are known).
     pub corrupt: Option<String>,
@@ -81,6 +84,15 @@ impl Process {
             .binary_search_by(|(name, _)| name.as_str().cmp(service))
             .ok()?;
         Some(self.rejections[at].1)
+    }
+
+    /// The calls `service` would have rejected in shadow mode in this process, if any.
+    pub fn would_reject_of(&self, service: &str) -> Option<u64> {
+        let at = self
+            .would_reject
+            .binary_search_by(|(name, _)| name.as_str().cmp(service))
+            .ok()?;
+        Some(self.would_reject[at].1)
     }
 
     /// `name@host (pid N)`.
@@ -201,6 +213,7 @@ fn process(id: String, expires_in_ms: u64, text: Result<String, String>) -> Proc
         breakers_total: 0,
         breakers: Vec::new(),
         rejections: Vec::new(),
+        would_reject: Vec::new(),
         corrupt: None,
     };
     let json = match text.and_then(|text| Json::parse(&text)) {
@@ -255,6 +268,12 @@ fn process(id: String, expires_in_ms: u64, text: Result<String, String>) -> Proc
             })
             .collect();
     }
+    if let Some(Json::Object(counts)) = json.get("would_reject") {
+        process.would_reject = counts
+            .iter()
+            .filter_map(|(service, count)| Some((service.clone(), count.as_u64()?)))
+            .collect();
+    }
     process.breakers_total = json
         .get("breakers_total")
         .and_then(Json::as_u64)
@@ -285,6 +304,10 @@ mod tests {
         let users = p.rejections_of("users").unwrap();
         assert_eq!((users.count, users.per_second()), (250, 500.0));
         assert_eq!(p.rejections.len(), 1, "malformed entries are left out");
+        let shadowed = r#"{"interval_ms":1000,"breakers":{"users":"open"},"would_reject":{"users":1234,"bad":"x"}}"#;
+        let p = process("3".into(), 9_000, Ok(shadowed.into()));
+        assert_eq!(p.would_reject_of("users"), Some(1234));
+        assert_eq!(p.would_reject_of("bad"), None);
         let bad = process("9".into(), 1, Ok("{\"name\":".into()));
         assert!(bad.corrupt.is_some());
         assert_eq!(bad.id, "9");

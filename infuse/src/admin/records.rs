@@ -53,6 +53,15 @@ impl BreakerRow {
             .filter_map(|seen| seen.rejections)
             .fold(0.0, |sum, r| sum + r.per_second())
     }
+
+    /// In shadow mode, the calls the fleet would have rejected: the sum over the live
+    /// processes that see the breaker, each since it started.
+    pub fn would_reject(&self) -> u64 {
+        self.seen_by
+            .iter()
+            .filter_map(|seen| seen.would_reject)
+            .fold(0u64, u64::saturating_add)
+    }
 }
 
 /// A breaker's record, as Redis holds it.
@@ -147,6 +156,8 @@ pub struct Sighting {
     pub state: String,
     /// The calls it rejected lately, if any.
     pub rejections: Option<Rejections>,
+    /// In shadow mode, the calls it would have rejected since it started, if any.
+    pub would_reject: Option<u64>,
 }
 
 /// Lists `only` (these services, sorted, each once), or every breaker of the namespace.
@@ -181,6 +192,7 @@ pub(super) async fn list(admin: &Admin, only: Option<&[&str]>) -> Result<Listing
                     process: index,
                     state: state.clone(),
                     rejections: process.rejections_of(service),
+                    would_reject: process.would_reject_of(service),
                 });
             }
         }

@@ -98,14 +98,14 @@ pub(super) fn touch(fleet: &Fleet, cells: &[Arc<Cell>]) {
 pub(super) fn pending(fleet: &Fleet) -> Pending {
     let interval = fleet.resync_interval;
     let mut announced = lock(&fleet.announced);
-    let (rejecting, over) = count_rejections(fleet, &mut announced);
-    let digest = digest(fleet, &rejecting);
+    let counted = count_rejections(fleet, &mut announced);
+    let digest = digest(fleet, &counted);
     let changed = announced.digest != Some(digest);
     let due = changed || announced.reads + 1 >= RENEW_EVERY;
     let announcement = (due && !announced.withdrawn).then(|| Announcement {
         instance: process_instance(),
         ttl: interval.saturating_mul(ANNOUNCEMENT_LIFETIME),
-        payload: changed.then(|| json(fleet, &rejecting, over)),
+        payload: changed.then(|| json(fleet, &counted)),
     });
     Pending {
         announcement,
@@ -154,43 +154,66 @@ impl Fleet {
 /// The calls each breaker rejected since the last count (those that rejected any, by
 /// service), and over how long: nothing on the first count. No allocation while no
 /// breaker rejects.
-fn count_rejections(fleet: &Fleet, announced: &mut Announced) -> (Vec<Rejecting>, Duration) {
+fn count_rejections(fleet: &Fleet, announced: &mut Announced) -> Counted {
     let now = Instant::now();
     let since = announced.counted_at.replace(now);
     let mut rejecting = Vec::new();
+    let mut would_reject = Vec::new();
     let last = &mut announced.rejected;
-    fleet.cells.for_each_rejecting(|service, _, total| {
-        if total == 0 {
-            return;
-        }
-        let before = last.insert(service, total);
-        let count = total.saturating_sub(before.unwrap_or(0));
-        if since.is_some() && count > 0 {
-            rejecting.push(Rejecting { service, count });
-        }
-    });
+    fleet
+        .cells
+        .for_each_rejecting(|service, _, total, shadowed| {
+            if shadowed > 0 {
+                would_reject.push((service, shadowed));
+            }
+            if total == 0 {
+                return;
+            }
+            let before = last.insert(service, total);
+            let count = total.saturating_sub(before.unwrap_or(0));
+            if since.is_some() && count > 0 {
+                rejecting.push(Rejecting { service, count });
+            }
+        });
     // Forget dropped breakers now and then.
     if last.len() > 2 * fleet.cells.len() + 16 {
         last.clear();
         announced.counted_at = None;
     }
     rejecting.sort_unstable_by_key(|r| r.service);
-    let over = since.map_or(Duration::ZERO, |since| now - since);
-    (rejecting, over)
+    would_reject.sort_unstable();
+    Counted {
+        rejecting,
+        over: since.map_or(Duration::ZERO, |since| now - since),
+        would_reject,
+    }
+}
+
+/// What an announcement says of rejections: each breaker's over the last interval, and
+/// in shadow mode, each one's calls it would have rejected since the process started.
+struct Counted {
+    rejecting: Vec<Rejecting>,
+    over: Duration,
+    would_reject: Vec<(&'static str, u64)>,
 }
 
 /// The breakers, the state this process sees each in and the calls each rejected
 /// lately, as one number (order independent: the sum of each entry's hash).
-fn digest(fleet: &Fleet, rejecting: &[Rejecting]) -> u64 {
+fn digest(fleet: &Fleet, counted: &Counted) -> u64 {
     let mut sum = fleet.cells.len() as u64;
     fleet.cells.for_each_state(|service, state| {
         let mut hasher = DefaultHasher::new();
         (service, state).hash(&mut hasher);
         sum = sum.wrapping_add(hasher.finish());
     });
-    for r in rejecting {
+    for r in &counted.rejecting {
         let mut hasher = DefaultHasher::new();
         (r.service, r.count).hash(&mut hasher);
+        sum = sum.wrapping_add(hasher.finish());
+    }
+    for entry in &counted.would_reject {
+        let mut hasher = DefaultHasher::new();
+        ("would_reject", entry).hash(&mut hasher);
         sum = sum.wrapping_add(hasher.finish());
     }
     sum
@@ -198,11 +221,13 @@ fn digest(fleet: &Fleet, rejecting: &[Rejecting]) -> u64 {
 
 /// This process as JSON: `{"at_ms","id","name","host","pid","interval_ms",
 /// "breakers_total","breakers_omitted","breakers":{service: state},
-/// "rejections":{service: [count, over_ms]}}` (`at_ms`: now, when written; each
+/// "rejections":{service: [count, over_ms]},"would_reject":{service: count}}` (`at_ms`:
+/// now, when written; each
 /// breaker's state as this process sees it; at most [`ANNOUNCED_BREAKERS`] of them in at
 /// most [`ANNOUNCED_BYTES`], those not closed first; the calls each breaker that rejected
-/// any turned away over the last `over_ms`, as many entries and bytes at most).
-fn json(fleet: &Fleet, rejecting: &[Rejecting], over: Duration) -> String {
+/// any turned away over the last `over_ms`, as many entries and bytes at most; in shadow
+/// mode, the calls each breaker would have rejected since the process started).
+fn json(fleet: &Fleet, counted: &Counted) -> String {
     let mut json = String::from("{");
     let _ = write!(
         json,
@@ -240,8 +265,8 @@ fn json(fleet: &Fleet, rejecting: &[Rejecting], over: Duration) -> String {
         cells.len() - count
     );
     let mut listed = String::new();
-    let over_ms = over.as_millis();
-    for (i, r) in rejecting.iter().enumerate() {
+    let over_ms = counted.over.as_millis();
+    for (i, r) in counted.rejecting.iter().enumerate() {
         let entry = format!("{}:[{},{over_ms}]", quoted(r.service), r.count);
         if i == ANNOUNCED_BREAKERS || listed.len() + entry.len() + 1 > ANNOUNCED_BYTES {
             break;
@@ -251,7 +276,19 @@ fn json(fleet: &Fleet, rejecting: &[Rejecting], over: Duration) -> String {
         }
         listed.push_str(&entry);
     }
-    let _ = write!(json, "\"rejections\":{{{listed}}}}}");
+    let _ = write!(json, "\"rejections\":{{{listed}}},");
+    let mut listed = String::new();
+    for (i, (service, count)) in counted.would_reject.iter().enumerate() {
+        let entry = format!("{}:{count}", quoted(service));
+        if i == ANNOUNCED_BREAKERS || listed.len() + entry.len() + 1 > ANNOUNCED_BYTES {
+            break;
+        }
+        if i > 0 {
+            listed.push(',');
+        }
+        listed.push_str(&entry);
+    }
+    let _ = write!(json, "\"would_reject\":{{{listed}}}}}");
     json
 }
 
