@@ -462,10 +462,10 @@ async fn the_calls_shadow_mode_let_run_are_announced_and_summed() {
     let server = RedisServer::start();
     let ns = "admin-would-reject";
     let shadowed = infuse::ServiceOverride::new().shadow(true);
-    let config = config(&server, ns)
+    let member = config(&server, ns)
         .resync_interval(Duration::from_millis(200))
         .service("users", shadowed);
-    let registry = Registry::new(config).await.unwrap();
+    let registry = Registry::new(member).await.unwrap();
     let users = registry.breaker("users");
     users.force_open().await.unwrap();
     for _ in 0..25 {
