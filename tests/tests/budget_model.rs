@@ -32,14 +32,7 @@ fn request() -> impl Strategy<Value = Request> {
 #[test]
 fn the_script_grants_what_the_rule_grants() {
     let server = RedisServer::start();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let client = redis::Client::open(server.url()).unwrap();
-    let conn = runtime
-        .block_on(client.get_multiplexed_async_connection())
-        .unwrap();
+    let (runtime, conn) = infuse_tests::support::blocking_connection(&server);
     let script = redis::Script::new(include_str!("../../infuse/scripts/retry_budget.lua"));
     let mut runner = TestRunner::new(Config {
         cases: 200,
@@ -101,14 +94,7 @@ fn garbage_in_the_budget_counts_as_empty_and_a_wrong_type_is_refused() {
             "x",
         ])
         .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut conn = runtime
-        .block_on(client.get_multiplexed_async_connection())
-        .unwrap();
+    let (runtime, mut conn) = infuse_tests::support::blocking_connection(&server);
     let script = redis::Script::new(include_str!("../../infuse/scripts/retry_budget.lua"));
     let invoke = |key: &str, args: [&str; 6], conn: &mut redis::aio::MultiplexedConnection| {
         let mut invocation = script.prepare_invoke();

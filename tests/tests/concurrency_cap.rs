@@ -169,3 +169,22 @@ async fn a_listener_hears_the_rejection_and_the_attribute_takes_the_setting() {
     first.await.unwrap().unwrap();
     assert_eq!(breaker.settings().max_concurrent, Some(1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_panics_gives_its_permit_back() {
+    let users = capped("cap-panic", ServiceOverride::new().max_concurrent(1)).await;
+    let panicking = tokio::spawn({
+        let users = users.clone();
+        async move {
+            let _: Result<(), BreakerError> = users
+                .call(async {
+                    tokio::task::yield_now().await;
+                    panic!("the call panics while it holds the permit")
+                })
+                .await;
+        }
+    });
+    assert!(panicking.await.unwrap_err().is_panic());
+    assert_eq!(users.concurrency().unwrap().in_use, 0);
+    assert_eq!(users.call(async { Ok::<_, BreakerError>(()) }).await, Ok(()));
+}

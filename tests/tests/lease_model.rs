@@ -30,22 +30,10 @@ fn request() -> impl Strategy<Value = Request> {
         })
 }
 
-fn connect(server: &RedisServer) -> (tokio::runtime::Runtime, redis::aio::MultiplexedConnection) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let client = redis::Client::open(server.url()).unwrap();
-    let conn = runtime
-        .block_on(client.get_multiplexed_async_connection())
-        .unwrap();
-    (runtime, conn)
-}
-
 #[test]
 fn the_script_leases_what_the_rule_leases() {
     let server = RedisServer::start();
-    let (runtime, conn) = connect(&server);
+    let (runtime, conn) = infuse_tests::support::blocking_connection(&server);
     let script = redis::Script::new(include_str!("../../infuse/scripts/lease_permits.lua"));
     let mut runner = TestRunner::new(Config {
         cases: 200,
@@ -102,7 +90,7 @@ fn the_script_leases_what_the_rule_leases() {
 #[test]
 fn garbage_leases_count_no_more_and_bad_arguments_are_refused() {
     let server = RedisServer::start();
-    let (runtime, mut conn) = connect(&server);
+    let (runtime, mut conn) = infuse_tests::support::blocking_connection(&server);
     let script = redis::Script::new(include_str!("../../infuse/scripts/lease_permits.lua"));
     let key = "infuse:{model/garbage}:permits";
     let far = "99999999999999";

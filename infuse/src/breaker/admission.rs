@@ -41,13 +41,18 @@ impl Shared {
     }
 
     /// A call while open (until `until`, on the fast-path clock): rejected, or run in
-    /// shadow mode.
-    #[cold]
+    /// shadow mode. Inline: an open breaker's rejection is a fast path too (two loads
+    /// tell that shadow mode is off).
+    #[inline(always)]
     pub(crate) fn refuse_open(&self, until: u64) -> Result<PermitKind, BreakerError> {
-        self.refuse(BreakerError::Open {
+        let error = BreakerError::Open {
             service: self.service,
             retry_at: RetryAt(until),
-        })
+        };
+        if !self.shadow() {
+            return Err(self.rejected(error));
+        }
+        self.refuse(error)
     }
 
     /// Every rejection: tells listeners and answers with it — or, in shadow mode, counts

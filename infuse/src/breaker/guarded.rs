@@ -188,7 +188,28 @@ where
                     Admit::Pass(generation) => {
                         let measure = cell.measure();
                         if measure & !COUNT != 0 {
-                            set(this.phase, told(cell, generation));
+                            if measure == CAP && cell.take_cap_now() {
+                                // The healthy path of a capped breaker: a permit taken with
+                                // one atomic operation, held by the phase (so a drop or a
+                                // panic gives it back) until the call ends.
+                                set(this.phase, Phase::Capped { generation });
+                                let Poll::Ready(output) = this.future.as_mut().poll(cx) else {
+                                    return Poll::Pending;
+                                };
+                                set(this.phase, Phase::Done);
+                                cell.give_cap_back();
+                                if output.as_result().is_ok() && !cell.view.dirty() {
+                                    return Poll::Ready(output);
+                                }
+                                let kind = PermitKind::Normal { generation };
+                                match settle(cell, this.options, kind, output, Measured::default())
+                                {
+                                    Ok(done) => return Poll::Ready(done),
+                                    Err(phase) => set(this.phase, phase),
+                                }
+                            } else {
+                                set(this.phase, told(cell, generation));
+                            }
                         } else {
                             // The healthy path: no listener to tell, nothing to time. Run,
                             // and settle at once when nothing has to be recorded (or only

@@ -74,12 +74,11 @@ pub(crate) trait Remote: Send + Sync + 'static {
         wanted: u64,
     ) -> Answer<'a, u64> {
         let _ = (service, settings, first_attempts, wanted);
-        Box::pin(std::future::ready(Err(StorageError::Unavailable(
-            "this store keeps no retry budget".to_owned(),
-        ))))
+        refused("this store keeps no retry budget")
     }
     /// Asks for a lease of concurrency permits (see [`RedisStore::lease_permits`]); a
-    /// store without shared leases refuses, and each process keeps the whole cap.
+    /// store without shared leases refuses, and the lease's keeper follows the
+    /// unavailable-policy.
     #[allow(clippy::too_many_arguments)]
     fn lease_permits<'a>(
         &'a self,
@@ -91,9 +90,7 @@ pub(crate) trait Remote: Send + Sync + 'static {
         lease: Duration,
     ) -> Answer<'a, u32> {
         let _ = (service, process, keep, want, cap, lease);
-        Box::pin(std::future::ready(Err(StorageError::Unavailable(
-            "this store keeps no concurrency leases".to_owned(),
-        ))))
+        refused("this store keeps no concurrency leases")
     }
     /// Withdraws the announcement of process `instance` (see
     /// [`RedisStore::withdraw`]); a store without announcements has nothing to do.
@@ -107,6 +104,13 @@ pub(crate) trait Remote: Send + Sync + 'static {
         let _ = (services, every);
         Box::pin(std::future::ready(Ok(())))
     }
+}
+
+/// The answer of a store that does not keep what was asked of it.
+fn refused<'a, T: Send + 'a>(what: &str) -> Answer<'a, T> {
+    Box::pin(std::future::ready(Err(StorageError::Unavailable(
+        what.to_owned(),
+    ))))
 }
 
 impl Remote for RedisStore {

@@ -94,6 +94,7 @@ impl<B: ?Sized + Send + Sync + 'static> Cell<B> {
 
     /// Whether the breaker is in shadow mode: the operator's switch as last seen in the
     /// store, else the `shadow` setting. Read on rejection paths only.
+    #[inline]
     pub(crate) fn shadow(&self) -> bool {
         self.view
             .shadow_switch()

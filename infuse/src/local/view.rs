@@ -388,6 +388,7 @@ impl View {
     }
 
     /// The operator's shadow switch as last seen in the store (`None`: never switched).
+    #[inline]
     pub(crate) fn shadow_switch(&self) -> Option<bool> {
         match self.shadow.load(Ordering::Acquire) {
             SWITCH_OFF => Some(false),

@@ -16,6 +16,22 @@ use infuse::{Config, FleetStore, ServiceOverride, Settings, StorageError};
 
 use redis_server::RedisServer;
 
+/// A current-thread runtime and a connection to `server`: for tests that drive Redis from
+/// synchronous code (a property-test runner).
+pub fn blocking_connection(
+    server: &RedisServer,
+) -> (tokio::runtime::Runtime, redis::aio::MultiplexedConnection) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let client = redis::Client::open(server.url()).expect("a client");
+    let conn = runtime
+        .block_on(client.get_multiplexed_async_connection())
+        .expect("a connection");
+    (runtime, conn)
+}
+
 /// A Redis configuration for tests: `server`, its own `namespace`, and no environment
 /// overrides (tests must not depend on the environment they run in).
 pub fn redis_config(server: &RedisServer, namespace: &str) -> Config {
