@@ -186,5 +186,8 @@ async fn a_call_that_panics_gives_its_permit_back() {
     });
     assert!(panicking.await.unwrap_err().is_panic());
     assert_eq!(users.concurrency().unwrap().in_use, 0);
-    assert_eq!(users.call(async { Ok::<_, BreakerError>(()) }).await, Ok(()));
+    assert_eq!(
+        users.call(async { Ok::<_, BreakerError>(()) }).await,
+        Ok(())
+    );
 }
