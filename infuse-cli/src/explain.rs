@@ -45,6 +45,13 @@ pub(crate) async fn run(fleet: &Fleet, service: &str, json: bool) -> Result<(), 
         now.push(')');
     }
     println!("{now}");
+    let would_reject = row.would_reject();
+    if would_reject > 0 {
+        let calls = if would_reject == 1 { "call" } else { "calls" };
+        println!(
+            "  shadow mode: would have rejected {would_reject} {calls} (the processes that see it, each since it started)"
+        );
+    }
     for (process, state) in view.seen_by(row) {
         let seen = match process.last_seen {
             Some(age) if process.is_stale() => {

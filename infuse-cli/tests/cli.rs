@@ -514,8 +514,22 @@ async fn shadow_switches_a_running_registry_and_explain_tells_what_would_have_ha
     assert_eq!(payments.state().await.unwrap(), State::Open);
     assert!(succeed(&payments).await.is_ok(), "open, yet it runs");
     assert_eq!(payments.would_reject(), 1);
+    // The process announces it with its next resync read: the fleet's count.
+    assert!(
+        eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            async || status_json(&server, ns, &["payments"])[0]["would_reject"] == 1
+        )
+        .await,
+        "the would-be rejection never reached the announcement"
+    );
 
     let text = stdout(&infuse(&server, ns, &["explain", "payments"]));
+    assert!(
+        text.contains("shadow mode: would have rejected 1 call "),
+        "{text}"
+    );
     let switch = text
         .lines()
         .find(|line| line.contains("shadow mode on"))
