@@ -105,6 +105,7 @@ pub(crate) fn to_json(view: &View, row: &BreakerRow) -> Value {
         "last_transition": row.last_transition.as_ref().map(transition_json),
         "rejected_per_sec": rate(row.rejections_per_second()),
         "would_reject": row.would_reject(),
+        "permits": row.permits().map(|p| json!({ "in_use": p.in_use, "held": p.held, "cap": p.cap })),
     });
     let fields = match &row.record {
         Record::Ok(r) => json!({

@@ -61,6 +61,15 @@ impl Backend {
         }
     }
 
+    /// Whether a lease of the fleet's concurrency permits can grow now: with Redis while
+    /// it answers (never in memory, where a process holds the whole cap).
+    pub(crate) fn lease_can_grow(&self) -> bool {
+        match self {
+            Backend::Memory(_) => false,
+            Backend::Fleet(fleet) => fleet.is_healthy(),
+        }
+    }
+
     /// A call found no free permit of `cell`'s concurrency cap: with Redis, the lease's
     /// keeper asks for more (restarted if it had stopped).
     pub(crate) fn permits_wanted(&self, cell: &Arc<Cell>) {

@@ -484,6 +484,47 @@ async fn the_calls_shadow_mode_let_run_are_announced_and_summed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_process_announces_its_permits_of_the_concurrency_cap() {
+    let server = RedisServer::start();
+    let ns = "admin-permits";
+    let capped = infuse::ServiceOverride::new().max_concurrent(8);
+    let member = config(&server, ns)
+        .resync_interval(Duration::from_millis(200))
+        .service("search", capped);
+    let registry = Registry::new(member).await.unwrap();
+    let search = registry.breaker("search");
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut running = Vec::new();
+    for _ in 0..3 {
+        let (search, release) = (search.clone(), release.clone());
+        running.push(tokio::spawn(async move {
+            search
+                .call(async move {
+                    release.notified().await;
+                    Ok::<_, std::io::Error>(())
+                })
+                .await
+        }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(search.concurrency().unwrap().in_use, 3);
+    let admin = Admin::connect(&config(&server, ns)).await.unwrap();
+    let announced = eventually(within(10), Duration::from_millis(100), async || {
+        let listing = admin.breakers_named(&["search"]).await.unwrap();
+        listing.breakers[0]
+            .permits()
+            .is_some_and(|p| (p.in_use, p.cap) == (3, 8) && p.held >= 3)
+    })
+    .await;
+    assert!(announced, "the process announces its permits");
+    release.notify_waiters();
+    for call in running {
+        call.await.unwrap().unwrap();
+    }
+    registry.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_show_their_age_and_a_clean_shutdown_withdraws_the_announcement() {
     let server = RedisServer::start();
     let ns = "admin-processes";

@@ -58,7 +58,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-pub use processes::{Process, Rejections};
+pub use processes::{Permits, Process, Rejections};
 pub use records::{BreakerRecord, BreakerRow, Listing, Record, Sighting, Trial, WindowRates};
 pub use stream::{Change, ChangeStream};
 

@@ -50,9 +50,24 @@ pub struct Process {
     /// The breakers in shadow mode that would have rejected calls, by name, with how
     /// many since the process started.
     pub would_reject: Vec<(String, u64)>,
+    /// The breakers with `max_concurrent`, by name, with this process's permits.
+    pub permits: Vec<(String, Permits)>,
     /// Why its announcement could not be read, if it could not (then only `id` and the
     /// times are known).
     pub corrupt: Option<String>,
+}
+
+/// One process's permits of a breaker's concurrency cap (`max_concurrent`), as it last
+/// announced them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Permits {
+    /// Permits its calls use.
+    pub in_use: u32,
+    /// Permits its lease of the fleet's cap holds.
+    pub held: u32,
+    /// The cap, as this process has it.
+    pub cap: u32,
 }
 
 /// The calls one process's breaker rejected lately: `count` over the last `over` (its
@@ -84,6 +99,15 @@ impl Process {
             .binary_search_by(|(name, _)| name.as_str().cmp(service))
             .ok()?;
         Some(self.rejections[at].1)
+    }
+
+    /// This process's permits of `service`'s concurrency cap, if it has one.
+    pub fn permits_of(&self, service: &str) -> Option<Permits> {
+        let at = self
+            .permits
+            .binary_search_by(|(name, _)| name.as_str().cmp(service))
+            .ok()?;
+        Some(self.permits[at].1)
     }
 
     /// The calls `service` would have rejected in shadow mode in this process, if any.
@@ -214,6 +238,7 @@ fn process(id: String, expires_in_ms: u64, text: Result<String, String>) -> Proc
         breakers: Vec::new(),
         rejections: Vec::new(),
         would_reject: Vec::new(),
+        permits: Vec::new(),
         corrupt: None,
     };
     let json = match text.and_then(|text| Json::parse(&text)) {
@@ -274,6 +299,25 @@ fn process(id: String, expires_in_ms: u64, text: Result<String, String>) -> Proc
             .filter_map(|(service, count)| Some((service.clone(), count.as_u64()?)))
             .collect();
     }
+    if let Some(Json::Object(entries)) = json.get("permits") {
+        // `[in_use, held, cap]` each; an entry of another shape is left out.
+        process.permits = entries
+            .iter()
+            .filter_map(|(service, entry)| {
+                let Json::Array(numbers) = entry else {
+                    return None;
+                };
+                let number =
+                    |at: usize| -> Option<u32> { u32::try_from(numbers.get(at)?.as_u64()?).ok() };
+                let permits = Permits {
+                    in_use: number(0)?,
+                    held: number(1)?,
+                    cap: number(2)?,
+                };
+                Some((service.clone(), permits))
+            })
+            .collect();
+    }
     process.breakers_total = json
         .get("breakers_total")
         .and_then(Json::as_u64)
@@ -308,6 +352,11 @@ mod tests {
         let p = process("3".into(), 9_000, Ok(shadowed.into()));
         assert_eq!(p.would_reject_of("users"), Some(1234));
         assert_eq!(p.would_reject_of("bad"), None);
+        let capped = r#"{"interval_ms":1000,"breakers":{"users":"closed"},"permits":{"users":[3,8,20],"odd":[1,2]}}"#;
+        let p = process("4".into(), 9_000, Ok(capped.into()));
+        let users = p.permits_of("users").unwrap();
+        assert_eq!((users.in_use, users.held, users.cap), (3, 8, 20));
+        assert_eq!(p.permits_of("odd"), None, "malformed: left out");
         let bad = process("9".into(), 1, Ok("{\"name\":".into()));
         assert!(bad.corrupt.is_some());
         assert_eq!(bad.id, "9");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::{stream, StreamExt, TryStreamExt};
 use redis::Value;
 
-use super::processes::{self, Process, Rejections};
+use super::processes::{self, Permits, Process, Rejections};
 use super::{Admin, HistoryEntry, IN_FLIGHT, PAGE};
 use crate::core::StorageError;
 use crate::store::redis::bounded;
@@ -52,6 +52,18 @@ impl BreakerRow {
             .iter()
             .filter_map(|seen| seen.rejections)
             .fold(0.0, |sum, r| sum + r.per_second())
+    }
+
+    /// With `max_concurrent`: the fleet's permits in use and held (the sums over the
+    /// processes that see the breaker, as they last announced) and the cap (the largest
+    /// any of them has); `None` when no process announced a cap.
+    pub fn permits(&self) -> Option<Permits> {
+        let announced = self.seen_by.iter().filter_map(|seen| seen.permits);
+        announced.reduce(|sum, p| Permits {
+            in_use: sum.in_use.saturating_add(p.in_use),
+            held: sum.held.saturating_add(p.held),
+            cap: sum.cap.max(p.cap),
+        })
     }
 
     /// In shadow mode, the calls the fleet would have rejected: the sum over the live
@@ -158,6 +170,8 @@ pub struct Sighting {
     pub rejections: Option<Rejections>,
     /// In shadow mode, the calls it would have rejected since it started, if any.
     pub would_reject: Option<u64>,
+    /// With `max_concurrent`: its permits in use and held, and the cap.
+    pub permits: Option<Permits>,
 }
 
 /// Lists `only` (these services, sorted, each once), or every breaker of the namespace.
@@ -193,6 +207,7 @@ pub(super) async fn list(admin: &Admin, only: Option<&[&str]>) -> Result<Listing
                     state: state.clone(),
                     rejections: process.rejections_of(service),
                     would_reject: process.would_reject_of(service),
+                    permits: process.permits_of(service),
                 });
             }
         }

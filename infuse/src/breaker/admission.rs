@@ -215,6 +215,11 @@ impl Drop for TrialRequest<'_> {
 /// permits (whatever `max_wait`): a process that just started has asked, not been refused.
 const FIRST_LEASE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// How long a call that found none of this process's permits free waits while its lease
+/// could grow (it holds less than the cap), whatever `max_wait`: one request of the
+/// lease's keeper to Redis. Only when the fleet's cap is reached is the call saturated.
+const LEASE_GROWTH_WAIT: std::time::Duration = std::time::Duration::from_millis(25);
+
 impl Shared {
     /// Takes a permit of the concurrency cap now, if one is free (the caller then owns
     /// it and gives it back when the call ends).
@@ -229,9 +234,15 @@ impl Shared {
     #[cold]
     pub(crate) async fn take_cap(self: &Arc<Self>) -> Result<bool, BreakerError> {
         let settings = self.settings();
-        let wait = match self.permits.granted_once() {
-            true => settings.max_wait,
-            false => settings.max_wait.max(FIRST_LEASE_WAIT),
+        let (granted, _, _) = self.permits.counts();
+        let could_grow = settings.max_concurrent.is_some_and(|cap| granted < cap)
+            && self.bound().backend.lease_can_grow();
+        let wait = if !self.permits.granted_once() {
+            settings.max_wait.max(FIRST_LEASE_WAIT)
+        } else if could_grow {
+            settings.max_wait.max(LEASE_GROWTH_WAIT)
+        } else {
+            settings.max_wait
         };
         let cell: Arc<crate::local::Cell> = self.clone();
         self.bound().backend.permits_wanted(&cell);

@@ -54,19 +54,13 @@ impl Cells {
         self.0.read().unwrap_or_else(PoisonError::into_inner).len()
     }
 
-    /// Visits each live breaker's service, the state its view holds, how many calls it
-    /// rejected and how many it would have rejected in shadow mode, in no order (under
-    /// the read lock: no allocation).
-    pub(super) fn for_each_rejecting(&self, mut visit: impl FnMut(&'static str, State, u64, u64)) {
+    /// Visits each live breaker's service and cell, in no order (under the read lock: no
+    /// allocation): what the announcement counts (rejections, permits).
+    pub(super) fn for_each_cell(&self, mut visit: impl FnMut(&'static str, &Cell)) {
         let cells = self.0.read().unwrap_or_else(PoisonError::into_inner);
         for (service, cell) in cells.iter() {
             if let Some(cell) = cell.upgrade() {
-                visit(
-                    service,
-                    cell.view.state(),
-                    cell.rejected.load(std::sync::atomic::Ordering::Relaxed),
-                    cell.would_reject.load(std::sync::atomic::Ordering::Relaxed),
-                );
+                visit(service, &cell);
             }
         }
     }

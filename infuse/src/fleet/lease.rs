@@ -141,7 +141,9 @@ async fn keeper(fleet: Weak<Fleet>, cell: Weak<Cell>) {
         let wanted = cell.permits.wanted.notified();
         tokio::select! {
             _ = tokio::time::sleep(renew_in) => {}
-            _ = wanted => tokio::time::sleep(ASK_GAP).await,
+            // A call needs a permit: ask at once, unless the last request was less than
+            // ASK_GAP ago.
+            _ = wanted => tokio::time::sleep_until(asked_at + ASK_GAP).await,
         }
     }
 }

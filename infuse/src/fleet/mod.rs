@@ -247,6 +247,11 @@ impl Fleet {
         lock(&self.fresh).push(cell.service);
     }
 
+    /// Whether commands go to Redis (else the unavailable-policy answers).
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.health.is_healthy()
+    }
+
     /// How long a call waits on Redis at most.
     pub(crate) fn call_deadline(&self) -> Duration {
         self.store.deadlines().call

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -159,22 +160,27 @@ fn count_rejections(fleet: &Fleet, announced: &mut Announced) -> Counted {
     let since = announced.counted_at.replace(now);
     let mut rejecting = Vec::new();
     let mut would_reject = Vec::new();
+    let mut permits = Vec::new();
     let last = &mut announced.rejected;
-    fleet
-        .cells
-        .for_each_rejecting(|service, _, total, shadowed| {
-            if shadowed > 0 {
-                would_reject.push((service, shadowed));
-            }
-            if total == 0 {
-                return;
-            }
-            let before = last.insert(service, total);
-            let count = total.saturating_sub(before.unwrap_or(0));
-            if since.is_some() && count > 0 {
-                rejecting.push(Rejecting { service, count });
-            }
-        });
+    fleet.cells.for_each_cell(|service, cell| {
+        let total = cell.rejected.load(Ordering::Relaxed);
+        let shadowed = cell.would_reject.load(Ordering::Relaxed);
+        if shadowed > 0 {
+            would_reject.push((service, shadowed));
+        }
+        if let Some(cap) = cell.settings().max_concurrent {
+            let (held, in_use, _) = cell.permits.counts();
+            permits.push((service, [in_use, held.min(cap), cap]));
+        }
+        if total == 0 {
+            return;
+        }
+        let before = last.insert(service, total);
+        let count = total.saturating_sub(before.unwrap_or(0));
+        if since.is_some() && count > 0 {
+            rejecting.push(Rejecting { service, count });
+        }
+    });
     // Forget dropped breakers now and then.
     if last.len() > 2 * fleet.cells.len() + 16 {
         last.clear();
@@ -182,10 +188,12 @@ fn count_rejections(fleet: &Fleet, announced: &mut Announced) -> Counted {
     }
     rejecting.sort_unstable_by_key(|r| r.service);
     would_reject.sort_unstable();
+    permits.sort_unstable();
     Counted {
         rejecting,
         over: since.map_or(Duration::ZERO, |since| now - since),
         would_reject,
+        permits,
     }
 }
 
@@ -195,6 +203,8 @@ struct Counted {
     rejecting: Vec<Rejecting>,
     over: Duration,
     would_reject: Vec<(&'static str, u64)>,
+    /// With `max_concurrent`: the permits in use, held (this process's lease) and the cap.
+    permits: Vec<(&'static str, [u32; 3])>,
 }
 
 /// The breakers, the state this process sees each in and the calls each rejected
@@ -216,17 +226,23 @@ fn digest(fleet: &Fleet, counted: &Counted) -> u64 {
         ("would_reject", entry).hash(&mut hasher);
         sum = sum.wrapping_add(hasher.finish());
     }
+    for entry in &counted.permits {
+        let mut hasher = DefaultHasher::new();
+        ("permits", entry).hash(&mut hasher);
+        sum = sum.wrapping_add(hasher.finish());
+    }
     sum
 }
 
 /// This process as JSON: `{"at_ms","id","name","host","pid","interval_ms",
 /// "breakers_total","breakers_omitted","breakers":{service: state},
-/// "rejections":{service: [count, over_ms]},"would_reject":{service: count}}` (`at_ms`:
-/// now, when written; each
+/// "rejections":{service: [count, over_ms]},"would_reject":{service: count},
+/// "permits":{service: [in_use, held, cap]}}` (`at_ms`: now, when written; each
 /// breaker's state as this process sees it; at most [`ANNOUNCED_BREAKERS`] of them in at
 /// most [`ANNOUNCED_BYTES`], those not closed first; the calls each breaker that rejected
 /// any turned away over the last `over_ms`, as many entries and bytes at most; in shadow
-/// mode, the calls each breaker would have rejected since the process started).
+/// mode, the calls each breaker would have rejected since the process started; with
+/// `max_concurrent`, each breaker's permits in use, held and its cap).
 fn json(fleet: &Fleet, counted: &Counted) -> String {
     let mut json = String::from("{");
     let _ = write!(
@@ -288,7 +304,19 @@ fn json(fleet: &Fleet, counted: &Counted) -> String {
         }
         listed.push_str(&entry);
     }
-    let _ = write!(json, "\"would_reject\":{{{listed}}}}}");
+    let _ = write!(json, "\"would_reject\":{{{listed}}},");
+    let mut listed = String::new();
+    for (i, (service, [in_use, held, cap])) in counted.permits.iter().enumerate() {
+        let entry = format!("{}:[{in_use},{held},{cap}]", quoted(service));
+        if i == ANNOUNCED_BREAKERS || listed.len() + entry.len() + 1 > ANNOUNCED_BYTES {
+            break;
+        }
+        if i > 0 {
+            listed.push(',');
+        }
+        listed.push_str(&entry);
+    }
+    let _ = write!(json, "\"permits\":{{{listed}}}}}");
     json
 }
 

@@ -246,7 +246,8 @@ impl View {
     }
 
     /// The share of calls slow start admits now, in percent, while the breaker is in it
-    /// (as this process sees it).
+    /// (as this process sees it): the metrics' gauge.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn slow_start_share(&self) -> Option<u32> {
         if self.word.load(Ordering::Acquire) >> STATE_SHIFT != RAMP {
             return None;
