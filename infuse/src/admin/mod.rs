@@ -308,16 +308,10 @@ impl Admin {
         let settings = self.settings(service)?;
         let service = self.intern(service);
         // A reason with nobody named: the operator running this tool asked.
-        let named;
-        let audit = if audit.who.is_empty() && !audit.why.is_empty() {
-            named = Audit::new(&operator(), &audit.why);
-            &named
-        } else {
-            audit
-        };
+        let audit = audit.naming(operator);
         let outcome = self
             .store
-            .force_audited(service, &settings, target, audit)
+            .force_audited(service, &settings, target, &audit)
             .await?;
         Ok(outcome.snapshot.state)
     }

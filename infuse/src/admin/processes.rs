@@ -94,29 +94,17 @@ impl Rejections {
 impl Process {
     /// The calls `service` rejected lately in this process, if any.
     pub fn rejections_of(&self, service: &str) -> Option<Rejections> {
-        let at = self
-            .rejections
-            .binary_search_by(|(name, _)| name.as_str().cmp(service))
-            .ok()?;
-        Some(self.rejections[at].1)
+        named(&self.rejections, service).copied()
     }
 
     /// This process's permits of `service`'s concurrency cap, if it has one.
     pub fn permits_of(&self, service: &str) -> Option<Permits> {
-        let at = self
-            .permits
-            .binary_search_by(|(name, _)| name.as_str().cmp(service))
-            .ok()?;
-        Some(self.permits[at].1)
+        named(&self.permits, service).copied()
     }
 
     /// The calls `service` would have rejected in shadow mode in this process, if any.
     pub fn would_reject_of(&self, service: &str) -> Option<u64> {
-        let at = self
-            .would_reject
-            .binary_search_by(|(name, _)| name.as_str().cmp(service))
-            .ok()?;
-        Some(self.would_reject[at].1)
+        named(&self.would_reject, service).copied()
     }
 
     /// `name@host (pid N)`.
@@ -136,12 +124,17 @@ impl Process {
 
     /// The state it sees `service` in, if it announced the breaker.
     pub fn sees(&self, service: &str) -> Option<State> {
-        let at = self
-            .breakers
-            .binary_search_by(|(name, _)| name.as_str().cmp(service))
-            .ok()?;
-        self.breakers[at].1.parse().ok()
+        named(&self.breakers, service)?.parse().ok()
     }
+}
+
+/// The value of `service` in `list`, sorted by name (as the announcement's JSON objects
+/// are read).
+fn named<'a, T>(list: &'a [(String, T)], service: &str) -> Option<&'a T> {
+    let at = list
+        .binary_search_by(|(name, _)| name.as_str().cmp(service))
+        .ok()?;
+    Some(&list[at].1)
 }
 
 /// Redis's clock (unix ms): announcements are scored on it.

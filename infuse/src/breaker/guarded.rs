@@ -470,23 +470,13 @@ fn capped<R: GuardedResult>(cell: &Arc<Shared>, kind: PermitKind, tell: bool) ->
 /// The phase of an ordinary call holding a permit of the concurrency cap: timed (boxed)
 /// when it is measured, else `Capped`.
 fn holding<R: GuardedResult>(cell: &Shared, kind: PermitKind) -> Phase<R> {
-    match running(cell, kind) {
-        Phase::Running { generation } => Phase::Capped { generation },
-        Phase::Clocked { .. } => timed_capped(cell, kind),
-        Phase::Slow(mut slow) => {
-            if let Slow::Timed(timed) = &mut *slow {
-                timed.capped = true;
-            }
-            Phase::Slow(slow)
-        }
+    let phase = match running(cell, kind) {
+        Phase::Running { generation } => return Phase::Capped { generation },
+        // Only a timed phase has room to say it holds a permit.
+        Phase::Clocked { .. } => timed(cell, kind),
         other => other,
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn timed_capped<R: GuardedResult>(cell: &Shared, kind: PermitKind) -> Phase<R> {
-    match timed(cell, kind) {
+    };
+    match phase {
         Phase::Slow(mut slow) => {
             if let Slow::Timed(timed) = &mut *slow {
                 timed.capped = true;

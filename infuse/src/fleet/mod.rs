@@ -226,14 +226,15 @@ impl Fleet {
         audit: &Audit,
     ) -> Result<Outcome, StorageError> {
         // A reason with nobody named: this process asked.
-        let named;
-        let audit = if audit.who.is_empty() && !audit.why.is_empty() {
-            named = Audit::new(&presence::process_label(), &audit.why);
-            &named
-        } else {
-            audit
-        };
-        routing::apply_audited(self, service, settings, Command::Force(target), Some(audit)).await
+        let audit = audit.naming(presence::process_label);
+        routing::apply_audited(
+            self,
+            service,
+            settings,
+            Command::Force(target),
+            Some(&audit),
+        )
+        .await
     }
 
     /// Loads (or creates) a breaker's shared state for its first call (see `routing.rs`).

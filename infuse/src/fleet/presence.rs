@@ -261,10 +261,46 @@ fn json(fleet: &Fleet, counted: &Counted) -> String {
         .for_each_state(|service, state| cells.push((service, state)));
     // Not closed first, then by name.
     cells.sort_by_key(|&(service, state)| (state == State::Closed, service));
+    let (listed, count) = bounded_object(
+        cells
+            .iter()
+            .map(|(service, state)| format!("{}:\"{state}\"", quoted(service))),
+    );
+    let _ = write!(
+        json,
+        "\"breakers_total\":{},\"breakers_omitted\":{},\"breakers\":{{{listed}}},",
+        cells.len(),
+        cells.len() - count
+    );
+    let over_ms = counted.over.as_millis();
+    let (listed, _) = bounded_object(
+        counted
+            .rejecting
+            .iter()
+            .map(|r| format!("{}:[{},{over_ms}]", quoted(r.service), r.count)),
+    );
+    let _ = write!(json, "\"rejections\":{{{listed}}},");
+    let (listed, _) = bounded_object(
+        counted
+            .would_reject
+            .iter()
+            .map(|(service, count)| format!("{}:{count}", quoted(service))),
+    );
+    let _ = write!(json, "\"would_reject\":{{{listed}}},");
+    let (listed, _) = bounded_object(counted.permits.iter().map(
+        |(service, [in_use, held, cap])| format!("{}:[{in_use},{held},{cap}]", quoted(service)),
+    ));
+    let _ = write!(json, "\"permits\":{{{listed}}}}}");
+    json
+}
+
+/// The members of a JSON object (without its braces), comma-separated, as many of
+/// `entries` as fit in [`ANNOUNCED_BREAKERS`] entries and [`ANNOUNCED_BYTES`] bytes, and
+/// how many that is.
+fn bounded_object(entries: impl Iterator<Item = String>) -> (String, usize) {
     let mut listed = String::new();
     let mut count = 0;
-    for (service, state) in &cells {
-        let entry = format!("{}:\"{state}\"", quoted(service));
+    for entry in entries {
         if count == ANNOUNCED_BREAKERS || listed.len() + entry.len() + 1 > ANNOUNCED_BYTES {
             break;
         }
@@ -274,50 +310,7 @@ fn json(fleet: &Fleet, counted: &Counted) -> String {
         listed.push_str(&entry);
         count += 1;
     }
-    let _ = write!(
-        json,
-        "\"breakers_total\":{},\"breakers_omitted\":{},\"breakers\":{{{listed}}},",
-        cells.len(),
-        cells.len() - count
-    );
-    let mut listed = String::new();
-    let over_ms = counted.over.as_millis();
-    for (i, r) in counted.rejecting.iter().enumerate() {
-        let entry = format!("{}:[{},{over_ms}]", quoted(r.service), r.count);
-        if i == ANNOUNCED_BREAKERS || listed.len() + entry.len() + 1 > ANNOUNCED_BYTES {
-            break;
-        }
-        if i > 0 {
-            listed.push(',');
-        }
-        listed.push_str(&entry);
-    }
-    let _ = write!(json, "\"rejections\":{{{listed}}},");
-    let mut listed = String::new();
-    for (i, (service, count)) in counted.would_reject.iter().enumerate() {
-        let entry = format!("{}:{count}", quoted(service));
-        if i == ANNOUNCED_BREAKERS || listed.len() + entry.len() + 1 > ANNOUNCED_BYTES {
-            break;
-        }
-        if i > 0 {
-            listed.push(',');
-        }
-        listed.push_str(&entry);
-    }
-    let _ = write!(json, "\"would_reject\":{{{listed}}},");
-    let mut listed = String::new();
-    for (i, (service, [in_use, held, cap])) in counted.permits.iter().enumerate() {
-        let entry = format!("{}:[{in_use},{held},{cap}]", quoted(service));
-        if i == ANNOUNCED_BREAKERS || listed.len() + entry.len() + 1 > ANNOUNCED_BYTES {
-            break;
-        }
-        if i > 0 {
-            listed.push(',');
-        }
-        listed.push_str(&entry);
-    }
-    let _ = write!(json, "\"permits\":{{{listed}}}}}");
-    json
+    (listed, count)
 }
 
 /// `text` as a JSON string (service names hold no control characters).

@@ -383,6 +383,16 @@ impl Audit {
         Audit::new("", why)
     }
 
+    /// This audit, with `who()` named when it gives a reason and nobody (see
+    /// [`Audit::because`]).
+    pub(crate) fn naming(&self, who: impl FnOnce() -> String) -> std::borrow::Cow<'_, Audit> {
+        if self.who.is_empty() && !self.why.is_empty() {
+            std::borrow::Cow::Owned(Audit::new(&who(), &self.why))
+        } else {
+            std::borrow::Cow::Borrowed(self)
+        }
+    }
+
     /// The force script's last two arguments: both empty when nothing is noted (the
     /// entry keeps the six-field form), else both encoded.
     pub fn script_args(&self) -> [String; 2] {
