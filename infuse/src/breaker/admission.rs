@@ -216,8 +216,9 @@ impl Drop for TrialRequest<'_> {
 const FIRST_LEASE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How long a call that found none of this process's permits free waits while its lease
-/// could grow (it holds less than the cap), whatever `max_wait`: one request of the
-/// lease's keeper to Redis. Only when the fleet's cap is reached is the call saturated.
+/// could grow (it holds less than the cap, and the fleet had room at the keeper's last
+/// request), whatever `max_wait`: one request of the lease's keeper to Redis. Once the
+/// fleet's cap is reached, a call without a permit is saturated at once.
 const LEASE_GROWTH_WAIT: std::time::Duration = std::time::Duration::from_millis(25);
 
 impl Shared {
@@ -236,6 +237,7 @@ impl Shared {
         let settings = self.settings();
         let (granted, _, _) = self.permits.counts();
         let could_grow = settings.max_concurrent.is_some_and(|cap| granted < cap)
+            && !self.permits.fleet_full()
             && self.bound().backend.lease_can_grow();
         let wait = if !self.permits.granted_once() {
             settings.max_wait.max(FIRST_LEASE_WAIT)

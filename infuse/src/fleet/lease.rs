@@ -3,7 +3,8 @@
 //! rule in `core/lease.rs`), so that calls take permits locally, with no Redis command.
 //!
 //! While the permits are used, the lease is renewed every half of [`LEASE`]; a call that
-//! finds none makes the keeper ask for more at once (at most every [`ASK_GAP`]); a
+//! finds none makes the keeper ask for more at once (at most every [`ASK_GAP`], backing
+//! off to [`MAX_ASK_GAP`] while the fleet's cap has no room); a
 //! process whose permits were not used since the last renewal gives back what it does
 //! not use, and its keeper stops until a call needs a permit again. A process that
 //! cannot renew stops using its lease [`MARGIN`] before it ends by its own clock (Redis
@@ -33,6 +34,11 @@ pub(crate) const MARGIN: Duration = Duration::from_millis(300);
 /// A keeper asks for more permits at most this often.
 pub(crate) const ASK_GAP: Duration = Duration::from_millis(50);
 
+/// While the fleet's cap has no room for more, a keeper's gap between requests for more
+/// doubles up to this (a full fleet is not asked 20 times a second by every process;
+/// permits freed elsewhere are found within it, or at the next renewal).
+pub(crate) const MAX_ASK_GAP: Duration = Duration::from_millis(400);
+
 impl Fleet {
     /// Starts the keeper of `cell`'s lease, unless one runs.
     pub(crate) fn keep_lease(&self, cell: &Arc<Cell>) {
@@ -51,7 +57,9 @@ impl Fleet {
 /// last request.
 fn wanted(granted: u32, in_use: u32, waiting: u32, short: bool, used: bool, cap: u32) -> u32 {
     if short || waiting > 0 {
-        let more = waiting.max(1).max(granted / 4);
+        // Twice as many: a busy process reaches the fleet's unused permits in a few
+        // requests (the rule keeps each target within a fair share once others want more).
+        let more = waiting.max(1).max(granted);
         granted.saturating_add(more).min(cap)
     } else if used {
         // What runs now and a quarter more: what is not used goes back to the fleet.
@@ -67,6 +75,8 @@ async fn keeper(fleet: Weak<Fleet>, cell: Weak<Cell>) {
     let mut valid_until: Option<Instant> = None;
     let mut last_share = 0;
     let mut first = true;
+    // The gap before the next request for more: doubles while the fleet is full.
+    let mut ask_gap = ASK_GAP;
     loop {
         let (Some(fleet), Some(cell)) = (fleet.upgrade(), cell.upgrade()) else {
             return;
@@ -102,6 +112,15 @@ async fn keeper(fleet: Weak<Fleet>, cell: Weak<Cell>) {
         let renewed = matches!(answer, Some(Ok(_)));
         match answer {
             Some(Ok(held)) => {
+                if want > granted {
+                    // Asked for more: did the fleet have room for any?
+                    let full = held <= granted;
+                    permits.set_fleet_full(full);
+                    ask_gap = match full {
+                        true => (ask_gap * 2).min(MAX_ASK_GAP),
+                        false => ASK_GAP,
+                    };
+                }
                 permits.grant(held);
                 last_share = held;
                 valid_until = Some(asked_at + LEASE - MARGIN);
@@ -142,8 +161,8 @@ async fn keeper(fleet: Weak<Fleet>, cell: Weak<Cell>) {
         tokio::select! {
             _ = tokio::time::sleep(renew_in) => {}
             // A call needs a permit: ask at once, unless the last request was less than
-            // ASK_GAP ago.
-            _ = wanted => tokio::time::sleep_until(asked_at + ASK_GAP).await,
+            // the gap ago (ASK_GAP, more while the fleet is full).
+            _ = wanted => tokio::time::sleep_until(asked_at + ask_gap).await,
         }
     }
 }
@@ -154,11 +173,12 @@ mod tests {
 
     #[test]
     fn a_keeper_asks_for_more_when_short_and_gives_back_when_idle() {
-        assert_eq!(wanted(8, 8, 3, true, true, 20), 11, "3 waiting");
+        assert_eq!(wanted(1, 1, 3, true, true, 20), 4, "3 waiting");
+        assert_eq!(wanted(8, 8, 0, true, true, 20), 16, "twice as many");
         assert_eq!(
             wanted(16, 16, 0, true, true, 20),
             20,
-            "a quarter more, at most the cap"
+            "twice as many, at most the cap"
         );
         assert_eq!(
             wanted(8, 2, 0, false, true, 20),

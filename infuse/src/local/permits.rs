@@ -27,6 +27,10 @@ pub(crate) struct Permits {
     /// Permits were granted at least once (a process's first lease is awaited, not
     /// taken for saturation).
     granted_once: AtomicBool,
+    /// The fleet's cap had no room for more the last time the keeper asked: a call that
+    /// finds none of this process's permits free is saturated at once (no wait for a
+    /// lease that will not grow).
+    fleet_full: AtomicBool,
     /// Told when a permit is given back or more are granted.
     available: Notify,
     /// Told when a call found none: the keeper asks for more at once.
@@ -100,6 +104,16 @@ impl Permits {
         if granted > before {
             self.available.notify_waiters();
         }
+    }
+
+    /// Records whether the fleet's cap had room for the permits the keeper last asked for.
+    pub(crate) fn set_fleet_full(&self, full: bool) {
+        self.fleet_full.store(full, Ordering::Relaxed);
+    }
+
+    /// Whether the fleet's cap had no room for more at the keeper's last request.
+    pub(crate) fn fleet_full(&self) -> bool {
+        self.fleet_full.load(Ordering::Relaxed)
     }
 
     /// Whether permits were ever granted (else the first lease is still being asked for).
