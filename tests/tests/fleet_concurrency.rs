@@ -312,13 +312,14 @@ async fn a_busy_process_gets_most_of_the_cap_beside_idle_ones() {
 /// Without Redis, a process keeps the share of its last lease under the default policy
 /// (`LocalFallback`), and admits nothing beyond its cap's permits under `FailClosed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_redis_a_process_keeps_its_last_share_or_fails_closed() {
+async fn without_redis_a_process_keeps_its_last_share_fails_closed_or_opens() {
     use infuse::{BreakerError, Registry, ServiceOverride, UnavailablePolicy};
     use tokio::sync::Notify;
 
     for policy in [
         UnavailablePolicy::LocalFallback,
         UnavailablePolicy::FailClosed,
+        UnavailablePolicy::FailOpen,
     ] {
         let mut server = RedisServer::start();
         let config = infuse_tests::support::redis_config(&server, "cap-down")
@@ -375,7 +376,50 @@ async fn without_redis_a_process_keeps_its_last_share_or_fails_closed() {
             UnavailablePolicy::LocalFallback => {
                 assert_eq!(saturated, 1, "{policy}: its last share (3) goes on")
             }
-            _ => assert_eq!(saturated, 4, "{policy}: no permit without Redis"),
+            UnavailablePolicy::FailClosed => {
+                assert_eq!(saturated, 4, "{policy}: no permit without Redis")
+            }
+            _ => assert_eq!(saturated, 0, "{policy}: no cap"),
         }
     }
+}
+
+/// A process that starts while Redis is unreachable never held a share of the fleet's
+/// cap: under the default policy it has none to keep, so its capped calls are saturated
+/// (the configured cap is never passed); once Redis answers it gets its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_started_without_redis_takes_no_permit_until_redis_answers() {
+    use infuse::{BreakerError, Registry, ServiceOverride};
+
+    let mut server = RedisServer::start();
+    server.kill();
+    let config = infuse_tests::support::redis_config(&server, "cap-fresh")
+        .start_degraded(true)
+        .service(
+            "users",
+            ServiceOverride::new().max_concurrent(3).fail_max(1_000),
+        );
+    let registry = Registry::new(config).await.unwrap();
+    let users = registry.breaker("users");
+    let call = || users.call(async { Ok::<_, BreakerError>(()) });
+    assert!(
+        matches!(call().await, Err(BreakerError::Saturated { .. })),
+        "no share without Redis"
+    );
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match call().await {
+            Ok(()) => break,
+            Err(BreakerError::Saturated { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("no lease 15 s after Redis came back: {other:?}"),
+        }
+    }
+    let concurrency = users.concurrency().unwrap();
+    assert!(
+        concurrency.permits >= 1 && concurrency.permits <= 3,
+        "{concurrency:?}"
+    );
 }

@@ -11,7 +11,10 @@
 //! may give those permits to others then); from then on its permits follow the
 //! unavailable-policy: none (`FailClosed`), no cap (`FailOpen`), or the share of its last
 //! lease (`LocalFallback`, the default) — the fleet's sum then holds as long as no new
-//! process starts during the outage.
+//! process starts during the outage; a process that never held a share (it started
+//! while Redis was unreachable) has none to keep, so under `LocalFallback` its capped
+//! calls are saturated until Redis answers: the number in the configuration is never
+//! passed. The first fall-back of an outage is logged as a warning.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -77,6 +80,8 @@ async fn keeper(fleet: Weak<Fleet>, cell: Weak<Cell>) {
     let mut first = true;
     // The gap before the next request for more: doubles while the fleet is full.
     let mut ask_gap = ASK_GAP;
+    // The lease ended without a renewal and the unavailable-policy decides (logged once).
+    let mut fallen_back = false;
     loop {
         let (Some(fleet), Some(cell)) = (fleet.upgrade(), cell.upgrade()) else {
             return;
@@ -112,6 +117,7 @@ async fn keeper(fleet: Weak<Fleet>, cell: Weak<Cell>) {
         let renewed = matches!(answer, Some(Ok(_)));
         match answer {
             Some(Ok(held)) => {
+                fallen_back = false;
                 if want > granted {
                     // Asked for more: did the fleet have room for any?
                     let full = held <= granted;
@@ -130,11 +136,30 @@ async fn keeper(fleet: Weak<Fleet>, cell: Weak<Cell>) {
                     tracing::debug!(service = cell.service, %error, "renewing the concurrency lease failed");
                 }
                 if valid_until.is_none_or(|until| Instant::now() >= until) {
-                    permits.grant(match fleet.fallback.policy() {
+                    let policy = fleet.fallback.policy();
+                    let permits_now = match policy {
                         UnavailablePolicy::FailClosed => 0,
                         UnavailablePolicy::FailOpen => u32::MAX,
                         UnavailablePolicy::LocalFallback => last_share,
-                    });
+                    };
+                    if !fallen_back {
+                        fallen_back = true;
+                        tracing::warn!(
+                            service = cell.service,
+                            %policy,
+                            permits = permits_now,
+                            "the concurrency lease could not be renewed before it ended: \
+                             this process uses {} until Redis answers",
+                            match permits_now {
+                                u32::MAX => "no cap".to_owned(),
+                                0 => "no permit (it never held a share, or the policy \
+                                      fails closed)"
+                                    .to_owned(),
+                                n => format!("{n} permits, its last share"),
+                            }
+                        );
+                    }
+                    permits.grant(permits_now);
                 }
             }
         }
