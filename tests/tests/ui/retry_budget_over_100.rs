@@ -1,0 +1,15 @@
+#[derive(Debug)]
+struct ApiError;
+
+impl From<infuse::BreakerError> for ApiError {
+    fn from(_: infuse::BreakerError) -> Self {
+        ApiError
+    }
+}
+
+#[infuse::circuit_breaker(service = "users", retries = 2, retry_budget = 150)]
+async fn get_user(id: u64) -> Result<u64, ApiError> {
+    Ok(id)
+}
+
+fn main() {}
