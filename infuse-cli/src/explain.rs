@@ -52,6 +52,18 @@ pub(crate) async fn run(fleet: &Fleet, service: &str, json: bool) -> Result<(), 
             "  shadow mode: would have rejected {would_reject} {calls} (the processes that see it, each since it started)"
         );
     }
+    if let Some(p) = row.permits() {
+        println!(
+            "  concurrency cap {}: {} permits in use, {} held (the processes that see it)",
+            p.cap, p.in_use, p.held
+        );
+    }
+    if let Some(spent) = row.retries() {
+        let retries = if spent == 1 { "retry" } else { "retries" };
+        println!(
+            "  retry budget: {spent} {retries} taken (the processes that see it, each since it started)"
+        );
+    }
     for (process, state) in view.seen_by(row) {
         let seen = match process.last_seen {
             Some(age) if process.is_stale() => {

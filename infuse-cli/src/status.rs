@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use infuse::admin::{BreakerRow, HistoryEntry, Process, Record};
+use infuse::admin::{BreakerRow, HistoryEntry, Permits, Process, Record};
 use serde_json::{json, Value};
 
 use crate::fleet::Fleet;
@@ -96,6 +96,8 @@ pub(crate) fn to_json(view: &View, row: &BreakerRow) -> Value {
                 "id": p.id, "name": p.name, "host": p.host, "pid": p.pid, "state": state,
                 "last_seen_ms": p.last_seen.map(ms), "stale": p.is_stale(),
                 "rejected_per_sec": rejected,
+                "permits": p.permits_of(&row.service).map(permits_json),
+                "retries_spent": p.retries_of(&row.service),
             })
         })
         .collect();
@@ -105,7 +107,8 @@ pub(crate) fn to_json(view: &View, row: &BreakerRow) -> Value {
         "last_transition": row.last_transition.as_ref().map(transition_json),
         "rejected_per_sec": rate(row.rejections_per_second()),
         "would_reject": row.would_reject(),
-        "permits": row.permits().map(|p| json!({ "in_use": p.in_use, "held": p.held, "cap": p.cap })),
+        "permits": row.permits().map(permits_json),
+        "retries_spent": row.retries(),
     });
     let fields = match &row.record {
         Record::Ok(r) => json!({
@@ -136,6 +139,17 @@ pub(crate) fn to_json(view: &View, row: &BreakerRow) -> Value {
         value.extend(fields);
     }
     value
+}
+
+fn permits_json(p: Permits) -> Value {
+    json!({ "in_use": p.in_use, "held": p.held, "cap": p.cap })
+}
+
+/// `in use/held/cap` of the fleet's permits, or "-" without `max_concurrent`.
+fn permits_text(row: &BreakerRow) -> String {
+    row.permits()
+        .map(|p| format!("{}/{}/{}", p.in_use, p.held, p.cap))
+        .unwrap_or_else(|| "-".to_owned())
 }
 
 /// A history entry as JSON (`who` and `why`: null unless an operator's change noted them).
@@ -185,21 +199,26 @@ pub(crate) fn seen_text(view: &View, row: &BreakerRow) -> String {
     }
 }
 
+/// The table; the fleet budgets' columns (PERMITS, RETRIES) only when a breaker has one.
 fn print_table(view: &View) {
-    let header = [
+    let permits = view.rows.iter().any(|row| row.permits().is_some());
+    let retries = view.rows.iter().any(|row| row.retries().is_some());
+    let mut header = vec![
         "SERVICE",
         "STATE",
         "FAILS",
         "WINDOW (calls/fail/slow)",
         "REJECTED/S",
-        "OPEN FOR",
-        "TRIAL",
-        "GEN",
-        "SEEN BY",
-        "LAST CHANGE",
     ];
+    if permits {
+        header.push("PERMITS (use/held/cap)");
+    }
+    if retries {
+        header.push("RETRIES");
+    }
+    header.extend(["OPEN FOR", "TRIAL", "GEN", "SEEN BY", "LAST CHANGE"]);
     let dash = || "-".to_owned();
-    let cells: Vec<[String; 10]> = view
+    let cells: Vec<Vec<String>> = view
         .rows
         .iter()
         .map(|row| {
@@ -249,23 +268,28 @@ fn print_table(view: &View) {
                 0.0 => dash(),
                 rejected => rejected.to_string(),
             };
-            [
+            let mut cells = vec![
                 row.service.clone(),
                 state_text(&row.record),
                 fails,
                 window,
                 rejected,
-                open_for,
-                trial,
-                generation,
-                seen_text(view, row),
-                last,
-            ]
+            ];
+            if permits {
+                cells.push(permits_text(row));
+            }
+            if retries {
+                cells.push(row.retries().map_or_else(dash, |spent| spent.to_string()));
+            }
+            cells.extend([open_for, trial, generation, seen_text(view, row), last]);
             // Every cell may quote Redis: escaped before its width is measured.
-            .map(|cell| clean(&cell).into_owned())
+            cells
+                .into_iter()
+                .map(|cell| clean(&cell).into_owned())
+                .collect()
         })
         .collect();
-    let mut widths = header.map(str::len);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &cells {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -274,12 +298,12 @@ fn print_table(view: &View) {
     let line = |cells: Vec<&str>| {
         let padded: Vec<String> = cells
             .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
+            .zip(&widths)
+            .map(|(cell, &width)| format!("{cell:<width$}"))
             .collect();
         println!("{}", padded.join("  ").trim_end());
     };
-    line(header.to_vec());
+    line(header);
     for row in &cells {
         line(row.iter().map(String::as_str).collect());
     }

@@ -567,3 +567,126 @@ async fn shadow_switches_a_running_registry_and_explain_tells_what_would_have_ha
     let said = String::from_utf8_lossy(&wrong.stderr);
     assert!(said.contains("expected `on` or `off`"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_explain_show_the_fleets_permits_and_retry_tokens_spent() {
+    let server = RedisServer::start();
+    let ns = "cli-budgets";
+    let budgets = infuse::ServiceOverride::new()
+        .fail_max(u32::MAX)
+        .max_concurrent(8)
+        // A call short of a permit waits while the process's lease grows.
+        .max_wait(Duration::from_secs(5))
+        .retries(1)
+        .retry_min_per_sec(100)
+        .retry_backoff(Duration::from_millis(5))
+        .max_retry_backoff(Duration::from_millis(20));
+    let config = infuse_tests::support::redis_config(&server, ns)
+        .resync_interval(Duration::from_millis(200))
+        .service("search", budgets);
+    let registry = Registry::new(config).await.expect("registry");
+    let search = registry.breaker("search");
+    assert!(succeed(&registry.breaker("plain")).await.is_ok());
+    // Three calls in flight, and two that failed and were retried within the budget.
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut running = Vec::new();
+    for _ in 0..3 {
+        let (search, release) = (search.clone(), release.clone());
+        running.push(tokio::spawn(async move {
+            search
+                .call(async move {
+                    release.notified().await;
+                    Ok::<_, std::io::Error>(())
+                })
+                .await
+        }));
+    }
+    for _ in 0..2 {
+        let failed = search
+            .call_retrying(|| async { Err::<(), _>(std::io::Error::other("503")) })
+            .await;
+        assert!(failed.is_err());
+    }
+    let three = eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        async || search.concurrency().unwrap().in_use == 3,
+    )
+    .await;
+    assert!(three, "the three calls hold a permit each");
+    let spent = search.retries().unwrap().spent;
+    assert!(spent > 0, "the budget granted retries");
+    // Another process of the fleet announces 2 permits in use of the 5 it holds, and 7
+    // retries taken.
+    let announcement = r#"{"id":"p2","name":"api","host":"web-2","pid":4,"interval_ms":1000,"breakers_total":1,"breakers_omitted":0,"breakers":{"search":"closed"},"permits":{"search":[2,5,8]},"retries":{"search":7}}"#;
+    server
+        .cli(&["SET", &format!("infuse:{{{ns}}}:process:p2"), announcement])
+        .unwrap();
+    server
+        .cli(&[
+            "ZADD",
+            &format!("infuse:{{{ns}}}:processes"),
+            "9999999999999",
+            "p2",
+        ])
+        .unwrap();
+    let announced = eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || {
+            let row = &status_json(&server, ns, &["search"])[0];
+            row["permits"]["in_use"] == 5 && row["retries_spent"] == spent + 7
+        },
+    )
+    .await;
+    assert!(announced, "this process announces its permits and retries");
+    let row = &status_json(&server, ns, &["search"])[0];
+    assert_eq!(row["permits"]["cap"], 8, "{row}");
+    let p2 = row["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "p2")
+        .unwrap();
+    assert_eq!(p2["permits"]["held"], 5, "{p2}");
+    assert_eq!(p2["retries_spent"], 7, "{p2}");
+
+    let table = stdout(&infuse(&server, ns, &["status"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].contains("REJECTED/S  PERMITS (use/held/cap)  RETRIES  OPEN FOR"),
+        "{table}"
+    );
+    let plain: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        plain[..7],
+        ["plain", "closed", "0", "-", "-", "-", "-"],
+        "{table}"
+    );
+    let cells: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(cells[..2], ["search", "closed"], "{table}");
+    assert_eq!(cells[3..5], ["-", "-"], "{table}");
+    let permits: Vec<&str> = cells[5].split('/').collect();
+    assert_eq!((permits[0], permits[2]), ("5", "8"), "{table}");
+    assert_eq!(cells[6], (spent + 7).to_string(), "{table}");
+    let narrow = stdout(&infuse(&server, ns, &["status", "plain"]));
+    assert!(
+        !narrow.contains("PERMITS") && !narrow.contains("RETRIES"),
+        "no budget, no column: {narrow}"
+    );
+
+    let text = stdout(&infuse(&server, ns, &["explain", "search"]));
+    assert!(
+        text.contains("concurrency cap 8: 5 permits in use, "),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("retry budget: {} retries taken", spent + 7)),
+        "{text}"
+    );
+    release.notify_waiters();
+    for call in running {
+        call.await.unwrap().unwrap();
+    }
+    registry.shutdown().await.unwrap();
+}

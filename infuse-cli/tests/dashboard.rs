@@ -1165,3 +1165,39 @@ async fn the_history_api_is_bounded_and_guarded() {
     assert_eq!(get("", Some("h1story")).await.0, 400);
     assert_eq!(get("?service=users&limit=-1", Some("h1story")).await.0, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_the_fleets_permits_and_retry_tokens_spent() {
+    let server = RedisServer::start();
+    let ns = "dash-budgets";
+    let registry = member(&server, ns).await;
+    assert!(succeed(&registry.breaker("users")).await.is_ok());
+    // Two more processes, each with its permits of the cap and the retries it took.
+    for (id, permits, retries) in [("b1", [2, 4, 8], 5), ("b2", [1, 3, 8], 1_995)] {
+        let now = redis_ms(&server);
+        let text = json!({
+            "at_ms": now, "id": id, "name": "api", "host": "web", "pid": 7, "interval_ms": 5000,
+            "breakers_total": 1, "breakers_omitted": 0, "breakers": { "users": "closed" },
+            "permits": { "users": permits }, "retries": { "users": retries },
+        })
+        .to_string();
+        let key = format!("infuse:{{{ns}}}:process:{id}");
+        server.cli(&["SET", &key, &text]).unwrap();
+        let index = format!("infuse:{{{ns}}}:processes");
+        let expires = (now + 50_000).to_string();
+        server.cli(&["ZADD", &index, &expires, id]).unwrap();
+    }
+
+    let (_dashboard, url) = dashboard(&server, ns, None);
+    let browser = Browser::start().await;
+    browser.go(&url).await;
+    let budgets =
+        texts_of("tr[data-service=\"users\"] .permits, tr[data-service=\"users\"] .retries");
+    let want = "3 of 8 permits in use (7 leased)|2,000 retries taken from the budget";
+    let shown = until(&browser, &budgets, want, Duration::from_secs(20)).await;
+    assert!(
+        shown.is_some(),
+        "the page shows the sums: {}",
+        browser.eval(&budgets).await
+    );
+}

@@ -9,11 +9,12 @@
 //! | name | kind | labels | what |
 //! |---|---|---|---|
 //! | `infuse_calls_total` | counter | `service`, `outcome` | calls by outcome: `success`, `failure`, `timeout`, `ignored` (calls that ran), `rejected` (not run), `shadow_rejected` (in shadow mode: would have been rejected, ran; also counted by how they ended), `retry_budget_exhausted` (a failure not retried: the budget was spent) |
-//! | `infuse_retries_total` | counter | `service` | retries of failed calls ([`Breaker::call_retrying`](crate::Breaker::call_retrying)); each is also a call above |
+//! | `infuse_retries_total` | counter | `service` | retries of failed calls ([`Breaker::call_retrying`](crate::Breaker::call_retrying)); each is also a call above, and took one token of the retry budget: this is the tokens spent ([`Breaker::retries`](crate::Breaker::retries)) |
 //! | `infuse_call_duration_seconds` | histogram | `service` | how long the calls that ran took |
 //! | `infuse_state` | gauge | `service`, `state` | 1 for the breaker's state in this process, 0 for the others (`closed`, `open`, `half-open`, `forced-open`, `disabled`) |
 //! | `infuse_transitions_total` | counter | `service`, `from`, `to` | state changes this process saw (its own and the fleet's) |
 //! | `infuse_slow_start_percent` | gauge | `service` | the share of calls admitted, in percent: below 100 while closed in slow start (`slow_start`), updated at each rejection and, while below 100, at the end of each call; 100 otherwise |
+//! | `infuse_permits` | gauge | `service`, `kind` | with `max_concurrent`, this process's permits of the concurrency cap ([`Breaker::concurrency`](crate::Breaker::concurrency)): `in_use` by its calls, `held` (the cap in memory; with Redis, its lease of the fleet's cap), and the `cap`; updated at the end of each call and at each rejection (a process without calls shows the last) |
 //!
 //! Every process exports its own view; the exporter's scrape adds the process (an
 //! `instance` label in Prometheus), so a fleet's board can show which processes see a
@@ -55,6 +56,11 @@ pub const RETRIES_TOTAL: &str = "infuse_retries_total";
 /// The share of calls admitted by `service`'s breaker, in percent (below 100 in slow
 /// start).
 pub const SLOW_START_PERCENT: &str = "infuse_slow_start_percent";
+/// With `max_concurrent`: this process's permits of `service`'s concurrency cap, by
+/// `kind` ([`PERMIT_KINDS`]).
+pub const PERMITS: &str = "infuse_permits";
+/// The `kind`s of [`PERMITS`]: in use by this process's calls, held by it, the cap.
+pub const PERMIT_KINDS: [&str; 3] = ["in_use", "held", "cap"];
 
 impl Config {
     /// Exports every breaker's calls, state and transitions through the `metrics` facade
@@ -89,6 +95,10 @@ pub struct BreakerMetrics {
     /// The share the gauge shows: while it is 100, only a rejection (slow start turns
     /// calls away) reads the view again, so a healthy call costs one load.
     shown: AtomicU32,
+    /// With `max_concurrent`: one gauge per [`PERMIT_KINDS`], set from the breaker's
+    /// permits when a call ends or is rejected (their only changes a call sees; a lease's
+    /// renewal in the background shows with the next call).
+    permits: Option<[Gauge; 3]>,
     cell: Weak<crate::local::Cell>,
     service: &'static str,
 }
@@ -120,11 +130,30 @@ impl BreakerMetrics {
             transitions: std::array::from_fn(|_| OnceLock::new()),
             slow_start: gauge!(SLOW_START_PERCENT, "service" => service),
             shown: AtomicU32::new(0),
+            permits: breaker.settings().max_concurrent.map(|_| {
+                PERMIT_KINDS.map(|kind| gauge!(PERMITS, "service" => service, "kind" => kind))
+            }),
             cell: Arc::downgrade(&breaker.cell()),
             service,
         };
         metrics.update_slow_start();
+        metrics.update_permits();
         metrics
+    }
+
+    /// Sets the permits gauges from the breaker's permits (with `max_concurrent`).
+    fn update_permits(&self) {
+        let (Some(gauges), Some(cell)) = (&self.permits, self.cell.upgrade()) else {
+            return;
+        };
+        let Some(cap) = cell.settings().max_concurrent else {
+            return;
+        };
+        let (held, in_use, _) = cell.permits.counts();
+        // Under `FailOpen` without Redis a process holds "unlimited" (u32::MAX): the cap.
+        for (gauge, value) in gauges.iter().zip([in_use, held.min(cap), cap]) {
+            gauge.set(f64::from(value));
+        }
     }
 
     /// Sets the slow-start gauge from the view.
@@ -141,6 +170,7 @@ impl Listener for BreakerMetrics {
     fn on_rejected(&self, _service: &str) {
         self.rejected.increment(1);
         self.update_slow_start();
+        self.update_permits();
     }
 
     fn on_retry(&self, _service: &str, _attempt: u32) {
@@ -168,6 +198,7 @@ impl Listener for BreakerMetrics {
         if self.shown.load(Ordering::Relaxed) < 100 {
             self.update_slow_start();
         }
+        self.update_permits();
     }
 
     fn on_transition(&self, transition: &Transition) {
@@ -208,9 +239,13 @@ fn describe() {
         SLOW_START_PERCENT,
         "The share of calls an infuse circuit breaker admits, in percent: below 100 in slow start."
     );
+    describe_gauge!(
+        PERMITS,
+        "Permits of an infuse circuit breaker's concurrency cap in this process: in use, held, the cap."
+    );
     describe_counter!(
         RETRIES_TOTAL,
-        "Retries of failed calls through an infuse circuit breaker."
+        "Retries of failed calls through an infuse circuit breaker (one retry budget token each)."
     );
     describe_counter!(
         TRANSITIONS_TOTAL,

@@ -886,3 +886,79 @@ async fn a_listing_of_named_breakers_reads_only_those() {
     }
     assert!(listing.breakers[2].seen_by.is_empty());
 }
+
+/// `BreakerRow::retries`: the retry tokens the fleet spent, the sum of what each process
+/// announces: this test's registry and a worker process (an OS process of its own: the
+/// announcement is per process), both retrying the calls of a dead downstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listing_sums_the_retries_each_process_took_from_the_budget() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let server = RedisServer::start();
+    let ns = "admin-retries";
+    // A worker making 20 calls a second for a minute (killed when the test ends), each
+    // retried once within a budget of 100 retries a second for the fleet.
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_infuse-retry-worker"))
+        .args([&server.url(), ns, "w", "20", "60", "1", "100", "100"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning infuse-retry-worker");
+    let mut lines = BufReader::new(worker.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(within(30), lines.next_line())
+        .await
+        .expect("the worker is ready within 30 s")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(ready.starts_with("READY"), "{ready:?}");
+    let stdin = worker.stdin.as_mut().unwrap();
+    stdin.write_all(b"go\n").await.unwrap();
+    stdin.flush().await.unwrap();
+
+    let retried = infuse::ServiceOverride::new()
+        .fail_max(u32::MAX)
+        .retries(1)
+        .retry_budget(100)
+        .retry_min_per_sec(100)
+        .retry_backoff(Duration::from_millis(5))
+        .max_retry_backoff(Duration::from_millis(20));
+    let member = config(&server, ns)
+        .resync_interval(Duration::from_millis(200))
+        .service("users", retried);
+    let registry = Registry::new(member).await.unwrap();
+    let users = registry.breaker("users");
+    assert_eq!(users.retries().unwrap().spent, 0);
+    for _ in 0..5 {
+        let failed = users
+            .call_retrying(|| async { Err::<(), _>(std::io::Error::other("503")) })
+            .await;
+        assert!(failed.is_err());
+    }
+    let spent = users.retries().unwrap().spent;
+    assert!(spent > 0, "the fleet's budget granted retries");
+
+    let admin = Admin::connect(&config(&server, ns)).await.unwrap();
+    let me = u64::from(std::process::id());
+    let summed = eventually(within(15), Duration::from_millis(100), async || {
+        let listing = admin.breakers_named(&["users"]).await.unwrap();
+        let row = &listing.breakers[0];
+        let by_process: Vec<(u64, Option<u64>)> = row
+            .seen_by
+            .iter()
+            .map(|seen| (listing.processes[seen.process].pid, seen.retries))
+            .collect();
+        let mine = by_process.iter().find(|(pid, _)| *pid == me);
+        let theirs = by_process.iter().find(|(pid, _)| *pid != me);
+        match (mine, theirs) {
+            (Some((_, Some(mine))), Some((_, Some(theirs)))) if *mine == spent && *theirs > 0 => {
+                assert_eq!(row.retries(), Some(mine + theirs), "{by_process:?}");
+                true
+            }
+            _ => false,
+        }
+    })
+    .await;
+    assert!(summed, "both processes announce the retries they took");
+    registry.shutdown().await.unwrap();
+}

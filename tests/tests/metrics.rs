@@ -328,3 +328,56 @@ async fn shadow_mode_counts_what_it_would_have_rejected() {
     assert_eq!(seen.calls("success"), 2, "they ran");
     assert_eq!(b.would_reject(), 2);
 }
+
+/// `infuse_permits`: with `max_concurrent`, this process's permits in use, held and the
+/// cap, set when calls end or are rejected; none for a breaker without a cap.
+#[tokio::test(start_paused = true)]
+async fn the_permits_gauges_follow_the_calls_in_flight() {
+    let service = "metrics-permits";
+    let b = registry(service, ServiceOverride::new().max_concurrent(2)).await;
+    let permits = || {
+        let seen = Seen::now(service);
+        ["in_use", "held", "cap"].map(|kind| {
+            match seen.value("infuse_permits", &[("kind", kind)]) {
+                Some(Value::Gauge(g)) => *g,
+                other => panic!("no {kind} permits gauge: {other:?}"),
+            }
+        })
+    };
+    assert_eq!(permits(), [0.0, 2.0, 2.0], "set when the breaker is made");
+    let release = Arc::new(tokio::sync::Notify::new());
+    let running: Vec<_> = (0..2)
+        .map(|_| {
+            let (b, release) = (b.clone(), release.clone());
+            tokio::spawn(async move {
+                b.call(async move {
+                    release.notified().await;
+                    Ok::<_, TestError>(())
+                })
+                .await
+            })
+        })
+        .collect();
+    while b.concurrency().unwrap().in_use < 2 {
+        tokio::task::yield_now().await;
+    }
+    let saturated = b.call(async { Ok::<_, TestError>(()) }).await;
+    assert!(
+        matches!(
+            saturated,
+            Err(TestError::Breaker(BreakerError::Saturated { .. }))
+        ),
+        "{saturated:?}"
+    );
+    assert_eq!(permits(), [2.0, 2.0, 2.0], "read at the rejection");
+    release.notify_waiters();
+    for call in running {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(permits(), [0.0, 2.0, 2.0], "read as each call ended");
+
+    let uncapped = "metrics-uncapped";
+    let plain = registry(uncapped, ServiceOverride::new()).await;
+    let _ = plain.call(async { Ok::<_, TestError>(()) }).await;
+    assert_eq!(Seen::now(uncapped).registered("infuse_permits"), 0);
+}

@@ -52,6 +52,9 @@ pub struct Process {
     pub would_reject: Vec<(String, u64)>,
     /// The breakers with `max_concurrent`, by name, with this process's permits.
     pub permits: Vec<(String, Permits)>,
+    /// The breakers with `retries`, by name, with the retries it took from their budget
+    /// since it started (retry tokens spent).
+    pub retries: Vec<(String, u64)>,
     /// Why its announcement could not be read, if it could not (then only `id` and the
     /// times are known).
     pub corrupt: Option<String>,
@@ -100,6 +103,12 @@ impl Process {
     /// This process's permits of `service`'s concurrency cap, if it has one.
     pub fn permits_of(&self, service: &str) -> Option<Permits> {
         named(&self.permits, service).copied()
+    }
+
+    /// The retries this process took from `service`'s retry budget since it started, if
+    /// the breaker has `retries`.
+    pub fn retries_of(&self, service: &str) -> Option<u64> {
+        named(&self.retries, service).copied()
     }
 
     /// The calls `service` would have rejected in shadow mode in this process, if any.
@@ -232,6 +241,7 @@ fn process(id: String, expires_in_ms: u64, text: Result<String, String>) -> Proc
         rejections: Vec::new(),
         would_reject: Vec::new(),
         permits: Vec::new(),
+        retries: Vec::new(),
         corrupt: None,
     };
     let json = match text.and_then(|text| Json::parse(&text)) {
@@ -311,6 +321,12 @@ fn process(id: String, expires_in_ms: u64, text: Result<String, String>) -> Proc
             })
             .collect();
     }
+    if let Some(Json::Object(counts)) = json.get("retries") {
+        process.retries = counts
+            .iter()
+            .filter_map(|(service, spent)| Some((service.clone(), spent.as_u64()?)))
+            .collect();
+    }
     process.breakers_total = json
         .get("breakers_total")
         .and_then(Json::as_u64)
@@ -350,6 +366,11 @@ mod tests {
         let users = p.permits_of("users").unwrap();
         assert_eq!((users.in_use, users.held, users.cap), (3, 8, 20));
         assert_eq!(p.permits_of("odd"), None, "malformed: left out");
+        let retried =
+            r#"{"interval_ms":1000,"breakers":{"users":"closed"},"retries":{"users":42,"bad":-1}}"#;
+        let p = process("5".into(), 9_000, Ok(retried.into()));
+        assert_eq!(p.retries_of("users"), Some(42));
+        assert_eq!(p.retries_of("bad"), None, "malformed: left out");
         let bad = process("9".into(), 1, Ok("{\"name\":".into()));
         assert!(bad.corrupt.is_some());
         assert_eq!(bad.id, "9");

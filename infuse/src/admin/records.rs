@@ -66,6 +66,14 @@ impl BreakerRow {
         })
     }
 
+    /// With `retries`: the retries the fleet took from the breaker's retry budget (retry
+    /// tokens spent), the sum over the live processes that see it, each since it started
+    /// (as they last announced); `None` when no process announced `retries`.
+    pub fn retries(&self) -> Option<u64> {
+        let announced = self.seen_by.iter().filter_map(|seen| seen.retries);
+        announced.reduce(u64::saturating_add)
+    }
+
     /// In shadow mode, the calls the fleet would have rejected: the sum over the live
     /// processes that see the breaker, each since it started.
     pub fn would_reject(&self) -> u64 {
@@ -172,6 +180,8 @@ pub struct Sighting {
     pub would_reject: Option<u64>,
     /// With `max_concurrent`: its permits in use and held, and the cap.
     pub permits: Option<Permits>,
+    /// With `retries`: the retries it took from the budget since it started.
+    pub retries: Option<u64>,
 }
 
 /// Lists `only` (these services, sorted, each once), or every breaker of the namespace.
@@ -208,6 +218,7 @@ pub(super) async fn list(admin: &Admin, only: Option<&[&str]>) -> Result<Listing
                     rejections: process.rejections_of(service),
                     would_reject: process.would_reject_of(service),
                     permits: process.permits_of(service),
+                    retries: process.retries_of(service),
                 });
             }
         }

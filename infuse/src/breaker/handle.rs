@@ -271,6 +271,39 @@ impl Breaker {
         })
     }
 
+    /// The retry budget as this process spent it (`None` without `retries`): the retries
+    /// it took from the budget since it started (with Redis, tokens of the fleet's
+    /// budget, or of its own while Redis cannot answer). Each is a retry
+    /// [`call_retrying`](Breaker::call_retrying) made (or is about to make, after its
+    /// backoff), counted as the metric `infuse_retries_total` counts them. The fleet's
+    /// total is the sum over processes (`infuse status`, [`BreakerRow::retries`]). Read
+    /// from this process, no store round trip.
+    ///
+    /// [`BreakerRow::retries`]: crate::admin::BreakerRow::retries
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), infuse::InitError> {
+    /// use infuse::{Config, Registry, ServiceOverride};
+    ///
+    /// let retried = ServiceOverride::new().retries(1).retry_min_per_sec(10);
+    /// let registry = Registry::new(Config::in_memory().service("doc-retried", retried)).await?;
+    /// let breaker = registry.breaker("doc-retried");
+    /// let failed: Result<(), std::io::Error> = breaker
+    ///     .call_retrying(|| async { Err(std::io::Error::other("reset")) })
+    ///     .await;
+    /// assert!(failed.is_err());
+    /// assert_eq!(breaker.retries().unwrap().spent, 1);
+    /// assert_eq!(registry.breaker("doc-plain").retries(), None, "no `retries` set");
+    /// # Ok(()) }
+    /// ```
+    pub fn retries(&self) -> Option<Retries> {
+        self.settings().retries?;
+        Some(Retries {
+            spent: self.cell.retries.spent(),
+        })
+    }
+
     /// Consecutive failures (fleet-wide with Redis), read from the store.
     pub async fn fail_counter(&self) -> Result<u32, StorageError> {
         Ok(self.snapshot().await?.fail_counter)
@@ -468,6 +501,14 @@ pub struct Concurrency {
     pub in_use: u32,
     /// Its calls waiting for a permit (`max_wait`).
     pub waiting: u32,
+}
+
+/// A breaker's retry budget as one process spent it ([`Breaker::retries`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Retries {
+    /// The retries this process took from the budget since it started: one token each.
+    pub spent: u64,
 }
 
 impl Debug for Breaker {

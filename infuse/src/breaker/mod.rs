@@ -17,7 +17,7 @@ mod skip;
 
 pub use control::{Control, MAX_OPEN_FOR};
 pub use guarded::Guarded;
-pub use handle::Concurrency;
+pub use handle::{Concurrency, Retries};
 pub use options::{CallOptions, GuardedResult};
 pub use permit::Permit;
 pub(crate) use shared::Binding;

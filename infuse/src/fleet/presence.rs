@@ -161,6 +161,7 @@ fn count_rejections(fleet: &Fleet, announced: &mut Announced) -> Counted {
     let mut rejecting = Vec::new();
     let mut would_reject = Vec::new();
     let mut permits = Vec::new();
+    let mut retries = Vec::new();
     let last = &mut announced.rejected;
     fleet.cells.for_each_cell(|service, cell| {
         let total = cell.rejected.load(Ordering::Relaxed);
@@ -168,9 +169,13 @@ fn count_rejections(fleet: &Fleet, announced: &mut Announced) -> Counted {
         if shadowed > 0 {
             would_reject.push((service, shadowed));
         }
-        if let Some(cap) = cell.settings().max_concurrent {
+        let settings = cell.settings();
+        if let Some(cap) = settings.max_concurrent {
             let (held, in_use, _) = cell.permits.counts();
             permits.push((service, [in_use, held.min(cap), cap]));
+        }
+        if settings.retries.is_some() {
+            retries.push((service, cell.retries.spent()));
         }
         if total == 0 {
             return;
@@ -189,11 +194,13 @@ fn count_rejections(fleet: &Fleet, announced: &mut Announced) -> Counted {
     rejecting.sort_unstable_by_key(|r| r.service);
     would_reject.sort_unstable();
     permits.sort_unstable();
+    retries.sort_unstable();
     Counted {
         rejecting,
         over: since.map_or(Duration::ZERO, |since| now - since),
         would_reject,
         permits,
+        retries,
     }
 }
 
@@ -205,6 +212,8 @@ struct Counted {
     would_reject: Vec<(&'static str, u64)>,
     /// With `max_concurrent`: the permits in use, held (this process's lease) and the cap.
     permits: Vec<(&'static str, [u32; 3])>,
+    /// With `retries`: the retries taken from the budget since the process started.
+    retries: Vec<(&'static str, u64)>,
 }
 
 /// The breakers, the state this process sees each in and the calls each rejected
@@ -231,18 +240,24 @@ fn digest(fleet: &Fleet, counted: &Counted) -> u64 {
         ("permits", entry).hash(&mut hasher);
         sum = sum.wrapping_add(hasher.finish());
     }
+    for entry in &counted.retries {
+        let mut hasher = DefaultHasher::new();
+        ("retries", entry).hash(&mut hasher);
+        sum = sum.wrapping_add(hasher.finish());
+    }
     sum
 }
 
 /// This process as JSON: `{"at_ms","id","name","host","pid","interval_ms",
 /// "breakers_total","breakers_omitted","breakers":{service: state},
 /// "rejections":{service: [count, over_ms]},"would_reject":{service: count},
-/// "permits":{service: [in_use, held, cap]}}` (`at_ms`: now, when written; each
+/// "permits":{service: [in_use, held, cap]},"retries":{service: spent}}` (`at_ms`: now, when written; each
 /// breaker's state as this process sees it; at most [`ANNOUNCED_BREAKERS`] of them in at
 /// most [`ANNOUNCED_BYTES`], those not closed first; the calls each breaker that rejected
 /// any turned away over the last `over_ms`, as many entries and bytes at most; in shadow
 /// mode, the calls each breaker would have rejected since the process started; with
-/// `max_concurrent`, each breaker's permits in use, held and its cap).
+/// `max_concurrent`, each breaker's permits in use, held and its cap; with `retries`, the
+/// retries each breaker took from its budget since the process started).
 fn json(fleet: &Fleet, counted: &Counted) -> String {
     let mut json = String::from("{");
     let _ = write!(
@@ -290,7 +305,14 @@ fn json(fleet: &Fleet, counted: &Counted) -> String {
     let (listed, _) = bounded_object(counted.permits.iter().map(
         |(service, [in_use, held, cap])| format!("{}:[{in_use},{held},{cap}]", quoted(service)),
     ));
-    let _ = write!(json, "\"permits\":{{{listed}}}}}");
+    let _ = write!(json, "\"permits\":{{{listed}}},");
+    let (listed, _) = bounded_object(
+        counted
+            .retries
+            .iter()
+            .map(|(service, spent)| format!("{}:{spent}", quoted(service))),
+    );
+    let _ = write!(json, "\"retries\":{{{listed}}}}}");
     json
 }
 

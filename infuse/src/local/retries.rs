@@ -33,6 +33,9 @@ pub(crate) struct RetryBudget {
     /// First attempts not reported to the fleet's budget yet.
     unreported: AtomicU64,
     tokens: Mutex<Tokens>,
+    /// Retries this process took from the budget (a held or granted token of the fleet's,
+    /// or one of its own budget), since it started: what operators see as tokens spent.
+    spent: AtomicU64,
 }
 
 /// The fleet's tokens this process holds.
@@ -74,6 +77,7 @@ impl Default for RetryBudget {
             epoch: Instant::now(),
             unreported: AtomicU64::new(0),
             tokens: Mutex::default(),
+            spent: AtomicU64::new(0),
         }
     }
 }
@@ -105,7 +109,20 @@ impl RetryBudget {
         let mut window = lock(&self.window);
         let unreported = self.unreported.swap(0, Ordering::Relaxed);
         window.first_attempts(second, unreported);
-        window.take(second, 1, settings.retry_budget, settings.retry_min_per_sec) == 1
+        let taken = window.take(second, 1, settings.retry_budget, settings.retry_min_per_sec) == 1;
+        if taken {
+            self.spend();
+        }
+        taken
+    }
+
+    /// The retries this process took from the budget since it started.
+    pub(crate) fn spent(&self) -> u64 {
+        self.spent.load(Ordering::Relaxed)
+    }
+
+    fn spend(&self) {
+        self.spent.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A token of the fleet's budget, if this process holds one; else whether to ask.
@@ -118,6 +135,7 @@ impl RetryBudget {
         if tokens.held > 0 && fresh {
             tokens.held -= 1;
             tokens.used += 1;
+            self.spend();
             return Token::Taken;
         }
         tokens.held = 0;
@@ -166,6 +184,7 @@ impl RetryBudget {
         }
         tokens.held -= 1;
         tokens.used += 1;
+        self.spend();
         true
     }
 
@@ -213,6 +232,7 @@ mod tests {
         assert_eq!(wanted, 6, "twice the three used");
         assert!(!budget.granted(0));
         assert_eq!(budget.token(), Token::Spent);
+        assert_eq!(budget.spent(), 3, "the granted token and the two held");
     }
 
     #[tokio::test(start_paused = true)]
@@ -251,5 +271,6 @@ mod tests {
         }
         let taken = (0..10).filter(|_| budget.take(&settings)).count();
         assert_eq!(taken, 5, "10 % of 50");
+        assert_eq!(budget.spent(), 5);
     }
 }
