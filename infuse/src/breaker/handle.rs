@@ -181,7 +181,9 @@ impl Breaker {
     }
 
     /// This breaker's retry budget, for a retry loop of your own (tower's `Retry`):
-    /// [`RetryBudget::deposit`] a first attempt, [`RetryBudget::withdraw`] a retry.
+    /// [`deposit`](retry::RetryBudget::deposit) a first attempt,
+    /// [`withdraw`](retry::RetryBudget::withdraw) a retry. It never waits: see
+    /// [`RetryBudget`](retry::RetryBudget) for what that costs with Redis.
     pub fn retry_budget(&self) -> retry::RetryBudget {
         retry::RetryBudget::new(self.clone())
     }
