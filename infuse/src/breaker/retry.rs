@@ -167,16 +167,16 @@ impl RetryBudget {
     /// the fleet's budget for tokens in the background when this process holds none and
     /// has not asked for 100 ms.
     pub fn deposit(&self) {
-        let backend = self.breaker.cell.bound().backend.clone();
-        backend.first_attempt_prefetching(&self.cell);
+        let binding = self.breaker.cell.bound();
+        binding.backend.first_attempt_prefetching(&self.cell);
     }
 
     /// Takes a token for one retry, if the budget allows one now; false: do not retry.
     /// Never waits (see the type's docs for what that costs with Redis).
     pub fn withdraw(&self) -> bool {
         let settings = self.breaker.settings();
-        let backend = self.breaker.cell.bound().backend.clone();
-        backend.try_take_retry(&self.cell, &settings)
+        let binding = self.breaker.cell.bound();
+        binding.backend.try_take_retry(&self.cell, &settings)
     }
 
     /// After attempt number `attempt + 1` (0 for the first) failed as the breaker counts

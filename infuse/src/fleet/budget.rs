@@ -78,13 +78,12 @@ impl Fleet {
         if !self.health.is_healthy() {
             return;
         }
-        let settings = cell.settings();
         if let Some(Token::Ask {
             wanted,
             first_attempts,
         }) = budget.prefetch()
         {
-            if !self.ask_in_background(cell, &settings, wanted, first_attempts) {
+            if !self.ask_in_background(cell, &cell.settings(), wanted, first_attempts) {
                 budget.not_answered(first_attempts);
             }
         }
