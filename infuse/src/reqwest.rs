@@ -40,8 +40,8 @@
 //! # Retries
 //!
 //! With the breaker's [`retries`](crate::Settings::retries) set, the middleware retries
-//! a request after a failure it counts — a response classified as a failure, or a
-//! transport error — as [`Breaker::call_retrying`] does: each attempt a call of the
+//! a request after a failure it counts — a response classified as a failure, a
+//! transport error, or the breaker's `timeout` — as [`Breaker::call_retrying`] does: each attempt a call of the
 //! breaker, after a jittered backoff (`retry_backoff`, `max_retry_backoff`), while the
 //! breaker lets calls through and its retry budget (`retry_budget`, `retry_min_per_sec`;
 //! with Redis, the fleet's) has a token. A rejection is never retried. After the last

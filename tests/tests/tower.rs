@@ -585,6 +585,24 @@ async fn the_retry_policy_retries_counted_failures_up_to_retries() {
     let response = service.ready().await.unwrap().call(http::Request::new(()));
     assert_eq!(response.await.unwrap().status(), 200);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // Unless `retry_if` declines them.
+    let calls = Arc::new(AtomicU64::new(0));
+    let seen = calls.clone();
+    let mut service = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryPolicy::new(breaker.clone()).retry_if(
+            |error: &std::io::Error| error.kind() != std::io::ErrorKind::InvalidInput,
+        )))
+        .layer(CircuitBreakerLayer::new(breaker.clone()))
+        .service(tower::service_fn(move |_: http::Request<()>| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::InvalidInput))
+            }
+        }));
+    let response = service.ready().await.unwrap().call(http::Request::new(()));
+    assert!(response.await.unwrap_err().inner().is_some());
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "declined: not retried");
 }
 
 #[tokio::test(start_paused = true)]

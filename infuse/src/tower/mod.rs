@@ -87,6 +87,6 @@ pub use classify::{Classify, DefaultClassifier, OkIsSuccess};
 pub use error::Error;
 pub use future::ResponseFuture;
 pub use layer::CircuitBreakerLayer;
-pub use retry::{Backoff, RetryPolicy};
+pub use retry::{AnyError, Backoff, RetryIf, RetryPolicy};
 pub use service::CircuitBreaker;
 pub use target::{PerKey, Single};

@@ -77,9 +77,10 @@ impl Budget for RetryBudget {
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
-pub struct RetryPolicy<C = DefaultClassifier> {
+pub struct RetryPolicy<C = DefaultClassifier, R = AnyError> {
     budget: RetryBudget,
     classify: C,
+    retry_if: R,
     /// Retries made for this request: tower clones the policy for each request.
     retries: u32,
 }
@@ -91,19 +92,40 @@ impl RetryPolicy {
         RetryPolicy {
             budget: breaker.retry_budget(),
             classify: DefaultClassifier,
+            retry_if: AnyError,
             retries: 0,
         }
     }
 }
 
-impl<C> RetryPolicy<C> {
+impl<C, R> RetryPolicy<C, R> {
     /// Which responses are failures to retry: give the layer's classifier, so that what
     /// the breaker counts and what is retried agree (`OkIsSuccess` for non-HTTP
     /// services, a closure `|response: &Resp| -> bool`).
-    pub fn classify<D>(self, classify: D) -> RetryPolicy<D> {
+    pub fn classify<D>(self, classify: D) -> RetryPolicy<D, R> {
         RetryPolicy {
             budget: self.budget,
             classify,
+            retry_if: self.retry_if,
+            retries: self.retries,
+        }
+    }
+
+    /// Which of the inner service's errors are retried: those for which `retry_if`
+    /// returns true (a closure `|error: &E| -> bool`), as the attribute's `retry_if`.
+    /// All of them by default. Responses are judged by the classifier.
+    ///
+    /// ```
+    /// # use infuse::tower::RetryPolicy;
+    /// let policy = RetryPolicy::new(infuse::breaker("doc-retry-if"))
+    ///     .retry_if(|error: &std::io::Error| error.kind() != std::io::ErrorKind::InvalidInput);
+    /// # let _ = policy;
+    /// ```
+    pub fn retry_if<S>(self, retry_if: S) -> RetryPolicy<C, S> {
+        RetryPolicy {
+            budget: self.budget,
+            classify: self.classify,
+            retry_if,
             retries: self.retries,
         }
     }
@@ -114,17 +136,18 @@ impl<C> RetryPolicy<C> {
     }
 }
 
-impl<Req, Res, E, C> Policy<Req, Res, Error<E>> for RetryPolicy<C>
+impl<Req, Res, E, C, R> Policy<Req, Res, Error<E>> for RetryPolicy<C, R>
 where
     Req: Clone,
     C: Classify<Res>,
+    R: RetryIf<E>,
 {
     type Future = Backoff;
 
     fn retry(&mut self, _: &mut Req, result: &mut Result<Res, Error<E>>) -> Option<Backoff> {
         let failed = match result {
             Ok(response) => self.classify.is_failure(response),
-            Err(Error::Inner(_)) => true,
+            Err(Error::Inner(error)) => self.retry_if.retry(error),
             // A rejection is not retried; the breaker's timeout is a counted failure.
             Err(Error::Breaker(error)) => !error.is_rejection(),
             Err(Error::InvalidName(_)) => false,
@@ -148,6 +171,31 @@ where
             self.budget.deposit();
         }
         Some(request.clone())
+    }
+}
+
+/// Which of the inner service's errors a [`RetryPolicy`] retries
+/// ([`RetryPolicy::retry_if`]). Closures `Fn(&E) -> bool` are `RetryIf`s.
+pub trait RetryIf<E> {
+    /// Whether to retry after `error` (when the breaker and its budget allow).
+    fn retry(&self, error: &E) -> bool;
+}
+
+impl<E, F: Fn(&E) -> bool> RetryIf<E> for F {
+    #[inline]
+    fn retry(&self, error: &E) -> bool {
+        self(error)
+    }
+}
+
+/// Every error of the inner service is retried: [`RetryPolicy`]'s default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnyError;
+
+impl<E> RetryIf<E> for AnyError {
+    #[inline]
+    fn retry(&self, _: &E) -> bool {
+        true
     }
 }
 
