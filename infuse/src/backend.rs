@@ -95,6 +95,26 @@ impl Backend {
         }
     }
 
+    /// Counts a first attempt as [`first_attempt`](Backend::first_attempt); with Redis,
+    /// also asks the fleet's budget for tokens ahead of need (in the background) when
+    /// this process holds none: for [`try_take_retry`](Backend::try_take_retry), which
+    /// cannot wait for an answer.
+    pub(crate) fn first_attempt_prefetching(&self, cell: &Arc<Cell>) {
+        match self {
+            Backend::Memory(_) => cell.retries.first_attempt(),
+            Backend::Fleet(fleet) => fleet.first_attempt_prefetching(cell),
+        }
+    }
+
+    /// Like [`take_retry`](Backend::take_retry), without waiting: with Redis, a token
+    /// this process holds (else no retry while a batch is asked for in the background).
+    pub(crate) fn try_take_retry(&self, cell: &Arc<Cell>, settings: &Settings) -> bool {
+        match self {
+            Backend::Memory(_) => cell.retries.take(settings),
+            Backend::Fleet(fleet) => fleet.try_take_retry(cell, settings),
+        }
+    }
+
     /// Applies a command without waiting for it (what a `Drop` can do): at once in
     /// memory, in the background with Redis.
     pub(crate) fn apply_detached(

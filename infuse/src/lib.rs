@@ -97,7 +97,7 @@ pub mod tower;
 
 pub use crate::breaker::{
     is_skipping, skip_breaker, Breaker, CallOptions, Concurrency, Guarded, GuardedResult, Permit,
-    Retries, MAX_OPEN_FOR,
+    Retries, RetryBudget, MAX_OPEN_FOR,
 };
 pub use crate::core::{
     parse_duration, BreakerError, InitError, InvalidName, ParseStateError, RegistryError, RetryAt,

@@ -37,9 +37,39 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Retries
+//!
+//! With the breaker's [`retries`](crate::Settings::retries) set, the middleware retries
+//! a request after a failure it counts — a response classified as a failure, a
+//! transport error, or the breaker's `timeout` — as [`Breaker::call_retrying`] does: each attempt a call of the
+//! breaker, after a jittered backoff (`retry_backoff`, `max_retry_backoff`), while the
+//! breaker lets calls through and its retry budget (`retry_budget`, `retry_min_per_sec`;
+//! with Redis, the fleet's) has a token. A rejection is never retried. After the last
+//! attempt the caller gets its answer: the failed response itself, or the error. Each
+//! attempt sends a copy of the request ([`Request::try_clone`]) and the caller's
+//! extensions as the previous attempt left them; a request whose body is a stream
+//! cannot be copied, and is sent once.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use infuse::reqwest::CircuitBreakerMiddleware;
+//! use infuse::{Config, Registry, ServiceOverride};
+//!
+//! let users = ServiceOverride::new().retries(2); // up to 3 attempts
+//! let registry = Registry::new(Config::in_memory().service("doc-reqwest-retry", users)).await?;
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(CircuitBreakerMiddleware::new(registry.breaker("doc-reqwest-retry")))
+//!     .build();
+//! # let _ = client;
+//! # Ok(()) }
+//! ```
+//!
 //! # Where it goes in a middleware stack
 //!
-//! Put it **before** (outside) a retry middleware such as `reqwest-retry`:
+//! With infuse's own retries there is no need for a retry middleware such as
+//! `reqwest-retry`; using both multiplies the attempts (three of one around three of the
+//! other: up to nine sends). With one anyway, put the breaker **before** (outside) it:
 //!
 //! ```text
 //! ClientBuilder::new(client)
@@ -54,7 +84,8 @@
 //! sent and nothing is retried. Placed after (inside) the retry middleware, every attempt
 //! is a call of the breaker: one request with three attempts can trip a `fail_max = 3`
 //! breaker on its own, and a rejection ends the retries (reqwest-retry treats middleware
-//! errors as fatal), which is what you want only if you mean to count attempts.
+//! errors as fatal), which is what you want only if you mean to count attempts — what
+//! infuse's own retries do, with the breaker's budget.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -62,7 +93,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use http::Extensions;
 use reqwest::{Request, Response, Url};
@@ -239,6 +270,11 @@ impl CircuitBreakerMiddleware {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         let classify = self.classify;
+        if breaker.settings().retries.is_some() {
+            if let Some(copy) = req.try_clone() {
+                return Self::guard_retrying(breaker, classify, req, copy, extensions, next).await;
+            }
+        }
         let call = async move {
             match next.run(req, extensions).await {
                 Ok(response) if classify(&response) => Err(Failure::Status(response)),
@@ -246,11 +282,49 @@ impl CircuitBreakerMiddleware {
                 Err(error) => Err(Failure::Error(error)),
             }
         };
-        match breaker.call_with(OPTIONS, call).await {
-            Ok(response) | Err(Failure::Status(response)) => Ok(response),
-            Err(Failure::Error(error)) => Err(error),
-            Err(Failure::Breaker(error)) => Err(reqwest_middleware::Error::middleware(error)),
-        }
+        answer(breaker.call_with(OPTIONS, call).await)
+    }
+}
+
+impl CircuitBreakerMiddleware {
+    /// Sends `req` through `breaker` with [`Breaker::call_retrying`]'s attempts, backoff
+    /// and budget; `copy` is a copy of `req`, cloned again for each retry.
+    async fn guard_retrying(
+        breaker: &Breaker,
+        classify: fn(&Response) -> bool,
+        req: Request,
+        copy: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        // Each attempt works on the extensions as the previous one left them; a
+        // copy, so that an attempt the breaker's timeout cancels loses none.
+        let shared = Mutex::new(std::mem::take(extensions));
+        let mut first = Some(req);
+        let mut copy = Some(copy);
+        let make = || {
+            let req = first.take().or_else(|| match copy.as_ref()?.try_clone() {
+                Some(req) => Some(req),
+                None => copy.take(), // cloned once: not expected; the last attempt
+            });
+            let (next, shared) = (next.clone(), &shared);
+            async move {
+                let Some(req) = req else {
+                    return Err(Failure::Uncopied);
+                };
+                let mut extensions = lock(shared).clone();
+                let result = next.run(req, &mut extensions).await;
+                *lock(shared) = extensions;
+                match result {
+                    Ok(response) if classify(&response) => Err(Failure::Status(response)),
+                    Ok(response) => Ok(response),
+                    Err(error) => Err(Failure::Error(error)),
+                }
+            }
+        };
+        let result = breaker.call_retrying_with(OPTIONS, None, make).await;
+        *extensions = shared.into_inner().unwrap_or_else(PoisonError::into_inner);
+        answer(result)
     }
 }
 
@@ -310,6 +384,19 @@ pub fn breaker_error(error: &reqwest_middleware::Error) -> Option<&BreakerError>
     }
 }
 
+/// The caller's answer to a guarded request: a response judged a failure is still a
+/// response.
+fn answer(result: Result<Response, Failure>) -> reqwest_middleware::Result<Response> {
+    match result {
+        Ok(response) | Err(Failure::Status(response)) => Ok(response),
+        Err(Failure::Error(error)) => Err(error),
+        Err(Failure::Breaker(error)) => Err(reqwest_middleware::Error::middleware(error)),
+        Err(Failure::Uncopied) => Err(reqwest_middleware::Error::middleware(
+            std::io::Error::other("the request could not be copied for a retry"),
+        )),
+    }
+}
+
 /// The default classification: 5xx and 429 are failures.
 fn is_failure(response: &Response) -> bool {
     let status = response.status();
@@ -325,6 +412,9 @@ enum Failure {
     Error(reqwest_middleware::Error),
     /// The breaker's own error.
     Breaker(BreakerError),
+    /// A retry's copy of the request could not be made (its body cloned once, then not):
+    /// not sent.
+    Uncopied,
 }
 
 impl From<BreakerError> for Failure {
@@ -340,17 +430,19 @@ impl fmt::Debug for Failure {
             Failure::Status(response) => write!(f, "Status({})", response.status()),
             Failure::Error(error) => write!(f, "Error({error})"),
             Failure::Breaker(error) => write!(f, "Breaker({error})"),
+            Failure::Uncopied => f.write_str("Uncopied"),
         }
     }
 }
 
-/// Neither a success nor a failure: a request that could not be built (the target never
-/// saw it), and an inner breaker's rejection (e.g. a per-host breaker inside a
+/// Neither a success nor a failure: a request that could not be built or copied (the
+/// target never saw it), and an inner breaker's rejection (e.g. a per-host breaker inside a
 /// per-service one), which says nothing new about the target.
 fn not_the_targets(failure: &Failure) -> bool {
     match failure {
         Failure::Error(reqwest_middleware::Error::Reqwest(error)) => error.is_builder(),
         Failure::Error(error) => breaker_error(error).is_some_and(BreakerError::is_rejection),
+        Failure::Uncopied => true,
         Failure::Status(_) | Failure::Breaker(_) => false,
     }
 }
@@ -365,6 +457,10 @@ fn host_key(url: &Url) -> Option<Cow<'_, str>> {
         return Some(Cow::Borrowed(url.authority()));
     }
     Some(Cow::Owned(format!("{host}:{port}")))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

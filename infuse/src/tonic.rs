@@ -42,6 +42,24 @@
 //! assert_eq!(status.code(), tonic::Code::Unavailable);
 //! assert_eq!(status.metadata().get(RETRY_AFTER).unwrap(), "3");
 //! ```
+//!
+//! # Retries and the concurrency cap
+//!
+//! tonic's requests (`http::Request<tonic::body::Body>`) are not `Clone`, so tower's
+//! `Retry` and [`RetryPolicy`](crate::tower::RetryPolicy) cannot send one again. A gRPC
+//! client gets the breaker's retries (`retries`, the backoff, the retry budget) one
+//! level up, around the generated client's call, where the request is made from
+//! arguments: the attribute on the function that calls it,
+//! `#[circuit_breaker(service = "users", retries = 2)]` (its arguments are cloned for
+//! each attempt, so they must be `Clone`), or
+//! [`Breaker::call_retrying`](crate::Breaker::call_retrying) with a closure that builds
+//! each attempt's request. Each attempt is then a guarded call of its own (counted,
+//! and held to `max_concurrent`): give the channel no layer of the same breaker, or
+//! every call counts twice.
+//!
+//! `max_concurrent` (and `max_wait`) apply through the tower layer too: a call over the
+//! cap is rejected with [`BreakerError::Saturated`], which [`status_error`] makes an
+//! `UNAVAILABLE` status (with the retry hint).
 
 use std::error::Error as StdError;
 use std::sync::Arc;

@@ -190,3 +190,20 @@ async fn a_handlers_error_enum_delegates_to_the_breakers_response() {
     let answer = fetch(addr, "/typed/ax-typed/7").await;
     assert_unavailable(&answer, "ax-typed", "circuit_open", 60);
 }
+
+#[tokio::test]
+async fn a_call_over_the_concurrency_cap_answers_503() {
+    let response = BreakerError::Saturated {
+        service: "ax-capped",
+    }
+    .into_response();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.starts_with(r#"{"error":"circuit_saturated","service":"ax-capped""#),
+        "{body}"
+    );
+}

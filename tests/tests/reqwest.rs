@@ -62,10 +62,12 @@ async fn declare_reset() -> Result<(), BreakerError> {
 struct Shared {
     requests: AtomicU64,
     down: AtomicBool,
+    /// `/flaky` answers 503 to this many more requests.
+    flaky: AtomicU64,
 }
 
 /// An axum server on a free loopback port: `/health` answers 500 while down, else 200;
-/// `/throttled` 429; `/missing` 404. Every request is counted.
+/// `/throttled` 429; `/missing` 404; `/flaky` 503 to its next `flaky` requests, then 200. Every request is counted.
 struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -82,6 +84,7 @@ impl Server {
                 get(|| async { StatusCode::TOO_MANY_REQUESTS }),
             )
             .route("/missing", get(|| async { StatusCode::NOT_FOUND }))
+            .route("/flaky", get(flaky).post(flaky))
             .layer(axum::middleware::from_fn_with_state(shared.clone(), count))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -114,6 +117,17 @@ async fn health(AxumState(shared): AxumState<Arc<Shared>>) -> StatusCode {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
         StatusCode::OK
+    }
+}
+
+async fn flaky(AxumState(shared): AxumState<Arc<Shared>>) -> StatusCode {
+    let failing = shared
+        .flaky
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    match failing {
+        true => StatusCode::SERVICE_UNAVAILABLE,
+        false => StatusCode::OK,
     }
 }
 
@@ -354,4 +368,67 @@ async fn a_request_that_cannot_be_built_is_not_counted() {
     }
     assert_eq!(breaker.state().await.unwrap(), State::Closed);
     assert_eq!(breaker.fail_counter().await.unwrap(), 0);
+}
+
+/// A breaker that retries up to twice (1 ms backoff), in its own registry.
+async fn retrying(service: &'static str) -> infuse::Breaker {
+    let overrides = infuse::ServiceOverride::new()
+        .retries(2)
+        .retry_backoff(Duration::from_millis(1))
+        .fail_max(100);
+    infuse_tests::support::calls::breaker_with(service, overrides).await
+}
+
+#[tokio::test]
+async fn a_failed_response_is_retried_with_the_breakers_settings() {
+    let server = Server::start().await;
+    let breaker = retrying("rq-retry").await;
+    let client = client(CircuitBreakerMiddleware::new(breaker.clone()));
+
+    server.shared.flaky.store(1, Ordering::SeqCst);
+    assert_eq!(status(&client, &server.url("/flaky")).await.unwrap(), 200);
+    assert_eq!(server.requests(), 2, "one retry");
+
+    // Still failing after the last attempt: the caller gets the failed response.
+    server.set_down(true);
+    assert_eq!(status(&client, &server.url("/health")).await.unwrap(), 500);
+    assert_eq!(server.requests(), 5, "three attempts");
+    assert_eq!(breaker.fail_counter().await.unwrap(), 3);
+
+    // A 404 is not a failure: not retried.
+    assert_eq!(status(&client, &server.url("/missing")).await.unwrap(), 404);
+    assert_eq!(server.requests(), 6);
+
+    // Nor is a rejection.
+    breaker.force_open().await.unwrap();
+    rejected(&client, &server.url("/health")).await;
+    assert_eq!(server.requests(), 6);
+}
+
+#[tokio::test]
+async fn a_request_whose_body_cannot_be_copied_is_sent_once() {
+    let server = Server::start().await;
+    let client = client(CircuitBreakerMiddleware::new(retrying("rq-stream").await));
+    server.shared.flaky.store(1, Ordering::SeqCst);
+    // A body that is not bytes in memory: `try_clone` cannot copy it.
+    let body = reqwest::Body::wrap(http_body_util::Full::new(&b"order 7"[..]));
+    let response = client
+        .post(server.url("/flaky"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(server.requests(), 1);
+
+    // The same request with a body in memory is retried.
+    server.shared.flaky.store(1, Ordering::SeqCst);
+    let response = client
+        .post(server.url("/flaky"))
+        .body("order 7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(server.requests(), 3);
 }

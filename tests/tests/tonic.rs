@@ -271,6 +271,22 @@ fn a_breaker_error_becomes_a_status_with_its_retry_hint() {
 }
 
 #[test]
+fn a_call_over_the_concurrency_cap_is_unavailable() {
+    let saturated = BreakerError::Saturated {
+        service: "tonic-capped",
+    };
+    assert!(saturated.is_rejection());
+    let status = Status::from(saturated.clone());
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(breaker_error(&status), Some(&saturated));
+    let boxed = infuse::tonic::status_error(infuse::tower::Error::<std::io::Error>::Breaker(
+        saturated.clone(),
+    ));
+    let status = boxed.downcast_ref::<Status>().expect("a status");
+    assert_eq!(status.code(), Code::Unavailable);
+}
+
+#[test]
 fn only_a_trailers_only_status_is_classified() {
     use infuse::tower::Classify;
     let response = |status: u16, grpc_status: Option<&str>| {

@@ -17,9 +17,11 @@ use http_body_util::Empty;
 use hyper::body::{Bytes, Incoming};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use infuse::tower::{CircuitBreakerLayer, Error};
-use infuse::{BreakerError, Config, Registry, ServiceOverride, State};
+use infuse::tower::{CircuitBreakerLayer, Error, RetryPolicy};
+use infuse::{Breaker, BreakerError, Config, Registry, ServiceOverride, State};
 use infuse_tests::support::calls::{breaker_with, eventually};
+use infuse_tests::support::redis_server::RedisServer;
+use tower::retry::RetryLayer;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 type Request = http::Request<Empty<Bytes>>;
@@ -474,3 +476,252 @@ async fn non_http_services_choose_a_classifier() {
 
 /// The response future can be spawned.
 fn assert_send<T: Send>(_: &T) {}
+
+/// Counts the retries listeners hear of.
+#[derive(Default)]
+struct Retries {
+    made: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl infuse::Listener for Retries {
+    fn on_retry(&self, _: &str, _: u32) {
+        self.made.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn on_retry_budget_exhausted(&self, _: &str) {
+        self.refused.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A breaker that retries up to `retries` times (1 ms backoff), in its own registry, and
+/// the count of its retries.
+async fn retrying(service: &'static str, overrides: ServiceOverride) -> (Breaker, Arc<Retries>) {
+    let breaker = breaker_with(
+        service,
+        overrides
+            .fail_max(100)
+            .retry_backoff(Duration::from_millis(1)),
+    )
+    .await;
+    let retries = Arc::new(Retries::default());
+    breaker.add_listener(retries.clone());
+    (breaker, retries)
+}
+
+/// A service whose first `failures` calls answer 503, the others 200; counts its calls.
+fn flaky(
+    failures: u64,
+    calls: Arc<AtomicU64>,
+) -> impl Service<
+    http::Request<()>,
+    Response = http::Response<()>,
+    Error = std::io::Error,
+    Future = impl Send,
+> + Clone {
+    tower::service_fn(move |_: http::Request<()>| {
+        let call = calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let status = if call < failures { 503 } else { 200 };
+            Ok(http::Response::builder().status(status).body(()).unwrap())
+        }
+    })
+}
+
+/// `RetryPolicy` outside the breaker's layer, as documented.
+fn with_retries<S>(
+    breaker: &Breaker,
+    inner: S,
+) -> impl Service<http::Request<()>, Response = S::Response, Error = Error<S::Error>>
+where
+    S: Service<http::Request<()>, Response = http::Response<()>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryPolicy::new(breaker.clone())))
+        .layer(CircuitBreakerLayer::new(breaker.clone()))
+        .service(inner)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_retry_policy_retries_counted_failures_up_to_retries() {
+    let (breaker, retries) = retrying("tower-retry", ServiceOverride::new().retries(2)).await;
+    // Recovers on the third attempt.
+    let calls = Arc::new(AtomicU64::new(0));
+    let mut service = with_retries(&breaker, flaky(2, calls.clone()));
+    let response = service.ready().await.unwrap().call(http::Request::new(()));
+    assert_eq!(response.await.unwrap().status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(retries.made.load(Ordering::SeqCst), 2);
+
+    // Never recovers: three attempts, then the last failure is the answer.
+    let calls = Arc::new(AtomicU64::new(0));
+    let mut service = with_retries(&breaker, flaky(u64::MAX, calls.clone()));
+    let response = service.ready().await.unwrap().call(http::Request::new(()));
+    assert_eq!(response.await.unwrap().status(), 503);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(retries.made.load(Ordering::SeqCst), 4);
+    assert_eq!(
+        breaker.fail_counter().await.unwrap(),
+        3,
+        "each attempt counted"
+    );
+
+    // The inner service's errors are retried too.
+    let calls = Arc::new(AtomicU64::new(0));
+    let seen = calls.clone();
+    let mut service = with_retries(
+        &breaker,
+        tower::service_fn(move |_: http::Request<()>| {
+            let first = seen.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                match first {
+                    true => Err(std::io::Error::other("reset")),
+                    false => Ok(http::Response::new(())),
+                }
+            }
+        }),
+    );
+    let response = service.ready().await.unwrap().call(http::Request::new(()));
+    assert_eq!(response.await.unwrap().status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // Unless `retry_if` declines them.
+    let calls = Arc::new(AtomicU64::new(0));
+    let seen = calls.clone();
+    let mut service = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryPolicy::new(breaker.clone()).retry_if(
+            |error: &std::io::Error| error.kind() != std::io::ErrorKind::InvalidInput,
+        )))
+        .layer(CircuitBreakerLayer::new(breaker.clone()))
+        .service(tower::service_fn(move |_: http::Request<()>| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::InvalidInput))
+            }
+        }));
+    let response = service.ready().await.unwrap().call(http::Request::new(()));
+    assert!(response.await.unwrap_err().inner().is_some());
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "declined: not retried");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_retry_policy_neither_retries_a_rejection_nor_without_retries() {
+    let (breaker, retries) = retrying("tower-retry-open", ServiceOverride::new().retries(3)).await;
+    breaker.force_open().await.unwrap();
+    let calls = Arc::new(AtomicU64::new(0));
+    let mut service = with_retries(&breaker, flaky(0, calls.clone()));
+    let error = service
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(()))
+        .await
+        .unwrap_err();
+    assert!(error.is_rejection(), "{error:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(retries.made.load(Ordering::SeqCst), 0);
+
+    let (breaker, retries) = retrying("tower-retry-unset", ServiceOverride::new()).await;
+    let mut service = with_retries(&breaker, flaky(u64::MAX, calls.clone()));
+    let response = service.ready().await.unwrap().call(http::Request::new(()));
+    assert_eq!(response.await.unwrap().status(), 503);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one attempt");
+    assert_eq!(retries.made.load(Ordering::SeqCst), 0);
+    assert_eq!(retries.refused.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_retry_policy_spends_the_breakers_budget() {
+    // One retry a second, and 1 % of a handful of first attempts adds none.
+    let budget = ServiceOverride::new()
+        .retries(3)
+        .retry_budget(1)
+        .retry_min_per_sec(1);
+    let (breaker, retries) = retrying("tower-retry-budget", budget).await;
+    let calls = Arc::new(AtomicU64::new(0));
+    let mut service = with_retries(&breaker, flaky(u64::MAX, calls.clone()));
+    for _ in 0..2 {
+        let response = service.ready().await.unwrap().call(http::Request::new(()));
+        assert_eq!(response.await.unwrap().status(), 503);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "one retry in all");
+    assert_eq!(retries.made.load(Ordering::SeqCst), 1);
+    assert_eq!(retries.refused.load(Ordering::SeqCst), 2);
+
+    // The same budget without tower: `Budget` is the breaker's.
+    use tower::retry::budget::Budget;
+    let budget = breaker.retry_budget();
+    assert!(!Budget::withdraw(&budget), "spent this second");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    Budget::deposit(&budget);
+    assert!(Budget::withdraw(&budget));
+    assert!(!Budget::withdraw(&budget));
+}
+
+#[tokio::test]
+async fn max_concurrent_through_the_layer_rejects_a_call_over_the_cap() {
+    let breaker = breaker_with("tower-capped", ServiceOverride::new().max_concurrent(1)).await;
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (inside, held) = (entered.clone(), release.clone());
+    let mut service = CircuitBreakerLayer::new(breaker.clone())
+        .classify(infuse::tower::OkIsSuccess)
+        .layer(tower::service_fn(move |n: u32| {
+            let (inside, held) = (inside.clone(), held.clone());
+            async move {
+                if n == 0 {
+                    inside.notify_one();
+                    held.notified().await;
+                }
+                Ok::<_, std::io::Error>(n)
+            }
+        }));
+    let holding = tokio::spawn(service.ready().await.unwrap().call(0));
+    entered.notified().await;
+    let error = service.ready().await.unwrap().call(1).await.unwrap_err();
+    assert!(error.is_rejection(), "{error:?}");
+    assert!(
+        matches!(error.breaker_error(), Some(BreakerError::Saturated { .. })),
+        "{error:?}"
+    );
+    release.notify_one();
+    assert_eq!(holding.await.unwrap().unwrap(), 0);
+    assert_eq!(service.ready().await.unwrap().call(2).await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_a_withdrawal_never_waits_and_a_deposit_asks_ahead() {
+    let server = RedisServer::start();
+    let config = Config::redis(server.url())
+        .env_overrides(false)
+        .service("tower-fleet-budget", ServiceOverride::new().retries(1))
+        .service("tower-fleet-prefetch", ServiceOverride::new().retries(1));
+    let registry = Registry::new(config).await.unwrap();
+
+    // No token held: the first withdrawal starts the request and refuses this retry.
+    let budget = registry.breaker("tower-fleet-budget").retry_budget();
+    assert!(!budget.withdraw());
+    assert!(
+        eventually(
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            async || { budget.withdraw() }
+        )
+        .await,
+        "the tokens asked for arrive"
+    );
+
+    // A first attempt asks ahead: the first failure finds a token.
+    let budget = registry.breaker("tower-fleet-prefetch").retry_budget();
+    budget.deposit();
+    assert!(
+        eventually(
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            async || { budget.withdraw() }
+        )
+        .await,
+        "the prefetched token arrives"
+    );
+}

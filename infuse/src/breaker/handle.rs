@@ -180,6 +180,14 @@ impl Breaker {
         retry::call_retrying(self, options, retry_if, make).await
     }
 
+    /// This breaker's retry budget, for a retry loop of your own (tower's `Retry`):
+    /// [`deposit`](retry::RetryBudget::deposit) a first attempt,
+    /// [`withdraw`](retry::RetryBudget::withdraw) a retry. It never waits: see
+    /// [`RetryBudget`](retry::RetryBudget) for what that costs with Redis.
+    pub fn retry_budget(&self) -> retry::RetryBudget {
+        retry::RetryBudget::new(self.clone())
+    }
+
     /// Asks to run one call. In the closed state this never waits; after the open time
     /// it competes for the single trial slot. Report the outcome on the permit.
     ///

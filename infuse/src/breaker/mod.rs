@@ -20,6 +20,7 @@ pub use guarded::Guarded;
 pub use handle::{Concurrency, Retries};
 pub use options::{CallOptions, GuardedResult};
 pub use permit::Permit;
+pub use retry::RetryBudget;
 pub(crate) use shared::Binding;
 pub use shared::Breaker;
 pub use skip::{is_skipping, skip_breaker};

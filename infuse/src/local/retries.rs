@@ -148,6 +148,32 @@ impl RetryBudget {
         if tokens.asking || recent {
             return Token::Spent;
         }
+        self.ask(&mut tokens, now)
+    }
+
+    /// Whether to ask the fleet's budget ahead of need (a first attempt, before any
+    /// failure): no fresh token held, none being asked for, and the last request older
+    /// than [`ASK_GAP`]. Then `Some(Token::Ask)`, answered with
+    /// [`RetryBudget::stocked`] or [`RetryBudget::not_answered`].
+    pub(crate) fn prefetch(&self) -> Option<Token> {
+        let now = Instant::now();
+        let mut tokens = lock(&self.tokens);
+        let fresh = tokens
+            .granted_at
+            .is_some_and(|at| now.saturating_duration_since(at) < TOKEN_LIFETIME);
+        let recent = tokens
+            .asked_at
+            .is_some_and(|at| now.saturating_duration_since(at) < ASK_GAP);
+        if (tokens.held > 0 && fresh) || tokens.asking || recent {
+            return None;
+        }
+        tokens.held = 0;
+        Some(self.ask(&mut tokens, now))
+    }
+
+    /// A request to the fleet's budget starts now: how many tokens to ask for, and the
+    /// first attempts to report.
+    fn ask(&self, tokens: &mut Tokens, now: Instant) -> Token {
         tokens.asking = true;
         tokens.asked_at = Some(now);
         let wanted = (tokens.used.saturating_mul(2)).clamp(1, MAX_BATCH);
@@ -186,6 +212,16 @@ impl RetryBudget {
         tokens.used += 1;
         self.spend();
         true
+    }
+
+    /// The fleet's budget granted `granted` tokens to a request made in the background
+    /// (no retry waits for it): this process holds them all.
+    pub(crate) fn stocked(&self, granted: u64) {
+        let mut tokens = lock(&self.tokens);
+        tokens.asking = false;
+        tokens.unanswered = false;
+        tokens.granted_at = Some(Instant::now());
+        tokens.held = granted;
     }
 
     /// The fleet's budget could not be asked: the first attempts stay to report (and
@@ -257,6 +293,41 @@ mod tests {
         assert_eq!(budget.token(), Token::OwnBudget, "until the next request");
         tokio::time::advance(ASK_GAP).await;
         assert!(matches!(budget.token(), Token::Ask { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_prefetch_asks_ahead_of_need_at_most_every_ask_gap() {
+        let budget = RetryBudget::default();
+        budget.first_attempt_of_fleet();
+        let Some(Token::Ask {
+            wanted,
+            first_attempts,
+        }) = budget.prefetch()
+        else {
+            panic!("nothing held, never asked: prefetch");
+        };
+        assert_eq!((wanted, first_attempts), (1, 1));
+        assert_eq!(budget.prefetch(), None, "one request at a time");
+        assert_eq!(budget.token(), Token::Spent, "the prefetch is being asked");
+        budget.stocked(2);
+        assert_eq!(budget.prefetch(), None, "tokens held");
+        assert_eq!(budget.token(), Token::Taken);
+        assert_eq!(budget.token(), Token::Taken, "the prefetch took none");
+        assert_eq!(budget.prefetch(), None, "asked less than ASK_GAP ago");
+        tokio::time::advance(ASK_GAP).await;
+        let Some(Token::Ask { wanted, .. }) = budget.prefetch() else {
+            panic!("spent, and the last request is old: prefetch");
+        };
+        assert_eq!(wanted, 4, "twice the two used");
+        budget.not_answered(0);
+        assert_eq!(budget.token(), Token::OwnBudget);
+        tokio::time::advance(ASK_GAP).await;
+        budget.stocked(1);
+        tokio::time::advance(TOKEN_LIFETIME).await;
+        assert!(
+            matches!(budget.prefetch(), Some(Token::Ask { .. })),
+            "an expired token is not held"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -59,11 +59,27 @@
 //!
 //! With tower's `ServiceBuilder`: `ServiceBuilder::new().layer(CircuitBreakerLayer::new(b))
 //! .service(client)`. For gRPC, see `infuse::tonic` (feature `tonic`).
+//!
+//! # Retries and the concurrency cap
+//!
+//! The breaker's retry settings (`retries`, `retry_backoff`, `max_retry_backoff`,
+//! `retry_budget`, `retry_min_per_sec`) apply through tower's own `Retry`, with
+//! [`RetryPolicy`] as its policy, placed outside the breaker's layer so that each attempt
+//! is a guarded call: `ServiceBuilder::new().layer(RetryLayer::new(RetryPolicy::new(b.clone())))
+//! .layer(CircuitBreakerLayer::new(b))`. For a policy of your own, the breaker's budget
+//! is a `tower::retry::budget::Budget` ([`Breaker::retry_budget`](crate::Breaker::retry_budget)).
+//! Requests must be `Clone` (tower's `Retry` keeps a copy to send again).
+//!
+//! `max_concurrent` applies to every request through the layer: one over the cap (with
+//! `max_wait`, one that waited in vain) fails with [`Error::Breaker`] holding
+//! [`BreakerError::Saturated`](crate::BreakerError::Saturated), a rejection, never
+//! retried by [`RetryPolicy`].
 
 mod classify;
 mod error;
 mod future;
 mod layer;
+mod retry;
 mod service;
 mod target;
 
@@ -71,5 +87,6 @@ pub use classify::{Classify, DefaultClassifier, OkIsSuccess};
 pub use error::Error;
 pub use future::ResponseFuture;
 pub use layer::CircuitBreakerLayer;
+pub use retry::{AnyError, Backoff, RetryIf, RetryPolicy};
 pub use service::CircuitBreaker;
 pub use target::{PerKey, Single};
