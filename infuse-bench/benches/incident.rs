@@ -2,9 +2,10 @@
 //! downstream fails and recovers, against no breaker and a breaker per process.
 //!
 //! ```text
-//! cargo bench -p infuse-bench --bench incident               # full length (≈ 2 min of running)
-//! cargo bench -p infuse-bench --bench incident -- --quick    # smoke run (≈ 40 s)
+//! cargo bench -p infuse-bench --bench incident               # full length (≈ 4 min of running)
+//! cargo bench -p infuse-bench --bench incident -- --quick    # smoke run (≈ 1 min 20 s)
 //! INCIDENT_WORKERS=8 INCIDENT_RATE=100 INCIDENT_SCALE=0.5 cargo bench … --bench incident
+//! INCIDENT_ROWS=budgets cargo bench … --bench incident        # the slowdown and the outage only
 //! ```
 //!
 //! (`cargo test -p infuse-bench --bench incident`, without `--bench`, is the smoke run.)
@@ -29,6 +30,24 @@
 //! starts on a free port); the fleet with `slow_start` (skipped, with a note, by a build
 //! of infuse that does not know the setting yet); the fleet with `timeout` and
 //! `failure_rate`. Every breaker: `fail_max = 5`, `reset_timeout = 1 s` (scaled).
+//!
+//! Two more scenarios, for the fleet budgets (issue 20), with rows of their own
+//! (`INCIDENT_ROWS=incident` runs only the rows above, `INCIDENT_ROWS=budgets` only these):
+//!
+//! - **slowdown** (healthy 4 s, slow 8 s, healthy 4 s): in the slow phase the downstream
+//!   answers every request 200 after [`SLOW_DELAY`], so calls pile up in flight (load ×
+//!   delay without a cap). Rows: no cap (no breaker); `max_concurrent = cap` in each
+//!   process's in-memory breaker (the processes' caps add up: cap × workers); the same
+//!   setting on the fleet's breaker (Redis: the cap holds across the processes). `cap` =
+//!   load × delay ÷ 8 (50 for the full run). The downstream counts the requests it holds
+//!   at once (from arrival until its answer is written): the peak is the column to read.
+//! - **outage** (healthy 4 s, 503 at once for 8 s, healthy 4 s), with retries: a client's
+//!   own retry loop (2 retries, infuse's default backoff, no breaker, no budget);
+//!   `retries = 2` with a retry budget per process (in-memory breakers); the same with the
+//!   fleet's retry budget (Redis). The breakers of these rows have `fail_max =
+//!   1,000,000`, so that they stay closed and only the budget limits the retries (with
+//!   `fail_max = 5` a breaker stops the retries a few ms into the outage, as the rows
+//!   above show). Default budget: `retry_budget = 20` %, `retry_min_per_sec = 10`.
 //!
 //! Output: a markdown table on stdout and in `target/tmp/incident.md`, and an SVG timeline
 //! (`docs/incident.svg` for a full run, `target/tmp/incident.svg` for a smoke run, or
@@ -57,6 +76,15 @@ const BREAKER_TIMEOUT_MS: u64 = 250;
 const FAILURE_RATE: u32 = 50;
 const MIN_CALLS: u32 = 20;
 const SLOW_START_MIN: u32 = 10;
+/// How long the slowed-down downstream takes to answer each request.
+const SLOW_DELAY: Duration = Duration::from_millis(500);
+/// `retries` in the outage rows (and the naive loop's).
+const RETRIES: u32 = 2;
+/// `retry_budget` and `retry_min_per_sec` in the outage rows (infuse's defaults).
+const RETRY_BUDGET: u32 = 20;
+const RETRY_MIN_PER_SEC: u32 = 10;
+/// `fail_max` of the outage rows: their breakers stay closed.
+const FAIL_MAX_NEVER: u32 = 1_000_000;
 
 /// The run's parameters.
 #[derive(Clone, Copy)]
@@ -106,12 +134,33 @@ impl Params {
 
     fn schedule(&self) -> Schedule {
         Schedule {
+            scenario: Scenario::Incident,
             healthy: self.ms(5000.0),
             fail503: self.ms(5000.0),
             hang: self.ms(5000.0),
             recovery: self.ms(10000.0),
             cold: self.ms(3000.0),
         }
+    }
+
+    /// The slowdown's or the outage's schedule: healthy, trouble (in `fail503`), healthy.
+    fn budget_schedule(&self, scenario: Scenario) -> Schedule {
+        Schedule {
+            scenario,
+            healthy: self.ms(4000.0),
+            fail503: self.ms(8000.0),
+            hang: 0,
+            recovery: self.ms(4000.0),
+            cold: 0,
+        }
+    }
+
+    /// `max_concurrent` of the slowdown rows: an eighth of what the slow phase holds in
+    /// flight without a cap (load × delay).
+    fn cap(&self) -> u32 {
+        (self.load() * SLOW_DELAY.as_secs_f64() / 8.0)
+            .round()
+            .max(2.0) as u32
     }
 
     fn reset_ms(&self) -> u64 {
@@ -132,9 +181,22 @@ impl Params {
     }
 }
 
-/// The downstream's phases, in ms from the start of a row.
+/// What the downstream goes through.
+#[derive(Clone, Copy, PartialEq)]
+enum Scenario {
+    /// Healthy, 503s, hanging, cold recovery (the first table).
+    Incident,
+    /// Healthy, every answer [`SLOW_DELAY`] late, healthy.
+    Slowdown,
+    /// Healthy, 503 at once, healthy.
+    Outage,
+}
+
+/// The downstream's phases, in ms from the start of a row. The slowdown and the outage
+/// use `healthy`, then `fail503` for their trouble, then `recovery` (healthy again).
 #[derive(Clone, Copy)]
 struct Schedule {
+    scenario: Scenario,
     healthy: u64,
     fail503: u64,
     hang: u64,
@@ -149,6 +211,8 @@ enum Phase {
     Hang(u64),
     /// Cold, this far (0..1) into its cold start.
     Cold(f64),
+    /// Every answer [`SLOW_DELAY`] late.
+    Slow,
 }
 
 impl Schedule {
@@ -166,6 +230,13 @@ impl Schedule {
     }
 
     fn phase(&self, at_ms: u64) -> Phase {
+        let trouble = at_ms >= self.fail_start() && at_ms < self.hang_start();
+        match self.scenario {
+            Scenario::Incident => {}
+            Scenario::Slowdown if trouble => return Phase::Slow,
+            Scenario::Outage if trouble => return Phase::Fail503,
+            Scenario::Slowdown | Scenario::Outage => return Phase::Healthy,
+        }
         if at_ms < self.fail_start() {
             Phase::Healthy
         } else if at_ms < self.hang_start() {
@@ -191,16 +262,32 @@ struct Downstream {
     arrivals: Mutex<Vec<u64>>,
     /// Tokens and the µs of their last refill.
     bucket: Mutex<Option<(f64, u64)>>,
+    /// Requests held now: arrived, their answer not yet written.
+    in_flight: AtomicU64,
+    /// The most held at once since the row's start.
+    peak_in_flight: AtomicU64,
+}
+
+/// A request the downstream holds, until dropped (its answer written, or its connection
+/// gone).
+struct Held<'a>(&'a Downstream);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Downstream {
     /// Records an arrival; the status to answer and how long to wait first.
     fn arrive(&self) -> (u16, Option<Duration>) {
+        let held = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         let start = self.start_ns.load(Ordering::Acquire);
         let now = monotonic_ns();
         if start == 0 || now < start {
             return (200, None);
         }
+        self.peak_in_flight.fetch_max(held, Ordering::AcqRel);
         let at_us = (now - start) / 1000;
         self.arrivals
             .lock()
@@ -230,6 +317,7 @@ impl Downstream {
                     (200, Some(COLD_DELAY))
                 }
             }
+            Phase::Slow => (200, Some(SLOW_DELAY)),
         }
     }
 }
@@ -263,6 +351,7 @@ async fn connection(mut socket: TcpStream, downstream: Arc<Downstream>) {
         };
         buffer.drain(..end);
         let (status, wait) = downstream.arrive();
+        let held = Held(&downstream);
         if let Some(wait) = wait {
             tokio::time::sleep(wait).await;
         }
@@ -271,7 +360,9 @@ async fn connection(mut socket: TcpStream, downstream: Arc<Downstream>) {
         } else {
             b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"
         };
-        if socket.write_all(response).await.is_err() {
+        let written = socket.write_all(response).await;
+        drop(held);
+        if written.is_err() {
             return;
         }
     }
@@ -285,16 +376,70 @@ enum Kind {
     Fleet,
     FleetSlowStart,
     FleetTimeoutRate,
+    /// Slowdown: no breaker, no cap.
+    SlowNoCap,
+    /// Slowdown: `max_concurrent` in each process's in-memory breaker.
+    SlowPerProcessCap,
+    /// Slowdown: `max_concurrent` on the fleet's breaker.
+    SlowFleetCap,
+    /// Outage: the client's own retries, no breaker, no budget.
+    OutageNaiveRetries,
+    /// Outage: `retries` with a budget per process (in-memory breakers).
+    OutagePerProcessBudget,
+    /// Outage: `retries` with the fleet's budget (Redis).
+    OutageFleetBudget,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 11] = [
         Kind::NoBreaker,
         Kind::PerProcess,
         Kind::Fleet,
         Kind::FleetSlowStart,
         Kind::FleetTimeoutRate,
+        Kind::SlowNoCap,
+        Kind::SlowPerProcessCap,
+        Kind::SlowFleetCap,
+        Kind::OutageNaiveRetries,
+        Kind::OutagePerProcessBudget,
+        Kind::OutageFleetBudget,
     ];
+
+    fn scenario(self) -> Scenario {
+        match self {
+            Kind::SlowNoCap | Kind::SlowPerProcessCap | Kind::SlowFleetCap => Scenario::Slowdown,
+            Kind::OutageNaiveRetries | Kind::OutagePerProcessBudget | Kind::OutageFleetBudget => {
+                Scenario::Outage
+            }
+            _ => Scenario::Incident,
+        }
+    }
+
+    /// The worker's arguments beyond the common ones.
+    fn args(self, params: Params) -> Vec<String> {
+        let retrying = || {
+            vec![
+                format!("fail_max={FAIL_MAX_NEVER}"),
+                format!("retries={RETRIES}"),
+                format!("retry_budget={RETRY_BUDGET}"),
+                format!("retry_min_per_sec={RETRY_MIN_PER_SEC}"),
+            ]
+        };
+        match self {
+            Kind::FleetTimeoutRate => vec![
+                format!("timeout_ms={BREAKER_TIMEOUT_MS}"),
+                format!("failure_rate={FAILURE_RATE}"),
+                format!("window_ms={}", params.window_ms()),
+                format!("min_calls={MIN_CALLS}"),
+            ],
+            Kind::SlowPerProcessCap | Kind::SlowFleetCap => {
+                vec![format!("max_concurrent={}", params.cap())]
+            }
+            Kind::OutageNaiveRetries => vec![format!("naive_retries={RETRIES}")],
+            Kind::OutagePerProcessBudget | Kind::OutageFleetBudget => retrying(),
+            _ => Vec::new(),
+        }
+    }
 
     fn label(self) -> &'static str {
         match self {
@@ -303,6 +448,14 @@ impl Kind {
             Kind::Fleet => "infuse fleet (Redis)",
             Kind::FleetSlowStart => "infuse fleet + `slow_start`",
             Kind::FleetTimeoutRate => "infuse fleet + `timeout` + `failure_rate`",
+            Kind::SlowNoCap => "slowdown: no cap (no breaker)",
+            Kind::SlowPerProcessCap => "slowdown: `max_concurrent` in each process (in-memory)",
+            Kind::SlowFleetCap => "slowdown: `max_concurrent` across the fleet (Redis)",
+            Kind::OutageNaiveRetries => "outage: 2 retries in the client, no budget (no breaker)",
+            Kind::OutagePerProcessBudget => {
+                "outage: `retries = 2`, a retry budget per process (in-memory)"
+            }
+            Kind::OutageFleetBudget => "outage: `retries = 2`, the fleet's retry budget (Redis)",
         }
     }
 
@@ -313,13 +466,19 @@ impl Kind {
             Kind::Fleet => "fleet",
             Kind::FleetSlowStart => "fleet-slow-start",
             Kind::FleetTimeoutRate => "fleet-timeout-rate",
+            Kind::SlowNoCap => "slow-none",
+            Kind::SlowPerProcessCap => "slow-per-process",
+            Kind::SlowFleetCap => "slow-fleet",
+            Kind::OutageNaiveRetries => "outage-naive",
+            Kind::OutagePerProcessBudget => "outage-per-process",
+            Kind::OutageFleetBudget => "outage-fleet",
         }
     }
 
     fn mode(self) -> &'static str {
         match self {
-            Kind::NoBreaker => "none",
-            Kind::PerProcess => "memory",
+            Kind::NoBreaker | Kind::SlowNoCap | Kind::OutageNaiveRetries => "none",
+            Kind::PerProcess | Kind::SlowPerProcessCap | Kind::OutagePerProcessBudget => "memory",
             _ => "redis",
         }
     }
@@ -328,8 +487,8 @@ impl Kind {
 /// One worker's report.
 #[derive(Default)]
 struct Report {
-    /// (scheduled µs, done µs, outcome letter).
-    calls: Vec<(u64, u64, char)>,
+    /// (scheduled µs, done µs, outcome letter, requests sent).
+    calls: Vec<(u64, u64, char, u32)>,
     /// (µs, state) of its breaker's changes.
     transitions: Vec<(u64, String)>,
     late: u64,
@@ -342,11 +501,14 @@ fn parse_report(lines: &[String]) -> Report {
     for line in lines {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
-            ["C", sched, done, outcome] => {
-                if let (Ok(s), Ok(d), Some(o)) =
-                    (sched.parse(), done.parse(), outcome.chars().next())
-                {
-                    report.calls.push((s, d, o));
+            ["C", sched, done, outcome, attempts] => {
+                if let (Ok(s), Ok(d), Some(o), Ok(a)) = (
+                    sched.parse(),
+                    done.parse(),
+                    outcome.chars().next(),
+                    attempts.parse(),
+                ) {
+                    report.calls.push((s, d, o, a));
                 }
             }
             ["T", at, state] => {
@@ -365,9 +527,33 @@ fn parse_report(lines: &[String]) -> Report {
     report
 }
 
+/// What the downstream and the callers saw in a slowdown or an outage, during its
+/// trouble phase (calls by their scheduled time, requests by their arrival).
+#[derive(Default)]
+struct Trouble {
+    /// Requests that reached the downstream.
+    reached: u64,
+    /// Calls scheduled (not dropped).
+    calls: u64,
+    /// Of those: ok, failed, rejected by the breaker (saturated, for a cap).
+    ok: u64,
+    failed: u64,
+    rejected: u64,
+    /// Calls that sent at least one request, and the requests they sent.
+    first_attempts: u64,
+    attempts: u64,
+    /// Latency of the ok calls, p50 / p99, ms.
+    ok_latency_ms: [f64; 2],
+}
+
 /// What a row measured.
 struct Row {
     kind: Kind,
+    schedule: Schedule,
+    /// The most requests the downstream held at once during the row.
+    peak_in_flight: u64,
+    /// The slowdown's and the outage's figures.
+    trouble: Option<Trouble>,
     skipped: Option<String>,
     reached_failing: u64,
     latency_ms: [f64; 3],
@@ -388,9 +574,12 @@ struct Row {
 }
 
 impl Row {
-    fn skipped(kind: Kind, why: String) -> Row {
+    fn skipped(kind: Kind, schedule: Schedule, why: String) -> Row {
         Row {
             kind,
+            schedule,
+            peak_in_flight: 0,
+            trouble: None,
             skipped: Some(why),
             reached_failing: 0,
             latency_ms: [0.0; 3],
@@ -451,13 +640,15 @@ fn run_row(
     rt: &tokio::runtime::Runtime,
     run_id: u64,
 ) -> Row {
-    let schedule = params.schedule();
+    let schedule = schedule_of(kind, params);
     let downstream = Arc::new(Downstream {
         schedule,
         load: params.load(),
         start_ns: AtomicU64::new(0),
         arrivals: Mutex::new(Vec::new()),
         bucket: Mutex::new(None),
+        in_flight: AtomicU64::new(0),
+        peak_in_flight: AtomicU64::new(0),
     });
     let listener = rt
         .block_on(TcpListener::bind("127.0.0.1:0"))
@@ -497,14 +688,7 @@ fn run_row(
                 )
                 .env("INFUSE_INCIDENT_SLOW_START_MIN", SLOW_START_MIN.to_string());
         }
-        if kind == Kind::FleetTimeoutRate {
-            command.args([
-                format!("timeout_ms={BREAKER_TIMEOUT_MS}"),
-                format!("failure_rate={FAILURE_RATE}"),
-                format!("window_ms={}", params.window_ms()),
-                format!("min_calls={MIN_CALLS}"),
-            ]);
-        }
+        command.args(kind.args(params));
         let mut child = command.spawn().expect("spawning infuse-incident-worker");
         let stdout = child.stdout.take().expect("piped stdout");
         let stdin = child.stdin.take();
@@ -558,7 +742,52 @@ fn run_row(
             .lock()
             .unwrap_or_else(|e| e.into_inner()),
     );
-    analyse(kind, params, &schedule, &reports, &arrivals, commands)
+    let mut row = analyse(kind, params, &schedule, &reports, &arrivals, commands);
+    row.peak_in_flight = downstream.peak_in_flight.load(Ordering::Acquire);
+    if kind.scenario() != Scenario::Incident {
+        row.trouble = Some(trouble(&schedule, &reports, &arrivals));
+    }
+    row
+}
+
+fn schedule_of(kind: Kind, params: Params) -> Schedule {
+    match kind.scenario() {
+        Scenario::Incident => params.schedule(),
+        scenario => params.budget_schedule(scenario),
+    }
+}
+
+/// The figures of a slowdown's or an outage's trouble phase.
+fn trouble(schedule: &Schedule, reports: &[Report], arrivals: &[u64]) -> Trouble {
+    let (from, to) = (schedule.fail_start() as f64, schedule.hang_start() as f64);
+    let mut t = Trouble {
+        reached: count_in(arrivals, from, to) as u64,
+        ..Trouble::default()
+    };
+    let mut ok_latency = Vec::new();
+    for &(sched, done, outcome, attempts) in reports.iter().flat_map(|r| &r.calls) {
+        let at = sched as f64 / 1000.0;
+        if outcome == 'd' || at < from || at >= to {
+            continue;
+        }
+        t.calls += 1;
+        match outcome {
+            'k' => {
+                t.ok += 1;
+                ok_latency.push(done.saturating_sub(sched) as f64 / 1000.0);
+            }
+            'f' => t.failed += 1,
+            'r' => t.rejected += 1,
+            _ => {}
+        }
+        if attempts > 0 {
+            t.first_attempts += 1;
+            t.attempts += u64::from(attempts);
+        }
+    }
+    ok_latency.sort_by(f64::total_cmp);
+    t.ok_latency_ms = [percentile(&ok_latency, 0.5), percentile(&ok_latency, 0.99)];
+    t
 }
 
 fn count_in(times_us: &[u64], from_ms: f64, to_ms: f64) -> usize {
@@ -586,10 +815,10 @@ fn analyse(
     let mut latency: Vec<f64> = reports
         .iter()
         .flat_map(|r| &r.calls)
-        .filter(|(s, _, o)| {
+        .filter(|(s, _, o, _)| {
             *o != 'd' && (*s as f64 / 1000.0) >= fail && (*s as f64 / 1000.0) < recovery
         })
-        .map(|(s, d, _)| d.saturating_sub(*s) as f64 / 1000.0)
+        .map(|(s, d, _, _)| d.saturating_sub(*s) as f64 / 1000.0)
         .collect();
     latency.sort_by(f64::total_cmp);
     let latency_ms = [
@@ -604,8 +833,8 @@ fn analyse(
         let first = report
             .calls
             .iter()
-            .filter(|(s, _, o)| *o == 'r' && (*s as f64 / 1000.0) >= fail)
-            .map(|(_, d, _)| *d as f64 / 1000.0 - fail)
+            .filter(|(s, _, o, _)| *o == 'r' && (*s as f64 / 1000.0) >= fail)
+            .map(|(_, d, _, _)| *d as f64 / 1000.0 - fail)
             .min_by(f64::total_cmp);
         all_reject_ms = match (all_reject_ms, first) {
             (Some(a), Some(b)) => Some(a.max(b)),
@@ -616,8 +845,8 @@ fn analyse(
     let ok_done: Vec<u64> = reports
         .iter()
         .flat_map(|r| &r.calls)
-        .filter(|(_, _, o)| *o == 'k')
-        .map(|(_, d, _)| *d)
+        .filter(|(_, _, o, _)| *o == 'k')
+        .map(|(_, d, _, _)| *d)
         .collect();
     let healthy_rate = count_in(&ok_done, warm, schedule.healthy as f64) as f64 / steady_span;
     let window = 500.0;
@@ -676,7 +905,7 @@ fn analyse(
     for &a in arrivals {
         add(0, a);
     }
-    for (_, done, outcome) in reports.iter().flat_map(|r| &r.calls) {
+    for (_, done, outcome, _) in reports.iter().flat_map(|r| &r.calls) {
         match outcome {
             'k' => add(1, *done),
             'f' => add(2, *done),
@@ -687,6 +916,9 @@ fn analyse(
 
     Row {
         kind,
+        schedule: *schedule,
+        peak_in_flight: 0,
+        trouble: None,
         skipped: None,
         reached_failing,
         latency_ms,
@@ -720,7 +952,101 @@ fn ratio(value: Option<f64>, base: Option<f64>) -> String {
     }
 }
 
-fn tables(rows: &[Row], params: Params) -> String {
+fn tables(all: &[Row], params: Params) -> String {
+    let rows: Vec<&Row> = all
+        .iter()
+        .filter(|r| r.kind.scenario() == Scenario::Incident)
+        .collect();
+    let mut out = String::new();
+    if !rows.is_empty() {
+        out.push_str(&incident_tables(&rows, params));
+    }
+    out.push_str(&budget_tables(all, params));
+    out
+}
+
+fn budget_tables(rows: &[Row], params: Params) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    let measured = |scenario: Scenario| {
+        rows.iter()
+            .filter(move |r| r.kind.scenario() == scenario && r.skipped.is_none())
+            .filter_map(|r| r.trouble.as_ref().map(|t| (r, t)))
+    };
+    let sends = |row: &Row| {
+        format!(
+            "{} ({} / {}){}",
+            row.sent,
+            row.late,
+            row.dropped,
+            if row.incomplete > 0 {
+                format!(", {} workers incomplete", row.incomplete)
+            } else {
+                String::new()
+            }
+        )
+    };
+    let schedule = params.budget_schedule(Scenario::Slowdown);
+    if measured(Scenario::Slowdown).next().is_some() {
+        line(String::new());
+        line(format!(
+            "Slowdown: {} worker processes × {} requests/s open loop; healthy {} ms, every answer {} ms late for {} ms, healthy {} ms; `max_concurrent = {}` ({} in all with one cap per process).",
+            params.workers, params.rate, schedule.healthy, SLOW_DELAY.as_millis(), schedule.fail503, schedule.recovery, params.cap(), params.cap() as usize * params.workers
+        ));
+        line(String::new());
+        line("| row | peak requests held by the downstream at once | ÷ the cap | reached the downstream in the slow phase | calls in the slow phase: ok / rejected (saturated) / failed | ok calls' latency p50 / p99 | sends (late > 10 ms / dropped) |".into());
+        line("|---|---|---|---|---|---|---|".into());
+        for (row, t) in measured(Scenario::Slowdown) {
+            line(format!(
+                "| {} | {} | {:.2} | {} | {} / {} / {} | {:.0} / {:.0} ms | {} |",
+                row.kind.label(),
+                row.peak_in_flight,
+                row.peak_in_flight as f64 / f64::from(params.cap()),
+                t.reached,
+                t.ok,
+                t.rejected,
+                t.failed,
+                t.ok_latency_ms[0],
+                t.ok_latency_ms[1],
+                sends(row),
+            ));
+        }
+    }
+    let schedule = params.budget_schedule(Scenario::Outage);
+    if measured(Scenario::Outage).next().is_some() {
+        let seconds = schedule.fail503 as f64 / 1000.0;
+        line(String::new());
+        line(format!(
+            "Outage: {} worker processes × {} requests/s open loop; healthy {} ms, 503 at once for {} ms, healthy {} ms; `retries = {RETRIES}`, `retry_budget = {RETRY_BUDGET}`, `retry_min_per_sec = {RETRY_MIN_PER_SEC}`, `fail_max = {FAIL_MAX_NEVER}` (the breakers stay closed).",
+            params.workers, params.rate, schedule.healthy, schedule.fail503, schedule.recovery
+        ));
+        line(String::new());
+        line("| row | calls in the outage (first attempts) | retries (requests − first attempts) | retries ÷ first attempts | retries / s | reached the downstream in the outage | calls in the outage: ok / failed / rejected | sends (late > 10 ms / dropped) |".into());
+        line("|---|---|---|---|---|---|---|---|".into());
+        for (row, t) in measured(Scenario::Outage) {
+            let retries = t.attempts.saturating_sub(t.first_attempts);
+            line(format!(
+                "| {} | {} | {} | {:.3} | {:.0} | {} | {} / {} / {} | {} |",
+                row.kind.label(),
+                t.first_attempts,
+                retries,
+                retries as f64 / t.first_attempts.max(1) as f64,
+                retries as f64 / seconds,
+                t.reached,
+                t.ok,
+                t.failed,
+                t.rejected,
+                sends(row),
+            ));
+        }
+    }
+    out
+}
+
+fn incident_tables(rows: &[&Row], params: Params) -> String {
     let schedule = params.schedule();
     let mut out = String::new();
     let mut line = |s: String| {
@@ -796,14 +1122,51 @@ fn tables(rows: &[Row], params: Params) -> String {
     out
 }
 
+/// The phases of a row's schedule to shade: (from s, to s, colour, label).
+fn shades(schedule: &Schedule) -> Vec<(f64, f64, plotters::style::RGBAColor, &'static str)> {
+    use plotters::prelude::*;
+    let s = |ms: u64| ms as f64 / 1000.0;
+    let trouble = |color: RGBColor, label| {
+        vec![(
+            s(schedule.fail_start()),
+            s(schedule.hang_start()),
+            color.mix(0.12),
+            label,
+        )]
+    };
+    match schedule.scenario {
+        Scenario::Slowdown => trouble(RGBColor(240, 150, 0), "slow"),
+        Scenario::Outage => trouble(RGBColor(230, 60, 60), "503s"),
+        Scenario::Incident => vec![
+            (
+                s(schedule.fail_start()),
+                s(schedule.hang_start()),
+                RGBColor(230, 60, 60).mix(0.12),
+                "503s",
+            ),
+            (
+                s(schedule.hang_start()),
+                s(schedule.recovery_start()),
+                RGBColor(140, 60, 200).mix(0.12),
+                "hanging",
+            ),
+            (
+                s(schedule.recovery_start()),
+                s(schedule.recovery_start() + schedule.cold),
+                RGBColor(60, 120, 230).mix(0.12),
+                "cold",
+            ),
+        ],
+    }
+}
+
 fn plot(rows: &[Row], params: Params, path: &std::path::Path) -> Result<(), String> {
     use plotters::prelude::*;
     let rows: Vec<&Row> = rows.iter().filter(|r| r.skipped.is_none()).collect();
     if rows.is_empty() {
         return Ok(());
     }
-    let schedule = params.schedule();
-    let end_s = (schedule.end() + CLIENT_TIMEOUT_MS) as f64 / 1000.0;
+    let end_s = (params.schedule().end() + CLIENT_TIMEOUT_MS) as f64 / 1000.0;
     let steady = params.load() / 10.0;
     let y_max = rows
         .iter()
@@ -826,27 +1189,6 @@ fn plot(rows: &[Row], params: Params, path: &std::path::Path) -> Result<(), Stri
         )
         .map_err(|e| e.to_string())?;
     let panels = body.split_evenly((rows.len(), 1));
-    let s = |ms: u64| ms as f64 / 1000.0;
-    let shades = [
-        (
-            s(schedule.fail_start()),
-            s(schedule.hang_start()),
-            RGBColor(230, 60, 60).mix(0.12),
-            "503s",
-        ),
-        (
-            s(schedule.hang_start()),
-            s(schedule.recovery_start()),
-            RGBColor(140, 60, 200).mix(0.12),
-            "hanging",
-        ),
-        (
-            s(schedule.recovery_start()),
-            s(schedule.recovery_start() + schedule.cold),
-            RGBColor(60, 120, 230).mix(0.12),
-            "cold",
-        ),
-    ];
     let colors = [
         (BLACK, "reaching the downstream"),
         (RGBColor(30, 150, 60), "callers: ok"),
@@ -874,7 +1216,7 @@ fn plot(rows: &[Row], params: Params, path: &std::path::Path) -> Result<(), Stri
             .label_style(("sans-serif", 11))
             .draw()
             .map_err(|e| e.to_string())?;
-        for (from, to, color, label) in shades {
+        for (from, to, color, label) in shades(&row.schedule) {
             chart
                 .draw_series(std::iter::once(Rectangle::new(
                     [(from, 0.0), (to, y_max)],
@@ -889,7 +1231,10 @@ fn plot(rows: &[Row], params: Params, path: &std::path::Path) -> Result<(), Stri
                 )))
                 .map_err(|e| e.to_string())?;
         }
-        if let Some(close) = row.close_ms.filter(|_| row.kind != Kind::NoBreaker) {
+        if let Some(close) = row
+            .close_ms
+            .filter(|_| row.kind != Kind::NoBreaker && row.kind.scenario() == Scenario::Incident)
+        {
             let close = close / 1000.0;
             chart
                 .draw_series(std::iter::once(PathElement::new(
@@ -967,12 +1312,20 @@ fn main() {
     let knows_slow_start = infuse_settings::SETTINGS
         .iter()
         .any(|s| s.name == "slow_start");
+    // INCIDENT_ROWS=incident: the first table's rows only; =budgets: the slowdown's and
+    // the outage's only.
+    let only = std::env::var("INCIDENT_ROWS").unwrap_or_default();
+    let every_row = !matches!(only.as_str(), "incident" | "budgets");
     let mut rows = Vec::new();
     for kind in Kind::ALL {
+        let incident = kind.scenario() == Scenario::Incident;
+        if (only == "incident" && !incident) || (only == "budgets" && incident) {
+            continue;
+        }
         if kind == Kind::FleetSlowStart && !knows_slow_start {
             let why = "this build of infuse has no `slow_start` setting".to_owned();
             println!("{}: {why}", kind.label());
-            rows.push(Row::skipped(kind, why));
+            rows.push(Row::skipped(kind, schedule_of(kind, params), why));
             continue;
         }
         println!("{} …", kind.label());
@@ -989,7 +1342,7 @@ fn main() {
     let _ = std::fs::write(tmp.join("incident.md"), &table);
     let svg = match std::env::var_os("INCIDENT_SVG") {
         Some(path) => std::path::PathBuf::from(path),
-        None if params.quick => tmp.join("incident.svg"),
+        None if params.quick || !every_row => tmp.join("incident.svg"),
         None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/incident.svg"),
     };
     match plot(&rows, params, &svg) {

@@ -33,6 +33,16 @@
 //!   The bench thread (and each thread of the 2-thread group) has a tokio runtime
 //!   entered (`Runtime::enter`, one worker thread, otherwise idle) for the flush task
 //!   and the timers, as an application's calls would.
+//! - `infuse closed: call(), max_concurrent = 64`: `call()` on a closed in-memory breaker
+//!   with a concurrency cap: the call takes a permit (one compare-and-swap) and gives it
+//!   back (one subtraction), against `infuse closed: call()` in the same run.
+//! - `infuse closed (Redis): call()` / `infuse closed (Redis): call(), max_concurrent =
+//!   64`: the same pair on a Redis-mode registry (a `redis-server` this bench starts on a
+//!   free port; the registry's background tasks run on the flush runtime below). A closed
+//!   call sends no Redis command, nor does a capped one: it takes a permit of the
+//!   process's lease of the fleet's cap, which a background task renews. Before each
+//!   sample of the capped row the bench makes sure the lease holds a permit (the keeper
+//!   gives an idle lease back), outside the timing.
 //! - `infuse closed: call(), with BreakerMetrics`: `call()` on a closed breaker with the
 //!   `metrics` feature's listener, recording into `infuse_bench::AtomicRecorder` (atomics,
 //!   as an exporter's hot path): two listener events, two clock reads, a counter and a
@@ -72,7 +82,9 @@
 //! allocator) over 10 000 calls of each kind, and panics if an infuse closed call
 //! (`call()`, `call_owned()` or the attribute) or rejection (open or forced open)
 //! allocated, or if a call under a rate rule allocated per call (the task that reports
-//! the tally is spawned once per report period, not per call).
+//! the tally is spawned once per report period, not per call), or an in-memory capped
+//! call. The Redis-mode registry is created after that count (its background tasks
+//! allocate, and the count is global).
 //!
 //! Instruction counts of the same paths, free of timing noise: `infuse-bench/callgrind.sh`.
 //!
@@ -89,7 +101,8 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion};
-use infuse::{BreakerError, CallOptions, Config, ServiceOverride};
+use infuse::{BreakerError, CallOptions, Config, Registry, ServiceOverride};
+use infuse_tests::support::redis_server::RedisServer;
 
 // ---------------------------------------------------------------------------------------
 // A global allocator that counts allocations, to check that the open path allocates
@@ -214,6 +227,9 @@ fn two_threads(
 
 const LONG: Duration = Duration::from_secs(24 * 3600);
 
+/// The concurrency cap of the capped rows (the callgrind probe's too).
+const CAP: u32 = 64;
+
 type Failsafe = failsafe::StateMachine<
     failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::Constant>,
     (),
@@ -227,6 +243,8 @@ struct Breakers {
     infuse_timeout: infuse::Breaker,
     /// `slow_call = 1s`, `slow_call_rate = 50` (calls are timed and counted).
     infuse_slow: infuse::Breaker,
+    /// `max_concurrent = 64` (a permit per call).
+    infuse_capped: infuse::Breaker,
     /// Opened with `open()` (tripped state, 24 h `reset_timeout`).
     infuse_open: infuse::Breaker,
     /// Held open with `force_open()`.
@@ -263,6 +281,7 @@ fn setup(rt: &tokio::runtime::Runtime, flusher: &tokio::runtime::Handle) -> Brea
                 .allow_undeclared_overrides(true)
                 .service("bench-open", ServiceOverride::new().reset_timeout(LONG))
                 .service("bench-rate", ServiceOverride::new().failure_rate(50))
+                .service("bench-capped", ServiceOverride::new().max_concurrent(CAP))
                 .service(
                     "bench-timeout",
                     ServiceOverride::new().timeout(Duration::from_secs(1)),
@@ -302,6 +321,7 @@ fn setup(rt: &tokio::runtime::Runtime, flusher: &tokio::runtime::Handle) -> Brea
         infuse_rate: infuse::breaker("bench-rate"),
         infuse_timeout: infuse::breaker("bench-timeout"),
         infuse_slow: infuse::breaker("bench-slow"),
+        infuse_capped: infuse::breaker("bench-capped"),
         infuse_open,
         infuse_forced,
         infuse_metrics: {
@@ -327,6 +347,9 @@ fn setup(rt: &tokio::runtime::Runtime, flusher: &tokio::runtime::Handle) -> Brea
         Some(Duration::from_secs(1))
     );
     assert_eq!(b.infuse_slow.settings().slow_call_rate, Some(50));
+    assert_eq!(b.infuse_capped.settings().max_concurrent, Some(CAP));
+    assert!(run(b.infuse_capped.call(bare(1))).is_ok());
+    assert_eq!(b.infuse_capped.concurrency().map(|c| c.in_use), Some(0));
     {
         let _runtime = flusher.enter();
         for breaker in [&b.infuse_rate, &b.infuse_timeout, &b.infuse_slow] {
@@ -356,6 +379,70 @@ fn setup(rt: &tokio::runtime::Runtime, flusher: &tokio::runtime::Handle) -> Brea
     breakers
 }
 
+/// A Redis-mode registry (on the bench's own `redis-server`) and two closed breakers of
+/// it, plain and with `max_concurrent`.
+struct RedisBreakers {
+    closed: infuse::Breaker,
+    capped: infuse::Breaker,
+    /// Kept for the breakers' background tasks; dropped before the server.
+    _registry: Registry,
+    _server: RedisServer,
+}
+
+/// Created after the allocation count: the registry's background tasks allocate, and the
+/// count is global. `flush_runtime` runs those tasks.
+fn setup_redis(flush_runtime: &tokio::runtime::Runtime) -> RedisBreakers {
+    let server = RedisServer::start();
+    let config = Config::redis(server.url())
+        .namespace(format!("bench-overhead-{}", std::process::id()))
+        .env_overrides(false)
+        .allow_undeclared_overrides(true)
+        .service(
+            "bench-redis-capped",
+            ServiceOverride::new().max_concurrent(CAP),
+        );
+    let registry = flush_runtime
+        .block_on(Registry::new(config))
+        .expect("a Redis-mode registry");
+    let closed = registry.breaker("bench-redis");
+    let capped = registry.breaker("bench-redis-capped");
+    // Load the shared state, so that the calls below take the fast path.
+    for breaker in [&closed, &capped] {
+        flush_runtime
+            .block_on(breaker.state())
+            .expect("the breaker's state from Redis");
+    }
+    let _runtime = flush_runtime.enter();
+    assert!(run(closed.call(bare(1))).is_ok());
+    hold_lease(&capped);
+    assert!(run(capped.call(bare(1))).is_ok());
+    assert!(!closed.settings().has_rates() && closed.settings().max_concurrent.is_none());
+    assert_eq!(capped.settings().max_concurrent, Some(CAP));
+    RedisBreakers {
+        closed,
+        capped,
+        _registry: registry,
+        _server: server,
+    }
+}
+
+/// Makes sure this process's lease of the fleet's cap holds a permit, so that the next
+/// capped call completes on its first poll: the lease's keeper gives back the permits a
+/// process did not use since its last renewal. Call with a tokio runtime entered (a call
+/// that finds no permit waits for the keeper on a timer).
+fn hold_lease(breaker: &infuse::Breaker) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while breaker.concurrency().is_none_or(|c| c.permits == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "no permit of the fleet's cap within 10 s"
+        );
+        // A call that finds no permit makes the keeper ask for more at once.
+        let _ = futures::executor::block_on(breaker.call(bare(0)));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Counts allocations per call; infuse's closed calls (`call()`, `call_owned()`, the
 /// attribute) and rejections (open, forced open) must not allocate, nor a call under a
 /// rate rule (but for the flush task it spawns once per report period). `runtime`:
@@ -376,7 +463,7 @@ fn check_allocations(b: &Breakers, runtime: &tokio::runtime::Handle) {
         infuse_bench::allocations() - before
     };
     use failsafe::futures::CircuitBreaker as _;
-    let rows: [(&str, u64); 13] = [
+    let rows: [(&str, u64); 14] = [
         (
             "infuse open (rejected)        ",
             count(&|i| {
@@ -455,6 +542,12 @@ fn check_allocations(b: &Breakers, runtime: &tokio::runtime::Handle) {
                 black_box(run(b.infuse_metrics.call(bare(i))).is_ok());
             }),
         ),
+        (
+            "infuse closed, max_concurrent ",
+            count(&|i| {
+                black_box(run(b.infuse_capped.call(bare(i))).is_ok());
+            }),
+        ),
     ];
     println!("allocations over {CALLS} calls:");
     for (name, n) in rows {
@@ -476,6 +569,7 @@ fn check_allocations(b: &Breakers, runtime: &tokio::runtime::Handle) {
         rows[12].1, 0,
         "a closed infuse call() with metrics allocated"
     );
+    assert_eq!(rows[13].1, 0, "a capped closed infuse call() allocated");
     println!();
 }
 
@@ -484,6 +578,7 @@ fn check_allocations(b: &Breakers, runtime: &tokio::runtime::Handle) {
 fn single_task<M: Measurement<Value = Duration>>(
     c: &mut Criterion<M>,
     b: &Breakers,
+    r: &RedisBreakers,
     runtime: &tokio::runtime::Handle,
 ) {
     use failsafe::futures::CircuitBreaker as _;
@@ -497,6 +592,20 @@ fn single_task<M: Measurement<Value = Duration>>(
     g.bench_function("infuse closed: call()", |bench| {
         bench.iter(|| run(b.infuse_closed.call(bare(black_box(7)))))
     });
+    g.bench_function("infuse closed: call(), max_concurrent = 64", |bench| {
+        bench.iter(|| run(b.infuse_capped.call(bare(black_box(7)))))
+    });
+    g.bench_function("infuse closed (Redis): call()", |bench| {
+        bench.iter(|| run(r.closed.call(bare(black_box(7)))))
+    });
+    g.bench_function(
+        "infuse closed (Redis): call(), max_concurrent = 64",
+        |bench| {
+            // Outside the timing: a permit in this process's lease (see `hold_lease`).
+            hold_lease(&r.capped);
+            bench.iter(|| run(r.capped.call(bare(black_box(7)))))
+        },
+    );
     g.bench_function("infuse closed: call(), failure_rate = 50", |bench| {
         bench.iter(|| run(b.infuse_rate.call(bare(black_box(7)))))
     });
@@ -603,6 +712,11 @@ fn two_thread(c: &mut Criterion, b: &Breakers, runtime: &tokio::runtime::Handle)
             black_box(run(b.infuse_closed.call(bare(black_box(i))))).ok();
         }
     });
+    row("infuse closed: call(), max_concurrent = 64", &|n| {
+        for i in 0..n {
+            black_box(run(b.infuse_capped.call(bare(black_box(i))))).ok();
+        }
+    });
     row("infuse closed: call(), failure_rate = 50", &|n| {
         for i in 0..n {
             black_box(run(b.infuse_rate.call(bare(black_box(i))))).ok();
@@ -672,6 +786,7 @@ fn main() {
     let flusher = flush_runtime.handle();
     let breakers = setup(&rt, flusher);
     check_allocations(&breakers, flusher);
+    let redis = setup_redis(&flush_runtime);
 
     let configure = |c: Criterion<WallTime>| {
         c.warm_up_time(Duration::from_millis(500))
@@ -682,12 +797,12 @@ fn main() {
     };
     if std::env::var("INFUSE_BENCH_CLOCK").as_deref() == Ok("wall") {
         let mut c = configure(Criterion::default());
-        single_task(&mut c, &breakers, flusher);
+        single_task(&mut c, &breakers, &redis, flusher);
         in_tokio(&mut c, &breakers, &rt);
         c.final_summary();
     } else {
         let mut c = configure(Criterion::default()).with_measurement(ThreadCpuTime);
-        single_task(&mut c, &breakers, flusher);
+        single_task(&mut c, &breakers, &redis, flusher);
         in_tokio(&mut c, &breakers, &rt);
         c.final_summary();
     }

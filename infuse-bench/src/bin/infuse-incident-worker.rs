@@ -5,7 +5,9 @@
 //! infuse-incident-worker key=value…
 //!   id=0 mode=none|memory|redis url=http://127.0.0.1:PORT/ rate=200 duration_ms=25000
 //!   offset_ns=0 client_timeout_ms=2000 reset_ms=1000 [redis=redis://…] [namespace=…]
-//!   [timeout_ms=250] [failure_rate=50] [window_ms=5000] [min_calls=20]
+//!   [timeout_ms=250] [failure_rate=50] [window_ms=5000] [min_calls=20] [fail_max=5]
+//!   [max_concurrent=50] [retries=2] [retry_budget=20] [retry_min_per_sec=10]
+//!   [naive_retries=2]
 //! ```
 //!
 //! Builds its breaker (`mode=memory`: a [`Registry`] in this process's memory, what a
@@ -18,19 +20,24 @@
 //! flight is not sent and counted dropped. Latency is measured from the *scheduled* time,
 //! so a late send's wait is not hidden.
 //!
-//! The breaker settings come from the arguments (`fail_max = 5`, `reset_timeout`,
-//! optional `timeout` and `failure_rate`) and from `INFUSE_INCIDENT_*` variables (the
-//! bench sets `INFUSE_INCIDENT_SLOW_START` for its slow-start row).
+//! The breaker settings come from the arguments (`fail_max`, 5 unless given,
+//! `reset_timeout`, optional `timeout`, `failure_rate`, `max_concurrent`, `retries` and
+//! the retry budget) and from `INFUSE_INCIDENT_*` variables (the bench sets
+//! `INFUSE_INCIDENT_SLOW_START` for its slow-start row). With `retries`, each call goes
+//! through [`Breaker::call_retrying`]. `naive_retries=N` (with `mode=none`): each failed
+//! call is sent again up to N times, after the same backoff as infuse's defaults (full
+//! jitter, 25 ms doubling per attempt, at most 1 s) and with no budget — what a client's
+//! own retry loop does.
 //!
 //! Once every call has ended it prints, one per line, times in µs from `START`:
-//! `C <scheduled> <done> <k|f|r|d>` per call (ok, failed, rejected by the breaker,
-//! dropped), `T <at> <state>` per state change of its breaker, `L <late> <dropped>
+//! `C <scheduled> <done> <k|f|r|d> <attempts>` per call (ok, failed, rejected by the
+//! breaker, dropped; the requests it sent), `T <at> <state>` per state change of its breaker, `L <late> <dropped>
 //! <max_lateness>`, then `END`, and exits. 2 on bad arguments, 1 if the registry cannot
 //! be created.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -100,8 +107,20 @@ async fn build_breaker(
 ) -> Option<(Registry, Breaker)> {
     let mode: String = required(args, "mode");
     let mut settings = ServiceOverride::new()
-        .fail_max(5)
+        .fail_max(arg(args, "fail_max").unwrap_or(5))
         .reset_timeout(Duration::from_millis(required(args, "reset_ms")));
+    if let Some(cap) = arg::<u32>(args, "max_concurrent") {
+        settings = settings.max_concurrent(cap);
+    }
+    if let Some(retries) = arg::<u32>(args, "retries") {
+        settings = settings.retries(retries);
+    }
+    if let Some(percent) = arg::<u32>(args, "retry_budget") {
+        settings = settings.retry_budget(percent);
+    }
+    if let Some(per_sec) = arg::<u32>(args, "retry_min_per_sec") {
+        settings = settings.retry_min_per_sec(per_sec);
+    }
     if let Some(ms) = arg::<u64>(args, "timeout_ms") {
         settings = settings.timeout(Duration::from_millis(ms));
     }
@@ -137,14 +156,48 @@ async fn build_breaker(
     }
 }
 
-/// One GET; ok on a 200 with its body read.
-async fn get(client: &reqwest::Client, url: &str) -> Result<(), AppError> {
+/// One GET, counted in `attempts`; ok on a 200 with its body read.
+async fn get(client: &reqwest::Client, url: &str, attempts: &AtomicU32) -> Result<(), AppError> {
+    attempts.fetch_add(1, Ordering::Relaxed);
     let response = client.get(url).send().await.map_err(|_| AppError::Failed)?;
     if response.status() != 200 {
         return Err(AppError::Failed);
     }
     response.bytes().await.map_err(|_| AppError::Failed)?;
     Ok(())
+}
+
+/// A client's own retry loop, without a breaker or a budget: up to `retries` more
+/// attempts after a failure, each after a backoff with full jitter (a random time up to
+/// 25 ms × 2^n, at most 1 s: infuse's default `retry_backoff` and `max_retry_backoff`).
+async fn naive(
+    client: &reqwest::Client,
+    url: &str,
+    attempts: &AtomicU32,
+    retries: u32,
+    seed: u64,
+) -> Result<(), AppError> {
+    let mut n = 0;
+    loop {
+        let result = get(client, url, attempts).await;
+        if result.is_ok() || n >= retries {
+            return result;
+        }
+        let ceiling = Duration::from_millis(25)
+            .saturating_mul(1 << n.min(16))
+            .min(Duration::from_secs(1));
+        let jitter = splitmix(seed ^ monotonic_ns() ^ (u64::from(n) << 56));
+        tokio::time::sleep(ceiling.mul_f64((jitter >> 11) as f64 / (1u64 << 53) as f64)).await;
+        n += 1;
+    }
+}
+
+/// A 64-bit mix (splitmix64's finaliser): jitter without a random-number crate.
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -168,6 +221,10 @@ async fn main() {
     let transitions = Arc::new(Mutex::new(Vec::new()));
     let registry = build_breaker(&args, &transitions).await;
     let breaker: Option<Breaker> = registry.as_ref().map(|(_, breaker)| breaker.clone());
+    let retrying = breaker
+        .as_ref()
+        .is_some_and(|b| b.settings().retries.is_some());
+    let naive_retries: u32 = arg(&args, "naive_retries").unwrap_or(0);
 
     println!("READY {id}");
     let _ = std::io::stdout().flush();
@@ -210,6 +267,7 @@ async fn main() {
                 sched_us,
                 sched_us,
                 Outcome::Dropped,
+                0,
             ));
             continue;
         }
@@ -217,9 +275,15 @@ async fn main() {
         let (client, url, breaker) = (client.clone(), url.clone(), breaker.clone());
         let (records, in_flight) = (records.clone(), in_flight.clone());
         tasks.spawn(async move {
+            let attempts = AtomicU32::new(0);
             let result = match &breaker {
-                Some(breaker) => breaker.call(get(&client, &url)).await,
-                None => get(&client, &url).await,
+                Some(breaker) if retrying => {
+                    breaker
+                        .call_retrying(|| get(&client, &url, &attempts))
+                        .await
+                }
+                Some(breaker) => breaker.call(get(&client, &url, &attempts)).await,
+                None => naive(&client, &url, &attempts, naive_retries, id as u64 ^ i).await,
             };
             let outcome = match result {
                 Ok(()) => Outcome::Ok,
@@ -227,10 +291,12 @@ async fn main() {
                 Err(_) => Outcome::Failed,
             };
             let done_us = monotonic_ns().saturating_sub(start_ns) / 1000;
-            records
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((sched_us, done_us, outcome));
+            records.lock().unwrap_or_else(|e| e.into_inner()).push((
+                sched_us,
+                done_us,
+                outcome,
+                attempts.load(Ordering::Relaxed),
+            ));
             in_flight.fetch_sub(1, Ordering::Relaxed);
         });
         // Reap finished calls as we go, so that the set stays small.
@@ -239,8 +305,9 @@ async fn main() {
     while tasks.join_next().await.is_some() {}
 
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for (sched, done, outcome) in records.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        let _ = writeln!(out, "C {sched} {done} {}", outcome.letter());
+    for (sched, done, outcome, attempts) in records.lock().unwrap_or_else(|e| e.into_inner()).iter()
+    {
+        let _ = writeln!(out, "C {sched} {done} {} {attempts}", outcome.letter());
     }
     for (at, to) in transitions.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         let at_us = at.saturating_sub(start_ns) / 1000;
