@@ -198,6 +198,8 @@ async fn a_call_over_the_concurrency_cap_answers_503() {
     }
     .into_response();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // A permit frees when a call ends: a short hint, not the open timeout.
+    assert_eq!(response.headers()["retry-after"], "1");
     let body = axum::body::to_bytes(response.into_body(), 1024)
         .await
         .unwrap();

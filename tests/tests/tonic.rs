@@ -279,6 +279,8 @@ fn a_call_over_the_concurrency_cap_is_unavailable() {
     let status = Status::from(saturated.clone());
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(breaker_error(&status), Some(&saturated));
+    assert_eq!(status.metadata().get(RETRY_AFTER).unwrap(), "1");
+    assert_eq!(status.metadata().get(RETRY_PUSHBACK_MS).unwrap(), "1000");
     let boxed = infuse::tonic::status_error(infuse::tower::Error::<std::io::Error>::Breaker(
         saturated.clone(),
     ));

@@ -13,8 +13,11 @@ impl BreakerError {
     /// (the open time left, a trial's lease, or slow start's hint) and a call that tripped the breaker or
     /// failed its trial (the breaker's `reset_timeout`, read from the process-wide
     /// registry, or the default one). A breaker held open by an operator has no end: its hint is its
-    /// `reset_timeout` too, the time after which asking again is reasonable. `None`
-    /// for [`BreakerError::Timeout`], which says nothing about the breaker's state.
+    /// `reset_timeout` too, the time after which asking again is reasonable. A call
+    /// turned away by the concurrency cap ([`BreakerError::Saturated`]) gets 1 s: a
+    /// permit comes back as soon as a call in flight ends, and the breaker may well be
+    /// closed. `None` for [`BreakerError::Timeout`], which says nothing about the
+    /// breaker's state.
     ///
     /// ```
     /// use std::time::Duration;
@@ -24,6 +27,8 @@ impl BreakerError {
     /// assert_eq!(open.retry_after_secs(), Some(2)); // rounded up
     /// let elapsed = BreakerError::Open { service: "users", retry_at: RetryAt::after(Duration::ZERO) };
     /// assert_eq!(elapsed.retry_after_secs(), Some(1)); // never 0
+    /// let saturated = BreakerError::Saturated { service: "users" };
+    /// assert_eq!(saturated.retry_after_secs(), Some(1)); // a permit frees when a call ends
     /// ```
     pub fn retry_after_secs(&self) -> Option<u64> {
         let wait = match self {
@@ -31,6 +36,7 @@ impl BreakerError {
             BreakerError::Open { retry_at, .. }
             | BreakerError::TrialInFlight { retry_at, .. }
             | BreakerError::Recovering { retry_at, .. } => retry_at.remaining(),
+            BreakerError::Saturated { .. } => Duration::from_secs(1),
             other => reset_timeout_of(other.service()),
         };
         Some(whole_seconds(wait))
