@@ -89,7 +89,29 @@ async fn run(store: &str, namespace: &str) -> Totals {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleet_shares_one_retry_budget() {
     let server = RedisServer::start();
+    // Round trips: scripts (a script's own commands are counted apart by Redis); the
+    // budget's own requests are the scripts run on its key, counted through MONITOR.
+    let scripts = || server.command_calls("evalsha") + server.command_calls("eval");
+    let mut monitor = Command::new("redis-cli")
+        .args(["-p", &server.port().to_string(), "monitor"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-cli monitor");
+    let mut watched = BufReader::new(monitor.stdout.take().unwrap()).lines();
+    let budget_requests = tokio::spawn(async move {
+        let mut n = 0u64;
+        while let Ok(Some(line)) = watched.next_line().await {
+            n += u64::from(line.contains("\"EVALSHA\"") && line.contains("/users}:retry\""));
+        }
+        n
+    });
+    let before = scripts();
     let fleet = run(&server.url(), "retry-budget").await;
+    let fleet_scripts = scripts() - before;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    monitor.kill().await.unwrap();
+    let budget_requests = budget_requests.await.unwrap();
     let control = run("memory", "unused").await;
 
     let first = u64::from(RATE * SECONDS) * WORKERS as u64;
@@ -108,12 +130,23 @@ async fn the_fleet_shares_one_retry_budget() {
         "{WORKERS} processes x {RATE} failing calls/s for {SECONDS} s, retries = {RETRIES}, \
          retry_budget = {BUDGET}, retry_min_per_sec = {FLOOR}: fleet budget {} retries \
          ({} refused), one budget per process {} retries ({} refused); bound {bound}, \
-         without a budget {}",
+         without a budget {}; the fleet's run: {budget_requests} requests to the budget \
+         ({:.4} an attempt), {fleet_scripts} scripts in all ({:.4} an attempt, the failures' \
+         reports included)",
         fleet.retries,
         fleet.exhausted,
         control.retries,
         control.exhausted,
-        first * u64::from(RETRIES)
+        first * u64::from(RETRIES),
+        budget_requests as f64 / fleet.attempts.max(1) as f64,
+        fleet_scripts as f64 / fleet.attempts.max(1) as f64
+    );
+    assert!(budget_requests > 0, "the budget was asked (MONITOR saw it)");
+    // Each process asks at most every 100 ms, less and less often while the spent budget
+    // grants none (up to 1 s apart): about 160 here, where asking every 100 ms made 315.
+    assert!(
+        budget_requests <= WORKERS as u64 * u64::from(SECONDS + 1) * 5,
+        "{budget_requests} requests to the budget"
     );
     assert!(
         fleet.retries <= bound,

@@ -19,6 +19,11 @@ pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(1);
 /// the failure is returned without a retry).
 pub(crate) const ASK_GAP: Duration = Duration::from_millis(100);
 
+/// While the fleet's budget grants none, the gap between a process's requests doubles up
+/// to this: a spent budget is not asked ten times a second by every process of a fleet
+/// whose calls all fail.
+pub(crate) const MAX_ASK_GAP: Duration = Duration::from_secs(1);
+
 /// The most tokens a process asks for at once.
 const MAX_BATCH: u64 = 100;
 
@@ -52,6 +57,26 @@ struct Tokens {
     used: u64,
     /// When first attempts were last reported.
     reported_at: Option<Instant>,
+    /// The gap before the next request ([`ASK_GAP`], doubling while none are granted).
+    gap: Duration,
+}
+
+impl Tokens {
+    /// Whether the fleet was asked less than the current gap ago.
+    fn asked_recently(&self, now: Instant) -> bool {
+        let gap = self.gap.max(ASK_GAP);
+        self.asked_at
+            .is_some_and(|at| now.saturating_duration_since(at) < gap)
+    }
+
+    /// The fleet's budget answered with `granted` tokens: the gap doubles while it grants
+    /// none.
+    fn answered(&mut self, granted: u64) {
+        self.gap = match granted {
+            0 => (self.gap.max(ASK_GAP) * 2).min(MAX_ASK_GAP),
+            _ => ASK_GAP,
+        };
+    }
 }
 
 /// What to do about a retry that needs a token of the fleet's budget.
@@ -59,8 +84,8 @@ struct Tokens {
 pub(crate) enum Token {
     /// A token this process held: retry.
     Taken,
-    /// None held, and the fleet was asked less than [`ASK_GAP`] ago (or is being asked):
-    /// no retry.
+    /// None held, and the fleet was asked less than [`ASK_GAP`] ago (up to
+    /// [`MAX_ASK_GAP`] while it grants none), or is being asked: no retry.
     Spent,
     /// The fleet's budget did not answer the last request, less than [`ASK_GAP`] ago:
     /// this process's own budget decides ([`RetryBudget::take`]).
@@ -139,9 +164,7 @@ impl RetryBudget {
             return Token::Taken;
         }
         tokens.held = 0;
-        let recent = tokens
-            .asked_at
-            .is_some_and(|at| now.saturating_duration_since(at) < ASK_GAP);
+        let recent = tokens.asked_recently(now);
         if recent && tokens.unanswered && !tokens.asking {
             return Token::OwnBudget;
         }
@@ -161,9 +184,7 @@ impl RetryBudget {
         let fresh = tokens
             .granted_at
             .is_some_and(|at| now.saturating_duration_since(at) < TOKEN_LIFETIME);
-        let recent = tokens
-            .asked_at
-            .is_some_and(|at| now.saturating_duration_since(at) < ASK_GAP);
+        let recent = tokens.asked_recently(now);
         if (tokens.held > 0 && fresh) || tokens.asking || recent {
             return None;
         }
@@ -205,6 +226,7 @@ impl RetryBudget {
         tokens.unanswered = false;
         tokens.granted_at = Some(Instant::now());
         tokens.held = granted;
+        tokens.answered(granted);
         if granted == 0 {
             return false;
         }
@@ -222,6 +244,7 @@ impl RetryBudget {
         tokens.unanswered = false;
         tokens.granted_at = Some(Instant::now());
         tokens.held = granted;
+        tokens.answered(granted);
     }
 
     /// The fleet's budget could not be asked: the first attempts stay to report (and
@@ -269,6 +292,32 @@ mod tests {
         assert!(!budget.granted(0));
         assert_eq!(budget.token(), Token::Spent);
         assert_eq!(budget.spent(), 3, "the granted token and the two held");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_budget_that_grants_none_is_asked_less_and_less_often() {
+        let budget = RetryBudget::default();
+        let mut gaps = Vec::new();
+        let mut last = Instant::now();
+        for _ in 0..6 {
+            while !matches!(budget.token(), Token::Ask { .. }) {
+                tokio::time::advance(Duration::from_millis(10)).await;
+            }
+            gaps.push(last.elapsed().as_millis());
+            last = Instant::now();
+            assert!(!budget.granted(0));
+        }
+        assert_eq!(
+            gaps,
+            [0, 200, 400, 800, 1_000, 1_000],
+            "doubling to MAX_ASK_GAP"
+        );
+        // A grant brings the gap back to ASK_GAP.
+        tokio::time::advance(MAX_ASK_GAP).await;
+        assert!(matches!(budget.token(), Token::Ask { .. }));
+        assert!(budget.granted(1));
+        tokio::time::advance(ASK_GAP).await;
+        assert!(matches!(budget.token(), Token::Ask { .. }));
     }
 
     #[tokio::test(start_paused = true)]
