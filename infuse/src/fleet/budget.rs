@@ -14,30 +14,24 @@ impl Fleet {
     /// else one batch asked of the fleet's budget (at most every `ASK_GAP`).
     pub(crate) async fn take_retry(&self, cell: &Cell, settings: &Settings) -> bool {
         let budget = &cell.retries;
-        match budget.token() {
-            Token::Taken => true,
-            Token::Spent => false,
-            Token::OwnBudget => budget.take(settings),
-            Token::Ask {
-                wanted,
-                first_attempts,
-            } => {
-                if !self.health.is_healthy() {
-                    budget.not_answered(first_attempts);
-                    return budget.take(settings);
-                }
-                let asked = self
-                    .store
-                    .retry_tokens(cell.service, settings, first_attempts, wanted)
-                    .await;
-                match asked {
-                    Ok(granted) => budget.granted(granted),
-                    Err(error) => {
-                        tracing::debug!(service = cell.service, %error, "the fleet's retry budget could not be asked: this process's own budget decides");
-                        budget.not_answered(first_attempts);
-                        budget.take(settings)
-                    }
-                }
+        let (wanted, first_attempts) = match without_asking(cell, settings) {
+            Ok(retry) => return retry,
+            Err(ask) => ask,
+        };
+        if !self.health.is_healthy() {
+            budget.not_answered(first_attempts);
+            return budget.take(settings);
+        }
+        let asked = self
+            .store
+            .retry_tokens(cell.service, settings, first_attempts, wanted)
+            .await;
+        match asked {
+            Ok(granted) => budget.granted(granted),
+            Err(error) => {
+                tracing::debug!(service = cell.service, %error, "the fleet's retry budget could not be asked: this process's own budget decides");
+                budget.not_answered(first_attempts);
+                budget.take(settings)
             }
         }
     }
@@ -49,23 +43,17 @@ impl Fleet {
     /// Without a runtime to ask from, this process's own budget decides.
     pub(crate) fn try_take_retry(&self, cell: &Arc<Cell>, settings: &Settings) -> bool {
         let budget = &cell.retries;
-        match budget.token() {
-            Token::Taken => true,
-            Token::Spent => false,
-            Token::OwnBudget => budget.take(settings),
-            Token::Ask {
-                wanted,
-                first_attempts,
-            } => {
-                if self.health.is_healthy()
-                    && self.ask_in_background(cell, settings, wanted, first_attempts)
-                {
-                    return false;
-                }
-                budget.not_answered(first_attempts);
-                budget.take(settings)
-            }
+        let (wanted, first_attempts) = match without_asking(cell, settings) {
+            Ok(retry) => return retry,
+            Err(ask) => ask,
+        };
+        if self.health.is_healthy()
+            && self.ask_in_background(cell, settings, wanted, first_attempts)
+        {
+            return false;
         }
+        budget.not_answered(first_attempts);
+        budget.take(settings)
     }
 
     /// Counts a first attempt (as [`Backend::first_attempt`](crate::backend::Backend))
@@ -117,5 +105,21 @@ impl Fleet {
             }
         });
         true
+    }
+}
+
+/// Whether a retry of `cell`'s breaker may be made without asking the fleet's budget (a
+/// token held, none to be had yet, or this process's own budget while the fleet's did
+/// not answer); else the request to make: tokens wanted, first attempts to report.
+fn without_asking(cell: &Cell, settings: &Settings) -> Result<bool, (u64, u64)> {
+    let budget = &cell.retries;
+    match budget.token() {
+        Token::Taken => Ok(true),
+        Token::Spent => Ok(false),
+        Token::OwnBudget => Ok(budget.take(settings)),
+        Token::Ask {
+            wanted,
+            first_attempts,
+        } => Err((wanted, first_attempts)),
     }
 }

@@ -221,13 +221,9 @@ impl RetryBudget {
 
     /// The fleet's budget granted `granted` tokens: takes one of them if any.
     pub(crate) fn granted(&self, granted: u64) -> bool {
+        self.stocked(granted);
         let mut tokens = lock(&self.tokens);
-        tokens.asking = false;
-        tokens.unanswered = false;
-        tokens.granted_at = Some(Instant::now());
-        tokens.held = granted;
-        tokens.answered(granted);
-        if granted == 0 {
+        if tokens.held == 0 {
             return false;
         }
         tokens.held -= 1;
