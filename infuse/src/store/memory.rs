@@ -168,3 +168,46 @@ impl Store for MemoryStore {
         ready(self.try_apply_now(service, settings, command))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The budgets' time is tokio's: on a paused clock, a lease ends when its time is up,
+    /// the floor of retry tokens comes back each second, and first attempts leave the
+    /// ratio's window ten seconds on.
+    #[tokio::test(start_paused = true)]
+    async fn the_budgets_follow_tokios_clock() {
+        let store = MemoryStore::new();
+        let lease = Duration::from_millis(500);
+        let ask = |process, want| store.lease_permits("svc", process, 0, want, 4, lease);
+        assert_eq!(ask(1, 4).await.unwrap(), Grant { target: 4, held: 4 });
+        tokio::time::sleep(lease - Duration::from_millis(1)).await;
+        assert_eq!(ask(2, 4).await.unwrap().held, 0, "1's lease lasts");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(ask(2, 4).await.unwrap().held, 4, "1's lease ended");
+
+        // A store of its own: its first request starts its seconds.
+        let store = MemoryStore::new();
+        let floor = Settings::DEFAULT.retry_budget(20).retry_min_per_sec(5);
+        assert_eq!(store.retry_tokens("svc", &floor, 0, 9).await.unwrap(), 5);
+        assert_eq!(store.retry_tokens("svc", &floor, 0, 9).await.unwrap(), 0);
+        tokio::time::sleep(Duration::from_millis(999)).await;
+        assert_eq!(store.retry_tokens("svc", &floor, 0, 9).await.unwrap(), 0);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(store.retry_tokens("svc", &floor, 0, 9).await.unwrap(), 5);
+
+        let ratio = Settings::DEFAULT.retry_budget(20).retry_min_per_sec(0);
+        assert_eq!(store.retry_tokens("r", &ratio, 100, 10).await.unwrap(), 10);
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert_eq!(store.retry_tokens("r", &ratio, 0, 100).await.unwrap(), 10);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            store.retry_tokens("r", &ratio, 0, 100).await.unwrap(),
+            0,
+            "the first attempts left the window"
+        );
+    }
+}
