@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use infuse::{BreakerError, Config, Registry, ServiceOverride, State};
 use infuse_tests::support::topology::RedisCluster;
 use infuse_tests::support::{self, calls};
-use infuse_tests::{conformance, conformance_tests};
+use infuse_tests::{budget_conformance_tests, conformance, conformance_tests};
 
 /// The cluster shared by the tests that do not break it.
 fn cluster() -> &'static RedisCluster {
@@ -32,6 +32,15 @@ conformance_tests!(
     prefix = "cluster:",
 );
 
+/// The budget cases on a Redis store over the connection the fleet makes (the fleet store
+/// keeps no budgets of its own, see `conformance::budget_store`).
+async fn budget_store() -> infuse::store::redis::RedisStore {
+    let namespace = support::unique_namespace("budgets");
+    conformance::budget_store(&config(cluster(), &namespace), &namespace).await
+}
+
+budget_conformance_tests!(store = budget_store().await, prefix = "cluster:");
+
 #[tokio::test]
 async fn run_all_in_sequence() {
     let store = config(cluster(), &support::unique_namespace("conf-all"))
@@ -41,6 +50,8 @@ async fn run_all_in_sequence() {
         .unwrap();
     conformance::run_all(&store, &conformance::unique_prefix("cluster-all")).await;
     assert!(store.is_healthy(), "the fleet store degraded meanwhile");
+    let budgets = budget_store().await;
+    conformance::run_budgets(&budgets, &conformance::unique_prefix("cluster-all")).await;
 }
 
 async fn registries(cluster: &RedisCluster, namespace: &str, n: usize) -> Vec<Registry> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use infuse::{BreakerError, Config, Registry, ServiceOverride, State};
 use infuse_tests::support::topology::{SentinelOptions, SentinelSet, MASTER_NAME};
 use infuse_tests::support::{self, calls};
-use infuse_tests::{conformance, conformance_tests};
+use infuse_tests::{budget_conformance_tests, conformance, conformance_tests};
 
 fn sentinels() -> &'static SentinelSet {
     static SET: OnceLock<SentinelSet> = OnceLock::new();
@@ -31,6 +31,15 @@ conformance_tests!(
     prefix = "sentinel:",
 );
 
+/// The budget cases on a Redis store over the connection the fleet makes (the fleet store
+/// keeps no budgets of its own, see `conformance::budget_store`).
+async fn budget_store() -> infuse::store::redis::RedisStore {
+    let namespace = support::unique_namespace("budgets");
+    conformance::budget_store(&config(sentinels(), &namespace), &namespace).await
+}
+
+budget_conformance_tests!(store = budget_store().await, prefix = "sentinel:");
+
 #[tokio::test]
 async fn run_all_in_sequence() {
     let store = config(sentinels(), &support::unique_namespace("conf-all"))
@@ -40,6 +49,8 @@ async fn run_all_in_sequence() {
         .unwrap();
     conformance::run_all(&store, &conformance::unique_prefix("sentinel-all")).await;
     assert!(store.is_healthy(), "the fleet store degraded meanwhile");
+    let budgets = budget_store().await;
+    conformance::run_budgets(&budgets, &conformance::unique_prefix("sentinel-all")).await;
 }
 
 /// Polls `f` every 10 ms for up to 5 s.

@@ -219,3 +219,199 @@ mod tests {
         assert_eq!(wanted(0, 0, 0, false, false, 20), 0);
     }
 }
+
+/// A keeper on a paused clock, against a store of leases that is the rule itself (the
+/// memory store's [`Budgets`](crate::store::Budgets), on tokio's clock, which is the
+/// store's clock here): a process cut off from the store stops using its lease when it
+/// ends by its own clock less [`MARGIN`], before the store gives its permits to another.
+#[cfg(test)]
+mod expiry {
+    use std::future::{pending, ready};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::{Fleet, ASK_GAP, LEASE, MARGIN};
+    use crate::core::{Command, Outcome, Settings, StorageError};
+    use crate::fleet::remote::{Answer, Remote};
+    use crate::fleet::UnavailablePolicy;
+    use crate::local::Cell;
+    use crate::store::memory::MemoryStore;
+    use crate::store::redis::{Announcement, Deadlines, LogRead};
+    use crate::store::Budgets;
+
+    const CAP: u32 = 4;
+
+    /// One process's link to the shared leases: it asks as `process` (the processes of
+    /// a test share one process instance), and hangs, as to an unreachable Redis, while
+    /// `cut`.
+    struct Link {
+        leases: Arc<MemoryStore>,
+        process: u64,
+        cut: Arc<AtomicBool>,
+        /// When the store last answered.
+        answered: Arc<Mutex<Option<Instant>>>,
+    }
+
+    fn unavailable<'a, T: Send + 'a>() -> Answer<'a, T> {
+        Box::pin(ready(Err(StorageError::Unavailable("leases only".into()))))
+    }
+
+    impl Remote for Link {
+        fn apply<'a>(
+            &'a self,
+            _: &'static str,
+            _: &'a Settings,
+            _: Command,
+        ) -> Answer<'a, Outcome> {
+            unavailable()
+        }
+        fn changes<'a>(&'a self, _: usize, _: Option<&'a Announcement>) -> Answer<'a, LogRead> {
+            unavailable()
+        }
+        fn ping(&self) -> Answer<'_, ()> {
+            unavailable()
+        }
+        fn load_scripts(&self) -> Answer<'_, ()> {
+            Box::pin(ready(Ok(())))
+        }
+        fn deadlines(&self) -> Deadlines {
+            Deadlines {
+                call: Duration::from_millis(100),
+                admin: Duration::from_secs(1),
+            }
+        }
+        fn lease_permits<'a>(
+            &'a self,
+            service: &'a str,
+            _process: u64,
+            keep: u32,
+            want: u32,
+            cap: u32,
+            lease: Duration,
+        ) -> Answer<'a, u32> {
+            if self.cut.load(Ordering::Relaxed) {
+                return Box::pin(pending());
+            }
+            Box::pin(async move {
+                let grant = Budgets::lease_permits(
+                    &*self.leases,
+                    service,
+                    self.process,
+                    keep,
+                    want,
+                    cap,
+                    lease,
+                )
+                .await?;
+                *self.answered.lock().unwrap() = Some(Instant::now());
+                Ok(grant.target)
+            })
+        }
+    }
+
+    struct Process {
+        fleet: Arc<Fleet>,
+        cell: Arc<Cell>,
+        cut: Arc<AtomicBool>,
+        answered: Arc<Mutex<Option<Instant>>>,
+    }
+
+    fn process(leases: &Arc<MemoryStore>, id: u64) -> Process {
+        let (cut, answered) = (Arc::default(), Arc::default());
+        let link = Link {
+            leases: Arc::clone(leases),
+            process: id,
+            cut: Arc::clone(&cut),
+            answered: Arc::clone(&answered),
+        };
+        let fleet = Fleet::over(
+            Box::new(link),
+            UnavailablePolicy::FailClosed,
+            format!("leases (p{id})"),
+            true,
+            Duration::from_secs(3600),
+        );
+        let settings = Settings::DEFAULT.max_concurrent(CAP);
+        let cell: Arc<Cell> = Cell::new("capped", settings, ());
+        Process {
+            fleet,
+            cell,
+            cut,
+            answered,
+        }
+    }
+
+    impl Process {
+        fn granted(&self) -> u32 {
+            self.cell.permits.counts().0
+        }
+
+        /// A call as the call path makes it (`Cell::take_cap`): the keeper told, then a
+        /// permit waited for up to 10 s, held for `hold`.
+        fn call(&self, hold: Duration) -> tokio::task::JoinHandle<bool> {
+            let (fleet, cell) = (Arc::clone(&self.fleet), Arc::clone(&self.cell));
+            tokio::spawn(async move {
+                fleet.keep_lease(&cell);
+                let taken = cell.permits.take_within(Duration::from_secs(10)).await;
+                if taken {
+                    tokio::time::sleep(hold).await;
+                    cell.permits.give_back();
+                }
+                taken
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_process_cut_off_stops_using_its_lease_before_the_store_gives_it_away() {
+        let leases = Arc::new(MemoryStore::new());
+        let (a, b) = (process(&leases, 1), process(&leases, 2));
+        // A's four calls make its keeper ask for all the permits.
+        let calls: Vec<_> = (0..CAP)
+            .map(|_| a.call(Duration::from_millis(100)))
+            .collect();
+        for call in calls {
+            assert!(call.await.unwrap(), "a permit within 10 s");
+        }
+        assert_eq!(a.granted(), CAP);
+        // B wants one too: none is free while A's lease lasts.
+        let waiting = b.call(Duration::ZERO);
+        tokio::time::sleep(ASK_GAP * 2).await;
+        assert_eq!(b.granted(), 0);
+        a.cut.store(true, Ordering::Relaxed);
+        let renewed = a.answered.lock().unwrap().expect("A's lease was granted");
+        let (mut a_stopped, mut b_started) = (None, None);
+        while Instant::now() < renewed + LEASE * 3 {
+            let since = Instant::now() - renewed;
+            let (held_a, held_b) = (a.granted(), b.granted());
+            assert!(
+                held_a + held_b <= CAP,
+                "{since:?} after A's last renewal: A may use {held_a}, B {held_b}"
+            );
+            if held_a == 0 && a_stopped.is_none() {
+                a_stopped = Some(since);
+            }
+            if held_b > 0 && b_started.is_none() {
+                b_started = Some(since);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A stopped when its lease ended by its own clock less the margin (the first
+        // sample at or after it), and B got permits only once the store's lease ended.
+        let a_stopped = a_stopped.expect("A stopped using its lease");
+        assert!(
+            a_stopped >= LEASE - MARGIN && a_stopped < LEASE - MARGIN + Duration::from_millis(20),
+            "A stopped {a_stopped:?} after its last renewal"
+        );
+        let b_started = b_started.expect("B got the permits A's lease held");
+        assert!(
+            b_started >= LEASE,
+            "B started {b_started:?} after A's last renewal"
+        );
+        assert!(waiting.await.unwrap(), "B's call ran");
+        assert_eq!(a.granted(), 0, "A is still cut off: fail-closed");
+    }
+}

@@ -16,10 +16,16 @@
 //! put on every test, e.g. `#[ignore = "needs redis-server"]`), or
 //! `conformance::run_all(&store, prefix).await` to run every case in sequence.
 //!
+//! The stores that keep the fleet's budgets (`infuse::store::Budgets`) also pass the
+//! budget cases (`budgets.rs`: `budget_conformance_tests!`, `run_budgets`).
+//!
 //! Against a store that outlives the test run (a shared Redis), pass a prefix unique to
 //! the run, e.g. `&conformance::unique_prefix("redis")`.
 
 #![allow(dead_code)] // each binary uses a subset
+
+mod budgets;
+pub use budgets::*;
 
 use std::collections::HashSet;
 use std::time::Duration;

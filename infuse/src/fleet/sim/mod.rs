@@ -52,6 +52,15 @@
 //!    any process's own protection are over, a call of each process runs (the trial or
 //!    an ordinary call): no breaker stays open, and no slot stays taken.
 //!
+//! 6. **Concurrency caps** (the runs `with_caps`: every breaker has a `max_concurrent`,
+//!    whose leases the simulated store keeps by [`LeaseTable`], the rule of
+//!    `scripts/lease_permits.lua`; the policy is `FailClosed` in half of them, and the
+//!    check holds there): when a process admits a call that holds a permit, its lease
+//!    on the store is live and holds at least its calls holding one. The leases never
+//!    hold more than the cap, so the calls a process starts never take permits the
+//!    store gave to another. Within [`LEASE`] after the store lost its leases (a restart,
+//!    a restore), a process rightly still uses the lease it had.
+//!
 //! Calls go through [`Breaker::acquire_owned`] and the permit (the call path's
 //! admission, trial slot, failure reports and batches, release on drop; the guarded
 //! future is a wrapper over the same). The simulated processes share one OS process,
@@ -95,8 +104,24 @@
 //! server`: new at every restart, another on a promoted replica), and a reader that sees
 //! another one than at its last read re-reads everything.
 //!
+//! Not fixed (the lease keeper, `fleet/lease.rs`), found by the runs with caps (which
+//! are ignored until then: `cargo test -p infuse --lib fleet::sim -- --ignored`):
+//! - L1: a keeper whose lease ended by its own clock while the fleet is degraded loops
+//!   without sleeping (its next renewal is due in `until - now`, zero from then on), so
+//!   the paused clock never moves and the run hangs (in production: a task looping at
+//!   every timer tick while Redis is away). Seeds 0..100 with caps do not finish.
+//! - L2: a renewal tells the store to keep only the calls running (`keep`), while the
+//!   process goes on admitting up to its previous grant until it reads the answer; an
+//!   answer lost or late (the keeper gave up on it) leaves the process using permits
+//!   its lease on the store no longer holds, up to its old lease's end (seeds 1, 21, 24,
+//!   50, 87 of 0..100 with L1 worked around). Asking the store to keep what the process
+//!   may still admit (`keep` = the running calls or the grant, whichever is more) passes
+//!   1,000 seeds.
+//!
 //! [`Breaker`]: crate::Breaker
 //! [`Breaker::acquire_owned`]: crate::Breaker::acquire_owned
+//! [`LeaseTable`]: crate::core::lease::LeaseTable
+//! [`LEASE`]: crate::fleet::lease::LEASE
 
 mod net;
 mod rng;
@@ -117,11 +142,14 @@ use server::LogModel;
 /// Seeds the fast subset runs.
 const FAST_SEEDS: u64 = 200;
 
+/// Seeds the fast subset with concurrency caps runs.
+const FAST_CAP_SEEDS: u64 = 100;
+
 /// The trace lines a failure prints (a replayed seed prints them all).
 const TRACE_TAIL: usize = 400;
 
 /// Runs one seed on a paused current-thread runtime of its own.
-fn run_seed(seed: u64, keep: usize) -> Result<Report, Failure> {
+fn run_seed(seed: u64, keep: usize, caps: bool) -> Result<Report, Failure> {
     let _installed = seeded::install(seeded::mix(seed ^ 0x1b_f1ee7));
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -131,7 +159,7 @@ fn run_seed(seed: u64, keep: usize) -> Result<Report, Failure> {
             .expect("a current-thread runtime");
         let result = runtime.block_on(async {
             test_epoch::set(Some(tokio::time::Instant::now()));
-            run::run(seed, keep, log_model()).await
+            run::run(seed, keep, log_model(), caps).await
         });
         drop(runtime);
         result
@@ -232,7 +260,7 @@ impl Totals {
 }
 
 /// Runs `count` seeds from `first` on every core; panics naming each failing seed.
-fn run_seeds(first: u64, count: u64) {
+fn run_seeds(first: u64, count: u64, caps: bool) {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(count.max(1) as usize);
@@ -248,13 +276,14 @@ fn run_seeds(first: u64, count: u64) {
                 if seed >= first + count {
                     return;
                 }
-                match run_seed(seed, TRACE_TAIL) {
+                match run_seed(seed, TRACE_TAIL, caps) {
                     Ok(report) => totals.lock().unwrap().add(&report),
                     Err(failure) => {
                         let shown = failed.fetch_add(1, Ordering::Relaxed) < 3;
                         if shown {
                             eprintln!(
-                                "\nfleet simulation: seed {seed} FAILED (replay: INFUSE_SIM_SEED={seed} cargo test -p infuse --lib fleet::sim -- --nocapture)\n{failure}"
+                                "\nfleet simulation: seed {seed} FAILED (replay: INFUSE_SIM_SEED={seed}{} cargo test -p infuse --lib fleet::sim -- --nocapture)\n{failure}",
+                                if caps { " INFUSE_SIM_CAPS=1" } else { "" }
                             );
                         }
                         let first = failure.violations.first().cloned().unwrap_or_default();
@@ -318,7 +347,7 @@ fn run_seeds(first: u64, count: u64) {
 #[test]
 fn fleet_simulation() {
     if let Some(seed) = env_u64("INFUSE_SIM_SEED") {
-        match run_seed(seed, usize::MAX) {
+        match run_seed(seed, usize::MAX, env_u64("INFUSE_SIM_CAPS") == Some(1)) {
             Ok(report) => eprintln!(
                 "fleet simulation: seed {seed} passed\n{}\n{:?}",
                 report.trace,
@@ -333,7 +362,19 @@ fn fleet_simulation() {
     }
     let first = env_u64("INFUSE_SIM_FIRST").unwrap_or(0);
     let count = env_u64("INFUSE_SIM_SEEDS").unwrap_or(FAST_SEEDS);
-    run_seeds(first, count);
+    run_seeds(first, count, env_u64("INFUSE_SIM_CAPS") == Some(1));
+}
+
+/// The fast subset with a concurrency cap on every breaker (check (6)).
+#[test]
+#[ignore = "the lease keeper's L1 hangs the runs that degrade, and L2 fails check (6): see the module's documentation"]
+fn fleet_simulation_with_caps() {
+    if env_u64("INFUSE_SIM_SEED").is_some() {
+        return; // `fleet_simulation` replays it
+    }
+    let first = env_u64("INFUSE_SIM_FIRST").unwrap_or(0);
+    let count = env_u64("INFUSE_SIM_SEEDS").unwrap_or(FAST_CAP_SEEDS);
+    run_seeds(first, count, true);
 }
 
 /// Seeds that failed before a fix, by the defect (see the module's documentation):
@@ -356,7 +397,7 @@ fn regression_seeds() {
     let mut failed = Vec::new();
     for (defect, seeds) in REGRESSIONS {
         for &seed in seeds {
-            if let Err(failure) = run_seed(seed, TRACE_TAIL) {
+            if let Err(failure) = run_seed(seed, TRACE_TAIL, false) {
                 eprintln!("seed {seed} ({defect}) FAILED:\n{failure}");
                 failed.push(format!("{seed} ({defect})"));
             }
@@ -369,7 +410,7 @@ fn regression_seeds() {
 #[test]
 fn a_seed_replays_exactly() {
     for seed in [3, 17, 42] {
-        let digest = |seed| match run_seed(seed, TRACE_TAIL) {
+        let digest = |seed| match run_seed(seed, TRACE_TAIL, false) {
             Ok(report) => (report.digest, report.lines),
             Err(failure) => panic!("seed {seed} failed:\n{failure}"),
         };

@@ -224,6 +224,45 @@ impl Net {
                 Reply::Done
             }
             Body::Ping | Body::LoadScripts => Reply::Done,
+            Body::Lease {
+                service,
+                keep,
+                want,
+                cap,
+                lease,
+            } => {
+                let grant = self
+                    .server
+                    .lease(&service, pid, keep, want, cap, lease, now);
+                self.trace.push(format!(
+                    "p{pid} {service} lease(keep {keep} want {want} of {cap}): may use {}, holds {}",
+                    grant.target, grant.held
+                ));
+                Reply::Grant(grant)
+            }
+        }
+    }
+
+    /// Check (6), in runs with concurrency caps under `FailClosed`: process `pid` admits a
+    /// call of `service` holding a permit, `in_use` of its calls holding one now. Its
+    /// lease on the store must be live and hold that many (the leases' sum never passes
+    /// the cap, so neither do the calls): a process stops using its lease before it ends,
+    /// and never uses permits the store gave back. Within [`LEASE`] of the store losing
+    /// its leases, a process rightly uses the lease it had.
+    ///
+    /// [`LEASE`]: crate::fleet::lease::LEASE
+    pub(super) fn cap_admitted(&mut self, pid: usize, service: &str, in_use: u32) {
+        let now = Instant::now();
+        let lost = self.server.leases_lost;
+        if lost.is_some_and(|lost| now < lost + crate::fleet::lease::LEASE) {
+            return;
+        }
+        let (lease, sum) = self.server.lease_of(service, pid, now);
+        let held = lease.map_or(0, |lease| lease.held);
+        if in_use > held {
+            self.violation(format!(
+                "p{pid} {service}: a call admitted with {in_use} calls holding permits, but its lease on the store holds {held} ({lease:?}; all leases hold {sum})"
+            ));
         }
     }
 
@@ -371,6 +410,13 @@ enum Body {
     },
     Ping,
     LoadScripts,
+    Lease {
+        service: String,
+        keep: u32,
+        want: u32,
+        cap: u32,
+        lease: Duration,
+    },
 }
 
 enum Reply {
@@ -378,6 +424,7 @@ enum Reply {
     /// The log's version and what changed, and the server's run id.
     Log(Option<u64>, Vec<String>, u64),
     Done,
+    Grant(crate::core::lease::Grant),
     /// Connection refused: the store is restarting.
     Refused,
 }
@@ -694,5 +741,36 @@ impl Remote for SimRemote {
 
     fn deadlines(&self) -> Deadlines {
         self.deadlines
+    }
+
+    /// As `RedisStore::lease_permits`, under the admin deadline (the link stamps its
+    /// process: the simulated processes share one process instance).
+    fn lease_permits<'a>(
+        &'a self,
+        service: &'a str,
+        _process: u64,
+        keep: u32,
+        want: u32,
+        cap: u32,
+        lease: Duration,
+    ) -> Boxed<'a, u32> {
+        Box::pin(async move {
+            let body = Body::Lease {
+                service: service.to_owned(),
+                keep,
+                want,
+                cap,
+                lease,
+            };
+            match self
+                .ask("lease permits", self.deadlines.admin, body)
+                .await?
+            {
+                Reply::Grant(grant) => Ok(grant.target),
+                _ => Err(StorageError::Corrupt(
+                    "lease permits: a reply of another kind".into(),
+                )),
+            }
+        })
     }
 }

@@ -38,6 +38,9 @@ pub(super) struct Params {
     /// Whether the store itself fails (restarts, restores) in this run, or only the
     /// network between it and the processes.
     pub(super) store_faults: bool,
+    /// Whether the breakers have a concurrency cap (`max_concurrent`), shared through
+    /// the store's leases and checked by check (6).
+    pub(super) caps: bool,
 }
 
 impl Params {
@@ -66,7 +69,31 @@ impl Params {
             steps: rng.range(150, 400) as usize,
             attached: rng.chance(250),
             store_faults: rng.chance(650),
+            caps: false,
         }
+    }
+
+    /// A concurrency cap on every breaker, and the policy half the time `FailClosed`
+    /// (under which check (6) holds), drawn from a stream of their own: the rest of the
+    /// run is drawn as without caps.
+    fn with_caps(mut self, rng: &mut Rng) -> Params {
+        self.caps = true;
+        for (_, settings) in &mut self.services {
+            // A call beyond the cap waits a little, or not at all (not for seconds: a
+            // call that ran long after the faults healed would write after the
+            // convergence check's start).
+            let max_wait = match rng.chance(500) {
+                true => Duration::ZERO,
+                false => rng.millis(10, 200),
+            };
+            *settings = settings
+                .max_concurrent(rng.range(1, 6) as u32)
+                .max_wait(max_wait);
+        }
+        if rng.chance(500) {
+            self.policy = UnavailablePolicy::FailClosed;
+        }
+        self
     }
 }
 
@@ -166,9 +193,17 @@ struct World {
 }
 
 /// Runs the simulation of `seed` on the current (paused, current-thread) runtime.
-pub(super) async fn run(seed: u64, keep: usize, log: LogModel) -> Result<Report, Failure> {
+pub(super) async fn run(
+    seed: u64,
+    keep: usize,
+    log: LogModel,
+    caps: bool,
+) -> Result<Report, Failure> {
     let mut rng = Rng::split(seed, 1);
-    let params = Params::draw(&mut rng);
+    let mut params = Params::draw(&mut rng);
+    if caps {
+        params = params.with_caps(&mut Rng::split(seed, 4));
+    }
     let start = Instant::now();
     let server = Server::new(Rng::split(seed, 2), log);
     let net: Shared = Arc::new(std::sync::Mutex::new(net::Net::new(
@@ -414,6 +449,7 @@ impl World {
         let fleet = Arc::clone(&self.processes[pid].fleet);
         let net = Arc::clone(&self.net);
         let (calls, rejected) = (Arc::clone(&self.calls), Arc::clone(&self.rejected));
+        let checks_caps = self.params.caps && self.params.policy == UnavailablePolicy::FailClosed;
         async move {
             calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let permit = match breaker.acquire_owned().await {
@@ -424,6 +460,10 @@ impl World {
                 }
             };
             let service = breaker.service();
+            if checks_caps && !permit.is_trial() {
+                let (_, in_use, _) = breaker.cell.permits.counts();
+                lock(&net).cap_admitted(pid, service, in_use);
+            }
             let trial = permit.trial_token().map(|token| {
                 let local = fleet.fallback.granted(&token);
                 let (key, until) = if local {
@@ -772,6 +812,15 @@ impl World {
                         }
                         if let Some((_, until)) = record.trial {
                             ready = ready.max(until);
+                        }
+                    }
+                    if let Some(cap) = self.params.services[s].1.max_concurrent {
+                        // Permits another process used last stay in its lease until its
+                        // renewal after next (it gives back only what went unused since
+                        // the last one): wait until some are free.
+                        let (own, all) = lock(&self.net).server.lease_of(service, pid, now);
+                        if all - own.map_or(0, |lease| lease.held) >= cap {
+                            ready = ready.max(now + Duration::from_millis(100));
                         }
                     }
                     let until = self.processes[pid].breakers[s].cell.view.quarantine_until();

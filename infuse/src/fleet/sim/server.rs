@@ -4,6 +4,10 @@
 //! scripts' rules), and the faults of the store itself: a restart that loses everything,
 //! a restart from an older copy (an RDB snapshot, or a lagging replica promoted).
 //!
+//! With concurrency caps (a run `with_caps`), it keeps the leases of the breakers'
+//! permits too ([`LeaseTable`], what `scripts/lease_permits.lua` keeps in Redis), on its
+//! clock; a restart or a restore loses them.
+//!
 //! It also keeps the oracle of checks (2) and (3): every write is judged by
 //! [`rules::violation`], and every record recreated or replaced from a process's view
 //! must follow a loss of history the store really suffered.
@@ -16,6 +20,7 @@ use tokio::time::Instant;
 
 use super::rng::Rng;
 use super::rules;
+use crate::core::lease::{Lease, LeaseTable};
 use crate::core::machine::{self, Record};
 use crate::core::{saturating_millis, Command, Outcome, Settings, State, TrialToken};
 
@@ -102,6 +107,12 @@ pub(super) struct Server {
     ever: HashSet<&'static str>,
     pub(super) grants: HashMap<TrialToken, Grant>,
     pub(super) counters: Counters,
+    /// The leases of each breaker's permits, by the process's index.
+    leases: HashMap<String, LeaseTable>,
+    /// When the store last lost its leases (a restart, a restore).
+    pub(super) leases_lost: Option<Instant>,
+    /// Where the leases' clock starts.
+    clock: Instant,
 }
 
 impl Server {
@@ -121,7 +132,54 @@ impl Server {
             ever: HashSet::new(),
             grants: HashMap::new(),
             counters: Counters::default(),
+            leases: HashMap::new(),
+            leases_lost: None,
+            clock: Instant::now(),
         }
+    }
+
+    fn ms(&self, now: Instant) -> u64 {
+        saturating_millis(now.saturating_duration_since(self.clock))
+    }
+
+    /// Process `pid` asks for a lease of `service`'s permits (as the script does).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn lease(
+        &mut self,
+        service: &str,
+        pid: usize,
+        keep: u32,
+        want: u32,
+        cap: u32,
+        lease: Duration,
+        now: Instant,
+    ) -> crate::core::lease::Grant {
+        let now_ms = self.ms(now);
+        let lease_ms = saturating_millis(lease).max(1);
+        self.leases
+            .entry(service.to_owned())
+            .or_default()
+            .request(now_ms, pid as u64, keep, want, cap, lease_ms)
+    }
+
+    /// The live lease of process `pid` on `service`'s permits, and the permits all live
+    /// leases hold.
+    pub(super) fn lease_of(&self, service: &str, pid: usize, now: Instant) -> (Option<Lease>, u32) {
+        let now_ms = self.ms(now);
+        let Some(table) = self.leases.get(service) else {
+            return (None, 0);
+        };
+        let lease = table
+            .leases()
+            .iter()
+            .find(|lease| lease.process == pid as u64 && lease.until_ms > now_ms)
+            .copied();
+        (lease, table.held(now_ms))
+    }
+
+    fn lose_leases(&mut self, now: Instant) {
+        self.leases.clear();
+        self.leases_lost = Some(now);
     }
 
     pub(super) fn is_down(&self, now: Instant) -> bool {
@@ -363,6 +421,7 @@ impl Server {
         self.version = None;
         self.changes.clear();
         self.copies.clear();
+        self.lose_leases(now);
         self.epoch += 1;
         self.run_id = self.incarnations.next();
         self.counters.restarts += 1;
@@ -386,6 +445,8 @@ impl Server {
         self.records = copy.records;
         self.version = copy.version;
         self.changes = copy.changes;
+        // A copy's leases (ended, or of another lease's holder) are taken as lost.
+        self.lose_leases(now);
         self.epoch += 1;
         self.run_id = self.incarnations.next();
         self.counters.restores += 1;

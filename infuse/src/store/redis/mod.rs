@@ -50,7 +50,8 @@ use keys::Audit;
 pub use wire::parse_event;
 use wire::{outcome_from_reply, Reply, CORRUPT_TAG};
 
-use super::{Command, Outcome, Store, Target};
+use super::lease::Grant;
+use super::{Budgets, Command, Outcome, Store, Target};
 use crate::core::retry_budget::MAX_COUNT as MAX_BUDGET_COUNT;
 use crate::core::window::bucket_ms;
 use crate::core::{
@@ -502,8 +503,8 @@ impl RedisStore {
     /// Asks to hold `want` of `service`'s `cap` concurrency permits for `lease` (keeping
     /// `keep`, the calls running now), as process `process` (see
     /// `scripts/lease_permits.lua`): answers how many this process may use for new calls
-    /// (see [`Grant`](crate::store::lease::Grant)), under the admin deadline (the calls
-    /// do not wait on it: a background task renews leases).
+    /// (the target of its [`Grant`]), under the admin deadline (the calls do not wait on
+    /// it: a background task renews leases).
     pub(crate) async fn lease_permits(
         &self,
         service: &str,
@@ -513,6 +514,22 @@ impl RedisStore {
         cap: u32,
         lease: Duration,
     ) -> Result<u32, StorageError> {
+        self.lease_grant(service, process, keep, want, cap, lease)
+            .await
+            .map(|grant| grant.target)
+    }
+
+    /// [`lease_permits`](RedisStore::lease_permits), answering the whole [`Grant`] (what
+    /// the lease holds too): for [`Budgets`].
+    async fn lease_grant(
+        &self,
+        service: &str,
+        process: u64,
+        keep: u32,
+        want: u32,
+        cap: u32,
+        lease: Duration,
+    ) -> Result<Grant, StorageError> {
         let mut invocation = self.scripts.lease_permits.prepare_invoke();
         invocation
             .key(keys::permits_key(&self.namespace, service))
@@ -522,13 +539,13 @@ impl RedisStore {
             .arg(cap)
             .arg(store_ms(lease).max(1));
         let mut conn = self.conn.clone();
-        let (target, _, _, _): (u32, u32, u32, u32) = self
+        let (target, held, _, _): (u32, u32, u32, u32) = self
             .queue
             .run(bounded("lease permits", self.deadlines.admin, async move {
                 invocation.invoke_async(&mut conn).await
             }))
             .await?;
-        Ok(target)
+        Ok(Grant { target, held })
     }
 
     /// Notes in the change log that `service` changed, without waiting (see
@@ -920,6 +937,31 @@ impl RedisStore {
             }
             outcome
         }
+    }
+}
+
+impl Budgets for RedisStore {
+    async fn lease_permits(
+        &self,
+        service: &str,
+        process: u64,
+        keep: u32,
+        want: u32,
+        cap: u32,
+        lease: Duration,
+    ) -> Result<Grant, StorageError> {
+        self.lease_grant(service, process, keep, want, cap, lease)
+            .await
+    }
+
+    async fn retry_tokens(
+        &self,
+        service: &str,
+        settings: &Settings,
+        first_attempts: u64,
+        wanted: u64,
+    ) -> Result<u64, StorageError> {
+        RedisStore::retry_tokens(self, service, settings, first_attempts, wanted).await
     }
 }
 
