@@ -247,6 +247,7 @@ impl Shared {
             settings.max_wait
         };
         let cell: Arc<crate::local::Cell> = self.clone();
+        self.permits.note_short();
         self.bound().backend.permits_wanted(&cell);
         if self.permits.take_within(wait).await {
             return Ok(true);

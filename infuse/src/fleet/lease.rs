@@ -45,7 +45,9 @@ pub(crate) const MAX_ASK_GAP: Duration = Duration::from_millis(400);
 impl Fleet {
     /// Starts the keeper of `cell`'s lease, unless one runs.
     pub(crate) fn keep_lease(&self, cell: &Arc<Cell>) {
-        if cell.permits.keeping.swap(true, Ordering::AcqRel) {
+        // SeqCst with `Permits::note_short` and the keeper's stop: of a caller that marks
+        // itself short and a keeper that stops, one sees the other.
+        if cell.permits.keeping.swap(true, Ordering::SeqCst) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -99,13 +101,21 @@ async fn keeper(fleet: Weak<Fleet>, cell: Weak<Cell>) {
             false => wanted(granted, in_use, waiting, short, used, cap),
         };
         first = false;
+        // Until the answer is read, this process may admit calls up to its grant: the
+        // store must keep that many (else a lost or late answer leaves calls running on
+        // permits its lease no longer holds). To give permits back, the grant is lowered
+        // here first, then the store keeps what it still allows.
+        if want < granted {
+            permits.grant(want.max(in_use));
+        }
+        let (limit, in_use_now, _) = permits.counts();
+        let keep = limit.max(in_use_now).min(cap);
         let asked_at = Instant::now();
         let answer = if fleet.health.is_healthy() {
             let process = process_instance();
-            let request =
-                fleet
-                    .store
-                    .lease_permits(cell.service, process, in_use, want, cap, LEASE);
+            let request = fleet
+                .store
+                .lease_permits(cell.service, process, keep, want, cap, LEASE);
             // Never past the current lease's end: then the permits must stop.
             let deadline = valid_until.map_or(LEASE, |until| {
                 until.saturating_duration_since(asked_at).max(ASK_GAP)
@@ -118,15 +128,14 @@ async fn keeper(fleet: Weak<Fleet>, cell: Weak<Cell>) {
         match answer {
             Some(Ok(held)) => {
                 fallen_back = false;
-                if want > granted {
-                    // Asked for more: did the fleet have room for any?
-                    let full = held <= granted;
-                    permits.set_fleet_full(full);
-                    ask_gap = match full {
-                        true => (ask_gap * 2).min(MAX_ASK_GAP),
-                        false => ASK_GAP,
-                    };
-                }
+                // Asked for more and got none: the fleet's cap is full (until the next
+                // answer says otherwise), and the next request for more waits longer.
+                let full = want > granted && held <= granted;
+                permits.set_fleet_full(full);
+                ask_gap = match full {
+                    true => (ask_gap * 2).min(MAX_ASK_GAP),
+                    false => ASK_GAP,
+                };
                 permits.grant(held);
                 last_share = held;
                 valid_until = Some(asked_at + LEASE - MARGIN);
@@ -135,6 +144,9 @@ async fn keeper(fleet: Weak<Fleet>, cell: Weak<Cell>) {
                 if let Some(Err(error)) = other {
                     tracing::debug!(service = cell.service, %error, "renewing the concurrency lease failed");
                 }
+                // No answer: what the fleet has room for is not known.
+                permits.set_fleet_full(false);
+                ask_gap = ASK_GAP;
                 if valid_until.is_none_or(|until| Instant::now() >= until) {
                     let policy = fleet.fallback.policy();
                     let permits_now = match policy {
@@ -168,7 +180,10 @@ async fn keeper(fleet: Weak<Fleet>, cell: Weak<Cell>) {
             // Idle, and all given back: stop until a call needs a permit (it restarts
             // the keeper). A call that found none meanwhile must not wait for a keeper
             // that stopped: then go on.
-            permits.keeping.store(false, Ordering::Release);
+            permits.keeping.store(false, Ordering::SeqCst);
+            // What the fleet had room for is not known any more: the next call that finds
+            // no permit waits for a request.
+            permits.set_fleet_full(false);
             let (short, _) = permits.demand();
             if !short || permits.keeping.swap(true, Ordering::AcqRel) {
                 return;
@@ -177,9 +192,12 @@ async fn keeper(fleet: Weak<Fleet>, cell: Weak<Cell>) {
         }
         // Renew at half the lease (before it ends by this process's clock), or at once
         // (after a short gap) when a call needs a permit.
+        // Once the lease has ended by this process's clock (Redis away), every ASK_GAP:
+        // the time to its end is zero then, and the keeper would spin.
+        let now = Instant::now();
         let renew_in = match valid_until {
-            Some(until) => (LEASE / 2).min(until.saturating_duration_since(Instant::now())),
-            None => ASK_GAP,
+            Some(until) if until > now => (LEASE / 2).min(until - now),
+            _ => ASK_GAP,
         };
         drop(fleet);
         let wanted = cell.permits.wanted.notified();
@@ -354,6 +372,7 @@ mod expiry {
         fn call(&self, hold: Duration) -> tokio::task::JoinHandle<bool> {
             let (fleet, cell) = (Arc::clone(&self.fleet), Arc::clone(&self.cell));
             tokio::spawn(async move {
+                cell.permits.note_short();
                 fleet.keep_lease(&cell);
                 let taken = cell.permits.take_within(Duration::from_secs(10)).await;
                 if taken {
@@ -369,14 +388,16 @@ mod expiry {
     async fn a_process_cut_off_stops_using_its_lease_before_the_store_gives_it_away() {
         let leases = Arc::new(MemoryStore::new());
         let (a, b) = (process(&leases, 1), process(&leases, 2));
-        // A's four calls make its keeper ask for all the permits.
-        let calls: Vec<_> = (0..CAP)
-            .map(|_| a.call(Duration::from_millis(100)))
-            .collect();
-        for call in calls {
-            assert!(call.await.unwrap(), "a permit within 10 s");
+        // A's four long calls make its keeper ask for all the permits, and keep them
+        // used (an idle process would give them back itself).
+        let calls: Vec<_> = (0..CAP).map(|_| a.call(Duration::from_secs(60))).collect();
+        while a.cell.permits.counts() != (CAP, CAP, 0) {
+            assert!(
+                calls.iter().all(|call| !call.is_finished()),
+                "a permit within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(a.granted(), CAP);
         // B wants one too: none is free while A's lease lasts.
         let waiting = b.call(Duration::ZERO);
         tokio::time::sleep(ASK_GAP * 2).await;
@@ -413,5 +434,8 @@ mod expiry {
         );
         assert!(waiting.await.unwrap(), "B's call ran");
         assert_eq!(a.granted(), 0, "A is still cut off: fail-closed");
+        for call in calls {
+            call.abort();
+        }
     }
 }

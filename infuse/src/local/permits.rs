@@ -72,6 +72,13 @@ impl Permits {
         }
     }
 
+    /// Marks that a call found no permit, for the keeper to ask for more. Set before the
+    /// keeper is started or found running: a keeper that stops checks this last, so it
+    /// cannot stop unseen between the two.
+    pub(crate) fn note_short(&self) {
+        self.short.store(true, Ordering::SeqCst);
+    }
+
     /// Takes a permit, waiting up to `max_wait` for one to be given back or granted.
     pub(crate) async fn take_within(&self, max_wait: Duration) -> bool {
         if self.try_take() {
@@ -134,7 +141,7 @@ impl Permits {
     /// call of this (the keeper's renewal); both are reset.
     pub(crate) fn demand(&self) -> (bool, bool) {
         (
-            self.short.swap(false, Ordering::Relaxed),
+            self.short.swap(false, Ordering::SeqCst),
             self.used.swap(false, Ordering::Relaxed),
         )
     }
