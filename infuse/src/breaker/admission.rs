@@ -218,8 +218,10 @@ const FIRST_LEASE_WAIT: std::time::Duration = std::time::Duration::from_millis(5
 /// How long a call that found none of this process's permits free waits while its lease
 /// could grow (it holds less than the cap, and the fleet had room at the keeper's last
 /// request), whatever `max_wait`: one request of the lease's keeper to Redis. Once the
-/// fleet's cap is reached, a call without a permit is saturated at once.
-const LEASE_GROWTH_WAIT: std::time::Duration = std::time::Duration::from_millis(25);
+/// fleet's cap is reached, a call without a permit is saturated at once. The keeper asks
+/// at most every `fleet::lease::ASK_GAP` (50 ms): the wait covers that gap and a round
+/// trip (a fresh process's second burst, right after its first lease, gets its permits).
+const LEASE_GROWTH_WAIT: std::time::Duration = std::time::Duration::from_millis(75);
 
 impl Shared {
     /// Takes a permit of the concurrency cap now, if one is free (the caller then owns
