@@ -13,7 +13,8 @@
 --       seeded (1/0), seed_state, seed_gen, seed_fail, seed_open_ms,
 --       confirmed_inc ('' = none), confirmed_seq, process, seed_trial_ms (half-open: the
 --       slot is held by TrialToken::UNKNOWN, 32 zeros, that long), seed_shadow (the
---       operator's shadow switch the seed knows of: '1', '0', or '' for none)
+--       operator's shadow switch the seed knows of: '1', '0', or '' for none),
+--       seed_since_close_ms (a closed seed in a recovery: ms since it closed, or '')
 local rec = load()
 local seeded = ARGV[5] == '1'
 local reason = 'reseeded'
@@ -49,6 +50,9 @@ if seeded then
     redis.call('SET', KEYS[2], new.gen, 'PX', ARGV[9])
   elseif new.state == HALF_OPEN and tonumber(ARGV[13]) > 0 then
     redis.call('SET', KEYS[3], string.rep('0', 32), 'PX', ARGV[13])
+  elseif new.state == CLOSED and tonumber(ARGV[15]) then
+    -- A recovery's close, as long ago as the seed says (Record::seeded: closed_at).
+    new.cls = math.max(server_ms() - tonumber(ARGV[15]), 1)
   end
 end
 local from = new.state

@@ -342,6 +342,9 @@ fn command(step: Step, current: u64, version: Version) -> Command {
                     seq: version.seq.saturating_add_signed(offset),
                 }),
                 shadow: s.shadow,
+                // No draw of its own (the cases stay as they were): a closed seed carries
+                // the open time's draw as the time since its close.
+                since_close: s.open_remaining.filter(|_| s.state == State::Closed),
             }),
         },
         Step::Snapshot => Command::Snapshot,

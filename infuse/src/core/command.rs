@@ -158,6 +158,10 @@ pub struct Seed {
     /// The operator's shadow switch it knows of ([`Snapshot::shadow`]), kept by the
     /// recreated record so that a fleet stays switched when its store lost the record.
     pub shadow: Option<bool>,
+    /// While closed in a recovery ([`Snapshot::since_close`]): the time since it closed,
+    /// kept by the recreated record so that a fleet whose store lost the record mid-ramp
+    /// goes on with its slow start instead of admitting every call at once.
+    pub since_close: Option<Duration>,
 }
 
 impl Seed {
@@ -182,6 +186,9 @@ impl Seed {
             trial_remaining,
             confirmed: None,
             shadow: snapshot.shadow,
+            since_close: snapshot
+                .since_close
+                .filter(|_| snapshot.state == State::Closed),
         }
     }
 

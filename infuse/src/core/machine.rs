@@ -117,6 +117,10 @@ impl Record {
                     .filter(|lease| !lease.is_zero())
                     .map(|lease| (TrialToken::UNKNOWN, now + lease));
             }
+            // A recovery's close, as long ago as the seed says (register.lua: `cls`).
+            State::Closed => {
+                record.closed_at = seed.since_close.and_then(|since| now.checked_sub(since));
+            }
             _ => {}
         }
         record
@@ -634,6 +638,7 @@ mod tests {
                 trial_remaining: None,
                 confirmed: None,
                 shadow: None,
+                since_close: None,
             }),
         }
     }

@@ -104,6 +104,7 @@ macro_rules! __conformance_cases {
             shadow_switch_is_kept_by_every_transition,
             shadow_switch_creates_an_absent_record,
             a_seed_keeps_its_shadow_switch,
+            a_seed_keeps_the_time_since_its_recovery,
         }
     };
 }
@@ -1216,6 +1217,7 @@ pub async fn register_replaces_only_when_the_store_lost_history<S: Store>(store:
         trial_remaining: None,
         confirmed: None,
         shadow: None,
+        since_close: None,
     };
     let created = apply(store, svc, &s, Command::Register { seed: Some(seed) }).await;
     assert!(created.applied, "{svc}: {created:?}");
@@ -1237,6 +1239,7 @@ pub async fn register_replaces_only_when_the_store_lost_history<S: Store>(store:
         trial_remaining: None,
         confirmed: None,
         shadow: None,
+        since_close: None,
     };
     let seen = |incarnation, seq| Some(Version { incarnation, seq });
     // A newer generation is no evidence: nor is a version at or behind the record's,
@@ -2265,4 +2268,41 @@ pub async fn a_seed_keeps_its_shadow_switch<S: Store>(store: &S, prefix: &str) {
     let plain = service(prefix, "a_seed_keeps_its_shadow_switch-none");
     let blank = register(store, plain, &s).await;
     assert_eq!(blank.shadow, None, "{plain}: {blank:?}");
+}
+
+/// A closed seed in a recovery carries the time since the close ([`Seed::since_close`]):
+/// the recreated record answers with it, so slow start goes on where it was; a seed
+/// without it (or of another state) recreates a record that times no recovery.
+pub async fn a_seed_keeps_the_time_since_its_recovery<S: Store>(store: &S, prefix: &str) {
+    let svc = service(prefix, "a_seed_keeps_the_time_since_its_recovery");
+    let s = settings(2, 1);
+    let mut snapshot = Snapshot::closed(Version::default());
+    snapshot.generation = 6;
+    snapshot.since_close = Some(Duration::from_secs(4));
+    let seed = Seed::of(&snapshot);
+    assert_eq!(seed.since_close, Some(Duration::from_secs(4)));
+    let created = apply(store, svc, &s, Command::Register { seed: Some(seed) }).await;
+    assert!(created.applied, "{svc}: {created:?}");
+    let since = created.snapshot.since_close.expect("a recovery's close");
+    assert!(
+        since >= Duration::from_secs(4) && since < Duration::from_secs(4) + MARGIN,
+        "{svc}: {created:?}"
+    );
+    let later = snap(store, svc, &s).await;
+    assert!(
+        later.since_close.expect("still") >= since,
+        "{svc}: {later:?}"
+    );
+
+    let plain = service(prefix, "a_seed_keeps_the_time_since_its_recovery-none");
+    let seed = seed_of(State::Closed, 6, 0);
+    assert_eq!(seed.since_close, None);
+    let created = apply(store, plain, &s, Command::Register { seed: Some(seed) }).await;
+    assert_eq!(created.snapshot.since_close, None, "{plain}: {created:?}");
+
+    // Open: no close to time (the seed of an open snapshot has none).
+    let mut open = Snapshot::closed(Version::default());
+    open.state = State::Open;
+    open.since_close = Some(Duration::from_secs(4));
+    assert_eq!(Seed::of(&open).since_close, None);
 }

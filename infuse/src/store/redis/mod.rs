@@ -688,6 +688,10 @@ impl RedisStore {
                         .map_or("", |on| if on { "1" } else { "0" })
                         .to_owned(),
                 );
+                let since_close = seed.and_then(|seed| seed.since_close);
+                args.push(
+                    since_close.map_or_else(String::new, |since| store_ms(since).to_string()),
+                );
                 (&s.register, args)
             }
             Command::Snapshot => (&s.snapshot, Vec::new()),
