@@ -73,7 +73,8 @@ local available = math.max(cap - others_held, 0)
 local target = math.min(want, available)
 if others_wanted > others_held then
   local fair = math.max(math.floor(cap / (live + 1)), 1)
-  target = math.min(target, fair)
+  local room = math.max(cap - others_wanted, 0)
+  target = math.min(target, math.max(fair, room))
 end
 local held = math.max(target, math.min(keep, available))
 if want > 0 or held > 0 then

@@ -10,7 +10,9 @@
 //! target, so its next renewal gives the rest back). Leases that ended count no more, so
 //! a crashed process's permits come back. The permits held by live leases never add up
 //! to more than the cap. When some process holds fewer than it wants, no target passes a
-//! fair share (the cap over the processes), so busy processes converge to equal shares.
+//! fair share (the cap over the processes) — unless the others want so little that more
+//! is left: then what they leave — so busy processes converge to equal shares, and a busy
+//! process beside idle ones keeps all the idle ones do not want.
 
 /// The latest end of a lease (ms): 2^53 - 1, exact in Redis's Lua numbers.
 pub const MAX_UNTIL_MS: u64 = (1 << 53) - 1;
@@ -69,8 +71,12 @@ impl LeaseTable {
         let available = cap.saturating_sub(others_held);
         let mut target = want.min(available);
         if others_wanted > others_held {
+            // Room for every other process's want, or a fair share if that is more: a
+            // process short of one permit takes one from a busy one, not all but a fair
+            // share of them.
             let fair = (cap / (live + 1)).max(1);
-            target = target.min(fair);
+            let room = cap.saturating_sub(others_wanted);
+            target = target.min(fair.max(room));
         }
         let held = target.max(keep.min(available));
         self.leases.retain(|lease| lease.process != process);
@@ -123,6 +129,23 @@ mod tests {
         assert_eq!(t.request(1_500, 1, 10, 20, 20, 2_000), grant(10, 10));
         assert_eq!(t.request(1_510, 2, 0, 20, 20, 2_000), grant(10, 10));
         assert!(t.held(1_510) <= 20);
+    }
+
+    #[test]
+    fn a_process_short_of_one_permit_takes_one_not_a_fair_share() {
+        let mut t = LeaseTable::default();
+        assert_eq!(t.request(0, 1, 0, 20, 20, 2_000), grant(20, 20), "busy");
+        // 2, 3 and 4 want 2 each and get none: 1 keeps what they leave (14), more than a
+        // fair share (5), and gives the rest back as its calls end.
+        for process in 2..=4 {
+            assert_eq!(t.request(10, process, 0, 2, 20, 2_000), grant(0, 0));
+        }
+        assert_eq!(t.request(1_000, 1, 20, 20, 20, 2_000), grant(14, 20));
+        assert_eq!(t.request(1_500, 1, 14, 20, 20, 2_000), grant(14, 14));
+        for process in 2..=4 {
+            assert_eq!(t.request(1_510, process, 0, 2, 20, 2_000), grant(2, 2));
+        }
+        assert_eq!(t.held(1_510), 20);
     }
 
     #[test]
