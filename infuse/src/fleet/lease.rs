@@ -126,18 +126,21 @@ async fn keeper(fleet: Weak<Fleet>, cell: Weak<Cell>) {
         };
         let renewed = matches!(answer, Some(Ok(_)));
         match answer {
-            Some(Ok(held)) => {
+            Some(Ok(grant)) => {
+                // What this process may use for new calls (its lease may hold more, for
+                // the calls that run).
+                let target = grant.target;
                 fallen_back = false;
                 // Asked for more and got none: the fleet's cap is full (until the next
                 // answer says otherwise), and the next request for more waits longer.
-                let full = want > granted && held <= granted;
+                let full = want > granted && target <= granted;
                 permits.set_fleet_full(full);
                 ask_gap = match full {
                     true => (ask_gap * 2).min(MAX_ASK_GAP),
                     false => ASK_GAP,
                 };
-                permits.grant(held);
-                last_share = held;
+                permits.grant(target);
+                last_share = target;
                 valid_until = Some(asked_at + LEASE - MARGIN);
             }
             other => {
@@ -252,6 +255,7 @@ mod expiry {
     use tokio::time::Instant;
 
     use super::{Fleet, ASK_GAP, LEASE, MARGIN};
+    use crate::core::lease::Grant;
     use crate::core::{Command, Outcome, Settings, StorageError};
     use crate::fleet::remote::{Answer, Remote};
     use crate::fleet::UnavailablePolicy;
@@ -309,7 +313,7 @@ mod expiry {
             want: u32,
             cap: u32,
             lease: Duration,
-        ) -> Answer<'a, u32> {
+        ) -> Answer<'a, Grant> {
             if self.cut.load(Ordering::Relaxed) {
                 return Box::pin(pending());
             }
@@ -325,7 +329,7 @@ mod expiry {
                 )
                 .await?;
                 *self.answered.lock().unwrap() = Some(Instant::now());
-                Ok(grant.target)
+                Ok(grant)
             })
         }
     }

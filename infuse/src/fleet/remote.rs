@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use crate::core::lease::Grant;
 use crate::core::{Command, Outcome, Settings, StorageError, Target};
 use crate::store::redis::keys::Audit;
 use crate::store::redis::{Announcement, Deadlines, LogRead, RedisStore};
@@ -88,7 +89,7 @@ pub(crate) trait Remote: Send + Sync + 'static {
         want: u32,
         cap: u32,
         lease: Duration,
-    ) -> Answer<'a, u32> {
+    ) -> Answer<'a, Grant> {
         let _ = (service, process, keep, want, cap, lease);
         refused("this store keeps no concurrency leases")
     }
@@ -191,7 +192,7 @@ impl Remote for RedisStore {
         want: u32,
         cap: u32,
         lease: Duration,
-    ) -> Answer<'a, u32> {
+    ) -> Answer<'a, Grant> {
         Box::pin(RedisStore::lease_permits(
             self, service, process, keep, want, cap, lease,
         ))

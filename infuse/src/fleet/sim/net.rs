@@ -753,7 +753,7 @@ impl Remote for SimRemote {
         want: u32,
         cap: u32,
         lease: Duration,
-    ) -> Boxed<'a, u32> {
+    ) -> Boxed<'a, crate::core::lease::Grant> {
         Box::pin(async move {
             let body = Body::Lease {
                 service: service.to_owned(),
@@ -766,7 +766,7 @@ impl Remote for SimRemote {
                 .ask("lease permits", self.deadlines.admin, body)
                 .await?
             {
-                Reply::Grant(grant) => Ok(grant.target),
+                Reply::Grant(grant) => Ok(grant),
                 _ => Err(StorageError::Corrupt(
                     "lease permits: a reply of another kind".into(),
                 )),

@@ -501,27 +501,11 @@ impl RedisStore {
     }
 
     /// Asks to hold `want` of `service`'s `cap` concurrency permits for `lease` (keeping
-    /// `keep`, the calls running now), as process `process` (see
+    /// `keep`, the calls it may still admit), as process `process` (see
     /// `scripts/lease_permits.lua`): answers how many this process may use for new calls
-    /// (the target of its [`Grant`]), under the admin deadline (the calls do not wait on
+    /// and how many its lease holds, under the admin deadline (the calls do not wait on
     /// it: a background task renews leases).
     pub(crate) async fn lease_permits(
-        &self,
-        service: &str,
-        process: u64,
-        keep: u32,
-        want: u32,
-        cap: u32,
-        lease: Duration,
-    ) -> Result<u32, StorageError> {
-        self.lease_grant(service, process, keep, want, cap, lease)
-            .await
-            .map(|grant| grant.target)
-    }
-
-    /// [`lease_permits`](RedisStore::lease_permits), answering the whole [`Grant`] (what
-    /// the lease holds too): for [`Budgets`].
-    async fn lease_grant(
         &self,
         service: &str,
         process: u64,
@@ -954,8 +938,7 @@ impl Budgets for RedisStore {
         cap: u32,
         lease: Duration,
     ) -> Result<Grant, StorageError> {
-        self.lease_grant(service, process, keep, want, cap, lease)
-            .await
+        RedisStore::lease_permits(self, service, process, keep, want, cap, lease).await
     }
 
     async fn retry_tokens(
