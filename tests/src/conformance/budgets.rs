@@ -49,26 +49,11 @@ macro_rules! __budget_cases {
 }
 
 /// Instantiates one `#[tokio::test]` per budget case for a store expression (as
-/// `conformance_tests!`).
+/// `conformance_tests!`, with its test maker).
 #[macro_export]
 macro_rules! budget_conformance_tests {
     ($(#[$attr:meta])* store = $store:expr, prefix = $prefix:expr $(,)?) => {
-        $crate::__budget_cases!($crate::__budget_test! [[$(#[$attr])*] ($store) ($prefix)]);
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __budget_test {
-    ([$attrs:tt ($store:expr) ($prefix:expr)]) => {};
-    ([[$($attr:tt)*] ($store:expr) ($prefix:expr)] $case:ident, $($rest:ident,)*) => {
-        #[::tokio::test]
-        $($attr)*
-        async fn $case() {
-            let store = $store;
-            $crate::conformance::$case(&store, &$prefix).await;
-        }
-        $crate::__budget_test!([[$($attr)*] ($store) ($prefix)] $($rest,)*);
+        $crate::__budget_cases!($crate::__conformance_test! [[$(#[$attr])*] ($store) ($prefix)]);
     };
 }
 
