@@ -62,6 +62,14 @@ struct Tokens {
 }
 
 impl Tokens {
+    /// Whether it holds tokens granted less than [`TOKEN_LIFETIME`] ago.
+    fn holds_fresh(&self, now: Instant) -> bool {
+        self.held > 0
+            && self
+                .granted_at
+                .is_some_and(|at| now.saturating_duration_since(at) < TOKEN_LIFETIME)
+    }
+
     /// Whether the fleet was asked less than the current gap ago.
     fn asked_recently(&self, now: Instant) -> bool {
         let gap = self.gap.max(ASK_GAP);
@@ -154,10 +162,7 @@ impl RetryBudget {
     pub(crate) fn token(&self) -> Token {
         let now = Instant::now();
         let mut tokens = lock(&self.tokens);
-        let fresh = tokens
-            .granted_at
-            .is_some_and(|at| now.saturating_duration_since(at) < TOKEN_LIFETIME);
-        if tokens.held > 0 && fresh {
+        if tokens.holds_fresh(now) {
             tokens.held -= 1;
             tokens.used += 1;
             self.spend();
@@ -181,11 +186,7 @@ impl RetryBudget {
     pub(crate) fn prefetch(&self) -> Option<Token> {
         let now = Instant::now();
         let mut tokens = lock(&self.tokens);
-        let fresh = tokens
-            .granted_at
-            .is_some_and(|at| now.saturating_duration_since(at) < TOKEN_LIFETIME);
-        let recent = tokens.asked_recently(now);
-        if (tokens.held > 0 && fresh) || tokens.asking || recent {
+        if tokens.holds_fresh(now) || tokens.asking || tokens.asked_recently(now) {
             return None;
         }
         tokens.held = 0;
