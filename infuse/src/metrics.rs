@@ -143,7 +143,11 @@ impl BreakerMetrics {
 
     /// Sets the permits gauges from the breaker's permits (with `max_concurrent`).
     fn update_permits(&self) {
-        let (Some(gauges), Some(cell)) = (&self.permits, self.cell.upgrade()) else {
+        // A breaker without the cap pays one branch: the cell is reached only with it.
+        let Some(gauges) = &self.permits else {
+            return;
+        };
+        let Some(cell) = self.cell.upgrade() else {
             return;
         };
         let Some(cap) = cell.settings().max_concurrent else {
