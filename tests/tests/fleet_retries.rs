@@ -11,10 +11,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 const WORKERS: usize = 8;
-const RATE: u32 = 20;
+const RATE: u32 = 5;
 const SECONDS: u32 = 5;
 const RETRIES: u32 = 3;
-const BUDGET: u32 = 10;
+const BUDGET: u32 = 20;
 const FLOOR: u32 = 5;
 
 struct Totals {
